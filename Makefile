@@ -1,0 +1,120 @@
+# sluice - one top-level Makefile.  pkg-config for every dependency.
+#
+#   make            build every binary into bin/
+#   make asan       the same with AddressSanitizer + UBSan into bin-asan/
+#   make test       install missing deps, build, run unit + integration tests
+#   make run        install missing deps, build, start sluiced in the foreground
+#   make fuzz       build the libFuzzer targets and run each for a short while
+#   make bench      throughput side by side with Postfix (never part of test)
+#   make deps       apt-get install everything the above need
+
+PKGS     := libevent libevent_openssl libevent_pthreads openssl libcares libpcre2-8
+BIN      ?= bin
+OBJ      ?= build/obj
+OPT      ?= -O2 -g
+CC       ?= cc
+CFLAGS_W := -Wall -Wextra -Werror
+PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+ALL_CFLAGS = -std=gnu11 $(OPT) $(CFLAGS_W) -D_GNU_SOURCE -I. $(PKG_CFLAGS) $(EXTRA_CFLAGS)
+LDLIBS     = $(PKG_LIBS) -lpthread -lm $(EXTRA_LDLIBS)
+
+# Shared code: lib/ conf/ proto/ -> libsluice.a; mta/ minus main -> libmta.a
+LIB_SRCS  := $(wildcard lib/*.c conf/*.c proto/*.c)
+MTA_SRCS  := $(filter-out mta/main.c,$(wildcard mta/*.c))
+TOOL_SRCS := $(wildcard tools/*.c)
+UNIT_SRCS := $(wildcard tests/unit/test_*.c)
+FUZZ_SRCS := $(wildcard tests/fuzz/fuzz_*.c)
+
+LIBSLUICE := $(OBJ)/libsluice.a
+LIBMTA    := $(OBJ)/libmta.a
+UNIT_BINS := $(patsubst tests/unit/%.c,$(BIN)/tests/%,$(UNIT_SRCS))
+
+# Daemons other than sluiced: each directory with a main.c is one binary.
+EXTRA_DAEMON_DIRS := $(patsubst %/main.c,%,$(wildcard policyd/*/main.c milters/*/main.c))
+EXTRA_DAEMONS := $(foreach d,$(EXTRA_DAEMON_DIRS),$(BIN)/sluice-$(notdir $(d)))
+
+BINARIES := $(BIN)/sluiced $(BIN)/sluice $(EXTRA_DAEMONS)
+
+.PHONY: all asan test unit integration run fuzz bench deps deps-check clean
+all: $(BINARIES) $(UNIT_BINS)
+
+$(OBJ)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -MMD -MP -c -o $@ $<
+
+$(LIBSLUICE): $(LIB_SRCS:%.c=$(OBJ)/%.o)
+	@mkdir -p $(dir $@)
+	rm -f $@ && ar rcs $@ $^
+$(LIBMTA): $(MTA_SRCS:%.c=$(OBJ)/%.o)
+	@mkdir -p $(dir $@)
+	rm -f $@ && ar rcs $@ $^ $(if $(MTA_SRCS),,&& true)
+
+$(BIN)/sluiced: $(OBJ)/mta/main.o $(LIBMTA) $(LIBSLUICE)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDLIBS)
+$(BIN)/sluice: $(TOOL_SRCS:%.c=$(OBJ)/%.o) $(LIBMTA) $(LIBSLUICE)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDLIBS)
+
+define daemon_rule
+$(BIN)/sluice-$(notdir $(1)): $(patsubst %.c,$(OBJ)/%.o,$(wildcard $(1)/*.c)) $(LIBSLUICE)
+	@mkdir -p $$(dir $$@)
+	$$(CC) $$(ALL_CFLAGS) -o $$@ $$^ $$(LDLIBS) $$(DAEMON_LIBS_$(notdir $(1)))
+endef
+$(foreach d,$(EXTRA_DAEMON_DIRS),$(eval $(call daemon_rule,$(d))))
+
+$(BIN)/tests/%: $(OBJ)/tests/unit/%.o $(LIBMTA) $(LIBSLUICE)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDLIBS) $(shell pkg-config --libs cmocka 2>/dev/null || echo -lcmocka)
+
+-include $(shell find build -name '*.d' 2>/dev/null)
+
+asan:
+	$(MAKE) BIN=bin-asan OBJ=build/asan \
+	  OPT="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined"
+
+deps:
+	sh tools/deps.sh
+deps-check:
+	@sh tools/deps.sh --check 2>/dev/null || sh tools/deps.sh
+
+# Unit tests run both optimised and under ASan+UBSan; integration tests run
+# against the ASan build (SLUICE_BIN) so memory errors fail the suite.
+unit: all asan
+	@set -e; for t in $(UNIT_BINS); do echo "== $$t"; $$t; done
+	@set -e; for t in $(subst $(BIN)/,bin-asan/,$(UNIT_BINS)); do echo "== $$t"; \
+	  ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 $$t; done
+
+integration: all asan
+	SLUICE_BIN=$(CURDIR)/bin-asan SLUICE_SHARED=$(CURDIR)/../shared \
+	  ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 \
+	  /usr/bin/python3 -m pytest -q -p no:cacheprovider tests/integration $(PYTEST_ARGS)
+
+test: deps-check
+	$(MAKE) unit
+	$(MAKE) integration
+
+run: deps-check all
+	sh tools/run.sh
+
+FUZZ_CC := clang
+FUZZ_OBJ := build/fuzz
+fuzz:
+	$(MAKE) CC=$(FUZZ_CC) OBJ=$(FUZZ_OBJ) BIN=bin-fuzz \
+	  OPT="-O1 -g -fsanitize=fuzzer-no-link,address,undefined" $(FUZZ_OBJ)/libsluice.a
+	@mkdir -p bin-fuzz
+	@set -e; for f in $(FUZZ_SRCS); do n=$$(basename $$f .c); \
+	  $(FUZZ_CC) -std=gnu11 -O1 -g -D_GNU_SOURCE -I. $(PKG_CFLAGS) -fsanitize=fuzzer,address,undefined \
+	    -o bin-fuzz/$$n $$f $(FUZZ_OBJ)/libsluice.a $(LDLIBS); \
+	  mkdir -p build/fuzz-corpus/$$n; \
+	  seeds=; [ -d tests/fuzz/corpus/$$n ] && seeds=tests/fuzz/corpus/$$n; \
+	  echo "== fuzz $$n ($(FUZZ_SECONDS)s)"; \
+	  bin-fuzz/$$n -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 build/fuzz-corpus/$$n $$seeds; done
+FUZZ_SECONDS ?= 30
+
+bench: deps-check all
+	/usr/bin/python3 tests/bench/bench_smtp.py
+
+clean:
+	rm -rf build bin bin-asan bin-fuzz

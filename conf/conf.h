@@ -1,0 +1,94 @@
+/*
+ * conf: sluice.conf in Postfix main.cf syntax, and typed parameter tables.
+ * Owns: parsing (name = value, continuation lines that begin with white
+ * space, # comments), $name / ${name} / ${name?text} / ${name:text} / $$
+ * expansion, typed validation against per-daemon parameter tables, list
+ * splitting. Leaves lookup tables to table.c and logging to the caller.
+ *
+ * Every error names "file:line: reason". A bad value for a known parameter
+ * (wrong type, out of range, not one of the enum choices) is an error; an
+ * unknown parameter is a warning (collected, see conf_warnings()).
+ */
+#ifndef SLUICE_CONF_H
+#define SLUICE_CONF_H
+
+#include <stddef.h>
+
+enum conf_type {
+	CONF_STR,	/* any text */
+	CONF_INT,	/* decimal integer within [min, max] */
+	CONF_BOOL,	/* yes|no|true|false|on|off|1|0 (case-insensitive) */
+	CONF_TIME,	/* Postfix time: number + optional unit s|m|h|d|w (default: .unit) -> seconds */
+	CONF_SIZE,	/* bytes, plain integer (Postfix style), optional k|m|g suffix accepted */
+	CONF_LIST,	/* list split on commas and white space; { ... } groups stay one item */
+	CONF_ENUM,	/* one of .choices ("a|b|c"), case-insensitive */
+};
+
+struct conf_param {
+	const char *name;
+	enum conf_type type;
+	const char *def;	/* default text (may use $other); NULL = "" */
+	long long min, max;	/* INT/TIME(seconds)/SIZE bounds; max == 0 means no upper bound */
+	const char *choices;	/* CONF_ENUM: "accept|tempfail|reject" */
+	char unit;		/* CONF_TIME default unit, 0 = 's' */
+};
+/* A table is an array terminated by an entry with name == NULL. */
+
+struct conf;
+
+/*
+ * conf_load - read and validate path against the given parameter tables
+ * (NULL-terminated array of tables). Parameters whose name starts with one of
+ * ignore_prefixes (NULL-terminated, may be NULL) belong to other daemons and
+ * are neither validated nor warned about.
+ * Returns a new conf, or NULL with *err_out = "file:line: reason" (caller frees).
+ */
+struct conf *conf_load(const char *path, const struct conf_param *const *tables,
+		       const char *const *ignore_prefixes, char **err_out);
+/* conf_load_string - the same from memory; name is used in messages. */
+struct conf *conf_load_string(const char *text, const char *name,
+			      const struct conf_param *const *tables,
+			      const char *const *ignore_prefixes, char **err_out);
+/*
+ * conf_override - set name = value after loading (command-line -o name=value),
+ * validated like a file entry. Returns 0 or -1 with *err_out (caller frees).
+ */
+int conf_override(struct conf *c, const char *name, const char *value, char **err_out);
+void conf_free(struct conf **c);
+
+/* Warnings from loading ("file:line: unknown parameter foo"); borrowed. */
+const char *const *conf_warnings(const struct conf *c, size_t *n_out);
+
+/*
+ * Typed getters. name must be in one of the tables given to conf_load
+ * (else panic: our bug). Strings are expanded; borrowed until conf_free.
+ */
+const char *conf_str(const struct conf *c, const char *name);
+long long conf_int(const struct conf *c, const char *name);
+int conf_bool(const struct conf *c, const char *name);
+long long conf_time_s(const struct conf *c, const char *name);
+long long conf_size(const struct conf *c, const char *name);
+/* conf_list - items of a CONF_LIST (or any) value; *n_out items; borrowed. */
+const char *const *conf_list(const struct conf *c, const char *name, size_t *n_out);
+/* conf_is_set - 1 if the file (or an override) set it explicitly. */
+int conf_is_set(const struct conf *c, const char *name);
+/* conf_where - "file:line" of the explicit setting, or "default"; borrowed. */
+const char *conf_where(const struct conf *c, const char *name);
+/* conf_path - the file name given to conf_load. */
+const char *conf_path(const struct conf *c);
+
+/*
+ * conf_split_list - split text like Postfix: commas and white space separate,
+ * "{ ... }" groups are one item (the braces kept). Caller frees with
+ * conf_list_free(). Exposed for tables and per-milter settings.
+ */
+char **conf_split_list(const char *text, size_t *n_out);
+void conf_list_free(char **list, size_t n);
+
+/*
+ * conf_parse_time - "300s", "5d", "10" (unit def_unit) -> seconds.
+ * Returns 0 or -1 with *err_out (static string).
+ */
+int conf_parse_time(const char *s, char def_unit, long long *secs_out, const char **err_out);
+
+#endif

@@ -1,0 +1,224 @@
+#include "lib/log.h"
+#include "lib/util.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+#include <syslog.h>
+#include <time.h>
+#include <unistd.h>
+
+static struct {
+	char progname[64];
+	int fd;			/* -1 = syslog */
+	int own_fd;		/* fd opened by us (close on re-init) */
+	enum log_format fmt;
+	char host[256];
+} L = { "sluice", 2, 0, LOG_FORMAT_PLAIN, "" };
+
+static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
+
+const char *log_progname(void)
+{
+	return L.progname;
+}
+
+int log_to_stderr(void)
+{
+	return L.fd == 2;
+}
+
+void log_set_stderr_only(const char *progname)
+{
+	snprintf(L.progname, sizeof L.progname, "%s", progname);
+	L.fd = 2;
+	L.fmt = LOG_FORMAT_PLAIN;
+}
+
+int log_init(const char *progname, const char *file, enum log_format fmt, const char **err_out)
+{
+	int fd = -1, own = 0;
+	if (file && *file) {
+		if (strcmp(file, "/dev/stderr") == 0) {
+			fd = 2;
+		} else {
+			fd = open(file, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+			if (fd < 0) {
+				if (err_out)
+					*err_out = strerror(errno);
+				return -1;
+			}
+			own = 1;
+		}
+	}
+	pthread_mutex_lock(&log_lock);
+	if (L.own_fd && L.fd >= 0)
+		close(L.fd);
+	snprintf(L.progname, sizeof L.progname, "%s", progname);
+	if (fd < 0)
+		openlog(L.progname, LOG_PID | LOG_NDELAY, LOG_MAIL);
+	L.fd = fd;
+	L.own_fd = own;
+	L.fmt = fmt;
+	if (!L.host[0] && gethostname(L.host, sizeof L.host - 1) != 0)
+		strcpy(L.host, "localhost");
+	pthread_mutex_unlock(&log_lock);
+	return 0;
+}
+
+static void json_str(struct sbuf *b, const char *s, size_t n)
+{
+	sbuf_addc(b, '"');
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)s[i];
+		if (c == '"' || c == '\\') {
+			sbuf_addc(b, '\\');
+			sbuf_addc(b, (char)c);
+		} else if (c < 0x20 || c == 0x7f) {
+			sbuf_printf(b, "\\u%04x", c);
+		} else {
+			sbuf_addc(b, (char)c);
+		}
+	}
+	sbuf_addc(b, '"');
+}
+
+/* Is s[0..] the start of a key=value token? Returns key length or 0. */
+static size_t kv_key(const char *s)
+{
+	size_t i = 0;
+	while ((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= 'A' && s[i] <= 'Z') || s[i] == '_' ||
+	       (i > 0 && ((s[i] >= '0' && s[i] <= '9') || s[i] == '-' || s[i] == '.')))
+		i++;
+	return (i > 0 && s[i] == '=') ? i : 0;
+}
+
+/* Value ends at ", " or "; " or " " when not inside <>, [], (), "". */
+static size_t kv_value(const char *s)
+{
+	int depth = 0, quoted = 0;
+	size_t i;
+	for (i = 0; s[i]; i++) {
+		char c = s[i];
+		if (quoted) {
+			if (c == '\\' && s[i + 1])
+				i++;
+			else if (c == '"')
+				quoted = 0;
+			continue;
+		}
+		if (c == '"')
+			quoted = 1;
+		else if (c == '<' || c == '[' || c == '(')
+			depth++;
+		else if ((c == '>' || c == ']' || c == ')') && depth > 0)
+			depth--;
+		else if (depth == 0 && (c == ' ' || ((c == ',' || c == ';') && s[i + 1] == ' ')))
+			break;
+	}
+	return i;
+}
+
+char *log_json_render(const char *progname, const char *qid, const char *msg)
+{
+	struct sbuf b;
+	sbuf_init(&b);
+	struct timeval tv;
+	gettimeofday(&tv, NULL);
+	struct tm tm;
+	gmtime_r(&tv.tv_sec, &tm);
+	char ts[64];
+	strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%S", &tm);
+	sbuf_printf(&b, "{\"time\":\"%s.%03dZ\",\"host\":", ts, (int)(tv.tv_usec / 1000));
+	json_str(&b, L.host[0] ? L.host : "localhost", strlen(L.host[0] ? L.host : "localhost"));
+	sbuf_adds(&b, ",\"program\":");
+	json_str(&b, progname, strlen(progname));
+	sbuf_printf(&b, ",\"pid\":%d", (int)getpid());
+	if (qid) {
+		sbuf_adds(&b, ",\"queue_id\":");
+		json_str(&b, qid, strlen(qid));
+	}
+	sbuf_adds(&b, ",\"message\":");
+	json_str(&b, msg, strlen(msg));
+	/* key=value members, first occurrence of a key wins */
+	const char *seen[64];
+	size_t seen_len[64], nseen = 0;
+	for (const char *p = msg; *p;) {
+		size_t k = (p == msg || p[-1] == ' ') ? kv_key(p) : 0;
+		if (!k) {
+			p++;
+			continue;
+		}
+		const char *v = p + k + 1;
+		size_t vl = kv_value(v);
+		int dup = 0;
+		for (size_t i = 0; i < nseen; i++)
+			if (seen_len[i] == k && memcmp(seen[i], p, k) == 0)
+				dup = 1;
+		if (!dup && nseen < 64 && !(k == 7 && memcmp(p, "message", 7) == 0) &&
+		    !(k == 8 && memcmp(p, "queue_id", 8) == 0)) {
+			seen[nseen] = p;
+			seen_len[nseen++] = k;
+			sbuf_addc(&b, ',');
+			json_str(&b, p, k);
+			sbuf_addc(&b, ':');
+			json_str(&b, v, vl);
+		}
+		p = v + vl;
+	}
+	sbuf_addc(&b, '}');
+	return sbuf_steal(&b);
+}
+
+void log_eventv(const char *qid, const char *fmt, va_list ap)
+{
+	char *msg = xvasprintf(fmt, ap);
+	/* never let a peer's bytes break the one-line rule */
+	for (char *p = msg; *p; p++)
+		if (*p == '\n' || *p == '\r')
+			*p = ' ';
+	if (L.fd < 0) {
+		if (qid)
+			syslog(LOG_INFO, "%s: %s", qid, msg);
+		else
+			syslog(LOG_INFO, "%s", msg);
+		free(msg);
+		return;
+	}
+	struct sbuf b;
+	sbuf_init(&b);
+	if (L.fmt == LOG_FORMAT_JSON) {
+		char *j = log_json_render(L.progname, qid, msg);
+		sbuf_adds(&b, j);
+		free(j);
+	} else {
+		struct timeval tv;
+		gettimeofday(&tv, NULL);
+		struct tm tm;
+		localtime_r(&tv.tv_sec, &tm);
+		char ts[64];
+		strftime(ts, sizeof ts, "%b %e %H:%M:%S", &tm);
+		sbuf_printf(&b, "%s %s %s[%d]: ", ts, L.host[0] ? L.host : "localhost", L.progname,
+			    (int)getpid());
+		if (qid)
+			sbuf_printf(&b, "%s: ", qid);
+		sbuf_adds(&b, msg);
+	}
+	sbuf_addc(&b, '\n');
+	ssize_t w = write(L.fd, b.buf, b.len);
+	(void)w;
+	sbuf_free(&b);
+	free(msg);
+}
+
+void log_event(const char *qid, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	log_eventv(qid, fmt, ap);
+	va_end(ap);
+}

@@ -1,0 +1,47 @@
+/*
+ * log: one line per event, "QUEUEID: text" (DESIGN.md section 8).
+ * Owns the log destination (syslog facility mail, a file, or stderr) and
+ * the format (plain Postfix-style lines or JSON objects).
+ * Leaves what to say to the callers; never log secrets.
+ *
+ * Plain:  "5F2A1C9D0B: from=<a@example.com>, size=1234, nrcpt=1"
+ * JSON:   {"time":"2026-11-21T21:00:00.123Z","host":"mx","program":"sluiced",
+ *          "pid":123,"queue_id":"5F2A1C9D0B","message":"from=<a@...>, size=1234, nrcpt=1",
+ *          "from":"<a@example.com>","size":"1234","nrcpt":"1"}
+ * In JSON every key=value token of the message is also a member: the value
+ * runs to the next ", " (or "; " / end), with <...>, [...] and (...) kept whole.
+ */
+#ifndef SLUICE_LOG_H
+#define SLUICE_LOG_H
+
+#include <stdarg.h>
+#include <stddef.h>
+
+enum log_format { LOG_FORMAT_PLAIN, LOG_FORMAT_JSON };
+
+/*
+ * log_init - choose destination and format; may be called again (SIGHUP).
+ * progname: "sluiced", "sluice-spf", ... (copied).
+ * file: NULL or "" = syslog (LOG_MAIL); "/dev/stderr" or a path (appended).
+ * Returns 0, or -1 with *err_out (static string) when the file can't be opened
+ * (the previous destination stays).
+ */
+int log_init(const char *progname, const char *file, enum log_format fmt, const char **err_out);
+
+/* log_set_stderr_only - before config is read: everything to stderr, plain. */
+void log_set_stderr_only(const char *progname);
+
+/*
+ * log_event - one line. qid: queue id, NULL means no prefix (daemon-level
+ * events), "NOQUEUE" before a queue id exists. Thread-safe (one write(2)).
+ */
+void log_event(const char *qid, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void log_eventv(const char *qid, const char *fmt, va_list ap);
+
+/* log_json_render - the JSON form of one event, for tests; caller frees. */
+char *log_json_render(const char *progname, const char *qid, const char *msg);
+
+int log_to_stderr(void);
+const char *log_progname(void);
+
+#endif

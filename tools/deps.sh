@@ -1,0 +1,42 @@
+#!/bin/sh
+# deps.sh - install (or, with --check, only test for) every Debian package
+# that building, running, testing and benchmarking sluice needs.
+# Idempotent; quick when everything is already installed.
+set -eu
+
+PKGS="gcc make pkg-config clang libclang-rt-14-dev
+libevent-dev libssl-dev libc-ares-dev libpcre2-dev libcmocka-dev
+openssl ca-certificates python3 python3-pytest python3-yaml python3-dnspython
+swaks unbound bind9-dnsutils postfix iproute2 procps"
+
+missing=""
+for p in $PKGS; do
+	st=$(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null || true)
+	[ "$st" = "installed" ] || missing="$missing $p"
+done
+
+if [ "${1:-}" = "--check" ]; then
+	[ -z "$missing" ] && exit 0
+	echo "missing packages:$missing" >&2
+	exit 1
+fi
+[ -z "$missing" ] && { echo "deps: all packages present"; exit 0; }
+
+if [ "$(id -u)" != 0 ]; then
+	echo "deps: need root to install:$missing" >&2
+	exit 1
+fi
+export DEBIAN_FRONTEND=noninteractive
+# Postfix must be installed unconfigured and must never start a system
+# instance: preseed "No configuration" and forbid service starts while
+# installing (policy-rc.d exit 101), unless the image already does.
+echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
+added_policy=""
+if [ ! -e /usr/sbin/policy-rc.d ]; then
+	printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
+	chmod 755 /usr/sbin/policy-rc.d
+	added_policy=1
+fi
+trap '[ -n "$added_policy" ] && rm -f /usr/sbin/policy-rc.d' EXIT
+apt-get update
+apt-get install -y --no-install-recommends $missing
