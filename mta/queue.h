@@ -1,0 +1,162 @@
+/*
+ * queue: the durable mail queue under queue_directory ("250 means on disk").
+ * Owns: queue ids, the queue file format, writing a message while it is
+ * received, the commit (file fsync, rename into active/, directory fsync)
+ * done by one committer thread that groups concurrent commits (one
+ * directory fsync for a batch), reading queue files back, durable
+ * per-recipient status marks, moving messages between active/, deferred/,
+ * hold/ and corrupt/, and scanning the queue at start-up.
+ * Leaves: scheduling and delivery (qmgr.c, maildir.c), SMTP (smtp_session.c).
+ *
+ * Layout: queue_directory/{incoming,active,deferred,hold,corrupt}/<ID>.
+ * incoming/ holds messages being received (removed on abort; leftovers
+ * are deleted at start-up: they were never acknowledged). A file in
+ * active/, deferred/ or hold/ is a committed message.
+ * In deferred/ the file's mtime is the time of the next delivery attempt.
+ *
+ * Queue ids are Postfix long-id style: fixed-width time (seconds and
+ * microseconds, base 52, no vowels), 'z', then a per-file discriminator;
+ * they sort by arrival time and are unique across processes.
+ */
+#ifndef SLUICE_MTA_QUEUE_H
+#define SLUICE_MTA_QUEUE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct event_base;
+
+enum queue_rcpt_status {
+	QUEUE_RCPT_PENDING = 'P',	/* still to be delivered */
+	QUEUE_RCPT_DONE = 'D',		/* delivered */
+	QUEUE_RCPT_FAILED = 'F',	/* permanent failure (bounced) */
+};
+
+struct queue_rcpt {
+	char *addr;		/* final recipient (after virtual alias expansion) */
+	char *orig;		/* original recipient as given in RCPT TO (for DSN, Delivered-To), or NULL */
+	unsigned notify;	/* SMTP_NOTIFY_* bits from proto/smtp.h, 0 = default */
+	char *orcpt;		/* ORCPT= value or NULL */
+	enum queue_rcpt_status status;
+};
+
+struct queue_envelope {
+	char *sender;		/* envelope sender, "" for the null sender */
+	double arrival;		/* wall-clock seconds */
+	/* attributes kept for logs, Received:, DSN and later filters; any may be NULL */
+	char *client_name, *client_addr, *helo, *proto;	/* proto: "SMTP", "ESMTP", "ESMTPS", ... */
+	char *envid, *ret;	/* DSN (RFC 3461) */
+	int body_8bit;		/* BODY=8BITMIME */
+	int smtputf8;
+	size_t nrcpt;
+	struct queue_rcpt *rcpt;
+};
+/* queue_envelope_free - frees the strings and the rcpt array, not env itself. */
+void queue_envelope_free(struct queue_envelope *env);
+/* queue_envelope_add_rcpt - appends a copy of the strings (orig/orcpt may be NULL). */
+void queue_envelope_add_rcpt(struct queue_envelope *env, const char *addr, const char *orig,
+			     unsigned notify, const char *orcpt);
+
+/*
+ * queue_init - create the directory layout if missing (mode 0700), delete
+ * incoming/ leftovers. Returns 0 or -1 with *err_out (caller frees).
+ */
+int queue_init(const char *qdir, char **err_out);
+
+/* ---- receiving ---- */
+struct queue_writer;
+/*
+ * queue_writer_open - a new message in incoming/ with a fresh queue id.
+ * Returns NULL with *err_out (caller frees) on I/O errors.
+ */
+struct queue_writer *queue_writer_open(const char *qdir, char **err_out);
+/* queue_writer_id - the queue id; borrowed until queue_writer_free. */
+const char *queue_writer_id(const struct queue_writer *w);
+/* queue_writer_write - append message bytes (LF line ends). 0 or -1 (disk error: the
+ * writer remembers it and commit fails). Buffered; no fsync here. */
+int queue_writer_write(struct queue_writer *w, const void *buf, size_t len);
+/* queue_writer_size - message bytes written so far. */
+long long queue_writer_size(const struct queue_writer *w);
+
+/*
+ * queue_commit_cb - called in the event loop thread once the commit is
+ * done: ok = 1 means the message and envelope are fsync'd and renamed into
+ * active/ and active/ is fsync'd (reply 250 now); ok = 0 means it failed (err
+ * says why; reply 451 4.3.0) and the incoming file is gone.
+ */
+typedef void (*queue_commit_cb)(void *arg, int ok, const char *err);
+
+/*
+ * queue_committer_new - the committer thread for one event loop (needs
+ * libevent pthreads support enabled by the caller: evthread_use_pthreads()).
+ */
+struct queue_committer;
+struct queue_committer *queue_committer_new(struct event_base *base, const char *qdir);
+/* queue_committer_free - waits for queued commits to finish (their callbacks run? no: they are dropped). */
+void queue_committer_free(struct queue_committer **c);
+
+/*
+ * queue_writer_commit - hand w (ownership passes) and a copy of env to the
+ * committer; cb runs later in the loop. The committer batches whatever
+ * commits are waiting: for each, write the envelope, fdatasync; then rename
+ * each into active/ and fsync active/ once for the batch.
+ */
+void queue_writer_commit(struct queue_committer *c, struct queue_writer *w,
+			 const struct queue_envelope *env, queue_commit_cb cb, void *arg);
+/* queue_writer_commit_sync - the same, blocking, for tools and tests. 0 or -1 + *err_out. */
+int queue_writer_commit_sync(struct queue_writer *w, const struct queue_envelope *env, char **err_out);
+/* queue_writer_abort - remove the incoming file and free w (NULL ok). */
+void queue_writer_abort(struct queue_writer **w);
+
+/* ---- reading and state ---- */
+enum queue_dir { QUEUE_ACTIVE, QUEUE_DEFERRED, QUEUE_HOLD, QUEUE_CORRUPT };
+const char *queue_dir_name(enum queue_dir d);	/* "active", ... */
+
+struct queue_msg {
+	char id[64];
+	enum queue_dir dir;
+	struct queue_envelope env;
+	long long content_offset;	/* message content is bytes [content_offset, content_offset+content_len) */
+	long long content_len;
+	int fd;				/* open read-write on the queue file */
+	/* private: offsets of each recipient's status byte */
+	long long *status_off;
+};
+
+/*
+ * queue_msg_open - open and parse a committed message. Returns 0, or -1
+ * with *err_out (caller frees); a file that cannot be parsed is moved to
+ * corrupt/ by this call and logged by the caller.
+ */
+int queue_msg_open(const char *qdir, enum queue_dir dir, const char *id, struct queue_msg *m,
+		   char **err_out);
+void queue_msg_close(struct queue_msg *m);
+/* queue_msg_read - pread content bytes at content offset off; returns bytes or -1. */
+long queue_msg_read(struct queue_msg *m, long long off, void *buf, size_t len);
+/* queue_msg_mark - durably set recipient i's status (pwrite one byte + fdatasync). 0 or -1. */
+int queue_msg_mark(struct queue_msg *m, size_t i, enum queue_rcpt_status st);
+/* queue_msg_pending - recipients still PENDING. */
+size_t queue_msg_pending(const struct queue_msg *m);
+
+/*
+ * queue_move - move id from one directory to another (rename + fsync of the
+ * target directory). For QUEUE_DEFERRED, next_attempt (wall seconds) is
+ * stored as the file's mtime. 0 or -1.
+ */
+int queue_move(const char *qdir, const char *id, enum queue_dir from, enum queue_dir to,
+	       double next_attempt);
+/* queue_remove - delete a finished message (unlink + directory fsync). 0 or -1. */
+int queue_remove(const char *qdir, const char *id, enum queue_dir dir);
+
+/*
+ * queue_scan - ids in dir, sorted (oldest first). For QUEUE_DEFERRED,
+ * *next_out (if non-NULL) gets each file's next-attempt time. Caller frees
+ * with queue_scan_free.
+ */
+char **queue_scan(const char *qdir, enum queue_dir dir, size_t *n_out, double **next_out);
+void queue_scan_free(char **ids, size_t n, double *next);
+
+/* Defer log: last reason per recipient, for `sluice queue` (Postfix defer/). */
+int queue_defer_note(const char *qdir, const char *id, const char *rcpt, const char *reason);
+
+#endif
