@@ -6,6 +6,16 @@
  * (A, AAAA, MX, TXT, PTR, CNAME, SOA-derived negative TTL) into plain structs.
  * Leaves: caching policy and what an answer means (SPF, DNSBL, ...) to callers.
  * Answers are untrusted: malformed packets become DNS_ERROR, never a crash.
+ *
+ * Names in answers are in presentation form as glibc prints them (special
+ * bytes escaped as \DDD or \c), lower/upper case as received, no trailing
+ * dot; the root name is "". Query names may be given with or without the
+ * trailing dot; they must be plain host-like names: 1..253 bytes, labels of
+ * 1..63 bytes, printable ASCII without the presentation specials
+ * \ " ( ) ; @ $ (anything else is DNS_ERROR without a query being sent).
+ * At most DNS_MAX_RR records of the asked type are kept per answer (the rest
+ * are ignored) and at most DNS_MAX_CNAME CNAMEs are followed.
+ * Link with c-ares, libevent and -lresolv (ns_initparse, ns_parserr).
  */
 #ifndef SLUICE_PROTO_DNS_H
 #define SLUICE_PROTO_DNS_H
@@ -46,12 +56,16 @@ struct dns_rr {
 		} mx;			/* MX */
 		char *name;		/* PTR, CNAME, NS target (no trailing dot) */
 		struct {
-			char *data;	/* the character-strings of one RR concatenated (RFC 7208 3.3) */
+			char *data;	/* the character-strings of one RR concatenated (RFC 7208 3.3);
+					 * data[len] == 0 as a convenience */
 			size_t len;	/* may contain NUL bytes */
 			size_t nstrings;
 		} txt;			/* TXT */
 	} u;
 };
+
+#define DNS_MAX_RR 256
+#define DNS_MAX_CNAME 16
 
 struct dns_answer {
 	enum dns_status status;
@@ -62,7 +76,27 @@ struct dns_answer {
 	size_t n;		/* records of qtype only (CNAME chain followed by the server) */
 	struct dns_rr *rr;
 };
+/*
+ * For DNS_OK, ttl is the minimum over the returned records and the CNAMEs
+ * that led to them. RR types other than those in the union (e.g. asking for
+ * SOA) come back with type and ttl only. TTLs above 2^31-1 read as 0
+ * (RFC 2181 8). An MX "0 ." (RFC 7505 null MX) has host "".
+ */
 void dns_answer_free(struct dns_answer **a);
+
+/*
+ * dns_answer_decode - decode one raw DNS response (as received) for the
+ * question (qname, qtype). qname NULL = take it from the question section.
+ * Only answer RRs of class IN owned by qname, or by the end of the CNAME chain
+ * starting at qname inside the answer section, are returned. RCODE NOERROR
+ * gives DNS_OK/DNS_NODATA, NXDOMAIN gives DNS_NXDOMAIN, every other RCODE
+ * DNS_SERVFAIL; a packet that does not parse, is not a response, or holds a
+ * malformed record of the asked type gives DNS_ERROR. Negative TTL (NODATA,
+ * NXDOMAIN) from the first SOA of the authority section: min(SOA TTL,
+ * SOA minimum), RFC 2308 5. Never NULL; caller frees with dns_answer_free.
+ */
+struct dns_answer *dns_answer_decode(const unsigned char *pkt, size_t len, const char *qname,
+				     enum dns_type qtype);
 
 struct dns_opts {
 	const char *const *servers;	/* "host" or "host:port" or "[v6]:port"; NULL/0 = /etc/resolv.conf */
@@ -80,7 +114,11 @@ struct dns_resolver;
  * Returns NULL with *err_out (caller frees) on a bad server list.
  */
 struct dns_resolver *dns_new(struct event_base *base, const struct dns_opts *o, char **err_out);
-/* dns_free - cancels pending queries (their callbacks are NOT called). */
+/*
+ * dns_free - cancels pending queries (their callbacks are NOT called).
+ * Must not be called from inside a dns_cb of the same resolver (panics):
+ * leave the loop or defer it with event_base_once instead.
+ */
 void dns_free(struct dns_resolver **r);
 
 struct dns_req;
@@ -95,16 +133,28 @@ typedef void (*dns_cb)(void *arg, const struct dns_answer *ans);
  * trailing dot) for type. Returns a handle usable with dns_cancel until the
  * callback has run. The callback may run before dns_query returns only if
  * the name is invalid (then status DNS_ERROR).
+ * (This implementation never calls it before dns_query returns: an invalid
+ * name or an immediate resolver failure is delivered from the loop, and the
+ * returned handle is never NULL.) The callback runs at the latest
+ * timeout_ms x tries after dns_query, with DNS_TIMEOUT if nothing better
+ * came in. Inside the callback dns_query and dns_cancel (of other requests)
+ * may be used; dns_free may not. base must be non-NULL for this resolver.
  */
 struct dns_req *dns_query(struct dns_resolver *r, const char *name, enum dns_type type,
 			  dns_cb cb, void *arg);
-/* dns_cancel - the callback of req will not be called. NULL is ignored. */
+/*
+ * dns_cancel - the callback of req will not be called. NULL is ignored.
+ * The request's memory is released when c-ares is done with it (at the
+ * latest after its own retries time out, or at dns_free).
+ */
 void dns_cancel(struct dns_req *req);
 
 /*
  * dns_query_sync - blocking look-up with an overall deadline (ms, 0 = the
  * resolver's timeout x tries). Returns a new answer (never NULL; status says
  * what happened); caller frees with dns_answer_free.
+ * Only for resolvers made with base == NULL (panics otherwise). Sockets are
+ * waited for with poll(2), so any fd number works.
  */
 struct dns_answer *dns_query_sync(struct dns_resolver *r, const char *name, enum dns_type type,
 				  int deadline_ms);
