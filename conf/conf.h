@@ -91,4 +91,37 @@ void conf_list_free(char **list, size_t n);
  */
 int conf_parse_time(const char *s, char def_unit, long long *secs_out, const char **err_out);
 
+/*
+ * Added for table.c (and anyone reading Postfix-syntax files).
+ *
+ * conf_read_file - read all of path into a new NUL-terminated buffer
+ * (*text_out, caller frees; *len_out excludes the NUL, the text may itself
+ * contain NUL bytes, which conf_lines reports). Files over max_bytes are an
+ * error. Returns 0 or -1 with *err_out = "path: reason" (caller frees).
+ */
+int conf_read_file(const char *path, size_t max_bytes, char **text_out, size_t *len_out,
+		   char **err_out);
+
+/*
+ * conf_lines - Postfix logical lines (as readlline(3) in main.cf and tables):
+ * lines whose first non-blank character is '#' and blank lines are skipped;
+ * a line that begins with white space continues the previous logical line
+ * (joined with one space); \r\n line ends are accepted; leading and
+ * trailing white space is removed. A continuation line with nothing to
+ * continue, a NUL byte, or a logical line over max_line_bytes is an error.
+ * name is used in messages ("name:line: reason"); text is borrowed.
+ */
+#define CONF_MAX_LINE_BYTES (1024 * 1024)
+struct conf_lines;
+struct conf_lines *conf_lines_new(const char *text, size_t len, const char *name,
+				  size_t max_line_bytes);
+/*
+ * conf_lines_next - 1 with *line_out (borrowed until the next call) and
+ * *lineno_out (line number where the logical line starts), 0 at the end,
+ * -1 with *err_out (caller frees).
+ */
+int conf_lines_next(struct conf_lines *r, const char **line_out, int *lineno_out,
+		    char **err_out);
+void conf_lines_free(struct conf_lines **r);
+
 #endif
