@@ -86,7 +86,27 @@ struct smtp_cmd {
 	struct smtp_rcpt_params rcpt;	 /* RCPT */
 	unsigned long long bdat_size;	 /* BDAT */
 	int bdat_last;			 /* BDAT ... LAST */
+	const char *auth_mech;		 /* AUTH: mechanism as received */
+	const char *auth_initial;	 /* AUTH: initial response as received, or NULL */
 };
+
+/*
+ * Command parsing details (added with proto/smtp_cmd.c):
+ * - The verb is the text before the first SP, matched case-insensitively.
+ *   arg has trailing SP/HT removed; line is exactly as received.
+ * - An empty line is BAD_COMMAND 500 5.5.2 "Error: bad syntax"; a line
+ *   containing NUL is BAD_COMMAND 500 5.5.2 "Error: NUL character in command".
+ * - MAIL/RCPT: "FROM:"/"TO:" may be followed by spaces (Postfix); the path
+ *   must be in <>. RCPT TO:<Postmaster> (any case, no domain) is accepted
+ *   with domain "" (RFC 5321 4.1.1.3). SIZE= saturates at LLONG_MAX. Bad
+ *   parameter values are 501 5.5.4 ("Bad message size syntax", ...),
+ *   unknown ones 555 5.5.4 "Unsupported option: X" (X sanitised: printable
+ *   ASCII only).
+ * - AUTH: "mechanism [initial-response]" split into auth_mech/auth_initial;
+ *   decoding the response is the session's job.
+ * - In the unquoted local part dots may be leading, trailing or doubled
+ *   ("a..b@x", as Postfix accepts); path.local is then as received.
+ */
 
 enum smtp_item_kind {
 	SMTP_ITEM_COMMAND,	/* .cmd: a syntactically valid command (verb may be UNKNOWN) */
@@ -141,7 +161,9 @@ enum smtp_next smtp_parser_next(struct smtp_parser *p, struct smtp_item *item);
  *   DATA_END (bdat_last set); back to command mode. Also used to swallow
  *   the chunk of a BDAT the session refuses (it ignores the DATA items).
  * expect_line: the next CRLF-terminated line is returned raw as LINE
- *   (AUTH responses, RFC 4954).
+ *   (AUTH responses, RFC 4954), without its line end. A line longer than
+ *   max_line_bytes gives BAD_COMMAND 500 5.5.0 "Error: line too long"
+ *   instead (the session aborts the exchange). Back to command mode either way.
  */
 void smtp_parser_begin_data(struct smtp_parser *p);
 void smtp_parser_begin_bdat(struct smtp_parser *p, unsigned long long n, int last);
