@@ -800,11 +800,13 @@ static void sync_wait(struct dns_resolver *r, long long left_ms)
 {
 	ares_socket_t socks[ARES_GETSOCK_MAXNUM];
 	struct pollfd pfd[ARES_GETSOCK_MAXNUM];
-	int bits = ares_getsock(r->ch, socks, ARES_GETSOCK_MAXNUM), n = 0;
+	unsigned bits = (unsigned)ares_getsock(r->ch, socks, ARES_GETSOCK_MAXNUM);
+	int n = 0;
 
+	/* not ARES_GETSOCK_WRITABLE(): it shifts an int into the sign bit */
 	for (int i = 0; i < ARES_GETSOCK_MAXNUM; i++) {
-		short ev = (short)((ARES_GETSOCK_READABLE(bits, i) ? POLLIN : 0) |
-				   (ARES_GETSOCK_WRITABLE(bits, i) ? POLLOUT : 0));
+		short ev = (short)(((bits >> i) & 1 ? POLLIN : 0) |
+				   ((bits >> (i + ARES_GETSOCK_MAXNUM)) & 1 ? POLLOUT : 0));
 		if (ev)
 			pfd[n].fd = socks[i], pfd[n].events = ev, pfd[n++].revents = 0;
 	}
