@@ -159,4 +159,52 @@ void queue_scan_free(char **ids, size_t n, double *next);
 /* Defer log: last reason per recipient, for `sluice queue` (Postfix defer/). */
 int queue_defer_note(const char *qdir, const char *id, const char *rcpt, const char *reason);
 
+/* ---- additions (sluice qmgr) ---- */
+
+/* Longest queue id plus NUL; ids are [0-9A-Za-z] minus vowels, 12..24 chars. */
+#define QUEUE_ID_MAX 32
+/* queue_id_valid - 1 if id has the shape of our queue ids (safe as a file name). */
+int queue_id_valid(const char *id);
+
+/* Caps on what queue_msg_open accepts from disk (the file is untrusted). */
+#define QUEUE_MAX_RCPT 100000
+#define QUEUE_MAX_FIELD_BYTES 65536
+
+/*
+ * queue_msg_open_ex - queue_msg_open that also says whether the file was
+ * found corrupt and moved to corrupt/ (*corrupt_out = 1) as opposed to an
+ * I/O error or a missing file (*corrupt_out = 0; *errno_out, if non-NULL,
+ * gets the errno, e.g. ENOENT when someone else moved the file).
+ */
+int queue_msg_open_ex(const char *qdir, enum queue_dir dir, const char *id, struct queue_msg *m,
+		      char **err_out, int *corrupt_out, int *errno_out);
+
+/*
+ * queue_msg_set - recipient i's status byte (pwrite) without fdatasync;
+ * call queue_msg_sync before relying on it. Lets a caller make several
+ * marks durable with one fdatasync. 0 or -1 (errno set).
+ */
+int queue_msg_set(struct queue_msg *m, size_t i, enum queue_rcpt_status st);
+/* queue_msg_sync - fdatasync the queue file. 0 or -1 (errno set). */
+int queue_msg_sync(struct queue_msg *m);
+
+/*
+ * QUEUE_NOSYNC: skip the directory fsync in queue_move_ex/queue_remove_ex.
+ * Only for moves whose loss in a crash is harmless: e.g. removing a file
+ * whose recipients are all durably DONE/FAILED (it would come back and be
+ * removed again), or active -> deferred (it would just be retried sooner).
+ */
+#define QUEUE_NOSYNC 1u
+int queue_move_ex(const char *qdir, const char *id, enum queue_dir from, enum queue_dir to,
+		  double next_attempt, unsigned flags);
+int queue_remove_ex(const char *qdir, const char *id, enum queue_dir dir, unsigned flags);
+
+/*
+ * queue_defer_reset - forget the defer log of id (before a new round of
+ * queue_defer_note calls, so it holds the last reason per recipient).
+ * The log lives in queue_directory/defer/<ID>, one "rcpt TAB reason" line
+ * per recipient; queue_remove deletes it. 0 or -1.
+ */
+int queue_defer_reset(const char *qdir, const char *id);
+
 #endif
