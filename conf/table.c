@@ -49,6 +49,7 @@ struct re_rule {
 	regex_t posix;		/* regexp: */
 	pcre2_code *pcre;	/* pcre: */
 	char *val;		/* RE_MATCH: result text with $n */
+	int lineno;
 	size_t endif;		/* RE_IF: index of the matching RE_ENDIF */
 };
 
@@ -492,8 +493,9 @@ static char *re_rule_parse(struct re_rule *r, const char *line, int pcre)
 }
 
 /*
- * re_line - add one rule; IF/ENDIF nesting is tracked in *open (a stack of
- * IF indexes kept in the rules themselves through .endif until closed).
+ * re_line - add one rule. *depth counts open IFs; an open IF has
+ * .endif == SIZE_MAX until its ENDIF arrives, so the innermost open IF is
+ * the last such rule.
  */
 static int re_line(struct table_data *d, int pcre, const char *file, int lineno,
 		   const char *line, size_t *depth, char **err_out)
@@ -507,6 +509,7 @@ static int re_line(struct table_data *d, int pcre, const char *file, int lineno,
 		free(why);
 		return -1;
 	}
+	r.lineno = lineno;
 	d->re = xrealloc(d->re, (d->n_re + 1) * sizeof *d->re);
 	d->re[d->n_re] = r;
 	if (r.kind == RE_IF) {
@@ -582,7 +585,7 @@ static int load_file(const struct table *t, struct table_data *d, char **err_out
 		return -1;
 	struct conf_lines *r = conf_lines_new(text, len, t->name, CONF_MAX_LINE_BYTES);
 	const char *line;
-	int lineno = 0, rc;
+	int lineno, rc;
 	size_t depth = 0;
 	while ((rc = conf_lines_next(r, &line, &lineno, err_out)) > 0) {
 		if (t->type == T_HASH)
@@ -595,7 +598,10 @@ static int load_file(const struct table *t, struct table_data *d, char **err_out
 			break;
 	}
 	if (rc == 0 && depth > 0) {
-		*err_out = xasprintf("%s:%d: IF without ENDIF", t->name, lineno);
+		size_t i = d->n_re;
+		while (d->re[--i].kind != RE_IF || d->re[i].endif != SIZE_MAX)
+			;
+		*err_out = xasprintf("%s:%d: IF without ENDIF", t->name, d->re[i].lineno);
 		rc = -1;
 	}
 	conf_lines_free(&r);
