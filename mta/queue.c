@@ -318,7 +318,7 @@ static void env_encode(struct sbuf *b, const struct queue_envelope *env)
 {
 	unsigned char v[8];
 	rec_str(b, 'S', env->sender ? env->sender : "");
-	put64(v, (uint64_t)(long long)(env->arrival * 1e6));
+	put64(v, (uint64_t)(long long)(env->arrival * 1e6 + (env->arrival < 0 ? -0.5 : 0.5)));
 	rec_add(b, 'T', v, 8);
 	rec_str(b, 'C', env->client_name);
 	rec_str(b, 'c', env->client_addr);
