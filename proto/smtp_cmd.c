@@ -332,11 +332,12 @@ static void parse_bdat(struct smtp_cmd_ws *ws, struct smtp_item *it)
 	size_t digits = 0;
 
 	for (; is_digit((unsigned char)*a); a++, digits++) {
-		if (n > (ULLONG_MAX - 9) / 10) {
+		unsigned d = (unsigned)(*a - '0');
+		if (n > (ULLONG_MAX - d) / 10) {
 			set_bad(it, 501, "5.5.4", "Syntax: BDAT count [LAST]");
 			return;
 		}
-		n = n * 10 + (unsigned)(*a - '0');
+		n = n * 10 + d;
 	}
 	while (*a == ' ')
 		a++;

@@ -69,12 +69,14 @@ static size_t take_utf8(struct pscan *ps)
 {
 	size_t n = utf8_seq(ps->s + ps->i);
 
-	if (n == 0)
+	if (n == 0) {
 		ps->err = "invalid UTF-8";
-	else if (!ps->utf8_ok)
+	} else if (!ps->utf8_ok) {
 		ps->err = "non-ASCII character without SMTPUTF8";
-	else
+		n = 0;
+	} else {
 		ps->has_utf8 = 1;
+	}
 	return n;
 }
 
