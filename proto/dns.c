@@ -9,6 +9,11 @@
  * timer enforces timeout_ms x tries overall (c-ares doubles its timeout on
  * every round, so its own give-up time is later) and also delivers answers
  * that c-ares produced synchronously inside ares_query (early).
+ *
+ * ARES_FLAG_NOCHECKRESP stays off: on SERVFAIL/REFUSED/NOTIMP c-ares moves
+ * to the next server (or retries the only one), at most servers x tries
+ * sends, then reports the error without a packet -> DNS_SERVFAIL.
+ * NXDOMAIN and NODATA arrive with the packet, which we decode ourselves.
  */
 #include "proto/dns.h"
 #include "lib/util.h"
@@ -39,6 +44,7 @@ struct dns_resolver {
 	struct event *timer;		/* fires at ares_timeout() */
 	struct dns_sock *socks;		/* one event per c-ares socket */
 	struct dns_req *reqs;		/* every live request */
+	size_t nreqs;
 	int timeout_ms;
 	int tries;
 	int cb_depth;			/* > 0 while a user callback runs */
@@ -514,6 +520,15 @@ static int servers_set(ares_channel ch, const struct dns_opts *o, char **err_out
 	return rc;
 }
 
+static struct event *timer_new(struct event_base *base, event_callback_fn cb, void *arg)
+{
+	struct event *ev = evtimer_new(base, cb, arg);
+
+	if (!ev)
+		panic("dns: evtimer_new failed");
+	return ev;
+}
+
 static void timer_rearm(struct dns_resolver *r)
 {
 	struct timeval tv, *tvp = ares_timeout(r->ch, NULL, &tv);
@@ -603,7 +618,7 @@ struct dns_resolver *dns_new(struct event_base *base, const struct dns_opts *o, 
 		dns_free(&r);
 	}
 	if (r && base)
-		r->timer = evtimer_new(base, timer_cb, r);
+		r->timer = timer_new(base, timer_cb, r);
 	if (err_out)
 		*err_out = err;
 	else
@@ -623,6 +638,7 @@ static void req_free(struct dns_req *req)
 		r->reqs = req->next;
 	if (req->next)
 		req->next->prev = req->prev;
+	r->nreqs--;
 	if (req->timer)
 		event_free(req->timer);
 	dns_answer_free(&req->early);
@@ -722,7 +738,8 @@ struct dns_req *dns_query(struct dns_resolver *r, const char *name, enum dns_typ
 	if (r->reqs)
 		r->reqs->prev = req;
 	r->reqs = req;
-	req->timer = evtimer_new(r->base, req_timer_cb, req);
+	r->nreqs++;
+	req->timer = timer_new(r->base, req_timer_cb, req);
 	if (name_norm(name, qname) < 0) {
 		struct timeval zero = { 0, 0 };
 		req->qname = xstrdup(name ? name : "");
@@ -739,6 +756,11 @@ struct dns_req *dns_query(struct dns_resolver *r, const char *name, enum dns_typ
 	req->starting = 0;
 	timer_rearm(r);
 	return req;
+}
+
+size_t dns_pending(const struct dns_resolver *r)
+{
+	return r ? r->nreqs : 0;
 }
 
 void dns_cancel(struct dns_req *req)

@@ -121,6 +121,13 @@ struct dns_resolver *dns_new(struct event_base *base, const struct dns_opts *o, 
  */
 void dns_free(struct dns_resolver **r);
 
+/*
+ * dns_pending - requests the resolver still holds: not yet answered, plus
+ * cancelled or timed-out ones c-ares has not given up on yet. For stats and
+ * for draining before dns_free.
+ */
+size_t dns_pending(const struct dns_resolver *r);
+
 struct dns_req;
 /*
  * dns_cb - called once from the event loop with the answer; the answer is

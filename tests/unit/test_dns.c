@@ -12,6 +12,7 @@
 #include <event2/event.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <spawn.h>
 #include <stdio.h>
@@ -375,7 +376,17 @@ static void test_timeout_async(void **state)
 	if (took < 550 || took > 10000)	/* 300 ms x 2 tries */
 		fail_msg("timeout after %lld ms, want about 600", took);
 	free(res.text);
-	dns_free(&r);	/* c-ares still waits for its own retries: freed here */
+	/* c-ares still retries (300 + 600 ms): its timer must fire with no
+	 * socket activity at all, then the request is released */
+	assert_int_equal(dns_pending(r), 1);
+	while (dns_pending(r) > 0) {
+		if (now_ms() - t0 > WATCHDOG_MS)
+			fail_msg("c-ares never gave up: timer not driven");
+		event_base_loop(g_base, EVLOOP_ONCE);
+	}
+	assert_true(now_ms() - t0 >= 800);
+	assert_int_equal(res.calls, 1);
+	dns_free(&r);
 }
 
 static void test_timeout_sync_deadline(void **state)
@@ -430,7 +441,12 @@ static void test_cancel(void **state)
 	for (int i = 0; i < 3; i++)
 		assert_int_equal(cancelled[i].calls, 0);
 	free(ok.text);
-	dns_free(&r);	/* frees the cancelled request c-ares still holds */
+	long long end = now_ms() + WATCHDOG_MS;
+	while (dns_pending(r) > 1 && now_ms() < end)	/* a.example.com may still come */
+		event_base_loop(g_base, EVLOOP_ONCE);
+	assert_int_equal(dns_pending(r), 1);	/* the cancelled slow one */
+	assert_int_equal(cancelled[0].calls, 0);
+	dns_free(&r);	/* frees it */
 }
 
 static void test_free_pending(void **state)
@@ -525,6 +541,58 @@ static void test_dead_server(void **state)
 	assert_true(dns_status_is_temp(a->status));
 	dns_answer_free(&a);
 	dns_free(&r);
+}
+
+static void test_failover(void **state)
+{
+	const char *servers[] = { "127.0.0.1:9", g_addr };	/* first one is dead */
+	struct dns_opts o = { servers, 2, 500, 2 };
+	struct dns_resolver *ra = dns_new(g_base, &o, NULL), *rs = dns_new(NULL, &o, NULL);
+	struct result res = { 0 };
+
+	(void)state;
+	dns_query(ra, "v6.example.com", DNS_T_AAAA, on_answer, &res);
+	loop_until(&res.calls, 1);
+	assert_int_equal(res.status, DNS_OK);
+	free(res.text);
+	struct dns_answer *a = dns_query_sync(rs, "a.example.com", DNS_T_A, 0);
+	assert_int_equal(a->status, DNS_OK);
+	dns_answer_free(&a);
+	dns_free(&ra);
+	dns_free(&rs);
+}
+
+/* dns_query_sync from several threads, one resolver each */
+enum { NTHREADS = 4, PER_THREAD = 25 };
+
+static void *sync_thread(void *arg)
+{
+	struct dns_resolver *r = resolver_new(NULL, 2000, 3);
+	char name[64];
+	intptr_t ok = 0;
+
+	for (int i = 0; i < PER_THREAD; i++) {
+		snprintf(name, sizeof(name), "t%d-%d.many.example.com", (int)(intptr_t)arg, i);
+		struct dns_answer *a = dns_query_sync(r, name, DNS_T_A, 0);
+		ok += a->status == DNS_OK && a->n == 1;
+		dns_answer_free(&a);
+	}
+	dns_free(&r);
+	return (void *)ok;
+}
+
+static void test_sync_threads(void **state)
+{
+	pthread_t t[NTHREADS];
+
+	(void)state;
+	for (intptr_t i = 0; i < NTHREADS; i++)
+		assert_int_equal(pthread_create(&t[i], NULL, sync_thread, (void *)i), 0);
+	for (int i = 0; i < NTHREADS; i++) {
+		void *ok;
+		assert_int_equal(pthread_join(t[i], &ok), 0);
+		assert_int_equal((intptr_t)ok, PER_THREAD);
+	}
 }
 
 static void test_server_lists(void **state)
@@ -796,6 +864,8 @@ int main(void)
 		cmocka_unit_test(test_many_concurrent),
 		cmocka_unit_test(test_query_from_callback),
 		cmocka_unit_test(test_dead_server),
+		cmocka_unit_test(test_failover),
+		cmocka_unit_test(test_sync_threads),
 		cmocka_unit_test(test_server_lists),
 		cmocka_unit_test(test_status_names),
 		cmocka_unit_test(test_name_helpers),
