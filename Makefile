@@ -17,7 +17,7 @@ CFLAGS_W := -Wall -Wextra -Werror
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 ALL_CFLAGS = -std=gnu11 $(OPT) $(CFLAGS_W) -D_GNU_SOURCE -I. $(PKG_CFLAGS) $(EXTRA_CFLAGS)
-LDLIBS     = $(PKG_LIBS) -lpthread -lm $(EXTRA_LDLIBS)
+LDLIBS     = $(PKG_LIBS) -lresolv -lpthread -lm $(EXTRA_LDLIBS)
 
 # Shared code: lib/ conf/ proto/ -> libsluice.a; mta/ minus main -> libmta.a
 LIB_SRCS  := $(wildcard lib/*.c conf/*.c proto/*.c)
