@@ -1,0 +1,259 @@
+/*
+ * sluiced - the sluice SMTP server. Thin: options, config, sockets, the
+ * master process (see procs.h for the process model).
+ */
+#include "mta/procs.h"
+#include "mta/params.h"
+#include "mta/smtpd.h"
+#include "mta/queue.h"
+#include "conf/conf.h"
+#include "lib/daemon.h"
+#include "lib/log.h"
+#include "lib/util.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define MAX_CHILDREN 65
+
+struct child {
+	pid_t pid;
+	int is_qmgr;
+	double started;
+};
+
+static struct child children[MAX_CHILDREN];
+static size_t nchildren;
+static volatile sig_atomic_t got_term, got_hup, got_chld;
+
+static void on_signal(int sig)
+{
+	if (sig == SIGTERM || sig == SIGINT)
+		got_term = 1;
+	else if (sig == SIGHUP)
+		got_hup = 1;
+	else if (sig == SIGCHLD)
+		got_chld = 1;
+}
+
+static void usage(void)
+{
+	fprintf(stderr, "usage: sluiced -c sluice.conf [-f]\n");
+	exit(2);
+}
+
+static const char *config_file;
+static struct listener *listeners;
+static size_t nlisteners;
+static int notify_pipe[2];
+static const char *mail_owner;
+
+static pid_t spawn(int is_qmgr)
+{
+	pid_t pid = fork();
+	if (pid < 0) {
+		log_event(NULL, "warning: fork: %s", strerror(errno));
+		return -1;
+	}
+	if (pid > 0)
+		return pid;
+	/* child */
+	struct sigaction sa = { 0 };
+	sa.sa_handler = SIG_DFL;
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGHUP, &sa, NULL);
+	sigaction(SIGCHLD, &sa, NULL);
+	sigset_t none;
+	sigemptyset(&none);
+	sigprocmask(SIG_SETMASK, &none, NULL);
+	if (is_qmgr) {
+		for (size_t i = 0; i < nlisteners; i++)
+			listen_close(&listeners[i]);
+		close(notify_pipe[1]);
+		qmgr_main(config_file, notify_pipe[0]);
+	}
+	close(notify_pipe[0]);
+	receiver_main(config_file, listeners, nlisteners, notify_pipe[1]);
+}
+
+static void start_child(struct child *c)
+{
+	c->pid = spawn(c->is_qmgr);
+	c->started = wall_time();
+}
+
+static void reap(void)
+{
+	int st;
+	pid_t pid;
+	while ((pid = waitpid(-1, &st, WNOHANG)) > 0) {
+		for (size_t i = 0; i < nchildren; i++) {
+			if (children[i].pid != pid)
+				continue;
+			children[i].pid = 0;
+			if (!got_term) {
+				log_event(NULL, "warning: %s process %d %s %d; restarting",
+					  children[i].is_qmgr ? "queue manager" : "receiver", (int)pid,
+					  WIFSIGNALED(st) ? "killed by signal" : "exited with status",
+					  WIFSIGNALED(st) ? WTERMSIG(st) : WEXITSTATUS(st));
+				/* no tight restart loop when a child dies at once */
+				if (wall_time() - children[i].started < 1.0)
+					sleep(1);
+				start_child(&children[i]);
+			}
+		}
+	}
+}
+
+static void broadcast(int sig)
+{
+	for (size_t i = 0; i < nchildren; i++)
+		if (children[i].pid > 0)
+			kill(children[i].pid, sig);
+}
+
+static void master_loop(long long graceful_s)
+{
+	sigset_t block, old;
+	sigemptyset(&block);
+	sigaddset(&block, SIGTERM);
+	sigaddset(&block, SIGINT);
+	sigaddset(&block, SIGHUP);
+	sigaddset(&block, SIGCHLD);
+	sigprocmask(SIG_BLOCK, &block, &old);
+	for (;;) {
+		while (!got_term && !got_hup && !got_chld)
+			sigsuspend(&old);
+		if (got_chld) {
+			got_chld = 0;
+			reap();
+		}
+		if (got_hup) {
+			got_hup = 0;
+			log_event(NULL, "reload -- configuration %s", config_file);
+			broadcast(SIGHUP);
+		}
+		if (got_term)
+			break;
+	}
+	log_event(NULL, "terminating on signal");
+	broadcast(SIGTERM);
+	double deadline = wall_time() + (double)graceful_s + 5;
+	sigprocmask(SIG_SETMASK, &old, NULL);
+	for (;;) {
+		int st;
+		pid_t pid = waitpid(-1, &st, WNOHANG);
+		if (pid < 0 && errno == ECHILD)
+			break;
+		if (pid > 0)
+			continue;
+		if (wall_time() > deadline) {
+			broadcast(SIGKILL);
+			deadline = wall_time() + 60;
+		}
+		usleep(20000);
+	}
+}
+
+int main(int argc, char **argv)
+{
+	int foreground = 0, opt;
+	log_set_stderr_only("sluiced");
+	while ((opt = getopt(argc, argv, "c:f")) != -1) {
+		if (opt == 'c')
+			config_file = optarg;
+		else if (opt == 'f')
+			foreground = 1;
+		else
+			usage();
+	}
+	if (!config_file || optind != argc)
+		usage();
+	char *err = NULL;
+	struct smtpd probe = { 0 };
+	if (smtpd_load(&probe, config_file, &err) < 0)
+		fatal("%s", err);
+	const struct conf *c = probe.conf;
+	const char *logerr;
+	if (log_init("sluiced", conf_str(c, "maillog_file"),
+		     strcmp(conf_str(c, "log_format"), "json") ? LOG_FORMAT_PLAIN : LOG_FORMAT_JSON, &logerr) < 0)
+		fatal("maillog_file %s: %s", conf_str(c, "maillog_file"), logerr);
+	mail_owner = xstrdup(conf_str(c, "mail_owner"));
+	const char *qdir = conf_str(c, "queue_directory");
+	if (queue_init(qdir, &err) < 0)
+		fatal("queue_directory %s: %s", qdir, err);
+	unsigned uid = 0, gid = 0;
+	if (geteuid() == 0 && *mail_owner) {
+		if (daemon_user_ids(mail_owner, &uid, &gid) < 0)
+			fatal("%s: mail_owner %s: no such user (create it, e.g. useradd --system %s, or set mail_owner)",
+			      conf_where(c, "mail_owner"), mail_owner, mail_owner);
+		char *cmd = xasprintf("chown -R %u:%u '%s'", uid, gid, qdir);
+		if (system(cmd) != 0)
+			fatal("cannot give %s to mail_owner %s", qdir, mail_owner);
+		free(cmd);
+		const char *base = conf_str(c, "virtual_mailbox_base");
+		mkdir(base, 0755);
+		if (chown(base, uid, gid) < 0)
+			log_event(NULL, "warning: chown %s: %s", base, strerror(errno));
+	}
+	size_t n;
+	const char *const *specs = conf_list(c, "smtpd_listen", &n);
+	listeners = xcalloc(n ? n : 1, sizeof *listeners);
+	for (size_t i = 0; i < n; i++) {
+		if (listen_open(specs[i], 1024, 0, &listeners[i], &err) < 0)
+			fatal("%s: smtpd_listen: %s", conf_where(c, "smtpd_listen"), err);
+		nlisteners++;
+	}
+	long long workers = conf_int(c, "smtpd_workers");
+	if (workers <= 0)
+		workers = sysconf(_SC_NPROCESSORS_ONLN) > 0 ? sysconf(_SC_NPROCESSORS_ONLN) : 1;
+	if (workers > MAX_CHILDREN - 1)
+		workers = MAX_CHILDREN - 1;
+	long long graceful = conf_time_s(c, "graceful_stop_timeout");
+	char *pidfile = xstrdup(conf_str(c, "pid_file"));
+	if (!foreground)
+		daemon_detach();
+	if (*pidfile) {
+		char *dir = xstrdup(pidfile);
+		char *slash = strrchr(dir, '/');
+		if (slash) {
+			*slash = 0;
+			mkdir(dir, 0755);
+		}
+		free(dir);
+		if (daemon_pidfile(pidfile, &err) < 0)
+			fatal("pid_file: %s", err);
+	}
+	if (pipe2(notify_pipe, O_CLOEXEC) < 0)
+		fatal("pipe: %s", strerror(errno));
+	fcntl(notify_pipe[1], F_SETFL, O_NONBLOCK);
+	struct sigaction sa = { 0 };
+	sa.sa_handler = on_signal;
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGHUP, &sa, NULL);
+	sigaction(SIGCHLD, &sa, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	log_event(NULL, "daemon started -- listening on %zu address(es), %lld receiver(s), queue %s", nlisteners,
+		  workers, qdir);
+	smtpd_free_config(&probe);
+	children[nchildren++].is_qmgr = 1;
+	for (long long i = 0; i < workers; i++)
+		children[nchildren++].is_qmgr = 0;
+	for (size_t i = 0; i < nchildren; i++)
+		start_child(&children[i]);
+	master_loop(graceful);
+	if (*pidfile)
+		unlink(pidfile);
+	log_event(NULL, "daemon stopped");
+	return 0;
+}

@@ -1,0 +1,175 @@
+#include "mta/smtpd.h"
+#include "mta/params.h"
+#include "mta/router.h"
+#include "mta/netlist.h"
+#include "mta/smtp_check.h"
+#include "mta/tls.h"
+#include "conf/conf.h"
+#include "conf/table.h"
+#include "proto/dns.h"
+#include "lib/log.h"
+#include "lib/util.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static void fill_cfg(struct smtpd_cfg *cfg, const struct conf *c, int have_tls)
+{
+	cfg->myhostname = conf_str(c, "myhostname");
+	cfg->banner = conf_str(c, "smtpd_banner");
+	cfg->qdir = conf_str(c, "queue_directory");
+	cfg->message_size_limit = conf_size(c, "message_size_limit");
+	cfg->recipient_limit = conf_int(c, "smtpd_recipient_limit");
+	cfg->max_line_bytes = conf_int(c, "smtpd_max_line_length");
+	const char *bare = conf_str(c, "smtpd_forbid_bare_newline");
+	cfg->bare = (!ascii_strcasecmp(bare, "normalize") || !ascii_strcasecmp(bare, "no"))
+			    ? SMTP_BARE_NORMALIZE : SMTP_BARE_REJECT;
+	cfg->soft_error_limit = conf_int(c, "smtpd_soft_error_limit");
+	cfg->hard_error_limit = conf_int(c, "smtpd_hard_error_limit");
+	cfg->error_sleep_ms = conf_time_s(c, "smtpd_error_sleep_time") * 1000;
+	cfg->timeout_s = conf_time_s(c, "smtpd_timeout");
+	cfg->peername_lookup = conf_bool(c, "smtpd_peername_lookup");
+	cfg->disable_vrfy = conf_bool(c, "disable_vrfy_command");
+	cfg->delay_reject = conf_bool(c, "smtpd_delay_reject");
+	cfg->helo_required = conf_bool(c, "smtpd_helo_required");
+	cfg->reject_unlisted_recipient = conf_bool(c, "smtpd_reject_unlisted_recipient");
+	const char *lvl = conf_str(c, "smtpd_tls_security_level");
+	cfg->tls_level = !*lvl ? (have_tls ? 1 : 0) : !ascii_strcasecmp(lvl, "encrypt") ? 2
+			 : !ascii_strcasecmp(lvl, "may") ? 1 : 0;
+	cfg->tls_received_header = conf_bool(c, "smtpd_tls_received_header");
+	cfg->graceful_stop_s = conf_time_s(c, "graceful_stop_timeout");
+}
+
+/* Everything that depends on the config, built aside so a failure changes nothing. */
+struct built {
+	struct conf *conf;
+	struct table_set *tables;
+	struct router *router;
+	struct netlist *mynetworks;
+	struct dns_resolver *dns;
+	SSL_CTX *tls;
+};
+
+static void built_free(struct built *b)
+{
+	if (b->tls)
+		SSL_CTX_free(b->tls);
+	dns_free(&b->dns);
+	netlist_free(&b->mynetworks);
+	router_free(&b->router);
+	table_set_free(&b->tables);
+	conf_free(&b->conf);
+}
+
+static int build(struct built *b, const char *path, struct event_base *base, char **err_out)
+/* base == NULL: no resolver (validation, or a reload that keeps the running one) */
+{
+	memset(b, 0, sizeof *b);
+	b->conf = conf_load(path, mta_param_tables, mta_foreign_prefixes, err_out);
+	if (!b->conf)
+		return -1;
+	size_t nw;
+	const char *const *w = conf_warnings(b->conf, &nw);
+	for (size_t i = 0; i < nw; i++)
+		log_event(NULL, "warning: %s", w[i]);
+	b->tables = table_set_new();
+	b->router = router_new(b->conf, b->tables, err_out);
+	if (!b->router)
+		goto fail;
+	size_t n;
+	const char *const *nets = conf_list(b->conf, "mynetworks", &n);
+	char *e = NULL;
+	b->mynetworks = netlist_new(nets, n, b->tables, &e);
+	if (!b->mynetworks) {
+		*err_out = xasprintf("%s: mynetworks: %s", conf_where(b->conf, "mynetworks"), e);
+		free(e);
+		goto fail;
+	}
+	/* restriction lists: names, arguments and tables */
+	struct smtpd tmp = { 0 };
+	tmp.conf = b->conf;
+	tmp.tables = b->tables;
+	for (int i = 0; mta_restriction_params[i]; i++)
+		if (check_validate_list(&tmp, mta_restriction_params[i], err_out) < 0)
+			goto fail;
+	const char *cert = conf_str(b->conf, "smtpd_tls_cert_file");
+	const char *key = conf_str(b->conf, "smtpd_tls_key_file");
+	const char *lvl = conf_str(b->conf, "smtpd_tls_security_level");
+	if (*cert || *key) {
+		b->tls = tls_server_ctx(cert, *key ? key : cert, &e);
+		if (!b->tls) {
+			*err_out = xasprintf("%s: %s", conf_where(b->conf, "smtpd_tls_cert_file"), e);
+			free(e);
+			goto fail;
+		}
+	} else if (!ascii_strcasecmp(lvl, "may") || !ascii_strcasecmp(lvl, "encrypt")) {
+		*err_out = xasprintf("%s: smtpd_tls_security_level = %s needs smtpd_tls_cert_file and smtpd_tls_key_file",
+				     conf_where(b->conf, "smtpd_tls_security_level"), lvl);
+		goto fail;
+	}
+	if (base) {
+		size_t ns;
+		const char *const *servers = conf_list(b->conf, "dns_servers", &ns);
+		struct dns_opts o = { servers, ns, (int)conf_time_s(b->conf, "dns_timeout") * 1000,
+				      (int)conf_int(b->conf, "dns_tries") };
+		b->dns = dns_new(base, &o, &e);
+		if (!b->dns) {
+			*err_out = xasprintf("%s: dns_servers: %s", conf_where(b->conf, "dns_servers"), e);
+			free(e);
+			goto fail;
+		}
+	}
+	return 0;
+fail:
+	built_free(b);
+	return -1;
+}
+
+int smtpd_load(struct smtpd *s, const char *path, char **err_out)
+{
+	struct built b;
+	/*
+	 * The resolver survives reloads: sessions may be waiting on it (their
+	 * look-ups would never finish if it were freed). XXX: dns_servers,
+	 * dns_timeout and dns_tries take effect at restart.
+	 */
+	if (build(&b, path, s->dns ? NULL : s->base, err_out) < 0)
+		return -1;
+	struct dns_resolver *keep = s->dns;
+	s->dns = NULL;
+	smtpd_free_config(s);
+	s->conf = b.conf;
+	s->tables = b.tables;
+	s->router = b.router;
+	s->mynetworks = b.mynetworks;
+	s->dns = keep ? keep : b.dns;
+	s->tls = b.tls;
+	fill_cfg(&s->cfg, s->conf, s->tls != NULL);
+	if (s->conf_path != path) {
+		free(s->conf_path);
+		s->conf_path = xstrdup(path);
+	}
+	return 0;
+}
+
+void smtpd_free_config(struct smtpd *s)
+{
+	/* SSL_CTX is reference counted: sessions in TLS keep theirs alive */
+	struct built b = { s->conf, s->tables, s->router, s->mynetworks, s->dns, s->tls };
+	built_free(&b);
+	s->conf = NULL;
+	s->tables = NULL;
+	s->router = NULL;
+	s->mynetworks = NULL;
+	s->dns = NULL;
+	s->tls = NULL;
+}
+
+int smtpd_validate(const char *path, char **err_out)
+{
+	struct built b;
+	if (build(&b, path, NULL, err_out) < 0)
+		return -1;
+	built_free(&b);
+	return 0;
+}

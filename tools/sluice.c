@@ -1,0 +1,119 @@
+/*
+ * sluice - the admin command.
+ *   sluice check -c FILE       validate a config and every table it names
+ *   sluice queue [-c FILE]     list queued messages (like mailq)
+ */
+#include "mta/params.h"
+#include "mta/smtpd.h"
+#include "mta/queue.h"
+#include "conf/conf.h"
+#include "lib/log.h"
+#include "lib/util.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+static void usage(void)
+{
+	fprintf(stderr, "usage: sluice check -c FILE\n"
+			"       sluice queue [-c FILE]\n");
+	exit(2);
+}
+
+static const char *opt_conf(int argc, char **argv)
+{
+	const char *path = NULL;
+	int opt;
+	optind = 2;
+	while ((opt = getopt(argc, argv, "c:")) != -1) {
+		if (opt == 'c')
+			path = optarg;
+		else
+			usage();
+	}
+	return path;
+}
+
+static int cmd_check(int argc, char **argv)
+{
+	const char *path = opt_conf(argc, argv);
+	if (!path)
+		usage();
+	char *err = NULL;
+	if (smtpd_validate(path, &err) < 0) {
+		fprintf(stderr, "sluice: %s\n", err);
+		free(err);
+		return 1;
+	}
+	printf("%s: ok\n", path);
+	return 0;
+}
+
+static void list_dir(const char *qdir, enum queue_dir d, int *count)
+{
+	size_t n;
+	char **ids = queue_scan(qdir, d, &n, NULL);
+	for (size_t i = 0; i < n; i++) {
+		struct queue_msg m;
+		char *err = NULL;
+		if (queue_msg_open(qdir, d, ids[i], &m, &err) < 0) {
+			printf("%-20s (unreadable: %s)\n", ids[i], err);
+			free(err);
+			continue;
+		}
+		time_t t = (time_t)m.env.arrival;
+		char when[64];
+		strftime(when, sizeof when, "%a %b %e %H:%M:%S", localtime(&t));
+		const char *mark = d == QUEUE_HOLD ? "!" : d == QUEUE_DEFERRED ? " " : "*";
+		printf("%s%-19s %8lld %s  %s\n", ids[i], mark, m.content_len, when,
+		       *m.env.sender ? m.env.sender : "MAILER-DAEMON");
+		for (size_t r = 0; r < m.env.nrcpt; r++)
+			if (m.env.rcpt[r].status == QUEUE_RCPT_PENDING)
+				printf("%42s%s\n", "", m.env.rcpt[r].addr);
+		printf("\n");
+		queue_msg_close(&m);
+		(*count)++;
+	}
+	queue_scan_free(ids, n, NULL);
+}
+
+static int cmd_queue(int argc, char **argv)
+{
+	const char *path = opt_conf(argc, argv);
+	const char *qdir = "/var/spool/sluice";
+	char *err = NULL;
+	struct conf *c = NULL;
+	if (path) {
+		c = conf_load(path, mta_param_tables, mta_foreign_prefixes, &err);
+		if (!c) {
+			fprintf(stderr, "sluice: %s\n", err);
+			return 1;
+		}
+		qdir = conf_str(c, "queue_directory");
+	}
+	printf("-Queue ID-           --Size-- ----Arrival Time---- -Sender/Recipient-------\n");
+	int count = 0;
+	list_dir(qdir, QUEUE_ACTIVE, &count);
+	list_dir(qdir, QUEUE_DEFERRED, &count);
+	list_dir(qdir, QUEUE_HOLD, &count);
+	printf(count ? "-- %d Request%s.\n" : "Mail queue is empty\n", count, count == 1 ? "" : "s");
+	conf_free(&c);
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	log_set_stderr_only("sluice");
+	if (argc < 2)
+		usage();
+	if (!strcmp(argv[1], "check"))
+		return cmd_check(argc, argv);
+	if (!strcmp(argv[1], "queue"))
+		return cmd_queue(argc, argv);
+	usage();
+	return 2;
+}
