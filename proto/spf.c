@@ -14,89 +14,7 @@
 #include <arpa/inet.h>
 
 #include "lib/util.h"
-#include "proto/spf.h"
-
-#define SPF_MAX_DEPTH 24	/* include nesting; the term limit stops loops first */
-#define SPF_MAX_SLOTS 48	/* live questions; a batch is at most SPF_MAX_BATCH */
-#define SPF_MAX_BATCH 32	/* cap on max_mx_names / max_ptr_names */
-#define PROBLEM_MAX 64
-
-enum slot_kind { K_SPF, K_EXP, K_ADDR, K_MX, K_PTR };
-enum slot_state { S_FREE = 0, S_UNSENT, S_SENT, S_DONE };
-
-/* One question and the digest of its answer (answers are borrowed). */
-struct spf_slot {
-	unsigned id;
-	enum slot_state st;
-	enum slot_kind kind;
-	enum dns_type type;
-	char name[SPF_NAME_MAX + 1];
-	unsigned cidr;		/* K_ADDR: prefix length to compare */
-	enum dns_status status;
-	size_t n;		/* RRs of the asked type */
-	int match;		/* K_ADDR: an address within cidr of the client */
-	size_t ntxt;		/* K_SPF: v=spf1 records; K_EXP: TXT RRs */
-	int too_long;		/* K_SPF/K_EXP: the text was over the limit */
-	char *text;		/* K_SPF: the v=spf1 record; K_EXP: the one TXT */
-	size_t text_len;
-	char **names;		/* K_MX, K_PTR: first names (capped) */
-	size_t nnames;
-};
-
-enum frame_state { F_FETCH, F_WAIT_REC, F_EVAL };
-
-struct spf_frame {
-	char domain[SPF_NAME_MAX + 1];
-	int domain_ok;		/* a queryable name (else treated as NXDOMAIN) */
-	int redirected;		/* reached by redirect=: none means permerror (6.1) */
-	struct spf_record rec;
-	enum frame_state st;
-	size_t pos;		/* current term */
-	int sub;		/* progress inside the current term */
-	int slot;
-	int batch[SPF_MAX_BATCH];
-	size_t nbatch;
-	char target[SPF_NAME_MAX + 1];	/* expanded domain-spec of the term */
-	int target_ok;
-	enum spf_result child;	/* result of the include just finished */
-};
-
-enum vn_state { VN_NONE, VN_PTR, VN_ADDRS, VN_DONE };
-
-/* Validated domain names of the client address (5.5, 7.3 %{p}). */
-struct spf_vn {
-	enum vn_state st;
-	int slot;
-	enum dns_status ptr_status;
-	size_t n;
-	char *names[SPF_MAX_BATCH];
-	int slots[SPF_MAX_BATCH];
-	int ok[SPF_MAX_BATCH];
-};
-
-enum phase { P_EVAL, P_EXP, P_DONE };
-
-struct spf_check {
-	struct spf_limits lim;
-	char *s, *l, *o, *h, *r, *dflt_exp;
-	long long t;
-	int v6;
-	unsigned char ip[16];	/* 4 bytes used for IPv4 */
-	char ip_i[72], ip_c[INET6_ADDRSTRLEN], ptr_name[80];
-	char domain0[SPF_NAME_MAX + 1];
-	struct spf_frame *fr[SPF_MAX_DEPTH];
-	size_t depth;
-	struct spf_slot slot[SPF_MAX_SLOTS];
-	unsigned next_id;
-	struct spf_vn vn;
-	unsigned dns_terms, voids;
-	enum phase phase;
-	int exp_sub, exp_slot;
-	char *exp_text;		/* the fetched explain-string */
-	enum spf_result result;
-	char *mech, *reason, *expl;
-	char problem[PROBLEM_MAX];
-};
+#include "proto/spf_int.h"
 
 const char *spf_result_name(enum spf_result r)
 {
@@ -135,7 +53,7 @@ static void limits_set(struct spf_limits *l, const struct spf_limits *in)
 		l->max_ptr_names = SPF_MAX_BATCH;
 }
 
-static int status_temp(enum dns_status s)
+int spf_status_temp(enum dns_status s)
 {
 	return s == DNS_SERVFAIL || s == DNS_TIMEOUT || s == DNS_ERROR;
 }
@@ -143,7 +61,7 @@ static int status_temp(enum dns_status s)
 /* ---- query slots ---- */
 
 /* A new question; name NULL (not a usable DNS name) is answered NXDOMAIN at once. */
-static int slot_new(struct spf_check *c, enum slot_kind kind, enum dns_type type,
+int spf_slot_new(struct spf_check *c, enum slot_kind kind, enum dns_type type,
 		    const char *name, unsigned cidr)
 {
 	int i;
@@ -170,7 +88,7 @@ static int slot_new(struct spf_check *c, enum slot_kind kind, enum dns_type type
 	return i;
 }
 
-static void slot_free(struct spf_check *c, int i)
+void spf_slot_free(struct spf_check *c, int i)
 {
 	struct spf_slot *s = &c->slot[i];
 
@@ -181,7 +99,7 @@ static void slot_free(struct spf_check *c, int i)
 	memset(s, 0, sizeof(*s));
 }
 
-static int addr_match(const unsigned char *a, const unsigned char *b, unsigned bits)
+int spf_addr_match(const unsigned char *a, const unsigned char *b, unsigned bits)
 {
 	unsigned bytes = bits / 8, rest = bits % 8;
 
@@ -239,9 +157,9 @@ static void digest_rr(struct spf_check *c, struct spf_slot *s, const struct dns_
 		break;
 	case K_ADDR:
 		if (rr->type == DNS_T_A && !c->v6)
-			s->match |= addr_match((const unsigned char *)&rr->u.a, c->ip, s->cidr);
+			s->match |= spf_addr_match((const unsigned char *)&rr->u.a, c->ip, s->cidr);
 		else if (rr->type == DNS_T_AAAA && c->v6)
-			s->match |= addr_match((const unsigned char *)&rr->u.aaaa, c->ip, s->cidr);
+			s->match |= spf_addr_match((const unsigned char *)&rr->u.aaaa, c->ip, s->cidr);
 		break;
 	}
 }
@@ -278,7 +196,7 @@ void spf_check_answer(struct spf_check *c, unsigned id, const struct dns_answer 
 
 /* ---- results ---- */
 
-static void set_reason(struct spf_check *c, const char *domain, const char *msg,
+void spf_set_reason(struct spf_check *c, const char *domain, const char *msg,
 		       const char *problem)
 {
 	if (c->reason)
@@ -317,7 +235,7 @@ static void check_done(struct spf_check *c)
  * (t: the deciding term, NULL if none); below, it goes to the include.
  * reason (if not NULL) explains an error and is kept if none is set yet.
  */
-static int frame_finish(struct spf_check *c, enum spf_result res, const struct spf_term *t,
+int spf_frame_finish(struct spf_check *c, enum spf_result res, const struct spf_term *t,
 			const char *reason, const char *problem)
 {
 	struct spf_frame *f = c->fr[c->depth - 1];
@@ -328,7 +246,7 @@ static int frame_finish(struct spf_check *c, enum spf_result res, const struct s
 		problem = f->domain;
 	}
 	if (reason)
-		set_reason(c, f->domain, reason, problem);
+		spf_set_reason(c, f->domain, reason, problem);
 	if (c->depth > 1) {
 		frame_free(f);
 		c->fr[--c->depth] = NULL;
@@ -345,7 +263,7 @@ static int frame_finish(struct spf_check *c, enum spf_result res, const struct s
 	return 1;
 }
 
-static int frame_match(struct spf_check *c, const struct spf_term *t)
+int spf_frame_match(struct spf_check *c, const struct spf_term *t)
 {
 	static const struct { char q; enum spf_result r; } quals[] = {
 		{ '+', SPF_PASS }, { '-', SPF_FAIL }, { '~', SPF_SOFTFAIL }, { '?', SPF_NEUTRAL },
@@ -355,17 +273,17 @@ static int frame_match(struct spf_check *c, const struct spf_term *t)
 	for (size_t i = 0; i < sizeof(quals) / sizeof(quals[0]); i++)
 		if (quals[i].q == t->qual)
 			r = quals[i].r;
-	return frame_finish(c, r, t, NULL, NULL);
+	return spf_frame_finish(c, r, t, NULL, NULL);
 }
 
-static int frame_next(struct spf_frame *f)
+int spf_frame_next(struct spf_frame *f)
 {
 	f->pos++;
 	f->sub = 0;
 	return 1;
 }
 
-static struct spf_frame *frame_push(struct spf_check *c, const char *domain, int ok)
+struct spf_frame *spf_frame_push(struct spf_check *c, const char *domain, int ok)
 {
 	struct spf_frame *f = xcalloc(1, sizeof(*f));
 
@@ -375,393 +293,6 @@ static struct spf_frame *frame_push(struct spf_check *c, const char *domain, int
 	f->st = F_FETCH;
 	c->fr[c->depth++] = f;
 	return f;
-}
-
-/* ---- macro context and the validated names ---- */
-
-static const char *vn_pick(const struct spf_check *c, const char *domain)
-{
-	const char *first = NULL;
-	size_t dlen = strlen(domain);
-
-	if (c->vn.st != VN_DONE)
-		return NULL;
-	for (size_t i = 0; i < c->vn.n; i++) {
-		if (!c->vn.ok[i])
-			continue;
-		const char *n = c->vn.names[i];
-		size_t nlen = strlen(n);
-		if (!first)
-			first = n;
-		if (nlen == dlen ? ascii_strcasecmp(n, domain) == 0
-		    : nlen > dlen && n[nlen - dlen - 1] == '.' &&
-		      ascii_strcasecmp(n + nlen - dlen, domain) == 0)
-			return n;	/* a subdomain of <domain> is preferred (7.3) */
-	}
-	return first;
-}
-
-static void macro_ctx(const struct spf_check *c, const char *domain, struct spf_macro_ctx *m)
-{
-	m->s = c->s;
-	m->l = c->l;
-	m->o = c->o;
-	m->d = domain;
-	m->i = c->ip_i;
-	m->c = c->ip_c;
-	m->v = c->v6 ? "ip6" : "in-addr";
-	m->p = vn_pick(c, domain);
-	m->h = c->h;
-	m->r = c->r;
-	m->t = c->t;
-}
-
-/* Run the validated-names procedure one step: 1 progress, 0 blocked. */
-static int vn_step(struct spf_check *c)
-{
-	struct spf_vn *vn = &c->vn;
-	enum dns_type at = c->v6 ? DNS_T_AAAA : DNS_T_A;
-
-	if (vn->st == VN_NONE) {
-		vn->slot = slot_new(c, K_PTR, DNS_T_PTR, c->ptr_name, 0);
-		vn->st = VN_PTR;
-		return 1;
-	}
-	if (vn->st == VN_PTR) {
-		struct spf_slot *s = &c->slot[vn->slot];
-		if (s->st != S_DONE)
-			return 0;
-		vn->ptr_status = s->status;
-		for (size_t i = 0; i < s->nnames; i++) {
-			struct sbuf b;
-			sbuf_init(&b);
-			sbuf_adds(&b, s->names[i]);
-			int ok = spf_target_name(&b) == 0;
-			char *name = sbuf_steal(&b);
-			vn->names[vn->n] = name;
-			vn->slots[vn->n] = slot_new(c, K_ADDR, at, ok ? name : NULL, c->v6 ? 128 : 32);
-			vn->n++;
-		}
-		slot_free(c, vn->slot);
-		vn->st = VN_ADDRS;
-		return 1;
-	}
-	for (size_t i = 0; i < vn->n; i++)
-		if (c->slot[vn->slots[i]].st != S_DONE)
-			return 0;
-	for (size_t i = 0; i < vn->n; i++) {
-		vn->ok[i] = c->slot[vn->slots[i]].match;	/* errors: skipped (5.5) */
-		slot_free(c, vn->slots[i]);
-	}
-	vn->st = VN_DONE;
-	return 1;
-}
-
-/*
- * Expand s (a domain-spec or explain-string) for domain into out. Returns 1
- * done (0 or -1 in *rc_out), or 0 when %{p} needs look-ups first (vn_step
- * was run; *progress_out says whether it progressed).
- */
-static int expand(struct spf_check *c, const char *domain, const char *s, int flags,
-		  struct sbuf *out, int *rc_out, int *progress_out)
-{
-	struct spf_macro_ctx m;
-	const char *err;
-
-	if (spf_macro_uses_p(s, strlen(s)) && c->vn.st != VN_DONE) {
-		*progress_out = vn_step(c);
-		return 0;
-	}
-	macro_ctx(c, domain, &m);
-	*rc_out = spf_macro_expand(&m, s, strlen(s), flags, out, &err);
-	return 1;
-}
-
-/* ---- terms ---- */
-
-/*
- * Common start of a DNS-querying term: sub 0 counts it (4.6.4), sub 1
- * expands its target. Returns the step result; the term continues at sub 2.
- */
-static int term_prep(struct spf_check *c, struct spf_frame *f, const struct spf_term *t)
-{
-	if (f->sub == 0) {
-		if (++c->dns_terms > c->lim.max_dns_terms)
-			return frame_finish(c, SPF_PERMERROR, NULL,
-					    "too many DNS-querying terms (4.6.4)", t->text);
-		f->sub = 1;
-		return 1;
-	}
-	if (!t->spec) {
-		strcpy(f->target, f->domain);
-		f->target_ok = 1;
-		f->sub = 2;
-		return 1;
-	}
-	struct sbuf b;
-	int rc, progress = 0;
-	sbuf_init(&b);
-	if (!expand(c, f->domain, t->spec, 0, &b, &rc, &progress)) {
-		sbuf_free(&b);
-		return progress;
-	}
-	f->target_ok = rc == 0 && spf_target_name(&b) == 0;
-	snprintf(f->target, sizeof(f->target), "%s", f->target_ok ? b.buf : "");
-	sbuf_free(&b);
-	f->sub = 2;
-	return 1;
-}
-
-/*
- * After a term's own look-up: temporary errors end the check (5), void
- * answers count (4.6.4). Returns 0 to go on, else the step result.
- */
-static int lookup_checks(struct spf_check *c, const struct spf_slot *s, const struct spf_term *t,
-			 int temp_is_error)
-{
-	if (status_temp(s->status)) {
-		if (!temp_is_error)
-			return 0;
-		frame_finish(c, SPF_TEMPERROR, NULL, "DNS failure", s->name[0] ? s->name : t->text);
-		return 1;
-	}
-	if (s->status == DNS_NXDOMAIN || s->status == DNS_NODATA) {
-		if (++c->voids > c->lim.max_void_lookups) {
-			frame_finish(c, SPF_PERMERROR, NULL, "too many void DNS lookups (4.6.4)",
-				     t->text);
-			return 1;
-		}
-	}
-	return 0;
-}
-
-static const char *target(const struct spf_frame *f)
-{
-	return f->target_ok ? f->target : NULL;
-}
-
-/* a, exists: one address look-up of the target (5.3, 5.7). */
-static int term_addr(struct spf_check *c, struct spf_frame *f, const struct spf_term *t)
-{
-	int exists = t->kind == SPF_T_EXISTS;
-
-	if (f->sub < 2)
-		return term_prep(c, f, t);
-	if (f->sub == 2) {
-		enum dns_type type = !exists && c->v6 ? DNS_T_AAAA : DNS_T_A;
-		f->slot = slot_new(c, K_ADDR, type, target(f), c->v6 ? t->cidr6 : t->cidr4);
-		f->sub = 3;
-		return 1;
-	}
-	struct spf_slot *s = &c->slot[f->slot];
-	if (s->st != S_DONE)
-		return 0;
-	int matched = exists ? s->status == DNS_OK : s->match;
-	int stop = lookup_checks(c, s, t, 1);
-	slot_free(c, f->slot);
-	if (stop)
-		return 1;
-	return matched ? frame_match(c, t) : frame_next(f);
-}
-
-/* mx: MX look-up, then the addresses of at most max_mx_names hosts (5.4, 4.6.4). */
-static int term_mx(struct spf_check *c, struct spf_frame *f, const struct spf_term *t)
-{
-	if (f->sub < 2)
-		return term_prep(c, f, t);
-	if (f->sub == 2) {
-		f->slot = slot_new(c, K_MX, DNS_T_MX, target(f), 0);
-		f->sub = 3;
-		return 1;
-	}
-	if (f->sub == 3) {
-		struct spf_slot *s = &c->slot[f->slot];
-		if (s->st != S_DONE)
-			return 0;
-		if (lookup_checks(c, s, t, 1)) {
-			slot_free(c, f->slot);
-			return 1;
-		}
-		if (s->n > c->lim.max_mx_names) {
-			slot_free(c, f->slot);
-			return frame_finish(c, SPF_PERMERROR, NULL, "too many MX records (4.6.4)",
-					    t->text);
-		}
-		f->nbatch = 0;
-		for (size_t i = 0; i < s->nnames; i++) {
-			struct sbuf b;
-			sbuf_init(&b);
-			sbuf_adds(&b, s->names[i]);
-			if (b.len && spf_target_name(&b) == 0)	/* "" is a null MX */
-				f->batch[f->nbatch++] = slot_new(c, K_ADDR,
-					c->v6 ? DNS_T_AAAA : DNS_T_A, b.buf, c->v6 ? t->cidr6 : t->cidr4);
-			sbuf_free(&b);
-		}
-		slot_free(c, f->slot);
-		f->sub = 4;
-		return 1;
-	}
-	for (size_t i = 0; i < f->nbatch; i++)
-		if (c->slot[f->batch[i]].st != S_DONE)
-			return 0;
-	int res = 0;	/* in MX order, as if asked one by one: 1 match, -1 temperror */
-	for (size_t i = 0; i < f->nbatch && !res; i++) {
-		struct spf_slot *s = &c->slot[f->batch[i]];
-		if (status_temp(s->status)) {
-			set_reason(c, f->domain, "DNS failure", s->name);
-			res = -1;
-		} else if (s->match) {
-			res = 1;
-		}
-	}
-	for (size_t i = 0; i < f->nbatch; i++)
-		slot_free(c, f->batch[i]);
-	f->nbatch = 0;
-	if (res < 0)
-		return frame_finish(c, SPF_TEMPERROR, NULL, NULL, NULL);
-	return res ? frame_match(c, t) : frame_next(f);
-}
-
-static int name_in_domain(const char *name, const char *dom)
-{
-	size_t nlen = strlen(name), dlen = strlen(dom);
-
-	if (nlen == dlen)
-		return ascii_strcasecmp(name, dom) == 0;
-	return nlen > dlen && name[nlen - dlen - 1] == '.' &&
-	       ascii_strcasecmp(name + nlen - dlen, dom) == 0;
-}
-
-/* ptr: a validated name of the client in the target domain (5.5). */
-static int term_ptr(struct spf_check *c, struct spf_frame *f, const struct spf_term *t)
-{
-	if (f->sub < 2)
-		return term_prep(c, f, t);
-	if (c->vn.st != VN_DONE)
-		return vn_step(c);
-	enum dns_status ps = c->vn.ptr_status;
-	if ((ps == DNS_NXDOMAIN || ps == DNS_NODATA) && ++c->voids > c->lim.max_void_lookups)
-		return frame_finish(c, SPF_PERMERROR, NULL, "too many void DNS lookups (4.6.4)",
-				    t->text);
-	for (size_t i = 0; f->target_ok && i < c->vn.n; i++)
-		if (c->vn.ok[i] && name_in_domain(c->vn.names[i], f->target))
-			return frame_match(c, t);
-	return frame_next(f);
-}
-
-/* include: recursive check_host() on the target (5.2 table). */
-static int term_include(struct spf_check *c, struct spf_frame *f, const struct spf_term *t)
-{
-	if (f->sub < 2)
-		return term_prep(c, f, t);
-	if (f->sub == 2) {
-		if (c->depth == SPF_MAX_DEPTH)
-			return frame_finish(c, SPF_PERMERROR, NULL, "include nesting too deep",
-					    t->text);
-		f->sub = 3;
-		frame_push(c, f->target, f->target_ok);
-		return 1;
-	}
-	switch (f->child) {
-	case SPF_PASS:
-		return frame_match(c, t);
-	case SPF_FAIL:
-	case SPF_SOFTFAIL:
-	case SPF_NEUTRAL:
-		return frame_next(f);
-	case SPF_TEMPERROR:
-	case SPF_PERMERROR:
-		return frame_finish(c, f->child, NULL, NULL, NULL);
-	default:
-		return frame_finish(c, SPF_PERMERROR, NULL,
-				    "include target has no SPF record (5.2)", t->text);
-	}
-}
-
-/* redirect=: the frame becomes check_host() of the target (6.1). */
-static int term_redirect(struct spf_check *c, struct spf_frame *f, const struct spf_term *t)
-{
-	if (f->sub < 2)
-		return term_prep(c, f, t);
-	spf_record_free(&f->rec);
-	snprintf(f->domain, sizeof(f->domain), "%s", f->target_ok ? f->target : "");
-	f->domain_ok = f->target_ok;
-	f->redirected = 1;
-	f->st = F_FETCH;
-	f->pos = 0;
-	f->sub = 0;
-	return 1;
-}
-
-static int ip_term_match(const struct spf_check *c, const struct spf_term *t)
-{
-	if (t->kind == SPF_T_IP4)
-		return !c->v6 && addr_match((const unsigned char *)&t->ip4, c->ip, t->cidr4);
-	return c->v6 && addr_match((const unsigned char *)&t->ip6, c->ip, t->cidr6);
-}
-
-static int frame_eval(struct spf_check *c, struct spf_frame *f)
-{
-	struct spf_record *rec = &f->rec;
-
-	if (f->pos >= rec->nterms) {
-		if (rec->redirect >= 0 && !rec->has_all)
-			return term_redirect(c, f, &rec->terms[rec->redirect]);
-		return frame_finish(c, SPF_NEUTRAL, NULL, NULL, NULL);
-	}
-	const struct spf_term *t = &rec->terms[f->pos];
-	switch (t->kind) {
-	case SPF_T_ALL:
-		return frame_match(c, t);
-	case SPF_T_IP4:
-	case SPF_T_IP6:
-		return ip_term_match(c, t) ? frame_match(c, t) : frame_next(f);
-	case SPF_T_A:
-	case SPF_T_EXISTS:
-		return term_addr(c, f, t);
-	case SPF_T_MX:
-		return term_mx(c, f, t);
-	case SPF_T_PTR:
-		return term_ptr(c, f, t);
-	case SPF_T_INCLUDE:
-		return term_include(c, f, t);
-	default:
-		return frame_next(f);	/* modifiers act after the mechanisms */
-	}
-}
-
-/* The TXT answer for the frame's domain: select and parse the record (4.4, 4.5). */
-static int frame_record(struct spf_check *c, struct spf_frame *f)
-{
-	struct spf_slot *s = &c->slot[f->slot];
-	const char *err;
-	char problem[PROBLEM_MAX];
-
-	if (s->st != S_DONE)
-		return 0;
-	enum dns_status st = s->status;
-	size_t ntxt = s->ntxt;
-	int too_long = s->too_long;
-	char *text = s->text;
-	size_t len = s->text_len;
-	s->text = NULL;
-	slot_free(c, f->slot);
-	int rc = 1;
-	if (status_temp(st))
-		rc = frame_finish(c, SPF_TEMPERROR, NULL, "DNS failure looking up the SPF record",
-				  f->domain);
-	else if (st != DNS_OK || ntxt == 0)
-		rc = frame_finish(c, SPF_NONE, NULL, NULL, NULL);
-	else if (ntxt > 1)
-		rc = frame_finish(c, SPF_PERMERROR, NULL, "two or more v=spf1 records (4.5)", NULL);
-	else if (too_long)
-		rc = frame_finish(c, SPF_PERMERROR, NULL, "SPF record too long", NULL);
-	else if (spf_record_parse(text, len, &c->lim, &f->rec, &err, problem, sizeof(problem)) < 0)
-		rc = frame_finish(c, SPF_PERMERROR, NULL, err, problem);
-	else
-		f->st = F_EVAL;
-	free(text);
-	return rc;
 }
 
 /* ---- explanation (6.2) ---- */
@@ -776,7 +307,7 @@ static int exp_text_ok(const char *s, size_t len)
 	return spf_macro_check(s, len, SPF_MACRO_EXP, &err) == 0;
 }
 
-/* Expand an explain-string into c->expl; 1 done, 0/1 otherwise as expand(). */
+/* Expand an explain-string into c->expl; 1 done, 0/1 otherwise as spf_expand(). */
 static int exp_expand(struct spf_check *c, const char *domain, const char *text, int *ok_out,
 		      int *progress_out)
 {
@@ -784,7 +315,7 @@ static int exp_expand(struct spf_check *c, const char *domain, const char *text,
 	int rc;
 
 	sbuf_init(&b);
-	if (!expand(c, domain, text, SPF_MACRO_EXP, &b, &rc, progress_out)) {
+	if (!spf_expand(c, domain, text, SPF_MACRO_EXP, &b, &rc, progress_out)) {
 		sbuf_free(&b);
 		return 0;
 	}
@@ -808,12 +339,12 @@ static int exp_fetch(struct spf_check *c, struct spf_frame *f)
 		return 1;
 	}
 	sbuf_init(&b);
-	if (!expand(c, f->domain, f->rec.terms[f->rec.exp].spec, 0, &b, &rc, &progress)) {
+	if (!spf_expand(c, f->domain, f->rec.terms[f->rec.exp].spec, 0, &b, &rc, &progress)) {
 		sbuf_free(&b);
 		return progress;
 	}
 	int ok = rc == 0 && spf_target_name(&b) == 0;
-	c->exp_slot = slot_new(c, K_EXP, DNS_T_TXT, ok ? b.buf : NULL, 0);
+	c->exp_slot = spf_slot_new(c, K_EXP, DNS_T_TXT, ok ? b.buf : NULL, 0);
 	sbuf_free(&b);
 	c->exp_sub = 1;
 	return 1;
@@ -837,7 +368,7 @@ static int exp_step(struct spf_check *c)
 		} else {
 			c->exp_sub = 3;	/* any problem: as if there were no exp= (6.2) */
 		}
-		slot_free(c, c->exp_slot);
+		spf_slot_free(c, c->exp_slot);
 		return 1;
 	}
 	const char *text = c->exp_sub == 2 ? c->exp_text : c->dflt_exp;
@@ -862,13 +393,13 @@ static int step(struct spf_check *c)
 	struct spf_frame *f = c->fr[c->depth - 1];
 	switch (f->st) {
 	case F_FETCH:
-		f->slot = slot_new(c, K_SPF, DNS_T_TXT, f->domain_ok ? f->domain : NULL, 0);
+		f->slot = spf_slot_new(c, K_SPF, DNS_T_TXT, f->domain_ok ? f->domain : NULL, 0);
 		f->st = F_WAIT_REC;
 		return 1;
 	case F_WAIT_REC:
-		return frame_record(c, f);
+		return spf_frame_record(c, f);
 	default:
-		return frame_eval(c, f);
+		return spf_frame_eval(c, f);
 	}
 }
 
@@ -1008,7 +539,7 @@ struct spf_check *spf_check_new(const struct spf_request *req, const struct spf_
 	else if (dlen > SPF_NAME_MAX || !spf_domain_valid(c->domain0))
 		finish_early(c, SPF_NONE, "not a valid domain name (4.3)");
 	else
-		frame_push(c, c->domain0, 1);
+		spf_frame_push(c, c->domain0, 1);
 	return c;
 }
 
@@ -1021,7 +552,7 @@ void spf_check_free(struct spf_check **cp)
 	for (size_t i = 0; i < c->depth; i++)
 		frame_free(c->fr[i]);
 	for (int i = 0; i < SPF_MAX_SLOTS; i++)
-		slot_free(c, i);
+		spf_slot_free(c, i);
 	for (size_t i = 0; i < c->vn.n; i++)
 		free(c->vn.names[i]);
 	free(c->s);

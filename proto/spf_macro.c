@@ -266,7 +266,12 @@ int spf_macro_expand(const struct spf_macro_ctx *m, const char *s, size_t len, i
 	char tbuf[32];
 
 	while (i < len) {
-		if (s[i] != '%') {
+		unsigned char ch = (unsigned char)s[i];
+		if (ch != '%') {
+			if (!((ch >= 0x21 && ch <= 0x7e) || (ch == ' ' && (flags & SPF_MACRO_EXP)))) {
+				*err_out = "invalid character in macro-string";
+				return -1;
+			}
 			sbuf_addc(out, s[i++]);
 			continue;
 		}
