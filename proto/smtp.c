@@ -455,6 +455,8 @@ void smtp_parser_begin_data(struct smtp_parser *p)
 	if (p->mode == MODE_DEAD)
 		return;
 	p->mode = MODE_DATA;
+	p->scan = 0;		/* robust even if called mid-line */
+	p->skipping = 0;
 	memset(&p->d, 0, sizeof(p->d));
 	/* The line end of the DATA command counts, but only if it was CRLF. */
 	p->d.bol = p->last_eol_crlf ? BOL_CRLF : BOL_LF;
@@ -466,6 +468,8 @@ void smtp_parser_begin_bdat(struct smtp_parser *p, unsigned long long n, int las
 	if (p->mode == MODE_DEAD)
 		return;
 	p->mode = MODE_BDAT;
+	p->scan = 0;
+	p->skipping = 0;
 	p->b.left = n;
 	p->b.last = last;
 	p->b.bad = NULL;

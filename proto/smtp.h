@@ -160,6 +160,16 @@ enum smtp_next smtp_parser_next(struct smtp_parser *p, struct smtp_item *item);
  *   (CRLF -> LF, bare newline policy applied), yielding DATA items then
  *   DATA_END (bdat_last set); back to command mode. Also used to swallow
  *   the chunk of a BDAT the session refuses (it ignores the DATA items).
+ *   A CR at the end of a chunk waits for the next chunk (CRLF split across
+ *   chunks); it is forgotten at RSET/MAIL/HELO/EHLO/... and is a bare CR
+ *   at the end of the LAST chunk. Under REJECT a bare CR/LF in a chunk
+ *   gives FATAL only once the whole chunk is consumed, instead of DATA_END.
+ * Content details: items are cut wherever the input was (at most 64 KiB
+ *   of input per item); DATA items before a FATAL belong to a message the
+ *   session must discard. Under NORMALIZE a lone "." line that cannot end
+ *   data (it began or ended with a bare LF) is kept as "." content; the
+ *   end of data is only <CRLF>.<CRLF> with the CRLF ending the DATA
+ *   command counting only if it was a real CRLF.
  * expect_line: the next CRLF-terminated line is returned raw as LINE
  *   (AUTH responses, RFC 4954), without its line end. A line longer than
  *   max_line_bytes gives BAD_COMMAND 500 5.5.0 "Error: line too long"
