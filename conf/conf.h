@@ -8,6 +8,21 @@
  * Every error names "file:line: reason". A bad value for a known parameter
  * (wrong type, out of range, not one of the enum choices) is an error; an
  * unknown parameter is a warning (collected, see conf_warnings()).
+ *
+ * Details (added with the implementation):
+ * - Expansion is lazy: "$x" sees the last definition of x anywhere in the
+ *   file (or its default). ${x?text} / ${x:text} test the expanded value of
+ *   x; text is expanded in turn. $(x) works like ${x}; a '$' not followed by
+ *   a name, '{', '(' or '$' stays literal. A loop, an unterminated "${", or
+ *   a value over 1 MiB after expansion is an error; an undefined $x
+ *   expands to "" with a warning.
+ * - A setting that is not in the tables is not warned about when another
+ *   value refers to it (a user-defined macro, as in Postfix).
+ * - CONF_ENUM values read back with the spelling used in .choices.
+ * - CONF_SIZE suffixes k, m, g are powers of 1024.
+ * - conf_where() is "override" for conf_override(); a failed override
+ *   leaves the previous value in place. Strings returned before an
+ *   override stay valid until conf_free().
  */
 #ifndef SLUICE_CONF_H
 #define SLUICE_CONF_H

@@ -837,6 +837,7 @@ int table_lookup_domain(struct table *t, const char *domain, const char **val_ou
 	return 0;
 }
 
+/* XXX: no user+ext@domain -> user@domain step; the header's contract has no delimiter. */
 int table_lookup_addr(struct table *t, const char *addr, int flags, const char **val_out)
 {
 	if (!*addr && (flags & TABLE_ADDR_ACCESS))

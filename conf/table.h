@@ -9,6 +9,24 @@
  *
  * Keys of hash/texthash/inline are matched case-insensitively (lowercased
  * as Postfix does). Errors name "file:line: reason".
+ *
+ * Details (added with the implementation):
+ * - File syntax follows Postfix: '#' comment lines, continuation lines
+ *   starting with white space, CRLF accepted; NUL bytes, over-long lines
+ *   (CONF_MAX_LINE_BYTES) and files over 256 MiB are errors.
+ * - hash:, texthash: and the Postfix database types btree:, lmdb:, cdb:,
+ *   dbm:, sdbm: all read the text source file named (never a .db).
+ *   A duplicate key is ignored (the first one counts, as with postmap).
+ * - cidr: "network[/prefix] result"; v4 and v6, optional [ ]; set host bits
+ *   are an error. A v4-mapped v6 key (::ffff:1.2.3.4) matches v4 rules.
+ * - regexp: is POSIX ERE (regcomp), flags i (on by default), x (toggles
+ *   extended syntax), m (REG_NEWLINE). pcre: is PCRE2, flags i (on by
+ *   default), m, s, x, A, E, U (X accepted, ignored). Any non-alphanumeric
+ *   delimiter works; IF/ENDIF nest; results use $0..$9, ${n} and $$, checked
+ *   against the pattern's groups when the file is read. A PCRE2 match that
+ *   hits the match/depth/heap limits counts as no match.
+ * - inline:{ a=b, { key = text with spaces, or commas } }; static:text or
+ *   static:{ text }.
  */
 #ifndef SLUICE_TABLE_H
 #define SLUICE_TABLE_H

@@ -76,7 +76,7 @@ const struct conf_param mta_params[] = {
 	PI("unknown_virtual_mailbox_reject_code", "550", 400, 599),
 	P("smtpd_tls_cert_file", CONF_STR, ""),
 	P("smtpd_tls_key_file", CONF_STR, ""),
-	PE("smtpd_tls_security_level", "", "|none|may|encrypt"),
+	P("smtpd_tls_security_level", CONF_STR, ""),	/* "" | none | may | encrypt: checked in smtpd.c */
 	P("smtpd_tls_received_header", CONF_BOOL, "yes"),
 	PT("minimal_backoff_time", "300s", 1, 0, 's'),
 	PT("maximal_backoff_time", "4000s", 1, 0, 's'),

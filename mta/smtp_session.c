@@ -56,6 +56,7 @@ struct smtp_session {
 	int commit_pending;
 	unsigned errors;
 	struct event *sleep_ev;
+	struct event *close_ev;
 	struct sbuf delayed;	/* reply held back by smtpd_error_sleep_time */
 	int delayed_close;
 	const char *last_cmd;	/* for "timeout after X" */
@@ -116,6 +117,7 @@ static const char *pend_verb(int pend)
 }
 
 static void session_process(struct smtp_session *s);
+static void maybe_close(struct smtp_session *s);
 static void session_free(struct smtp_session *s);
 static void checks_continue(struct smtp_session *s);
 
@@ -136,8 +138,8 @@ static void out(struct smtp_session *s, const char *fmt, ...)
 	char *line = xvasprintf(fmt, ap);
 	va_end(ap);
 	struct evbuffer *o = bufferevent_get_output(s->bev);
-	evbuffer_add(o, line, strlen(line));
-	evbuffer_add(o, "\r\n", 2);
+	/* one add per reply line, so a TLS record never splits a line from its CRLF */
+	evbuffer_add_printf(o, "%s\r\n", line);
 	free(line);
 }
 
@@ -152,9 +154,7 @@ static void sleep_done(evutil_socket_t fd, short what, void *arg)
 	s->busy = 0;
 	if (s->delayed_close) {
 		s->closing = 1;
-		bufferevent_disable(s->bev, EV_READ);
-		if (evbuffer_get_length(o) == 0)
-			session_free(s);
+		maybe_close(s);
 		return;
 	}
 	bufferevent_enable(s->bev, EV_READ);
@@ -962,13 +962,41 @@ static void on_item(struct smtp_session *s, const struct smtp_item *it)
 
 /* ------------------------------------------------------------------- I/O */
 
+/* Bytes not yet on the wire: for TLS also what the filter passed down. */
+static size_t unsent(struct smtp_session *s)
+{
+	size_t n = evbuffer_get_length(bufferevent_get_output(s->bev));
+	struct bufferevent *u = bufferevent_get_underlying(s->bev);
+	if (u)
+		n += evbuffer_get_length(bufferevent_get_output(u));
+	return n;
+}
+
+static void close_poll(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	struct smtp_session *s = arg;
+	if (unsent(s) == 0) {
+		session_free(s);
+		return;
+	}
+	struct timeval tv = { 0, 10000 };
+	evtimer_add(s->close_ev, &tv);
+}
+
 static void maybe_close(struct smtp_session *s)
 {
 	if (!s->closing || s->busy)
 		return;
 	bufferevent_disable(s->bev, EV_READ);
-	if (evbuffer_get_length(bufferevent_get_output(s->bev)) == 0)
+	if (unsent(s) == 0) {
 		session_free(s);
+	} else if (s->tls && !evtimer_pending(s->close_ev, NULL)) {
+		/* the filter's write callback fires before the ciphertext is sent */
+		struct timeval tv = { 0, 10000 };
+		evtimer_add(s->close_ev, &tv);
+	}
 }
 
 static void session_process(struct smtp_session *s)
@@ -1006,8 +1034,8 @@ static void write_cb(struct bufferevent *bev, void *arg)
 {
 	(void)bev;
 	struct smtp_session *s = arg;
-	if (s->closing && !s->busy && evbuffer_get_length(bufferevent_get_output(s->bev)) == 0)
-		session_free(s);
+	if (s->closing && !s->busy)
+		maybe_close(s);
 }
 
 static void event_cb(struct bufferevent *bev, short what, void *arg)
@@ -1112,6 +1140,8 @@ static void session_free(struct smtp_session *s)
 	smtp_parser_free(&s->parser);
 	if (s->sleep_ev)
 		event_free(s->sleep_ev);
+	if (s->close_ev)
+		event_free(s->close_ev);
 	if (s->bev)
 		bufferevent_free(s->bev);
 	free(s->helo);
@@ -1203,6 +1233,7 @@ void smtp_session_start(struct smtpd *srv, int fd, const struct sockaddr *sa, so
 	s->parser = smtp_parser_new(&po);
 	s->dns = check_dns_cache_new();
 	s->sleep_ev = evtimer_new(srv->base, sleep_done, s);
+	s->close_ev = evtimer_new(srv->base, close_poll, s);
 	sbuf_init(&s->delayed);
 	sbuf_init(&s->hdr_line);
 	sbuf_init(&s->fx.prepend);

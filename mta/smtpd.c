@@ -95,6 +95,11 @@ static int build(struct built *b, const char *path, struct event_base *base, cha
 	const char *cert = conf_str(b->conf, "smtpd_tls_cert_file");
 	const char *key = conf_str(b->conf, "smtpd_tls_key_file");
 	const char *lvl = conf_str(b->conf, "smtpd_tls_security_level");
+	if (*lvl && ascii_strcasecmp(lvl, "none") && ascii_strcasecmp(lvl, "may") && ascii_strcasecmp(lvl, "encrypt")) {
+		*err_out = xasprintf("%s: bad value for smtpd_tls_security_level: \"%s\" (expected none, may or encrypt)",
+				     conf_where(b->conf, "smtpd_tls_security_level"), lvl);
+		goto fail;
+	}
 	if (*cert || *key) {
 		b->tls = tls_server_ctx(cert, *key ? key : cert, &e);
 		if (!b->tls) {

@@ -7,7 +7,7 @@ set -eu
 PKGS="gcc make pkg-config clang libclang-rt-14-dev
 libevent-dev libssl-dev libc-ares-dev libpcre2-dev libcmocka-dev
 openssl ca-certificates python3 python3-pytest python3-yaml python3-dnspython
-swaks unbound bind9-dnsutils postfix iproute2 procps"
+swaks libnet-ssleay-perl libio-socket-ssl-perl unbound bind9-dnsutils postfix iproute2 procps"
 
 missing=""
 for p in $PKGS; do

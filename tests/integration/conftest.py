@@ -73,6 +73,7 @@ mail_owner = {me}
 smtpd_workers = 2
 smtpd_error_sleep_time = 0
 smtpd_peername_lookup = no
+graceful_stop_timeout = 3s
 """
         with open(self.conf_path, "w") as f:
             f.write(base + conf + "\n")

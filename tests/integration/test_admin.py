@@ -97,7 +97,7 @@ def test_sigterm_finishes_transaction_in_flight(sluiced_factory):
     assert c.cmd("DATA")[0] == 354
     c.send(b"Subject: in flight\r\n\r\npart one\r\n")
     s.proc.send_signal(signal.SIGTERM)
-    time.sleep(0.3)   # let the signal arrive while the transaction is open (not a readiness wait)
+    wait_for(lambda: "terminating on signal" in s.log_text(), what="SIGTERM handled")
     c.send(b"part two\r\n.\r\n")
     code, text = c.reply()
     assert code == 250, text
@@ -110,9 +110,21 @@ def test_sigterm_finishes_transaction_in_flight(sluiced_factory):
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="privilege drop needs root")
-def test_privilege_drop(sluiced_factory):
-    s = sluiced_factory("mail_owner = nobody")
-    os.chmod(s.tmp, 0o755)
+def test_privilege_drop():
+    import shutil
+    import tempfile
+    from conftest import Sluiced
+    d = tempfile.mkdtemp(prefix="sluice-privdrop-")
+    os.chmod(d, 0o755)   # nobody must reach the queue and Maildirs below it
+    s = Sluiced(d, "mail_owner = nobody")
+    try:
+        _privilege_drop(s)
+    finally:
+        s.stop()
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def _privilege_drop(s):
     s.start()
     nobody = pwd.getpwnam("nobody").pw_uid
     kids = subprocess.run(["pgrep", "-P", str(s.proc.pid)], capture_output=True, text=True).stdout.split()

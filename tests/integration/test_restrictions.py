@@ -184,10 +184,10 @@ def test_smtpd_delay_reject_no(sluiced_factory, dns):
 def test_json_log_format(sluiced_factory, dns):
     s = start(sluiced_factory, dns, "log_format = json")
     rcpt_reply(s, rcpt="x@outside.test", source="127.0.0.2")
-    wait_for(lambda: "disconnect" in s.log_text())
+    wait_for(lambda: "disconnect from unknown[127.0.0.2]" in s.log_text(), what="disconnect line")
     events = [json.loads(l) for l in s.log_text().splitlines() if l.strip()]
     assert all(e["program"] == "sluiced" for e in events)
     conn = [e for e in events if e["message"].startswith("connect from")]
     assert conn and "queue_id" not in conn[0]
-    disc = [e for e in events if e["message"].startswith("disconnect from")]
-    assert disc and disc[0]["mail"] == "1" and disc[0]["commands"]
+    disc = [e for e in events if e["message"].startswith("disconnect from unknown[127.0.0.2]")]
+    assert disc and disc[0].get("mail") == "1" and disc[0]["commands"], disc

@@ -28,9 +28,11 @@ def test_no_sequence_yields_two_messages(sluiced_factory, policy):
         c.cmd("MAIL FROM:<s@example.net>")
         c.cmd("RCPT TO:<alice@example.com>")
         assert c.cmd("DATA")[0] == 354
+        # a vulnerable server sees two transactions: the outer one ended by the fake
+        # sequence and the smuggled one ended by the real <CRLF>.<CRLF>
         smuggled = (b"MAIL FROM:<admin@example.net>\r\nRCPT TO:<bob@example.com>\r\nDATA\r\n"
                     b"Subject: smuggled " + name.encode() + b"\r\n\r\nevil\r\n.\r\n")
-        c.send(b"Subject: outer " + name.encode() + b"\r\n\r\nbody" + seq + smuggled + b"tail\r\n.\r\n")
+        c.send(b"Subject: outer " + name.encode() + b"\r\n\r\nbody" + seq + smuggled)
         replies = []
         while True:
             code, text = c.reply()
@@ -48,11 +50,13 @@ def test_no_sequence_yields_two_messages(sluiced_factory, policy):
             assert c.reply()[0] == 250, name
         c.close()
     accepted = [n for n, code in results.items() if code == 250]
-    if policy == "reject":
-        # every sequence here contains a bare CR or LF
-        assert not accepted, results
-    else:
-        assert accepted
+    for name, seq in sequences():
+        bare = any((b == 0x0a and (i == 0 or seq[i - 1] != 0x0d)) or
+                   (b == 0x0d and (i + 1 == len(seq) or seq[i + 1] != 0x0a)) for i, b in enumerate(seq))
+        if policy == "reject" and bare:
+            assert results[name] == 521, (name, results[name])   # Postfix: bare <LF> received
+        else:
+            assert results[name] == 250, (name, results[name])   # all of it was content
     wait_for(lambda: len(s.delivered("alice")) == len(accepted), what="outer messages")
     # bob never gets the smuggled message
     assert s.delivered("bob") == []

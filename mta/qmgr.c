@@ -1,0 +1,812 @@
+/*
+ * qmgr: the queue manager. Contract in qmgr.h.
+ *
+ * A message goes WAITING (id only) -> OPENING (OPEN job) -> OPEN (one
+ * DELIVER job per routed recipient) -> FINISHING (FINISH job: FAILED
+ * marks, then remove or move to deferred/) -> gone. Jobs wait in three
+ * loop-side FIFOs and go to the workers by priority (finish, deliver,
+ * scan, open), so work in progress completes before new work starts.
+ */
+#include "mta/qmgr.h"
+#include "mta/maildir.h"
+#include "lib/log.h"
+#include "lib/util.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/event.h>
+
+#define QMGR_OPEN_PER_WORKER 4	/* open queue files per worker thread */
+#define QMGR_JOBS_PER_WORKER 2	/* jobs handed to the pool per worker */
+
+enum qm_state { QM_WAITING, QM_OPENING, QM_OPEN, QM_FINISHING };
+
+struct qmgr_msg {
+	char id[QUEUE_ID_MAX];
+	enum qm_state state;
+	int maybe_delivered;	/* not a first attempt: maildir checks new/ and cur/ */
+	struct queue_msg m;	/* valid from OPEN on */
+	double pickup;		/* wall time the file was opened */
+	size_t todo;		/* deliveries queued or in flight */
+	char **note;		/* per recipient: last deferral reason, or NULL */
+	char **fail;		/* per recipient: bounce reason to mark FAILED, or NULL */
+	struct qmgr_msg *hnext;	/* hash chain */
+	struct qmgr_msg *next;	/* ready FIFO */
+};
+
+enum qjob_kind { QJ_SCAN, QJ_OPEN, QJ_DELIVER, QJ_FINISH };
+
+struct qjob {
+	enum qjob_kind kind;
+	struct qmgr *q;
+	struct qmgr_msg *msg;
+	struct qjob *next;
+	/* SCAN: in flush; out the ids in active/ */
+	int flush;
+	char **ids;
+	size_t nids;
+	/* OPEN out */
+	int rc, corrupt, err_no;
+	char *err;
+	/* DELIVER in: rcpt, path; out: res, reason, times */
+	size_t rcpt;
+	char *path;
+	enum maildir_result res;
+	char reason[512];
+	double t_queued, t_start, t_end;
+	/* FINISH in: next_attempt; out: 0 = removed, marks_ok */
+	double next_attempt;
+	int marks_ok;
+};
+
+struct qjob_fifo {
+	struct qjob *head, **tail;
+};
+
+struct qmgr {
+	struct event_base *base;
+	struct qmgr_opts o;
+	char *qdir, *myhostname;
+	struct maildir_syncer *sync;
+	/* worker pool */
+	pthread_t *threads;
+	int nthreads;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	int pool_stop;
+	struct qjob_fifo todo, done;	/* guarded by mu */
+	struct event *done_ev;
+	/* loop side */
+	struct qjob_fifo finish_q, deliver_q;
+	struct qmgr_msg *ready, **ready_tail;
+	struct qmgr_msg **hash;
+	size_t hsize, nmsg;
+	size_t busy, busy_deliver, nopen;
+	int scan_wanted, scan_flush, scan_running;
+	int started, stopping, stop_reported;
+	struct event *run_ev, *stop_ev;
+	struct qmgr_stats st;
+};
+
+static void qmgr_pump(struct qmgr *q);
+
+/* ---- small helpers ---- */
+
+static void fifo_init(struct qjob_fifo *f)
+{
+	f->head = NULL;
+	f->tail = &f->head;
+}
+
+static void fifo_push(struct qjob_fifo *f, struct qjob *j)
+{
+	j->next = NULL;
+	*f->tail = j;
+	f->tail = &j->next;
+}
+
+static struct qjob *fifo_pop(struct qjob_fifo *f)
+{
+	struct qjob *j = f->head;
+	if (j) {
+		f->head = j->next;
+		if (!f->head)
+			f->tail = &f->head;
+	}
+	return j;
+}
+
+static void job_free(struct qjob *j)
+{
+	if (!j)
+		return;
+	queue_scan_free(j->ids, j->nids, NULL);
+	free(j->err);
+	free(j->path);
+	free(j);
+}
+
+static struct qjob *job_new(struct qmgr *q, enum qjob_kind kind, struct qmgr_msg *msg)
+{
+	struct qjob *j = xcalloc(1, sizeof *j);
+	j->kind = kind;
+	j->q = q;
+	j->msg = msg;
+	return j;
+}
+
+/* Postfix-like delay figures: "0", "0.37", "1.2", "45". */
+static const char *fmt_delay(char *buf, size_t n, double s)
+{
+	if (s < 0.005)
+		snprintf(buf, n, "0");
+	else if (s < 10)
+		snprintf(buf, n, "%.2g", s);
+	else
+		snprintf(buf, n, "%.0f", s);
+	return buf;
+}
+
+/*
+ * split_dsn - "4.2.2 text" -> dsn "4.2.2", *text "text"; without a code,
+ * dsn is "<cls>.0.0".
+ */
+static void split_dsn(const char *reason, char cls, char dsn[16], const char **text)
+{
+	size_t n = strspn(reason, "0123456789.");
+	int dots = 0;
+	for (size_t i = 0; i < n; i++)
+		dots += reason[i] == '.';
+	if (n >= 5 && n < 12 && dots == 2 && reason[1] == '.' &&
+	    (reason[n] == ' ' || reason[n] == 0)) {
+		memcpy(dsn, reason, n);
+		dsn[n] = 0;
+		*text = reason + n + (reason[n] == ' ');
+	} else {
+		snprintf(dsn, 16, "%c.0.0", cls);
+		*text = reason;
+	}
+}
+
+/* reason_norm - a router's reason with its class forced to cls; caller frees. */
+static char *reason_norm(const char *reason, char cls, const char *dflt)
+{
+	char dsn[16];
+	const char *text;
+	split_dsn(reason && *reason ? reason : dflt, cls, dsn, &text);
+	dsn[0] = cls;
+	return xasprintf("%s %s", dsn, text);
+}
+
+/* ---- the set of known messages (by id) ---- */
+
+static size_t id_hash(const char *id, size_t size)
+{
+	size_t h = 5381;
+	for (; *id; id++)
+		h = h * 33 + (unsigned char)*id;
+	return h & (size - 1);
+}
+
+static struct qmgr_msg *msg_find(struct qmgr *q, const char *id)
+{
+	for (struct qmgr_msg *m = q->hash[id_hash(id, q->hsize)]; m; m = m->hnext)
+		if (strcmp(m->id, id) == 0)
+			return m;
+	return NULL;
+}
+
+static void hash_grow(struct qmgr *q)
+{
+	size_t nsize = q->hsize * 2;
+	struct qmgr_msg **nh = xcalloc(nsize, sizeof *nh);
+	for (size_t i = 0; i < q->hsize; i++)
+		while (q->hash[i]) {
+			struct qmgr_msg *m = q->hash[i];
+			q->hash[i] = m->hnext;
+			size_t b = id_hash(m->id, nsize);
+			m->hnext = nh[b];
+			nh[b] = m;
+		}
+	free(q->hash);
+	q->hash = nh;
+	q->hsize = nsize;
+}
+
+/* msg_add - a new WAITING message at the end of the ready FIFO. */
+static void msg_add(struct qmgr *q, const char *id, int maybe_delivered)
+{
+	if (q->nmsg >= q->hsize)
+		hash_grow(q);
+	struct qmgr_msg *m = xcalloc(1, sizeof *m);
+	snprintf(m->id, sizeof m->id, "%s", id);
+	m->maybe_delivered = maybe_delivered;
+	m->m.fd = -1;
+	size_t b = id_hash(id, q->hsize);
+	m->hnext = q->hash[b];
+	q->hash[b] = m;
+	q->nmsg++;
+	*q->ready_tail = m;
+	q->ready_tail = &m->next;
+}
+
+static void msg_free_arrays(struct qmgr_msg *m)
+{
+	for (size_t i = 0; m->note && i < m->m.env.nrcpt; i++) {
+		free(m->note[i]);
+		free(m->fail[i]);
+	}
+	free(m->note);
+	free(m->fail);
+	m->note = m->fail = NULL;
+}
+
+/* msg_drop - forget m (not in the ready FIFO any more); closes its file. */
+static void msg_drop(struct qmgr *q, struct qmgr_msg *m)
+{
+	for (struct qmgr_msg **pp = &q->hash[id_hash(m->id, q->hsize)]; *pp; pp = &(*pp)->hnext)
+		if (*pp == m) {
+			*pp = m->hnext;
+			break;
+		}
+	q->nmsg--;
+	if (m->state == QM_OPEN || m->state == QM_FINISHING || m->state == QM_OPENING)
+		q->nopen--;
+	msg_free_arrays(m);
+	queue_msg_close(&m->m);
+	free(m);
+}
+
+/* ---- worker pool ---- */
+
+static void job_run_scan(struct qjob *j);
+static void job_run_open(struct qjob *j);
+static void job_run_deliver(struct qjob *j);
+static void job_run_finish(struct qjob *j);
+
+static void *worker_main(void *arg)
+{
+	struct qmgr *q = arg;
+	pthread_mutex_lock(&q->mu);
+	for (;;) {
+		while (!q->todo.head && !q->pool_stop)
+			pthread_cond_wait(&q->cv, &q->mu);
+		if (q->pool_stop)
+			break;
+		struct qjob *j = fifo_pop(&q->todo);
+		pthread_mutex_unlock(&q->mu);
+		switch (j->kind) {
+		case QJ_SCAN: job_run_scan(j); break;
+		case QJ_OPEN: job_run_open(j); break;
+		case QJ_DELIVER: job_run_deliver(j); break;
+		case QJ_FINISH: job_run_finish(j); break;
+		}
+		pthread_mutex_lock(&q->mu);
+		int was_empty = q->done.head == NULL;
+		fifo_push(&q->done, j);
+		if (was_empty)
+			event_active(q->done_ev, EV_READ, 0);
+	}
+	pthread_mutex_unlock(&q->mu);
+	return NULL;
+}
+
+static void job_submit(struct qmgr *q, struct qjob *j)
+{
+	q->busy++;
+	if (j->kind == QJ_DELIVER)
+		q->busy_deliver++;
+	pthread_mutex_lock(&q->mu);
+	fifo_push(&q->todo, j);
+	pthread_cond_signal(&q->cv);
+	pthread_mutex_unlock(&q->mu);
+}
+
+/* ---- what the workers do (no loop state touched here) ---- */
+
+/* Move due (or, flushing, all) deferred messages to active/; list active/. */
+static void job_run_scan(struct qjob *j)
+{
+	const char *qdir = j->q->qdir;
+	size_t n;
+	double *next = NULL, now = wall_time();
+	char **ids = queue_scan(qdir, QUEUE_DEFERRED, &n, &next);
+	for (size_t i = 0; i < n; i++)
+		if ((j->flush || next[i] <= now) &&
+		    queue_move_ex(qdir, ids[i], QUEUE_DEFERRED, QUEUE_ACTIVE, 0, QUEUE_NOSYNC) < 0 &&
+		    errno != ENOENT)
+			log_event(ids[i], "cannot move deferred message to active: %s",
+				  strerror(errno));
+	queue_scan_free(ids, n, next);
+	j->ids = queue_scan(qdir, QUEUE_ACTIVE, &j->nids, NULL);
+}
+
+static void job_run_open(struct qjob *j)
+{
+	struct qmgr_msg *m = j->msg;
+	j->rc = queue_msg_open_ex(j->q->qdir, QUEUE_ACTIVE, m->id, &m->m, &j->err, &j->corrupt,
+				  &j->err_no);
+}
+
+static void job_run_deliver(struct qjob *j)
+{
+	struct qmgr *q = j->q;
+	struct maildir_req req = { j->path, q->myhostname, &j->msg->m, j->rcpt,
+				   j->msg->maybe_delivered };
+	j->t_start = wall_time();
+	j->res = maildir_deliver(&req, q->sync, j->reason, sizeof j->reason);
+	enum queue_rcpt_status st = j->res == MAILDIR_PERMFAIL ? QUEUE_RCPT_FAILED
+				    : j->res == MAILDIR_TEMPFAIL ? QUEUE_RCPT_PENDING
+								 : QUEUE_RCPT_DONE;
+	if (st != QUEUE_RCPT_PENDING && queue_msg_mark(&j->msg->m, j->rcpt, st) < 0) {
+		/* delivered but not marked: the retry will find the file (exactly once) */
+		snprintf(j->reason, sizeof j->reason, "4.3.0 cannot mark queue file: %s",
+			 strerror(errno));
+		j->res = MAILDIR_TEMPFAIL;
+	}
+	j->t_end = wall_time();
+}
+
+/* FAILED marks (one fdatasync), then remove, or note reasons and defer. */
+static void job_run_finish(struct qjob *j)
+{
+	struct qmgr_msg *m = j->msg;
+	const char *qdir = j->q->qdir;
+	int marked = 0;
+	j->rc = 0;
+	for (size_t i = 0; i < m->m.env.nrcpt && j->rc == 0; i++)
+		if (m->fail[i] && m->m.env.rcpt[i].status == QUEUE_RCPT_PENDING) {
+			j->rc = queue_msg_set(&m->m, i, QUEUE_RCPT_FAILED);
+			marked = 1;
+		}
+	if (j->rc == 0 && marked)
+		j->rc = queue_msg_sync(&m->m);
+	if (j->rc < 0) {
+		j->err = xasprintf("cannot mark queue file: %s", strerror(errno));
+		return;
+	}
+	j->marks_ok = 1;
+	if (queue_msg_pending(&m->m) == 0) {
+		j->next_attempt = 0;
+		j->rc = queue_remove_ex(qdir, m->id, QUEUE_ACTIVE, QUEUE_NOSYNC);
+	} else {
+		queue_defer_reset(qdir, m->id);
+		for (size_t i = 0; i < m->m.env.nrcpt; i++)
+			if (m->m.env.rcpt[i].status == QUEUE_RCPT_PENDING)
+				queue_defer_note(qdir, m->id, m->m.env.rcpt[i].addr,
+						 m->note[i] ? m->note[i] : "4.0.0 deferred");
+		j->rc = queue_move_ex(qdir, m->id, QUEUE_ACTIVE, QUEUE_DEFERRED, j->next_attempt,
+				      QUEUE_NOSYNC);
+	}
+	if (j->rc < 0)
+		j->err = xasprintf("cannot %s queue file: %s",
+				   j->next_attempt > 0 ? "defer" : "remove", strerror(errno));
+}
+
+/* ---- loop side: outcomes ---- */
+
+struct qm_times {
+	double start, end;	/* of the delivery; both "now" for routing decisions */
+};
+
+static void log_rcpt(struct qmgr_msg *m, size_t i, const char *relay, const struct qm_times *t,
+		     const char *status, const char *reason)
+{
+	const struct queue_rcpt *r = &m->m.env.rcpt[i];
+	char dsn[16], d0[16], d1[16], d2[16], d3[16];
+	const char *text;
+	split_dsn(reason, status[0] == 's' ? '2' : '4', dsn, &text);
+	if (status[0] == 's' && dsn[0] != '2')
+		snprintf(dsn, sizeof dsn, "2.0.0");
+	double arr = m->m.env.arrival;
+	char *orig = r->orig && strcmp(r->orig, r->addr) != 0 ? xasprintf(", orig_to=<%s>", r->orig)
+							    : NULL;
+	log_event(m->id, "to=<%s>%s, relay=%s, delay=%s, delays=%s/%s/0/%s, dsn=%s, status=%s (%s)",
+		  r->addr, orig ? orig : "", relay, fmt_delay(d0, sizeof d0, t->end - arr),
+		  fmt_delay(d1, sizeof d1, m->pickup - arr),
+		  fmt_delay(d2, sizeof d2, t->start - m->pickup),
+		  fmt_delay(d3, sizeof d3, t->end - t->start), dsn, status, text);
+	free(orig);
+}
+
+static int msg_expired(const struct qmgr *q, const struct qmgr_msg *m, double now)
+{
+	return now - m->m.env.arrival > q->o.maximal_queue_lifetime_s;
+}
+
+/*
+ * rcpt_defer - keep recipient i PENDING with reason (owned); once the
+ * message has outlived maximal_queue_lifetime this becomes a bounce
+ * ("4.4.7 message expired"), marked FAILED by the FINISH job.
+ */
+static void rcpt_defer(struct qmgr *q, struct qmgr_msg *m, size_t i, char *reason,
+		       const char *relay, const struct qm_times *t)
+{
+	if (msg_expired(q, m, t->end)) {
+		char dsn[16];
+		const char *text;
+		split_dsn(reason, '4', dsn, &text);
+		free(m->fail[i]);
+		m->fail[i] = xasprintf("4.4.7 message expired (last error: %s)", text);
+		free(reason);
+		return;
+	}
+	log_rcpt(m, i, relay, t, "deferred", reason);
+	q->st.deferred++;
+	free(m->note[i]);
+	m->note[i] = reason;
+}
+
+static void rcpt_bounced(struct qmgr *q, struct qmgr_msg *m, size_t i, const char *relay,
+			 const struct qm_times *t, const char *reason)
+{
+	log_rcpt(m, i, relay, t, "bounced", reason);
+	q->st.bounced++;
+	if (q->o.bounce) {
+		char dsn[16];
+		const char *text;
+		split_dsn(reason, '5', dsn, &text);
+		q->o.bounce(q->o.bounce_arg, &m->m, i, dsn, text);
+	}
+}
+
+/* All deliveries are back: queue the FINISH job. */
+static void msg_finish(struct qmgr *q, struct qmgr_msg *m)
+{
+	double now = wall_time();
+	double backoff = now - m->m.env.arrival;
+	if (backoff > q->o.maximal_backoff_time_s)
+		backoff = q->o.maximal_backoff_time_s;
+	if (backoff < q->o.minimal_backoff_time_s)
+		backoff = q->o.minimal_backoff_time_s;
+	struct qjob *j = job_new(q, QJ_FINISH, m);
+	j->next_attempt = now + backoff;
+	m->state = QM_FINISHING;
+	fifo_push(&q->finish_q, j);
+}
+
+/* Route recipient i (in the loop thread, as promised to the router). */
+static void msg_route(struct qmgr *q, struct qmgr_msg *m, size_t i, double now)
+{
+	struct qmgr_route r;
+	struct qm_times t = { now, now };
+	memset(&r, 0, sizeof r);
+	if (q->o.route(q->o.route_arg, m->m.env.rcpt[i].addr, &r) < 0) {
+		rcpt_defer(q, m, i, xstrdup("4.3.0 routing failed"), "none", &t);
+		return;
+	}
+	switch (r.kind) {
+	case QMGR_ROUTE_MAILDIR:
+		if (!r.path || !*r.path) {
+			rcpt_defer(q, m, i, xstrdup("4.3.5 maildir route without a path"), "none",
+				   &t);
+			return;
+		}
+		struct qjob *j = job_new(q, QJ_DELIVER, m);
+		j->rcpt = i;
+		j->path = xstrdup(r.path);
+		j->t_queued = now;
+		m->todo++;
+		fifo_push(&q->deliver_q, j);
+		return;
+	case QMGR_ROUTE_FAIL:
+		free(m->fail[i]);
+		m->fail[i] = reason_norm(r.reason, '5', "5.0.0 rejected by router");
+		return;
+	case QMGR_ROUTE_DEFER:
+		rcpt_defer(q, m, i, reason_norm(r.reason, '4', "4.0.0 deferred by router"), "none",
+			   &t);
+		return;
+	}
+	rcpt_defer(q, m, i, xstrdup("4.3.5 delivery transport not available"), "none", &t);
+}
+
+/* ---- loop side: job completions ---- */
+
+static void open_done(struct qmgr *q, struct qjob *j)
+{
+	struct qmgr_msg *m = j->msg;
+	if (j->rc < 0) {
+		if (j->corrupt) {
+			log_event(m->id, "corrupt queue file moved to corrupt/: %s", j->err);
+			q->st.corrupt++;
+		} else if (j->err_no != ENOENT) {
+			log_event(m->id, "%s (will retry)", j->err);
+		}
+		msg_drop(q, m);
+		return;
+	}
+	if (q->stopping) {	/* stays in active/ for the next start */
+		msg_drop(q, m);
+		return;
+	}
+	double now = wall_time();
+	size_t n = m->m.env.nrcpt;
+	m->state = QM_OPEN;
+	m->pickup = now;
+	m->note = xcalloc(n ? n : 1, sizeof *m->note);
+	m->fail = xcalloc(n ? n : 1, sizeof *m->fail);
+	log_event(m->id, "from=<%s>, size=%lld, nrcpt=%zu (queue active)", m->m.env.sender,
+		  m->m.content_len, n);
+	for (size_t i = 0; i < n; i++)
+		if (m->m.env.rcpt[i].status == QUEUE_RCPT_PENDING)
+			msg_route(q, m, i, now);
+	if (m->todo == 0)
+		msg_finish(q, m);
+}
+
+static void deliver_done(struct qmgr *q, struct qjob *j)
+{
+	struct qmgr_msg *m = j->msg;
+	struct qm_times t = { j->t_start, j->t_end };
+	q->busy_deliver--;
+	m->todo--;
+	switch (j->res) {
+	case MAILDIR_OK:
+	case MAILDIR_ALREADY:
+		log_rcpt(m, j->rcpt, "virtual", &t, "sent", j->reason);
+		q->st.sent++;
+		break;
+	case MAILDIR_TEMPFAIL:
+		rcpt_defer(q, m, j->rcpt, xstrdup(j->reason), "virtual", &t);
+		break;
+	case MAILDIR_PERMFAIL:	/* already durably FAILED by the worker */
+		rcpt_bounced(q, m, j->rcpt, "virtual", &t, j->reason);
+		break;
+	}
+	if (m->todo == 0)
+		msg_finish(q, m);
+}
+
+static void finish_done(struct qmgr *q, struct qjob *j)
+{
+	struct qmgr_msg *m = j->msg;
+	double now = wall_time();
+	struct qm_times t = { now, now };
+	for (size_t i = 0; j->marks_ok && i < m->m.env.nrcpt; i++)
+		if (m->fail[i] && m->m.env.rcpt[i].status == QUEUE_RCPT_FAILED)
+			rcpt_bounced(q, m, i, "none", &t, m->fail[i]);
+	if (j->rc < 0) {
+		log_event(m->id, "%s (will retry)", j->err);
+	} else if (j->next_attempt == 0) {
+		log_event(m->id, "removed");
+		q->st.removed++;
+	}
+	msg_drop(q, m);
+}
+
+static void scan_done(struct qmgr *q, struct qjob *j)
+{
+	q->scan_running = 0;
+	for (size_t i = 0; i < j->nids && !q->stopping; i++)
+		if (!msg_find(q, j->ids[i]))
+			msg_add(q, j->ids[i], 1);
+}
+
+static void done_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct qmgr *q = arg;
+	(void)fd;
+	(void)what;
+	pthread_mutex_lock(&q->mu);
+	struct qjob *list = q->done.head;
+	fifo_init(&q->done);
+	pthread_mutex_unlock(&q->mu);
+	while (list) {
+		struct qjob *j = list;
+		list = j->next;
+		q->busy--;
+		switch (j->kind) {
+		case QJ_SCAN: scan_done(q, j); break;
+		case QJ_OPEN: open_done(q, j); break;
+		case QJ_DELIVER: deliver_done(q, j); break;
+		case QJ_FINISH: finish_done(q, j); break;
+		}
+		job_free(j);
+	}
+	qmgr_pump(q);
+}
+
+/* ---- scheduling ---- */
+
+static struct qjob *next_job(struct qmgr *q)
+{
+	struct qjob *j = fifo_pop(&q->finish_q);
+	if (j || q->stopping)
+		return j;
+	if (q->busy_deliver < (size_t)q->nthreads && (j = fifo_pop(&q->deliver_q)) != NULL)
+		return j;
+	if (q->scan_wanted && !q->scan_running) {
+		j = job_new(q, QJ_SCAN, NULL);
+		j->flush = q->scan_flush;
+		q->scan_wanted = q->scan_flush = 0;
+		q->scan_running = 1;
+		return j;
+	}
+	if (q->ready && q->nopen < (size_t)q->nthreads * QMGR_OPEN_PER_WORKER) {
+		struct qmgr_msg *m = q->ready;
+		q->ready = m->next;
+		if (!q->ready)
+			q->ready_tail = &q->ready;
+		m->next = NULL;
+		m->state = QM_OPENING;
+		q->nopen++;
+		return job_new(q, QJ_OPEN, m);
+	}
+	return NULL;
+}
+
+static void qmgr_pump(struct qmgr *q)
+{
+	while (q->busy < (size_t)q->nthreads * QMGR_JOBS_PER_WORKER) {
+		struct qjob *j = next_job(q);
+		if (!j)
+			break;
+		job_submit(q, j);
+	}
+	if (q->stopping && q->busy == 0 && !q->finish_q.head)
+		event_active(q->stop_ev, EV_TIMEOUT, 0);
+}
+
+static void run_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct qmgr *q = arg;
+	(void)fd;
+	(void)what;
+	q->scan_wanted = 1;
+	qmgr_pump(q);
+}
+
+static void stop_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct qmgr *q = arg;
+	(void)fd;
+	(void)what;
+	if (q->stop_reported)
+		return;
+	q->stop_reported = 1;
+	if (q->o.stopped)
+		q->o.stopped(q->o.stopped_arg);
+	else
+		event_base_loopexit(q->base, NULL);
+}
+
+/* ---- public ---- */
+
+static double dflt(double v, double d)
+{
+	return v > 0 ? v : d;
+}
+
+struct qmgr *qmgr_new(struct event_base *base, const struct qmgr_opts *opts)
+{
+	struct qmgr *q = xcalloc(1, sizeof *q);
+	if (!opts->route || !opts->qdir)
+		panic("qmgr_new: route and qdir are required");
+	q->base = base;
+	q->o = *opts;
+	q->qdir = xstrdup(opts->qdir);
+	q->myhostname = xstrdup(opts->myhostname ? opts->myhostname : "localhost");
+	q->o.minimal_backoff_time_s = dflt(opts->minimal_backoff_time_s, 300);
+	q->o.maximal_backoff_time_s = dflt(opts->maximal_backoff_time_s, 4000);
+	q->o.maximal_queue_lifetime_s = dflt(opts->maximal_queue_lifetime_s, 5 * 86400);
+	q->o.queue_run_delay_s = dflt(opts->queue_run_delay_s, 300);
+	q->nthreads = opts->workers > 0 ? opts->workers : 4;
+	q->sync = maildir_syncer_new();
+	q->hsize = 1024;
+	q->hash = xcalloc(q->hsize, sizeof *q->hash);
+	q->ready_tail = &q->ready;
+	fifo_init(&q->todo);
+	fifo_init(&q->done);
+	fifo_init(&q->finish_q);
+	fifo_init(&q->deliver_q);
+	pthread_mutex_init(&q->mu, NULL);
+	pthread_cond_init(&q->cv, NULL);
+	q->done_ev = event_new(base, -1, 0, done_cb, q);
+	q->run_ev = event_new(base, -1, EV_PERSIST, run_cb, q);
+	q->stop_ev = event_new(base, -1, 0, stop_cb, q);
+	if (!q->done_ev || !q->run_ev || !q->stop_ev)
+		panic("qmgr_new: event_new failed");
+	q->threads = xcalloc((size_t)q->nthreads, sizeof *q->threads);
+	for (int i = 0; i < q->nthreads; i++)
+		if (pthread_create(&q->threads[i], NULL, worker_main, q) != 0)
+			fatal("qmgr: cannot create worker thread %d", i);
+	return q;
+}
+
+static struct timeval tv_of(double s)
+{
+	struct timeval tv;
+	tv.tv_sec = (time_t)s;
+	tv.tv_usec = (suseconds_t)((s - (double)tv.tv_sec) * 1e6);
+	return tv;
+}
+
+void qmgr_start(struct qmgr *q)
+{
+	if (q->started || q->stopping)
+		return;
+	q->started = 1;
+	struct timeval tv = tv_of(q->o.queue_run_delay_s);
+	evtimer_add(q->run_ev, &tv);
+	q->scan_wanted = 1;
+	qmgr_pump(q);
+}
+
+void qmgr_notify(struct qmgr *q, const char *id)
+{
+	if (q->stopping || !queue_id_valid(id) || msg_find(q, id))
+		return;
+	msg_add(q, id, 0);
+	qmgr_pump(q);
+}
+
+void qmgr_flush(struct qmgr *q)
+{
+	if (q->stopping)
+		return;
+	q->scan_wanted = q->scan_flush = 1;
+	qmgr_pump(q);
+}
+
+void qmgr_stop(struct qmgr *q, double deadline_s)
+{
+	if (q->stopping)
+		return;
+	q->stopping = 1;
+	evtimer_del(q->run_ev);
+	struct timeval tv = tv_of(deadline_s > 0 ? deadline_s : 0);
+	evtimer_add(q->stop_ev, &tv);
+	qmgr_pump(q);
+}
+
+void qmgr_get_stats(const struct qmgr *q, struct qmgr_stats *out)
+{
+	*out = q->st;
+	out->messages = q->nmsg;
+	out->jobs = q->busy;
+	out->open = q->nopen;
+}
+
+static void fifo_free(struct qjob_fifo *f)
+{
+	struct qjob *j;
+	while ((j = fifo_pop(f)) != NULL)
+		job_free(j);
+}
+
+void qmgr_free(struct qmgr **qp)
+{
+	struct qmgr *q = qp ? *qp : NULL;
+	if (!q)
+		return;
+	pthread_mutex_lock(&q->mu);
+	q->pool_stop = 1;
+	pthread_cond_broadcast(&q->cv);
+	pthread_mutex_unlock(&q->mu);
+	for (int i = 0; i < q->nthreads; i++)
+		pthread_join(q->threads[i], NULL);
+	fifo_free(&q->todo);
+	fifo_free(&q->done);
+	fifo_free(&q->finish_q);
+	fifo_free(&q->deliver_q);
+	for (size_t b = 0; b < q->hsize; b++)
+		while (q->hash[b])
+			msg_drop(q, q->hash[b]);
+	event_free(q->done_ev);
+	event_free(q->run_ev);
+	event_free(q->stop_ev);
+	maildir_syncer_free(&q->sync);
+	pthread_mutex_destroy(&q->mu);
+	pthread_cond_destroy(&q->cv);
+	free(q->threads);
+	free(q->hash);
+	free(q->qdir);
+	free(q->myhostname);
+	free(q);
+	*qp = NULL;
+}

@@ -1,0 +1,144 @@
+/*
+ * qmgr: the queue manager (Postfix's qmgr + virtual in one process).
+ * Owns: which queued message is worked on when, routing each recipient
+ * (through the caller's callback), handing deliveries to a fixed pool of
+ * worker threads, the per-recipient outcome (DONE / FAILED marks, the
+ * "to=..., status=..." log lines), retry with backoff through deferred/,
+ * expiry after maximal_queue_lifetime, and removing finished messages.
+ * Leaves: the queue file format and moves (queue.c), writing Maildirs
+ * (maildir.c), the routing tables (the caller), and DSN bounce messages
+ * (XXX: not built yet; see qmgr_opts.bounce).
+ *
+ * Threads: everything here is called in the event loop thread, and every
+ * callback runs there. Blocking file I/O (opening and checking queue files,
+ * Maildir writes, fsyncs, scans, moves) runs in the workers; at most
+ * `workers` deliveries are in flight, and at most a few messages per worker
+ * are open at once, so a backlog of thousands costs memory for their ids
+ * only, not file descriptors.
+ *
+ * Durability: a recipient is marked DONE (pwrite + fdatasync) only after
+ * its Maildir file and new/ are fsync'd; a message is removed only after
+ * every recipient is durably DONE or FAILED. A crash at any point leads to
+ * at most a repeated attempt, which maildir.c recognises (exactly once).
+ *
+ * Log lines (queue id prefix added by log_event):
+ *   from=<S>, size=N, nrcpt=N (queue active)
+ *   to=<R>, orig_to=<O>, relay=virtual, delay=1.2, delays=a/b/c/d, dsn=2.0.0,
+ *     status=sent (delivered to maildir)        (orig_to only if it differs)
+ *   ... status=deferred (reason)  /  status=bounced (reason)
+ *   removed
+ *   corrupt queue file moved to corrupt/: reason
+ * delays: a = arrival to pick-up, b = waiting for a worker, c = 0 (no
+ * connection), d = the delivery itself; seconds.
+ */
+#ifndef SLUICE_MTA_QMGR_H
+#define SLUICE_MTA_QMGR_H
+
+#include <stddef.h>
+
+#include "mta/queue.h"
+
+struct event_base;
+
+enum qmgr_route_kind {
+	QMGR_ROUTE_MAILDIR = 1,	/* deliver into the Maildir at path */
+	QMGR_ROUTE_FAIL,	/* permanent: bounce with reason */
+	QMGR_ROUTE_DEFER,	/* temporary: keep, retry later with reason */
+	/* later: QMGR_ROUTE_LMTP, QMGR_ROUTE_SMTP (using nexthop); until then
+	 * an unknown kind is deferred with 4.3.5 */
+};
+
+/*
+ * What the router says for one recipient. Strings are borrowed from the
+ * router: they must stay valid until the route callback returns to the
+ * qmgr, which copies what it keeps.
+ */
+struct qmgr_route {
+	enum qmgr_route_kind kind;
+	const char *path;	/* MAILDIR: absolute Maildir root, e.g. "/var/mail/vhosts/d/u/" */
+	const char *reason;	/* FAIL/DEFER: "5.1.1 text" / "4.x.x text"; the code is optional
+				 * (default 5.0.0 / 4.0.0; its class is forced to 5 / 4) */
+	const char *nexthop;	/* reserved for LMTP/SMTP */
+};
+
+/*
+ * qmgr_route_fn - called in the loop thread for each PENDING recipient when
+ * its message is picked up (again on every retry). out is zeroed before the
+ * call. Return 0, or -1 to defer the recipient ("4.3.0 routing failed").
+ */
+typedef int (*qmgr_route_fn)(void *arg, const char *rcpt_addr, struct qmgr_route *out);
+
+/*
+ * qmgr_bounce_fn - called in the loop thread once recipient rcpt of m is
+ * durably FAILED. m is valid during the call only.
+ * XXX: the DSN bounce message (RFC 3464) is a later issue. Whoever builds
+ * it must queue the bounce here, before this returns: the qmgr removes the
+ * message once no recipient is PENDING.
+ */
+typedef void (*qmgr_bounce_fn)(void *arg, const struct queue_msg *m, size_t rcpt,
+			       const char *dsn, const char *reason);
+
+struct qmgr_opts {
+	const char *qdir;		/* queue_directory (copied) */
+	const char *myhostname;		/* for Maildir file names (copied) */
+	int workers;			/* delivery threads; 0 = 4 */
+	/* seconds; 0 = the Postfix default */
+	double minimal_backoff_time_s;	/* 300 */
+	double maximal_backoff_time_s;	/* 4000 */
+	double maximal_queue_lifetime_s;	/* 5 days */
+	double queue_run_delay_s;	/* 300: how often deferred/ (and active/) are scanned */
+	qmgr_route_fn route;		/* required */
+	void *route_arg;
+	qmgr_bounce_fn bounce;		/* optional */
+	void *bounce_arg;
+	void (*stopped)(void *arg);	/* optional, see qmgr_stop; NULL = event_base_loopexit */
+	void *stopped_arg;
+};
+
+struct qmgr;
+
+/*
+ * qmgr_new - a queue manager on base (the caller's loop; libevent thread
+ * support must be enabled with evthread_use_pthreads() before the base is
+ * created). Starts the worker threads; does not touch the queue until
+ * qmgr_start. The queue directory must exist (queue_init).
+ */
+struct qmgr *qmgr_new(struct event_base *base, const struct qmgr_opts *opts);
+
+/*
+ * qmgr_start - resume everything in active/ (only recipients still PENDING
+ * are delivered), move deferred messages that are due into active/, and
+ * from then on rescan every queue_run_delay_s.
+ */
+void qmgr_start(struct qmgr *q);
+
+/*
+ * qmgr_notify - id was just committed into active/ (first attempt). Ids we
+ * already know, or that are not ids, are ignored; a stale id (file gone) is
+ * dropped silently. Lost notifications are caught by the next rescan.
+ */
+void qmgr_notify(struct qmgr *q, const char *id);
+
+/* qmgr_flush - move every deferred message back to active/ now and deliver. */
+void qmgr_flush(struct qmgr *q);
+
+/*
+ * qmgr_stop - take no new work; in-flight jobs finish (messages they leave
+ * behind stay in active/ for the next start). When none is left, or after
+ * deadline_s seconds, calls opts->stopped (or event_base_loopexit). Then
+ * the caller frees the qmgr.
+ */
+void qmgr_stop(struct qmgr *q, double deadline_s);
+
+/* qmgr_free - join the workers (waits for their current job), free all. NULL ok. */
+void qmgr_free(struct qmgr **q);
+
+struct qmgr_stats {
+	size_t messages;	/* known to the qmgr now (waiting, open or finishing) */
+	size_t jobs;		/* handed to workers and not yet back */
+	size_t open;		/* messages with an open queue file */
+	unsigned long long sent, deferred, bounced, removed, corrupt;	/* per recipient / message */
+};
+void qmgr_get_stats(const struct qmgr *q, struct qmgr_stats *out);
+
+#endif
