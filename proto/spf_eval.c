@@ -147,26 +147,31 @@ static int term_prep(struct spf_check *c, struct spf_frame *f, const struct spf_
 }
 
 /*
- * After a term's own look-up: temporary errors end the check (5), void
- * answers count (4.6.4). Returns 0 to go on, else the step result.
+ * Verdict on a term's own look-up in slot si: temporary errors end the check
+ * (5), void answers count (4.6.4). On an error the slot is released and the
+ * frame finished (it may be gone): returns 1. Else 0; the slot stays.
  */
-static int lookup_checks(struct spf_check *c, const struct spf_slot *s, const struct spf_term *t,
-			 int temp_is_error)
+static int lookup_failed(struct spf_check *c, int si, const struct spf_term *t)
 {
+	struct spf_slot *s = &c->slot[si];
+	char problem[SPF_NAME_MAX + 1];
+	enum spf_result r;
+	const char *why;
+
 	if (spf_status_temp(s->status)) {
-		if (!temp_is_error)
-			return 0;
-		spf_frame_finish(c, SPF_TEMPERROR, NULL, "DNS failure", s->name[0] ? s->name : t->text);
-		return 1;
+		r = SPF_TEMPERROR;
+		why = "DNS failure";
+	} else if ((s->status == DNS_NXDOMAIN || s->status == DNS_NODATA) &&
+		   ++c->voids > c->lim.max_void_lookups) {
+		r = SPF_PERMERROR;
+		why = "too many void DNS lookups (4.6.4)";
+	} else {
+		return 0;
 	}
-	if (s->status == DNS_NXDOMAIN || s->status == DNS_NODATA) {
-		if (++c->voids > c->lim.max_void_lookups) {
-			spf_frame_finish(c, SPF_PERMERROR, NULL, "too many void DNS lookups (4.6.4)",
-				     t->text);
-			return 1;
-		}
-	}
-	return 0;
+	snprintf(problem, sizeof(problem), "%s", r == SPF_TEMPERROR && s->name[0] ? s->name : t->text);
+	spf_slot_free(c, si);
+	spf_frame_finish(c, r, NULL, why, problem);
+	return 1;
 }
 
 static const char *target(const struct spf_frame *f)
@@ -191,10 +196,9 @@ static int term_addr(struct spf_check *c, struct spf_frame *f, const struct spf_
 	if (s->st != S_DONE)
 		return 0;
 	int matched = exists ? s->status == DNS_OK : s->match;
-	int stop = lookup_checks(c, s, t, 1);
-	spf_slot_free(c, f->slot);
-	if (stop)
+	if (lookup_failed(c, f->slot, t))
 		return 1;
+	spf_slot_free(c, f->slot);
 	return matched ? spf_frame_match(c, t) : spf_frame_next(f);
 }
 
@@ -212,10 +216,8 @@ static int term_mx(struct spf_check *c, struct spf_frame *f, const struct spf_te
 		struct spf_slot *s = &c->slot[f->slot];
 		if (s->st != S_DONE)
 			return 0;
-		if (lookup_checks(c, s, t, 1)) {
-			spf_slot_free(c, f->slot);
+		if (lookup_failed(c, f->slot, t))
 			return 1;
-		}
 		if (s->n > c->lim.max_mx_names) {
 			spf_slot_free(c, f->slot);
 			return spf_frame_finish(c, SPF_PERMERROR, NULL, "too many MX records (4.6.4)",

@@ -321,6 +321,8 @@ int spf_target_name(struct sbuf *name)
 {
 	size_t off = 0;
 
+	if (name->len == 0 || !name->buf)
+		return -1;
 	while (name->len - off > SPF_NAME_MAX) {
 		const char *dot = memchr(name->buf + off, '.', name->len - off);
 		if (!dot)

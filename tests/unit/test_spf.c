@@ -916,6 +916,32 @@ static void test_odd_answers(void **state)
 	spf_check_free(&c);
 }
 
+/* Errors inside an include end the child frame first (fuzzer find: use after free). */
+static void test_nested_errors(void **state)
+{
+	static const struct {
+		const char *inc, *want;
+	} cases[] = {
+		{ "v=spf1 a:nx1.example.org a:nx2.example.org a:nx3.example.org", "permerror" },
+		{ "v=spf1 mx:nx1.example.org mx:nx2.example.org mx:nx3.example.org", "permerror" },
+		{ "v=spf1 exists:slow.example.org", "temperror" },
+		{ "v=spf1 mx:slow.example.org", "temperror" },
+		{ "v=spf1 a:slow.example.org", "temperror" },
+	};
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct zone z = { 0 };
+		z_txt(&z, "example.org", "v=spf1 include:inc.example.org -all");
+		z_txt(&z, "inc.example.org", cases[i].inc);
+		zone_add(&z, "slow.example.org", RR_TIMEOUT);
+		struct spf_check *c = check_run(&z, "192.0.2.1", "a@example.org", NULL, (int)(i & 1));
+		assert_string_equal(spf_result_name(spf_check_result(c)), cases[i].want);
+		assert_non_null(spf_check_problem(c));
+		spf_check_free(&c);
+		zone_clear(&z);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -937,6 +963,7 @@ int main(void)
 		cmocka_unit_test(test_results_and_explanation),
 		cmocka_unit_test(test_request_edges),
 		cmocka_unit_test(test_odd_answers),
+		cmocka_unit_test(test_nested_errors),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
