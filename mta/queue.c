@@ -1138,7 +1138,8 @@ char **queue_scan(const char *qdir, enum queue_dir dir, size_t *n_out, double **
 	}
 	if (d)
 		closedir(d);
-	qsort(e, n, sizeof *e, scan_cmp);
+	if (n > 1)
+		qsort(e, n, sizeof *e, scan_cmp);
 	char **ids = xcalloc(n + 1, sizeof *ids);
 	double *next = next_out ? xcalloc(n + 1, sizeof *next) : NULL;
 	for (size_t i = 0; i < n; i++) {
