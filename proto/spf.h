@@ -131,7 +131,7 @@ void spf_check_free(struct spf_check **c);
 /* Accessors: valid once spf_check_next returned SPF_DONE; strings are
  * borrowed from c until spf_check_free. */
 enum spf_result spf_check_result(const struct spf_check *c);
-/* The domain the check was for (lower case as given, no trailing dot). */
+/* The <domain> the check was for (as given, no trailing dot). */
 const char *spf_check_domain(const struct spf_check *c);
 /* Text of the top-level term that decided ("-all", "include:x.example");
  * NULL when no mechanism matched (default neutral) or on none/errors. */
@@ -182,12 +182,13 @@ struct spf_record {
 int spf_record_is_spf(const char *txt, size_t len);
 
 /*
- * spf_record_parse - check and split a whole record (which must pass
- * spf_record_is_spf); any syntax error anywhere is an error (4.6). lim NULL
- * = defaults. Returns 0, or -1 with *err_out (static text) and *problem_out
- * (the offending term, a NUL-terminated copy of at most 64 bytes in rec_out's
- * problem buffer ... or NULL). rec_out is filled either way and must be
- * released with spf_record_free.
+ * spf_record_parse - check and split a whole record of len bytes (NULs
+ * allowed: they are errors); any syntax error anywhere is an error (4.6).
+ * lim NULL = defaults (max_record_bytes, max_terms). Returns 0, or -1 with
+ * *err_out (static text) and, if problem_out != NULL, the offending term
+ * copied into problem_out (NUL-terminated, truncated to problem_len - 1;
+ * "" if the error is not one term's). rec_out is filled either way and must
+ * be released with spf_record_free.
  */
 int spf_record_parse(const char *txt, size_t len, const struct spf_limits *lim,
 		     struct spf_record *rec_out, const char **err_out, char *problem_out,

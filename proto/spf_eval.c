@@ -202,6 +202,43 @@ static int term_addr(struct spf_check *c, struct spf_frame *f, const struct spf_
 	return matched ? spf_frame_match(c, t) : spf_frame_next(f);
 }
 
+/* Ask for the addresses of the MX hosts in slot si (5.4); "" is a null MX. */
+static void mx_ask_hosts(struct spf_check *c, struct spf_frame *f, const struct spf_term *t, int si)
+{
+	struct spf_slot *s = &c->slot[si];
+
+	f->nbatch = 0;
+	for (size_t i = 0; i < s->nnames; i++) {
+		struct sbuf b;
+		sbuf_init(&b);
+		sbuf_adds(&b, s->names[i]);
+		if (b.len && spf_target_name(&b) == 0)
+			f->batch[f->nbatch++] = spf_slot_new(c, K_ADDR, c->v6 ? DNS_T_AAAA : DNS_T_A,
+							     b.buf, c->v6 ? t->cidr6 : t->cidr4);
+		sbuf_free(&b);
+	}
+}
+
+/* The host answers in MX order, as if asked one by one: 1 match, -1 temperror, 0 none. */
+static int mx_hosts_result(struct spf_check *c, struct spf_frame *f)
+{
+	int res = 0;
+
+	for (size_t i = 0; i < f->nbatch && !res; i++) {
+		struct spf_slot *s = &c->slot[f->batch[i]];
+		if (spf_status_temp(s->status)) {
+			spf_set_reason(c, f->domain, "DNS failure", s->name);
+			res = -1;
+		} else if (s->match) {
+			res = 1;
+		}
+	}
+	for (size_t i = 0; i < f->nbatch; i++)
+		spf_slot_free(c, f->batch[i]);
+	f->nbatch = 0;
+	return res;
+}
+
 /* mx: MX look-up, then the addresses of at most max_mx_names hosts (5.4, 4.6.4). */
 static int term_mx(struct spf_check *c, struct spf_frame *f, const struct spf_term *t)
 {
@@ -218,41 +255,20 @@ static int term_mx(struct spf_check *c, struct spf_frame *f, const struct spf_te
 			return 0;
 		if (lookup_failed(c, f->slot, t))
 			return 1;
-		if (s->n > c->lim.max_mx_names) {
-			spf_slot_free(c, f->slot);
-			return spf_frame_finish(c, SPF_PERMERROR, NULL, "too many MX records (4.6.4)",
-					    t->text);
-		}
-		f->nbatch = 0;
-		for (size_t i = 0; i < s->nnames; i++) {
-			struct sbuf b;
-			sbuf_init(&b);
-			sbuf_adds(&b, s->names[i]);
-			if (b.len && spf_target_name(&b) == 0)	/* "" is a null MX */
-				f->batch[f->nbatch++] = spf_slot_new(c, K_ADDR,
-					c->v6 ? DNS_T_AAAA : DNS_T_A, b.buf, c->v6 ? t->cidr6 : t->cidr4);
-			sbuf_free(&b);
-		}
+		int too_many = s->n > c->lim.max_mx_names;
+		if (!too_many)
+			mx_ask_hosts(c, f, t, f->slot);
 		spf_slot_free(c, f->slot);
+		if (too_many)
+			return spf_frame_finish(c, SPF_PERMERROR, NULL, "too many MX records (4.6.4)",
+						t->text);
 		f->sub = 4;
 		return 1;
 	}
 	for (size_t i = 0; i < f->nbatch; i++)
 		if (c->slot[f->batch[i]].st != S_DONE)
 			return 0;
-	int res = 0;	/* in MX order, as if asked one by one: 1 match, -1 temperror */
-	for (size_t i = 0; i < f->nbatch && !res; i++) {
-		struct spf_slot *s = &c->slot[f->batch[i]];
-		if (spf_status_temp(s->status)) {
-			spf_set_reason(c, f->domain, "DNS failure", s->name);
-			res = -1;
-		} else if (s->match) {
-			res = 1;
-		}
-	}
-	for (size_t i = 0; i < f->nbatch; i++)
-		spf_slot_free(c, f->batch[i]);
-	f->nbatch = 0;
+	int res = mx_hosts_result(c, f);
 	if (res < 0)
 		return spf_frame_finish(c, SPF_TEMPERROR, NULL, NULL, NULL);
 	return res ? spf_frame_match(c, t) : spf_frame_next(f);
