@@ -207,6 +207,9 @@ struct spf_macro_ctx {
 	long long t;			/* timestamp, seconds */
 };
 #define SPF_MACRO_EXP 1		/* explain-string: c r t letters and spaces allowed */
+/* XXX: a domain-spec expanding past this is treated as an unusable name
+ * (no match) rather than truncated from the left as 7.3 would; only records
+ * built to blow up (hundreds of %{s}) get there. */
 #define SPF_MACRO_MAX_OUT 16384	/* longer expansions are errors */
 
 /* spf_macro_check - macro-string syntax (7.1). 0, or -1 with *err_out (static). */
