@@ -34,9 +34,14 @@ int log_to_stderr(void)
 
 void log_set_stderr_only(const char *progname)
 {
+	pthread_mutex_lock(&log_lock);
+	if (L.own_fd && L.fd >= 0)
+		close(L.fd);
 	snprintf(L.progname, sizeof L.progname, "%s", progname);
 	L.fd = 2;
+	L.own_fd = 0;
 	L.fmt = LOG_FORMAT_PLAIN;
+	pthread_mutex_unlock(&log_lock);
 }
 
 int log_init(const char *progname, const char *file, enum log_format fmt, const char **err_out)
