@@ -102,10 +102,10 @@ FUZZ_CC := clang
 FUZZ_OBJ := build/fuzz
 fuzz:
 	$(MAKE) CC=$(FUZZ_CC) OBJ=$(FUZZ_OBJ) BIN=bin-fuzz \
-	  OPT="-O1 -g -fsanitize=fuzzer-no-link,address,undefined" $(FUZZ_OBJ)/libsluice.a
+	  OPT="-O1 -g -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined" $(FUZZ_OBJ)/libsluice.a
 	@mkdir -p bin-fuzz
 	@set -e; for f in $(FUZZ_SRCS); do n=$$(basename $$f .c); \
-	  $(FUZZ_CC) -std=gnu11 -O1 -g -D_GNU_SOURCE -I. $(PKG_CFLAGS) -fsanitize=fuzzer,address,undefined \
+	  $(FUZZ_CC) -std=gnu11 -O1 -g -D_GNU_SOURCE -I. $(PKG_CFLAGS) -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
 	    -o bin-fuzz/$$n $$f $(FUZZ_OBJ)/libsluice.a $(LDLIBS); \
 	  mkdir -p build/fuzz-corpus/$$n; \
 	  seeds=; [ -d tests/fuzz/corpus/$$n ] && seeds=tests/fuzz/corpus/$$n; \

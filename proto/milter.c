@@ -358,6 +358,8 @@ struct milter_parser *milter_parser_new(enum milter_side side, size_t max_packet
 
 	p->side = side;
 	p->max_packet_bytes = max_packet_bytes ? max_packet_bytes : MILTER_MAX_PACKET_DEFAULT;
+	p->cap = 4096;	/* never NULL: pointer arithmetic on buf precedes the first feed */
+	p->buf = xmalloc(p->cap);
 	return p;
 }
 

@@ -65,6 +65,9 @@ struct smtp_parser *smtp_parser_new(const struct smtp_parser_opts *o)
 	p->bare = o ? o->bare : SMTP_BARE_REJECT;
 	p->mode = MODE_CMD;
 	p->last_eol_crlf = 1;
+	/* never NULL: pointer arithmetic on it is done before the first feed */
+	p->in = xmalloc(SMTP_MIN_IN_BYTES);
+	p->in_cap = SMTP_MIN_IN_BYTES;
 	sbuf_init(&p->out);
 	smtp_cmd_ws_init(&p->ws);
 	return p;
