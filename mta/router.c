@@ -5,6 +5,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 struct domlist {
 	char **names;		/* lowercased literal domains */
@@ -104,7 +105,13 @@ struct router *router_new(const struct conf *c, struct table_set *ts, char **err
 		router_free(&r);
 		return NULL;
 	}
-	r->base = xstrdup(conf_str(c, "virtual_mailbox_base"));
+	const char *base = conf_str(c, "virtual_mailbox_base");
+	char cwd[4096];
+	/* a relative base is taken from the directory sluiced was started in */
+	if (base[0] != '/' && getcwd(cwd, sizeof cwd))
+		r->base = xasprintf("%s/%s", cwd, base);
+	else
+		r->base = xstrdup(base);
 	r->recursion_limit = conf_int(c, "virtual_alias_recursion_limit");
 	r->expansion_limit = conf_int(c, "virtual_alias_expansion_limit");
 	return r;
