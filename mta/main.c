@@ -3,7 +3,7 @@
  * master process (see procs.h for the process model).
  */
 #include "mta/procs.h"
-#include "mta/params.h"
+#include "conf/params.h"
 #include "mta/smtpd.h"
 #include "mta/queue.h"
 #include "conf/conf.h"

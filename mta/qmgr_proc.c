@@ -4,7 +4,7 @@
  * and runs qmgr.c on its own libevent loop.
  */
 #include "mta/procs.h"
-#include "mta/params.h"
+#include "conf/params.h"
 #include "mta/qmgr.h"
 #include "mta/router.h"
 #include "conf/conf.h"
@@ -50,7 +50,7 @@ static int route(void *arg, const char *rcpt, struct qmgr_route *out)
 
 static int load(char **err_out)
 {
-	struct conf *c = conf_load(Q.conf_path, mta_param_tables, mta_foreign_prefixes, err_out);
+	struct conf *c = conf_load(Q.conf_path, params_all, NULL, err_out);
 	if (!c)
 		return -1;
 	struct table_set *ts = table_set_new();

@@ -1,5 +1,5 @@
 #include "mta/smtpd.h"
-#include "mta/params.h"
+#include "conf/params.h"
 #include "mta/router.h"
 #include "mta/netlist.h"
 #include "mta/smtp_check.h"
@@ -65,7 +65,7 @@ static int build(struct built *b, const char *path, struct event_base *base, cha
 /* base == NULL: no resolver (validation, or a reload that keeps the running one) */
 {
 	memset(b, 0, sizeof *b);
-	b->conf = conf_load(path, mta_param_tables, mta_foreign_prefixes, err_out);
+	b->conf = conf_load(path, params_all, NULL, err_out);
 	if (!b->conf)
 		return -1;
 	size_t nw;

@@ -3,7 +3,7 @@
  *   sluice check -c FILE       validate a config and every table it names
  *   sluice queue [-c FILE]     list queued messages (like mailq)
  */
-#include "mta/params.h"
+#include "conf/params.h"
 #include "mta/smtpd.h"
 #include "mta/queue.h"
 #include "conf/conf.h"
@@ -88,7 +88,7 @@ static int cmd_queue(int argc, char **argv)
 	char *err = NULL;
 	struct conf *c = NULL;
 	if (path) {
-		c = conf_load(path, mta_param_tables, mta_foreign_prefixes, &err);
+		c = conf_load(path, params_all, NULL, &err);
 		if (!c) {
 			fprintf(stderr, "sluice: %s\n", err);
 			return 1;

@@ -1,4 +1,4 @@
-#include "mta/params.h"
+#include "conf/params.h"
 
 #include <stddef.h>
 
@@ -86,10 +86,11 @@ const struct conf_param mta_params[] = {
 	{ NULL, 0, NULL, 0, 0, NULL, 0 },
 };
 
-const struct conf_param *const mta_param_tables[] = { common_params, mta_params, NULL };
-
-const char *const mta_foreign_prefixes[] = {
-	"dkim_", "spf_", "dmarc_", "spam_", "ratelimit_", NULL,
+/* The registry: one line per daemon table (keep the NULL last). */
+const struct conf_param *const params_all[] = {
+	common_params,
+	mta_params,
+	NULL,
 };
 
 const char *const mta_restriction_params[] = {
