@@ -30,9 +30,17 @@ LIBSLUICE := $(OBJ)/libsluice.a
 LIBMTA    := $(OBJ)/libmta.a
 UNIT_BINS := $(patsubst tests/unit/%.c,$(BIN)/tests/%,$(UNIT_SRCS))
 
-# Daemons other than sluiced: each directory with a main.c is one binary.
+# Daemons other than sluiced: each directory with a main.c is one binary,
+# bin/sluice-<dir>. Its other .c files form $(OBJ)/libd-<dir>.a, which unit
+# tests link too, so daemon logic is testable without sockets.
 EXTRA_DAEMON_DIRS := $(patsubst %/main.c,%,$(wildcard policyd/*/main.c milters/*/main.c))
 EXTRA_DAEMONS := $(foreach d,$(EXTRA_DAEMON_DIRS),$(BIN)/sluice-$(notdir $(d)))
+DAEMON_LIBAS := $(foreach d,$(EXTRA_DAEMON_DIRS),$(OBJ)/libd-$(notdir $(d)).a)
+# Extra link flags per daemon (DAEMON_LIBS_<dir>); unit tests get all of them.
+DAEMON_LIBS_dkim := -lmilter $(shell pkg-config --libs opendkim 2>/dev/null || echo -lopendkim)
+DAEMON_LIBS_dmarc := -lmilter
+DAEMON_LIBS_spam := -lmilter
+ALL_DAEMON_LIBS = $(foreach d,$(EXTRA_DAEMON_DIRS),$(DAEMON_LIBS_$(notdir $(d))))
 
 BINARIES := $(BIN)/sluiced $(BIN)/sluice $(EXTRA_DAEMONS)
 
@@ -58,15 +66,18 @@ $(BIN)/sluice: $(TOOL_SRCS:%.c=$(OBJ)/%.o) $(LIBMTA) $(LIBSLUICE)
 	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDLIBS)
 
 define daemon_rule
-$(BIN)/sluice-$(notdir $(1)): $(patsubst %.c,$(OBJ)/%.o,$(wildcard $(1)/*.c)) $(LIBSLUICE)
+$(OBJ)/libd-$(notdir $(1)).a: $(patsubst %.c,$(OBJ)/%.o,$(filter-out $(1)/main.c,$(wildcard $(1)/*.c)))
+	@mkdir -p $$(dir $$@)
+	rm -f $$@ && ar rcs $$@ $$^
+$(BIN)/sluice-$(notdir $(1)): $(OBJ)/$(1)/main.o $(OBJ)/libd-$(notdir $(1)).a $(LIBSLUICE)
 	@mkdir -p $$(dir $$@)
 	$$(CC) $$(ALL_CFLAGS) -o $$@ $$^ $$(LDLIBS) $$(DAEMON_LIBS_$(notdir $(1)))
 endef
 $(foreach d,$(EXTRA_DAEMON_DIRS),$(eval $(call daemon_rule,$(d))))
 
-$(BIN)/tests/%: $(OBJ)/tests/unit/%.o $(LIBMTA) $(LIBSLUICE)
+$(BIN)/tests/%: $(OBJ)/tests/unit/%.o $(DAEMON_LIBAS) $(LIBMTA) $(LIBSLUICE)
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDLIBS) $(shell pkg-config --libs cmocka 2>/dev/null || echo -lcmocka)
+	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDLIBS) $(ALL_DAEMON_LIBS) $(shell pkg-config --libs cmocka 2>/dev/null || echo -lcmocka)
 
 -include $(shell find build -name '*.d' 2>/dev/null)
 
