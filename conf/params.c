@@ -1,4 +1,5 @@
 #include "conf/params.h"
+#include "conf/params_dkim.h"
 
 #include <stddef.h>
 
@@ -83,6 +84,13 @@ const struct conf_param mta_params[] = {
 	PT("maximal_queue_lifetime", "5d", 0, 0, 'd'),
 	PT("queue_run_delay", "300s", 1, 0, 's'),
 	PT("graceful_stop_timeout", "30s", 0, 3600, 's'),
+	PT("smtpd_policy_service_timeout", "100s", 1, 3600, 's'),
+	PT("smtpd_policy_service_max_idle", "300s", 1, 0, 's'),
+	PT("smtpd_policy_service_max_ttl", "1000s", 1, 0, 's'),
+	PI("smtpd_policy_service_try_limit", "2", 1, 100),
+	PT("smtpd_policy_service_retry_delay", "1s", 0, 3600, 's'),
+	P("smtpd_policy_service_default_action", CONF_STR, "451 4.3.5 Server configuration problem"),
+	P("smtpd_policy_service_policy_context", CONF_STR, ""),
 	{ NULL, 0, NULL, 0, 0, NULL, 0 },
 };
 
@@ -90,6 +98,7 @@ const struct conf_param mta_params[] = {
 const struct conf_param *const params_all[] = {
 	common_params,
 	mta_params,
+	dkim_params,
 	NULL,
 };
 

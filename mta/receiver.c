@@ -6,6 +6,7 @@
 #include "mta/smtpd.h"
 #include "mta/smtp_session.h"
 #include "mta/queue.h"
+#include "mta/policy_client.h"
 #include "conf/conf.h"
 #include "lib/log.h"
 #include "lib/util.h"
@@ -86,6 +87,15 @@ static void on_term(evutil_socket_t fd, short what, void *arg)
 	stop_check(-1, 0, NULL);
 }
 
+static void policy_opts(struct policy_pool_opts *o)
+{
+	o->timeout_s = conf_time_s(srv.conf, "smtpd_policy_service_timeout");
+	o->max_idle_s = conf_time_s(srv.conf, "smtpd_policy_service_max_idle");
+	o->max_ttl_s = conf_time_s(srv.conf, "smtpd_policy_service_max_ttl");
+	o->try_limit = conf_int(srv.conf, "smtpd_policy_service_try_limit");
+	o->retry_delay_s = conf_time_s(srv.conf, "smtpd_policy_service_retry_delay");
+}
+
 static void on_hup(evutil_socket_t fd, short what, void *arg)
 {
 	(void)fd;
@@ -95,7 +105,11 @@ static void on_hup(evutil_socket_t fd, short what, void *arg)
 	if (smtpd_load(&srv, srv.conf_path, &err) < 0) {
 		log_event(NULL, "warning: reload failed, keeping the running configuration: %s", err);
 		free(err);
+		return;
 	}
+	struct policy_pool_opts o;
+	policy_opts(&o);
+	policy_pool_set_opts(srv.policy, &o);
 }
 
 void receiver_main(const char *conf_path, struct listener *ls, size_t nls, int notify_wr_fd)
@@ -108,6 +122,9 @@ void receiver_main(const char *conf_path, struct listener *ls, size_t nls, int n
 		fatal("%s", err);
 	proc_common_setup(conf_str(srv.conf, "mail_owner"));
 	srv.committer = queue_committer_new(srv.base, srv.cfg.qdir);
+	struct policy_pool_opts po;
+	policy_opts(&po);
+	srv.policy = policy_pool_new(srv.base, &po);
 	evl = xcalloc(nls ? nls : 1, sizeof *evl);
 	for (size_t i = 0; i < nls; i++) {
 		evl[nevl] = evconnlistener_new(srv.base, on_accept, NULL, LEV_OPT_CLOSE_ON_EXEC, -1, ls[i].fd);

@@ -5,6 +5,8 @@
 #include "conf/conf.h"
 #include "conf/table.h"
 #include "proto/dns.h"
+#include "proto/policy.h"
+#include "mta/policy_client.h"
 #include "lib/log.h"
 
 #include <arpa/inet.h>
@@ -234,8 +236,21 @@ static int access_action(struct check_ctx *ctx, const char *value, const char *w
 	}
 	if (!ascii_strcasecmp(word, "DUNNO"))
 		return 0;
-	if (!ascii_strcasecmp(word, "REJECT") || !ascii_strcasecmp(word, "DEFER") ||
-	    !ascii_strcasecmp(word, "DEFER_IF_PERMIT") || !ascii_strcasecmp(word, "DEFER_IF_REJECT")) {
+	if (!ascii_strcasecmp(word, "DEFER_IF_PERMIT")) {
+		/* not final: the command is deferred only if nothing rejects it */
+		if (ctx->cmd && !ctx->cmd->defer_if_permit) {
+			ctx->cmd->defer_if_permit = 1;
+			reply(&ctx->cmd->dip_reply, (int)cint(ctx, "access_map_defer_code"), "4.7.1", "%s: %s: %s",
+			      what, prefix, *rest ? rest : "Service unavailable");
+		}
+		return 0;
+	}
+	if (!ascii_strcasecmp(word, "DEFER_IF_REJECT")) {
+		if (ctx->cmd)
+			ctx->cmd->defer_if_reject = 1;
+		return 0;
+	}
+	if (!ascii_strcasecmp(word, "REJECT") || !ascii_strcasecmp(word, "DEFER")) {
 		int defer = ascii_strcasecmp(word, "REJECT") != 0;
 		int code = (int)cint(ctx, defer ? "access_map_defer_code" : "access_map_reject_code");
 		reply(out, code, defer ? "4.7.1" : "5.7.1", "%s: %s: %s", what, prefix,
@@ -333,6 +348,125 @@ static int check_access(struct check_ctx *ctx, const char *spec, const char *kin
 	char *val = xstrdup(v);	/* borrowed value dies at the next lookup */
 	int r = access_action(ctx, val, what, prefix, out, verdict);
 	free(val);
+	return r;
+}
+
+/* ---------------------------------------------------- check_policy_service */
+
+/* The "<what>: Prefix rejected" pair Postfix uses for a list's results. */
+static void stage_what(struct check_ctx *ctx, enum check_stage st, char *what, size_t wl, const char **prefix)
+{
+	switch (st) {
+	case CHECK_CLIENT:
+		snprintf(what, wl, "<%s[%s]>", ctx->client_name, ctx->client_addr);
+		*prefix = "Client host rejected";
+		break;
+	case CHECK_HELO:
+		snprintf(what, wl, "<%s>", ctx->helo ? ctx->helo : "");
+		*prefix = "Helo command rejected";
+		break;
+	case CHECK_SENDER:
+		snprintf(what, wl, "<%s>", ctx->sender ? ctx->sender : "");
+		*prefix = "Sender address rejected";
+		break;
+	case CHECK_DATA:
+		snprintf(what, wl, "<>");
+		*prefix = "Data command rejected";
+		break;
+	case CHECK_EOD:
+		snprintf(what, wl, "<>");
+		*prefix = "End-of-data rejected";
+		break;
+	default:
+		snprintf(what, wl, "<%s>", ctx->recipient ? ctx->recipient : "");
+		*prefix = "Recipient address rejected";
+		break;
+	}
+}
+
+static void policy_request(struct check_ctx *ctx, struct sbuf *b)
+{
+	char num[32];
+	policy_build_attr(b, "request", "smtpd_access_policy");
+	policy_build_attr(b, "protocol_state", ctx->protocol_state ? ctx->protocol_state : "RCPT");
+	policy_build_attr(b, "protocol_name", ctx->protocol_name ? ctx->protocol_name : "SMTP");
+	policy_build_attr(b, "helo_name", ctx->helo ? ctx->helo : "");
+	policy_build_attr(b, "queue_id", ctx->queue_id ? ctx->queue_id : "");
+	policy_build_attr(b, "sender", ctx->sender ? ctx->sender : "");
+	policy_build_attr(b, "recipient", ctx->recipient ? ctx->recipient : "");
+	snprintf(num, sizeof num, "%lu", ctx->recipient_count);
+	policy_build_attr(b, "recipient_count", num);
+	policy_build_attr(b, "client_address", ctx->client_addr);
+	policy_build_attr(b, "client_name", ctx->client_name);
+	policy_build_attr(b, "reverse_client_name", ctx->client_rev_name);
+	policy_build_attr(b, "client_port", ctx->client_port ? ctx->client_port : "");
+	policy_build_attr(b, "instance", ctx->instance ? ctx->instance : "");
+	policy_build_attr(b, "sasl_method", "");
+	policy_build_attr(b, "sasl_username", "");
+	policy_build_attr(b, "sasl_sender", "");
+	snprintf(num, sizeof num, "%lld", ctx->size > 0 ? ctx->size : 0);
+	policy_build_attr(b, "size", num);
+	policy_build_attr(b, "ccert_subject", "");
+	policy_build_attr(b, "ccert_issuer", "");
+	policy_build_attr(b, "ccert_fingerprint", "");
+	policy_build_attr(b, "ccert_pubkey_fingerprint", "");
+	policy_build_attr(b, "encryption_protocol", ctx->encryption_protocol ? ctx->encryption_protocol : "");
+	policy_build_attr(b, "encryption_cipher", ctx->encryption_cipher ? ctx->encryption_cipher : "");
+	snprintf(num, sizeof num, "%d", ctx->encryption_keysize);
+	policy_build_attr(b, "encryption_keysize", num);
+	policy_build_attr(b, "etrn_domain", "");
+	policy_build_attr(b, "stress", "");
+	policy_build_attr(b, "policy_context", conf_str(ctx->srv->conf, "smtpd_policy_service_policy_context"));
+	policy_build_attr(b, "server_address", ctx->server_address ? ctx->server_address : "");
+	policy_build_attr(b, "server_port", ctx->server_port ? ctx->server_port : "");
+	policy_build_attr(b, "compatibility_level", "3.6");
+	policy_build_attr(b, "mail_version", "3.7.11 (sluice)");
+	policy_build_end(b);
+}
+
+static void policy_done(void *arg, const char *action, const char *err)
+{
+	struct check_ctx *ctx = arg;
+	struct check_cmd *cc = ctx->cmd;
+	cc->call = NULL;
+	cc->policy_done = 1;
+	free(cc->policy_action);
+	cc->policy_action = action ? xstrdup(action) : NULL;
+	if (!action)
+		log_event(ctx->queue_id && *ctx->queue_id ? ctx->queue_id : "NOQUEUE",
+			  "warning: problem talking to the policy server: %s", err ? err : "unknown");
+	ctx->resume(ctx->resume_arg);
+}
+
+/* 1 decided (verdict in *v), 0 no decision, -1 pending */
+static int check_policy(struct check_ctx *ctx, struct check_run *run, const char *service,
+			struct check_reply *out, enum check_verdict *v)
+{
+	struct check_cmd *cc = ctx->cmd;
+	if (!cc || !ctx->srv->policy)
+		return 0;
+	if (!(cc->policy_done && cc->policy_stage == (int)run->stage && cc->policy_index == run->i)) {
+		if (cc->call)
+			return -1;
+		struct sbuf b;
+		sbuf_init(&b);
+		policy_request(ctx, &b);
+		cc->policy_done = 0;
+		cc->policy_stage = (int)run->stage;
+		cc->policy_index = run->i;
+		cc->call = policy_call_start(ctx->srv->policy, service, &b, policy_done, ctx);
+		sbuf_free(&b);
+		return -1;
+	}
+	cc->policy_done = 0;
+	char what[600];
+	const char *prefix;
+	stage_what(ctx, run->stage, what, sizeof what, &prefix);
+	const char *action = cc->policy_action ? cc->policy_action
+					       : conf_str(ctx->srv->conf, "smtpd_policy_service_default_action");
+	char *copy = xstrdup(action);
+	int r = access_action(ctx, copy, what, prefix, out, v);
+	free(copy);
 	return r;
 }
 
@@ -639,7 +773,11 @@ enum check_verdict check_list_run(struct check_ctx *ctx, struct check_run *run, 
 				continue;
 			}
 		}
-		if (!strncmp(name, "check_", 6) && strstr(name, "_access")) {
+		if (!strcmp(name, "check_policy_service")) {
+			r = check_policy(ctx, run, arg, out, &v);
+			if (r < 0)
+				return CHECK_PENDING;
+		} else if (!strncmp(name, "check_", 6) && strstr(name, "_access")) {
 			char kind[32];
 			snprintf(kind, sizeof kind, "%.*s", (int)(strstr(name, "_access") - name - 6), name + 6);
 			r = check_access(ctx, arg, kind, out, &v);
@@ -669,6 +807,10 @@ enum check_verdict check_list_run(struct check_ctx *ctx, struct check_run *run, 
 			continue;
 		}
 		run->active = 0;
+		if (v == CHECK_REJECT && out->code >= 500 && ctx->cmd && ctx->cmd->defer_if_reject) {
+			out->code = 450;	/* DEFER_IF_REJECT seen earlier */
+			out->dsn[0] = '4';
+		}
 		return v;
 	}
 	run->active = 0;
@@ -682,7 +824,7 @@ static const char *const known[] = {
 	"reject_non_fqdn_sender", "reject_non_fqdn_recipient", "reject_unknown_sender_domain",
 	"reject_unknown_recipient_domain", "reject_unknown_client_hostname",
 	"reject_unknown_reverse_client_hostname", "reject_rbl_client", "check_client_access",
-	"check_helo_access", "check_sender_access", "check_recipient_access", NULL,
+	"check_helo_access", "check_sender_access", "check_recipient_access", "check_policy_service", NULL,
 };
 
 int check_validate_list(struct smtpd *srv, const char *param, char **err_out)
@@ -706,7 +848,14 @@ int check_validate_list(struct smtpd *srv, const char *param, char **err_out)
 				return -1;
 			}
 			i++;
-			if (!strncmp(list[i - 1], "check_", 6)) {
+			if (!strcmp(list[i - 1], "check_policy_service")) {
+				if (!policy_service_valid(list[i])) {
+					*err_out = xasprintf("%s: %s: check_policy_service: bad service address \"%s\" "
+							     "(expected inet:host:port or unix:/path)",
+							     conf_where(srv->conf, param), param, list[i]);
+					return -1;
+				}
+			} else if (!strncmp(list[i - 1], "check_", 6)) {
 				char *e = NULL;
 				if (!table_set_get(srv->tables, list[i], &e)) {
 					*err_out = xasprintf("%s: %s: %s", conf_where(srv->conf, param), param, e);
@@ -717,6 +866,21 @@ int check_validate_list(struct smtpd *srv, const char *param, char **err_out)
 		}
 	}
 	return 0;
+}
+
+void check_cmd_reset(struct check_cmd *cc)
+{
+	policy_call_cancel(cc->call);
+	free(cc->policy_action);
+	memset(cc, 0, sizeof *cc);
+}
+
+int check_cmd_final(struct check_cmd *cc, struct check_reply *out)
+{
+	if (!cc->defer_if_permit)
+		return 0;
+	*out = cc->dip_reply;
+	return 1;
 }
 
 void check_effects_reset(struct check_effects *fx)

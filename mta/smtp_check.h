@@ -18,6 +18,7 @@
 struct smtpd;
 struct router;
 struct check_dns_cache;
+struct policy_call;
 
 enum check_stage {
 	CHECK_CLIENT, CHECK_HELO, CHECK_SENDER, CHECK_RELAY, CHECK_RECIPIENT,
@@ -39,6 +40,27 @@ struct check_effects {
 	int discard;		/* DISCARD: accept and drop */
 };
 
+/*
+ * Per-command state: DEFER_IF_PERMIT / DEFER_IF_REJECT (access(5)) and
+ * the policy service answer being waited for. Reset with
+ * check_cmd_reset() before each command's lists run; check_cmd_final()
+ * turns an accept into the deferred reply when DEFER_IF_PERMIT was seen.
+ */
+struct check_cmd {
+	int defer_if_permit;
+	struct check_reply dip_reply;
+	int defer_if_reject;
+	/* check_policy_service */
+	struct policy_call *call;	/* in flight */
+	int policy_done;
+	int policy_stage;
+	size_t policy_index;
+	char *policy_action;		/* NULL = the service failed: default action */
+};
+void check_cmd_reset(struct check_cmd *cc);
+/* check_cmd_final - 1 and *out filled when an accept must become DEFER_IF_PERMIT's reply. */
+int check_cmd_final(struct check_cmd *cc, struct check_reply *out);
+
 /* What the restrictions look at. Strings are borrowed from the session. */
 struct check_ctx {
 	struct smtpd *srv;
@@ -54,6 +76,18 @@ struct check_ctx {
 	int unauth_pipelining;		/* client sent commands ahead of time where not allowed */
 	struct check_dns_cache *dns;
 	struct check_effects *fx;
+	struct check_cmd *cmd;
+	/* for check_policy_service requests (SMTPD_POLICY_README attributes) */
+	const char *protocol_state;	/* "RCPT", "DATA", "END-OF-MESSAGE", ... */
+	const char *protocol_name;	/* "ESMTP", ... */
+	const char *queue_id;		/* "" before one exists */
+	const char *client_port;
+	const char *server_address, *server_port;
+	const char *instance;		/* the same for every request of one message */
+	unsigned long recipient_count;
+	long long size;			/* MAIL SIZE= or the message size at end of data */
+	const char *encryption_protocol, *encryption_cipher;
+	int encryption_keysize;
 	/* called from the event loop when a look-up that made a list PENDING completes */
 	void (*resume)(void *arg);
 	void *resume_arg;

@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <stdint.h>
 #include <unistd.h>
 
 #define READ_CHUNK (64 * 1024)
@@ -88,6 +89,11 @@ struct smtp_session {
 	double arrival;
 
 	/* restriction evaluation */
+	struct check_cmd cmd;
+	char instance[64];
+	unsigned txn_seq;
+	char server_addr[INET6_ADDRSTRLEN];
+	char server_port[8];
 	struct check_ctx ctx;
 	struct check_effects fx;
 	struct check_dns_cache *dns;
@@ -230,6 +236,9 @@ static void ctx_log_reject(void *arg, const struct check_reply *r, int warning)
 
 static void txn_reset(struct smtp_session *s)
 {
+	/* policy "instance": one value for all requests of one message */
+	snprintf(s->instance, sizeof s->instance, "%x.%lx.%x", (unsigned)getpid(), (unsigned long)(uintptr_t)s,
+		 ++s->txn_seq);
 	s->in_mail = 0;
 	free(s->sender);
 	s->sender = NULL;
@@ -278,6 +287,20 @@ static void ctx_refresh(struct smtp_session *s)
 	c->unauth_pipelining = s->early_talker || s->pending_unauth;
 	c->dns = s->dns;
 	c->fx = &s->fx;
+	c->cmd = &s->cmd;
+	c->protocol_state = pend_verb(s->pend);
+	c->protocol_name = proto_name(s);
+	c->queue_id = s->writer ? queue_writer_id(s->writer) : "";
+	c->client_port = s->port;
+	c->server_address = s->server_addr;
+	c->server_port = s->server_port;
+	c->instance = s->instance;
+	c->recipient_count = (unsigned long)s->nrcpt_accepted;
+	c->size = s->pend == PEND_EOD ? s->data_bytes : s->mail_size;
+	SSL *ssl = s->tls ? bufferevent_openssl_get_ssl(s->bev) : NULL;
+	c->encryption_protocol = ssl ? SSL_get_version(ssl) : "";
+	c->encryption_cipher = ssl ? SSL_get_cipher_name(ssl) : "";
+	c->encryption_keysize = ssl ? SSL_get_cipher_bits(ssl, NULL) : 0;
 	c->resume = (void (*)(void *))checks_continue;
 	c->resume_arg = s;
 	c->log_reject = ctx_log_reject;
@@ -294,6 +317,7 @@ static void checks_start(struct smtp_session *s, enum smtp_verb verb, const enum
 	s->nstages = n;
 	s->cur_stage = 0;
 	s->run.active = 0;
+	check_cmd_reset(&s->cmd);
 	checks_continue(s);
 }
 
@@ -319,7 +343,10 @@ static void checks_continue(struct smtp_session *s)
 		s->cur_stage++;
 	}
 	s->busy = 0;
-	accept_cmd(s);
+	if (check_cmd_final(&s->cmd, &r))
+		reject_cmd(s, &r);	/* DEFER_IF_PERMIT */
+	else
+		accept_cmd(s);
 resume:
 	if (was_busy && !s->busy && !s->dead) {
 		bufferevent_enable(s->bev, EV_READ);
@@ -1133,6 +1160,7 @@ static void session_free(struct smtp_session *s)
 	log_disconnect(s);
 	dns_cancel(s->name_req);
 	check_dns_cache_free(&s->dns);
+	check_cmd_reset(&s->cmd);
 	txn_reset(s);
 	sbuf_free(&s->fx.prepend);
 	sbuf_free(&s->hdr_line);
@@ -1227,6 +1255,20 @@ void smtp_session_start(struct smtpd *srv, int fd, const struct sockaddr *sa, so
 	strcpy(s->name, "unknown");
 	strcpy(s->rev_name, "unknown");
 	s->last_cmd = "CONNECT";
+	struct sockaddr_storage me;
+	socklen_t melen = sizeof me;
+	if (getsockname(fd, (struct sockaddr *)&me, &melen) == 0) {
+		if (me.ss_family == AF_INET) {
+			struct sockaddr_in *in = (struct sockaddr_in *)&me;
+			inet_ntop(AF_INET, &in->sin_addr, s->server_addr, sizeof s->server_addr);
+			snprintf(s->server_port, sizeof s->server_port, "%u", ntohs(in->sin_port));
+		} else if (me.ss_family == AF_INET6) {
+			struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&me;
+			inet_ntop(AF_INET6, &in6->sin6_addr, s->server_addr, sizeof s->server_addr);
+			snprintf(s->server_port, sizeof s->server_port, "%u", ntohs(in6->sin6_port));
+		}
+	}
+	txn_reset(s);
 	int one = 1;
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 	struct smtp_parser_opts po = { (size_t)srv->cfg.max_line_bytes, srv->cfg.bare };

@@ -18,6 +18,7 @@ struct table_set;
 struct dns_resolver;
 struct queue_committer;
 struct netlist;
+struct policy_pool;
 
 /* Hot configuration values, refreshed on reload. Strings borrowed from conf. */
 struct smtpd_cfg {
@@ -51,6 +52,7 @@ struct smtpd {
 	struct queue_committer *committer;
 	struct netlist *mynetworks;
 	struct router *router;
+	struct policy_pool *policy;	/* check_policy_service connections */
 	int notify_fd;			/* write "QUEUEID\n" to tell the queue manager; -1 = none */
 	size_t nsessions;
 	int stopping;
