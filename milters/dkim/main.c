@@ -1,0 +1,385 @@
+/*
+ * sluice-dkim: DKIM signing and verifying milter (issue 4).
+ * Thin: options, configuration generations (SIGHUP), libmilter callbacks
+ * that hand the message to dkim_msg.c and apply its outcome.
+ */
+#include "milters/dkim/dkim_cfg.h"
+#include "milters/dkim/dkim_msg.h"
+#include "conf/conf.h"
+#include "conf/params.h"
+#include "lib/daemon.h"
+#include "lib/log.h"
+#include "lib/util.h"
+
+#include <dlfcn.h>
+#include <libmilter/mfapi.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <arpa/inet.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+static const char *config_file = "/etc/sluice/sluice.conf";
+static pthread_mutex_t cfg_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct dkim_cfg *current;
+static struct conf *current_conf;
+
+static struct dkim_cfg *cfg_get(void)
+{
+	pthread_mutex_lock(&cfg_lock);
+	struct dkim_cfg *c = dkim_cfg_ref(current);
+	pthread_mutex_unlock(&cfg_lock);
+	return c;
+}
+
+/* load - conf + one configuration generation; NULL with *err_out. */
+static struct dkim_cfg *load(struct conf **conf_out, char **err_out)
+{
+	struct conf *c = conf_load(config_file, params_all, NULL, err_out);
+	if (c == NULL)
+		return NULL;
+	struct dkim_cfg *cfg = dkim_cfg_new(c, NULL, err_out);
+	if (cfg == NULL) {
+		conf_free(&c);
+		return NULL;
+	}
+	*conf_out = c;
+	return cfg;
+}
+
+/*
+ * XXX: libmilter's signal thread stops the milter on SIGHUP (it sigwait()s
+ * for HUP, TERM and INT). We want SIGHUP to reload, so its sigwait() is
+ * interposed here: SIGHUP is taken out of the set it waits for, and our
+ * own thread waits for SIGHUP instead. (Every thread blocks SIGHUP.)
+ */
+int sigwait(const sigset_t *set, int *sig)
+{
+	static int (*real)(const sigset_t *, int *);
+	if (real == NULL)
+		real = (int (*)(const sigset_t *, int *))dlsym(RTLD_NEXT, "sigwait");
+	sigset_t s = *set;
+	sigdelset(&s, SIGHUP);
+	return real(&s, sig);
+}
+
+static void *reload_thread(void *arg)
+{
+	(void)arg;
+	sigset_t set;
+	sigemptyset(&set);
+	sigaddset(&set, SIGHUP);
+	for (;;) {
+		if (sigwaitinfo(&set, NULL) != SIGHUP)
+			continue;
+		char *err = NULL;
+		struct conf *c = NULL;
+		struct dkim_cfg *cfg = load(&c, &err);
+		if (cfg == NULL) {
+			log_event(NULL, "dkim: reload failed, keeping the old configuration: %s", err);
+			free(err);
+			continue;
+		}
+		pthread_mutex_lock(&cfg_lock);
+		struct dkim_cfg *old = current;
+		struct conf *oldc = current_conf;
+		current = cfg;
+		current_conf = c;
+		pthread_mutex_unlock(&cfg_lock);
+		dkim_cfg_unref(&old);	/* messages in flight keep their own reference */
+		(void)oldc;	/* XXX: conf kept: strings may still be borrowed; small, per reload */
+		log_event(NULL, "dkim: configuration reloaded (%zu signing keys)",
+			  dkim_keyset_count(cfg->keys));
+	}
+	return NULL;
+}
+
+/* ---- per connection ---- */
+
+struct conn {
+	char addr[INET6_ADDRSTRLEN + 8];
+	int internal;
+	int leadspc;		/* MTA passes header values with their leading space */
+	struct dkim_msg *msg;
+};
+
+static struct conn *conn_of(SMFICTX *ctx)
+{
+	return smfi_getpriv(ctx);
+}
+
+static const char *qid_of(SMFICTX *ctx)
+{
+	const char *q = smfi_getsymval(ctx, "i");
+	return q && *q ? q : NULL;
+}
+
+static sfsistat on_negotiate(SMFICTX *ctx, unsigned long f0, unsigned long f1, unsigned long f2,
+			     unsigned long f3, unsigned long *pf0, unsigned long *pf1,
+			     unsigned long *pf2, unsigned long *pf3)
+{
+	(void)f0;
+	(void)f2;
+	(void)f3;
+	struct conn *c = xcalloc(1, sizeof(*c));
+	smfi_setpriv(ctx, c);
+	*pf0 = SMFIF_ADDHDRS | SMFIF_CHGHDRS | SMFIF_QUARANTINE;
+	unsigned long want = SMFIP_NOHELO | SMFIP_NORCPT | SMFIP_NOUNKNOWN | SMFIP_NODATA |
+			     SMFIP_NR_HELO | SMFIP_NR_RCPT | SMFIP_NR_DATA | SMFIP_NR_UNKN |
+			     SMFIP_NR_HDR | SMFIP_NR_CONN | SMFIP_NR_MAIL | SMFIP_NR_EOH |
+			     SMFIP_NR_BODY | SMFIP_HDR_LEADSPC;
+	*pf1 = want & f1;
+	c->leadspc = (f1 & SMFIP_HDR_LEADSPC) != 0;
+	*pf2 = 0;
+	*pf3 = 0;
+	return SMFIS_CONTINUE;
+}
+
+static sfsistat on_connect(SMFICTX *ctx, char *host, struct sockaddr *sa)
+{
+	(void)host;
+	struct conn *c = conn_of(ctx);
+	if (c == NULL) {
+		c = xcalloc(1, sizeof(*c));
+		smfi_setpriv(ctx, c);
+	}
+	c->addr[0] = 0;
+	if (sa && sa->sa_family == AF_INET)
+		inet_ntop(AF_INET, &((struct sockaddr_in *)sa)->sin_addr, c->addr, sizeof(c->addr));
+	else if (sa && sa->sa_family == AF_INET6)
+		inet_ntop(AF_INET6, &((struct sockaddr_in6 *)sa)->sin6_addr, c->addr, sizeof(c->addr));
+	struct dkim_cfg *cfg = cfg_get();
+	/* No address (local submission, "unknown"): like OpenDKIM, treat as local. */
+	c->internal = c->addr[0] == 0 || dkim_hosts_match(cfg->internal, c->addr);
+	dkim_cfg_unref(&cfg);
+	return SMFIS_CONTINUE;
+}
+
+static sfsistat on_envfrom(SMFICTX *ctx, char **argv)
+{
+	(void)argv;
+	struct conn *c = conn_of(ctx);
+	if (c == NULL)
+		return SMFIS_CONTINUE;
+	dkim_msg_free(&c->msg);
+	struct dkim_cfg *cfg = cfg_get();
+	const char *auth = smfi_getsymval(ctx, "{auth_authen}");
+	int sign = c->internal || (cfg->sign_authenticated && auth && *auth);
+	if (sign && dkim_keyset_count(cfg->keys) == 0)
+		sign = 0;	/* nothing to sign with: verify instead */
+	c->msg = dkim_msg_new(cfg, qid_of(ctx), sign);
+	dkim_cfg_unref(&cfg);
+	return SMFIS_CONTINUE;
+}
+
+static sfsistat on_header(SMFICTX *ctx, char *name, char *value)
+{
+	struct conn *c = conn_of(ctx);
+	if (c == NULL || c->msg == NULL)
+		return SMFIS_CONTINUE;
+	if (c->leadspc) {
+		dkim_msg_header(c->msg, name, value);
+	} else {
+		char *v = xasprintf(" %s", value);
+		dkim_msg_header(c->msg, name, v);
+		free(v);
+	}
+	return SMFIS_CONTINUE;
+}
+
+static sfsistat on_eoh(SMFICTX *ctx)
+{
+	struct conn *c = conn_of(ctx);
+	if (c && c->msg) {
+		dkim_msg_set_qid(c->msg, qid_of(ctx));
+		dkim_msg_eoh(c->msg);
+	}
+	return SMFIS_CONTINUE;
+}
+
+static sfsistat on_body(SMFICTX *ctx, unsigned char *buf, size_t len)
+{
+	struct conn *c = conn_of(ctx);
+	if (c && c->msg)
+		dkim_msg_body(c->msg, buf, len);
+	return SMFIS_CONTINUE;
+}
+
+/* hv - header value as the MTA wants it: without our leading space unless negotiated. */
+static char *hv(struct conn *c, char *v)
+{
+	return (!c->leadspc && v[0] == ' ') ? v + 1 : v;
+}
+
+static sfsistat on_eom(SMFICTX *ctx)
+{
+	struct conn *c = conn_of(ctx);
+	if (c == NULL || c->msg == NULL)
+		return SMFIS_CONTINUE;
+	dkim_msg_set_qid(c->msg, qid_of(ctx));
+	struct dkim_outcome out;
+	dkim_msg_eom(c->msg, &out);
+	const char *qid = qid_of(ctx) ? qid_of(ctx) : "NOQUEUE";
+	for (size_t i = 0; i < out.n_ar_delete; i++)
+		smfi_chgheader(ctx, "Authentication-Results", (int)out.ar_delete[i], NULL);
+	if (out.ar_value)
+		smfi_insheader(ctx, 0, "Authentication-Results", hv(c, out.ar_value));
+	for (size_t i = out.nsig_values; i > 0; i--)
+		smfi_insheader(ctx, 0, "DKIM-Signature", hv(c, out.sig_values[i - 1]));
+	sfsistat rc = SMFIS_CONTINUE;
+	switch (out.action) {
+	case DKIM_ACT_ACCEPT:
+		break;
+	case DKIM_ACT_REJECT:
+	case DKIM_ACT_TEMPFAIL:
+		smfi_setreply(ctx, (char *)out.reply_code, (char *)out.reply_xcode,
+			      (char *)out.reply_text);
+		rc = out.action == DKIM_ACT_REJECT ? SMFIS_REJECT : SMFIS_TEMPFAIL;
+		break;
+	case DKIM_ACT_QUARANTINE:
+		smfi_quarantine(ctx, "DKIM verification");
+		break;
+	case DKIM_ACT_DISCARD:
+		rc = SMFIS_DISCARD;
+		break;
+	}
+	log_event(qid, "%s", out.log ? out.log : "milter=dkim");
+	dkim_outcome_clear(&out);
+	dkim_msg_free(&c->msg);
+	return rc;
+}
+
+static sfsistat on_abort(SMFICTX *ctx)
+{
+	struct conn *c = conn_of(ctx);
+	if (c)
+		dkim_msg_free(&c->msg);
+	return SMFIS_CONTINUE;
+}
+
+static sfsistat on_close(SMFICTX *ctx)
+{
+	struct conn *c = conn_of(ctx);
+	if (c) {
+		dkim_msg_free(&c->msg);
+		free(c);
+		smfi_setpriv(ctx, NULL);
+	}
+	return SMFIS_CONTINUE;
+}
+
+/* TCP_NODELAY on our listening inet sockets: Linux passes it on to accepted ones. */
+static void nodelay_listeners(void)
+{
+	for (int fd = 3; fd < 1024; fd++) {
+		int v = 0, dom = 0;
+		socklen_t l = sizeof(v);
+		if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &v, &l) < 0 || !v)
+			continue;
+		l = sizeof(dom);
+		if (getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &dom, &l) < 0)
+			continue;
+		if (dom == AF_INET || dom == AF_INET6) {
+			int one = 1;
+			setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+		}
+	}
+}
+
+static void usage(void)
+{
+	fprintf(stderr, "usage: sluice-dkim -c sluice.conf [-f] [-n]\n");
+	exit(2);
+}
+
+int main(int argc, char **argv)
+{
+	int foreground = 0, check = 0, ch;
+	while ((ch = getopt(argc, argv, "c:fn")) != -1) {
+		switch (ch) {
+		case 'c': config_file = optarg; break;
+		case 'f': foreground = 1; break;
+		case 'n': check = 1; break;
+		default: usage();
+		}
+	}
+	if (optind != argc)
+		usage();
+	log_set_stderr_only("sluice-dkim");
+	char *err = NULL;
+	struct conf *c = NULL;
+	struct dkim_cfg *cfg = load(&c, &err);
+	if (cfg == NULL)
+		fatal("%s", err);
+	size_t nw;
+	const char *const *w = conf_warnings(c, &nw);
+	for (size_t i = 0; i < nw; i++)
+		log_event(NULL, "warning: %s", w[i]);
+	const char *why;
+	char *conn = dkim_cfg_milter_conn(conf_str(c, "dkim_socket"), &why);
+	if (conn == NULL)
+		fatal("%s: dkim_socket: %s", conf_where(c, "dkim_socket"), why);
+	if (check) {
+		printf("%s: dkim configuration ok (%zu signing keys, socket %s)\n", config_file,
+		       dkim_keyset_count(cfg->keys), conn);
+		free(conn);
+		dkim_cfg_unref(&cfg);
+		conf_free(&c);
+		return 0;
+	}
+	current = cfg;
+	current_conf = c;
+	const char *fmt = conf_str(c, "log_format");
+	const char *lerr;
+	if (log_init("sluice-dkim", conf_str(c, "maillog_file"),
+		     !strcmp(fmt, "json") ? LOG_FORMAT_JSON : LOG_FORMAT_PLAIN, &lerr) < 0)
+		fatal("maillog_file %s: %s", conf_str(c, "maillog_file"), lerr);
+	signal(SIGPIPE, SIG_IGN);
+
+	struct smfiDesc desc = {
+		.xxfi_name = "sluice-dkim",
+		.xxfi_version = SMFI_VERSION,
+		.xxfi_flags = SMFIF_ADDHDRS | SMFIF_CHGHDRS | SMFIF_QUARANTINE,
+		.xxfi_connect = on_connect,
+		.xxfi_envfrom = on_envfrom,
+		.xxfi_header = on_header,
+		.xxfi_eoh = on_eoh,
+		.xxfi_body = on_body,
+		.xxfi_eom = on_eom,
+		.xxfi_abort = on_abort,
+		.xxfi_close = on_close,
+		.xxfi_negotiate = on_negotiate,
+	};
+	if (smfi_setconn(conn) == MI_FAILURE)
+		fatal("%s: dkim_socket %s: rejected by libmilter", conf_where(c, "dkim_socket"), conn);
+	if (smfi_register(desc) == MI_FAILURE)
+		fatal("smfi_register failed");
+	if (smfi_opensocket(1) == MI_FAILURE)
+		fatal("%s: dkim_socket %s: cannot listen", conf_where(c, "dkim_socket"), conn);
+	nodelay_listeners();
+	if (daemon_drop_privs(conf_str(c, "mail_owner"), &err) < 0)
+		fatal("mail_owner: %s", err);
+	if (!foreground)
+		daemon_detach();
+	if (daemon_pidfile(conf_str(c, "dkim_pid_file"), &err) < 0)
+		fatal("dkim_pid_file: %s", err);
+
+	sigset_t set;
+	sigemptyset(&set);
+	sigaddset(&set, SIGHUP);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
+	pthread_t th;
+	pthread_create(&th, NULL, reload_thread, NULL);
+	pthread_detach(th);
+	log_event(NULL, "dkim: listening on %s (%zu signing keys)", conn,
+		  dkim_keyset_count(cfg->keys));
+	free(conn);
+	int rc = smfi_main();
+	log_event(NULL, "dkim: stopped");
+	return rc == MI_SUCCESS ? 0 : 1;
+}
