@@ -151,7 +151,9 @@ struct dkim_cfg *dkim_cfg_new(const struct conf *c, const struct dkim_cfg_test *
 		*err_out = xasprintf("%s: dkim_sign_headers is empty", conf_where(c, "dkim_sign_headers"));
 		goto fail;
 	}
-	dkim_options(lib, DKIM_OP_SETOPT, DKIM_OPTS_SIGNHDRS, cfg->sign_hdrs, sizeof(char **));
+	/* "*" = libopendkim's own default (every header but a few, like OpenDKIM without SignHeaders) */
+	if (!(cfg->sign_hdrs[0] && strcmp(cfg->sign_hdrs[0], "*") == 0 && cfg->sign_hdrs[1] == NULL))
+		dkim_options(lib, DKIM_OP_SETOPT, DKIM_OPTS_SIGNHDRS, cfg->sign_hdrs, sizeof(char **));
 	if (cfg->oversign_hdrs[0] != NULL)
 		dkim_options(lib, DKIM_OP_SETOPT, DKIM_OPTS_OVERSIGNHDRS, cfg->oversign_hdrs,
 			     sizeof(char **));

@@ -203,6 +203,23 @@ static int needs_quote(const char *v)
 	return 0;
 }
 
+/* pvalue_ok - a domain or [local]@domain that needs no quoting (RFC 8601 2.2 pvalue). */
+static int pvalue_ok(const char *v)
+{
+	int at = 0;
+	if (*v == 0)
+		return 0;
+	for (const unsigned char *p = (const unsigned char *)v; *p; p++) {
+		if (*p == '@' && !at) {
+			at = 1;
+			continue;
+		}
+		if (*p <= ' ' || *p >= 0x7f || strchr("()<>@,;:\\\"[]", *p) != NULL)
+			return 0;
+	}
+	return 1;
+}
+
 void dkim_hdr_quote_value(struct sbuf *b, const char *v)
 {
 	if (!needs_quote(v)) {
@@ -261,6 +278,8 @@ char *dkim_hdr_ar_format(const char *authserv_id, const struct dkim_hdr_sig *sig
 				memcpy(b8, vals[t], n);
 				b8[n] = 0;
 				dkim_hdr_quote_value(&b, b8);
+			} else if (t <= 1 && pvalue_ok(vals[t])) {
+				sbuf_adds(&b, vals[t]);	/* RFC 8601 pvalue: [local-part] "@" domain */
 			} else {
 				dkim_hdr_quote_value(&b, vals[t]);
 			}

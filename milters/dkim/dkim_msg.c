@@ -201,8 +201,8 @@ static enum dkim_res classify(struct dkim_msg *m, DKIM_SIGINFO *sig, struct sig_
 	unsigned bits = 0;
 	dkim_alg_t alg = (dkim_alg_t)-1;
 	(void)dkim_sig_getsignalg(sig, &alg);
-	if (flags & DKIM_SIGFLAG_KEYLOADED)
-		(void)dkim_sig_getkeysize(sig, &bits);
+	if (dkim_sig_getkeysize(sig, &bits) != DKIM_STAT_OK)
+		bits = 0;
 	v->h.key_bits = bits;
 	v->h.testing = (flags & DKIM_SIGFLAG_TESTKEY) != 0;
 	if ((flags & DKIM_SIGFLAG_PASSED) && dkim_sig_getbh(sig) == DKIM_SIGBH_MATCH) {
@@ -223,6 +223,11 @@ static enum dkim_res classify(struct dkim_msg *m, DKIM_SIGINFO *sig, struct sig_
 		if (signlen >= 0 && signlen < msglen)
 			v->h.reason = "body partly signed (l=)";
 		return DKIM_RES_PASS;
+	}
+	if ((err == DKIM_SIGERROR_OK || err == DKIM_SIGERROR_BADSIG) &&
+	    dkim_sig_getbh(sig) == DKIM_SIGBH_MISMATCH) {
+		v->h.reason = "body hash did not verify";
+		return DKIM_RES_FAIL;
 	}
 	switch (err) {
 	case DKIM_SIGERROR_KEYFAIL:
