@@ -1,5 +1,6 @@
 #include "conf/params.h"
 #include "conf/params_dkim.h"
+#include "conf/params_spf.h"
 
 #include <stddef.h>
 
@@ -91,6 +92,24 @@ const struct conf_param mta_params[] = {
 	PT("smtpd_policy_service_retry_delay", "1s", 0, 3600, 's'),
 	P("smtpd_policy_service_default_action", CONF_STR, "451 4.3.5 Server configuration problem"),
 	P("smtpd_policy_service_policy_context", CONF_STR, ""),
+	P("smtpd_milters", CONF_LIST, ""),
+	P("non_smtpd_milters", CONF_LIST, ""),
+	PT("milter_connect_timeout", "30s", 1, 3600, 's'),
+	PT("milter_command_timeout", "30s", 1, 3600, 's'),
+	PT("milter_content_timeout", "300s", 1, 36000, 's'),
+	PE("milter_default_action", "tempfail", "accept|tempfail|reject|quarantine"),
+	PI("milter_protocol", "6", 2, 6),
+	P("milter_macro_daemon_name", CONF_STR, "$myhostname"),
+	P("milter_macro_v", CONF_STR, "sluice"),
+	P("milter_connect_macros", CONF_STR,
+	  "j {daemon_name} {daemon_addr} {daemon_port} v _ {client_addr} {client_name} {client_port} {client_ptr} {client_connections}"),
+	P("milter_helo_macros", CONF_STR, "{tls_version} {cipher} {cipher_bits} {cert_subject} {cert_issuer}"),
+	P("milter_mail_macros", CONF_STR, "i {auth_type} {auth_authen} {auth_author} {mail_addr} {mail_host} {mail_mailer}"),
+	P("milter_rcpt_macros", CONF_STR, "i {rcpt_addr} {rcpt_host} {rcpt_mailer}"),
+	P("milter_data_macros", CONF_STR, "i"),
+	P("milter_end_of_header_macros", CONF_STR, "i"),
+	P("milter_end_of_data_macros", CONF_STR, "i"),
+	P("milter_unknown_command_macros", CONF_STR, ""),
 	{ NULL, 0, NULL, 0, 0, NULL, 0 },
 };
 
@@ -99,6 +118,7 @@ const struct conf_param *const params_all[] = {
 	common_params,
 	mta_params,
 	dkim_params,
+	spf_params,
 	NULL,
 };
 

@@ -513,6 +513,39 @@ int queue_writer_write(struct queue_writer *w, const void *buf, size_t len)
 	return 0;
 }
 
+long queue_writer_pread(struct queue_writer *w, long long off, void *buf, size_t len)
+{
+	if (writer_flush(w) < 0 || off < 0)
+		return -1;
+	if (off >= w->size)
+		return 0;
+	if ((long long)len > w->size - off)
+		len = (size_t)(w->size - off);
+	size_t got = 0;
+	while (got < len) {
+		ssize_t n = pread(w->fd, (char *)buf + got, len - got, (off_t)(Q_MAGIC_LEN + off + (long long)got));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return n < 0 ? -1 : (long)got;
+		got += (size_t)n;
+	}
+	return (long)got;
+}
+
+int queue_writer_rewind(struct queue_writer *w)
+{
+	if (writer_flush(w) < 0)
+		return -1;
+	if (ftruncate(w->fd, Q_MAGIC_LEN) < 0 || lseek(w->fd, Q_MAGIC_LEN, SEEK_SET) < 0) {
+		w->err = errno;
+		return -1;
+	}
+	qhash_init(&w->hash);
+	w->size = 0;
+	return 0;
+}
+
 /*
  * writer_seal - append envelope, status bytes and trailer to the buffer
  * (memory only; this is the copy of env that queue_writer_commit takes).

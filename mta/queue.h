@@ -105,6 +105,18 @@ void queue_writer_commit(struct queue_committer *c, struct queue_writer *w,
 			 const struct queue_envelope *env, queue_commit_cb cb, void *arg);
 /* queue_writer_commit_sync - the same, blocking, for tools and tests. 0 or -1 + *err_out. */
 int queue_writer_commit_sync(struct queue_writer *w, const struct queue_envelope *env, char **err_out);
+/*
+ * queue_writer_pread - read back content bytes [off, off+len) written so
+ * far (flushes the buffer first). Returns the byte count (short at the end),
+ * or -1 on an I/O error. For milters, which see the received message.
+ */
+long queue_writer_pread(struct queue_writer *w, long long off, void *buf, size_t len);
+/*
+ * queue_writer_rewind - drop all content written so far, so that an edited
+ * message (milter header/body changes) can be written instead. 0 or -1.
+ */
+int queue_writer_rewind(struct queue_writer *w);
+
 /* queue_writer_abort - remove the incoming file and free w (NULL ok). */
 void queue_writer_abort(struct queue_writer **w);
 

@@ -47,6 +47,7 @@ struct smtp_session {
 	enum name_state name_state;
 	struct dns_req *name_req;
 	int greeted;
+	int discard_all;	/* a milter said discard at connect */
 	int early_talker;
 	int esmtp;
 	char *helo;
@@ -87,6 +88,18 @@ struct smtp_session {
 	char *message_id;
 	char committed_id[64];
 	double arrival;
+
+	/* milters */
+	struct mc_session *mc;
+	struct check_reply conn_reply;	/* a milter refused the connection: every command gets this */
+	int milter_reject;		/* the reject being logged came from a milter */
+	char *mail_args, *rcpt_args;	/* ESMTP parameters as sent, for the milters */
+	char **pending_finals;		/* RCPT: router result, added once the milters agree */
+	size_t npending_finals;
+	int pending_relay;
+	struct mc_message mmsg;
+	/* macro values that are composed, one buffer each (all valid at once) */
+	char m_underscore[600], m_mail_host[256], m_rcpt_host[256], m_bits[16];
 
 	/* restriction evaluation */
 	struct check_cmd cmd;
@@ -213,7 +226,8 @@ static void log_reject(struct smtp_session *s, const struct check_reply *r, int 
 {
 	struct sbuf b;
 	sbuf_init(&b);
-	sbuf_printf(&b, "%s: %s from %s[%s]: %d %s %s;", warning ? "reject_warning" : "reject", verb, s->name,
+	sbuf_printf(&b, "%s: %s from %s[%s]: %d %s %s;",
+		    warning ? "reject_warning" : s->milter_reject ? "milter-reject" : "reject", verb, s->name,
 		    s->addr, r->code, r->dsn, r->text);
 	if (s->sender)
 		sbuf_printf(&b, " from=<%s>", s->sender);
@@ -239,9 +253,13 @@ static void txn_reset(struct smtp_session *s)
 	/* policy "instance": one value for all requests of one message */
 	snprintf(s->instance, sizeof s->instance, "%x.%lx.%x", (unsigned)getpid(), (unsigned long)(uintptr_t)s,
 		 ++s->txn_seq);
+	if (s->in_mail || s->writer)
+		mc_abort(s->mc);
 	s->in_mail = 0;
 	free(s->sender);
 	s->sender = NULL;
+	free(s->mail_args);
+	s->mail_args = NULL;
 	free(s->envid);
 	free(s->ret);
 	s->envid = s->ret = NULL;
@@ -509,7 +527,7 @@ static void commit_message(struct smtp_session *s)
 	const char *id = queue_writer_id(s->writer);
 	if (s->message_id)
 		log_event(id, "message-id=%s", s->message_id);
-	if (s->fx.discard) {
+	if (s->fx.discard || s->discard_all) {
 		log_event(id, "discard: END-OF-MESSAGE from %s[%s]: <%s>: message discarded by an access table",
 			  s->name, s->addr, s->sender);
 		out(s, "250 2.0.0 Ok: queued as %s", id);
@@ -546,29 +564,170 @@ static void run_checks(struct smtp_session *s, int pend, const enum check_stage 
 			: SMTP_VERB_DATA, st, n);
 }
 
-static void accept_rcpt(struct smtp_session *s)
+/* ------------------------------------------------------ milters at end of data */
+
+static void env_del_rcpt(struct queue_envelope *env, const char *addr)
 {
-	char **finals = NULL;
-	size_t nf = 0;
+	size_t o = 0;
+	for (size_t i = 0; i < env->nrcpt; i++) {
+		struct queue_rcpt *r = &env->rcpt[i];
+		if (!ascii_strcasecmp(r->addr, addr) || (r->orig && !ascii_strcasecmp(r->orig, addr))) {
+			free(r->addr);
+			free(r->orig);
+			free(r->orcpt);
+			continue;
+		}
+		env->rcpt[o++] = *r;
+	}
+	env->nrcpt = o;
+}
+
+/* Apply what the milters changed, then commit (or discard / hold). */
+static void eom_apply(struct smtp_session *s)
+{
+	struct mc_message *m = &s->mmsg;
+	const char *id = queue_writer_id(s->writer);
+	if (m->changed) {
+		struct sbuf out;
+		sbuf_init(&out);
+		mc_message_render(m, &out);
+		if (queue_writer_rewind(s->writer) < 0 || queue_writer_write(s->writer, out.buf, out.len) < 0)
+			s->write_error = 1;
+		s->data_bytes = (long long)out.len;
+		sbuf_free(&out);
+	}
+	for (size_t i = 0; i < m->nrcpt_ops; i++) {
+		if (m->rcpt_ops[i].add) {
+			queue_envelope_add_rcpt(&s->env, m->rcpt_ops[i].addr, NULL, 0, NULL);
+			log_event(id, "milter added recipient <%s>", m->rcpt_ops[i].addr);
+		} else {
+			env_del_rcpt(&s->env, m->rcpt_ops[i].addr);
+			log_event(id, "milter deleted recipient <%s>", m->rcpt_ops[i].addr);
+		}
+	}
+	if (m->new_sender) {
+		log_event(id, "milter changed sender from <%s> to <%s>", s->sender, m->new_sender);
+		free(s->sender);
+		s->sender = xstrdup(m->new_sender);
+	}
+	if (m->quarantine) {
+		s->fx.hold = 1;
+		log_event(id, "milter quarantine: %s", m->quarantine);
+	}
+	if (s->env.nrcpt == 0 && !s->fx.discard) {
+		log_event(id, "discard: no recipients left after the milters");
+		s->fx.discard = 1;
+	}
+	mc_message_free(m);
+	if (s->write_error) {
+		out(s, "451 4.3.0 Error: queue file write error");
+		count(s, s->bdat ? SMTP_VERB_BDAT : SMTP_VERB_DATA, 0);
+		txn_reset(s);
+		return;
+	}
+	commit_message(s);
+}
+
+static void eom_done(void *arg, const struct mc_result *r)
+{
+	struct smtp_session *s = arg;
+	s->busy = 0;
+	if (s->dead) {
+		mc_message_free(&s->mmsg);
+		session_free(s);
+		return;
+	}
+	if (r->verdict == MC_CONTINUE || r->verdict == MC_DISCARD) {
+		if (r->verdict == MC_DISCARD)
+			s->fx.discard = 1;
+		eom_apply(s);
+	} else {
+		mc_message_free(&s->mmsg);
+		if (r->verdict == MC_SHUTDOWN) {
+			out(s, "421 4.7.0 %s %s", hostname(s), r->text);
+			s->closing = 1;
+			txn_reset(s);
+		} else {
+			struct check_reply cr;
+			cr.code = r->code;
+			snprintf(cr.dsn, sizeof cr.dsn, "%s", r->dsn);
+			snprintf(cr.text, sizeof cr.text, "%s", r->text);
+			s->milter_reject = 1;
+			reject_cmd(s, &cr);	/* PEND_EOD: counts, resets the transaction */
+			s->milter_reject = 0;
+		}
+	}
+	if (!s->busy) {
+		if (!s->closing)
+			bufferevent_enable(s->bev, EV_READ);
+		session_process(s);
+	}
+}
+
+static void eom_start(struct smtp_session *s)
+{
+	free(s->pending_rcpt);
+	s->pending_rcpt = NULL;
+	if (!mc_active(s->mc)) {
+		commit_message(s);
+		return;
+	}
+	long long size = queue_writer_size(s->writer);
+	char *buf = xmalloc((size_t)size + 1);
+	if (queue_writer_pread(s->writer, 0, buf, (size_t)size) != (long)size) {
+		free(buf);
+		out(s, "451 4.3.0 Error: queue file read error");
+		count(s, s->bdat ? SMTP_VERB_BDAT : SMTP_VERB_DATA, 0);
+		txn_reset(s);
+		return;
+	}
+	mc_message_parse(&s->mmsg, buf, (size_t)size);
+	free(buf);
+	mc_set_qid(s->mc, queue_writer_id(s->writer));
+	s->busy = 1;
+	bufferevent_disable(s->bev, EV_READ);
+	mc_eom(s->mc, &s->mmsg, eom_done, s);
+}
+
+static void free_finals(struct smtp_session *s)
+{
+	for (size_t i = 0; i < s->npending_finals; i++)
+		free(s->pending_finals[i]);
+	free(s->pending_finals);
+	s->pending_finals = NULL;
+	s->npending_finals = 0;
+}
+
+/* Router check of the recipient: 0 go on (finals stored), -1 rejected (reply sent). */
+static int validate_rcpt(struct smtp_session *s)
+{
 	char *why = NULL;
 	const char *rcpt = s->pending_rcpt;
-	int r = router_expand(s->srv->router, rcpt, &finals, &nf, &why);
+	free_finals(s);
+	int r = router_expand(s->srv->router, rcpt, &s->pending_finals, &s->npending_finals, &why);
 	if (r == 1 && s->srv->cfg.reject_unlisted_recipient) {
 		struct check_reply rep = { 550, "5.1.1", "" };
 		rep.code = (int)conf_int(s->srv->conf, "unknown_virtual_mailbox_reject_code");
 		snprintf(rep.text, sizeof rep.text, "<%s>: Recipient address rejected: %s", rcpt, why);
 		free(why);
 		reject_cmd(s, &rep);
-		return;
+		return -1;
 	}
 	if (r == -1) {
 		struct check_reply rep = { 451, "4.3.0", "" };
 		snprintf(rep.text, sizeof rep.text, "<%s>: Temporary lookup failure: %s", rcpt, why);
 		free(why);
 		reject_cmd(s, &rep);
-		return;
+		return -1;
 	}
 	free(why);
+	s->pending_relay = r != 0;	/* not a local domain: relay permitted by the restrictions */
+	return 0;
+}
+
+static void finish_rcpt(struct smtp_session *s)
+{
+	const char *rcpt = s->pending_rcpt;
 	if (!s->writer) {
 		char *err = NULL;
 		s->writer = queue_writer_open(s->srv->cfg.qdir, &err);
@@ -577,39 +736,65 @@ static void accept_rcpt(struct smtp_session *s)
 			free(err);
 			out(s, "451 4.3.0 Error: queue file write error");
 			count(s, SMTP_VERB_RCPT, 0);
+			free_finals(s);
 			return;
 		}
 		s->arrival = wall_time();
 		log_event(queue_writer_id(s->writer), "client=%s[%s]", s->name, s->addr);
+		mc_set_qid(s->mc, queue_writer_id(s->writer));
 	}
-	if (r == 0) {
-		for (size_t i = 0; i < nf; i++) {
-			queue_envelope_add_rcpt(&s->env, finals[i], rcpt, s->pending_notify, s->pending_orcpt);
-			free(finals[i]);
-		}
-		free(finals);
+	if (!s->pending_relay) {
+		for (size_t i = 0; i < s->npending_finals; i++)
+			queue_envelope_add_rcpt(&s->env, s->pending_finals[i], rcpt, s->pending_notify, s->pending_orcpt);
 	} else {
-		/* not a local domain, relay permitted by the restrictions */
 		queue_envelope_add_rcpt(&s->env, rcpt, rcpt, s->pending_notify, s->pending_orcpt);
 	}
+	free_finals(s);
 	s->nrcpt_accepted++;
 	out(s, "250 2.1.5 Ok");
 	count(s, SMTP_VERB_RCPT, 1);
 }
 
-static void accept_cmd(struct smtp_session *s)
+static void helo_reply(struct smtp_session *s)
+{
+	if (!s->esmtp) {
+		out(s, "250 %s", hostname(s));
+		return;
+	}
+	char size[32] = "";
+	if (s->srv->cfg.message_size_limit > 0)
+		snprintf(size, sizeof size, " %lld", s->srv->cfg.message_size_limit);
+	out(s, "250-%s", hostname(s));
+	out(s, "250-PIPELINING");
+	out(s, "250-SIZE%s", size);
+	if (!s->srv->cfg.disable_vrfy)
+		out(s, "250-VRFY");
+	if (s->srv->tls && !s->tls && s->srv->cfg.tls_level > 0)
+		out(s, "250-STARTTLS");
+	out(s, "250-ENHANCEDSTATUSCODES");
+	out(s, "250-8BITMIME");
+	out(s, "250-DSN");
+	out(s, "250-SMTPUTF8");
+	out(s, "250 CHUNKING");
+}
+
+static void eom_start(struct smtp_session *s);
+
+/* The positive outcome of a command, once restrictions and milters agree. */
+static void finish_accept(struct smtp_session *s)
 {
 	switch (s->pend) {
 	case PEND_HELO:
+		helo_reply(s);
 		count(s, s->esmtp ? SMTP_VERB_EHLO : SMTP_VERB_HELO, 1);
-		break;	/* the reply was queued by the HELO handler's continuation */
+		break;
 	case PEND_MAIL:
 		s->in_mail = 1;
 		out(s, "250 2.1.0 Ok");
 		count(s, SMTP_VERB_MAIL, 1);
 		break;
 	case PEND_RCPT:
-		accept_rcpt(s);
+		finish_rcpt(s);
 		break;
 	case PEND_DATA:
 		out(s, "354 End data with <CR><LF>.<CR><LF>");
@@ -622,12 +807,100 @@ static void accept_cmd(struct smtp_session *s)
 		smtp_parser_begin_bdat(s->parser, s->bdat_chunk, s->bdat_last);
 		break;
 	case PEND_EOD:
-		commit_message(s);
-		break;
+		eom_start(s);
+		return;	/* keeps pending state until the milters and the commit are done */
 	}
 	free(s->pending_rcpt);
 	s->pending_rcpt = NULL;
 	s->pending_unauth = 0;
+}
+
+static char **split_args(const char *a, size_t *n)
+{
+	return a && *a ? conf_split_list(a, n) : (*n = 0, NULL);
+}
+
+static void milter_stage_done(void *arg, const struct mc_result *r);
+
+/* Hand the command to the milters; finish_accept or a reject follows in milter_stage_done. */
+static int milter_stage(struct smtp_session *s)
+{
+	if (!mc_active(s->mc))
+		return 0;
+	size_t n = 0;
+	char **args = NULL;
+	switch (s->pend) {
+	case PEND_HELO:
+		mc_helo(s->mc, s->helo ? s->helo : "", milter_stage_done, s);
+		break;
+	case PEND_MAIL:
+		args = split_args(s->mail_args, &n);
+		mc_mail(s->mc, s->sender, (const char *const *)args, n, milter_stage_done, s);
+		break;
+	case PEND_RCPT:
+		args = split_args(s->rcpt_args, &n);
+		mc_rcpt(s->mc, s->pending_rcpt, (const char *const *)args, n, milter_stage_done, s);
+		break;
+	case PEND_DATA:
+	case PEND_BDAT:
+		mc_data(s->mc, milter_stage_done, s);
+		break;
+	default:
+		return 0;
+	}
+	if (args)
+		conf_list_free(args, n);
+	s->busy = 1;
+	bufferevent_disable(s->bev, EV_READ);
+	return 1;
+}
+
+static void accept_cmd(struct smtp_session *s)
+{
+	if (s->pend == PEND_RCPT && validate_rcpt(s) < 0)
+		return;
+	if (s->pend != PEND_EOD && milter_stage(s))
+		return;
+	finish_accept(s);
+}
+
+static void resume_after_milter(struct smtp_session *s)
+{
+	s->busy = 0;
+	if (s->dead) {
+		session_free(s);
+		return;
+	}
+	if (!s->closing)
+		bufferevent_enable(s->bev, EV_READ);
+	session_process(s);
+}
+
+static void milter_stage_done(void *arg, const struct mc_result *r)
+{
+	struct smtp_session *s = arg;
+	if (s->dead) {
+		s->busy = 0;
+		session_free(s);
+		return;
+	}
+	if (r->verdict == MC_CONTINUE || r->verdict == MC_DISCARD) {
+		if (r->verdict == MC_DISCARD)
+			s->fx.discard = 1;
+		finish_accept(s);
+	} else if (r->verdict == MC_SHUTDOWN) {
+		out(s, "421 4.7.0 %s %s", hostname(s), r->text);
+		s->closing = 1;
+	} else {
+		struct check_reply cr;
+		cr.code = r->code;
+		snprintf(cr.dsn, sizeof cr.dsn, "%s", r->dsn);
+		snprintf(cr.text, sizeof cr.text, "%s", r->text);
+		s->milter_reject = 1;
+		reject_cmd(s, &cr);
+		s->milter_reject = 0;
+	}
+	resume_after_milter(s);
 }
 
 static void reject_cmd(struct smtp_session *s, const struct check_reply *r)
@@ -646,6 +919,7 @@ static void reject_cmd(struct smtp_session *s, const struct check_reply *r)
 		count(s, SMTP_VERB_MAIL, 0);
 		break;
 	case PEND_RCPT:
+		free_finals(s);
 		count(s, SMTP_VERB_RCPT, 0);
 		break;
 	case PEND_DATA:
@@ -682,33 +956,21 @@ static void cmd_helo(struct smtp_session *s, const struct smtp_cmd *c)
 	free(s->helo);
 	s->helo = xstrdup(c->arg);
 	s->esmtp = c->verb == SMTP_VERB_EHLO;
-	if (!s->esmtp) {
-		out(s, "250 %s", hostname(s));
-	} else {
-		char size[32] = "";
-		if (s->srv->cfg.message_size_limit > 0)
-			snprintf(size, sizeof size, " %lld", s->srv->cfg.message_size_limit);
-		out(s, "250-%s", hostname(s));
-		out(s, "250-PIPELINING");
-		out(s, "250-SIZE%s", size);
-		if (!s->srv->cfg.disable_vrfy)
-			out(s, "250-VRFY");
-		if (s->srv->tls && !s->tls && s->srv->cfg.tls_level > 0)
-			out(s, "250-STARTTLS");
-		out(s, "250-ENHANCEDSTATUSCODES");
-		out(s, "250-8BITMIME");
-		out(s, "250-DSN");
-		out(s, "250-SMTPUTF8");
-		out(s, "250 CHUNKING");
-	}
-	if (s->srv->cfg.delay_reject) {
-		count(s, c->verb, 1);
-		return;
-	}
-	/* smtpd_delay_reject = no: smtpd_helo_restrictions now (reply already out: Postfix
-	 * does the same and rejects at the next command) */
+	/* smtpd_helo_restrictions run here only with smtpd_delay_reject = no */
 	static const enum check_stage st[] = { CHECK_HELO };
-	run_checks(s, PEND_HELO, st, 1);
+	run_checks(s, PEND_HELO, st, s->srv->cfg.delay_reject ? 0 : 1);
+}
+
+/* the ESMTP parameters of a MAIL/RCPT line: everything after the path */
+static char *esmtp_args(const char *line)
+{
+	const char *gt = line ? strrchr(line, '>') : NULL;
+	if (!gt)
+		return NULL;
+	gt++;
+	while (*gt == ' ')
+		gt++;
+	return *gt ? xstrdup(gt) : NULL;
 }
 
 static void cmd_mail(struct smtp_session *s, const struct smtp_cmd *c)
@@ -745,14 +1007,9 @@ static void cmd_mail(struct smtp_session *s, const struct smtp_cmd *c)
 	s->smtputf8 = c->mail.smtputf8;
 	s->envid = c->mail.envid ? xstrdup(c->mail.envid) : NULL;
 	s->ret = c->mail.ret ? xstrdup(c->mail.ret) : NULL;
-	if (s->srv->cfg.delay_reject) {
-		s->in_mail = 1;
-		out(s, "250 2.1.0 Ok");
-		count(s, c->verb, 1);
-		return;
-	}
+	s->mail_args = esmtp_args(c->line);
 	static const enum check_stage st[] = { CHECK_CLIENT, CHECK_SENDER };
-	run_checks(s, PEND_MAIL, st, 2);
+	run_checks(s, PEND_MAIL, st, s->srv->cfg.delay_reject ? 0 : 2);
 }
 
 static void cmd_rcpt(struct smtp_session *s, const struct smtp_cmd *c)
@@ -773,6 +1030,8 @@ static void cmd_rcpt(struct smtp_session *s, const struct smtp_cmd *c)
 		return;
 	}
 	s->pending_rcpt = xstrdup(c->path.addr);
+	free(s->rcpt_args);
+	s->rcpt_args = esmtp_args(c->line);
 	s->pending_notify = c->rcpt.notify;
 	free(s->pending_orcpt);
 	s->pending_orcpt = c->rcpt.orcpt ? xstrdup(c->rcpt.orcpt) : NULL;
@@ -853,6 +1112,23 @@ static void cmd_starttls(struct smtp_session *s, const struct smtp_cmd *c)
 	start_tls(s);
 }
 
+static void unknown_done(void *arg, const struct mc_result *r)
+{
+	struct smtp_session *s = arg;
+	(void)r;
+	s->busy = 0;
+	if (s->dead) {
+		session_free(s);
+		return;
+	}
+	reply_error(s, 502, "5.5.2", "Error: command not recognized");
+	count(s, SMTP_VERB_UNKNOWN, 0);
+	if (!s->busy) {
+		bufferevent_enable(s->bev, EV_READ);
+		session_process(s);
+	}
+}
+
 static void cmd_simple(struct smtp_session *s, const struct smtp_cmd *c)
 {
 	switch (c->verb) {
@@ -884,6 +1160,13 @@ static void cmd_simple(struct smtp_session *s, const struct smtp_cmd *c)
 		count(s, c->verb, 0);
 		return;
 	default:
+		if (mc_active(s->mc)) {
+			/* the milters see unknown commands too ('U'); the reply stays 502 */
+			s->busy = 1;
+			bufferevent_disable(s->bev, EV_READ);
+			mc_unknown(s->mc, c->line, unknown_done, s);
+			return;
+		}
 		reply_error(s, 502, "5.5.2", "Error: command not recognized");
 		count(s, c->verb, 0);
 		return;
@@ -896,6 +1179,17 @@ static void dispatch(struct smtp_session *s, const struct smtp_cmd *c)
 	s->last_cmd = smtp_verb_name(c->verb);
 	/* a client that did not say EHLO must not pipeline (RFC 2920) */
 	s->pending_unauth = !s->esmtp && smtp_parser_buffered(s->parser) > 0;
+	if (s->conn_reply.code && c->verb != SMTP_VERB_QUIT && c->verb != SMTP_VERB_NOOP &&
+	    c->verb != SMTP_VERB_RSET) {
+		/* a milter refused the connection */
+		if (c->verb == SMTP_VERB_BDAT) {
+			s->bdat_refuse = 2;	/* swallow the chunk, the reply is already out */
+			smtp_parser_begin_bdat(s->parser, c->bdat_size, c->bdat_last);
+		}
+		reply_error(s, s->conn_reply.code, s->conn_reply.dsn, s->conn_reply.text);
+		count(s, c->verb, 0);
+		return;
+	}
 	switch (c->verb) {
 	case SMTP_VERB_HELO:
 	case SMTP_VERB_EHLO:
@@ -1162,6 +1456,10 @@ static void session_free(struct smtp_session *s)
 	check_dns_cache_free(&s->dns);
 	check_cmd_reset(&s->cmd);
 	txn_reset(s);
+	mc_session_free(&s->mc);
+	mc_message_free(&s->mmsg);
+	free(s->rcpt_args);
+	free_finals(s);
 	sbuf_free(&s->fx.prepend);
 	sbuf_free(&s->hdr_line);
 	sbuf_free(&s->delayed);
@@ -1181,10 +1479,109 @@ static void session_free(struct smtp_session *s)
 
 /* ---------------------------------------------------- greeting and names */
 
+/* ------------------------------------------------------------- milter glue */
+
+static const char *domain_of(const char *a, char *buf, size_t len)
+{
+	const char *at = a ? strrchr(a, '@') : NULL;
+	snprintf(buf, len, "%s", at ? at + 1 : "");
+	return buf;
+}
+
+/* Postfix's milter macros (MILTER_README); NULL when not available yet. */
+static const char *macro_value(void *arg, const char *name)
+{
+	struct smtp_session *s = arg;
+	const struct conf *c = s->srv->conf;
+	SSL *ssl = s->tls ? bufferevent_openssl_get_ssl(s->bev) : NULL;
+	if (!strcmp(name, "j"))
+		return hostname(s);
+	if (!strcmp(name, "_")) {
+		snprintf(s->m_underscore, sizeof s->m_underscore, "%s [%s]", s->name, s->addr);
+		return s->m_underscore;
+	}
+	if (!strcmp(name, "v"))
+		return conf_str(c, "milter_macro_v");
+	if (!strcmp(name, "{daemon_name}"))
+		return conf_str(c, "milter_macro_daemon_name");
+	if (!strcmp(name, "{daemon_addr}"))
+		return s->server_addr;
+	if (!strcmp(name, "{daemon_port}"))
+		return s->server_port;
+	if (!strcmp(name, "{client_addr}"))
+		return s->addr;
+	if (!strcmp(name, "{client_port}"))
+		return s->port;
+	if (!strcmp(name, "{client_name}"))
+		return s->name;
+	if (!strcmp(name, "{client_ptr}"))
+		return s->rev_name;
+	if (!strcmp(name, "{client_connections}"))
+		return "0";
+	if (ssl && !strcmp(name, "{tls_version}"))
+		return SSL_get_version(ssl);
+	if (ssl && !strcmp(name, "{cipher}"))
+		return SSL_get_cipher_name(ssl);
+	if (ssl && !strcmp(name, "{cipher_bits}")) {
+		snprintf(s->m_bits, sizeof s->m_bits, "%d", SSL_get_cipher_bits(ssl, NULL));
+		return s->m_bits;
+	}
+	if (!strcmp(name, "i"))
+		return s->writer ? queue_writer_id(s->writer) : NULL;
+	if (s->sender && !strcmp(name, "{mail_addr}"))
+		return s->sender;
+	if (s->sender && !strcmp(name, "{mail_host}"))
+		return domain_of(s->sender, s->m_mail_host, sizeof s->m_mail_host);
+	if (s->sender && !strcmp(name, "{mail_mailer}"))
+		return "smtp";
+	if (s->pending_rcpt && !strcmp(name, "{rcpt_addr}"))
+		return s->pending_rcpt;
+	if (s->pending_rcpt && !strcmp(name, "{rcpt_host}"))
+		return domain_of(s->pending_rcpt, s->m_rcpt_host, sizeof s->m_rcpt_host);
+	if (s->pending_rcpt && !strcmp(name, "{rcpt_mailer}"))
+		return s->pending_relay ? "smtp" : "virtual";
+	return NULL;	/* {auth_*}, {cert_*}: not available */
+}
+
+static void send_greeting(struct smtp_session *s);
+
+static void connect_done(void *arg, const struct mc_result *r)
+{
+	struct smtp_session *s = arg;
+	if (r->verdict == MC_REJECT || r->verdict == MC_TEMPFAIL) {
+		/* Postfix: the greeting goes out; every later command gets the reply */
+		s->conn_reply.code = r->code;
+		snprintf(s->conn_reply.dsn, sizeof s->conn_reply.dsn, "%s", r->dsn);
+		snprintf(s->conn_reply.text, sizeof s->conn_reply.text, "%s", r->text);
+	} else if (r->verdict == MC_SHUTDOWN) {
+		out(s, "421 4.7.0 %s %s", hostname(s), r->text);
+		s->greeted = 1;
+		s->closing = 1;
+		bufferevent_enable(s->bev, EV_WRITE);
+		maybe_close(s);
+		return;
+	} else if (r->verdict == MC_DISCARD) {
+		s->discard_all = 1;
+	}
+	send_greeting(s);
+}
+
 static void greet(struct smtp_session *s)
 {
 	s->name_state = NAME_DONE;
 	log_event(NULL, "connect from %s[%s]", s->name, s->addr);
+	if (s->srv->nmilters) {
+		s->mc = mc_session_new(s->srv->base, s->srv->milters, s->srv->nmilters, &s->srv->milter_macros,
+				       macro_value, s, "NOQUEUE");
+		int v6 = strchr(s->addr, ':') != NULL;
+		mc_connect(s->mc, s->name, v6 ? '6' : '4', (unsigned)atoi(s->port), s->addr, connect_done, s);
+		return;
+	}
+	send_greeting(s);
+}
+
+static void send_greeting(struct smtp_session *s)
+{
 	out(s, "220 %s", s->srv->cfg.banner);
 	s->greeted = 1;
 	if (evbuffer_get_length(bufferevent_get_input(s->bev)) > 0)

@@ -42,6 +42,8 @@ static void fill_cfg(struct smtpd_cfg *cfg, const struct conf *c, int have_tls)
 
 /* Everything that depends on the config, built aside so a failure changes nothing. */
 struct built {
+	struct mc_conf *milters;
+	size_t nmilters;
 	struct conf *conf;
 	struct table_set *tables;
 	struct router *router;
@@ -52,6 +54,7 @@ struct built {
 
 static void built_free(struct built *b)
 {
+	mc_conf_free(b->milters, b->nmilters);
 	if (b->tls)
 		SSL_CTX_free(b->tls);
 	dns_free(&b->dns);
@@ -92,6 +95,14 @@ static int build(struct built *b, const char *path, struct event_base *base, cha
 	for (int i = 0; mta_restriction_params[i]; i++)
 		if (check_validate_list(&tmp, mta_restriction_params[i], err_out) < 0)
 			goto fail;
+	b->milters = mc_conf_parse(b->conf, "smtpd_milters", &b->nmilters, err_out);
+	if (!b->milters && conf_list(b->conf, "smtpd_milters", &nw) && nw)
+		goto fail;
+	size_t nn;
+	struct mc_conf *nm = mc_conf_parse(b->conf, "non_smtpd_milters", &nn, err_out);
+	if (!nm && conf_list(b->conf, "non_smtpd_milters", &nw) && nw)
+		goto fail;
+	mc_conf_free(nm, nn);
 	const char *cert = conf_str(b->conf, "smtpd_tls_cert_file");
 	const char *key = conf_str(b->conf, "smtpd_tls_key_file");
 	const char *lvl = conf_str(b->conf, "smtpd_tls_security_level");
@@ -149,6 +160,14 @@ int smtpd_load(struct smtpd *s, const char *path, char **err_out)
 	s->mynetworks = b.mynetworks;
 	s->dns = keep ? keep : b.dns;
 	s->tls = b.tls;
+	s->milters = b.milters;
+	s->nmilters = b.nmilters;
+	static const char *const macro_params[7] = {
+		"milter_connect_macros", "milter_helo_macros", "milter_mail_macros", "milter_rcpt_macros",
+		"milter_data_macros", "milter_end_of_data_macros", "milter_end_of_header_macros",
+	};
+	for (int i = 0; i < 7; i++)
+		s->milter_macros.list[i] = conf_str(s->conf, macro_params[i]);
 	fill_cfg(&s->cfg, s->conf, s->tls != NULL);
 	if (s->conf_path != path) {
 		free(s->conf_path);
@@ -160,8 +179,10 @@ int smtpd_load(struct smtpd *s, const char *path, char **err_out)
 void smtpd_free_config(struct smtpd *s)
 {
 	/* SSL_CTX is reference counted: sessions in TLS keep theirs alive */
-	struct built b = { s->conf, s->tables, s->router, s->mynetworks, s->dns, s->tls };
+	struct built b = { s->milters, s->nmilters, s->conf, s->tables, s->router, s->mynetworks, s->dns, s->tls };
 	built_free(&b);
+	s->milters = NULL;
+	s->nmilters = 0;
 	s->conf = NULL;
 	s->tables = NULL;
 	s->router = NULL;

@@ -11,6 +11,7 @@
 #include <openssl/ssl.h>
 
 #include "proto/smtp.h"
+#include "mta/milter_client.h"
 
 struct event_base;
 struct conf;
@@ -53,6 +54,9 @@ struct smtpd {
 	struct netlist *mynetworks;
 	struct router *router;
 	struct policy_pool *policy;	/* check_policy_service connections */
+	struct mc_conf *milters;	/* smtpd_milters */
+	size_t nmilters;
+	struct mc_macro_lists milter_macros;	/* strings borrowed from conf */
 	int notify_fd;			/* write "QUEUEID\n" to tell the queue manager; -1 = none */
 	size_t nsessions;
 	int stopping;
