@@ -386,7 +386,7 @@ char *spfd_auth_results(const struct spfd_checked *r, int identity_helo, const c
 	if (r->mechanism && r->result != SPF_PERMERROR && r->result != SPF_TEMPERROR)
 		sbuf_printf(&tmp, "; mechanism=%s", r->mechanism);
 	sbuf_adds(&tmp, ")");
-	for (char *p = tmp.buf + 1; *p; p++)	/* no nested comments */
+	for (char *p = tmp.buf + 2; *p; p++)	/* no nested comments */
 		if ((*p == '(' || *p == ')') && p[1])
 			*p = '_';
 	add_clean(&b, tmp.buf);

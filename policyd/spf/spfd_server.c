@@ -267,7 +267,7 @@ static void conn_event_cb(struct bufferevent *bev, short what, void *arg)
 			return;
 		}
 		if (!c->cur)
-			conn_close_after_flush(c);
+			conn_process(c);	/* a partial request is logged; then close */
 		return;
 	}
 	if (what & BEV_EVENT_ERROR)
