@@ -141,7 +141,8 @@ struct dkim_cfg *dkim_cfg_new(const struct conf *c, const struct dkim_cfg_test *
 	}
 	cfg->lib = lib;
 	dkim_dns_attach(cfg->dns, lib);
-	unsigned flags = DKIM_LIBFLAGS_BADSIGHANDLES | DKIM_LIBFLAGS_FIXCRLF;
+	/* no FIXCRLF: a bare CR is body data (RFC 6376 canonicalizes bytes as sent) */
+	unsigned flags = DKIM_LIBFLAGS_BADSIGHANDLES;
 	dkim_options(lib, DKIM_OP_SETOPT, DKIM_OPTS_FLAGS, &flags, sizeof(flags));
 	unsigned minbits = 0;	/* applied per algorithm in dkim_msg.c (RSA only) */
 	dkim_options(lib, DKIM_OP_SETOPT, DKIM_OPTS_MINKEYBITS, &minbits, sizeof(minbits));
@@ -158,10 +159,12 @@ struct dkim_cfg *dkim_cfg_new(const struct conf *c, const struct dkim_cfg_test *
 		dkim_options(lib, DKIM_OP_SETOPT, DKIM_OPTS_OVERSIGNHDRS, cfg->oversign_hdrs,
 			     sizeof(char **));
 	uint64_t ttl = (uint64_t)conf_time_s(c, "dkim_signature_ttl");
+	cfg->ttl_s = ttl;
 	if (ttl > 0)
 		dkim_options(lib, DKIM_OP_SETOPT, DKIM_OPTS_SIGNATURETTL, &ttl, sizeof(ttl));
 	if (test && test->fixed_time) {
 		uint64_t t = test->fixed_time;
+		cfg->fixed_time = t;
 		dkim_options(lib, DKIM_OP_SETOPT, DKIM_OPTS_FIXEDTIME, &t, sizeof(t));
 	}
 	dkim_set_prescreen(lib, prescreen);

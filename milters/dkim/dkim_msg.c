@@ -1,4 +1,5 @@
 #include "milters/dkim/dkim_msg.h"
+#include "milters/dkim/dkim_ed.h"
 #include "milters/dkim/dkim_keys.h"
 #include "lib/util.h"
 
@@ -24,7 +25,8 @@ struct dkim_msg {
 	size_t ar_delete[32];
 	size_t n_ar_delete;
 	DKIM *vd;		/* verify handle */
-	DKIM *sd[DKIM_MAX_SIGN_KEYS];
+	DKIM *sd[DKIM_MAX_SIGN_KEYS];	/* RSA: libopendkim */
+	struct dkim_ed *ed[DKIM_MAX_SIGN_KEYS];	/* Ed25519: ours (see dkim_ed.h) */
 	struct dkim_sign_choice choice[DKIM_MAX_SIGN_KEYS];
 	size_t nsd;
 	int no_sig;		/* verify: no signature at all */
@@ -113,6 +115,21 @@ static void start_sign(struct dkim_msg *m)
 	size_t n = dkim_keyset_select(m->cfg->keys, local, dom, m->choice, DKIM_MAX_SIGN_KEYS);
 	for (size_t i = 0; i < n; i++) {
 		const struct dkim_key *k = m->choice[i].key;
+		if (k->type == DKIM_KEY_ED25519) {
+			struct dkim_ed *e = dkim_ed_new(
+				k->pem, m->choice[i].domain, k->selector,
+				m->cfg->hcanon == DKIM_CANON_SIMPLE, m->cfg->bcanon == DKIM_CANON_SIMPLE,
+				m->cfg->sign_hdrs, m->cfg->oversign_hdrs, m->cfg->fixed_time,
+				m->cfg->ttl_s);
+			if (e == NULL) {
+				set_failed(m, "ed25519 key failed to load");
+				return;
+			}
+			m->choice[m->nsd] = m->choice[i];
+			m->ed[m->nsd] = e;
+			m->sd[m->nsd++] = NULL;
+			continue;
+		}
 		DKIM_STAT st;
 		DKIM *d = dkim_sign(m->cfg->lib, (const u_char *)m->qid, NULL,
 				    (dkim_sigkey_t)k->pem, (const u_char *)k->selector,
@@ -139,6 +156,11 @@ void dkim_msg_eoh(struct dkim_msg *m)
 	if (m->sign) {
 		start_sign(m);
 		for (size_t k = 0; k < m->nsd && !m->failed; k++) {
+			if (m->ed[k]) {
+				for (size_t i = 0; i < m->nhdrs; i++)
+					dkim_ed_header(m->ed[k], m->hdrs[i].line, m->hdrs[i].len);
+				continue;
+			}
 			for (size_t i = 0; i < m->nhdrs; i++)
 				if (dkim_header(m->sd[k], (u_char *)m->hdrs[i].line, m->hdrs[i].len) !=
 				    DKIM_STAT_OK)
@@ -170,7 +192,9 @@ void dkim_msg_body(struct dkim_msg *m, const unsigned char *buf, size_t len)
 	if (m->failed || !m->eoh_done)
 		return;
 	for (size_t k = 0; k < m->nsd; k++)
-		if (dkim_body(m->sd[k], (u_char *)buf, len) != DKIM_STAT_OK)
+		if (m->ed[k])
+			dkim_ed_body(m->ed[k], buf, len);
+		else if (dkim_body(m->sd[k], (u_char *)buf, len) != DKIM_STAT_OK)
 			set_failed(m, "dkim_body failed");
 	if (m->vd && !m->no_sig)
 		(void)dkim_body(m->vd, (u_char *)buf, len);
@@ -381,6 +405,22 @@ static void sign_eom(struct dkim_msg *m, struct dkim_outcome *out)
 	struct sbuf log;
 	sbuf_init(&log);
 	for (size_t k = 0; k < m->nsd && !m->failed; k++) {
+		if (m->ed[k]) {
+			char *sv = dkim_ed_finish(m->ed[k]);
+			if (sv == NULL) {
+				set_failed(m, "ed25519 signing failed");
+				break;
+			}
+			struct sbuf v;
+			sbuf_init(&v);
+			sbuf_addc(&v, ' ');
+			for (const char *p = sv; *p; p++)
+				if (*p != '\r')
+					sbuf_addc(&v, *p);
+			free(sv);
+			out->sig_values[out->nsig_values++] = sbuf_steal(&v);
+			continue;
+		}
 		if (dkim_eom(m->sd[k], NULL) != DKIM_STAT_OK) {
 			set_failed(m, "signing failed");
 			break;
@@ -455,8 +495,11 @@ void dkim_msg_free(struct dkim_msg **mp)
 		return;
 	if (m->vd)
 		dkim_free(m->vd);
-	for (size_t k = 0; k < m->nsd; k++)
-		dkim_free(m->sd[k]);
+	for (size_t k = 0; k < m->nsd; k++) {
+		if (m->sd[k])
+			dkim_free(m->sd[k]);
+		dkim_ed_free(&m->ed[k]);
+	}
 	for (size_t i = 0; i < m->nhdrs; i++)
 		free(m->hdrs[i].line);
 	free(m->hdrs);
