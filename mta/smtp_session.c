@@ -598,8 +598,13 @@ static void eom_apply(struct smtp_session *s)
 	}
 	for (size_t i = 0; i < m->nrcpt_ops; i++) {
 		if (m->rcpt_ops[i].add) {
-			queue_envelope_add_rcpt(&s->env, m->rcpt_ops[i].addr, NULL, 0, NULL);
-			log_event(id, "milter added recipient <%s>", m->rcpt_ops[i].addr);
+			int dup = 0;	/* duplicate recipients are dropped, as cleanup(8) does */
+			for (size_t k = 0; k < s->env.nrcpt; k++)
+				if (!ascii_strcasecmp(s->env.rcpt[k].addr, m->rcpt_ops[i].addr))
+					dup = 1;
+			if (!dup)
+				queue_envelope_add_rcpt(&s->env, m->rcpt_ops[i].addr, NULL, 0, NULL);
+			log_event(id, "milter added recipient <%s>%s", m->rcpt_ops[i].addr, dup ? " (duplicate)" : "");
 		} else {
 			env_del_rcpt(&s->env, m->rcpt_ops[i].addr);
 			log_event(id, "milter deleted recipient <%s>", m->rcpt_ops[i].addr);
