@@ -1006,7 +1006,7 @@ static void test_ed25519_canon(void **state)
 	static const char *const canons[] = { "relaxed/relaxed", "relaxed/simple", "simple/relaxed",
 					      "simple/simple" };
 	static const char *const bodies[] = { "", "\r\n", "\r\n\r\n\r\n", "a  b \t\r\n\r\n \r\n",
-					      "x\r\n\ty\r\n  \r\n", "a\rb\r\n" };
+					      "x\r\n\ty\r\n  \r\n" };
 	fake_clear();
 	fake_add("ed._domainkey.example.com",
 		 "v=DKIM1; k=ed25519; p=NwX0YghfQX/TRxQSYEoLKT7Rtut+lQ/iCYexN/oL4xA=", DNS_OK);
