@@ -1,7 +1,9 @@
 /*
  * sluice - the admin command.
- *   sluice check -c FILE       validate a config and every table it names
+ *   sluice check -c FILE       validate a config and every table it names, and
+ *                              each enabled filter daemon's settings (its -n)
  *   sluice queue [-c FILE]     list queued messages (like mailq)
+ *   sluice keygen ...          DKIM keys and DNS records (tools/keygen.c)
  */
 #include "conf/params.h"
 #include "mta/smtpd.h"
@@ -17,11 +19,69 @@
 #include <time.h>
 #include <unistd.h>
 
+int keygen_main(int argc, char **argv);
+
 static void usage(void)
 {
 	fprintf(stderr, "usage: sluice check -c FILE\n"
-			"       sluice queue [-c FILE]\n");
+			"       sluice queue [-c FILE]\n"
+			"       sluice keygen -d DOMAIN -s SELECTOR [-a rsa|ed25519|both] [-b BITS] [-D DIR]\n"
+			"       sluice keygen --check -d DOMAIN -s SELECTOR -k KEYFILE [-c FILE]\n");
 	exit(2);
+}
+
+/* The directory this program lives in (the daemons are installed beside it). */
+static char *self_dir(void)
+{
+	char buf[4096];
+	ssize_t n = readlink("/proc/self/exe", buf, sizeof buf - 1);
+	if (n <= 0)
+		return xstrdup(".");
+	buf[n] = 0;
+	char *slash = strrchr(buf, '/');
+	if (slash)
+		*slash = 0;
+	return xstrdup(buf);
+}
+
+/* Each enabled filter daemon validates its own keys: `sluice-<name> -c FILE -n`. */
+static int check_daemons(const char *path)
+{
+	static const char *const names[] = { "dkim", "spf", "dmarc", "spam", "ratelimit", NULL };
+	char *err = NULL;
+	struct conf *c = conf_load(path, params_all, NULL, &err);
+	if (!c) {
+		fprintf(stderr, "sluice: %s\n", err);
+		free(err);
+		return 1;
+	}
+	char *dir = self_dir();
+	int rc = 0;
+	for (int i = 0; names[i]; i++) {
+		char param[64];
+		snprintf(param, sizeof param, "%s_enable", names[i]);
+		int enabled = 0;
+		for (const struct conf_param *const *t = params_all; *t && !enabled; t++)
+			for (const struct conf_param *p = *t; p->name; p++)
+				if (!strcmp(p->name, param))
+					enabled = conf_bool(c, param);
+		if (!enabled)
+			continue;
+		char *bin = xasprintf("%s/sluice-%s", dir, names[i]);
+		if (access(bin, X_OK) != 0) {
+			printf("%s: %s_enable = yes, but sluice-%s is not built: skipped\n", path, names[i], names[i]);
+			free(bin);
+			continue;
+		}
+		char *cmd = xasprintf("'%s' -c '%s' -n", bin, path);
+		if (system(cmd) != 0)
+			rc = 1;
+		free(cmd);
+		free(bin);
+	}
+	free(dir);
+	conf_free(&c);
+	return rc;
 }
 
 static const char *opt_conf(int argc, char **argv)
@@ -49,6 +109,8 @@ static int cmd_check(int argc, char **argv)
 		free(err);
 		return 1;
 	}
+	if (check_daemons(path) != 0)
+		return 1;
 	printf("%s: ok\n", path);
 	return 0;
 }
@@ -114,6 +176,8 @@ int main(int argc, char **argv)
 		return cmd_check(argc, argv);
 	if (!strcmp(argv[1], "queue"))
 		return cmd_queue(argc, argv);
+	if (!strcmp(argv[1], "keygen"))
+		return keygen_main(argc - 1, argv + 1);
 	usage();
 	return 2;
 }
