@@ -156,6 +156,7 @@ int main(int argc, char **argv)
 	struct conf *c = load(&o, &d, &err);
 	if (!c) {
 		fprintf(stderr, "sluice-spf: %s\n", err);
+		free(err);
 		return 1;
 	}
 	size_t nw;
@@ -166,11 +167,12 @@ int main(int argc, char **argv)
 		struct dns_resolver *r = dns_new(NULL, &d, &err);
 		if (!r) {
 			fprintf(stderr, "sluice-spf: dns_servers: %s\n", err);
+			free(err);
+			spfd_opts_free(&o);
+			conf_free(&c);
 			return 1;
 		}
 		dns_free(&r);
-		struct listener l;
-		(void)l;
 		spfd_opts_free(&o);
 		conf_free(&c);
 		return 0;

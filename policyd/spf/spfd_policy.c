@@ -342,7 +342,9 @@ char *spfd_received_spf(const struct spfd_checked *r, int identity_helo, const c
 	add_clean(&b, receiver);
 	sbuf_adds(&b, ": ");
 	add_clean(&b, tmp.buf);
-	sbuf_printf(&b, ") client-ip=%s;", ip);
+	sbuf_adds(&b, ") client-ip=");
+	add_clean(&b, ip);
+	sbuf_addc(&b, ';');
 	struct { const char *key, *val; } kv[] = {
 		{ "envelope-from", identity_helo ? NULL : (sender ? sender : "") },
 		{ "helo", helo ? helo : "" },
@@ -528,7 +530,7 @@ static const char *sender_domain(const char *sender)
 
 /* _get_resultcodes: the action policy table for one identity's result. */
 static enum spfd_action table_action(const struct spfd_opts *o, enum spfd_reject pol,
-				     enum spf_result r)
+				     enum spf_result r, int helo_scope)
 {
 	int rej = 0;
 
@@ -542,8 +544,9 @@ static enum spfd_action table_action(const struct spfd_opts *o, enum spfd_reject
 	case SPFD_REJ_FAIL:
 		rej = r == SPF_FAIL;
 		break;
-	case SPFD_REJ_NULL:	/* HELO: reject Fail (only applied for the null sender) */
-		rej = r == SPF_FAIL;
+	case SPFD_REJ_NULL:	/* HELO: reject Fail (only applied for the null sender);
+				 * MAIL FROM: rejects nothing (policyd-spf) */
+		rej = helo_scope && r == SPF_FAIL;
 		break;
 	case SPFD_REJ_FALSE:	/* never reject or defer: header only */
 		return SPFD_ACT_PREPEND;
@@ -778,7 +781,7 @@ void spfd_job_result(struct spfd_job *j, const struct spfd_checked *r)
 			pol = SPFD_REJ_SPF_NOT_PASS;
 			x->local = 1;
 		}
-		x->act = table_action(o, pol, r->result);
+		x->act = table_action(o, pol, r->result, 1);
 		if (o->helo_reject == SPFD_REJ_NULL && *j->sender)
 			x->act = SPFD_ACT_DUNNO;
 		x->header = make_header(j, x, 1);
@@ -797,7 +800,7 @@ void spfd_job_result(struct spfd_job *j, const struct spfd_checked *r)
 			pol = SPFD_REJ_SPF_NOT_PASS;
 			x->local = 1;
 		}
-		x->act = table_action(o, pol, r->result);
+		x->act = table_action(o, pol, r->result, 0);
 		set_log(j, x, 0);
 		if (x->act == SPFD_ACT_REJECT || x->act == SPFD_ACT_DEFER) {
 			finish(j, x->act, reject_text(j, x, 0));
