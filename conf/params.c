@@ -22,6 +22,12 @@ const struct conf_param common_params[] = {
 	PI("dns_tries", "2", 1, 10),
 	P("config_directory", CONF_STR, ""),
 	P("data_directory", CONF_STR, ""),
+	P("run_directory", CONF_STR, "/var/run/sluice"),
+	/* filters whose daemons have no table of their own yet (sluice start reads these) */
+	P("spf_enable", CONF_BOOL, "no"),
+	P("dmarc_enable", CONF_BOOL, "no"),
+	P("spam_enable", CONF_BOOL, "no"),
+	P("ratelimit_enable", CONF_BOOL, "no"),
 	{ NULL, 0, NULL, 0, 0, NULL, 0 },
 };
 

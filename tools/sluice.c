@@ -4,6 +4,7 @@
  *                              each enabled filter daemon's settings (its -n)
  *   sluice queue [-c FILE]     list queued messages (like mailq)
  *   sluice keygen ...          DKIM keys and DNS records (tools/keygen.c)
+ *   sluice start|stop|status|reload   the integrated server (tools/start.c)
  */
 #include "conf/params.h"
 #include "mta/smtpd.h"
@@ -20,13 +21,15 @@
 #include <unistd.h>
 
 int keygen_main(int argc, char **argv);
+int start_dispatch(int argc, char **argv);
 
 static void usage(void)
 {
 	fprintf(stderr, "usage: sluice check -c FILE\n"
 			"       sluice queue [-c FILE]\n"
 			"       sluice keygen -d DOMAIN -s SELECTOR [-a rsa|ed25519|both] [-b BITS] [-D DIR]\n"
-			"       sluice keygen --check -d DOMAIN -s SELECTOR -k KEYFILE [-c FILE]\n");
+			"       sluice keygen --check -d DOMAIN -s SELECTOR -k KEYFILE [-c FILE]\n"
+			"       sluice start [-f] -c FILE | stop -c FILE | status -c FILE | reload -c FILE\n");
 	exit(2);
 }
 
@@ -178,6 +181,9 @@ int main(int argc, char **argv)
 		return cmd_queue(argc, argv);
 	if (!strcmp(argv[1], "keygen"))
 		return keygen_main(argc - 1, argv + 1);
+	int rc = start_dispatch(argc, argv);
+	if (rc >= 0)
+		return rc;
 	usage();
 	return 2;
 }

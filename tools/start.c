@@ -1,0 +1,570 @@
+/*
+ * start: `sluice start|stop|status|reload` - the integrated server.
+ * Owns: starting every enabled filter daemon (<name>_enable = yes) on a
+ * unix socket under run_directory, wiring them into sluiced through a
+ * generated config (milters first in smtpd_milters in the order dkim,
+ * dmarc, spam; policy daemons as check_policy_service right after
+ * reject_unauth_destination in smtpd_recipient_restrictions, spf then
+ * ratelimit), starting sluiced, and supervising them all: a crashed child
+ * is restarted with backoff and logged; while a filter is down sluiced
+ * applies its default action.
+ * Leaves: the daemons' own work to the daemons.
+ *
+ * Files under run_directory: sluice.pid (the supervisor), sluice.conf
+ * (the generated config: the admin's file plus the wiring, last definition
+ * wins as in Postfix), status (one line per child: name pid started
+ * socket restarts), <name>.sock.
+ */
+#include "conf/conf.h"
+#include "conf/params.h"
+#include "lib/daemon.h"
+#include "lib/log.h"
+#include "lib/util.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+enum kind { K_MILTER, K_POLICY, K_MTA };
+
+struct child {
+	const char *name;	/* "dkim", ..., "sluiced" */
+	enum kind kind;
+	char *bin;
+	char *sock;		/* unix socket path, NULL for sluiced */
+	pid_t pid;
+	double started;
+	unsigned restarts;
+	double restart_at;	/* 0 = running or not due */
+	double backoff_s;
+};
+
+static const struct {
+	const char *name;
+	enum kind kind;
+} filters[] = {
+	{ "dkim", K_MILTER }, { "dmarc", K_MILTER }, { "spam", K_MILTER },
+	{ "spf", K_POLICY }, { "ratelimit", K_POLICY },
+};
+#define NFILTERS (sizeof filters / sizeof filters[0])
+
+static struct child kids[NFILTERS + 1];
+static size_t nkids;
+static char *run_dir, *gen_conf, *user_conf, *bindir;
+static volatile sig_atomic_t got_term, got_hup, got_chld;
+
+static void on_sig(int sig)
+{
+	if (sig == SIGTERM || sig == SIGINT)
+		got_term = 1;
+	else if (sig == SIGHUP)
+		got_hup = 1;
+	else if (sig == SIGCHLD)
+		got_chld = 1;
+}
+
+static char *self_dir(void)
+{
+	char buf[4096];
+	ssize_t n = readlink("/proc/self/exe", buf, sizeof buf - 1);
+	if (n <= 0)
+		return xstrdup(".");
+	buf[n] = 0;
+	char *slash = strrchr(buf, '/');
+	if (slash)
+		*slash = 0;
+	return xstrdup(buf);
+}
+
+static int param_known(const char *name)
+{
+	for (const struct conf_param *const *t = params_all; *t; t++)
+		for (const struct conf_param *p = *t; p->name; p++)
+			if (!strcmp(p->name, name))
+				return 1;
+	return 0;
+}
+
+static void join_list(struct sbuf *b, const struct conf *c, const char *param)
+{
+	size_t n;
+	const char *const *v = conf_list(c, param, &n);
+	for (size_t i = 0; i < n; i++)
+		sbuf_printf(b, "%s%s", b->len && b->buf[b->len - 1] != ' ' ? ", " : "", v[i]);
+}
+
+/* select_filters - kids[] for the enabled filters that are built. */
+static void select_filters(const struct conf *c)
+{
+	nkids = 0;
+	for (size_t i = 0; i < NFILTERS; i++) {
+		char param[64];
+		snprintf(param, sizeof param, "%s_enable", filters[i].name);
+		if (!param_known(param) || !conf_bool(c, param))
+			continue;
+		char *bin = xasprintf("%s/sluice-%s", bindir, filters[i].name);
+		if (access(bin, X_OK) != 0) {
+			log_event(NULL, "warning: %s = yes, but sluice-%s is not built yet: skipped", param,
+				  filters[i].name);
+			free(bin);
+			continue;
+		}
+		struct child *k = &kids[nkids++];
+		memset(k, 0, sizeof *k);
+		k->name = filters[i].name;
+		k->kind = filters[i].kind;
+		k->bin = bin;
+		k->sock = xasprintf("%s/%s.sock", run_dir, k->name);
+		k->backoff_s = 1;
+	}
+}
+
+/*
+ * write_generated - the admin's config followed by the wiring for the
+ * filters in kids[]. Returns 0 or -1 with *err_out (caller frees).
+ */
+static int write_generated(const struct conf *c, char **err_out)
+{
+	struct sbuf milters, policies, out;
+	sbuf_init(&milters);
+	sbuf_init(&policies);
+	sbuf_init(&out);
+	for (size_t i = 0; i < nkids; i++) {
+		if (kids[i].kind == K_MILTER)
+			sbuf_printf(&milters, "%sunix:%s", milters.len ? ", " : "", kids[i].sock);
+		else if (kids[i].kind == K_POLICY)
+			sbuf_printf(&policies, " check_policy_service unix:%s", kids[i].sock);
+	}
+	char *text = NULL;
+	size_t len = 0;
+	if (conf_read_file(user_conf, 16 << 20, &text, &len, err_out) < 0)
+		return -1;
+	sbuf_add(&out, text, len);
+	free(text);
+	sbuf_printf(&out, "\n# ---- added by `sluice start` (the file above is %s) ----\n", user_conf);
+	for (size_t i = 0; i < nkids; i++)
+		if (kids[i].sock)
+			sbuf_printf(&out, "%s_socket = unix:%s\n", kids[i].name, kids[i].sock);
+	if (milters.len) {
+		sbuf_printf(&out, "smtpd_milters = %s", milters.buf);
+		struct sbuf rest;
+		sbuf_init(&rest);
+		join_list(&rest, c, "smtpd_milters");
+		if (rest.len)
+			sbuf_printf(&out, ", %s", rest.buf);
+		sbuf_adds(&out, "\n");
+		sbuf_free(&rest);
+	}
+	if (policies.len) {
+		size_t n;
+		const char *const *v = conf_list(c, "smtpd_recipient_restrictions", &n);
+		int placed = 0;
+		sbuf_adds(&out, "smtpd_recipient_restrictions =");
+		for (size_t i = 0; i < n; i++) {
+			sbuf_printf(&out, " %s", v[i]);
+			if (!placed && !strcmp(v[i], "reject_unauth_destination")) {
+				sbuf_add(&out, policies.buf, policies.len);
+				placed = 1;
+			}
+		}
+		if (!placed) {
+			/* no reject_unauth_destination here: the relay restrictions keep
+			 * relaying closed; the policies go first */
+			struct sbuf tmp;
+			sbuf_init(&tmp);
+			sbuf_adds(&tmp, "smtpd_recipient_restrictions =");
+			sbuf_add(&tmp, policies.buf, policies.len);
+			for (size_t i = 0; i < n; i++)
+				sbuf_printf(&tmp, " %s", v[i]);
+			/* replace the line just written */
+			char *line = strstr(out.buf, "\nsmtpd_recipient_restrictions =");
+			out.len = (size_t)(line - out.buf) + 1;
+			out.buf[out.len] = 0;
+			sbuf_add(&out, tmp.buf, tmp.len);
+			sbuf_free(&tmp);
+		}
+		sbuf_adds(&out, "\n");
+	}
+	char *tmpname = xasprintf("%s.tmp", gen_conf);
+	int fd = open(tmpname, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	int ok = fd >= 0 && write(fd, out.buf, out.len) == (ssize_t)out.len && fsync(fd) == 0;
+	if (fd >= 0)
+		close(fd);
+	if (!ok || rename(tmpname, gen_conf) < 0) {
+		*err_out = xasprintf("%s: %s", gen_conf, strerror(errno));
+		free(tmpname);
+		return -1;
+	}
+	free(tmpname);
+	sbuf_free(&milters);
+	sbuf_free(&policies);
+	sbuf_free(&out);
+	return 0;
+}
+
+static void write_status(void)
+{
+	char *tmp = xasprintf("%s/status.tmp", run_dir), *final = xasprintf("%s/status", run_dir);
+	FILE *f = fopen(tmp, "w");
+	if (f) {
+		for (size_t i = 0; i < nkids; i++)
+			fprintf(f, "%s %d %.0f %s %u\n", kids[i].name, (int)kids[i].pid, kids[i].started,
+				kids[i].sock ? kids[i].sock : "-", kids[i].restarts);
+		fclose(f);
+		rename(tmp, final);
+	}
+	free(tmp);
+	free(final);
+}
+
+static pid_t spawn(struct child *k)
+{
+	if (k->sock)
+		unlink(k->sock);
+	pid_t pid = fork();
+	if (pid == 0) {
+		sigset_t none;
+		sigemptyset(&none);
+		sigprocmask(SIG_SETMASK, &none, NULL);
+		signal(SIGTERM, SIG_DFL);
+		signal(SIGHUP, SIG_DFL);
+		signal(SIGINT, SIG_DFL);
+		signal(SIGCHLD, SIG_DFL);
+		execl(k->bin, k->bin, "-f", "-c", gen_conf, (char *)NULL);
+		fprintf(stderr, "sluice start: exec %s: %s\n", k->bin, strerror(errno));
+		_exit(127);
+	}
+	k->pid = pid;
+	k->started = wall_time();
+	return pid;
+}
+
+/* wait until the child's unix socket accepts connections (or it died) */
+static int wait_ready(struct child *k, double timeout_s)
+{
+	double end = wall_time() + timeout_s;
+	while (wall_time() < end) {
+		int st;
+		if (waitpid(k->pid, &st, WNOHANG) == k->pid) {
+			k->pid = 0;
+			return -1;
+		}
+		int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		struct sockaddr_un sun = { 0 };
+		sun.sun_family = AF_UNIX;
+		snprintf(sun.sun_path, sizeof sun.sun_path, "%s", k->sock);
+		int ok = connect(fd, (struct sockaddr *)&sun, sizeof sun) == 0;
+		close(fd);
+		if (ok) {
+			chmod(k->sock, 0666);	/* sluiced's receivers run as mail_owner */
+			return 0;
+		}
+		usleep(20000);
+	}
+	return -1;
+}
+
+static void reap_and_schedule(void)
+{
+	int st;
+	pid_t pid;
+	while ((pid = waitpid(-1, &st, WNOHANG)) > 0) {
+		for (size_t i = 0; i < nkids; i++) {
+			struct child *k = &kids[i];
+			if (k->pid != pid)
+				continue;
+			k->pid = 0;
+			if (got_term)
+				break;
+			/* a child that ran for a minute starts over with a short backoff */
+			if (wall_time() - k->started > 60)
+				k->backoff_s = 1;
+			log_event(NULL, "warning: %s (pid %d) %s %d; restarting in %.0fs", k->name, (int)pid,
+				  WIFSIGNALED(st) ? "killed by signal" : "exited with status",
+				  WIFSIGNALED(st) ? WTERMSIG(st) : WEXITSTATUS(st), k->backoff_s);
+			k->restart_at = wall_time() + k->backoff_s;
+			k->backoff_s = k->backoff_s * 2 > 60 ? 60 : k->backoff_s * 2;
+		}
+	}
+}
+
+static void restart_due(void)
+{
+	double now = wall_time();
+	for (size_t i = 0; i < nkids; i++) {
+		struct child *k = &kids[i];
+		if (!k->restart_at || k->restart_at > now)
+			continue;
+		k->restart_at = 0;
+		k->restarts++;
+		spawn(k);
+		if (k->sock && wait_ready(k, 20) == 0)
+			log_event(NULL, "%s restarted (pid %d)", k->name, (int)k->pid);
+	}
+	write_status();
+}
+
+static void stop_all(void)
+{
+	/* the MTA first, so no new mail meets a missing filter */
+	for (size_t i = nkids; i-- > 0;)
+		if (kids[i].pid > 0)
+			kill(kids[i].pid, SIGTERM);
+	double end = wall_time() + 40;
+	for (;;) {
+		int left = 0;
+		for (size_t i = 0; i < nkids; i++) {
+			if (kids[i].pid <= 0)
+				continue;
+			if (waitpid(kids[i].pid, NULL, WNOHANG) == kids[i].pid)
+				kids[i].pid = 0;
+			else
+				left++;
+		}
+		if (!left)
+			break;
+		if (wall_time() > end) {
+			for (size_t i = 0; i < nkids; i++)
+				if (kids[i].pid > 0)
+					kill(kids[i].pid, SIGKILL);
+			end = wall_time() + 60;
+		}
+		usleep(20000);
+	}
+}
+
+static void supervise(void)
+{
+	sigset_t block, old;
+	sigemptyset(&block);
+	sigaddset(&block, SIGTERM);
+	sigaddset(&block, SIGINT);
+	sigaddset(&block, SIGHUP);
+	sigaddset(&block, SIGCHLD);
+	sigprocmask(SIG_BLOCK, &block, &old);
+	for (;;) {
+		struct timespec ts = { 0, 200 * 1000 * 1000 };
+		int sig = sigtimedwait(&block, NULL, &ts);
+		if (sig > 0)
+			on_sig(sig);
+		if (got_chld) {
+			got_chld = 0;
+			reap_and_schedule();
+		}
+		if (got_term)
+			break;
+		if (got_hup) {
+			got_hup = 0;
+			char *err = NULL;
+			struct conf *c = conf_load(user_conf, params_all, NULL, &err);
+			if (!c) {
+				log_event(NULL, "warning: reload: %s; keeping the running configuration", err);
+				free(err);
+			} else {
+				/* regenerate the wiring for the same set of filters
+				 * (XXX: enabling a new filter needs a restart), then HUP everyone */
+				if (write_generated(c, &err) < 0) {
+					log_event(NULL, "warning: reload: %s", err);
+					free(err);
+				}
+				conf_free(&c);
+				for (size_t i = 0; i < nkids; i++)
+					if (kids[i].pid > 0)
+						kill(kids[i].pid, SIGHUP);
+				log_event(NULL, "reload -- configuration %s", user_conf);
+			}
+		}
+		restart_due();
+	}
+	log_event(NULL, "stopping");
+	stop_all();
+	sigprocmask(SIG_SETMASK, &old, NULL);
+}
+
+static int start_main(int argc, char **argv)
+{
+	int foreground = 0, opt;
+	optind = 2;
+	while ((opt = getopt(argc, argv, "c:f")) != -1) {
+		if (opt == 'c')
+			user_conf = optarg;
+		else if (opt == 'f')
+			foreground = 1;
+		else
+			return 2;
+	}
+	if (!user_conf) {
+		fprintf(stderr, "usage: sluice start [-f] -c sluice.conf\n");
+		return 2;
+	}
+	char *err = NULL;
+	struct conf *c = conf_load(user_conf, params_all, NULL, &err);
+	if (!c) {
+		fprintf(stderr, "sluice: %s\n", err);
+		return 1;
+	}
+	const char *logerr;
+	log_init("sluice", conf_str(c, "maillog_file"),
+		 strcmp(conf_str(c, "log_format"), "json") ? LOG_FORMAT_PLAIN : LOG_FORMAT_JSON, &logerr);
+	bindir = self_dir();
+	run_dir = xstrdup(conf_str(c, "run_directory"));
+	if (mkdir(run_dir, 0755) < 0 && errno != EEXIST) {
+		fprintf(stderr, "sluice: run_directory %s: %s\n", run_dir, strerror(errno));
+		return 1;
+	}
+	gen_conf = xasprintf("%s/sluice.conf", run_dir);
+	select_filters(c);
+	if (write_generated(c, &err) < 0) {
+		fprintf(stderr, "sluice: %s\n", err);
+		return 1;
+	}
+	conf_free(&c);
+	struct child *m = &kids[nkids++];
+	memset(m, 0, sizeof *m);
+	m->name = "sluiced";
+	m->kind = K_MTA;
+	m->bin = xasprintf("%s/sluiced", bindir);
+	m->backoff_s = 1;
+	if (!foreground)
+		daemon_detach();
+	char *pidfile = xasprintf("%s/sluice.pid", run_dir);
+	if (daemon_pidfile(pidfile, &err) < 0) {
+		log_event(NULL, "fatal: %s", err);
+		return 1;
+	}
+	signal(SIGPIPE, SIG_IGN);
+	struct sigaction sa = { 0 };
+	sa.sa_handler = on_sig;
+	sigaction(SIGCHLD, &sa, NULL);
+	for (size_t i = 0; i < nkids; i++) {
+		struct child *k = &kids[i];
+		spawn(k);
+		if (k->sock && wait_ready(k, 30) < 0) {
+			log_event(NULL, "warning: %s did not come up on %s; sluiced applies its default action "
+				  "until it does", k->name, k->sock);
+			k->restart_at = wall_time() + k->backoff_s;
+		} else if (k->sock) {
+			log_event(NULL, "%s ready on unix:%s (pid %d)", k->name, k->sock, (int)k->pid);
+		}
+	}
+	write_status();
+	log_event(NULL, "started: %zu filter(s) and sluiced; generated config %s", nkids - 1, gen_conf);
+	supervise();
+	unlink(pidfile);
+	log_event(NULL, "stopped");
+	return 0;
+}
+
+static int read_pid(const char *conf_path, pid_t *pid_out, char **rundir_out)
+{
+	char *err = NULL;
+	struct conf *c = conf_load(conf_path, params_all, NULL, &err);
+	if (!c) {
+		fprintf(stderr, "sluice: %s\n", err);
+		return -1;
+	}
+	*rundir_out = xstrdup(conf_str(c, "run_directory"));
+	conf_free(&c);
+	char *p = xasprintf("%s/sluice.pid", *rundir_out);
+	FILE *f = fopen(p, "r");
+	free(p);
+	int pid = 0;
+	if (!f || fscanf(f, "%d", &pid) != 1 || pid <= 0 || kill(pid, 0) != 0) {
+		if (f)
+			fclose(f);
+		return -1;
+	}
+	fclose(f);
+	*pid_out = pid;
+	return 0;
+}
+
+static const char *conf_arg(int argc, char **argv)
+{
+	int opt;
+	const char *path = NULL;
+	optind = 2;
+	while ((opt = getopt(argc, argv, "c:")) != -1)
+		if (opt == 'c')
+			path = optarg;
+	return path;
+}
+
+static int signal_main(int argc, char **argv, int sig, const char *what)
+{
+	const char *path = conf_arg(argc, argv);
+	pid_t pid;
+	char *rd = NULL;
+	if (!path) {
+		fprintf(stderr, "usage: sluice %s -c sluice.conf\n", argv[1]);
+		return 2;
+	}
+	if (read_pid(path, &pid, &rd) < 0) {
+		fprintf(stderr, "sluice: not running (no live pid in %s/sluice.pid)\n", rd ? rd : "run_directory");
+		return 1;
+	}
+	kill(pid, sig);
+	if (sig == SIGTERM)
+		while (kill(pid, 0) == 0)
+			usleep(50000);
+	printf("sluice: %s\n", what);
+	return 0;
+}
+
+static int status_main(int argc, char **argv)
+{
+	const char *path = conf_arg(argc, argv);
+	pid_t pid;
+	char *rd = NULL;
+	if (!path) {
+		fprintf(stderr, "usage: sluice status -c sluice.conf\n");
+		return 2;
+	}
+	if (read_pid(path, &pid, &rd) < 0) {
+		printf("sluice: not running\n");
+		return 1;
+	}
+	printf("supervisor pid %d\n%-10s %7s %-20s %8s  %s\n", (int)pid, "daemon", "pid", "up since", "restarts",
+	       "socket");
+	char *sp = xasprintf("%s/status", rd);
+	FILE *f = fopen(sp, "r");
+	char name[64], sock[4096];
+	int cpid;
+	double started;
+	unsigned restarts;
+	while (f && fscanf(f, "%63s %d %lf %4095s %u", name, &cpid, &started, sock, &restarts) == 5) {
+		time_t t = (time_t)started;
+		char when[32];
+		strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S", localtime(&t));
+		int alive = cpid > 0 && kill(cpid, 0) == 0;
+		printf("%-10s %7d %-20s %8u  %s%s\n", name, cpid, when, restarts, sock, alive ? "" : "  (down)");
+	}
+	if (f)
+		fclose(f);
+	free(sp);
+	return 0;
+}
+
+/* sluice start|stop|status|reload; returns -1 when cmd is none of these */
+int start_dispatch(int argc, char **argv)
+{
+	const char *cmd = argv[1];
+	if (!strcmp(cmd, "start"))
+		return start_main(argc, argv);
+	if (!strcmp(cmd, "stop"))
+		return signal_main(argc, argv, SIGTERM, "stopped");
+	if (!strcmp(cmd, "reload"))
+		return signal_main(argc, argv, SIGHUP, "reloading");
+	if (!strcmp(cmd, "status"))
+		return status_main(argc, argv);
+	return -1;
+}
