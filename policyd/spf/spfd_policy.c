@@ -859,7 +859,9 @@ const char *spfd_reply_for_instance(enum spfd_action kind, const char *action)
 /* ------------------------------------------------------------ instances */
 
 struct inst {
+	struct inst *hnext;	/* hash chain */
 	char *key;
+	unsigned hash;
 	enum spfd_action kind;
 	char *action;
 	long long at_s;
@@ -867,9 +869,19 @@ struct inst {
 
 struct spfd_instances {
 	struct inst *ring;	/* FIFO ring: oldest overwritten first */
-	size_t max, next, count;
+	struct inst **buckets;
+	size_t max, next, count, nbuckets;
 	long long ttl_s;
 };
+
+static unsigned inst_hash(const char *s)
+{
+	unsigned h = 2166136261u;
+
+	for (const unsigned char *p = (const unsigned char *)s; *p; p++)
+		h = (h ^ *p) * 16777619u;
+	return h;
+}
 
 struct spfd_instances *spfd_instances_new(size_t max, long long ttl_s)
 {
@@ -877,6 +889,10 @@ struct spfd_instances *spfd_instances_new(size_t max, long long ttl_s)
 
 	t->max = max ? max : 1;
 	t->ring = xcalloc(t->max, sizeof(*t->ring));
+	t->nbuckets = 16;
+	while (t->nbuckets < 2 * t->max)
+		t->nbuckets <<= 1;
+	t->buckets = xcalloc(t->nbuckets, sizeof(*t->buckets));
 	t->ttl_s = ttl_s;
 	return t;
 }
@@ -888,23 +904,28 @@ void spfd_instances_free(struct spfd_instances **tp)
 	for (size_t i = 0; i < (*tp)->max; i++)
 		free((*tp)->ring[i].key), free((*tp)->ring[i].action);
 	free((*tp)->ring);
+	free((*tp)->buckets);
 	free(*tp);
 	*tp = NULL;
 }
 
-/*
- * XXX: linear search; Postfix asks again only for further recipients of the
- * message in flight, so the ring stays small (max is a few thousand).
- * Newest first, so the usual hit is found at once.
- */
-static struct inst *inst_find(struct spfd_instances *t, const char *key)
+static struct inst *inst_find(struct spfd_instances *t, const char *key, unsigned h)
 {
-	for (size_t k = 1; k <= t->count; k++) {
-		struct inst *e = &t->ring[(t->next + t->max - k) % t->max];
-		if (e->key && !strcmp(e->key, key))
+	for (struct inst *e = t->buckets[h & (t->nbuckets - 1)]; e; e = e->hnext)
+		if (e->hash == h && !strcmp(e->key, key))
 			return e;
-	}
 	return NULL;
+}
+
+static void inst_unhash(struct spfd_instances *t, struct inst *e)
+{
+	struct inst **pp = &t->buckets[e->hash & (t->nbuckets - 1)];
+
+	while (*pp && *pp != e)
+		pp = &(*pp)->hnext;
+	if (*pp)
+		*pp = e->hnext;
+	e->hnext = NULL;
 }
 
 int spfd_instances_get(struct spfd_instances *t, const char *instance, long long now_s,
@@ -912,7 +933,7 @@ int spfd_instances_get(struct spfd_instances *t, const char *instance, long long
 {
 	if (!instance || !*instance)
 		return 0;
-	struct inst *e = inst_find(t, instance);
+	struct inst *e = inst_find(t, instance, inst_hash(instance));
 	if (!e || now_s - e->at_s > t->ttl_s)
 		return 0;
 	*kind_out = e->kind;
@@ -925,14 +946,20 @@ void spfd_instances_put(struct spfd_instances *t, const char *instance, enum spf
 {
 	if (!instance || !*instance)
 		return;
-	struct inst *e = inst_find(t, instance);
+	unsigned h = inst_hash(instance);
+	struct inst *e = inst_find(t, instance, h);
 	if (!e) {
 		e = &t->ring[t->next];
 		t->next = (t->next + 1) % t->max;
 		if (t->count < t->max)
 			t->count++;
+		if (e->key)
+			inst_unhash(t, e);
 		free(e->key);
 		e->key = xstrdup(instance);
+		e->hash = h;
+		e->hnext = t->buckets[h & (t->nbuckets - 1)];
+		t->buckets[h & (t->nbuckets - 1)] = e;
 	}
 	free(e->action);
 	e->action = xstrdup(action);
