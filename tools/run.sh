@@ -3,7 +3,7 @@
 # default config conf/sluice.conf (mail for example.com into var/mail/).
 set -eu
 cd "$(dirname "$0")/.."
-mkdir -p var/tls var/mail var/spool
+mkdir -p var/tls var/mail var/spool var/run
 if [ ! -s var/tls/cert.pem ]; then
 	openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=mail.example.com" \
 		-keyout var/tls/key.pem -out var/tls/cert.pem 2>/dev/null
@@ -20,4 +20,4 @@ echo "sluiced is starting on 127.0.0.1:2525 (Ctrl-C stops it). Send it a message
 echo "  swaks --server 127.0.0.1:2525 --from you@example.net --to user@example.com --tls"
 echo "It arrives in var/mail/example.com/user/new/"
 echo
-exec bin/sluiced -c conf/sluice.conf -f
+exec bin/sluice start -f -c conf/sluice.conf

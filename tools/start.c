@@ -464,6 +464,23 @@ static int start_main(int argc, char **argv)
 	return 0;
 }
 
+/* alive and not a zombie waiting for its parent */
+static int pid_alive(pid_t pid)
+{
+	if (kill(pid, 0) != 0)
+		return 0;
+	char path[64], buf[256];
+	snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+	FILE *f = fopen(path, "r");
+	if (!f)
+		return 1;
+	size_t n = fread(buf, 1, sizeof buf - 1, f);
+	fclose(f);
+	buf[n] = 0;
+	const char *rp = strrchr(buf, ')');
+	return !(rp && rp[1] == ' ' && rp[2] == 'Z');
+}
+
 static int read_pid(const char *conf_path, pid_t *pid_out, char **rundir_out)
 {
 	char *err = NULL;
@@ -478,7 +495,7 @@ static int read_pid(const char *conf_path, pid_t *pid_out, char **rundir_out)
 	FILE *f = fopen(p, "r");
 	free(p);
 	int pid = 0;
-	if (!f || fscanf(f, "%d", &pid) != 1 || pid <= 0 || kill(pid, 0) != 0) {
+	if (!f || fscanf(f, "%d", &pid) != 1 || pid <= 0 || !pid_alive(pid)) {
 		if (f)
 			fclose(f);
 		return -1;
@@ -514,7 +531,7 @@ static int signal_main(int argc, char **argv, int sig, const char *what)
 	}
 	kill(pid, sig);
 	if (sig == SIGTERM)
-		while (kill(pid, 0) == 0)
+		while (pid_alive(pid))
 			usleep(50000);
 	printf("sluice: %s\n", what);
 	return 0;
@@ -545,7 +562,7 @@ static int status_main(int argc, char **argv)
 		time_t t = (time_t)started;
 		char when[32];
 		strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S", localtime(&t));
-		int alive = cpid > 0 && kill(cpid, 0) == 0;
+		int alive = cpid > 0 && pid_alive(cpid);
 		printf("%-10s %7d %-20s %8u  %s%s\n", name, cpid, when, restarts, sock, alive ? "" : "  (down)");
 	}
 	if (f)
