@@ -189,3 +189,16 @@ int daemon_drop_privs(const char *user, char **err_out)
 	}
 	return 0;
 }
+
+char *daemon_self_dir(void)
+{
+	char buf[4096];
+	ssize_t n = readlink("/proc/self/exe", buf, sizeof buf - 1);
+	if (n <= 0)
+		return xstrdup(".");
+	buf[n] = 0;
+	char *slash = strrchr(buf, '/');
+	if (slash)
+		*slash = 0;
+	return xstrdup(buf);
+}

@@ -44,6 +44,10 @@ int daemon_pidfile(const char *path, char **err_out);
  */
 int daemon_drop_privs(const char *user, char **err_out);
 
+/* daemon_self_dir - the directory of the running program (sluice's daemons
+ * are installed beside each other); caller frees. "." if unknown. */
+char *daemon_self_dir(void);
+
 /* daemon_user_ids - uid/gid of user; 0 or -1. */
 int daemon_user_ids(const char *user, unsigned *uid_out, unsigned *gid_out);
 

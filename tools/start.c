@@ -72,18 +72,6 @@ static void on_sig(int sig)
 		got_chld = 1;
 }
 
-static char *self_dir(void)
-{
-	char buf[4096];
-	ssize_t n = readlink("/proc/self/exe", buf, sizeof buf - 1);
-	if (n <= 0)
-		return xstrdup(".");
-	buf[n] = 0;
-	char *slash = strrchr(buf, '/');
-	if (slash)
-		*slash = 0;
-	return xstrdup(buf);
-}
 
 static int param_known(const char *name)
 {
@@ -415,7 +403,7 @@ static int start_main(int argc, char **argv)
 	const char *logerr;
 	log_init("sluice", conf_str(c, "maillog_file"),
 		 strcmp(conf_str(c, "log_format"), "json") ? LOG_FORMAT_PLAIN : LOG_FORMAT_JSON, &logerr);
-	bindir = self_dir();
+	bindir = daemon_self_dir();
 	run_dir = xstrdup(conf_str(c, "run_directory"));
 	if (mkdir(run_dir, 0755) < 0 && errno != EEXIST) {
 		fprintf(stderr, "sluice: run_directory %s: %s\n", run_dir, strerror(errno));
