@@ -157,7 +157,7 @@ class SluiceSpf:
         with open(self.conf, "w") as f:
             f.write("myhostname = mx.bench\ndns_servers = 127.0.0.1:53\nmail_owner = root\n"
                     "maillog_file = %s/sluice-spf.log\nspf_socket = inet:127.0.0.1:%d\n"
-                    "spf_skip_addresses =\n" % (tmp, self.port))
+                    "spf_skip_addresses =\nspf_cache_size = 200000\n" % (tmp, self.port))
 
     def __enter__(self):
         self.p = subprocess.Popen([os.path.join(BIN, "sluice-spf"), "-c", self.conf, "-f"])
