@@ -30,6 +30,7 @@
 #include <string.h>
 
 #define DNS_NAME_MAX 253	/* presentation, without the trailing dot */
+#define DNS_QNAME_BUF (DNS_NAME_MAX * 4 + 1)	/* with every odd byte escaped as \DDD */
 
 struct dns_sock {
 	struct dns_sock *next;
@@ -371,12 +372,16 @@ struct dns_answer *dns_answer_decode(const unsigned char *pkt, size_t len, const
 /* --------------------------------------------------------------- names */
 
 /*
- * name_norm - copy name without one trailing dot into out[DNS_NAME_MAX + 1];
- * -1 when it is not a plain host-like name (see dns.h).
+ * name_norm - name without one trailing dot, in the presentation form that
+ * c-ares parses and libresolv's ns_name_ntop writes (so answers match it),
+ * into out[DNS_QNAME_BUF]: a label may hold any byte but NUL (SPF macros can
+ * expand to spaces and the like, RFC 7208 7.3); the specials ";\\()@$\""
+ * are written as \c, bytes outside 0x21..0x7e as \DDD. -1 for an empty
+ * label, a label over 63 bytes or a name over 253.
  */
 static int name_norm(const char *name, char *out)
 {
-	size_t len = name ? strlen(name) : 0, label = 0;
+	size_t len = name ? strlen(name) : 0, label = 0, o = 0;
 
 	if (len > 0 && name[len - 1] == '.')
 		len--;
@@ -388,16 +393,44 @@ static int name_norm(const char *name, char *out)
 			if (label == 0)
 				return -1;
 			label = 0;
+			out[o++] = '.';
 			continue;
 		}
-		if (c < 0x21 || c > 0x7e || strchr("\\\"();@$", c) || ++label > 63)
+		if (++label > 63)
 			return -1;
+		if (strchr(";\\()@$\"", c)) {
+			out[o++] = '\\';
+			out[o++] = (char)c;
+		} else if (c > 0x20 && c < 0x7f) {
+			out[o++] = (char)c;
+		} else {
+			o += (size_t)snprintf(out + o, 5, "\\%03u", c);
+		}
 	}
 	if (label == 0)
 		return -1;
-	memcpy(out, name, len);
-	out[len] = 0;
+	out[o] = 0;
 	return 0;
+}
+
+/*
+ * ares_form - the presentation name as c-ares 1.18's ares_create_query
+ * reads it: it knows "\\c" (the next byte, literally) but not "\\DDD", so
+ * each \\DDD becomes a backslash and the raw byte. out has DNS_QNAME_BUF.
+ */
+static void ares_form(const char *pres, char *out)
+{
+	size_t o = 0;
+	for (const char *p = pres; *p; p++) {
+		if (p[0] == '\\' && p[1] >= '0' && p[1] <= '9' && p[2] && p[3]) {
+			out[o++] = '\\';
+			out[o++] = (char)((p[1] - '0') * 100 + (p[2] - '0') * 10 + (p[3] - '0'));
+			p += 3;
+		} else {
+			out[o++] = *p;
+		}
+	}
+	out[o] = 0;
 }
 
 static int hexdigit(unsigned v)
@@ -728,7 +761,7 @@ static void req_timer_cb(evutil_socket_t fd, short what, void *arg)
 struct dns_req *dns_query(struct dns_resolver *r, const char *name, enum dns_type type,
 			  dns_cb cb, void *arg)
 {
-	char qname[DNS_NAME_MAX + 1];
+	char qname[DNS_QNAME_BUF];
 	struct dns_req *req = xcalloc(1, sizeof(*req));
 
 	if (!r->base)
@@ -752,7 +785,9 @@ struct dns_req *dns_query(struct dns_resolver *r, const char *name, enum dns_typ
 	req->qname = xstrdup(qname);
 	evtimer_add(req->timer, &tv);
 	req->ares_pending = req->starting = 1;
-	ares_query(r->ch, qname, ns_c_in, (int)type, req_ares_cb, req);
+	char aname[DNS_QNAME_BUF];
+	ares_form(qname, aname);
+	ares_query(r->ch, aname, ns_c_in, (int)type, req_ares_cb, req);
 	req->starting = 0;
 	timer_rearm(r);
 	return req;
@@ -851,7 +886,7 @@ static void sync_wait(struct dns_resolver *r, long long left_ms)
 struct dns_answer *dns_query_sync(struct dns_resolver *r, const char *name, enum dns_type type,
 				  int deadline_ms)
 {
-	char qname[DNS_NAME_MAX + 1];
+	char qname[DNS_QNAME_BUF];
 	struct sync_state st = { qname, type, NULL };
 
 	if (r->base)
@@ -861,7 +896,9 @@ struct dns_answer *dns_query_sync(struct dns_resolver *r, const char *name, enum
 	if (deadline_ms <= 0)
 		deadline_ms = r->timeout_ms * r->tries;
 	long long end_ms = now_ms() + deadline_ms;
-	ares_query(r->ch, qname, ns_c_in, (int)type, sync_ares_cb, &st);
+	char aname[DNS_QNAME_BUF];
+	ares_form(qname, aname);
+	ares_query(r->ch, aname, ns_c_in, (int)type, sync_ares_cb, &st);
 	while (!st.ans) {
 		long long left_ms = end_ms - now_ms();
 		if (left_ms <= 0) {

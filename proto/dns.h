@@ -69,7 +69,8 @@ struct dns_rr {
 
 struct dns_answer {
 	enum dns_status status;
-	const char *qname;	/* as asked, without trailing dot */
+	const char *qname;	/* as asked, without trailing dot, in presentation form
+				 * (odd bytes escaped as \DDD or \c, like ns_name_ntop) */
 	enum dns_type qtype;
 	uint32_t ttl;		/* min TTL of the answer RRs; for NXDOMAIN/NODATA the
 				 * negative TTL (RFC 2308: min(SOA TTL, SOA minimum)), 0 if unknown */
