@@ -242,6 +242,7 @@ class Server:
 
 class Sluiced(Server):
     kind = "sluiced"
+    binary = SLUICED
 
     def __init__(self, root):
         super().__init__(root)
@@ -269,7 +270,7 @@ smtpd_peername_lookup = no
         return self.proc.pid if self.proc and self.proc.poll() is None else None
 
     def start(self):
-        self.proc = subprocess.Popen([SLUICED, "-c", self.conf, "-f"], cwd=self.dir,
+        self.proc = subprocess.Popen([self.binary, "-c", self.conf, "-f"], cwd=self.dir,
                                      stdout=self.out, stderr=subprocess.STDOUT)
 
         def up():
@@ -294,6 +295,12 @@ smtpd_peername_lookup = no
                 self.proc.wait(timeout=10)
         reap_leftovers(self.seen)
         self.out.close()
+
+
+class SluicedRef(Sluiced):
+    """Another sluiced binary (--ref-bin), for A/B runs of a change (sluiced-ref)."""
+    kind = "sluiced-ref"
+    binary = None
 
 
 class Postfix(Server):
@@ -573,7 +580,7 @@ def report(args, facts, results, sinks, loadavg_end, elapsed_s):
              "| peak PSS MiB | max procs | server CPU s |")
     L.append("|---|---|---:|---:|---:|---:|---:|---:|")
     for mode in args.modes:
-        for kind in ("sluiced", "postfix"):
+        for kind in ("sluiced", "sluiced-ref", "postfix"):
             rows = [r for r in results if r["server"] == kind and r["mode"] == mode]
             if not rows:
                 continue
@@ -599,7 +606,7 @@ def report(args, facts, results, sinks, loadavg_end, elapsed_s):
              "used by other processes on the machine during the run, a noise indicator):")
     L.append("")
     for mode in args.modes:
-        for kind in ("sluiced", "postfix"):
+        for kind in ("sluiced", "sluiced-ref", "postfix"):
             rows = [r for r in results if r["server"] == kind and r["mode"] == mode]
             if rows:
                 L.append("- %s, %s: %s" % (MODES[mode][0], kind, ", ".join(
@@ -620,6 +627,7 @@ def main():
     ap.add_argument("--no-sink", action="store_true")
     ap.add_argument("--timeout", type=float, default=180.0, help="seconds per run")
     ap.add_argument("--json", help="also write every run's figures to this file")
+    ap.add_argument("--ref-bin", help="server sluiced-ref: this sluiced binary (A/B comparisons)")
     args = ap.parse_args()
     args.argv = sys.argv[1:]
     args.modes = [m for m in args.modes.split(",") if m]
@@ -627,10 +635,14 @@ def main():
     for m in args.modes:
         if m not in MODES:
             ap.error("unknown mode %r (single, multi)" % m)
-    classes = {"sluiced": Sluiced, "postfix": Postfix}
+    classes = {"sluiced": Sluiced, "sluiced-ref": SluicedRef, "postfix": Postfix}
+    if "sluiced-ref" in servers:
+        if not args.ref_bin or not os.path.exists(args.ref_bin):
+            ap.error("server sluiced-ref needs --ref-bin PATH")
+        SluicedRef.binary = os.path.abspath(args.ref_bin)
     for s in servers:
         if s not in classes:
-            ap.error("unknown server %r (sluiced, postfix)" % s)
+            ap.error("unknown server %r (sluiced, sluiced-ref, postfix)" % s)
     for path in [SMTP_SOURCE, SMTP_SINK] + ([SLUICED] if "sluiced" in servers else []) + (
             [POSTFIX, MASTER_CF_DIST] if "postfix" in servers else []):
         if not os.path.exists(path):
