@@ -22,6 +22,51 @@ static struct {
 
 static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
 
+/*
+ * Per-line costs kept off the hot path: the pid is cached (and forgotten in
+ * a forked child), the local time stamp is formatted once per second per
+ * thread.
+ */
+static int log_pid_cached;	/* 0 = not known (atomic) */
+static pthread_once_t log_pid_once = PTHREAD_ONCE_INIT;
+
+static void log_pid_forget(void)
+{
+	__atomic_store_n(&log_pid_cached, 0, __ATOMIC_RELAXED);
+}
+
+static void log_pid_setup(void)
+{
+	pthread_atfork(NULL, NULL, log_pid_forget);
+}
+
+static int log_pid(void)
+{
+	pthread_once(&log_pid_once, log_pid_setup);
+	int pid = __atomic_load_n(&log_pid_cached, __ATOMIC_RELAXED);
+	if (!pid) {
+		pid = (int)getpid();
+		__atomic_store_n(&log_pid_cached, pid, __ATOMIC_RELAXED);
+	}
+	return pid;
+}
+
+/* "%b %e %H:%M:%S" of the current second, cached per thread. */
+static const char *log_stamp(void)
+{
+	static __thread time_t sec = (time_t)-1;
+	static __thread char buf[64];
+	time_t now = time(NULL);
+	if (now != sec) {
+		struct tm tm;
+		localtime_r(&now, &tm);
+		if (strftime(buf, sizeof buf, "%b %e %H:%M:%S", &tm) == 0)
+			buf[0] = 0;
+		sec = now;
+	}
+	return buf;
+}
+
 const char *log_progname(void)
 {
 	return L.progname;
@@ -142,7 +187,7 @@ char *log_json_render(const char *progname, const char *qid, const char *msg)
 	json_str(&b, L.host[0] ? L.host : "localhost", strlen(L.host[0] ? L.host : "localhost"));
 	sbuf_adds(&b, ",\"program\":");
 	json_str(&b, progname, strlen(progname));
-	sbuf_printf(&b, ",\"pid\":%d", (int)getpid());
+	sbuf_printf(&b, ",\"pid\":%d", log_pid());
 	if (qid) {
 		sbuf_adds(&b, ",\"queue_id\":");
 		json_str(&b, qid, strlen(qid));
@@ -201,14 +246,8 @@ void log_eventv(const char *qid, const char *fmt, va_list ap)
 		sbuf_adds(&b, j);
 		free(j);
 	} else {
-		struct timeval tv;
-		gettimeofday(&tv, NULL);
-		struct tm tm;
-		localtime_r(&tv.tv_sec, &tm);
-		char ts[64];
-		strftime(ts, sizeof ts, "%b %e %H:%M:%S", &tm);
-		sbuf_printf(&b, "%s %s %s[%d]: ", ts, L.host[0] ? L.host : "localhost", L.progname,
-			    (int)getpid());
+		sbuf_printf(&b, "%s %s %s[%d]: ", log_stamp(), L.host[0] ? L.host : "localhost",
+			    L.progname, log_pid());
 		if (qid)
 			sbuf_printf(&b, "%s: ", qid);
 		sbuf_adds(&b, msg);
