@@ -27,6 +27,7 @@
 struct child {
 	pid_t pid;
 	int is_qmgr;
+	size_t slot;	/* receivers: which row of listeners */
 	double started;
 };
 
@@ -51,12 +52,25 @@ static void usage(void)
 }
 
 static const char *config_file;
+/*
+ * listeners[slot * nlisteners + i]: receiver `slot`'s socket for address i.
+ * Each receiver has its own SO_REUSEPORT socket per TCP address, so the
+ * kernel spreads connections over the receivers (with one shared socket,
+ * the receiver woken first accepts a whole burst). Unix sockets and port 0
+ * are one socket shared by all receivers (the same fd in every row).
+ */
 static struct listener *listeners;
-static size_t nlisteners;
+static size_t nlisteners, nslots;
 static int notify_pipe[2];
 static const char *mail_owner;
 
-static pid_t spawn(int is_qmgr)
+/* listen_shared - is listener (slot, i) the same socket as (0, i)? */
+static int listen_shared(size_t slot, size_t i)
+{
+	return slot > 0 && listeners[slot * nlisteners + i].fd == listeners[i].fd;
+}
+
+static pid_t spawn(int is_qmgr, size_t slot)
 {
 	pid_t pid = fork();
 	if (pid < 0) {
@@ -76,18 +90,24 @@ static pid_t spawn(int is_qmgr)
 	sigemptyset(&none);
 	sigprocmask(SIG_SETMASK, &none, NULL);
 	if (is_qmgr) {
-		for (size_t i = 0; i < nlisteners; i++)
-			listen_close(&listeners[i]);
+		for (size_t k = 0; k < nslots * nlisteners; k++)
+			if (!listen_shared(k / nlisteners, k % nlisteners))
+				close(listeners[k].fd);
 		close(notify_pipe[1]);
 		qmgr_main(config_file, notify_pipe[0]);
 	}
+	/* the other receivers' sockets stay open in the master only */
+	for (size_t k = 0; k < nslots * nlisteners; k++)
+		if (k / nlisteners != slot && !listen_shared(k / nlisteners, k % nlisteners) &&
+		    listeners[k].fd != listeners[slot * nlisteners + k % nlisteners].fd)
+			close(listeners[k].fd);
 	close(notify_pipe[0]);
-	receiver_main(config_file, listeners, nlisteners, notify_pipe[1]);
+	receiver_main(config_file, listeners + slot * nlisteners, nlisteners, notify_pipe[1]);
 }
 
 static void start_child(struct child *c)
 {
-	c->pid = spawn(c->is_qmgr);
+	c->pid = spawn(c->is_qmgr, c->slot);
 	c->started = wall_time();
 }
 
@@ -207,17 +227,41 @@ int main(int argc, char **argv)
 	}
 	size_t n;
 	const char *const *specs = conf_list(c, "smtpd_listen", &n);
-	listeners = xcalloc(n ? n : 1, sizeof *listeners);
-	for (size_t i = 0; i < n; i++) {
-		if (listen_open(specs[i], 1024, 0, &listeners[i], &err) < 0)
-			fatal("%s: smtpd_listen: %s", conf_where(c, "smtpd_listen"), err);
-		nlisteners++;
-	}
 	long long workers = conf_int(c, "smtpd_workers");
 	if (workers <= 0)
 		workers = sysconf(_SC_NPROCESSORS_ONLN) > 0 ? sysconf(_SC_NPROCESSORS_ONLN) : 1;
 	if (workers > MAX_CHILDREN - 1)
 		workers = MAX_CHILDREN - 1;
+	nslots = (size_t)workers;
+	nlisteners = n;
+	listeners = xcalloc(n ? n * nslots : 1, sizeof *listeners);
+	for (size_t i = 0; i < n; i++) {
+		/*
+		 * First without SO_REUSEPORT: fails if anything (e.g. another
+		 * sluiced) listens there already, instead of silently sharing
+		 * the port with it. Then one SO_REUSEPORT socket per receiver.
+		 */
+		struct listener probe;
+		if (listen_open(specs[i], 1024, 0, &probe, &err) < 0)
+			fatal("%s: smtpd_listen: %s", conf_where(c, "smtpd_listen"), err);
+		char host[256], port[32];
+		const char *hp = strncmp(specs[i], "inet:", 5) == 0 ? specs[i] + 5 : specs[i];
+		int shared = probe.is_unix || nslots == 1 ||
+			     listen_parse_hostport(hp, host, sizeof host, port, sizeof port) < 0 ||
+			     strtol(port, NULL, 10) == 0;
+		if (shared) {
+			for (size_t r = 0; r < nslots; r++) {
+				listeners[r * n + i] = probe;
+				listeners[r * n + i].spec = xstrdup(probe.spec);
+			}
+			free(probe.spec);
+			continue;
+		}
+		listen_close(&probe);
+		for (size_t r = 0; r < nslots; r++)
+			if (listen_open(specs[i], 1024, 1, &listeners[r * n + i], &err) < 0)
+				fatal("%s: smtpd_listen: %s", conf_where(c, "smtpd_listen"), err);
+	}
 	long long graceful = conf_time_s(c, "graceful_stop_timeout");
 	char *pidfile = xstrdup(conf_str(c, "pid_file"));
 	if (!foreground)
@@ -247,8 +291,10 @@ int main(int argc, char **argv)
 		  workers, qdir);
 	smtpd_free_config(&probe);
 	children[nchildren++].is_qmgr = 1;
-	for (long long i = 0; i < workers; i++)
+	for (long long i = 0; i < workers; i++) {
+		children[nchildren].slot = (size_t)i;
 		children[nchildren++].is_qmgr = 0;
+	}
 	for (size_t i = 0; i < nchildren; i++)
 		start_child(&children[i]);
 	master_loop(graceful);
