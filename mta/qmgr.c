@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <event2/event.h>
 
@@ -32,6 +33,10 @@ struct qmgr_msg {
 	struct queue_msg m;	/* valid from OPEN on */
 	double pickup;		/* wall time the file was opened */
 	size_t todo;		/* deliveries queued or in flight */
+	/* shared with the workers (atomics): deliveries not yet done, and
+	 * whether a DONE mark was written without fdatasync (see job_run_deliver) */
+	size_t inflight;
+	int marks_dirty;
 	char **note;		/* per recipient: last deferral reason, or NULL */
 	char **fail;		/* per recipient: bounce reason to mark FAILED, or NULL */
 	struct qmgr_msg *hnext;	/* hash chain */
@@ -342,7 +347,25 @@ static void job_run_deliver(struct qjob *j)
 	enum queue_rcpt_status st = j->res == MAILDIR_PERMFAIL ? QUEUE_RCPT_FAILED
 				    : j->res == MAILDIR_TEMPFAIL ? QUEUE_RCPT_PENDING
 								 : QUEUE_RCPT_DONE;
-	if (st != QUEUE_RCPT_PENDING && queue_msg_mark(&j->msg->m, j->rcpt, st) < 0) {
+	/*
+	 * The last delivery of a message to come back writes its DONE mark
+	 * without fdatasync: if nothing else is PENDING, the FINISH job removes
+	 * the file next, and a crash before that only repeats the delivery,
+	 * which maildir.c recognises by name (exactly once); if something is
+	 * still PENDING (a deferral), the FINISH job syncs the marks before the
+	 * message goes to deferred/. Every earlier mark, and every FAILED mark,
+	 * is made durable at once.
+	 */
+	int last = __atomic_sub_fetch(&j->msg->inflight, 1, __ATOMIC_ACQ_REL) == 0;
+	int rc = 0;
+	if (st == QUEUE_RCPT_DONE && last) {
+		rc = queue_msg_set(&j->msg->m, j->rcpt, st);
+		if (rc == 0)
+			__atomic_store_n(&j->msg->marks_dirty, 1, __ATOMIC_RELEASE);
+	} else if (st != QUEUE_RCPT_PENDING) {
+		rc = queue_msg_mark(&j->msg->m, j->rcpt, st);
+	}
+	if (rc < 0) {
 		/* delivered but not marked: the retry will find the file (exactly once) */
 		snprintf(j->reason, sizeof j->reason, "4.3.0 cannot mark queue file: %s",
 			 strerror(errno));
@@ -363,7 +386,9 @@ static void job_run_finish(struct qjob *j)
 			j->rc = queue_msg_set(&m->m, i, QUEUE_RCPT_FAILED);
 			marked = 1;
 		}
-	if (j->rc == 0 && marked)
+	if (j->rc == 0 &&
+	    (marked || (__atomic_load_n(&m->marks_dirty, __ATOMIC_ACQUIRE) &&
+			queue_msg_pending(&m->m) > 0)))
 		j->rc = queue_msg_sync(&m->m);
 	if (j->rc < 0) {
 		j->err = xasprintf("cannot mark queue file: %s", strerror(errno));
@@ -372,7 +397,9 @@ static void job_run_finish(struct qjob *j)
 	j->marks_ok = 1;
 	if (queue_msg_pending(&m->m) == 0) {
 		j->next_attempt = 0;
-		j->rc = queue_remove_ex(qdir, m->id, QUEUE_ACTIVE, QUEUE_NOSYNC);
+		/* bounces to report (marked) may still read the file: no recycling */
+		j->rc = marked ? queue_remove_ex(qdir, m->id, QUEUE_ACTIVE, QUEUE_NOSYNC)
+			       : queue_msg_recycle(qdir, &m->m);
 	} else {
 		queue_defer_reset(qdir, m->id);
 		for (size_t i = 0; i < m->m.env.nrcpt; i++)
@@ -385,6 +412,15 @@ static void job_run_finish(struct qjob *j)
 	if (j->rc < 0)
 		j->err = xasprintf("cannot %s queue file: %s",
 				   j->next_attempt > 0 ? "defer" : "remove", strerror(errno));
+	/*
+	 * Close here, not in the loop: the last close of an unlinked file frees
+	 * its blocks (ms on a busy disk). Kept open when finish_done reports
+	 * bounces, whose callback may read the message.
+	 */
+	if (!marked) {
+		close(m->m.fd);
+		m->m.fd = -1;
+	}
 }
 
 /* ---- loop side: outcomes ---- */
@@ -535,6 +571,8 @@ static void open_done(struct qmgr *q, struct qjob *j)
 	for (size_t i = 0; i < n; i++)
 		if (m->m.env.rcpt[i].status == QUEUE_RCPT_PENDING)
 			msg_route(q, m, i, now);
+	/* no DELIVER job of m has been handed to a worker yet */
+	__atomic_store_n(&m->inflight, m->todo, __ATOMIC_RELEASE);
 	if (m->todo == 0)
 		msg_finish(q, m);
 }

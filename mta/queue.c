@@ -30,6 +30,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/time.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <event2/event.h>
@@ -436,6 +437,7 @@ struct queue_writer {
 	long long size;		/* content bytes so far */
 	struct qhash hash;	/* of the content */
 	int err;		/* first errno, 0 = fine */
+	int recycled;		/* a spare file: may hold stale bytes past what we write */
 	/* commit */
 	queue_commit_cb cb;
 	void *arg;
@@ -456,6 +458,155 @@ static void writer_free(struct queue_writer *w)
 	free(w);
 }
 
+/* ---- spare files (inode recycling) ---- */
+
+/*
+ * A finished queue file is not unlinked but renamed into spare/ (at most
+ * Q_SPARE_SLOTS of them, names "s<N>"), and queue_writer_open renames a
+ * spare into incoming/<new id> and overwrites it instead of creating a new
+ * file. On ext4 every new inode costs a scan past recently deleted ones
+ * (without a journal, ext4 does not reuse an inode freed in the last
+ * seconds), and every deleted file adds to what that scan has to skip: with
+ * thousands of messages a minute this scan was the largest CPU cost of
+ * receiving and delivering. Ids are never reused; only inodes are.
+ *
+ * spare/ is emptied at start-up like incoming/ (the spares' old contents
+ * are delivered messages, never acknowledged work). A spare is claimed
+ * with one rename, so two receivers never get the same file; the queue
+ * manager gives a file away only after its last use of the content.
+ */
+#define Q_SPARE_SLOTS 256
+#define Q_SPARE_MAX_BYTES (1 << 20)	/* bigger files are unlinked, not kept */
+#define Q_SPARE_BATCH 64
+#define Q_SPARE_RESCAN_S 0.01		/* after finding spare/ empty */
+
+static struct {
+	pthread_mutex_t mu;
+	char *qdir;			/* the queue the candidates are from */
+	char names[Q_SPARE_BATCH][16];	/* candidates from the last readdir */
+	size_t n, next;
+	double rescan_at;		/* monotonic seconds */
+	unsigned slot;			/* producer side: next slot to try */
+} q_spare = { PTHREAD_MUTEX_INITIALIZER, NULL, { { 0 } }, 0, 0, 0, 0 };
+
+static double q_mono_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static int spare_name_ok(const char *n)
+{
+	if (n[0] != 's' || !n[1] || strlen(n) > 8)
+		return 0;
+	for (const char *p = n + 1; *p; p++)
+		if (*p < '0' || *p > '9')
+			return 0;
+	return 1;
+}
+
+/* spare_refill - under q_spare.mu: read up to Q_SPARE_BATCH names of spare/. */
+static void spare_refill(const char *qdir)
+{
+	char path[PATH_MAX];
+	q_spare.n = q_spare.next = 0;
+	if (qpath(path, sizeof path, qdir, "spare", "") < 0)
+		return;
+	DIR *d = opendir(path);
+	struct dirent *de;
+	while (d && q_spare.n < Q_SPARE_BATCH && (de = readdir(d)) != NULL)
+		if (spare_name_ok(de->d_name))	/* <= 8 chars */
+			memcpy(q_spare.names[q_spare.n++], de->d_name, strlen(de->d_name) + 1);
+	if (d)
+		closedir(d);
+	/* receivers reading the same list start at different places */
+	if (q_spare.n)
+		q_spare.next = (size_t)getpid() % q_spare.n;
+}
+
+/*
+ * spare_claim - rename a spare file to dst (incoming/<id>) and open it.
+ * Returns the fd, or -1 (no spare: create a new file).
+ */
+static int spare_claim(const char *qdir, const char *dst)
+{
+	char src[PATH_MAX];
+	int fd = -1;
+	pthread_mutex_lock(&q_spare.mu);
+	if (!q_spare.qdir || strcmp(q_spare.qdir, qdir) != 0) {
+		free(q_spare.qdir);
+		q_spare.qdir = xstrdup(qdir);
+		q_spare.n = q_spare.next = 0;
+		q_spare.rescan_at = 0;
+	}
+	for (int refills = 0; fd < 0 && refills < 2;) {
+		if (q_spare.n == 0) {
+			if (q_mono_s() < q_spare.rescan_at)
+				break;
+			spare_refill(qdir);
+			refills++;
+			if (q_spare.n == 0) {
+				q_spare.rescan_at = q_mono_s() + Q_SPARE_RESCAN_S;
+				break;
+			}
+		}
+		/* take the candidates in a ring from next; each is tried once */
+		size_t i = q_spare.next;
+		if (i >= q_spare.n)
+			i = 0;
+		const char *name = q_spare.names[i];
+		int r = qpath(src, sizeof src, qdir, "spare", name) < 0
+				? -1 : renameat2(AT_FDCWD, src, AT_FDCWD, dst, RENAME_NOREPLACE);
+		memmove(q_spare.names[i], q_spare.names[i + 1],
+			(q_spare.n - i - 1) * sizeof q_spare.names[0]);
+		q_spare.n--;
+		q_spare.next = i;
+		if (r < 0)
+			continue;	/* taken by another receiver (ENOENT), or unusable */
+		fd = open(dst, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+		struct stat st;
+		if (fd >= 0 && (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode))) {
+			close(fd);
+			fd = -1;
+		}
+		if (fd < 0)
+			unlink(dst);
+	}
+	pthread_mutex_unlock(&q_spare.mu);
+	return fd;
+}
+
+int queue_msg_recycle(const char *qdir, struct queue_msg *m)
+{
+	char from[PATH_MAX], to[PATH_MAX];
+	struct stat st;
+	if (!queue_id_valid(m->id)) {
+		errno = EINVAL;
+		return -1;
+	}
+	if (qpath(from, sizeof from, qdir, queue_dir_name(m->dir), m->id) < 0)
+		return -1;
+	if (m->fd >= 0 && fstat(m->fd, &st) == 0 && S_ISREG(st.st_mode) &&
+	    st.st_size <= Q_SPARE_MAX_BYTES) {
+		for (int tries = 0; tries < 4; tries++) {
+			unsigned k = __atomic_fetch_add(&q_spare.slot, 1, __ATOMIC_RELAXED) %
+				     Q_SPARE_SLOTS;
+			char name[16];
+			snprintf(name, sizeof name, "s%u", k);
+			if (qpath(to, sizeof to, qdir, "spare", name) < 0)
+				break;
+			if (renameat2(AT_FDCWD, from, AT_FDCWD, to, RENAME_NOREPLACE) == 0) {
+				queue_defer_reset(qdir, m->id);
+				return 0;
+			}
+			if (errno != EEXIST)
+				break;	/* e.g. no spare/ (older queue): just unlink */
+		}
+	}
+	return queue_remove_ex(qdir, m->id, m->dir, QUEUE_NOSYNC);
+}
+
 struct queue_writer *queue_writer_open(const char *qdir, char **err_out)
 {
 	struct queue_writer *w = xcalloc(1, sizeof *w);
@@ -464,6 +615,10 @@ struct queue_writer *queue_writer_open(const char *qdir, char **err_out)
 	w->qdir = xstrdup(qdir);
 	sbuf_init(&w->buf);
 	qhash_init(&w->hash);
+	id_make(w->id);
+	if (qpath(path, sizeof path, qdir, "incoming", w->id) == 0 &&
+	    (w->fd = spare_claim(qdir, path)) >= 0)
+		w->recycled = 1;
 	for (int tries = 0; w->fd < 0 && tries < 1000; tries++) {
 		id_make(w->id);
 		if (qpath(path, sizeof path, qdir, "incoming", w->id) < 0)
@@ -642,61 +797,103 @@ static int open_dir(const char *qdir, const char *sub)
 	return open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 }
 
-/*
- * commit_batch - the group commit: write every file, start their writeback
- * together, fdatasync each, rename each, one fsync of active/. Sets w->ok
- * and w->errmsg; failed files are removed.
- */
-static void commit_batch(struct queue_writer *batch, int in_dfd, int act_dfd)
+/* writer_cut_stale - a recycled file ends where we stopped writing. 1 or 0. */
+static int writer_cut_stale(struct queue_writer *w)
 {
-	int renamed = 0;
-	for (struct queue_writer *w = batch; w; w = w->next) {
-		w->ok = 0;
-		if (w->errmsg)
-			continue;
+	off_t end = lseek(w->fd, 0, SEEK_CUR);
+	if (end < 0 || ftruncate(w->fd, end) < 0) {
+		w->err = errno;
+		return 0;
+	}
+	return 1;
+}
+
+/*
+ * commit_file - the per-file half of a commit: write what is buffered,
+ * fdatasync, rename incoming/ID -> active/ID. Sets w->ok / w->errmsg.
+ * A file that fails is removed from incoming/ and closed here.
+ */
+static void commit_file(struct queue_writer *w, int in_dfd, int act_dfd)
+{
+	w->ok = 0;
+	if (!w->errmsg) {
 		if (writer_flush(w) < 0) {
 			writer_fail(w, "write queue file");
-			continue;
+		} else if (w->recycled && !writer_cut_stale(w)) {
+			writer_fail(w, "truncate queue file");
+		} else {
+			w->ok = 1;
+			if (fdatasync(w->fd) < 0)
+				writer_fail(w, "fdatasync queue file");
+			if (w->ok && writer_rename(w, in_dfd, act_dfd) < 0)
+				writer_fail(w, "rename queue file into active");
 		}
-		w->ok = 1;
-		sync_file_range(w->fd, 0, 0, SYNC_FILE_RANGE_WRITE);
 	}
-	for (struct queue_writer *w = batch; w; w = w->next) {
-		if (w->ok && fdatasync(w->fd) < 0)
-			writer_fail(w, "fdatasync queue file");
-		if (w->ok && writer_rename(w, in_dfd, act_dfd) < 0)
-			writer_fail(w, "rename queue file into active");
-		renamed += w->ok;
-	}
-	int dir_ok = renamed == 0 || fsync(act_dfd) == 0;
-	for (struct queue_writer *w = batch; w; w = w->next) {
-		if (w->ok && !dir_ok) {
-			writer_fail(w, "fsync active directory");
-			writer_unlink(w, "active");
-		}
-		if (!w->ok)
-			writer_unlink(w, "incoming");
+	if (!w->ok) {
+		writer_unlink(w, "incoming");
 		close(w->fd);
 		w->fd = -1;
 	}
 }
 
-/* ---- the committer thread ---- */
+/*
+ * commit_dir_done - the shared half: after one fsync of active/ (dir_ok)
+ * that started after every rename in list, settle each file of list.
+ */
+static void commit_dir_done(struct queue_writer *list, int dir_ok)
+{
+	for (struct queue_writer *w = list; w; w = w->next) {
+		if (w->ok && !dir_ok) {
+			writer_fail(w, "fsync active directory");
+			writer_unlink(w, "active");
+		}
+		if (w->fd >= 0)
+			close(w->fd);
+		w->fd = -1;
+	}
+}
+
+/* ---- the committer: sync threads + one directory thread ---- */
+
+/*
+ * Pipeline: QUEUE_SYNC_THREADS threads each take one waiting commit at a
+ * time and run commit_file (the fdatasyncs of different files run
+ * concurrently, which lets the block layer merge the device flushes); the
+ * renamed files go to the directory thread, which fsyncs active/ once for
+ * everything renamed before that fsync started (group commit), and only
+ * then hands them back to the loop for the callbacks (the 250). While one
+ * directory fsync runs, the next group collects.
+ */
+#define QUEUE_SYNC_THREADS 4
 
 struct queue_committer {
 	struct event_base *base;
-	struct event *ev;	/* made active by the thread when results wait */
+	struct event *ev;	/* made active by the threads when results wait */
 	char *qdir;
 	int in_dfd, act_dfd;
-	pthread_t thread;
+	pthread_t sync_thr[QUEUE_SYNC_THREADS];
+	pthread_t dir_thr;
 	pthread_mutex_t mu;
-	pthread_cond_t cv;
-	int stop;
-	struct queue_writer *todo, **todo_tail;
-	struct queue_writer *done, **done_tail;
+	pthread_cond_t cv;	/* todo or stop, for the sync threads */
+	pthread_cond_t dir_cv;	/* renamed or dir_stop, for the directory thread */
+	int stop, dir_stop;
+	struct queue_writer *todo, **todo_tail;		/* sealed, waiting for a sync thread */
+	struct queue_writer *renamed, **renamed_tail;	/* in active/, waiting for its fsync */
+	struct queue_writer *done, **done_tail;		/* settled, waiting for the loop */
 };
 
-static void *committer_main(void *arg)
+/* under c->mu: append list to done and wake the loop */
+static void committer_push_done(struct queue_committer *c, struct queue_writer *list)
+{
+	int was_empty = c->done == NULL;
+	*c->done_tail = list;
+	while (*c->done_tail)
+		c->done_tail = &(*c->done_tail)->next;
+	if (was_empty)
+		event_active(c->ev, EV_READ, 0);
+}
+
+static void *committer_sync_main(void *arg)
 {
 	struct queue_committer *c = arg;
 	pthread_mutex_lock(&c->mu);
@@ -705,24 +902,50 @@ static void *committer_main(void *arg)
 			pthread_cond_wait(&c->cv, &c->mu);
 		if (!c->todo)
 			break;
-		struct queue_writer *batch = c->todo;
-		c->todo = NULL;
-		c->todo_tail = &c->todo;
+		struct queue_writer *w = c->todo;
+		c->todo = w->next;
+		if (!c->todo)
+			c->todo_tail = &c->todo;
+		w->next = NULL;
 		pthread_mutex_unlock(&c->mu);
-		commit_batch(batch, c->in_dfd, c->act_dfd);
+		commit_file(w, c->in_dfd, c->act_dfd);
 		pthread_mutex_lock(&c->mu);
-		*c->done_tail = batch;
-		while (*c->done_tail)
-			c->done_tail = &(*c->done_tail)->next;
-		pthread_mutex_unlock(&c->mu);
-		event_active(c->ev, EV_READ, 0);
-		pthread_mutex_lock(&c->mu);
+		if (w->ok) {
+			*c->renamed_tail = w;
+			c->renamed_tail = &w->next;
+			pthread_cond_signal(&c->dir_cv);
+		} else {
+			committer_push_done(c, w);
+		}
 	}
 	pthread_mutex_unlock(&c->mu);
 	return NULL;
 }
 
-/* In the loop thread: run the callbacks of finished commits, in order. */
+static void *committer_dir_main(void *arg)
+{
+	struct queue_committer *c = arg;
+	pthread_mutex_lock(&c->mu);
+	for (;;) {
+		while (!c->renamed && !c->dir_stop)
+			pthread_cond_wait(&c->dir_cv, &c->mu);
+		if (!c->renamed)
+			break;
+		struct queue_writer *group = c->renamed;
+		c->renamed = NULL;
+		c->renamed_tail = &c->renamed;
+		pthread_mutex_unlock(&c->mu);
+		/* every file of group was renamed before this fsync starts */
+		int dir_ok = fsync(c->act_dfd) == 0;
+		commit_dir_done(group, dir_ok);
+		pthread_mutex_lock(&c->mu);
+		committer_push_done(c, group);
+	}
+	pthread_mutex_unlock(&c->mu);
+	return NULL;
+}
+
+/* In the loop thread: run the callbacks of finished commits. */
 static void committer_done_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct queue_committer *c = arg;
@@ -757,10 +980,15 @@ struct queue_committer *queue_committer_new(struct event_base *base, const char 
 		panic("queue_committer_new: event_new failed");
 	pthread_mutex_init(&c->mu, NULL);
 	pthread_cond_init(&c->cv, NULL);
+	pthread_cond_init(&c->dir_cv, NULL);
 	c->todo_tail = &c->todo;
+	c->renamed_tail = &c->renamed;
 	c->done_tail = &c->done;
-	if (pthread_create(&c->thread, NULL, committer_main, c) != 0)
+	if (pthread_create(&c->dir_thr, NULL, committer_dir_main, c) != 0)
 		fatal("queue: cannot create committer thread");
+	for (int i = 0; i < QUEUE_SYNC_THREADS; i++)
+		if (pthread_create(&c->sync_thr[i], NULL, committer_sync_main, c) != 0)
+			fatal("queue: cannot create committer sync thread");
 	return c;
 }
 
@@ -769,11 +997,18 @@ void queue_committer_free(struct queue_committer **cp)
 	struct queue_committer *c = cp ? *cp : NULL;
 	if (!c)
 		return;
+	/* the sync threads finish what waits, then the directory thread */
 	pthread_mutex_lock(&c->mu);
 	c->stop = 1;
-	pthread_cond_signal(&c->cv);
+	pthread_cond_broadcast(&c->cv);
 	pthread_mutex_unlock(&c->mu);
-	pthread_join(c->thread, NULL);
+	for (int i = 0; i < QUEUE_SYNC_THREADS; i++)
+		pthread_join(c->sync_thr[i], NULL);
+	pthread_mutex_lock(&c->mu);
+	c->dir_stop = 1;
+	pthread_cond_signal(&c->dir_cv);
+	pthread_mutex_unlock(&c->mu);
+	pthread_join(c->dir_thr, NULL);
 	/* commits are finished (files in active/ or removed); callbacks dropped */
 	while (c->done) {
 		struct queue_writer *w = c->done;
@@ -787,6 +1022,7 @@ void queue_committer_free(struct queue_committer **cp)
 		close(c->act_dfd);
 	pthread_mutex_destroy(&c->mu);
 	pthread_cond_destroy(&c->cv);
+	pthread_cond_destroy(&c->dir_cv);
 	free(c->qdir);
 	free(c);
 	*cp = NULL;
@@ -811,7 +1047,8 @@ int queue_writer_commit_sync(struct queue_writer *w, const struct queue_envelope
 	int in_dfd = open_dir(w->qdir, "incoming");
 	int act_dfd = open_dir(w->qdir, "active");
 	writer_seal_or_fail(w, env);
-	commit_batch(w, in_dfd, act_dfd);
+	commit_file(w, in_dfd, act_dfd);
+	commit_dir_done(w, !w->ok || fsync(act_dfd) == 0);
 	int ok = w->ok;
 	if (!ok && err_out)
 		*err_out = xstrdup(w->errmsg ? w->errmsg : "commit failed");
@@ -826,7 +1063,7 @@ int queue_writer_commit_sync(struct queue_writer *w, const struct queue_envelope
 /* ---- start-up ---- */
 
 static const char *const q_all_dirs[] = { "incoming", "active", "deferred", "hold", "corrupt",
-					  "defer" };
+					  "defer", "spare" };
 
 int queue_init(const char *qdir, char **err_out)
 {
@@ -839,18 +1076,22 @@ int queue_init(const char *qdir, char **err_out)
 		if (mkdir(path, 0700) < 0 && errno != EEXIST)
 			goto fail;
 	}
-	if (qpath(path, sizeof path, qdir, "incoming", "") < 0)
-		goto fail;
-	DIR *d = opendir(path);
-	if (!d)
-		goto fail;
-	struct dirent *de;
-	while ((de = readdir(d)) != NULL)
-		if (de->d_name[0] != '.' && unlinkat(dirfd(d), de->d_name, 0) < 0 &&
-		    errno != ENOENT)
-			log_event(NULL, "queue: cannot remove %s/%s: %s", path, de->d_name,
-				  strerror(errno));
-	closedir(d);
+	/* never acknowledged (incoming/), or old contents (spare/) */
+	static const char *const wipe[] = { "incoming", "spare" };
+	for (size_t i = 0; i < 2; i++) {
+		if (qpath(path, sizeof path, qdir, wipe[i], "") < 0)
+			goto fail;
+		DIR *d = opendir(path);
+		if (!d)
+			goto fail;
+		struct dirent *de;
+		while ((de = readdir(d)) != NULL)
+			if (de->d_name[0] != '.' && unlinkat(dirfd(d), de->d_name, 0) < 0 &&
+			    errno != ENOENT)
+				log_event(NULL, "queue: cannot remove %s/%s: %s", path, de->d_name,
+					  strerror(errno));
+		closedir(d);
+	}
 	return 0;
 fail:
 	if (err_out)

@@ -219,4 +219,15 @@ int queue_remove_ex(const char *qdir, const char *id, enum queue_dir dir, unsign
  */
 int queue_defer_reset(const char *qdir, const char *id);
 
+/*
+ * queue_msg_recycle - remove a finished message like queue_remove_ex(...,
+ * QUEUE_NOSYNC) (no directory fsync: only for a file whose recipients are
+ * all DONE/FAILED), but keep its inode as a spare that queue_writer_open
+ * overwrites for a later message (new id) instead of creating a file:
+ * spare/ holds at most a few hundred files of <= 1 MiB; others are
+ * unlinked. The content must not be read through m->fd afterwards (close
+ * it). 0 or -1 (errno set).
+ */
+int queue_msg_recycle(const char *qdir, struct queue_msg *m);
+
 #endif

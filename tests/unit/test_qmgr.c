@@ -269,6 +269,8 @@ static void test_many_delivered_once(void **state)
 	assert_int_equal(log_count(c, "orig_to="), 1);
 	assert_int_equal(log_count(c, "dsn=2.0.0"), 3 * N);
 	assert_true(c->max_jobs <= 4 * 2);
+	/* finished queue files are kept as spares for new messages, a bounded number */
+	assert_true(qcount(c, "spare") >= 1 && qcount(c, "spare") <= 256);
 }
 
 static int deferred_one(struct ctx *c)
@@ -295,6 +297,14 @@ static void test_defer_then_retry(void **state)
 	qmgr_notify(c->q, id);
 	assert_true(run_until(c, deferred_one, 10));
 	assert_int_equal(mail_count(c, "later"), 0);
+	/* ok@'s DONE mark (written without fdatasync by its delivery, the last
+	 * one of the message) went to deferred/ with it; later@ is PENDING */
+	struct queue_msg m;
+	char *err = NULL;
+	assert_int_equal(queue_msg_open(c->qdir, QUEUE_DEFERRED, id, &m, &err), 0);
+	assert_int_equal(m.env.rcpt[0].status, QUEUE_RCPT_DONE);
+	assert_int_equal(m.env.rcpt[1].status, QUEUE_RCPT_PENDING);
+	queue_msg_close(&m);
 	assert_int_equal(log_count(c, "to=<later@example.org>, relay=none"), 1);
 	assert_int_equal(log_count(c, "dsn=4.2.1, status=deferred (mailbox busy, try later)"), 1);
 	char p[8192];
