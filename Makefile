@@ -42,7 +42,7 @@ DAEMON_LIBS_dmarc := -lmilter
 DAEMON_LIBS_spam := -lmilter
 ALL_DAEMON_LIBS = $(foreach d,$(EXTRA_DAEMON_DIRS),$(DAEMON_LIBS_$(notdir $(d))))
 
-BINARIES := $(BIN)/sluiced $(BIN)/sluice $(EXTRA_DAEMONS) $(BIN)/tests/test-milter
+BINARIES := $(BIN)/sluiced $(BIN)/sluice $(BIN)/sluice-sendmail $(EXTRA_DAEMONS) $(BIN)/tests/test-milter
 
 .PHONY: all asan test unit integration run fuzz bench deps deps-check clean
 all: $(BINARIES) $(UNIT_BINS)
@@ -74,6 +74,10 @@ $(BIN)/sluice-$(notdir $(1)): $(OBJ)/$(1)/main.o $(OBJ)/libd-$(notdir $(1)).a $(
 	$$(CC) $$(ALL_CFLAGS) -o $$@ $$^ $$(LDLIBS) $$(DAEMON_LIBS_$(notdir $(1)))
 endef
 $(foreach d,$(EXTRA_DAEMON_DIRS),$(eval $(call daemon_rule,$(d))))
+
+$(BIN)/sluice-sendmail: $(OBJ)/tools/sendmail/main.o $(LIBSLUICE)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDLIBS)
 
 # A libmilter filter used by the milter-client integration tests.
 $(BIN)/tests/test-milter: tests/milter/test_milter.c

@@ -23,6 +23,8 @@ const struct conf_param common_params[] = {
 	P("config_directory", CONF_STR, ""),
 	P("data_directory", CONF_STR, ""),
 	P("run_directory", CONF_STR, "/var/run/sluice"),
+	/* local submission (sluice-sendmail); sluiced listens here and applies non_smtpd_milters */
+	P("sendmail_socket", CONF_STR, "unix:$queue_directory/public/sendmail"),
 	/* filters whose daemons have no table of their own yet (sluice start reads these) */
 	P("spf_enable", CONF_BOOL, "no"),
 	P("dmarc_enable", CONF_BOOL, "no"),

@@ -33,7 +33,7 @@ struct child {
 
 static struct child children[MAX_CHILDREN];
 static size_t nchildren;
-static volatile sig_atomic_t got_term, got_hup, got_chld;
+static volatile sig_atomic_t got_term, got_hup, got_chld, got_usr1;
 
 static void on_signal(int sig)
 {
@@ -41,6 +41,8 @@ static void on_signal(int sig)
 		got_term = 1;
 	else if (sig == SIGHUP)
 		got_hup = 1;
+	else if (sig == SIGUSR1)
+		got_usr1 = 1;	/* `sluice queue flush/release`: run the queue now */
 	else if (sig == SIGCHLD)
 		got_chld = 1;
 }
@@ -148,14 +150,21 @@ static void master_loop(long long graceful_s)
 	sigaddset(&block, SIGTERM);
 	sigaddset(&block, SIGINT);
 	sigaddset(&block, SIGHUP);
+	sigaddset(&block, SIGUSR1);
 	sigaddset(&block, SIGCHLD);
 	sigprocmask(SIG_BLOCK, &block, &old);
 	for (;;) {
-		while (!got_term && !got_hup && !got_chld)
+		while (!got_term && !got_hup && !got_chld && !got_usr1)
 			sigsuspend(&old);
 		if (got_chld) {
 			got_chld = 0;
 			reap();
+		}
+		if (got_usr1) {
+			got_usr1 = 0;
+			for (size_t i = 0; i < nchildren; i++)
+				if (children[i].is_qmgr && children[i].pid > 0)
+					kill(children[i].pid, SIGUSR1);
 		}
 		if (got_hup) {
 			got_hup = 0;
@@ -225,8 +234,32 @@ int main(int argc, char **argv)
 		if (chown(base, uid, gid) < 0)
 			log_event(NULL, "warning: chown %s: %s", base, strerror(errno));
 	}
-	size_t n;
-	const char *const *specs = conf_list(c, "smtpd_listen", &n);
+	size_t nsmtp;
+	const char *const *smtp_specs = conf_list(c, "smtpd_listen", &nsmtp);
+	/* smtpd_listen, then the local submission socket for sluice-sendmail */
+	const char *sendmail = conf_str(c, "sendmail_socket");
+	size_t n = nsmtp + (*sendmail ? 1 : 0);
+	const char **specs = xcalloc(n + 1, sizeof *specs);
+	for (size_t i = 0; i < nsmtp; i++)
+		specs[i] = smtp_specs[i];
+	if (*sendmail) {
+		specs[nsmtp] = sendmail;
+		/* Postfix-like: queue_directory traversable, public/ for the socket */
+		chmod(qdir, 0755);
+		char *pub = xasprintf("%s/public", qdir);
+		mkdir(pub, 0755);
+		chmod(pub, 0755);
+		free(pub);
+		if (!strncmp(sendmail, "unix:", 5)) {
+			char *dir = xstrdup(sendmail + 5);
+			char *slash = strrchr(dir, '/');
+			if (slash && slash != dir) {
+				*slash = 0;
+				mkdir(dir, 0755);
+			}
+			free(dir);
+		}
+	}
 	long long workers = conf_int(c, "smtpd_workers");
 	if (workers <= 0)
 		workers = sysconf(_SC_NPROCESSORS_ONLN) > 0 ? sysconf(_SC_NPROCESSORS_ONLN) : 1;
@@ -242,8 +275,10 @@ int main(int argc, char **argv)
 		 * the port with it. Then one SO_REUSEPORT socket per receiver.
 		 */
 		struct listener probe;
+		const char *param = i < nsmtp ? "smtpd_listen" : "sendmail_socket";
 		if (listen_open(specs[i], 1024, 0, &probe, &err) < 0)
-			fatal("%s: smtpd_listen: %s", conf_where(c, "smtpd_listen"), err);
+			fatal("%s: %s: %s", conf_where(c, param), param, err);
+		probe.local = i >= nsmtp;
 		char host[256], port[32];
 		const char *hp = strncmp(specs[i], "inet:", 5) == 0 ? specs[i] + 5 : specs[i];
 		int shared = probe.is_unix || nslots == 1 ||
@@ -260,8 +295,9 @@ int main(int argc, char **argv)
 		listen_close(&probe);
 		for (size_t r = 0; r < nslots; r++)
 			if (listen_open(specs[i], 1024, 1, &listeners[r * n + i], &err) < 0)
-				fatal("%s: smtpd_listen: %s", conf_where(c, "smtpd_listen"), err);
+				fatal("%s: %s: %s", conf_where(c, param), param, err);
 	}
+	free(specs);
 	long long graceful = conf_time_s(c, "graceful_stop_timeout");
 	char *pidfile = xstrdup(conf_str(c, "pid_file"));
 	if (!foreground)
@@ -286,6 +322,7 @@ int main(int argc, char **argv)
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGHUP, &sa, NULL);
 	sigaction(SIGCHLD, &sa, NULL);
+	sigaction(SIGUSR1, &sa, NULL);
 	signal(SIGPIPE, SIG_IGN);
 	log_event(NULL, "daemon started -- listening on %zu address(es), %lld receiver(s), queue %s", nlisteners,
 		  workers, qdir);

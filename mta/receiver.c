@@ -39,13 +39,14 @@ static double stop_deadline;
 
 static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen, void *arg)
 {
+	int local = arg != NULL;	/* the sendmail_socket listener */
 	(void)l;
 	(void)arg;
 	if (srv.stopping) {
 		close(fd);
 		return;
 	}
-	smtp_session_start(&srv, fd, sa, (socklen_t)salen);
+	smtp_session_start(&srv, fd, sa, (socklen_t)salen, local);
 }
 
 static void on_accept_error(struct evconnlistener *l, void *arg)
@@ -127,7 +128,8 @@ void receiver_main(const char *conf_path, struct listener *ls, size_t nls, int n
 	srv.policy = policy_pool_new(srv.base, &po);
 	evl = xcalloc(nls ? nls : 1, sizeof *evl);
 	for (size_t i = 0; i < nls; i++) {
-		evl[nevl] = evconnlistener_new(srv.base, on_accept, NULL, LEV_OPT_CLOSE_ON_EXEC, -1, ls[i].fd);
+		evl[nevl] = evconnlistener_new(srv.base, on_accept, ls[i].local ? (void *)&srv : NULL,
+					       LEV_OPT_CLOSE_ON_EXEC, -1, ls[i].fd);
 		if (!evl[nevl])
 			fatal("cannot listen on %s", ls[i].spec);
 		evconnlistener_set_error_cb(evl[nevl], on_accept_error);

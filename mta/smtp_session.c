@@ -48,6 +48,8 @@ struct smtp_session {
 	struct dns_req *name_req;
 	int greeted;
 	int discard_all;	/* a milter said discard at connect */
+	int local;		/* sendmail_socket: local submission */
+	long local_uid;
 	int early_talker;
 	int esmtp;
 	char *helo;
@@ -430,6 +432,12 @@ static void begin_content(struct smtp_session *s)
 	sbuf_init(&h);
 	if (s->fx.prepend.len)
 		sbuf_add(&h, s->fx.prepend.buf, s->fx.prepend.len);
+	if (s->local) {
+		/* local submission, as Postfix writes it for the sendmail command */
+		sbuf_printf(&h, "Received: by %s (sluice, from userid %ld)\n\tid %s; %s\n", hostname(s), s->local_uid,
+			    queue_writer_id(s->writer), date);
+		goto written;
+	}
 	sbuf_printf(&h, "Received: from %s (%s [%s])\n", s->helo ? s->helo : s->name, s->name, s->addr);
 	if (s->tls && s->srv->cfg.tls_received_header) {
 		SSL *ssl = bufferevent_openssl_get_ssl(s->bev);
@@ -443,6 +451,7 @@ static void begin_content(struct smtp_session *s)
 	if (s->env.nrcpt == 1)
 		sbuf_printf(&h, "\n\tfor <%s>", s->env.rcpt[0].orig ? s->env.rcpt[0].orig : s->env.rcpt[0].addr);
 	sbuf_printf(&h, "; %s\n", date);
+written:
 	if (queue_writer_write(s->writer, h.buf, h.len) < 0)
 		s->write_error = 1;
 	sbuf_free(&h);
@@ -559,6 +568,8 @@ static void commit_message(struct smtp_session *s)
 static void run_checks(struct smtp_session *s, int pend, const enum check_stage *st, int n)
 {
 	s->pend = pend;
+	if (s->local)
+		n = 0;	/* local submission: no smtpd restrictions, as with Postfix's pickup */
 	checks_start(s, pend == PEND_RCPT ? SMTP_VERB_RCPT : pend == PEND_MAIL ? SMTP_VERB_MAIL
 			: pend == PEND_HELO ? SMTP_VERB_HELO : pend == PEND_BDAT ? SMTP_VERB_BDAT
 			: SMTP_VERB_DATA, st, n);
@@ -745,7 +756,10 @@ static void finish_rcpt(struct smtp_session *s)
 			return;
 		}
 		s->arrival = wall_time();
-		log_event(queue_writer_id(s->writer), "client=%s[%s]", s->name, s->addr);
+		if (s->local)
+			log_event(queue_writer_id(s->writer), "uid=%ld from=<%s>", s->local_uid, s->sender);
+		else
+			log_event(queue_writer_id(s->writer), "client=%s[%s]", s->name, s->addr);
 		mc_set_qid(s->mc, queue_writer_id(s->writer));
 	}
 	if (!s->pending_relay) {
@@ -1575,9 +1589,10 @@ static void greet(struct smtp_session *s)
 {
 	s->name_state = NAME_DONE;
 	log_event(NULL, "connect from %s[%s]", s->name, s->addr);
-	if (s->srv->nmilters) {
-		s->mc = mc_session_new(s->srv->base, s->srv->milters, s->srv->nmilters, &s->srv->milter_macros,
-				       macro_value, s, "NOQUEUE");
+	const struct mc_conf *mconf = s->local ? s->srv->local_milters : s->srv->milters;
+	size_t nm = s->local ? s->srv->nlocal_milters : s->srv->nmilters;
+	if (nm) {
+		s->mc = mc_session_new(s->srv->base, mconf, nm, &s->srv->milter_macros, macro_value, s, "NOQUEUE");
 		int v6 = strchr(s->addr, ':') != NULL;
 		mc_connect(s->mc, s->name, v6 ? '6' : '4', (unsigned)atoi(s->port), s->addr, connect_done, s);
 		return;
@@ -1634,11 +1649,12 @@ static void ptr_done(void *arg, const struct dns_answer *a)
 	greet(s);
 }
 
-void smtp_session_start(struct smtpd *srv, int fd, const struct sockaddr *sa, socklen_t salen)
+void smtp_session_start(struct smtpd *srv, int fd, const struct sockaddr *sa, socklen_t salen, int local)
 {
 	(void)salen;
 	struct smtp_session *s = xcalloc(1, sizeof *s);
 	s->srv = srv;
+	s->local = local;
 	srv->nsessions++;
 	if (sa->sa_family == AF_INET) {
 		const struct sockaddr_in *in = (const void *)sa;
@@ -1657,6 +1673,13 @@ void smtp_session_start(struct smtpd *srv, int fd, const struct sockaddr *sa, so
 	strcpy(s->name, "unknown");
 	strcpy(s->rev_name, "unknown");
 	s->last_cmd = "CONNECT";
+	if (local) {
+		struct ucred cred;
+		socklen_t cl = sizeof cred;
+		s->local_uid = getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &cl) == 0 ? (long)cred.uid : -1;
+		strcpy(s->name, "localhost");
+		strcpy(s->rev_name, "localhost");
+	}
 	struct sockaddr_storage me;
 	socklen_t melen = sizeof me;
 	if (getsockname(fd, (struct sockaddr *)&me, &melen) == 0) {
@@ -1685,7 +1708,7 @@ void smtp_session_start(struct smtpd *srv, int fd, const struct sockaddr *sa, so
 	s->bev = bufferevent_socket_new(srv->base, fd, BEV_OPT_CLOSE_ON_FREE);
 	set_callbacks(s);
 	bufferevent_enable(s->bev, EV_READ);
-	if (srv->cfg.peername_lookup && srv->dns) {
+	if (!local && srv->cfg.peername_lookup && srv->dns) {
 		char rev[128];
 		if (dns_reverse_name(s->addr, rev, sizeof rev) == 0) {
 			s->name_state = NAME_PTR;

@@ -19,7 +19,10 @@ struct smtpd;
 /*
  * smtp_session_start - take over the accepted socket fd (non-blocking) from
  * peer sa. The session frees itself when the conversation ends.
+ * local: the connection came in on sendmail_socket (sluice-sendmail): the
+ * smtpd_*_restrictions do not apply (as for Postfix's pickup), the sending
+ * user's uid is logged, and non_smtpd_milters replace smtpd_milters.
  */
-void smtp_session_start(struct smtpd *srv, int fd, const struct sockaddr *sa, socklen_t salen);
+void smtp_session_start(struct smtpd *srv, int fd, const struct sockaddr *sa, socklen_t salen, int local);
 
 #endif

@@ -44,6 +44,8 @@ static void fill_cfg(struct smtpd_cfg *cfg, const struct conf *c, int have_tls)
 struct built {
 	struct mc_conf *milters;
 	size_t nmilters;
+	struct mc_conf *local_milters;
+	size_t nlocal_milters;
 	struct conf *conf;
 	struct table_set *tables;
 	struct router *router;
@@ -55,6 +57,7 @@ struct built {
 static void built_free(struct built *b)
 {
 	mc_conf_free(b->milters, b->nmilters);
+	mc_conf_free(b->local_milters, b->nlocal_milters);
 	if (b->tls)
 		SSL_CTX_free(b->tls);
 	dns_free(&b->dns);
@@ -98,11 +101,9 @@ static int build(struct built *b, const char *path, struct event_base *base, cha
 	b->milters = mc_conf_parse(b->conf, "smtpd_milters", &b->nmilters, err_out);
 	if (!b->milters && conf_list(b->conf, "smtpd_milters", &nw) && nw)
 		goto fail;
-	size_t nn;
-	struct mc_conf *nm = mc_conf_parse(b->conf, "non_smtpd_milters", &nn, err_out);
-	if (!nm && conf_list(b->conf, "non_smtpd_milters", &nw) && nw)
+	b->local_milters = mc_conf_parse(b->conf, "non_smtpd_milters", &b->nlocal_milters, err_out);
+	if (!b->local_milters && conf_list(b->conf, "non_smtpd_milters", &nw) && nw)
 		goto fail;
-	mc_conf_free(nm, nn);
 	const char *cert = conf_str(b->conf, "smtpd_tls_cert_file");
 	const char *key = conf_str(b->conf, "smtpd_tls_key_file");
 	const char *lvl = conf_str(b->conf, "smtpd_tls_security_level");
@@ -162,6 +163,8 @@ int smtpd_load(struct smtpd *s, const char *path, char **err_out)
 	s->tls = b.tls;
 	s->milters = b.milters;
 	s->nmilters = b.nmilters;
+	s->local_milters = b.local_milters;
+	s->nlocal_milters = b.nlocal_milters;
 	static const char *const macro_params[7] = {
 		"milter_connect_macros", "milter_helo_macros", "milter_mail_macros", "milter_rcpt_macros",
 		"milter_data_macros", "milter_end_of_data_macros", "milter_end_of_header_macros",
@@ -179,10 +182,13 @@ int smtpd_load(struct smtpd *s, const char *path, char **err_out)
 void smtpd_free_config(struct smtpd *s)
 {
 	/* SSL_CTX is reference counted: sessions in TLS keep theirs alive */
-	struct built b = { s->milters, s->nmilters, s->conf, s->tables, s->router, s->mynetworks, s->dns, s->tls };
+	struct built b = { s->milters, s->nmilters, s->local_milters, s->nlocal_milters, s->conf, s->tables,
+			   s->router, s->mynetworks, s->dns, s->tls };
 	built_free(&b);
 	s->milters = NULL;
 	s->nmilters = 0;
+	s->local_milters = NULL;
+	s->nlocal_milters = 0;
 	s->conf = NULL;
 	s->tables = NULL;
 	s->router = NULL;

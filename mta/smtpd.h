@@ -56,6 +56,8 @@ struct smtpd {
 	struct policy_pool *policy;	/* check_policy_service connections */
 	struct mc_conf *milters;	/* smtpd_milters */
 	size_t nmilters;
+	struct mc_conf *local_milters;	/* non_smtpd_milters: local submission (sluice-sendmail) */
+	size_t nlocal_milters;
 	struct mc_macro_lists milter_macros;	/* strings borrowed from conf */
 	int notify_fd;			/* write "QUEUEID\n" to tell the queue manager; -1 = none */
 	size_t nsessions;

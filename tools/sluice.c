@@ -2,7 +2,8 @@
  * sluice - the admin command.
  *   sluice check -c FILE       validate a config and every table it names, and
  *                              each enabled filter daemon's settings (its -n)
- *   sluice queue [-c FILE]     list queued messages (like mailq)
+ *   sluice queue [-c FILE] [...]  list queued messages (like mailq), hold/release/delete/flush
+ *   sluice params [-c FILE] [-d]  every parameter's value (like postconf; -d defaults)
  *   sluice keygen ...          DKIM keys and DNS records (tools/keygen.c)
  *   sluice start|stop|status|reload   the integrated server (tools/start.c)
  */
@@ -10,6 +11,7 @@
 #include "mta/smtpd.h"
 #include "mta/queue.h"
 #include "conf/conf.h"
+#include "lib/daemon.h"
 #include "lib/log.h"
 #include "lib/util.h"
 
@@ -18,6 +20,8 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <errno.h>
+#include <signal.h>
 #include <unistd.h>
 
 int keygen_main(int argc, char **argv);
@@ -26,26 +30,14 @@ int start_dispatch(int argc, char **argv);
 static void usage(void)
 {
 	fprintf(stderr, "usage: sluice check -c FILE\n"
-			"       sluice queue [-c FILE]\n"
+			"       sluice queue [-c FILE] [list | flush | hold ID | release ID | delete ID|ALL]\n"
 			"       sluice keygen -d DOMAIN -s SELECTOR [-a rsa|ed25519|both] [-b BITS] [-D DIR]\n"
 			"       sluice keygen --check -d DOMAIN -s SELECTOR -k KEYFILE [-c FILE]\n"
+			"       sluice params [-c FILE] [-d] [NAME...]\n"
 			"       sluice start [-f] -c FILE | stop -c FILE | status -c FILE | reload -c FILE\n");
 	exit(2);
 }
 
-/* The directory this program lives in (the daemons are installed beside it). */
-static char *self_dir(void)
-{
-	char buf[4096];
-	ssize_t n = readlink("/proc/self/exe", buf, sizeof buf - 1);
-	if (n <= 0)
-		return xstrdup(".");
-	buf[n] = 0;
-	char *slash = strrchr(buf, '/');
-	if (slash)
-		*slash = 0;
-	return xstrdup(buf);
-}
 
 /* Each enabled filter daemon validates its own keys: `sluice-<name> -c FILE -n`. */
 static int check_daemons(const char *path)
@@ -58,7 +50,7 @@ static int check_daemons(const char *path)
 		free(err);
 		return 1;
 	}
-	char *dir = self_dir();
+	char *dir = daemon_self_dir();
 	int rc = 0;
 	for (int i = 0; names[i]; i++) {
 		char param[64];
@@ -146,6 +138,85 @@ static void list_dir(const char *qdir, enum queue_dir d, int *count)
 	queue_scan_free(ids, n, NULL);
 }
 
+/* Find id in active/, deferred/ or hold/. */
+static int find_msg(const char *qdir, const char *id, enum queue_dir *dir_out)
+{
+	static const enum queue_dir dirs[] = { QUEUE_ACTIVE, QUEUE_DEFERRED, QUEUE_HOLD };
+	for (size_t i = 0; i < 3; i++) {
+		char *p = xasprintf("%s/%s/%s", qdir, queue_dir_name(dirs[i]), id);
+		int ok = access(p, F_OK) == 0;
+		free(p);
+		if (ok) {
+			*dir_out = dirs[i];
+			return 0;
+		}
+	}
+	return -1;
+}
+
+/* Ask a running sluiced to run its queue now (SIGUSR1 to the master). */
+static void kick(const struct conf *c)
+{
+	if (!c)
+		return;
+	FILE *f = fopen(conf_str(c, "pid_file"), "r");
+	int pid = 0;
+	if (f && fscanf(f, "%d", &pid) == 1 && pid > 0)
+		kill(pid, SIGUSR1);
+	if (f)
+		fclose(f);
+}
+
+static int queue_action(const char *qdir, const struct conf *c, const char *action, const char *id)
+{
+	enum queue_dir d;
+	if (!strcmp(action, "flush")) {
+		kick(c);
+		return 0;
+	}
+	if (!id)
+		usage();
+	if (!strcmp(action, "delete") && !strcmp(id, "ALL")) {
+		static const enum queue_dir dirs[] = { QUEUE_ACTIVE, QUEUE_DEFERRED, QUEUE_HOLD };
+		size_t total = 0;
+		for (size_t i = 0; i < 3; i++) {
+			size_t n;
+			char **ids = queue_scan(qdir, dirs[i], &n, NULL);
+			for (size_t k = 0; k < n; k++)
+				total += queue_remove(qdir, ids[k], dirs[i]) == 0;
+			queue_scan_free(ids, n, NULL);
+		}
+		printf("sluice: deleted %zu message%s\n", total, total == 1 ? "" : "s");
+		return 0;
+	}
+	if (find_msg(qdir, id, &d) < 0) {
+		fprintf(stderr, "sluice: %s: no such message in the queue\n", id);
+		return 1;
+	}
+	int rc = 0;
+	if (!strcmp(action, "delete")) {
+		rc = queue_remove(qdir, id, d);
+	} else if (!strcmp(action, "hold")) {
+		rc = d == QUEUE_HOLD ? 0 : queue_move(qdir, id, d, QUEUE_HOLD, 0);
+	} else if (!strcmp(action, "release")) {
+		if (d != QUEUE_HOLD) {
+			fprintf(stderr, "sluice: %s is not on hold\n", id);
+			return 1;
+		}
+		rc = queue_move(qdir, id, QUEUE_HOLD, QUEUE_ACTIVE, 0);
+		if (rc == 0)
+			kick(c);
+	} else {
+		usage();
+	}
+	if (rc < 0) {
+		fprintf(stderr, "sluice: %s %s: %s\n", action, id, strerror(errno));
+		return 1;
+	}
+	printf("sluice: %s: %s\n", id, action);
+	return 0;
+}
+
 static int cmd_queue(int argc, char **argv)
 {
 	const char *path = opt_conf(argc, argv);
@@ -160,12 +231,56 @@ static int cmd_queue(int argc, char **argv)
 		}
 		qdir = conf_str(c, "queue_directory");
 	}
+	if (optind < argc && strcmp(argv[optind], "list") != 0) {
+		int rc = queue_action(qdir, c, argv[optind], optind + 1 < argc ? argv[optind + 1] : NULL);
+		conf_free(&c);
+		return rc;
+	}
 	printf("-Queue ID-           --Size-- ----Arrival Time---- -Sender/Recipient-------\n");
 	int count = 0;
 	list_dir(qdir, QUEUE_ACTIVE, &count);
 	list_dir(qdir, QUEUE_DEFERRED, &count);
 	list_dir(qdir, QUEUE_HOLD, &count);
-	printf(count ? "-- %d Request%s.\n" : "Mail queue is empty\n", count, count == 1 ? "" : "s");
+	if (count)
+		printf("-- %d Request%s.\n", count, count == 1 ? "" : "s");
+	else
+		printf("Mail queue is empty\n");
+	conf_free(&c);
+	return 0;
+}
+
+/* sluice params [-c FILE] [-d]: every parameter = value, like postconf (-d: defaults). */
+static int cmd_params(int argc, char **argv)
+{
+	const char *path = NULL;
+	int defaults = 0, opt;
+	optind = 2;
+	while ((opt = getopt(argc, argv, "c:d")) != -1) {
+		if (opt == 'c')
+			path = optarg;
+		else if (opt == 'd')
+			defaults = 1;
+		else
+			usage();
+	}
+	char *err = NULL;
+	struct conf *c = path && !defaults ? conf_load(path, params_all, NULL, &err)
+					   : conf_load_string("", "(defaults)", params_all, NULL, &err);
+	if (!c) {
+		fprintf(stderr, "sluice: %s\n", err);
+		return 1;
+	}
+	for (const struct conf_param *const *t = params_all; *t; t++)
+		for (const struct conf_param *p = *t; p->name; p++) {
+			if (optind < argc) {
+				int want = 0;
+				for (int i = optind; i < argc; i++)
+					want |= !strcmp(argv[i], p->name);
+				if (!want)
+					continue;
+			}
+			printf("%s = %s\n", p->name, conf_str(c, p->name));
+		}
 	conf_free(&c);
 	return 0;
 }
@@ -181,6 +296,8 @@ int main(int argc, char **argv)
 		return cmd_queue(argc, argv);
 	if (!strcmp(argv[1], "keygen"))
 		return keygen_main(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "params"))
+		return cmd_params(argc, argv);
 	int rc = start_dispatch(argc, argv);
 	if (rc >= 0)
 		return rc;

@@ -143,3 +143,28 @@ def _privilege_drop(s):
     c.send(b"Subject: dropped\r\n\r\nx\r\n.\r\n")
     assert c.reply()[0] == 250
     s.wait_delivered("alice", 1)
+
+
+def test_queue_hold_release_delete(sluiced_factory, tmp_path):
+    access = tmp_path / "hold_access"
+    access.write_text("held@example.net HOLD\n")
+    s = sluiced_factory(f"smtpd_sender_restrictions = check_sender_access texthash:{access}\n"
+                        "queue_run_delay = 3600s").start()
+    import smtplib
+    for i in range(2):
+        with smtplib.SMTP("127.0.0.1", s.port) as c:
+            c.sendmail("held@example.net", ["alice@example.com"], b"Subject: held %d\r\n\r\nx\r\n" % i)
+    wait_for(lambda: len(s.queue_files("hold")) == 2, what="two messages on hold")
+    sluice = os.path.join(BIN, "sluice")
+    out = subprocess.run([sluice, "queue", "-c", s.conf_path], capture_output=True, text=True).stdout
+    ids = s.queue_files("hold")
+    assert all(i + "!" in out for i in ids) and "held@example.net" in out and "-- 2 Requests." in out
+    r = subprocess.run([sluice, "queue", "-c", s.conf_path, "release", ids[0]], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    # released: delivered at once (sluiced is told to run its queue), not after queue_run_delay
+    s.wait_delivered("alice", 1, timeout=20)
+    r = subprocess.run([sluice, "queue", "-c", s.conf_path, "delete", ids[1]], capture_output=True, text=True)
+    assert r.returncode == 0 and not s.queue_files("hold")
+    r = subprocess.run([sluice, "queue", "-c", s.conf_path, "release", "NOSUCHID"], capture_output=True, text=True)
+    assert r.returncode == 1 and "no such message" in r.stderr
+    assert s.proc.poll() is None   # the signal did not hurt sluiced

@@ -125,7 +125,8 @@ def test_stage_replies(sluiced_factory, milters):
 
 def test_progress_keeps_waiting(sluiced_factory, milters):
     m = milters("slowpoke")
-    s = sluiced_factory("smtpd_milters = { %s, content_timeout=1s }" % m.spec, users=USERS).start()
+    # the milter works 3.6 s, longer than content_timeout, but reports progress every 1.2 s
+    s = sluiced_factory("smtpd_milters = { %s, content_timeout=2s }" % m.spec, users=USERS).start()
     where, code, text = send(s, "s@example.net", ["alice@example.com"], b"X-Test-Actions: progress\n\nx\n")
     assert code == 250, text
     s.wait_delivered("alice", 1)

@@ -95,9 +95,11 @@ static sfsistat on_eom(SMFICTX *ctx)
 	if (has(p, "sleep"))
 		sleep(30);
 	if (has(p, "progress")) {
-		smfi_progress(ctx);
-		sleep(1);
-		smfi_progress(ctx);
+		/* 3.6 s of work, a progress report every 1.2 s */
+		for (int i = 0; i < 3; i++) {
+			smfi_progress(ctx);
+			usleep(1200 * 1000);
+		}
 	}
 	if (has(p, "addheader"))
 		smfi_addheader(ctx, "X-Added", "added by test-milter");
