@@ -133,8 +133,11 @@ fuzz:
 	  bin-fuzz/$$n -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 build/fuzz-corpus/$$n $$seeds; done
 FUZZ_SECONDS ?= 30
 
+# Each benchmark runs its peers side by side in one run (never part of `make test`).
+BENCHES ?= smtp milter spf dkim
 bench: deps-check all
-	/usr/bin/python3 tests/bench/bench_smtp.py
+	@set -e; for b in $(BENCHES); do \
+	  if [ -f tests/bench/bench_$$b.py ]; then echo "== bench $$b"; /usr/bin/python3 tests/bench/bench_$$b.py; fi; done
 
 clean:
 	rm -rf build bin bin-asan bin-fuzz
