@@ -853,31 +853,37 @@ static void commit_dir_done(struct queue_writer *list, int dir_ok)
 	}
 }
 
-/* ---- the committer: sync threads + one directory thread ---- */
+/* ---- the committer: batches, sync helpers, one directory thread ---- */
 
 /*
- * Pipeline: QUEUE_SYNC_THREADS threads each take one waiting commit at a
- * time and run commit_file (the fdatasyncs of different files run
- * concurrently, which lets the block layer merge the device flushes); the
- * renamed files go to the directory thread, which fsyncs active/ once for
- * everything renamed before that fsync started (group commit), and only
- * then hands them back to the loop for the callbacks (the 250). While one
- * directory fsync runs, the next group collects.
+ * Pipeline: the batch thread takes every waiting commit as one batch and
+ * runs commit_file on its files together with QUEUE_SYNC_HELPERS helper
+ * threads (the fdatasyncs of a batch run concurrently, which lets the
+ * block layer merge the device flushes). When the whole batch is synced
+ * and renamed, it goes to the directory thread, which fsyncs active/ once
+ * for everything renamed before that fsync started (group commit) and
+ * only then hands the files back to the loop for the callbacks (the 250).
+ * Meanwhile the next batch collects and syncs: under load, batches grow,
+ * and there is one directory fsync per batch, not per file.
  */
-#define QUEUE_SYNC_THREADS 4
+#define QUEUE_SYNC_HELPERS 3
+#define QUEUE_BATCH_MAX 64
 
 struct queue_committer {
 	struct event_base *base;
 	struct event *ev;	/* made active by the threads when results wait */
 	char *qdir;
 	int in_dfd, act_dfd;
-	pthread_t sync_thr[QUEUE_SYNC_THREADS];
-	pthread_t dir_thr;
+	pthread_t batch_thr, dir_thr, helper_thr[QUEUE_SYNC_HELPERS];
 	pthread_mutex_t mu;
-	pthread_cond_t cv;	/* todo or stop, for the sync threads */
+	pthread_cond_t cv;	/* todo or stop, for the batch thread */
+	pthread_cond_t work_cv;	/* work or stop, for the helpers */
+	pthread_cond_t left_cv;	/* batch finished, for the batch thread */
 	pthread_cond_t dir_cv;	/* renamed or dir_stop, for the directory thread */
 	int stop, dir_stop;
-	struct queue_writer *todo, **todo_tail;		/* sealed, waiting for a sync thread */
+	struct queue_writer *todo, **todo_tail;		/* sealed, waiting for a batch */
+	struct queue_writer *work[QUEUE_BATCH_MAX];	/* the batch being synced */
+	size_t nwork, next_work, left;
 	struct queue_writer *renamed, **renamed_tail;	/* in active/, waiting for its fsync */
 	struct queue_writer *done, **done_tail;		/* settled, waiting for the loop */
 };
@@ -893,7 +899,35 @@ static void committer_push_done(struct queue_committer *c, struct queue_writer *
 		event_active(c->ev, EV_READ, 0);
 }
 
-static void *committer_sync_main(void *arg)
+/* under c->mu: run commit_file on files of the current batch until none is left */
+static void committer_work(struct queue_committer *c)
+{
+	while (c->next_work < c->nwork) {
+		struct queue_writer *w = c->work[c->next_work++];
+		pthread_mutex_unlock(&c->mu);
+		commit_file(w, c->in_dfd, c->act_dfd);
+		pthread_mutex_lock(&c->mu);
+		if (--c->left == 0)
+			pthread_cond_signal(&c->left_cv);
+	}
+}
+
+static void *committer_helper_main(void *arg)
+{
+	struct queue_committer *c = arg;
+	pthread_mutex_lock(&c->mu);
+	for (;;) {
+		while (c->next_work >= c->nwork && !c->stop)
+			pthread_cond_wait(&c->work_cv, &c->mu);
+		if (c->next_work >= c->nwork)
+			break;
+		committer_work(c);
+	}
+	pthread_mutex_unlock(&c->mu);
+	return NULL;
+}
+
+static void *committer_batch_main(void *arg)
 {
 	struct queue_committer *c = arg;
 	pthread_mutex_lock(&c->mu);
@@ -902,21 +936,38 @@ static void *committer_sync_main(void *arg)
 			pthread_cond_wait(&c->cv, &c->mu);
 		if (!c->todo)
 			break;
-		struct queue_writer *w = c->todo;
-		c->todo = w->next;
+		c->nwork = c->next_work = 0;
+		while (c->todo && c->nwork < QUEUE_BATCH_MAX) {
+			struct queue_writer *w = c->todo;
+			c->todo = w->next;
+			w->next = NULL;
+			c->work[c->nwork++] = w;
+		}
 		if (!c->todo)
 			c->todo_tail = &c->todo;
-		w->next = NULL;
-		pthread_mutex_unlock(&c->mu);
-		commit_file(w, c->in_dfd, c->act_dfd);
-		pthread_mutex_lock(&c->mu);
-		if (w->ok) {
-			*c->renamed_tail = w;
-			c->renamed_tail = &w->next;
-			pthread_cond_signal(&c->dir_cv);
-		} else {
-			committer_push_done(c, w);
+		c->left = c->nwork;
+		for (size_t i = 1; i < c->nwork && i <= QUEUE_SYNC_HELPERS; i++)
+			pthread_cond_signal(&c->work_cv);
+		committer_work(c);
+		while (c->left > 0)
+			pthread_cond_wait(&c->left_cv, &c->mu);
+		/* every file is synced and renamed, or failed (and is settled) */
+		struct queue_writer *failed = NULL, **ftail = &failed;
+		for (size_t i = 0; i < c->nwork; i++) {
+			struct queue_writer *w = c->work[i];
+			if (w->ok) {
+				*c->renamed_tail = w;
+				c->renamed_tail = &w->next;
+			} else {
+				*ftail = w;
+				ftail = &w->next;
+			}
 		}
+		c->nwork = c->next_work = 0;
+		if (c->renamed)
+			pthread_cond_signal(&c->dir_cv);
+		if (failed)
+			committer_push_done(c, failed);
 	}
 	pthread_mutex_unlock(&c->mu);
 	return NULL;
@@ -980,14 +1031,17 @@ struct queue_committer *queue_committer_new(struct event_base *base, const char 
 		panic("queue_committer_new: event_new failed");
 	pthread_mutex_init(&c->mu, NULL);
 	pthread_cond_init(&c->cv, NULL);
+	pthread_cond_init(&c->work_cv, NULL);
+	pthread_cond_init(&c->left_cv, NULL);
 	pthread_cond_init(&c->dir_cv, NULL);
 	c->todo_tail = &c->todo;
 	c->renamed_tail = &c->renamed;
 	c->done_tail = &c->done;
-	if (pthread_create(&c->dir_thr, NULL, committer_dir_main, c) != 0)
+	if (pthread_create(&c->dir_thr, NULL, committer_dir_main, c) != 0 ||
+	    pthread_create(&c->batch_thr, NULL, committer_batch_main, c) != 0)
 		fatal("queue: cannot create committer thread");
-	for (int i = 0; i < QUEUE_SYNC_THREADS; i++)
-		if (pthread_create(&c->sync_thr[i], NULL, committer_sync_main, c) != 0)
+	for (int i = 0; i < QUEUE_SYNC_HELPERS; i++)
+		if (pthread_create(&c->helper_thr[i], NULL, committer_helper_main, c) != 0)
 			fatal("queue: cannot create committer sync thread");
 	return c;
 }
@@ -997,13 +1051,17 @@ void queue_committer_free(struct queue_committer **cp)
 	struct queue_committer *c = cp ? *cp : NULL;
 	if (!c)
 		return;
-	/* the sync threads finish what waits, then the directory thread */
+	/* the batch thread finishes what waits, then the helpers, then the directory thread */
 	pthread_mutex_lock(&c->mu);
 	c->stop = 1;
 	pthread_cond_broadcast(&c->cv);
 	pthread_mutex_unlock(&c->mu);
-	for (int i = 0; i < QUEUE_SYNC_THREADS; i++)
-		pthread_join(c->sync_thr[i], NULL);
+	pthread_join(c->batch_thr, NULL);
+	pthread_mutex_lock(&c->mu);
+	pthread_cond_broadcast(&c->work_cv);
+	pthread_mutex_unlock(&c->mu);
+	for (int i = 0; i < QUEUE_SYNC_HELPERS; i++)
+		pthread_join(c->helper_thr[i], NULL);
 	pthread_mutex_lock(&c->mu);
 	c->dir_stop = 1;
 	pthread_cond_signal(&c->dir_cv);
@@ -1022,6 +1080,8 @@ void queue_committer_free(struct queue_committer **cp)
 		close(c->act_dfd);
 	pthread_mutex_destroy(&c->mu);
 	pthread_cond_destroy(&c->cv);
+	pthread_cond_destroy(&c->work_cv);
+	pthread_cond_destroy(&c->left_cv);
 	pthread_cond_destroy(&c->dir_cv);
 	free(c->qdir);
 	free(c);

@@ -580,7 +580,7 @@ def report(args, facts, results, sinks, loadavg_end, elapsed_s):
              "| peak PSS MiB | max procs | server CPU s |")
     L.append("|---|---|---:|---:|---:|---:|---:|---:|")
     for mode in args.modes:
-        for kind in ("sluiced", "sluiced-ref", "postfix"):
+        for kind in args.kinds:
             rows = [r for r in results if r["server"] == kind and r["mode"] == mode]
             if not rows:
                 continue
@@ -606,7 +606,7 @@ def report(args, facts, results, sinks, loadavg_end, elapsed_s):
              "used by other processes on the machine during the run, a noise indicator):")
     L.append("")
     for mode in args.modes:
-        for kind in ("sluiced", "sluiced-ref", "postfix"):
+        for kind in args.kinds:
             rows = [r for r in results if r["server"] == kind and r["mode"] == mode]
             if rows:
                 L.append("- %s, %s: %s" % (MODES[mode][0], kind, ", ".join(
@@ -627,7 +627,8 @@ def main():
     ap.add_argument("--no-sink", action="store_true")
     ap.add_argument("--timeout", type=float, default=180.0, help="seconds per run")
     ap.add_argument("--json", help="also write every run's figures to this file")
-    ap.add_argument("--ref-bin", help="server sluiced-ref: this sluiced binary (A/B comparisons)")
+    ap.add_argument("--ref-bin", help="server sluiced-ref: this sluiced binary (A/B comparisons); "
+                    "or NAME=PATH[,NAME=PATH...]: servers NAME, each that binary")
     args = ap.parse_args()
     args.argv = sys.argv[1:]
     args.modes = [m for m in args.modes.split(",") if m]
@@ -636,10 +637,21 @@ def main():
         if m not in MODES:
             ap.error("unknown mode %r (single, multi)" % m)
     classes = {"sluiced": Sluiced, "sluiced-ref": SluicedRef, "postfix": Postfix}
-    if "sluiced-ref" in servers:
-        if not args.ref_bin or not os.path.exists(args.ref_bin):
-            ap.error("server sluiced-ref needs --ref-bin PATH")
-        SluicedRef.binary = os.path.abspath(args.ref_bin)
+    args.kinds = ["sluiced", "sluiced-ref", "postfix"]
+    for spec in (args.ref_bin or "").split(","):
+        name, eq, path = spec.rpartition("=")
+        if not path:
+            continue
+        if not os.path.exists(path):
+            ap.error("--ref-bin: %s missing" % path)
+        if not eq:
+            SluicedRef.binary = os.path.abspath(path)
+            continue
+        classes[name] = type("Sluiced_" + name, (Sluiced,), {"kind": name,
+                                                              "binary": os.path.abspath(path)})
+        args.kinds.insert(-1, name)
+    if "sluiced-ref" in servers and not SluicedRef.binary:
+        ap.error("server sluiced-ref needs --ref-bin PATH")
     for s in servers:
         if s not in classes:
             ap.error("unknown server %r (sluiced, sluiced-ref, postfix)" % s)
