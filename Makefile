@@ -17,7 +17,7 @@ CFLAGS_W := -Wall -Wextra -Werror
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 ALL_CFLAGS = -std=gnu11 $(OPT) $(CFLAGS_W) -D_GNU_SOURCE -I. $(PKG_CFLAGS) $(EXTRA_CFLAGS)
-LDLIBS     = $(PKG_LIBS) -lresolv -lpthread -lm $(EXTRA_LDLIBS)
+LDLIBS     = $(PKG_LIBS) -lresolv -lcrypt -lpthread -lm $(EXTRA_LDLIBS)
 
 # Shared code: lib/ conf/ proto/ -> libsluice.a; mta/ minus main -> libmta.a
 LIB_SRCS  := $(wildcard lib/*.c conf/*.c proto/*.c)
@@ -122,11 +122,12 @@ FUZZ_CC := clang
 FUZZ_OBJ := build/fuzz
 fuzz:
 	$(MAKE) CC=$(FUZZ_CC) OBJ=$(FUZZ_OBJ) BIN=bin-fuzz \
-	  OPT="-O1 -g -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined" $(FUZZ_OBJ)/libsluice.a
+	  OPT="-O1 -g -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined" \
+	  $(FUZZ_OBJ)/libmta.a $(FUZZ_OBJ)/libsluice.a
 	@mkdir -p bin-fuzz
 	@set -e; for f in $(FUZZ_SRCS); do n=$$(basename $$f .c); \
 	  $(FUZZ_CC) -std=gnu11 -O1 -g -D_GNU_SOURCE -I. $(PKG_CFLAGS) -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
-	    -o bin-fuzz/$$n $$f $(FUZZ_OBJ)/libsluice.a $(LDLIBS); \
+	    -o bin-fuzz/$$n $$f $(FUZZ_OBJ)/libmta.a $(FUZZ_OBJ)/libsluice.a $(LDLIBS); \
 	  mkdir -p build/fuzz-corpus/$$n; \
 	  seeds=; [ -d tests/fuzz/corpus/$$n ] && seeds=tests/fuzz/corpus/$$n; \
 	  echo "== fuzz $$n ($(FUZZ_SECONDS)s)"; \

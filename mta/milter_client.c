@@ -194,6 +194,9 @@ void mc_message_parse(struct mc_message *m, const char *c, size_t len)
 		const char *nl = memchr(c + p, '\n', len - p);
 		size_t ll = nl ? (size_t)(nl - (c + p)) : len - p;
 		size_t next = p + ll + (nl ? 1 : 0);
+		/* a header line ends in LF and holds no NUL; anything else is body */
+		if (!nl || memchr(c + p, 0, ll))
+			break;
 		if (ll == 0) {
 			m->has_separator = 1;
 			p = next;
