@@ -234,16 +234,31 @@ int main(int argc, char **argv)
 		if (chown(base, uid, gid) < 0)
 			log_event(NULL, "warning: chown %s: %s", base, strerror(errno));
 	}
-	size_t nsmtp;
-	const char *const *smtp_specs = conf_list(c, "smtpd_listen", &nsmtp);
-	/* smtpd_listen, then the local submission socket for sluice-sendmail */
+	/* smtpd_listen, submission_listen, smtps_listen, then the local socket for sluice-sendmail */
+	static const char *const lparams[] = { "smtpd_listen", "submission_listen", "smtps_listen" };
+	static const int lkinds[] = { SMTPD_LISTEN_SMTP, SMTPD_LISTEN_SUBMISSION, SMTPD_LISTEN_SMTPS };
+	size_t nsmtp = 0, nl[3];
+	const char *const *lspecs[3];
+	for (int k = 0; k < 3; k++) {
+		lspecs[k] = conf_list(c, lparams[k], &nl[k]);
+		nsmtp += nl[k];
+	}
 	const char *sendmail = conf_str(c, "sendmail_socket");
 	size_t n = nsmtp + (*sendmail ? 1 : 0);
 	const char **specs = xcalloc(n + 1, sizeof *specs);
-	for (size_t i = 0; i < nsmtp; i++)
-		specs[i] = smtp_specs[i];
+	const char **sparams = xcalloc(n + 1, sizeof *sparams);
+	int *skinds = xcalloc(n + 1, sizeof *skinds);
+	size_t ns = 0;
+	for (int k = 0; k < 3; k++)
+		for (size_t i = 0; i < nl[k]; i++, ns++) {
+			specs[ns] = lspecs[k][i];
+			sparams[ns] = lparams[k];
+			skinds[ns] = lkinds[k];
+		}
 	if (*sendmail) {
 		specs[nsmtp] = sendmail;
+		sparams[nsmtp] = "sendmail_socket";
+		skinds[nsmtp] = SMTPD_LISTEN_LOCAL;
 		/* Postfix-like: queue_directory traversable, public/ for the socket */
 		chmod(qdir, 0755);
 		char *pub = xasprintf("%s/public", qdir);
@@ -275,10 +290,10 @@ int main(int argc, char **argv)
 		 * the port with it. Then one SO_REUSEPORT socket per receiver.
 		 */
 		struct listener probe;
-		const char *param = i < nsmtp ? "smtpd_listen" : "sendmail_socket";
+		const char *param = sparams[i];
 		if (listen_open(specs[i], 1024, 0, &probe, &err) < 0)
 			fatal("%s: %s: %s", conf_where(c, param), param, err);
-		probe.local = i >= nsmtp;
+		probe.local = skinds[i];	/* enum smtpd_listen_kind */
 		char host[256], port[32];
 		const char *hp = strncmp(specs[i], "inet:", 5) == 0 ? specs[i] + 5 : specs[i];
 		int shared = probe.is_unix || nslots == 1 ||
@@ -293,11 +308,15 @@ int main(int argc, char **argv)
 			continue;
 		}
 		listen_close(&probe);
-		for (size_t r = 0; r < nslots; r++)
+		for (size_t r = 0; r < nslots; r++) {
 			if (listen_open(specs[i], 1024, 1, &listeners[r * n + i], &err) < 0)
 				fatal("%s: %s: %s", conf_where(c, param), param, err);
+			listeners[r * n + i].local = skinds[i];
+		}
 	}
 	free(specs);
+	free(sparams);
+	free(skinds);
 	long long graceful = conf_time_s(c, "graceful_stop_timeout");
 	char *pidfile = xstrdup(conf_str(c, "pid_file"));
 	if (!foreground)

@@ -6,6 +6,7 @@
 #include "mta/smtpd.h"
 #include "mta/smtp_session.h"
 #include "mta/queue.h"
+#include "mta/sasl.h"
 #include "mta/policy_client.h"
 #include "conf/conf.h"
 #include "lib/log.h"
@@ -16,6 +17,7 @@
 #include <event2/listener.h>
 #include <event2/thread.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
@@ -39,14 +41,13 @@ static double stop_deadline;
 
 static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen, void *arg)
 {
-	int local = arg != NULL;	/* the sendmail_socket listener */
+	int kind = (int)(intptr_t)arg;	/* enum smtpd_listen_kind */
 	(void)l;
-	(void)arg;
 	if (srv.stopping) {
 		close(fd);
 		return;
 	}
-	smtp_session_start(&srv, fd, sa, (socklen_t)salen, local);
+	smtp_session_start(&srv, fd, sa, (socklen_t)salen, kind);
 }
 
 static void on_accept_error(struct evconnlistener *l, void *arg)
@@ -123,12 +124,13 @@ void receiver_main(const char *conf_path, struct listener *ls, size_t nls, int n
 		fatal("%s", err);
 	proc_common_setup(conf_str(srv.conf, "mail_owner"));
 	srv.committer = queue_committer_new(srv.base, srv.cfg.qdir);
+	srv.sasl = sasl_server_new(srv.base);
 	struct policy_pool_opts po;
 	policy_opts(&po);
 	srv.policy = policy_pool_new(srv.base, &po);
 	evl = xcalloc(nls ? nls : 1, sizeof *evl);
 	for (size_t i = 0; i < nls; i++) {
-		evl[nevl] = evconnlistener_new(srv.base, on_accept, ls[i].local ? (void *)&srv : NULL,
+		evl[nevl] = evconnlistener_new(srv.base, on_accept, (void *)(intptr_t)ls[i].local,
 					       LEV_OPT_CLOSE_ON_EXEC, -1, ls[i].fd);
 		if (!evl[nevl])
 			fatal("cannot listen on %s", ls[i].spec);
@@ -142,5 +144,6 @@ void receiver_main(const char *conf_path, struct listener *ls, size_t nls, int n
 	signal(SIGPIPE, SIG_IGN);
 	event_base_dispatch(srv.base);
 	queue_committer_free(&srv.committer);
+	sasl_server_free(&srv.sasl);
 	exit(0);
 }

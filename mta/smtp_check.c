@@ -401,9 +401,9 @@ static void policy_request(struct check_ctx *ctx, struct sbuf *b)
 	policy_build_attr(b, "reverse_client_name", ctx->client_rev_name);
 	policy_build_attr(b, "client_port", ctx->client_port ? ctx->client_port : "");
 	policy_build_attr(b, "instance", ctx->instance ? ctx->instance : "");
-	policy_build_attr(b, "sasl_method", "");
-	policy_build_attr(b, "sasl_username", "");
-	policy_build_attr(b, "sasl_sender", "");
+	policy_build_attr(b, "sasl_method", ctx->sasl_method ? ctx->sasl_method : "");
+	policy_build_attr(b, "sasl_username", ctx->sasl_username ? ctx->sasl_username : "");
+	policy_build_attr(b, "sasl_sender", ctx->sasl_sender ? ctx->sasl_sender : "");
 	snprintf(num, sizeof num, "%lld", ctx->size > 0 ? ctx->size : 0);
 	policy_build_attr(b, "size", num);
 	policy_build_attr(b, "ccert_subject", "");
@@ -613,6 +613,83 @@ static int needs_arg(const char *name)
 	return !strcmp(name, "reject_rbl_client") || !strncmp(name, "check_", 6);
 }
 
+/*
+ * Does login own sender per smtpd_sender_login_maps? The value lists
+ * owners separated by commas or spaces. 1 owned, 0 not owned (*listed_out:
+ * the address has an owner at all), -1 table trouble.
+ */
+static int login_owns(struct check_ctx *ctx, const char *sender, const char *login, int *listed_out)
+{
+	*listed_out = 0;
+	const char *spec = conf_str(ctx->srv->conf, "smtpd_sender_login_maps");
+	if (!*spec)
+		return 0;
+	char *e = NULL;
+	struct table *t = table_set_get(ctx->srv->tables, spec, &e);
+	if (!t) {
+		log_event(NULL, "warning: smtpd_sender_login_maps: %s", e);
+		free(e);
+		return -1;
+	}
+	const char *v = NULL;
+	int r = table_lookup_addr(t, sender, TABLE_ADDR_VIRTUAL, &v);
+	if (r < 0)
+		return -1;
+	if (r == 0 || !v)
+		return 0;
+	*listed_out = 1;
+	if (!login)
+		return 0;
+	size_t ll = strlen(login);
+	for (const char *p = v; *p;) {
+		while (*p == ',' || *p == ' ' || *p == '\t')
+			p++;
+		size_t n = strcspn(p, ", \t");
+		if (n == ll && !ascii_strncasecmp(p, login, n))
+			return 1;
+		p += n;
+	}
+	return 0;
+}
+
+/* reject_{,authenticated_,unauthenticated_}sender_login_mismatch (Postfix smtpd_check.c) */
+static int login_mismatch(struct check_ctx *ctx, const char *name, struct check_reply *out, enum check_verdict *v)
+{
+	int auth_part = strcmp(name, "reject_unauthenticated_sender_login_mismatch") != 0;
+	int unauth_part = strcmp(name, "reject_authenticated_sender_login_mismatch") != 0;
+	if (!ctx->sender || !*ctx->sender)
+		return 0;
+	int listed;
+	if (ctx->sasl_authenticated && ctx->sasl_username) {
+		if (!auth_part)
+			return 0;
+		int r = login_owns(ctx, ctx->sender, ctx->sasl_username, &listed);
+		if (r < 0) {
+			reply(out, 451, "4.3.0", "<%s>: Sender address rejected: Server configuration error",
+			      ctx->sender);
+		} else if (r == 0) {
+			reply(out, 553, "5.7.1", "<%s>: Sender address rejected: not owned by user %s", ctx->sender,
+			      ctx->sasl_username);
+		} else {
+			return 0;
+		}
+		*v = CHECK_REJECT;
+		return 1;
+	}
+	if (!unauth_part)
+		return 0;
+	int r = login_owns(ctx, ctx->sender, NULL, &listed);
+	if (r < 0) {
+		reply(out, 451, "4.3.0", "<%s>: Sender address rejected: Server configuration error", ctx->sender);
+	} else if (listed) {
+		reply(out, 553, "5.7.1", "<%s>: Sender address rejected: not logged in", ctx->sender);
+	} else {
+		return 0;
+	}
+	*v = CHECK_REJECT;
+	return 1;
+}
+
 /* static elements (no DNS): 1 decided, 0 no decision */
 static int run_static(struct check_ctx *ctx, const char *name, struct check_reply *out,
 		      enum check_verdict *v)
@@ -642,6 +719,8 @@ static int run_static(struct check_ctx *ctx, const char *name, struct check_repl
 		}
 		return 0;
 	}
+	if (strstr(name, "sender_login_mismatch"))
+		return login_mismatch(ctx, name, out, v);
 	if (!strcmp(name, "reject_unauth_destination") || !strcmp(name, "defer_unauth_destination")) {
 		if (!ctx->recipient)
 			return 0;
@@ -753,7 +832,9 @@ void check_run_start(struct check_run *run, enum check_stage st)
 enum check_verdict check_list_run(struct check_ctx *ctx, struct check_run *run, struct check_reply *out)
 {
 	size_t n;
-	const char *const *list = conf_list(ctx->srv->conf, stage_params[run->stage], &n);
+	const char *param = ctx->submission && run->stage == CHECK_RELAY ? "submission_relay_restrictions"
+										  : stage_params[run->stage];
+	const char *const *list = conf_list(ctx->srv->conf, param, &n);
 	while (run->i < n) {
 		const char *name = list[run->i];
 		const char *arg = run->i + 1 < n ? list[run->i + 1] : NULL;
@@ -768,7 +849,7 @@ enum check_verdict check_list_run(struct check_ctx *ctx, struct check_run *run, 
 		if (needs_arg(name)) {
 			consumed = 2;
 			if (!arg) {
-				log_event(NULL, "warning: %s: %s needs an argument", stage_params[run->stage], name);
+				log_event(NULL, "warning: %s: %s needs an argument", param, name);
 				run->i++;
 				continue;
 			}
@@ -788,8 +869,7 @@ enum check_verdict check_list_run(struct check_ctx *ctx, struct check_run *run, 
 				if (r == -1)
 					return CHECK_PENDING;
 				if (r == -2) {
-					log_event(NULL, "warning: %s: unknown restriction \"%s\" ignored",
-						  stage_params[run->stage], name);
+					log_event(NULL, "warning: %s: unknown restriction \"%s\" ignored", param, name);
 					r = 0;
 				} else if (r == 1) {
 					v = CHECK_REJECT;
@@ -824,7 +904,9 @@ static const char *const known[] = {
 	"reject_non_fqdn_sender", "reject_non_fqdn_recipient", "reject_unknown_sender_domain",
 	"reject_unknown_recipient_domain", "reject_unknown_client_hostname",
 	"reject_unknown_reverse_client_hostname", "reject_rbl_client", "check_client_access",
-	"check_helo_access", "check_sender_access", "check_recipient_access", "check_policy_service", NULL,
+	"check_helo_access", "check_sender_access", "check_recipient_access", "check_policy_service",
+	"reject_sender_login_mismatch", "reject_authenticated_sender_login_mismatch",
+	"reject_unauthenticated_sender_login_mismatch", NULL,
 };
 
 int check_validate_list(struct smtpd *srv, const char *param, char **err_out)
@@ -840,6 +922,21 @@ int check_validate_list(struct smtpd *srv, const char *param, char **err_out)
 			*err_out = xasprintf("%s: %s: unknown restriction \"%s\"", conf_where(srv->conf, param),
 					     param, list[i]);
 			return -1;
+		}
+		if (strstr(list[i], "sender_login_mismatch")) {
+			const char *spec = conf_str(srv->conf, "smtpd_sender_login_maps");
+			char *e = NULL;
+			if (!*spec) {
+				*err_out = xasprintf("%s: %s: %s needs smtpd_sender_login_maps", conf_where(srv->conf, param),
+						     param, list[i]);
+				return -1;
+			}
+			if (!table_set_get(srv->tables, spec, &e)) {
+				*err_out = xasprintf("%s: smtpd_sender_login_maps: %s",
+						     conf_where(srv->conf, "smtpd_sender_login_maps"), e);
+				free(e);
+				return -1;
+			}
 		}
 		if (needs_arg(list[i])) {
 			if (i + 1 >= n) {

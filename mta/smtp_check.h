@@ -3,6 +3,9 @@
  * Owns: evaluating one restriction list in order, first decisive result
  * wins (permit, reject, defer, warn_if_reject, permit_mynetworks,
  * reject_unauth_destination, reject_unauth_pipelining, the helo / sender /
+ * recipient / client name checks, permit_sasl_authenticated,
+ * reject_[un]authenticated_sender_login_mismatch (smtpd_sender_login_maps),
+ * and the rest:
  * recipient / client name checks, reject_rbl_client, check_*_access with
  * access(5) actions), the reply codes and texts Postfix uses, and the DNS
  * look-ups they need (asynchronous: evaluation suspends with CHECK_PENDING
@@ -73,6 +76,10 @@ struct check_ctx {
 	const char *sender;		/* NULL before MAIL; "" for the null sender */
 	const char *recipient;		/* RCPT stage */
 	int sasl_authenticated;
+	const char *sasl_method;	/* "PLAIN", ... or NULL (policy sasl_method) */
+	const char *sasl_username;	/* login name or NULL */
+	const char *sasl_sender;	/* MAIL FROM AUTH= value or NULL */
+	int submission;			/* submission/smtps listener: submission_relay_restrictions */
 	int unauth_pipelining;		/* client sent commands ahead of time where not allowed */
 	struct check_dns_cache *dns;
 	struct check_effects *fx;

@@ -3,6 +3,7 @@
 #include "mta/smtp_check.h"
 #include "mta/router.h"
 #include "mta/queue.h"
+#include "mta/sasl.h"
 #include "conf/conf.h"
 #include "proto/smtp.h"
 #include "proto/dns.h"
@@ -49,6 +50,15 @@ struct smtp_session {
 	int greeted;
 	int discard_all;	/* a milter said discard at connect */
 	int local;		/* sendmail_socket: local submission */
+	int submission;		/* submission_listen or smtps_listen: AUTH before MAIL */
+
+	/* SMTP AUTH (RFC 4954) */
+	int auth_state;		/* AUTH_*: waiting for a 334 response line */
+	char auth_mech[8];
+	char *auth_login_user;	/* LOGIN: the name, while the password is asked for */
+	struct sasl_req *sasl_req;
+	char *sasl_method, *sasl_username;	/* set once authenticated */
+	char *sasl_sender;	/* MAIL FROM AUTH= of the current transaction */
 	long local_uid;
 	int early_talker;
 	int esmtp;
@@ -122,6 +132,8 @@ struct smtp_session {
 	char *pending_orcpt;
 	int pending_unauth;
 };
+
+enum { AUTH_NONE, AUTH_PLAIN, AUTH_LOGIN_USER, AUTH_LOGIN_PASS };
 
 enum { PEND_HELO = 100, PEND_MAIL, PEND_RCPT, PEND_DATA, PEND_BDAT, PEND_EOD };
 
@@ -220,6 +232,8 @@ static const char *qid(struct smtp_session *s)
 
 static const char *proto_name(struct smtp_session *s)
 {
+	if (s->esmtp && s->sasl_username)	/* RFC 3848 */
+		return s->tls ? "ESMTPSA" : "ESMTPA";
 	return s->esmtp ? (s->tls ? "ESMTPS" : "ESMTP") : (s->tls ? "SMTPS" : "SMTP");
 }
 
@@ -262,6 +276,8 @@ static void txn_reset(struct smtp_session *s)
 	s->sender = NULL;
 	free(s->mail_args);
 	s->mail_args = NULL;
+	free(s->sasl_sender);
+	s->sasl_sender = NULL;
 	free(s->envid);
 	free(s->ret);
 	s->envid = s->ret = NULL;
@@ -303,7 +319,11 @@ static void ctx_refresh(struct smtp_session *s)
 	c->helo = s->helo;
 	c->sender = s->sender;
 	c->recipient = s->pending_rcpt;
-	c->sasl_authenticated = 0;
+	c->sasl_authenticated = s->sasl_username != NULL;
+	c->sasl_method = s->sasl_method;
+	c->sasl_username = s->sasl_username;
+	c->sasl_sender = s->sasl_sender;
+	c->submission = s->submission;
 	c->unauth_pipelining = s->early_talker || s->pending_unauth;
 	c->dns = s->dns;
 	c->fx = &s->fx;
@@ -758,6 +778,9 @@ static void finish_rcpt(struct smtp_session *s)
 		s->arrival = wall_time();
 		if (s->local)
 			log_event(queue_writer_id(s->writer), "uid=%ld from=<%s>", s->local_uid, s->sender);
+		else if (s->sasl_username)
+			log_event(queue_writer_id(s->writer), "client=%s[%s], sasl_method=%s, sasl_username=%s", s->name,
+				  s->addr, s->sasl_method, s->sasl_username);
 		else
 			log_event(queue_writer_id(s->writer), "client=%s[%s]", s->name, s->addr);
 		mc_set_qid(s->mc, queue_writer_id(s->writer));
@@ -774,6 +797,32 @@ static void finish_rcpt(struct smtp_session *s)
 	count(s, SMTP_VERB_RCPT, 1);
 }
 
+/* smtpd_tls_security_level, or submission_tls_security_level on a submission port */
+static int tls_level(struct smtp_session *s)
+{
+	if (s->submission && !s->tls)
+		return s->srv->cfg.submission_tls_level;
+	return s->srv->cfg.tls_level;
+}
+
+/* AUTH configured for this listener at all */
+static int sasl_enabled(struct smtp_session *s)
+{
+	if (s->local)
+		return 0;
+	return s->submission ? s->srv->cfg.submission_sasl_enable : s->srv->cfg.sasl_enable;
+}
+
+/* AUTH usable now: enabled, TLS if smtpd_tls_auth_only, plaintext mechanisms allowed */
+static int sasl_offered(struct smtp_session *s)
+{
+	if (!sasl_enabled(s))
+		return 0;
+	if (!s->tls && s->srv->cfg.tls_auth_only)
+		return 0;
+	return !(s->tls ? s->srv->cfg.sasl_tls_noplaintext : s->srv->cfg.sasl_noplaintext);
+}
+
 static void helo_reply(struct smtp_session *s)
 {
 	if (!s->esmtp) {
@@ -788,8 +837,13 @@ static void helo_reply(struct smtp_session *s)
 	out(s, "250-SIZE%s", size);
 	if (!s->srv->cfg.disable_vrfy)
 		out(s, "250-VRFY");
-	if (s->srv->tls && !s->tls && s->srv->cfg.tls_level > 0)
+	if (s->srv->tls && !s->tls && tls_level(s) > 0)
 		out(s, "250-STARTTLS");
+	if (sasl_offered(s)) {
+		out(s, "250-AUTH PLAIN LOGIN");
+		if (s->srv->cfg.broken_sasl_clients)
+			out(s, "250-AUTH=PLAIN LOGIN");
+	}
 	out(s, "250-ENHANCEDSTATUSCODES");
 	out(s, "250-8BITMIME");
 	out(s, "250-DSN");
@@ -966,7 +1020,7 @@ out:
 
 static int tls_required(struct smtp_session *s)
 {
-	return s->srv->cfg.tls_level == 2 && !s->tls;
+	return tls_level(s) == 2 && !s->tls;
 }
 
 static void cmd_helo(struct smtp_session *s, const struct smtp_cmd *c)
@@ -1004,6 +1058,12 @@ static void cmd_mail(struct smtp_session *s, const struct smtp_cmd *c)
 		count(s, c->verb, 0);
 		return;
 	}
+	if (s->submission && sasl_enabled(s) && !s->sasl_username) {
+		/* what Postfix's master.cf example does with smtpd_client_restrictions */
+		reply_error(s, 530, "5.7.0", "Authentication required");
+		count(s, c->verb, 0);
+		return;
+	}
 	if (s->in_mail) {
 		reply_error(s, 503, "5.5.1", "Error: nested MAIL command");
 		count(s, c->verb, 0);
@@ -1027,6 +1087,9 @@ static void cmd_mail(struct smtp_session *s, const struct smtp_cmd *c)
 	s->envid = c->mail.envid ? xstrdup(c->mail.envid) : NULL;
 	s->ret = c->mail.ret ? xstrdup(c->mail.ret) : NULL;
 	s->mail_args = esmtp_args(c->line);
+	/* RFC 4954 5: AUTH= is trusted only from an authenticated client */
+	if (s->sasl_username && c->mail.auth && strcmp(c->mail.auth, "<>") != 0)
+		s->sasl_sender = xstrdup(c->mail.auth);
 	static const enum check_stage st[] = { CHECK_CLIENT, CHECK_SENDER };
 	run_checks(s, PEND_MAIL, st, s->srv->cfg.delay_reject ? 0 : 2);
 }
@@ -1116,7 +1179,7 @@ static void start_tls(struct smtp_session *s);
 
 static void cmd_starttls(struct smtp_session *s, const struct smtp_cmd *c)
 {
-	if (!s->srv->tls || s->srv->cfg.tls_level == 0) {
+	if (!s->srv->tls || tls_level(s) == 0) {
 		reply_error(s, 502, "5.5.1", "Error: command not implemented");
 		count(s, c->verb, 0);
 		return;
@@ -1171,13 +1234,8 @@ static void cmd_simple(struct smtp_session *s, const struct smtp_cmd *c)
 		out(s, "252 2.0.0 %s", c->arg);
 		break;
 	case SMTP_VERB_HELP:
-		out(s, "214 2.0.0 Commands: EHLO HELO MAIL RCPT DATA BDAT RSET NOOP QUIT VRFY HELP STARTTLS");
+		out(s, "214 2.0.0 Commands: EHLO HELO MAIL RCPT DATA BDAT RSET NOOP QUIT VRFY HELP STARTTLS AUTH");
 		break;
-	case SMTP_VERB_AUTH:
-		/* XXX: SASL mechanisms arrive with the submission issue */
-		reply_error(s, 503, "5.5.1", "Error: authentication not enabled");
-		count(s, c->verb, 0);
-		return;
 	default:
 		if (mc_active(s->mc)) {
 			/* the milters see unknown commands too ('U'); the reply stays 502 */
@@ -1191,6 +1249,196 @@ static void cmd_simple(struct smtp_session *s, const struct smtp_cmd *c)
 		return;
 	}
 	count(s, c->verb, 1);
+}
+
+/* ------------------------------------------------------------ SMTP AUTH */
+
+static void auth_reset(struct smtp_session *s)
+{
+	s->auth_state = AUTH_NONE;
+	if (s->auth_login_user) {
+		free(s->auth_login_user);
+		s->auth_login_user = NULL;
+	}
+}
+
+/* forget the authentication (STARTTLS, end of session); cancel a check in flight */
+static void sasl_forget(struct smtp_session *s)
+{
+	sasl_req_cancel(s->sasl_req);
+	s->sasl_req = NULL;
+	auth_reset(s);
+	free(s->sasl_method);
+	free(s->sasl_username);
+	s->sasl_method = s->sasl_username = NULL;
+}
+
+static void auth_done(void *arg, enum sasl_result res, const char *user, const char *reason)
+{
+	struct smtp_session *s = arg;
+	s->sasl_req = NULL;
+	s->busy = 0;
+	if (res == SASL_OK) {
+		s->sasl_method = xstrdup(s->auth_mech);
+		s->sasl_username = xstrdup(user);
+		out(s, "235 2.7.0 Authentication successful");
+		count(s, SMTP_VERB_AUTH, 1);
+	} else if (res == SASL_FAIL) {
+		/* Postfix's words; the reason comes from the back end, never holds the password */
+		log_event(NULL, "warning: %s[%s]: SASL %s authentication failed: %s", s->name, s->addr, s->auth_mech,
+			  reason);
+		reply_error(s, 535, "5.7.8", "Error: authentication failed: authentication failure");
+		count(s, SMTP_VERB_AUTH, 0);
+	} else {
+		log_event(NULL, "warning: %s[%s]: SASL %s authentication temporarily failed: %s", s->name, s->addr,
+			  s->auth_mech, reason);
+		reply_error(s, 454, "4.7.0", "Temporary authentication failure");
+		count(s, SMTP_VERB_AUTH, 0);
+	}
+	if (!s->busy && !s->dead) {
+		if (!s->closing)
+			bufferevent_enable(s->bev, EV_READ);
+		session_process(s);
+	}
+}
+
+static void auth_check(struct smtp_session *s, const char *authzid, const char *user, const char *pass)
+{
+	if (!*user) {
+		reply_error(s, 535, "5.7.8", "Error: authentication failed: authentication failure");
+		count(s, SMTP_VERB_AUTH, 0);
+		return;
+	}
+	struct sasl_verify_args a = {
+		.type = s->srv->cfg.sasl_type, .path = s->srv->cfg.sasl_path, .mech = s->auth_mech,
+		.authzid = authzid, .user = user, .password = pass, .client_addr = s->addr, .secured = s->tls,
+		.timeout_s = (int)s->srv->cfg.sasl_timeout_s,
+	};
+	s->busy = 1;
+	bufferevent_disable(s->bev, EV_READ);
+	s->sasl_req = sasl_verify(s->srv->sasl, &a, auth_done, s);
+}
+
+static void auth_bad_response(struct smtp_session *s)
+{
+	reply_error(s, 501, "5.5.2", "Error: Cannot decode response");
+	count(s, SMTP_VERB_AUTH, 0);
+}
+
+/* a PLAIN response (initial or after "334 "): check it */
+static void auth_plain(struct smtp_session *s, const char *b64)
+{
+	char *z, *u, *p;
+	if (sasl_plain_decode(b64, &z, &u, &p) < 0) {
+		auth_bad_response(s);
+		return;
+	}
+	auth_check(s, z, u, p);
+	free(z);
+	free(u);
+	explicit_bzero(p, strlen(p));
+	free(p);
+}
+
+/* a LOGIN value: NULL (bad base64 or a NUL inside) or the decoded string */
+static char *auth_login_value(const char *b64, size_t len)
+{
+	char *v;
+	size_t n;
+	if (sasl_b64_decode(b64, len, &v, &n) < 0)
+		return NULL;
+	if (strlen(v) != n) {
+		explicit_bzero(v, n);
+		free(v);
+		return NULL;
+	}
+	return v;
+}
+
+static void auth_line(struct smtp_session *s, const char *line, size_t len)
+{
+	int state = s->auth_state;
+	s->auth_state = AUTH_NONE;
+	if (len == 1 && line[0] == '*') {	/* RFC 4954 4: the client cancels */
+		auth_reset(s);
+		reply_error(s, 501, "5.7.0", "Authentication aborted");
+		count(s, SMTP_VERB_AUTH, 0);
+		return;
+	}
+	char *b64 = xstrndup(line, len);
+	if (state == AUTH_PLAIN) {
+		auth_plain(s, b64);
+	} else if (state == AUTH_LOGIN_USER) {
+		s->auth_login_user = auth_login_value(b64, len);
+		if (!s->auth_login_user) {
+			auth_bad_response(s);
+		} else {
+			out(s, "334 UGFzc3dvcmQ6");	/* "Password:" */
+			s->auth_state = AUTH_LOGIN_PASS;
+			smtp_parser_expect_line(s->parser);
+		}
+	} else {
+		char *pass = auth_login_value(b64, len);
+		if (!pass) {
+			auth_bad_response(s);
+		} else {
+			auth_check(s, "", s->auth_login_user, pass);
+			explicit_bzero(pass, strlen(pass));
+			free(pass);
+		}
+		free(s->auth_login_user);
+		s->auth_login_user = NULL;
+	}
+	explicit_bzero(b64, len);
+	free(b64);
+}
+
+static void cmd_auth(struct smtp_session *s, const struct smtp_cmd *c)
+{
+	const char *why = NULL;
+	if (!sasl_offered(s))
+		why = "Error: authentication not enabled";
+	else if (!s->helo)
+		why = "Error: send HELO/EHLO first";
+	else if (s->sasl_username)
+		why = "Error: already authenticated";
+	else if (s->in_mail)
+		why = "Error: MAIL transaction in progress";
+	if (why) {
+		reply_error(s, 503, "5.5.1", why);
+		count(s, c->verb, 0);
+		return;
+	}
+	const char *mech = c->auth_mech ? c->auth_mech : "";
+	if (ascii_strcasecmp(mech, "PLAIN") && ascii_strcasecmp(mech, "LOGIN")) {
+		reply_error(s, 504, "5.5.4", "Unsupported authentication mechanism");
+		count(s, c->verb, 0);
+		return;
+	}
+	snprintf(s->auth_mech, sizeof s->auth_mech, "%s", ascii_strcasecmp(mech, "PLAIN") ? "LOGIN" : "PLAIN");
+	const char *ir = c->auth_initial;
+	if (ir && !strcmp(ir, "="))	/* RFC 4954 4: an empty initial response */
+		ir = "";
+	if (!strcmp(s->auth_mech, "PLAIN")) {
+		if (ir) {
+			auth_plain(s, ir);
+			return;
+		}
+		out(s, "334 ");
+		s->auth_state = AUTH_PLAIN;
+	} else if (ir) {
+		s->auth_login_user = auth_login_value(ir, strlen(ir));
+		if (!s->auth_login_user) {
+			auth_bad_response(s);
+			return;
+		}
+		out(s, "334 UGFzc3dvcmQ6");	/* "Password:" */
+		s->auth_state = AUTH_LOGIN_PASS;
+	} else {
+		out(s, "334 VXNlcm5hbWU6");	/* "Username:" */
+		s->auth_state = AUTH_LOGIN_USER;
+	}
+	smtp_parser_expect_line(s->parser);
 }
 
 static void dispatch(struct smtp_session *s, const struct smtp_cmd *c)
@@ -1228,6 +1476,9 @@ static void dispatch(struct smtp_session *s, const struct smtp_cmd *c)
 		break;
 	case SMTP_VERB_STARTTLS:
 		cmd_starttls(s, c);
+		break;
+	case SMTP_VERB_AUTH:
+		cmd_auth(s, c);
 		break;
 	default:
 		cmd_simple(s, c);
@@ -1274,6 +1525,10 @@ static void on_item(struct smtp_session *s, const struct smtp_item *it)
 		dispatch(s, &it->cmd);
 		break;
 	case SMTP_ITEM_BAD_COMMAND:
+		if (s->auth_state) {	/* a response line too long: the exchange is over */
+			auth_reset(s);
+			count(s, SMTP_VERB_AUTH, 0);
+		}
 		reply_error(s, it->code, it->dsn, it->text);
 		s->commands++;
 		break;
@@ -1288,6 +1543,8 @@ static void on_item(struct smtp_session *s, const struct smtp_item *it)
 		on_data_end(s, it);
 		break;
 	case SMTP_ITEM_LINE:
+		if (s->auth_state)
+			auth_line(s, it->data, it->len);
 		break;
 	case SMTP_ITEM_FATAL:
 		log_event(qid(s), "reject: %s from %s[%s]: %d %s %s; proto=%s%s%s%s", s->in_data ? "DATA content" : "command",
@@ -1429,6 +1686,7 @@ static void start_tls(struct smtp_session *s)
 	s->helo = NULL;
 	s->esmtp = 0;
 	txn_reset(s);
+	sasl_forget(s);
 	set_callbacks(s);
 	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
 }
@@ -1472,6 +1730,7 @@ static void session_free(struct smtp_session *s)
 	}
 	log_disconnect(s);
 	dns_cancel(s->name_req);
+	sasl_forget(s);
 	check_dns_cache_free(&s->dns);
 	check_cmd_reset(&s->cmd);
 	txn_reset(s);
@@ -1559,7 +1818,13 @@ static const char *macro_value(void *arg, const char *name)
 		return domain_of(s->pending_rcpt, s->m_rcpt_host, sizeof s->m_rcpt_host);
 	if (s->pending_rcpt && !strcmp(name, "{rcpt_mailer}"))
 		return s->pending_relay ? "smtp" : "virtual";
-	return NULL;	/* {auth_*}, {cert_*}: not available */
+	if (s->sasl_username && !strcmp(name, "{auth_type}"))
+		return s->sasl_method;
+	if (s->sasl_username && !strcmp(name, "{auth_authen}"))
+		return s->sasl_username;
+	if (s->sasl_sender && !strcmp(name, "{auth_author}"))
+		return s->sasl_sender;
+	return NULL;	/* {cert_*}: not available */
 }
 
 static void send_greeting(struct smtp_session *s);
@@ -1649,12 +1914,18 @@ static void ptr_done(void *arg, const struct dns_answer *a)
 	greet(s);
 }
 
-void smtp_session_start(struct smtpd *srv, int fd, const struct sockaddr *sa, socklen_t salen, int local)
+void smtp_session_start(struct smtpd *srv, int fd, const struct sockaddr *sa, socklen_t salen, int kind)
 {
 	(void)salen;
+	int local = kind == SMTPD_LISTEN_LOCAL;
+	if (kind == SMTPD_LISTEN_SMTPS && !srv->tls) {
+		close(fd);	/* smtpd_load refuses this; a reload may have dropped the certificate */
+		return;
+	}
 	struct smtp_session *s = xcalloc(1, sizeof *s);
 	s->srv = srv;
 	s->local = local;
+	s->submission = kind == SMTPD_LISTEN_SUBMISSION || kind == SMTPD_LISTEN_SMTPS;
 	srv->nsessions++;
 	if (sa->sa_family == AF_INET) {
 		const struct sockaddr_in *in = (const void *)sa;
@@ -1705,7 +1976,21 @@ void smtp_session_start(struct smtpd *srv, int fd, const struct sockaddr *sa, so
 	sbuf_init(&s->hdr_line);
 	sbuf_init(&s->fx.prepend);
 	s->mail_size = -1;
-	s->bev = bufferevent_socket_new(srv->base, fd, BEV_OPT_CLOSE_ON_FREE);
+	if (kind == SMTPD_LISTEN_SMTPS) {
+		/* RFC 8314 3.3: the TLS handshake first; the greeting waits in the output buffer */
+		SSL *ssl = SSL_new(srv->tls);
+		s->bev = ssl ? bufferevent_openssl_socket_new(srv->base, fd, ssl, BUFFEREVENT_SSL_ACCEPTING,
+							     BEV_OPT_CLOSE_ON_FREE) : NULL;
+		if (!s->bev) {
+			if (ssl)
+				SSL_free(ssl);
+			s->bev = bufferevent_socket_new(srv->base, fd, BEV_OPT_CLOSE_ON_FREE);
+			s->closing = 1;
+		}
+		s->tls = !s->closing;
+	} else {
+		s->bev = bufferevent_socket_new(srv->base, fd, BEV_OPT_CLOSE_ON_FREE);
+	}
 	set_callbacks(s);
 	bufferevent_enable(s->bev, EV_READ);
 	if (!local && srv->cfg.peername_lookup && srv->dns) {

@@ -13,6 +13,16 @@
 #include <stdlib.h>
 #include <string.h>
 
+static int has_word(const struct conf *c, const char *param, const char *word)
+{
+	size_t n;
+	const char *const *l = conf_list(c, param, &n);
+	for (size_t i = 0; i < n; i++)
+		if (!ascii_strcasecmp(l[i], word))
+			return 1;
+	return 0;
+}
+
 static void fill_cfg(struct smtpd_cfg *cfg, const struct conf *c, int have_tls)
 {
 	cfg->myhostname = conf_str(c, "myhostname");
@@ -38,6 +48,52 @@ static void fill_cfg(struct smtpd_cfg *cfg, const struct conf *c, int have_tls)
 			 : !ascii_strcasecmp(lvl, "may") ? 1 : 0;
 	cfg->tls_received_header = conf_bool(c, "smtpd_tls_received_header");
 	cfg->graceful_stop_s = conf_time_s(c, "graceful_stop_timeout");
+	cfg->sasl_enable = conf_bool(c, "smtpd_sasl_auth_enable");
+	cfg->submission_sasl_enable = conf_bool(c, "submission_sasl_auth_enable");
+	lvl = conf_str(c, "submission_tls_security_level");
+	cfg->submission_tls_level = !ascii_strcasecmp(lvl, "encrypt") ? 2 : !ascii_strcasecmp(lvl, "may") ? 1 : 0;
+	if (!have_tls)
+		cfg->submission_tls_level = 0;
+	cfg->tls_auth_only = conf_bool(c, "smtpd_tls_auth_only");
+	cfg->broken_sasl_clients = conf_bool(c, "broken_sasl_auth_clients");
+	cfg->sasl_noplaintext = has_word(c, "smtpd_sasl_security_options", "noplaintext");
+	cfg->sasl_tls_noplaintext = has_word(c, "smtpd_sasl_tls_security_options", "noplaintext");
+	cfg->sasl_type = conf_str(c, "smtpd_sasl_type");
+	cfg->sasl_path = conf_str(c, "smtpd_sasl_path");
+	cfg->sasl_timeout_s = conf_time_s(c, "smtpd_sasl_timeout");
+}
+
+/* SMTP AUTH and the submission listeners: what must be there for them to work */
+static int check_sasl(const struct conf *c, int have_tls, char **err_out)
+{
+	size_t nsub, nsmtps;
+	conf_list(c, "submission_listen", &nsub);
+	conf_list(c, "smtps_listen", &nsmtps);
+	int used = conf_bool(c, "smtpd_sasl_auth_enable") ||
+		   ((nsub || nsmtps) && conf_bool(c, "submission_sasl_auth_enable"));
+	if (used && !*conf_str(c, "smtpd_sasl_path")) {
+		*err_out = xasprintf("%s: SMTP AUTH is enabled but smtpd_sasl_path is empty (a passwd-file, or "
+				     "Dovecot's auth-client socket with smtpd_sasl_type = dovecot)",
+				     conf_where(c, "smtpd_sasl_path"));
+		return -1;
+	}
+	if (nsmtps && !have_tls) {
+		*err_out = xasprintf("%s: smtps_listen needs smtpd_tls_cert_file and smtpd_tls_key_file",
+				     conf_where(c, "smtps_listen"));
+		return -1;
+	}
+	const char *lvl = conf_str(c, "submission_tls_security_level");
+	if (ascii_strcasecmp(lvl, "none") && ascii_strcasecmp(lvl, "may") && ascii_strcasecmp(lvl, "encrypt")) {
+		*err_out = xasprintf("%s: bad value for submission_tls_security_level: \"%s\" (expected none, may or encrypt)",
+				     conf_where(c, "submission_tls_security_level"), lvl);
+		return -1;
+	}
+	if (nsub && !have_tls && !ascii_strcasecmp(lvl, "encrypt")) {
+		*err_out = xasprintf("%s: submission_listen with submission_tls_security_level = encrypt needs "
+				     "smtpd_tls_cert_file and smtpd_tls_key_file", conf_where(c, "submission_listen"));
+		return -1;
+	}
+	return 0;
 }
 
 /* Everything that depends on the config, built aside so a failure changes nothing. */
@@ -124,6 +180,8 @@ static int build(struct built *b, const char *path, struct event_base *base, cha
 				     conf_where(b->conf, "smtpd_tls_security_level"), lvl);
 		goto fail;
 	}
+	if (check_sasl(b->conf, b->tls != NULL, err_out) < 0)
+		goto fail;
 	if (base) {
 		size_t ns;
 		const char *const *servers = conf_list(b->conf, "dns_servers", &ns);

@@ -20,6 +20,18 @@ struct dns_resolver;
 struct queue_committer;
 struct netlist;
 struct policy_pool;
+struct sasl_server;
+
+/*
+ * Which listener a connection came in on. Carried from main.c to the
+ * receivers in struct listener's `local` field (lib/daemon.h).
+ */
+enum smtpd_listen_kind {
+	SMTPD_LISTEN_SMTP = 0,		/* smtpd_listen */
+	SMTPD_LISTEN_LOCAL = 1,		/* sendmail_socket */
+	SMTPD_LISTEN_SUBMISSION = 2,	/* submission_listen: STARTTLS, AUTH before MAIL */
+	SMTPD_LISTEN_SMTPS = 3,		/* smtps_listen: implicit TLS, AUTH before MAIL */
+};
 
 /* Hot configuration values, refreshed on reload. Strings borrowed from conf. */
 struct smtpd_cfg {
@@ -41,6 +53,15 @@ struct smtpd_cfg {
 	int tls_level;			/* 0 none, 1 may, 2 encrypt */
 	int tls_received_header;
 	long long graceful_stop_s;
+	/* SMTP AUTH */
+	int sasl_enable;		/* smtpd_sasl_auth_enable (port 25) */
+	int submission_sasl_enable;	/* submission_sasl_auth_enable */
+	int submission_tls_level;	/* submission_tls_security_level, as tls_level */
+	int tls_auth_only;
+	int broken_sasl_clients;
+	int sasl_noplaintext, sasl_tls_noplaintext;	/* from the *_security_options */
+	const char *sasl_type, *sasl_path;
+	long long sasl_timeout_s;
 };
 
 struct smtpd {
@@ -54,6 +75,7 @@ struct smtpd {
 	struct netlist *mynetworks;
 	struct router *router;
 	struct policy_pool *policy;	/* check_policy_service connections */
+	struct sasl_server *sasl;	/* AUTH back ends; survives reloads */
 	struct mc_conf *milters;	/* smtpd_milters */
 	size_t nmilters;
 	struct mc_conf *local_milters;	/* non_smtpd_milters: local submission (sluice-sendmail) */
