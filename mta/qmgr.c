@@ -57,9 +57,11 @@ struct qjob {
 	/* OPEN out */
 	int rc, corrupt, err_no;
 	char *err;
-	/* DELIVER in: rcpt, path; out: res, reason, times */
+	/* DELIVER in: rcpt, path (Maildir or nexthop), route; out: res, reason, relay, times */
 	size_t rcpt;
 	char *path;
+	enum qmgr_route_kind route;
+	char relay[300];
 	enum maildir_result res;
 	char reason[512];
 	double t_queued, t_start, t_end;
@@ -343,7 +345,13 @@ static void job_run_deliver(struct qjob *j)
 	struct maildir_req req = { j->path, q->myhostname, &j->msg->m, j->rcpt,
 				   j->msg->maybe_delivered };
 	j->t_start = wall_time();
-	j->res = maildir_deliver(&req, q->sync, j->reason, sizeof j->reason);
+	if (j->route == QMGR_ROUTE_MAILDIR) {
+		snprintf(j->relay, sizeof j->relay, "virtual");
+		j->res = maildir_deliver(&req, q->sync, j->reason, sizeof j->reason);
+	} else {
+		j->res = q->o.deliver(q->o.deliver_arg, j->route, j->path, &j->msg->m, j->rcpt,
+				      j->reason, sizeof j->reason, j->relay, sizeof j->relay);
+	}
 	enum queue_rcpt_status st = j->res == MAILDIR_PERMFAIL ? QUEUE_RCPT_FAILED
 				    : j->res == MAILDIR_TEMPFAIL ? QUEUE_RCPT_PENDING
 								 : QUEUE_RCPT_DONE;
@@ -399,7 +407,8 @@ static void job_run_finish(struct qjob *j)
 		j->next_attempt = 0;
 		/* bounces to report (marked) may still read the file: no recycling */
 		j->rc = marked ? queue_remove_ex(qdir, m->id, QUEUE_ACTIVE, QUEUE_NOSYNC)
-			       : queue_msg_recycle(qdir, &m->m);
+			       : queue_msg_recycle(qdir, &m->m,
+						   m->maybe_delivered ? 0 : QUEUE_NO_DEFER_LOG);
 	} else {
 		queue_defer_reset(qdir, m->id);
 		for (size_t i = 0; i < m->m.env.nrcpt; i++)
@@ -516,15 +525,22 @@ static void msg_route(struct qmgr *q, struct qmgr_msg *m, size_t i, double now)
 		return;
 	}
 	switch (r.kind) {
-	case QMGR_ROUTE_MAILDIR:
-		if (!r.path || !*r.path) {
+	case QMGR_ROUTE_LMTP:
+	case QMGR_ROUTE_SMTP:
+		if (!q->o.deliver || !r.nexthop || !*r.nexthop)
+			break;
+		/* fall through */
+	case QMGR_ROUTE_MAILDIR:;
+		const char *path = r.kind == QMGR_ROUTE_MAILDIR ? r.path : r.nexthop;
+		if (!path || !*path) {
 			rcpt_defer(q, m, i, xstrdup("4.3.5 maildir route without a path"), "none",
 				   &t);
 			return;
 		}
 		struct qjob *j = job_new(q, QJ_DELIVER, m);
 		j->rcpt = i;
-		j->path = xstrdup(r.path);
+		j->route = r.kind;
+		j->path = xstrdup(path);
 		j->t_queued = now;
 		m->todo++;
 		fifo_push(&q->deliver_q, j);
@@ -586,14 +602,14 @@ static void deliver_done(struct qmgr *q, struct qjob *j)
 	switch (j->res) {
 	case MAILDIR_OK:
 	case MAILDIR_ALREADY:
-		log_rcpt(m, j->rcpt, "virtual", &t, "sent", j->reason);
+		log_rcpt(m, j->rcpt, j->relay, &t, "sent", j->reason);
 		q->st.sent++;
 		break;
 	case MAILDIR_TEMPFAIL:
-		rcpt_defer(q, m, j->rcpt, xstrdup(j->reason), "virtual", &t);
+		rcpt_defer(q, m, j->rcpt, xstrdup(j->reason), j->relay, &t);
 		break;
 	case MAILDIR_PERMFAIL:	/* already durably FAILED by the worker */
-		rcpt_bounced(q, m, j->rcpt, "virtual", &t, j->reason);
+		rcpt_bounced(q, m, j->rcpt, j->relay, &t, j->reason);
 		break;
 	}
 	if (m->todo == 0)

@@ -229,6 +229,19 @@ static void id_digits(char *out, unsigned long long v, int width)
  * (so ids sort by arrival and never repeat here), 'z', then the pid in base
  * 51 (no 'z'), which keeps concurrent receiver processes apart.
  */
+static int id_pid;	/* getpid(), cached; 0 again in a forked child (atomic) */
+static pthread_once_t id_pid_once = PTHREAD_ONCE_INIT;
+
+static void id_pid_forget(void)
+{
+	__atomic_store_n(&id_pid, 0, __ATOMIC_RELAXED);
+}
+
+static void id_pid_setup(void)
+{
+	pthread_atfork(NULL, NULL, id_pid_forget);
+}
+
 static void id_make(char out[QUEUE_ID_MAX])
 {
 	struct timeval tv;
@@ -245,7 +258,13 @@ static void id_make(char out[QUEUE_ID_MAX])
 	out[n++] = 'z';
 	char rev[16];
 	int nr = 0;
-	unsigned long long pid = (unsigned long long)getpid();
+	pthread_once(&id_pid_once, id_pid_setup);
+	int mypid = __atomic_load_n(&id_pid, __ATOMIC_RELAXED);
+	if (!mypid) {
+		mypid = (int)getpid();
+		__atomic_store_n(&id_pid, mypid, __ATOMIC_RELAXED);
+	}
+	unsigned long long pid = (unsigned long long)mypid;
 	do {
 		rev[nr++] = q_alpha[pid % 51];
 		pid /= 51;
@@ -577,7 +596,7 @@ static int spare_claim(const char *qdir, const char *dst)
 	return fd;
 }
 
-int queue_msg_recycle(const char *qdir, struct queue_msg *m)
+int queue_msg_recycle(const char *qdir, struct queue_msg *m, unsigned flags)
 {
 	char from[PATH_MAX], to[PATH_MAX];
 	struct stat st;
@@ -597,7 +616,8 @@ int queue_msg_recycle(const char *qdir, struct queue_msg *m)
 			if (qpath(to, sizeof to, qdir, "spare", name) < 0)
 				break;
 			if (renameat2(AT_FDCWD, from, AT_FDCWD, to, RENAME_NOREPLACE) == 0) {
-				queue_defer_reset(qdir, m->id);
+				if (!(flags & QUEUE_NO_DEFER_LOG))
+					queue_defer_reset(qdir, m->id);
 				return 0;
 			}
 			if (errno != EEXIST)

@@ -228,6 +228,8 @@ int queue_defer_reset(const char *qdir, const char *id);
  * unlinked. The content must not be read through m->fd afterwards (close
  * it). 0 or -1 (errno set).
  */
-int queue_msg_recycle(const char *qdir, struct queue_msg *m);
+int queue_msg_recycle(const char *qdir, struct queue_msg *m, unsigned flags);
+/* QUEUE_NO_DEFER_LOG: the caller knows id never had a defer log (first attempt). */
+#define QUEUE_NO_DEFER_LOG 2u
 
 #endif

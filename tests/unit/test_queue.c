@@ -547,7 +547,7 @@ static void test_recycle_spare(void **state)
 	assert_int_equal(fstat(m.fd, &st1), 0);
 	assert_int_equal(queue_defer_note(qdir, id1, "r0@example.org", "4.0.0 x"), 0);
 	/* finished: the inode goes to spare/, the message and its defer log are gone */
-	assert_int_equal(queue_msg_recycle(qdir, &m), 0);
+	assert_int_equal(queue_msg_recycle(qdir, &m, 0), 0);
 	queue_msg_close(&m);
 	assert_int_equal(count_dir(qdir, "active"), 0);
 	assert_int_equal(count_dir(qdir, "defer"), 0);
@@ -571,7 +571,7 @@ static void test_recycle_spare(void **state)
 	assert_int_equal(queue_msg_read(&m, 0, buf, sizeof buf), 19);
 	assert_memory_equal(buf, "Subject: small\n\nhi\n", 19);
 	/* a rewound writer on a spare works too, and an abort drops the spare */
-	assert_int_equal(queue_msg_recycle(qdir, &m), 0);
+	assert_int_equal(queue_msg_recycle(qdir, &m, 0), 0);
 	queue_msg_close(&m);
 	usleep(SPARE_PAUSE_US);
 	struct queue_writer *w = queue_writer_open(qdir, &err);
@@ -582,7 +582,7 @@ static void test_recycle_spare(void **state)
 	/* spare/ is emptied at start-up */
 	snprintf(id1, sizeof id1, "%s", commit_simple(qdir, big, 1));
 	assert_int_equal(queue_msg_open(qdir, QUEUE_ACTIVE, id1, &m, &err), 0);
-	assert_int_equal(queue_msg_recycle(qdir, &m), 0);
+	assert_int_equal(queue_msg_recycle(qdir, &m, 0), 0);
 	queue_msg_close(&m);
 	assert_int_equal(count_dir(qdir, "spare"), 1);
 	assert_int_equal(queue_init(qdir, &err), 0);
@@ -612,7 +612,7 @@ static void test_recycle_many(void **state)
 		assert_int_equal(queue_msg_read(&m, 0, back, len), (long)len);
 		assert_memory_equal(back, content, len);
 		free(back);
-		assert_int_equal(queue_msg_recycle(qdir, &m), 0);
+		assert_int_equal(queue_msg_recycle(qdir, &m, 0), 0);
 		queue_msg_close(&m);
 	}
 	free(content);
