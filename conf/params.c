@@ -72,22 +72,6 @@ const struct conf_param mta_params[] = {
 	P("smtpd_data_restrictions", CONF_LIST, ""),
 	P("smtpd_end_of_data_restrictions", CONF_LIST, ""),
 	P("smtpd_reject_unlisted_recipient", CONF_BOOL, "yes"),
-	/* SMTP AUTH (RFC 4954) and the submission listeners (mta/sasl.c, smtp_session.c) */
-	P("submission_listen", CONF_LIST, ""),	/* port 587: STARTTLS, AUTH before MAIL */
-	P("smtps_listen", CONF_LIST, ""),	/* port 465: implicit TLS (RFC 8314) */
-	P("smtpd_sasl_auth_enable", CONF_BOOL, "no"),
-	PE("smtpd_sasl_type", "passwdfile", "passwdfile|dovecot"),
-	P("smtpd_sasl_path", CONF_STR, ""),
-	P("smtpd_sasl_security_options", CONF_LIST, "noanonymous"),
-	P("smtpd_sasl_tls_security_options", CONF_LIST, "$smtpd_sasl_security_options"),
-	P("smtpd_tls_auth_only", CONF_BOOL, "yes"),
-	P("broken_sasl_auth_clients", CONF_BOOL, "no"),
-	PT("smtpd_sasl_timeout", "30s", 1, 3600, 's'),
-	P("smtpd_sender_login_maps", CONF_STR, ""),
-	/* what master.cf's "submission"/"smtps" -o overrides say in Postfix's example */
-	P("submission_sasl_auth_enable", CONF_BOOL, "yes"),
-	P("submission_tls_security_level", CONF_STR, "encrypt"),
-	P("submission_relay_restrictions", CONF_LIST, "permit_sasl_authenticated, reject"),
 	PI("access_map_reject_code", "554", 400, 599),
 	PI("access_map_defer_code", "450", 400, 499),
 	PI("reject_code", "554", 400, 599),
@@ -134,6 +118,28 @@ const struct conf_param mta_params[] = {
 	P("milter_end_of_header_macros", CONF_STR, "i"),
 	P("milter_end_of_data_macros", CONF_STR, "i"),
 	P("milter_unknown_command_macros", CONF_STR, ""),
+	/* outbound delivery (mta/transport.c, mta/smtp_client.c, mta/bounce.c) */
+	P("transport_maps", CONF_LIST, ""),
+	P("virtual_transport", CONF_STR, "maildir:"),
+	P("relay_transport", CONF_STR, "relay"),
+	P("default_transport", CONF_STR, "smtp"),
+	P("relayhost", CONF_STR, ""),
+	P("smtp_helo_name", CONF_STR, "$myhostname"),
+	PI("smtp_tcp_port", "25", 1, 65535),	/* sluice: port for MX hosts (tests) */
+	PT("smtp_connect_timeout", "30s", 1, 3600, 's'),
+	PT("smtp_helo_timeout", "300s", 1, 3600, 's'),
+	PT("smtp_mail_timeout", "300s", 1, 3600, 's'),
+	PT("smtp_rcpt_timeout", "300s", 1, 3600, 's'),
+	PT("smtp_data_init_timeout", "120s", 1, 3600, 's'),
+	PT("smtp_data_xfer_timeout", "180s", 1, 3600, 's'),
+	PT("smtp_data_done_timeout", "600s", 1, 3600, 's'),
+	PT("smtp_quit_timeout", "300s", 1, 3600, 's'),
+	PE("smtp_tls_security_level", "none", "none|may|encrypt|verify|secure"),
+	P("smtp_tls_CAfile", CONF_STR, ""),
+	P("smtp_sasl_auth_enable", CONF_BOOL, "no"),
+	P("smtp_sasl_password_maps", CONF_STR, ""),
+	P("2bounce_notice_recipient", CONF_STR, "postmaster"),
+	PS("bounce_size_limit", "50000", 0, 0),
 	{ NULL, 0, NULL, 0, 0, NULL, 0 },
 };
 
@@ -149,5 +155,5 @@ const struct conf_param *const params_all[] = {
 const char *const mta_restriction_params[] = {
 	"smtpd_client_restrictions", "smtpd_helo_restrictions", "smtpd_sender_restrictions",
 	"smtpd_relay_restrictions", "smtpd_recipient_restrictions", "smtpd_data_restrictions",
-	"smtpd_end_of_data_restrictions", "submission_relay_restrictions", NULL,
+	"smtpd_end_of_data_restrictions", NULL,
 };

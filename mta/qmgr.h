@@ -1,7 +1,8 @@
 /*
  * qmgr: the queue manager (Postfix's qmgr + virtual in one process).
  * Owns: which queued message is worked on when, routing each recipient
- * (through the caller's callback), handing deliveries to a fixed pool of
+ * (through the caller's callback), handing deliveries (Maildir, or LMTP/SMTP
+ * through the caller's deliver callback) to a fixed pool of
  * worker threads, the per-recipient outcome (DONE / FAILED marks, the
  * "to=..., status=..." log lines), retry with backoff through deferred/,
  * expiry after maximal_queue_lifetime, and removing finished messages.
@@ -44,8 +45,9 @@ enum qmgr_route_kind {
 	QMGR_ROUTE_MAILDIR = 1,	/* deliver into the Maildir at path */
 	QMGR_ROUTE_FAIL,	/* permanent: bounce with reason */
 	QMGR_ROUTE_DEFER,	/* temporary: keep, retry later with reason */
-	/* later: QMGR_ROUTE_LMTP, QMGR_ROUTE_SMTP (using nexthop); until then
-	 * an unknown kind is deferred with 4.3.5 */
+	QMGR_ROUTE_LMTP,	/* over LMTP to nexthop, by qmgr_opts.deliver */
+	QMGR_ROUTE_SMTP,	/* over SMTP to nexthop, by qmgr_opts.deliver */
+	/* without a deliver callback, LMTP/SMTP (and unknown kinds) are deferred with 4.3.5 */
 };
 
 /*
@@ -58,7 +60,7 @@ struct qmgr_route {
 	const char *path;	/* MAILDIR: absolute Maildir root, e.g. "/var/mail/vhosts/d/u/" */
 	const char *reason;	/* FAIL/DEFER: "5.1.1 text" / "4.x.x text"; the code is optional
 				 * (default 5.0.0 / 4.0.0; its class is forced to 5 / 4) */
-	const char *nexthop;	/* reserved for LMTP/SMTP */
+	const char *nexthop;	/* LMTP/SMTP: passed to qmgr_opts.deliver as is */
 };
 
 /*
@@ -78,6 +80,18 @@ typedef int (*qmgr_route_fn)(void *arg, const char *rcpt_addr, struct qmgr_route
 typedef void (*qmgr_bounce_fn)(void *arg, const struct queue_msg *m, size_t rcpt,
 			       const char *dsn, const char *reason);
 
+/*
+ * qmgr_deliver_fn - called in a worker thread for a recipient routed
+ * QMGR_ROUTE_LMTP or QMGR_ROUTE_SMTP, with the route's nexthop. m is open;
+ * read its content only with queue_msg_read (other workers share it).
+ * Returns as maildir_deliver: MAILDIR_OK (reason e.g. "2.0.0 250 2.0.0 Ok:
+ * queued as X"), MAILDIR_TEMPFAIL ("4.x.x ..."), MAILDIR_PERMFAIL ("5.x.x
+ * ..."). relay gets the peer for the log ("mx[192.0.2.1]:25", or "none").
+ */
+typedef int (*qmgr_deliver_fn)(void *arg, enum qmgr_route_kind kind, const char *nexthop,
+			       struct queue_msg *m, size_t rcpt, char *reason, size_t reason_size,
+			       char *relay, size_t relay_size);
+
 struct qmgr_opts {
 	const char *qdir;		/* queue_directory (copied) */
 	const char *myhostname;		/* for Maildir file names (copied) */
@@ -89,6 +103,8 @@ struct qmgr_opts {
 	double queue_run_delay_s;	/* 300: how often deferred/ (and active/) are scanned */
 	qmgr_route_fn route;		/* required */
 	void *route_arg;
+	qmgr_deliver_fn deliver;	/* optional: LMTP/SMTP (called in worker threads) */
+	void *deliver_arg;
 	qmgr_bounce_fn bounce;		/* optional */
 	void *bounce_arg;
 	void (*stopped)(void *arg);	/* optional, see qmgr_stop; NULL = event_base_loopexit */

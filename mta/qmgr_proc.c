@@ -7,6 +7,9 @@
 #include "conf/params.h"
 #include "mta/qmgr.h"
 #include "mta/router.h"
+#include "mta/transport.h"
+#include "mta/bounce.h"
+#include "mta/maildir.h"
 #include "conf/conf.h"
 #include "conf/table.h"
 #include "lib/log.h"
@@ -25,6 +28,9 @@ static struct {
 	struct conf *conf;
 	struct table_set *tables;
 	struct router *router;
+	struct transport_router *troute;
+	struct transport *transport;	/* delivery side: built once, shared by the workers */
+	struct bounce_opts bounce;
 	struct qmgr *qmgr;
 	const char *conf_path;
 	char *route_buf;	/* the last route's path/reason (borrowed by qmgr until we return) */
@@ -37,15 +43,54 @@ static int route(void *arg, const char *rcpt, struct qmgr_route *out)
 	(void)arg;
 	free(Q.route_buf);
 	Q.route_buf = NULL;
-	enum router_route_kind k = router_route(Q.router, rcpt, &Q.route_buf);
-	if (k == ROUTER_ROUTE_MAILDIR) {
+	enum transport_kind k = transport_route(Q.troute, Q.router, rcpt, &Q.route_buf);
+	switch (k) {
+	case TRANSPORT_MAILDIR:
 		out->kind = QMGR_ROUTE_MAILDIR;
 		out->path = Q.route_buf;
-	} else {
-		out->kind = k == ROUTER_ROUTE_FAIL ? QMGR_ROUTE_FAIL : QMGR_ROUTE_DEFER;
+		break;
+	case TRANSPORT_SMTP:
+	case TRANSPORT_LMTP:
+		out->kind = k == TRANSPORT_SMTP ? QMGR_ROUTE_SMTP : QMGR_ROUTE_LMTP;
+		out->nexthop = Q.route_buf;
+		break;
+	default:
+		out->kind = k == TRANSPORT_FAIL ? QMGR_ROUTE_FAIL : QMGR_ROUTE_DEFER;
 		out->reason = Q.route_buf;
 	}
 	return 0;
+}
+
+/* worker threads: LMTP/SMTP through transport.c */
+static int deliver(void *arg, enum qmgr_route_kind kind, const char *nexthop, struct queue_msg *m,
+		   size_t rcpt, char *reason, size_t reason_size, char *relay, size_t relay_size)
+{
+	(void)arg;
+	enum smtp_client_res r = transport_deliver(
+		Q.transport, kind == QMGR_ROUTE_LMTP ? TRANSPORT_LMTP : TRANSPORT_SMTP, nexthop, m, rcpt,
+		reason, reason_size, relay, relay_size);
+	return r == SMTP_RES_OK ? MAILDIR_OK : r == SMTP_RES_BOUNCE ? MAILDIR_PERMFAIL : MAILDIR_TEMPFAIL;
+}
+
+/*
+ * Loop thread, once per durably FAILED recipient: queue the DSN into
+ * active/ and tell the qmgr. XXX: one DSN per recipient (Postfix sends one
+ * per message); blocking I/O in the loop (a bounce daemon would not).
+ */
+static void bounce(void *arg, const struct queue_msg *m, size_t rcpt, const char *dsn,
+		   const char *reason)
+{
+	(void)arg;
+	char *id = NULL, *err = NULL;
+	int rc = bounce_rcpt(&Q.bounce, (struct queue_msg *)m, rcpt, dsn, reason, &id, &err);
+	if (rc < 0) {
+		log_event(m->id, "warning: cannot queue delivery status notification: %s", err);
+		free(err);
+	} else if (rc > 0) {
+		log_event(m->id, "sender non-delivery notification: %s", id);
+		qmgr_notify(Q.qmgr, id);
+		free(id);
+	}
 }
 
 static int load(char **err_out)
@@ -55,11 +100,15 @@ static int load(char **err_out)
 		return -1;
 	struct table_set *ts = table_set_new();
 	struct router *r = router_new(c, ts, err_out);
-	if (!r) {
+	struct transport_router *tr = r ? transport_router_new(c, ts, err_out) : NULL;
+	if (!tr) {
+		router_free(&r);
 		table_set_free(&ts);
 		conf_free(&c);
 		return -1;
 	}
+	transport_router_free(&Q.troute);
+	Q.troute = tr;
 	router_free(&Q.router);
 	table_set_free(&Q.tables);
 	conf_free(&Q.conf);
@@ -139,6 +188,18 @@ void qmgr_main(const char *conf_path, int notify_rd_fd)
 	o.maximal_queue_lifetime_s = (double)conf_time_s(Q.conf, "maximal_queue_lifetime");
 	o.queue_run_delay_s = (double)conf_time_s(Q.conf, "queue_run_delay");
 	o.route = route;
+	Q.transport = transport_new(Q.conf, &err);
+	if (!Q.transport)
+		fatal("%s: %s", conf_path, err);
+	o.deliver = deliver;
+	o.bounce = bounce;
+	/* XXX: the bounce and smtp_* settings are read once (a reload keeps them) */
+	Q.bounce.qdir = o.qdir;
+	Q.bounce.myhostname = o.myhostname;
+	const char *dbl = conf_str(Q.conf, "2bounce_notice_recipient");
+	Q.bounce.double_bounce_rcpt = strchr(dbl, '@') ? xstrdup(dbl)
+				      : xasprintf("%s@%s", dbl, conf_str(Q.conf, "myorigin"));
+	Q.bounce.size_limit = conf_size(Q.conf, "bounce_size_limit");
 	Q.qmgr = qmgr_new(Q.base, &o);
 	struct event *ev_n = event_new(Q.base, notify_rd_fd, EV_READ | EV_PERSIST, on_notify, NULL);
 	struct event *ev_t = evsignal_new(Q.base, SIGTERM, on_term, NULL);
