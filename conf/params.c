@@ -72,6 +72,22 @@ const struct conf_param mta_params[] = {
 	P("smtpd_data_restrictions", CONF_LIST, ""),
 	P("smtpd_end_of_data_restrictions", CONF_LIST, ""),
 	P("smtpd_reject_unlisted_recipient", CONF_BOOL, "yes"),
+	/* SMTP AUTH (RFC 4954) and the submission listeners (mta/sasl.c, smtp_session.c) */
+	P("submission_listen", CONF_LIST, ""),	/* port 587: STARTTLS, AUTH before MAIL */
+	P("smtps_listen", CONF_LIST, ""),	/* port 465: implicit TLS (RFC 8314) */
+	P("smtpd_sasl_auth_enable", CONF_BOOL, "no"),
+	PE("smtpd_sasl_type", "passwdfile", "passwdfile|dovecot"),
+	P("smtpd_sasl_path", CONF_STR, ""),
+	P("smtpd_sasl_security_options", CONF_LIST, "noanonymous"),
+	P("smtpd_sasl_tls_security_options", CONF_LIST, "$smtpd_sasl_security_options"),
+	P("smtpd_tls_auth_only", CONF_BOOL, "yes"),
+	P("broken_sasl_auth_clients", CONF_BOOL, "no"),
+	PT("smtpd_sasl_timeout", "30s", 1, 3600, 's'),
+	P("smtpd_sender_login_maps", CONF_STR, ""),
+	/* what master.cf's "submission"/"smtps" -o overrides say in Postfix's example */
+	P("submission_sasl_auth_enable", CONF_BOOL, "yes"),
+	P("submission_tls_security_level", CONF_STR, "encrypt"),
+	P("submission_relay_restrictions", CONF_LIST, "permit_sasl_authenticated, reject"),
 	PI("access_map_reject_code", "554", 400, 599),
 	PI("access_map_defer_code", "450", 400, 499),
 	PI("reject_code", "554", 400, 599),
@@ -155,5 +171,5 @@ const struct conf_param *const params_all[] = {
 const char *const mta_restriction_params[] = {
 	"smtpd_client_restrictions", "smtpd_helo_restrictions", "smtpd_sender_restrictions",
 	"smtpd_relay_restrictions", "smtpd_recipient_restrictions", "smtpd_data_restrictions",
-	"smtpd_end_of_data_restrictions", NULL,
+	"smtpd_end_of_data_restrictions", "submission_relay_restrictions", NULL,
 };
