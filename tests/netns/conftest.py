@@ -38,7 +38,7 @@ def private_resolver():
     subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
     fd, path = tempfile.mkstemp(prefix="resolv.")
     with os.fdopen(fd, "w") as f:
-        f.write("nameserver 127.0.0.1\noptions timeout:1 attempts:1\n")
+        f.write("nameserver 127.0.0.1\noptions timeout:3 attempts:2\n")
     subprocess.run(["mount", "--bind", path, "/etc/resolv.conf"], check=True)
     yield
     subprocess.run(["umount", "/etc/resolv.conf"])
