@@ -14,7 +14,7 @@ struct listener {
 	char *spec;	/* as configured */
 	int fd;		/* listening socket, non-blocking, close-on-exec */
 	int is_unix;
-	int local;	/* sluiced: the local submission socket (sendmail_socket) */
+	int kind;	/* what the socket is for; sluiced: enum smtpd_listen_kind (smtpd.h) */
 };
 
 /*

@@ -293,7 +293,7 @@ int main(int argc, char **argv)
 		const char *param = sparams[i];
 		if (listen_open(specs[i], 1024, 0, &probe, &err) < 0)
 			fatal("%s: %s: %s", conf_where(c, param), param, err);
-		probe.local = skinds[i];	/* enum smtpd_listen_kind */
+		probe.kind = skinds[i];	/* enum smtpd_listen_kind */
 		char host[256], port[32];
 		const char *hp = strncmp(specs[i], "inet:", 5) == 0 ? specs[i] + 5 : specs[i];
 		int shared = probe.is_unix || nslots == 1 ||
@@ -311,7 +311,7 @@ int main(int argc, char **argv)
 		for (size_t r = 0; r < nslots; r++) {
 			if (listen_open(specs[i], 1024, 1, &listeners[r * n + i], &err) < 0)
 				fatal("%s: %s: %s", conf_where(c, param), param, err);
-			listeners[r * n + i].local = skinds[i];
+			listeners[r * n + i].kind = skinds[i];
 		}
 	}
 	free(specs);

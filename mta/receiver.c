@@ -130,7 +130,7 @@ void receiver_main(const char *conf_path, struct listener *ls, size_t nls, int n
 	srv.policy = policy_pool_new(srv.base, &po);
 	evl = xcalloc(nls ? nls : 1, sizeof *evl);
 	for (size_t i = 0; i < nls; i++) {
-		evl[nevl] = evconnlistener_new(srv.base, on_accept, (void *)(intptr_t)ls[i].local,
+		evl[nevl] = evconnlistener_new(srv.base, on_accept, (void *)(intptr_t)ls[i].kind,
 					       LEV_OPT_CLOSE_ON_EXEC, -1, ls[i].fd);
 		if (!evl[nevl])
 			fatal("cannot listen on %s", ls[i].spec);
