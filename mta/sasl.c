@@ -1,5 +1,5 @@
 #include "mta/sasl.h"
-#include "mta/sasl_dvproto.h"
+#include "proto/sasl_dvproto.h"
 #include "lib/util.h"
 
 #include <crypt.h>

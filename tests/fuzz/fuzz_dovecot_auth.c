@@ -3,7 +3,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "mta/sasl_dvproto.h"
+#include "proto/sasl_dvproto.h"
 
 static void drain(struct sasl_dvproto *p)
 {

@@ -11,7 +11,7 @@
 #include <unistd.h>
 
 #include "mta/sasl.h"
-#include "mta/sasl_dvproto.h"
+#include "proto/sasl_dvproto.h"
 
 /* render items as "KIND id name user reason temp nargs;" fed step bytes at a time; -1 on error */
 static int run(const char *in, size_t step, char *out, size_t outlen)

@@ -1,4 +1,4 @@
-#include "mta/sasl_dvproto.h"
+#include "proto/sasl_dvproto.h"
 #include "lib/util.h"
 
 #include <errno.h>

@@ -7,8 +7,8 @@
  * the line length cap. Leaves the socket and the conversation to sasl.c.
  * Input is untrusted: no field is used before it was checked.
  */
-#ifndef SLUICE_MTA_SASL_DVPROTO_H
-#define SLUICE_MTA_SASL_DVPROTO_H
+#ifndef SLUICE_PROTO_SASL_DVPROTO_H
+#define SLUICE_PROTO_SASL_DVPROTO_H
 
 #include <stddef.h>
 
