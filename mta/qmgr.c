@@ -2,8 +2,9 @@
  * qmgr: the queue manager. Contract in qmgr.h.
  *
  * A message goes WAITING (id only) -> OPENING (OPEN job) -> OPEN (one
- * DELIVER job per routed recipient) -> FINISHING (FINISH job: FAILED
- * marks, then remove or move to deferred/) -> gone. Jobs wait in three
+ * DELIVER job per routed recipient) -> FINISHING (FINISH job: the
+ * delivery status notifications, FAILED marks, then remove or move to
+ * deferred/) -> gone. Jobs wait in three
  * loop-side FIFOs and go to the workers by priority (finish, deliver,
  * scan, open), so work in progress completes before new work starts.
  */
@@ -17,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <event2/event.h>
@@ -39,6 +41,7 @@ struct qmgr_msg {
 	int marks_dirty;
 	char **note;		/* per recipient: last deferral reason, or NULL */
 	char **fail;		/* per recipient: bounce reason to mark FAILED, or NULL */
+	unsigned char *fail_logged;	/* per recipient: "status=bounced" already logged */
 	struct qmgr_msg *hnext;	/* hash chain */
 	struct qmgr_msg *next;	/* ready FIFO */
 };
@@ -65,9 +68,11 @@ struct qjob {
 	enum maildir_result res;
 	char reason[512];
 	double t_queued, t_start, t_end;
-	/* FINISH in: next_attempt; out: 0 = removed, marks_ok */
+	/* FINISH in: next_attempt; out: 0 = removed, marks_ok, the reports queued
+	 * (new ids) or why not */
 	double next_attempt;
 	int marks_ok;
+	char *dsn_id, *dsn_err, *delay_id, *delay_err;
 };
 
 struct qjob_fifo {
@@ -134,6 +139,10 @@ static void job_free(struct qjob *j)
 	queue_scan_free(j->ids, j->nids, NULL);
 	free(j->err);
 	free(j->path);
+	free(j->dsn_id);
+	free(j->dsn_err);
+	free(j->delay_id);
+	free(j->delay_err);
 	free(j);
 }
 
@@ -249,7 +258,9 @@ static void msg_free_arrays(struct qmgr_msg *m)
 	}
 	free(m->note);
 	free(m->fail);
+	free(m->fail_logged);
 	m->note = m->fail = NULL;
+	m->fail_logged = NULL;
 }
 
 /* msg_drop - forget m (not in the ready FIFO any more); closes its file. */
@@ -361,16 +372,18 @@ static void job_run_deliver(struct qjob *j)
 	 * the file next, and a crash before that only repeats the delivery,
 	 * which maildir.c recognises by name (exactly once); if something is
 	 * still PENDING (a deferral), the FINISH job syncs the marks before the
-	 * message goes to deferred/. Every earlier mark, and every FAILED mark,
-	 * is made durable at once.
+	 * message goes to deferred/. Every earlier mark is made durable at
+	 * once. A permanent failure is not marked here: the FINISH job marks it
+	 * FAILED after its bounce is queued.
 	 */
 	int last = __atomic_sub_fetch(&j->msg->inflight, 1, __ATOMIC_ACQ_REL) == 0;
 	int rc = 0;
-	if (st == QUEUE_RCPT_DONE && last) {
+	/* only Maildir recognises a repeated delivery: LMTP/SMTP marks are always synced */
+	if (st == QUEUE_RCPT_DONE && last && j->route == QMGR_ROUTE_MAILDIR) {
 		rc = queue_msg_set(&j->msg->m, j->rcpt, st);
 		if (rc == 0)
 			__atomic_store_n(&j->msg->marks_dirty, 1, __ATOMIC_RELEASE);
-	} else if (st != QUEUE_RCPT_PENDING) {
+	} else if (st == QUEUE_RCPT_DONE) {
 		rc = queue_msg_mark(&j->msg->m, j->rcpt, st);
 	}
 	if (rc < 0) {
@@ -382,13 +395,91 @@ static void job_run_deliver(struct qjob *j)
 	j->t_end = wall_time();
 }
 
-/* FAILED marks (one fdatasync), then remove, or note reasons and defer. */
+/*
+ * finish_bounce - one report for every recipient that failed in this
+ * attempt, before their FAILED marks. If it cannot be queued, they stay
+ * PENDING (deferred with the reason) and fail again on the next attempt.
+ */
+static void finish_bounce(struct qjob *j)
+{
+	struct qmgr *q = j->q;
+	struct qmgr_msg *m = j->msg;
+	size_t n = m->m.env.nrcpt, k = 0;
+	if (!q->o.dsn)
+		return;
+	struct qmgr_dsn_rcpt *v = xcalloc(n ? n : 1, sizeof *v);
+	char (*dsn)[16] = xcalloc(n ? n : 1, sizeof *dsn);
+	for (size_t i = 0; i < n; i++)
+		if (m->fail[i] && m->m.env.rcpt[i].status == QUEUE_RCPT_PENDING) {
+			split_dsn(m->fail[i], '5', dsn[k], &v[k].text);
+			v[k].rcpt = i;
+			v[k].dsn = dsn[k];
+			k++;
+		}
+	char *err = NULL;
+	if (k > 0 && q->o.dsn(q->o.dsn_arg, QMGR_DSN_FAILED, &m->m, v, k, &j->dsn_id, &err) < 0) {
+		j->dsn_err = err ? err : xstrdup("unknown error");
+		for (size_t i = 0; i < n; i++)
+			if (m->fail[i] && m->m.env.rcpt[i].status == QUEUE_RCPT_PENDING) {
+				free(m->note[i]);
+				m->note[i] = xasprintf("4.3.0 cannot queue delivery status notification: %s",
+						       j->dsn_err);
+				free(m->fail[i]);
+				m->fail[i] = NULL;
+			}
+	}
+	free(dsn);
+	free(v);
+}
+
+/*
+ * finish_delay_warning - once per message: the still-deferred recipients,
+ * when the message has been queued longer than delay_warning_time. "Once"
+ * without a mark in the queue file: the defer log (queue_directory/defer/ID,
+ * queue.h) is rewritten at every deferral, so its mtime is the time of the
+ * previous attempt; the warning goes out on the attempt that crosses the
+ * threshold. A crash between the two repeats the warning at worst.
+ */
+static void finish_delay_warning(struct qjob *j)
+{
+	struct qmgr *q = j->q;
+	struct qmgr_msg *m = j->msg;
+	double dwt = q->o.delay_warning_time_s, arr = m->m.env.arrival;
+	if (!q->o.dsn || dwt <= 0 || wall_time() - arr <= dwt)
+		return;
+	double prev = arr;
+	char path[4096];
+	struct stat sb;
+	snprintf(path, sizeof path, "%s/defer/%s", q->qdir, m->id);
+	if (stat(path, &sb) == 0)
+		prev = (double)sb.st_mtim.tv_sec + (double)sb.st_mtim.tv_nsec / 1e9;
+	if (prev - arr > dwt)
+		return;	/* an earlier attempt was already past it: sent then */
+	size_t n = m->m.env.nrcpt, k = 0;
+	struct qmgr_dsn_rcpt *v = xcalloc(n ? n : 1, sizeof *v);
+	char (*dsn)[16] = xcalloc(n ? n : 1, sizeof *dsn);
+	for (size_t i = 0; i < n; i++)
+		if (m->m.env.rcpt[i].status == QUEUE_RCPT_PENDING) {
+			split_dsn(m->note[i] ? m->note[i] : "4.0.0 deferred", '4', dsn[k], &v[k].text);
+			v[k].rcpt = i;
+			v[k].dsn = dsn[k];
+			k++;
+		}
+	char *err = NULL;
+	if (k > 0 && q->o.dsn(q->o.dsn_arg, QMGR_DSN_DELAYED, &m->m, v, k, &j->delay_id, &err) < 0)
+		j->delay_err = err ? err : xstrdup("unknown error");
+	free(dsn);
+	free(v);
+}
+
+/* Reports, FAILED marks (one fdatasync), then remove, or note reasons and defer. */
 static void job_run_finish(struct qjob *j)
 {
 	struct qmgr_msg *m = j->msg;
 	const char *qdir = j->q->qdir;
 	int marked = 0;
 	j->rc = 0;
+	finish_bounce(j);
 	for (size_t i = 0; i < m->m.env.nrcpt && j->rc == 0; i++)
 		if (m->fail[i] && m->m.env.rcpt[i].status == QUEUE_RCPT_PENDING) {
 			j->rc = queue_msg_set(&m->m, i, QUEUE_RCPT_FAILED);
@@ -403,13 +494,15 @@ static void job_run_finish(struct qjob *j)
 		return;
 	}
 	j->marks_ok = 1;
+	/* the loop's bounce callback may still look at m (not its content) */
+	int keep_open = marked && j->q->o.bounce;
 	if (queue_msg_pending(&m->m) == 0) {
 		j->next_attempt = 0;
-		/* bounces to report (marked) may still read the file: no recycling */
-		j->rc = marked ? queue_remove_ex(qdir, m->id, QUEUE_ACTIVE, QUEUE_NOSYNC)
-			       : queue_msg_recycle(qdir, &m->m,
-						   m->maybe_delivered ? 0 : QUEUE_NO_DEFER_LOG);
+		j->rc = keep_open ? queue_remove_ex(qdir, m->id, QUEUE_ACTIVE, QUEUE_NOSYNC)
+				  : queue_msg_recycle(qdir, &m->m,
+						      m->maybe_delivered ? 0 : QUEUE_NO_DEFER_LOG);
 	} else {
+		finish_delay_warning(j);
 		queue_defer_reset(qdir, m->id);
 		for (size_t i = 0; i < m->m.env.nrcpt; i++)
 			if (m->m.env.rcpt[i].status == QUEUE_RCPT_PENDING)
@@ -423,10 +516,9 @@ static void job_run_finish(struct qjob *j)
 				   j->next_attempt > 0 ? "defer" : "remove", strerror(errno));
 	/*
 	 * Close here, not in the loop: the last close of an unlinked file frees
-	 * its blocks (ms on a busy disk). Kept open when finish_done reports
-	 * bounces, whose callback may read the message.
+	 * its blocks (ms on a busy disk). Kept open for the bounce callback.
 	 */
-	if (!marked) {
+	if (!keep_open) {
 		close(m->m.fd);
 		m->m.fd = -1;
 	}
@@ -491,12 +583,7 @@ static void rcpt_bounced(struct qmgr *q, struct qmgr_msg *m, size_t i, const cha
 {
 	log_rcpt(m, i, relay, t, "bounced", reason);
 	q->st.bounced++;
-	if (q->o.bounce) {
-		char dsn[16];
-		const char *text;
-		split_dsn(reason, '5', dsn, &text);
-		q->o.bounce(q->o.bounce_arg, &m->m, i, dsn, text);
-	}
+	m->fail_logged[i] = 1;
 }
 
 /* All deliveries are back: queue the FINISH job. */
@@ -582,6 +669,7 @@ static void open_done(struct qmgr *q, struct qjob *j)
 	m->pickup = now;
 	m->note = xcalloc(n ? n : 1, sizeof *m->note);
 	m->fail = xcalloc(n ? n : 1, sizeof *m->fail);
+	m->fail_logged = xcalloc(n ? n : 1, 1);
 	log_event(m->id, "from=<%s>, size=%lld, nrcpt=%zu (queue active)", m->m.env.sender,
 		  m->m.content_len, n);
 	for (size_t i = 0; i < n; i++)
@@ -608,8 +696,10 @@ static void deliver_done(struct qmgr *q, struct qjob *j)
 	case MAILDIR_TEMPFAIL:
 		rcpt_defer(q, m, j->rcpt, xstrdup(j->reason), j->relay, &t);
 		break;
-	case MAILDIR_PERMFAIL:	/* already durably FAILED by the worker */
+	case MAILDIR_PERMFAIL:	/* the FINISH job reports it, then marks it FAILED */
 		rcpt_bounced(q, m, j->rcpt, j->relay, &t, j->reason);
+		free(m->fail[j->rcpt]);
+		m->fail[j->rcpt] = reason_norm(j->reason, '5', "5.0.0 delivery failed");
 		break;
 	}
 	if (m->todo == 0)
@@ -621,9 +711,27 @@ static void finish_done(struct qmgr *q, struct qjob *j)
 	struct qmgr_msg *m = j->msg;
 	double now = wall_time();
 	struct qm_times t = { now, now };
-	for (size_t i = 0; j->marks_ok && i < m->m.env.nrcpt; i++)
-		if (m->fail[i] && m->m.env.rcpt[i].status == QUEUE_RCPT_FAILED)
+	for (size_t i = 0; j->marks_ok && i < m->m.env.nrcpt; i++) {
+		if (!m->fail[i] || m->m.env.rcpt[i].status != QUEUE_RCPT_FAILED)
+			continue;
+		if (!m->fail_logged[i])
 			rcpt_bounced(q, m, i, "none", &t, m->fail[i]);
+		if (q->o.bounce) {
+			char dsn[16];
+			const char *text;
+			split_dsn(m->fail[i], '5', dsn, &text);
+			q->o.bounce(q->o.bounce_arg, &m->m, i, dsn, text);
+		}
+	}
+	if (j->dsn_err)
+		log_event(m->id, "warning: cannot queue delivery status notification: %s (will retry)",
+			  j->dsn_err);
+	if (j->delay_err)
+		log_event(m->id, "warning: cannot queue delay notification: %s", j->delay_err);
+	if (j->dsn_id)
+		log_event(m->id, "sender non-delivery notification: %s", j->dsn_id);
+	if (j->delay_id)
+		log_event(m->id, "sender delay notification: %s", j->delay_id);
 	if (j->rc < 0) {
 		log_event(m->id, "%s (will retry)", j->err);
 	} else if (j->next_attempt == 0) {
@@ -631,6 +739,11 @@ static void finish_done(struct qmgr *q, struct qjob *j)
 		q->st.removed++;
 	}
 	msg_drop(q, m);
+	/* the reports are in active/ already (never dropped while stopping) */
+	if (j->dsn_id && !q->stopping && !msg_find(q, j->dsn_id))
+		msg_add(q, j->dsn_id, 0);
+	if (j->delay_id && !q->stopping && !msg_find(q, j->delay_id))
+		msg_add(q, j->delay_id, 0);
 }
 
 static void scan_done(struct qmgr *q, struct qjob *j)

@@ -5,10 +5,13 @@
  * through the caller's deliver callback) to a fixed pool of
  * worker threads, the per-recipient outcome (DONE / FAILED marks, the
  * "to=..., status=..." log lines), retry with backoff through deferred/,
- * expiry after maximal_queue_lifetime, and removing finished messages.
+ * expiry after maximal_queue_lifetime, when a delivery status
+ * notification is due (one per message and attempt listing every recipient
+ * that failed; one delay warning per message after delay_warning_time),
+ * and removing finished messages.
  * Leaves: the queue file format and moves (queue.c), writing Maildirs
- * (maildir.c), the routing tables (the caller), and DSN bounce messages
- * (XXX: not built yet; see qmgr_opts.bounce).
+ * (maildir.c), the routing tables (the caller), and building the DSN
+ * messages (the caller's dsn callback, bounce.c).
  *
  * Threads: everything here is called in the event loop thread, and every
  * callback runs there. Blocking file I/O (opening and checking queue files,
@@ -27,6 +30,8 @@
  *   to=<R>, orig_to=<O>, relay=virtual, delay=1.2, delays=a/b/c/d, dsn=2.0.0,
  *     status=sent (delivered to maildir)        (orig_to only if it differs)
  *   ... status=deferred (reason)  /  status=bounced (reason)
+ *   sender non-delivery notification: ID   /   sender delay notification: ID
+ *   warning: cannot queue delivery status notification: reason (will retry)
  *   removed
  *   corrupt queue file moved to corrupt/: reason
  * delays: a = arrival to pick-up, b = waiting for a worker, c = 0 (no
@@ -72,13 +77,37 @@ typedef int (*qmgr_route_fn)(void *arg, const char *rcpt_addr, struct qmgr_route
 
 /*
  * qmgr_bounce_fn - called in the loop thread once recipient rcpt of m is
- * durably FAILED. m is valid during the call only.
- * XXX: the DSN bounce message (RFC 3464) is a later issue. Whoever builds
- * it must queue the bounce here, before this returns: the qmgr removes the
- * message once no recipient is PENDING.
+ * durably FAILED (after the dsn callback queued its report). m is valid
+ * during the call only; its content must not be read. For tests and
+ * statistics: the report itself is built by qmgr_dsn_fn.
  */
 typedef void (*qmgr_bounce_fn)(void *arg, const struct queue_msg *m, size_t rcpt,
 			       const char *dsn, const char *reason);
+
+/* One recipient of a delivery status notification (strings borrowed for the call). */
+struct qmgr_dsn_rcpt {
+	size_t rcpt;		/* index into m->env.rcpt */
+	const char *dsn;	/* "5.1.1" / "4.4.1" */
+	const char *text;	/* the reason without the code */
+};
+
+enum qmgr_dsn_kind { QMGR_DSN_FAILED, QMGR_DSN_DELAYED };
+
+/*
+ * qmgr_dsn_fn - called in a worker thread with m open (read it with
+ * queue_msg_read): once per message and delivery attempt with every
+ * recipient that failed in it (QMGR_DSN_FAILED, before their FAILED marks:
+ * a crash in between repeats the report rather than losing it), and once
+ * per message with the recipients still deferred when it has been queued
+ * longer than delay_warning_time_s (QMGR_DSN_DELAYED). Returns 1 and
+ * *id_out (a new queue id in active/, caller of the callback frees; the
+ * qmgr picks it up), 0 when no report is due (NOTIFY), -1 with *err_out
+ * (freed by the qmgr): the failed recipients then stay deferred and are
+ * tried again later.
+ */
+typedef int (*qmgr_dsn_fn)(void *arg, enum qmgr_dsn_kind kind, struct queue_msg *m,
+			   const struct qmgr_dsn_rcpt *rcpts, size_t n, char **id_out,
+			   char **err_out);
 
 /*
  * qmgr_deliver_fn - called in a worker thread for a recipient routed
@@ -107,6 +136,9 @@ struct qmgr_opts {
 	void *deliver_arg;
 	qmgr_bounce_fn bounce;		/* optional */
 	void *bounce_arg;
+	qmgr_dsn_fn dsn;		/* optional: builds the reports (called in worker threads) */
+	void *dsn_arg;
+	double delay_warning_time_s;	/* 0 = no delay warnings (Postfix default) */
 	void (*stopped)(void *arg);	/* optional, see qmgr_stop; NULL = event_base_loopexit */
 	void *stopped_arg;
 };

@@ -73,29 +73,69 @@ static int deliver(void *arg, enum qmgr_route_kind kind, const char *nexthop, st
 }
 
 /*
- * Loop thread, once per durably FAILED recipient: queue the DSN into
- * active/ and tell the qmgr. XXX: one DSN per recipient (Postfix sends one
- * per message); blocking I/O in the loop (a bounce daemon would not).
+ * Worker threads: one DSN per message and attempt (every failed recipient),
+ * or a delay warning. The qmgr logs the new id and picks it up.
  */
-static void bounce(void *arg, const struct queue_msg *m, size_t rcpt, const char *dsn,
-		   const char *reason)
+static int dsn(void *arg, enum qmgr_dsn_kind kind, struct queue_msg *m,
+	       const struct qmgr_dsn_rcpt *rcpts, size_t n, char **id_out, char **err_out)
 {
 	(void)arg;
-	char *id = NULL, *err = NULL;
-	int rc = bounce_rcpt(&Q.bounce, (struct queue_msg *)m, rcpt, dsn, reason, &id, &err);
-	if (rc < 0) {
-		log_event(m->id, "warning: cannot queue delivery status notification: %s", err);
-		free(err);
-	} else if (rc > 0) {
-		log_event(m->id, "sender non-delivery notification: %s", id);
-		qmgr_notify(Q.qmgr, id);
-		free(id);
+	struct bounce_item *v = xcalloc(n ? n : 1, sizeof *v);
+	for (size_t i = 0; i < n; i++) {
+		v[i].rcpt = rcpts[i].rcpt;
+		v[i].dsn = rcpts[i].dsn;
+		v[i].text = rcpts[i].text;
 	}
+	int rc = bounce_msg(&Q.bounce, kind == QMGR_DSN_DELAYED ? BOUNCE_DELAYED : BOUNCE_FAILED, m,
+			    v, n, id_out, err_out);
+	free(v);
+	return rc;
+}
+
+/*
+ * Parameters only the queue manager reads. XXX: they belong in
+ * conf/params.c (mta_params); until they are there, other processes that
+ * read main.cf warn about them as unknown. An entry already in params_all
+ * is not repeated here.
+ */
+static const struct conf_param qmgr_extra_params[] = {
+	{ "delay_warning_time", CONF_TIME, "0h", 0, 0, NULL, 'h' },
+	{ "default_destination_concurrency_limit", CONF_INT, "20", 1, 1000, NULL, 0 },
+	{ NULL, 0, NULL, 0, 0, NULL, 0 },
+};
+
+static int param_known(const char *name)
+{
+	for (size_t t = 0; params_all[t]; t++)
+		for (const struct conf_param *p = params_all[t]; p->name; p++)
+			if (strcmp(p->name, name) == 0)
+				return 1;
+	return 0;
+}
+
+/* params_all plus the qmgr's own table (built once) */
+static const struct conf_param *const *qmgr_tables(void)
+{
+	static const struct conf_param **tables;
+	static struct conf_param *extra;
+	if (tables)
+		return tables;
+	size_t n = 0, k = 0;
+	while (params_all[n])
+		n++;
+	extra = xcalloc(sizeof qmgr_extra_params / sizeof qmgr_extra_params[0], sizeof *extra);
+	for (const struct conf_param *p = qmgr_extra_params; p->name; p++)
+		if (!param_known(p->name))
+			extra[k++] = *p;
+	tables = xcalloc(n + 2, sizeof *tables);
+	memcpy(tables, params_all, n * sizeof *tables);
+	tables[n] = extra;
+	return tables;
 }
 
 static int load(char **err_out)
 {
-	struct conf *c = conf_load(Q.conf_path, params_all, NULL, err_out);
+	struct conf *c = conf_load(Q.conf_path, qmgr_tables(), NULL, err_out);
 	if (!c)
 		return -1;
 	struct table_set *ts = table_set_new();
@@ -192,7 +232,8 @@ void qmgr_main(const char *conf_path, int notify_rd_fd)
 	if (!Q.transport)
 		fatal("%s: %s", conf_path, err);
 	o.deliver = deliver;
-	o.bounce = bounce;
+	o.dsn = dsn;
+	o.delay_warning_time_s = (double)conf_time_s(Q.conf, "delay_warning_time");
 	/* XXX: the bounce and smtp_* settings are read once (a reload keeps them) */
 	Q.bounce.qdir = o.qdir;
 	Q.bounce.myhostname = o.myhostname;
@@ -200,6 +241,7 @@ void qmgr_main(const char *conf_path, int notify_rd_fd)
 	Q.bounce.double_bounce_rcpt = strchr(dbl, '@') ? xstrdup(dbl)
 				      : xasprintf("%s@%s", dbl, conf_str(Q.conf, "myorigin"));
 	Q.bounce.size_limit = conf_size(Q.conf, "bounce_size_limit");
+	Q.bounce.queue_lifetime_s = o.maximal_queue_lifetime_s;
 	Q.qmgr = qmgr_new(Q.base, &o);
 	struct event *ev_n = event_new(Q.base, notify_rd_fd, EV_READ | EV_PERSIST, on_notify, NULL);
 	struct event *ev_t = evsignal_new(Q.base, SIGTERM, on_term, NULL);
