@@ -110,6 +110,44 @@ static int cmd_check(int argc, char **argv)
 	return 0;
 }
 
+/*
+ * The defer log of id (queue_directory/defer/ID, queue.h: one "rcpt TAB
+ * reason" line per deferred recipient). Fills reasons[r] (caller frees)
+ * for the recipients of m it names; a missing log leaves them NULL.
+ */
+static void defer_reasons(const char *qdir, const struct queue_msg *m, char **reasons)
+{
+	char *path = xasprintf("%s/defer/%s", qdir, m->id);
+	FILE *f = fopen(path, "re");
+	free(path);
+	if (!f)
+		return;
+	char *line = NULL;
+	size_t cap = 0;
+	ssize_t len;
+	for (size_t nlines = 0; nlines <= m->env.nrcpt && (len = getline(&line, &cap, f)) > 0;
+	     nlines++) {
+		if (line[len - 1] == '\n')
+			line[--len] = 0;
+		char *tab = strchr(line, '\t');
+		if (!tab)
+			continue;
+		*tab = 0;
+		const char *why = tab + 1;
+		/* "4.4.1 text" -> "text", as mailq shows it */
+		size_t k = strspn(why, "0123456789.");
+		if (k >= 5 && why[k] == ' ' && why[1] == '.')
+			why += k + 1;
+		for (size_t r = 0; r < m->env.nrcpt; r++)
+			if (!reasons[r] && strcmp(m->env.rcpt[r].addr, line) == 0) {
+				reasons[r] = xstrdup(why);
+				break;
+			}
+	}
+	free(line);
+	fclose(f);
+}
+
 static void list_dir(const char *qdir, enum queue_dir d, int *count)
 {
 	size_t n;
@@ -128,9 +166,21 @@ static void list_dir(const char *qdir, enum queue_dir d, int *count)
 		const char *mark = d == QUEUE_HOLD ? "!" : d == QUEUE_DEFERRED ? " " : "*";
 		printf("%s%-19s %8lld %s  %s\n", ids[i], mark, m.content_len, when,
 		       *m.env.sender ? m.env.sender : "MAILER-DAEMON");
+		/* like mailq: "(reason)" above the recipients it applies to */
+		char **why = xcalloc(m.env.nrcpt + 1, sizeof *why);
+		defer_reasons(qdir, &m, why);
+		const char *last = NULL;
+		for (size_t r = 0; r < m.env.nrcpt; r++) {
+			if (m.env.rcpt[r].status != QUEUE_RCPT_PENDING)
+				continue;
+			if (why[r] && (!last || strcmp(last, why[r]) != 0))
+				printf("(%s)\n", why[r]);
+			last = why[r];
+			printf("%42s%s\n", "", m.env.rcpt[r].addr);
+		}
 		for (size_t r = 0; r < m.env.nrcpt; r++)
-			if (m.env.rcpt[r].status == QUEUE_RCPT_PENDING)
-				printf("%42s%s\n", "", m.env.rcpt[r].addr);
+			free(why[r]);
+		free(why);
 		printf("\n");
 		queue_msg_close(&m);
 		(*count)++;

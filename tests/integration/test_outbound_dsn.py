@@ -86,3 +86,37 @@ def test_delay_warning_respects_notify(env):
              "retries (log: %s)" % s.log_text()[-2000:])
     assert s.delivered("alice") == []
     assert "delay notification" not in s.log_text()
+
+
+def test_queue_listing_shows_reasons(env, tmp_path):
+    import os
+    import subprocess
+    from conftest import BIN
+    sink, mta, port = env
+    tm = tmp_path / "transport"
+    tm.write_text("later.test retry:come back later\n")
+    s = mta(f"transport_maps = texthash:{tm}")      # nothing listens on mx1 or mx2
+    send(s, "alice@example.com", ["d1@outside.test", "d2@outside.test", "w@later.test"])
+    wait_for(lambda: s.queue_files("deferred") and os.listdir(os.path.join(s.queue, "defer")), 30,
+             "a deferred message (log: %s)" % s.log_text()[-2000:])
+
+    def listing():
+        return subprocess.run([os.path.join(BIN, "sluice"), "queue", "-c", s.conf_path],
+                              capture_output=True, text=True, check=True).stdout
+
+    def complete():
+        out = listing()
+        return "(come back later)" in out and "(connect to mx" in out and out
+
+    out = wait_for(complete, 20, "reasons in the listing: %s" % listing())
+    lines = out.splitlines()
+    assert lines[0].startswith("-Queue ID-")
+    assert "alice@example.com" in lines[1]
+    # "(reason)" above the recipients it applies to, once per run of the same reason
+    i = next(k for k, ln in enumerate(lines) if ln.startswith("(connect to mx"))
+    assert "Connection refused" in lines[i] and not lines[i].startswith("(4.")
+    assert lines[i + 1].strip() == "d1@outside.test"
+    assert lines[i + 2].strip() == "d2@outside.test"
+    assert lines[i + 3] == "(come back later)"
+    assert lines[i + 4].strip() == "w@later.test"
+    assert out.rstrip().endswith("-- 1 Request."), out
