@@ -1145,6 +1145,43 @@ int queue_writer_commit_sync(struct queue_writer *w, const struct queue_envelope
 static const char *const q_all_dirs[] = { "incoming", "active", "deferred", "hold", "corrupt",
 					  "defer", "spare" };
 
+static int ino_cmp(const void *a, const void *b)
+{
+	ino_t x = *(const ino_t *)a, y = *(const ino_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+/* queued_inodes - sorted inode numbers of the files in active/, deferred/, hold/. */
+static ino_t *queued_inodes(const char *qdir, size_t *n_out)
+{
+	static const char *const dirs[] = { "active", "deferred", "hold" };
+	char path[PATH_MAX];
+	ino_t *v = NULL;
+	size_t n = 0, cap = 0;
+	for (size_t i = 0; i < 3; i++) {
+		DIR *d = qpath(path, sizeof path, qdir, dirs[i], "") < 0 ? NULL : opendir(path);
+		struct dirent *de;
+		while (d && (de = readdir(d)) != NULL) {
+			struct stat st;
+			if (de->d_name[0] == '.' ||
+			    fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 ||
+			    !S_ISREG(st.st_mode))
+				continue;
+			if (n == cap) {
+				cap = cap ? 2 * cap : 256;
+				v = xrealloc(v, cap * sizeof *v);
+			}
+			v[n++] = st.st_ino;
+		}
+		if (d)
+			closedir(d);
+	}
+	if (n > 1)
+		qsort(v, n, sizeof *v, ino_cmp);
+	*n_out = n;
+	return v;
+}
+
 int queue_init(const char *qdir, char **err_out)
 {
 	char path[PATH_MAX];
@@ -1156,23 +1193,51 @@ int queue_init(const char *qdir, char **err_out)
 		if (mkdir(path, 0700) < 0 && errno != EEXIST)
 			goto fail;
 	}
-	/* never acknowledged (incoming/), or old contents (spare/) */
+	/*
+	 * Delete what was never acknowledged (incoming/) and old contents
+	 * (spare/), except another name of a queued message: after a power
+	 * loss (no journal) a rename into active/ can leave its old name on
+	 * disk as well, and if the link count was not repaired (e2fsck), the
+	 * unlink would free a queued message. Such a name is kept, and a spare
+	 * is renamed so that it can never be claimed.
+	 */
+	size_t nino = 0;
+	ino_t *inos = queued_inodes(qdir, &nino);
 	static const char *const wipe[] = { "incoming", "spare" };
 	for (size_t i = 0; i < 2; i++) {
 		if (qpath(path, sizeof path, qdir, wipe[i], "") < 0)
-			goto fail;
+			goto fail_free;
 		DIR *d = opendir(path);
 		if (!d)
-			goto fail;
+			goto fail_free;
 		struct dirent *de;
-		while ((de = readdir(d)) != NULL)
-			if (de->d_name[0] != '.' && unlinkat(dirfd(d), de->d_name, 0) < 0 &&
-			    errno != ENOENT)
+		while ((de = readdir(d)) != NULL) {
+			struct stat st;
+			if (de->d_name[0] == '.')
+				continue;
+			if (fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+			    S_ISREG(st.st_mode) && nino &&
+			    bsearch(&st.st_ino, inos, nino, sizeof *inos, ino_cmp)) {
+				char alias[NAME_MAX + 1];
+				if (i == 1 && spare_name_ok(de->d_name)) {
+					snprintf(alias, sizeof alias, "alias-%.200s", de->d_name);
+					renameat(dirfd(d), de->d_name, dirfd(d), alias);
+				}
+				log_event(NULL, "queue: %s/%s/%s is another name of a queued message "
+					  "(left over from a crash); left in place", qdir, wipe[i],
+					  de->d_name);
+				continue;
+			}
+			if (unlinkat(dirfd(d), de->d_name, 0) < 0 && errno != ENOENT)
 				log_event(NULL, "queue: cannot remove %s/%s: %s", path, de->d_name,
 					  strerror(errno));
+		}
 		closedir(d);
 	}
+	free(inos);
 	return 0;
+fail_free:
+	free(inos);
 fail:
 	if (err_out)
 		*err_out = xasprintf("queue_directory %s: %s", qdir, strerror(errno));
