@@ -45,6 +45,10 @@ int ascii_strcasecmp(const char *a, const char *b);
 int ascii_strncasecmp(const char *a, const char *b, size_t n);
 void ascii_lower(char *s);
 
+/* write_full - write all len bytes (retrying short writes and EINTR). 0, or -1
+ * with errno (EIO if the file accepted no bytes). */
+int write_full(int fd, const void *buf, size_t len);
+
 /* Monotonic and wall clock. */
 long long now_ms(void);		/* CLOCK_MONOTONIC, milliseconds */
 double wall_time(void);		/* gettimeofday, seconds with microseconds */

@@ -265,22 +265,6 @@ static void add_clean(struct sbuf *b, const char *s)
 	}
 }
 
-static int write_all(int fd, const char *p, size_t len)
-{
-	while (len) {
-		ssize_t w = write(fd, p, len);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0) {
-			if (w == 0)
-				errno = EIO;
-			return -1;
-		}
-		p += w;
-		len -= (size_t)w;
-	}
-	return 0;
-}
 
 /*
  * md_write - headers, then the content streamed from the queue file in
@@ -297,7 +281,7 @@ static int md_write(int fd, const struct maildir_req *req, const char **what)
 	add_clean(&b, m->env.rcpt[req->rcpt].addr);
 	sbuf_addc(&b, '\n');
 	*what = "write maildir file";
-	int rc = write_all(fd, b.buf, b.len);
+	int rc = write_full(fd, b.buf, b.len);
 	sbuf_free(&b);
 	char *buf = xmalloc(MD_CHUNK);
 	for (long long off = 0; rc == 0 && off < m->content_len;) {
@@ -309,7 +293,7 @@ static int md_write(int fd, const struct maildir_req *req, const char **what)
 			rc = -1;
 			break;
 		}
-		rc = write_all(fd, buf, (size_t)n);
+		rc = write_full(fd, buf, (size_t)n);
 		off += n;
 	}
 	free(buf);

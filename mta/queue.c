@@ -174,23 +174,6 @@ static int fsync_dir(const char *qdir, const char *sub)
 	return r;
 }
 
-static int write_all(int fd, const void *buf, size_t len)
-{
-	const char *p = buf;
-	while (len) {
-		ssize_t w = write(fd, p, len);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0) {
-			if (w == 0)
-				errno = EIO;
-			return -1;
-		}
-		p += w;
-		len -= (size_t)w;
-	}
-	return 0;
-}
 
 /* pread exactly len bytes; -1 with errno (EIO-like) or 0; short file -> -2. */
 static int pread_all(int fd, void *buf, size_t len, long long off)
@@ -670,7 +653,7 @@ long long queue_writer_size(const struct queue_writer *w)
 
 static int writer_flush(struct queue_writer *w)
 {
-	if (!w->err && w->buf.len && write_all(w->fd, w->buf.buf, w->buf.len) < 0)
+	if (!w->err && w->buf.len && write_full(w->fd, w->buf.buf, w->buf.len) < 0)
 		w->err = errno;
 	sbuf_reset(&w->buf);
 	return w->err ? -1 : 0;
@@ -1601,7 +1584,7 @@ int queue_defer_note(const char *qdir, const char *id, const char *rcpt, const c
 	defer_clean(&b, reason ? reason : "");
 	sbuf_addc(&b, '\n');
 	int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
-	int r = fd < 0 ? -1 : write_all(fd, b.buf, b.len);
+	int r = fd < 0 ? -1 : write_full(fd, b.buf, b.len);
 	if (fd >= 0)
 		close(fd);
 	sbuf_free(&b);
