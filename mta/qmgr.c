@@ -2,7 +2,8 @@
  * qmgr: the queue manager. Contract in qmgr.h.
  *
  * A message goes WAITING (id only) -> OPENING (OPEN job) -> OPEN (one
- * DELIVER job per routed recipient) -> FINISHING (FINISH job: the
+ * DELIVER job per Maildir recipient, and per LMTP/SMTP nexthop for up to
+ * QMGR_RCPTS_PER_DELIVERY recipients) -> FINISHING (FINISH job: the
  * delivery status notifications, FAILED marks, then remove or move to
  * deferred/) -> gone. Jobs wait in three
  * loop-side FIFOs and go to the workers by priority (finish, deliver,
@@ -60,13 +61,14 @@ struct qjob {
 	/* OPEN out */
 	int rc, corrupt, err_no;
 	char *err;
-	/* DELIVER in: rcpt, path (Maildir or nexthop), route; out: res, reason, relay, times */
-	size_t rcpt;
+	/* DELIVER in: the recipients (one for a Maildir, up to QMGR_RCPTS_PER_DELIVERY
+	 * to one nexthop), path (Maildir or nexthop), route; out: each
+	 * recipient's res and reason, relay, times */
+	struct qmgr_rcpt_result *r;
+	size_t nr;
 	char *path;
 	enum qmgr_route_kind route;
 	char relay[300];
-	enum maildir_result res;
-	char reason[512];
 	double t_queued, t_start, t_end;
 	/* FINISH in: next_attempt; out: 0 = removed, marks_ok, the reports queued
 	 * (new ids) or why not */
@@ -139,6 +141,7 @@ static void job_free(struct qjob *j)
 	queue_scan_free(j->ids, j->nids, NULL);
 	free(j->err);
 	free(j->path);
+	free(j->r);
 	free(j->dsn_id);
 	free(j->dsn_err);
 	free(j->delay_id);
@@ -350,47 +353,63 @@ static void job_run_open(struct qjob *j)
 				  &j->err_no);
 }
 
+static int res_done(int res)
+{
+	return res == MAILDIR_OK || res == MAILDIR_ALREADY;
+}
+
 static void job_run_deliver(struct qjob *j)
 {
 	struct qmgr *q = j->q;
-	struct maildir_req req = { j->path, q->myhostname, &j->msg->m, j->rcpt,
-				   j->msg->maybe_delivered };
+	struct qmgr_msg *msg = j->msg;
 	j->t_start = wall_time();
 	if (j->route == QMGR_ROUTE_MAILDIR) {
+		struct maildir_req req = { j->path, q->myhostname, &msg->m, j->r[0].rcpt,
+					   msg->maybe_delivered };
 		snprintf(j->relay, sizeof j->relay, "virtual");
-		j->res = maildir_deliver(&req, q->sync, j->reason, sizeof j->reason);
+		j->r[0].res = maildir_deliver(&req, q->sync, j->r[0].reason, sizeof j->r[0].reason);
 	} else {
-		j->res = q->o.deliver(q->o.deliver_arg, j->route, j->path, &j->msg->m, j->rcpt,
-				      j->reason, sizeof j->reason, j->relay, sizeof j->relay);
+		for (size_t k = 0; k < j->nr; k++) {
+			j->r[k].res = MAILDIR_TEMPFAIL;
+			snprintf(j->r[k].reason, sizeof j->r[k].reason, "4.3.0 no delivery result");
+		}
+		q->o.deliver(q->o.deliver_arg, j->route, j->path, &msg->m, j->r, j->nr, j->relay,
+			     sizeof j->relay);
 	}
-	enum queue_rcpt_status st = j->res == MAILDIR_PERMFAIL ? QUEUE_RCPT_FAILED
-				    : j->res == MAILDIR_TEMPFAIL ? QUEUE_RCPT_PENDING
-								 : QUEUE_RCPT_DONE;
 	/*
-	 * The last delivery of a message to come back writes its DONE mark
+	 * The last delivery of a message to come back writes its DONE marks
 	 * without fdatasync: if nothing else is PENDING, the FINISH job removes
 	 * the file next, and a crash before that only repeats the delivery,
 	 * which maildir.c recognises by name (exactly once); if something is
 	 * still PENDING (a deferral), the FINISH job syncs the marks before the
-	 * message goes to deferred/. Every earlier mark is made durable at
-	 * once. A permanent failure is not marked here: the FINISH job marks it
-	 * FAILED after its bounce is queued.
+	 * message goes to deferred/. Every earlier delivery's marks are made
+	 * durable at once (one fdatasync for all its recipients). A permanent
+	 * failure is not marked here: the FINISH job marks it FAILED after its
+	 * bounce is queued.
 	 */
-	int last = __atomic_sub_fetch(&j->msg->inflight, 1, __ATOMIC_ACQ_REL) == 0;
+	int last = __atomic_sub_fetch(&msg->inflight, 1, __ATOMIC_ACQ_REL) == 0;
 	int rc = 0;
-	/* only Maildir recognises a repeated delivery: LMTP/SMTP marks are always synced */
-	if (st == QUEUE_RCPT_DONE && last && j->route == QMGR_ROUTE_MAILDIR) {
-		rc = queue_msg_set(&j->msg->m, j->rcpt, st);
-		if (rc == 0)
-			__atomic_store_n(&j->msg->marks_dirty, 1, __ATOMIC_RELEASE);
-	} else if (st == QUEUE_RCPT_DONE) {
-		rc = queue_msg_mark(&j->msg->m, j->rcpt, st);
+	size_t ndone = 0;
+	for (size_t k = 0; k < j->nr && rc == 0; k++)
+		if (res_done(j->r[k].res)) {
+			rc = queue_msg_set(&msg->m, j->r[k].rcpt, QUEUE_RCPT_DONE);
+			ndone++;
+		}
+	if (rc == 0 && ndone > 0) {
+		if (last)
+			__atomic_store_n(&msg->marks_dirty, 1, __ATOMIC_RELEASE);
+		else
+			rc = queue_msg_sync(&msg->m);
 	}
 	if (rc < 0) {
 		/* delivered but not marked: the retry will find the file (exactly once) */
-		snprintf(j->reason, sizeof j->reason, "4.3.0 cannot mark queue file: %s",
-			 strerror(errno));
-		j->res = MAILDIR_TEMPFAIL;
+		int e = errno;
+		for (size_t k = 0; k < j->nr; k++)
+			if (res_done(j->r[k].res)) {
+				snprintf(j->r[k].reason, sizeof j->r[k].reason,
+					 "4.3.0 cannot mark queue file: %s", strerror(e));
+				j->r[k].res = MAILDIR_TEMPFAIL;
+			}
 	}
 	j->t_end = wall_time();
 }
@@ -601,8 +620,15 @@ static void msg_finish(struct qmgr *q, struct qmgr_msg *m)
 	fifo_push(&q->finish_q, j);
 }
 
+/* DELIVER jobs of one message made while it is routed: LMTP/SMTP recipients to one nexthop share one */
+struct qm_groups {
+	struct qjob **v;
+	size_t n;
+};
+
 /* Route recipient i (in the loop thread, as promised to the router). */
-static void msg_route(struct qmgr *q, struct qmgr_msg *m, size_t i, double now)
+static void msg_route(struct qmgr *q, struct qmgr_msg *m, size_t i, double now,
+		      struct qm_groups *g)
 {
 	struct qmgr_route r;
 	struct qm_times t = { now, now };
@@ -624,13 +650,30 @@ static void msg_route(struct qmgr *q, struct qmgr_msg *m, size_t i, double now)
 				   &t);
 			return;
 		}
+		if (r.kind != QMGR_ROUTE_MAILDIR)
+			for (size_t k = 0; k < g->n; k++) {
+				struct qjob *o = g->v[k];
+				if (o->route == r.kind && o->nr < QMGR_RCPTS_PER_DELIVERY &&
+				    strcmp(o->path, path) == 0) {
+					o->r = xrealloc(o->r, (o->nr + 1) * sizeof *o->r);
+					memset(&o->r[o->nr], 0, sizeof o->r[o->nr]);
+					o->r[o->nr++].rcpt = i;
+					return;
+				}
+			}
 		struct qjob *j = job_new(q, QJ_DELIVER, m);
-		j->rcpt = i;
+		j->r = xcalloc(1, sizeof *j->r);
+		j->r[0].rcpt = i;
+		j->nr = 1;
 		j->route = r.kind;
 		j->path = xstrdup(path);
 		j->t_queued = now;
 		m->todo++;
 		fifo_push(&q->deliver_q, j);
+		if (r.kind != QMGR_ROUTE_MAILDIR) {
+			g->v = xrealloc(g->v, (g->n + 1) * sizeof *g->v);
+			g->v[g->n++] = j;
+		}
 		return;
 	case QMGR_ROUTE_FAIL:
 		free(m->fail[i]);
@@ -672,9 +715,11 @@ static void open_done(struct qmgr *q, struct qjob *j)
 	m->fail_logged = xcalloc(n ? n : 1, 1);
 	log_event(m->id, "from=<%s>, size=%lld, nrcpt=%zu (queue active)", m->m.env.sender,
 		  m->m.content_len, n);
+	struct qm_groups g = { NULL, 0 };
 	for (size_t i = 0; i < n; i++)
 		if (m->m.env.rcpt[i].status == QUEUE_RCPT_PENDING)
-			msg_route(q, m, i, now);
+			msg_route(q, m, i, now, &g);
+	free(g.v);
 	/* no DELIVER job of m has been handed to a worker yet */
 	__atomic_store_n(&m->inflight, m->todo, __ATOMIC_RELEASE);
 	if (m->todo == 0)
@@ -687,20 +732,23 @@ static void deliver_done(struct qmgr *q, struct qjob *j)
 	struct qm_times t = { j->t_start, j->t_end };
 	q->busy_deliver--;
 	m->todo--;
-	switch (j->res) {
-	case MAILDIR_OK:
-	case MAILDIR_ALREADY:
-		log_rcpt(m, j->rcpt, j->relay, &t, "sent", j->reason);
-		q->st.sent++;
-		break;
-	case MAILDIR_TEMPFAIL:
-		rcpt_defer(q, m, j->rcpt, xstrdup(j->reason), j->relay, &t);
-		break;
-	case MAILDIR_PERMFAIL:	/* the FINISH job reports it, then marks it FAILED */
-		rcpt_bounced(q, m, j->rcpt, j->relay, &t, j->reason);
-		free(m->fail[j->rcpt]);
-		m->fail[j->rcpt] = reason_norm(j->reason, '5', "5.0.0 delivery failed");
-		break;
+	for (size_t k = 0; k < j->nr; k++) {
+		struct qmgr_rcpt_result *r = &j->r[k];
+		switch (r->res) {
+		case MAILDIR_OK:
+		case MAILDIR_ALREADY:
+			log_rcpt(m, r->rcpt, j->relay, &t, "sent", r->reason);
+			q->st.sent++;
+			break;
+		case MAILDIR_PERMFAIL:	/* the FINISH job reports it, then marks it FAILED */
+			rcpt_bounced(q, m, r->rcpt, j->relay, &t, r->reason);
+			free(m->fail[r->rcpt]);
+			m->fail[r->rcpt] = reason_norm(r->reason, '5', "5.0.0 delivery failed");
+			break;
+		default:
+			rcpt_defer(q, m, r->rcpt, xstrdup(r->reason), j->relay, &t);
+			break;
+		}
 	}
 	if (m->todo == 0)
 		msg_finish(q, m);

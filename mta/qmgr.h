@@ -109,17 +109,27 @@ typedef int (*qmgr_dsn_fn)(void *arg, enum qmgr_dsn_kind kind, struct queue_msg 
 			   const struct qmgr_dsn_rcpt *rcpts, size_t n, char **id_out,
 			   char **err_out);
 
+/* One recipient of a delivery (LMTP/SMTP: several per transaction). */
+struct qmgr_rcpt_result {
+	size_t rcpt;		/* in: index into m->env.rcpt */
+	int res;		/* out: MAILDIR_OK, MAILDIR_TEMPFAIL or MAILDIR_PERMFAIL */
+	char reason[512];	/* out: "2.0.0 250 2.0.0 Ok: queued as X" / "4.x.x ..." / "5.x.x ..." */
+};
+
 /*
- * qmgr_deliver_fn - called in a worker thread for a recipient routed
- * QMGR_ROUTE_LMTP or QMGR_ROUTE_SMTP, with the route's nexthop. m is open;
- * read its content only with queue_msg_read (other workers share it).
- * Returns as maildir_deliver: MAILDIR_OK (reason e.g. "2.0.0 250 2.0.0 Ok:
- * queued as X"), MAILDIR_TEMPFAIL ("4.x.x ..."), MAILDIR_PERMFAIL ("5.x.x
- * ..."). relay gets the peer for the log ("mx[192.0.2.1]:25", or "none").
+ * qmgr_deliver_fn - called in a worker thread for recipients r[0..n) of m
+ * that were routed QMGR_ROUTE_LMTP or QMGR_ROUTE_SMTP to the same nexthop
+ * (at most QMGR_RCPTS_PER_DELIVERY: one transaction, one MAIL, several
+ * RCPT, one DATA). m is open; read its content only with queue_msg_read
+ * (other workers share it). Fills every r[i].res and reason; relay gets the
+ * peer for the log ("mx[192.0.2.1]:25", or "none").
  */
-typedef int (*qmgr_deliver_fn)(void *arg, enum qmgr_route_kind kind, const char *nexthop,
-			       struct queue_msg *m, size_t rcpt, char *reason, size_t reason_size,
-			       char *relay, size_t relay_size);
+typedef void (*qmgr_deliver_fn)(void *arg, enum qmgr_route_kind kind, const char *nexthop,
+				struct queue_msg *m, struct qmgr_rcpt_result *r, size_t n,
+				char *relay, size_t relay_size);
+
+/* Recipients of one message per LMTP/SMTP delivery (Postfix *_destination_recipient_limit). */
+#define QMGR_RCPTS_PER_DELIVERY 50
 
 struct qmgr_opts {
 	const char *qdir;		/* queue_directory (copied) */

@@ -19,6 +19,7 @@
 #include <event2/event.h>
 #include <event2/thread.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -61,15 +62,26 @@ static int route(void *arg, const char *rcpt, struct qmgr_route *out)
 	return 0;
 }
 
-/* worker threads: LMTP/SMTP through transport.c */
-static int deliver(void *arg, enum qmgr_route_kind kind, const char *nexthop, struct queue_msg *m,
-		   size_t rcpt, char *reason, size_t reason_size, char *relay, size_t relay_size)
+/* worker threads: LMTP/SMTP through transport.c, one transaction for r[0..n) */
+static void deliver(void *arg, enum qmgr_route_kind kind, const char *nexthop, struct queue_msg *m,
+		    struct qmgr_rcpt_result *r, size_t n, char *relay, size_t relay_size)
 {
 	(void)arg;
-	enum smtp_client_res r = transport_deliver(
-		Q.transport, kind == QMGR_ROUTE_LMTP ? TRANSPORT_LMTP : TRANSPORT_SMTP, nexthop, m, rcpt,
-		reason, reason_size, relay, relay_size);
-	return r == SMTP_RES_OK ? MAILDIR_OK : r == SMTP_RES_BOUNCE ? MAILDIR_PERMFAIL : MAILDIR_TEMPFAIL;
+	struct smtp_client_rcpt *cr = xcalloc(n ? n : 1, sizeof *cr);
+	for (size_t k = 0; k < n; k++) {
+		const struct queue_rcpt *qr = &m->env.rcpt[r[k].rcpt];
+		cr[k].addr = qr->addr;
+		cr[k].notify = qr->notify;
+		cr[k].orcpt = qr->orcpt;
+	}
+	transport_deliver(Q.transport, kind == QMGR_ROUTE_LMTP ? TRANSPORT_LMTP : TRANSPORT_SMTP,
+			  nexthop, m, cr, n, relay, relay_size);
+	for (size_t k = 0; k < n; k++) {
+		r[k].res = cr[k].res == SMTP_RES_OK ? MAILDIR_OK
+			   : cr[k].res == SMTP_RES_BOUNCE ? MAILDIR_PERMFAIL : MAILDIR_TEMPFAIL;
+		snprintf(r[k].reason, sizeof r[k].reason, "%s", cr[k].reason);
+	}
+	free(cr);
 }
 
 /*

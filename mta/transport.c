@@ -464,19 +464,30 @@ static void sasl_find(struct transport *t, const char *nexthop, const char *host
 	pthread_mutex_unlock(&t->sasl_mu);
 }
 
-enum smtp_client_res transport_deliver(struct transport *t, enum transport_kind kind,
-				       const char *nexthop, struct queue_msg *m, size_t rcpt,
-				       char *reason, size_t rsize, char *relay, size_t relay_size)
+static void all_res(struct smtp_client_rcpt *r, size_t n, enum smtp_client_res res,
+		    const char *reason)
+{
+	for (size_t k = 0; k < n; k++) {
+		r[k].res = res;
+		snprintf(r[k].reason, sizeof r[k].reason, "%s", reason);
+	}
+}
+
+void transport_deliver(struct transport *t, enum transport_kind kind, const char *nexthop,
+		       struct queue_msg *m, struct smtp_client_rcpt *rcpts, size_t n, char *relay,
+		       size_t relay_size)
 {
 	struct dns_opts o = { (const char *const *)t->dns_servers, t->ndns, t->dns_timeout_ms,
 			      t->dns_tries };
 	char *err = NULL;
-	struct dns_resolver *r = dns_new(NULL, &o, &err);
 	snprintf(relay, relay_size, "none");
+	struct dns_resolver *r = dns_new(NULL, &o, &err);
 	if (!r) {
-		snprintf(reason, rsize, "4.3.0 DNS resolver: %s", err);
+		char reason[600];
+		snprintf(reason, sizeof reason, "4.3.0 DNS resolver: %s", err);
 		free(err);
-		return SMTP_RES_DEFER;
+		all_res(rcpts, n, SMTP_RES_DEFER, reason);
+		return;
 	}
 	struct plan *p = xcalloc(1, sizeof *p);
 	if (kind == TRANSPORT_LMTP)
@@ -486,7 +497,8 @@ enum smtp_client_res transport_deliver(struct transport *t, enum transport_kind 
 	dns_free(&r);
 	enum smtp_client_proto proto = kind == TRANSPORT_LMTP ? SMTP_CLIENT_LMTP : SMTP_CLIENT_SMTP;
 	enum smtp_client_res res = p->res;
-	snprintf(reason, rsize, "%s", p->reason[0] ? p->reason : "4.4.3 no server to deliver to");
+	char reason[600];
+	snprintf(reason, sizeof reason, "%s", p->reason[0] ? p->reason : "4.4.3 no server to deliver to");
 	char user[256], pass[256];
 	for (size_t i = 0; i < p->n; i++) {
 		struct target *tg = &p->t[i];
@@ -495,22 +507,16 @@ enum smtp_client_res transport_deliver(struct transport *t, enum transport_kind 
 			sasl_find(t, nexthop, tg->host, user, sizeof user, pass, sizeof pass);
 		struct smtp_client_sess *s = smtp_client_open(
 			&t->cfg, proto, (struct sockaddr *)&tg->sa, tg->salen, tg->host, tg->addr,
-			tg->port, tg->host, user, pass, reason, rsize, &res);
+			tg->port, tg->host, user, pass, reason, sizeof reason, &res);
 		explicit_bzero(pass, sizeof pass);
 		if (!s)
 			continue;	/* next MX / address */
-		const struct queue_rcpt *qr = &m->env.rcpt[rcpt];
-		struct smtp_client_rcpt cr = { 0 };
-		cr.addr = qr->addr;
-		cr.notify = qr->notify;
-		cr.orcpt = qr->orcpt;
-		smtp_client_send(s, m, &cr, 1);
+		smtp_client_send(s, m, rcpts, n);
 		snprintf(relay, relay_size, "%s", smtp_client_relay(s));
 		smtp_client_close(&s);
-		snprintf(reason, rsize, "%s", cr.reason);
-		res = cr.res;
-		break;
+		free(p);
+		return;
 	}
+	all_res(rcpts, n, res, reason);
 	free(p);
-	return res;
 }

@@ -55,14 +55,14 @@ struct transport *transport_new(const struct conf *c, char **err_out);
 void transport_free(struct transport **t);
 
 /*
- * transport_deliver - deliver recipient rcpt of m over kind (SMTP or LMTP)
- * to nexthop. reason: "2.0.0 250 ..." / "4.x.x ..." / "5.x.x ..."; relay:
- * "host[addr]:port" of the server that answered last, or "none". Blocking:
- * call from worker threads only.
+ * transport_deliver - deliver rcpts[0..n) of m (addr, notify, orcpt set)
+ * over kind (SMTP or LMTP) to nexthop in one transaction. Sets every
+ * rcpt's res and reason ("2.0.0 250 ..." / "4.x.x ..." / "5.x.x ...");
+ * relay: "host[addr]:port" of the server that answered last, or "none".
+ * Blocking: call from worker threads only.
  */
-enum smtp_client_res transport_deliver(struct transport *t, enum transport_kind kind,
-				       const char *nexthop, struct queue_msg *m, size_t rcpt,
-				       char *reason, size_t reason_size, char *relay,
-				       size_t relay_size);
+void transport_deliver(struct transport *t, enum transport_kind kind, const char *nexthop,
+		       struct queue_msg *m, struct smtp_client_rcpt *rcpts, size_t n, char *relay,
+		       size_t relay_size);
 
 #endif

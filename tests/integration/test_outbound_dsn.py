@@ -120,3 +120,17 @@ def test_queue_listing_shows_reasons(env, tmp_path):
     assert lines[i + 3] == "(come back later)"
     assert lines[i + 4].strip() == "w@later.test"
     assert out.rstrip().endswith("-- 1 Request."), out
+
+
+def test_recipients_to_one_destination_share_a_transaction(env):
+    sink, mta, port = env
+    prim = sink("127.0.0.2")
+    s = mta()
+    rcpts = ["r1@outside.test", "r2@outside.test", "r3@outside.test"]
+    send(s, "alice@example.com", rcpts)
+    wait_for(lambda: s.log_text().count("status=sent") == 3, 30, "3 sent (log: %s)" % s.log_text()[-2000:])
+    s.wait_queue_empty()
+    msgs = prim.messages()
+    assert len(msgs) == 1                       # one MAIL, three RCPT, one DATA
+    for r in rcpts:
+        assert b"X-Rcpt-Args: <%s>" % r.encode() in msgs[0]
