@@ -266,5 +266,6 @@ void qmgr_main(const char *conf_path, int notify_rd_fd)
 	qmgr_start(Q.qmgr);
 	event_base_dispatch(Q.base);
 	qmgr_free(&Q.qmgr);
+	transport_free(&Q.transport);	/* after the workers: QUITs the cached sessions */
 	exit(0);
 }

@@ -832,6 +832,23 @@ int smtp_client_send(struct smtp_client_sess *s, struct queue_msg *m,
 	return 0;
 }
 
+int smtp_client_reset(struct smtp_client_sess *s)
+{
+	if (s->broken)
+		return -1;
+	/* Postfix smtp_rset_timeout: 20s */
+	int timeout_s = s->cfg->mail_timeout_s < 20 ? s->cfg->mail_timeout_s : 20;
+	sbuf_reset(&s->out);
+	sbuf_adds(&s->out, "RSET\r\n");
+	if (flush_out(s, timeout_s) < 0 || read_reply(s, timeout_s) < 0)
+		return -1;
+	if (s->r.code / 100 != 2) {
+		s->broken = 1;	/* no QUIT either: the peer is confused */
+		return -1;
+	}
+	return 0;
+}
+
 void smtp_client_close(struct smtp_client_sess **sp)
 {
 	struct smtp_client_sess *s = *sp;

@@ -6,7 +6,8 @@
  * extensions we use (PIPELINING, SIZE, 8BITMIME, SMTPUTF8, DSN, STARTTLS,
  * AUTH PLAIN), STARTTLS with OpenSSL (SNI, certificate and host name
  * verification for level verify), one mail transaction (MAIL, RCPTs, DATA
- * with LF -> CRLF and dot-stuffing, one reply per recipient for LMTP), QUIT,
+ * with LF -> CRLF and dot-stuffing, one reply per recipient for LMTP), RSET
+ * between transactions of a reused session, QUIT,
  * and the Postfix-style reason text of every outcome.
  * Leaves: which hosts to try in which order (transport.c), queue status
  * marks and logging (qmgr.c). Replies are parsed by proto/smtp_reply.c.
@@ -93,6 +94,13 @@ const char *smtp_client_relay(const struct smtp_client_sess *s);
  */
 int smtp_client_send(struct smtp_client_sess *s, struct queue_msg *m,
 		     struct smtp_client_rcpt *rcpts, size_t n);
+
+/*
+ * smtp_client_reset - RSET before the next transaction on a reused session
+ * (also proves the peer is still there). 0 on a 2xx reply; -1 when the
+ * session is unusable (the caller closes it and connects anew).
+ */
+int smtp_client_reset(struct smtp_client_sess *s);
 
 /* smtp_client_close - QUIT (best effort, quit timeout), close, free. NULL ok. */
 void smtp_client_close(struct smtp_client_sess **s);

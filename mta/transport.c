@@ -15,8 +15,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/un.h>
+#include <time.h>
 
 #define TRANSPORT_MAX_ADDRS 10	/* addresses tried per delivery (Postfix: 5 x 2 sessions) */
+/* connection reuse (Postfix smtp_connection_cache_*, smtp_connection_reuse_*) */
+#define TRANSPORT_CACHE_IDLE_MS 2000	/* close a session idle this long */
+#define TRANSPORT_CACHE_MAX 64		/* idle sessions kept at most (oldest closed first) */
+#define TRANSPORT_REUSE_MAX 100		/* transactions per session */
+#define TRANSPORT_REUSE_MS 300000	/* age of a session after which it is not reused */
 
 /* ---- routing ---- */
 
@@ -175,8 +181,25 @@ enum transport_kind transport_route(struct transport_router *tr, struct router *
 
 /* ---- delivery ---- */
 
+/* an idle session kept for the next delivery to the same nexthop */
+struct conn_ent {
+	struct smtp_client_sess *s;
+	char *key;		/* "S:nexthop" / "L:nexthop" */
+	long long idle_since_ms, opened_ms;
+	int uses;		/* transactions so far */
+	struct conn_ent *next;	/* newest first */
+};
+
 struct transport {
 	struct smtp_client_cfg cfg;
+	/* connection cache: idle sessions; a reaper thread closes them after
+	 * TRANSPORT_CACHE_IDLE_MS (QUIT off the delivery threads) */
+	pthread_mutex_t cache_mu;
+	pthread_cond_t cache_cv;
+	struct conn_ent *cache;
+	size_t ncache;
+	int reaper_stop;
+	pthread_t reaper;
 	char *helo_name;
 	SSL_CTX *tls_ctx;
 	int tcp_port;
@@ -194,10 +217,101 @@ static int time_s(const struct conf *c, const char *n)
 	return v > 86400 ? 86400 : (int)v;
 }
 
+static void conn_ent_free(struct conn_ent *e)
+{
+	smtp_client_close(&e->s);
+	free(e->key);
+	free(e);
+}
+
+static void *reaper_main(void *arg)
+{
+	struct transport *t = arg;
+	pthread_mutex_lock(&t->cache_mu);
+	while (!t->reaper_stop) {
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += 250 * 1000000L;
+		if (ts.tv_nsec >= 1000000000L) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000L;
+		}
+		pthread_cond_timedwait(&t->cache_cv, &t->cache_mu, &ts);
+		long long now = now_ms();
+		struct conn_ent *old = NULL;
+		for (struct conn_ent **pp = &t->cache; *pp;) {
+			struct conn_ent *e = *pp;
+			if (t->reaper_stop || now - e->idle_since_ms >= TRANSPORT_CACHE_IDLE_MS) {
+				*pp = e->next;
+				t->ncache--;
+				e->next = old;
+				old = e;
+			} else {
+				pp = &e->next;
+			}
+		}
+		pthread_mutex_unlock(&t->cache_mu);
+		while (old) {	/* QUIT outside the lock */
+			struct conn_ent *e = old;
+			old = e->next;
+			conn_ent_free(e);
+		}
+		pthread_mutex_lock(&t->cache_mu);
+	}
+	pthread_mutex_unlock(&t->cache_mu);
+	return NULL;
+}
+
+/* cache_take - an idle session for key (the newest), or NULL. */
+static struct conn_ent *cache_take(struct transport *t, const char *key)
+{
+	struct conn_ent *e = NULL;
+	pthread_mutex_lock(&t->cache_mu);
+	for (struct conn_ent **pp = &t->cache; *pp; pp = &(*pp)->next)
+		if (strcmp((*pp)->key, key) == 0) {
+			e = *pp;
+			*pp = e->next;
+			t->ncache--;
+			break;
+		}
+	pthread_mutex_unlock(&t->cache_mu);
+	return e;
+}
+
+/* cache_put - keep e for reuse, or close it when it has served enough. */
+static void cache_put(struct transport *t, struct conn_ent *e)
+{
+	long long now = now_ms();
+	if (e->uses >= TRANSPORT_REUSE_MAX || now - e->opened_ms >= TRANSPORT_REUSE_MS) {
+		conn_ent_free(e);
+		return;
+	}
+	e->idle_since_ms = now;
+	struct conn_ent *drop = NULL;
+	pthread_mutex_lock(&t->cache_mu);
+	e->next = t->cache;
+	t->cache = e;
+	if (++t->ncache > TRANSPORT_CACHE_MAX) {	/* the oldest is last */
+		struct conn_ent **pp = &t->cache;
+		while ((*pp)->next)
+			pp = &(*pp)->next;
+		drop = *pp;
+		*pp = NULL;
+		t->ncache--;
+	}
+	pthread_mutex_unlock(&t->cache_mu);
+	if (drop)
+		conn_ent_free(drop);
+}
+
 struct transport *transport_new(const struct conf *c, char **err_out)
 {
 	struct transport *t = xcalloc(1, sizeof *t);
 	pthread_mutex_init(&t->sasl_mu, NULL);
+	pthread_mutex_init(&t->cache_mu, NULL);
+	pthread_cond_init(&t->cache_cv, NULL);
+	if (pthread_create(&t->reaper, NULL, reaper_main, t) != 0)
+		fatal("transport: cannot create the connection cache thread");
 	t->helo_name = xstrdup(conf_str(c, "smtp_helo_name"));
 	t->cfg.helo_name = t->helo_name;
 	t->cfg.connect_timeout_s = time_s(c, "smtp_connect_timeout");
@@ -248,6 +362,13 @@ void transport_free(struct transport **tp)
 	struct transport *t = *tp;
 	if (!t)
 		return;
+	pthread_mutex_lock(&t->cache_mu);
+	t->reaper_stop = 1;
+	pthread_cond_signal(&t->cache_cv);
+	pthread_mutex_unlock(&t->cache_mu);
+	pthread_join(t->reaper, NULL);	/* it closes every cached session on the way out */
+	pthread_mutex_destroy(&t->cache_mu);
+	pthread_cond_destroy(&t->cache_cv);
 	if (t->tls_ctx)
 		SSL_CTX_free(t->tls_ctx);
 	for (size_t i = 0; i < t->ndns; i++)
@@ -477,16 +598,35 @@ void transport_deliver(struct transport *t, enum transport_kind kind, const char
 		       struct queue_msg *m, struct smtp_client_rcpt *rcpts, size_t n, char *relay,
 		       size_t relay_size)
 {
+	char *key = xasprintf("%c:%s", kind == TRANSPORT_LMTP ? 'L' : 'S', nexthop);
+	struct conn_ent *e;
+	snprintf(relay, relay_size, "none");
+	/* a cached session to this nexthop: RSET, then the transaction; a dead one is dropped */
+	while ((e = cache_take(t, key)) != NULL) {
+		if (smtp_client_reset(e->s) < 0) {
+			conn_ent_free(e);
+			continue;
+		}
+		int rc = smtp_client_send(e->s, m, rcpts, n);
+		snprintf(relay, relay_size, "%s", smtp_client_relay(e->s));
+		e->uses++;
+		if (rc == 0)
+			cache_put(t, e);
+		else
+			conn_ent_free(e);
+		free(key);
+		return;
+	}
 	struct dns_opts o = { (const char *const *)t->dns_servers, t->ndns, t->dns_timeout_ms,
 			      t->dns_tries };
 	char *err = NULL;
-	snprintf(relay, relay_size, "none");
 	struct dns_resolver *r = dns_new(NULL, &o, &err);
 	if (!r) {
 		char reason[600];
 		snprintf(reason, sizeof reason, "4.3.0 DNS resolver: %s", err);
 		free(err);
 		all_res(rcpts, n, SMTP_RES_DEFER, reason);
+		free(key);
 		return;
 	}
 	struct plan *p = xcalloc(1, sizeof *p);
@@ -511,12 +651,21 @@ void transport_deliver(struct transport *t, enum transport_kind kind, const char
 		explicit_bzero(pass, sizeof pass);
 		if (!s)
 			continue;	/* next MX / address */
-		smtp_client_send(s, m, rcpts, n);
+		int rc = smtp_client_send(s, m, rcpts, n);
 		snprintf(relay, relay_size, "%s", smtp_client_relay(s));
-		smtp_client_close(&s);
+		e = xcalloc(1, sizeof *e);
+		e->s = s;
+		e->key = key;
+		e->opened_ms = now_ms();
+		e->uses = 1;
+		if (rc == 0)
+			cache_put(t, e);
+		else
+			conn_ent_free(e);
 		free(p);
 		return;
 	}
 	all_res(rcpts, n, res, reason);
+	free(key);
 	free(p);
 }

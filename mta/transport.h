@@ -6,13 +6,18 @@
  * "unix:/path", "inet:host:port"), the MX look-up (RFC 5321 section 5:
  * preference order, implicit MX from A/AAAA, null MX RFC 7505) through
  * proto/dns, the order in which addresses are tried (next MX on connection
- * failure or a 4xx/5xx greeting), and smtp_sasl_password_maps.
+ * failure or a 4xx/5xx greeting), smtp_sasl_password_maps, and the
+ * connection cache (an idle session per nexthop is kept for the next
+ * delivery there: RSET, then the transaction; closed after 2 s idle, 100
+ * transactions or 300 s, like Postfix's smtp_connection_cache_*).
  * Leaves: the SMTP/LMTP conversation (smtp_client.c), Maildirs (router.c,
  * maildir.c), queue marks, retries and logs (qmgr.c).
  *
  * Threads: transport_route runs in the qmgr loop thread (tables of the
  * current configuration); transport_deliver runs in worker threads and
- * uses only the immutable struct transport (one DNS resolver per call).
+ * uses only the immutable struct transport (one DNS resolver per call)
+ * and the connection cache (under its mutex; a reaper thread QUITs idle
+ * sessions).
  */
 #ifndef SLUICE_MTA_TRANSPORT_H
 #define SLUICE_MTA_TRANSPORT_H

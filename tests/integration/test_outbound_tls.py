@@ -59,6 +59,7 @@ class TlsSink:
             threading.Thread(target=self._serve, args=(c,), daemon=True).start()
 
     def _serve(self, conn):
+        self.events.append("connect")
         conn.settimeout(20)
         st = {"tls": False, "auth": None, "mail": None, "rcpts": [], "data": None}
         f = conn.makefile("rb")
@@ -275,3 +276,21 @@ def test_auth_wrong_password_defers(tls):
     assert "SASL authentication failed; server relay.test[127.0.0.4]:%d said: 535" % port in log
     assert srv.messages == []
     assert "b4dpw" not in log
+
+
+def test_connection_reuse_and_idle_close(tls):
+    start, mta, port, d = tls
+    srv = start("127.0.0.2")
+    s = mta()
+    for k in range(3):
+        send(s, "alice@example.com", ["reuse%d@outside.test" % k], body="Subject: m%d\n\nbody\n" % k)
+        wait_for(lambda: len(srv.messages) == k + 1, 30, "message %d (log: %s)" % (k, s.log_text()[-2000:]))
+    ev = srv.events
+    assert ev.count("connect") == 1, ev
+    assert sum(1 for e in ev if e.startswith("EHLO")) == 1, ev
+    assert ev.count("RSET") == 2, ev
+    # closed with QUIT after about 2 s idle
+    wait_for(lambda: "QUIT" in srv.events, 10, "QUIT after idle (events: %s)" % srv.events)
+    send(s, "alice@example.com", ["again@outside.test"])
+    wait_for(lambda: len(srv.messages) == 4, 30, "message after the close")
+    assert srv.events.count("connect") == 2
