@@ -1,0 +1,433 @@
+/*
+ * milter_load: a milter-protocol (v6) load client for bench_dkim.py.
+ * Owns: plays the MTA side against one milter socket with C concurrent
+ * connections, each sending its share of N copies of one message (one
+ * milter connection per thread, many messages on it, like one SMTP session
+ * carrying many messages); honours the filter's negotiated skip/no-reply
+ * steps and HDR_LEADSPC; measures per-message latency (MAIL sent -> final
+ * end-of-message reply).
+ * Leaves: daemons, keys, DNS, repetitions and reporting to bench_dkim.py.
+ *
+ * Usage: milter_load -s unix:/path|inet:host:port -m MSGFILE [-c CONNS]
+ *                    [-n MESSAGES] [-a CLIENT_ADDR]
+ * Prints one JSON line: msgs, secs, msgs_per_s, p50_ms, p99_ms, errors,
+ * and the filter's first added headers (for a correctness check).
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#define NR_CONN 0x1000u
+#define NR_MAIL 0x4000u
+#define NR_HDR 0x80u
+#define NR_EOH 0x40000u
+#define NR_BODY 0x80000u
+#define NO_CONNECT 0x1u
+#define NO_MAIL 0x4u
+#define NO_RCPT 0x8u
+#define NO_DATA_STEP 0x200u
+#define NR_RCPT 0x8000u
+#define NR_DATA 0x10000u
+#define NO_BODY 0x10u
+#define NO_HDRS 0x20u
+#define NO_EOH 0x40u
+#define HDR_LEADSPC 0x100000u
+
+static const char *spec, *client_addr = "127.0.0.1";
+static char *msg;
+static size_t msg_len;
+static int nconns = 1, nmsgs = 1000;
+static double *lat_ms;
+static int lat_n;
+static int errors;
+static char first_mods[4096];
+static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+
+struct hdr { char *name, *value; };
+static struct hdr *hdrs;
+static int nhdrs;
+static const char *body;
+static size_t body_len;
+
+static double now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+static void die(const char *what)
+{
+	perror(what);
+	exit(1);
+}
+
+static int dial(void)
+{
+	int fd;
+	if (!strncmp(spec, "unix:", 5)) {
+		struct sockaddr_un sun = { .sun_family = AF_UNIX };
+		snprintf(sun.sun_path, sizeof(sun.sun_path), "%s", spec + 5);
+		fd = socket(AF_UNIX, SOCK_STREAM, 0);
+		if (connect(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0)
+			die("connect unix");
+	} else {
+		char host[256];
+		const char *hp = spec + 5, *colon = strrchr(hp, ':');
+		snprintf(host, sizeof(host), "%.*s", (int)(colon - hp), hp);
+		struct addrinfo hints = { .ai_socktype = SOCK_STREAM }, *ai;
+		if (getaddrinfo(host, colon + 1, &hints, &ai))
+			die("getaddrinfo");
+		fd = socket(ai->ai_family, SOCK_STREAM, 0);
+		if (connect(fd, ai->ai_addr, ai->ai_addrlen) < 0)
+			die("connect inet");
+		int one = 1;
+		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+		freeaddrinfo(ai);
+	}
+	return fd;
+}
+
+/* outgoing packets are collected and written in one write() before each wait */
+struct out { char *b; size_t n, cap; };
+
+static void put(struct out *o, char cmd, const void *data, size_t len)
+{
+	if (o->n + len + 5 > o->cap) {
+		o->cap = (o->n + len + 5) * 2;
+		o->b = realloc(o->b, o->cap);
+	}
+	uint32_t l = htonl((uint32_t)len + 1);
+	memcpy(o->b + o->n, &l, 4);
+	o->b[o->n + 4] = cmd;
+	memcpy(o->b + o->n + 5, data, len);
+	o->n += len + 5;
+}
+
+static void flush(int fd, struct out *o)
+{
+	if (getenv("MILTER_LOAD_DEBUG") && o->n)
+		fprintf(stderr, "send %zu bytes\n", o->n);
+	size_t off = 0;
+	while (off < o->n) {
+		ssize_t w = write(fd, o->b + off, o->n - off);
+		if (w < 0) {
+			if (errno == EINTR)
+				continue;
+			die("write");
+		}
+		off += (size_t)w;
+	}
+	o->n = 0;
+}
+
+static void readn(int fd, void *p, size_t n)
+{
+	size_t off = 0;
+	while (off < n) {
+		ssize_t r = read(fd, (char *)p + off, n - off);
+		if (r <= 0) {
+			if (r < 0 && errno == EINTR)
+				continue;
+			fprintf(stderr, "milter_load: connection closed by filter\n");
+			exit(1);
+		}
+		off += (size_t)r;
+	}
+}
+
+/* read one reply packet; returns its command, data in *buf (len *len) */
+static char reply(int fd, char **buf, uint32_t *len)
+{
+	uint32_t l;
+	readn(fd, &l, 4);
+	l = ntohl(l);
+	if (l == 0 || l > (1u << 24)) {
+		fprintf(stderr, "milter_load: bad packet length %u\n", l);
+		exit(1);
+	}
+	char cmd;
+	readn(fd, &cmd, 1);
+	if (getenv("MILTER_LOAD_DEBUG"))
+		fprintf(stderr, "reply '%c' (%u bytes)\n", cmd, l - 1);
+	*buf = realloc(*buf, l);
+	readn(fd, *buf, l - 1);
+	*len = l - 1;
+	return cmd;
+}
+
+/* wait for an accept/continue-type reply, skipping progress */
+static char wait_simple(int fd, char **buf, uint32_t *len)
+{
+	char c;
+	while ((c = reply(fd, buf, len)) == 'p')
+		;
+	return c;
+}
+
+static void *worker(void *arg)
+{
+	int count = (int)(intptr_t)arg;
+	int fd = dial();
+	struct out o = { 0 };
+	char *buf = NULL;
+	uint32_t len;
+	uint32_t neg[3] = { htonl(6), htonl(0x1FF), htonl(0x1FFFFF) };
+	put(&o, 'O', neg, sizeof(neg));
+	flush(fd, &o);
+	if (reply(fd, &buf, &len) != 'O' || len < 12) {
+		fprintf(stderr, "milter_load: bad option negotiation\n");
+		exit(1);
+	}
+	uint32_t proto;
+	memcpy(&proto, buf + 8, 4);
+	proto = ntohl(proto);
+	int lead = (proto & HDR_LEADSPC) != 0;
+	if (getenv("MILTER_LOAD_DEBUG"))
+		fprintf(stderr, "negotiated protocol 0x%x\n", proto);
+
+	/* connect: macros, then C */
+	const char mc[] = "Cj\0mx.test\0{daemon_name}\0bench\0";
+	put(&o, 'D', mc, sizeof(mc) - 1);
+	if (!(proto & NO_CONNECT)) {
+		char c[512];
+		size_t n = 0;
+		n += (size_t)sprintf(c + n, "client.test") + 1;
+		c[n++] = '4';
+		uint16_t port = htons(4242);
+		memcpy(c + n, &port, 2);
+		n += 2;
+		n += (size_t)sprintf(c + n, "%s", client_addr) + 1;
+		put(&o, 'C', c, n);
+		flush(fd, &o);
+		if (!(proto & NR_CONN))
+			wait_simple(fd, &buf, &len);
+	}
+	double *mine = calloc((size_t)count, sizeof(double));
+	int myerr = 0;
+	for (int i = 0; i < count; i++) {
+		double t0 = now_ms();
+		char m[128];
+		int n = snprintf(m, sizeof(m), "Mi%c%08X%04X%c", 0, (unsigned)i, (unsigned)(uintptr_t)pthread_self() & 0xFFFF, 0);
+		put(&o, 'D', m, (size_t)n);
+		if (!(proto & NO_MAIL)) {
+			const char from[] = "<alice@example.com>";
+			put(&o, 'M', from, sizeof(from));
+			flush(fd, &o);
+			if (!(proto & NR_MAIL))
+				wait_simple(fd, &buf, &len);
+		}
+		if (!(proto & NO_RCPT)) {
+			const char to[] = "<bob@example.net>";
+			put(&o, 'R', to, sizeof(to));
+			flush(fd, &o);
+			if (!(proto & NR_RCPT))
+				wait_simple(fd, &buf, &len);
+		}
+		if (!(proto & NO_DATA_STEP)) {
+			put(&o, 'T', "", 0);
+			flush(fd, &o);
+			if (!(proto & NR_DATA))
+				wait_simple(fd, &buf, &len);
+		}
+		if (!(proto & NO_HDRS)) {
+			for (int h = 0; h < nhdrs; h++) {
+				char hb[8192];
+				size_t nl = strlen(hdrs[h].name) + 1;
+				const char *v = hdrs[h].value;
+				if (!lead && *v == ' ')
+					v++;
+				size_t vl = strlen(v) + 1;
+				if (nl + vl > sizeof(hb))
+					continue;
+				memcpy(hb, hdrs[h].name, nl);
+				memcpy(hb + nl, v, vl);
+				put(&o, 'L', hb, nl + vl);
+				if (!(proto & NR_HDR)) {
+					flush(fd, &o);
+					wait_simple(fd, &buf, &len);
+				}
+			}
+		}
+		if (!(proto & NO_EOH)) {
+			put(&o, 'N', "", 0);
+			if (!(proto & NR_EOH)) {
+				flush(fd, &o);
+				wait_simple(fd, &buf, &len);
+			}
+		}
+		if (!(proto & NO_BODY)) {
+			for (size_t off = 0; off < body_len; off += 65535) {
+				size_t n2 = body_len - off > 65535 ? 65535 : body_len - off;
+				put(&o, 'B', body + off, n2);
+				if (!(proto & NR_BODY)) {
+					flush(fd, &o);
+					wait_simple(fd, &buf, &len);
+				}
+			}
+		}
+		put(&o, 'E', "", 0);
+		flush(fd, &o);
+		char mods[4096];
+		size_t ml = 0;
+		mods[0] = 0;
+		for (;;) {
+			char c = reply(fd, &buf, &len);
+			if (c == 'p')
+				continue;
+			if (c == 'h' || c == 'i' || c == 'm') {
+				/* 'i'/'m' start with a 4-byte index */
+				size_t skip = c == 'h' ? 0 : 4;
+				if (len > skip && ml < sizeof(mods) - 1) {
+					const char *name = buf + skip;
+					const char *val = name + strnlen(name, len - skip) + 1;
+					int w = snprintf(mods + ml, sizeof(mods) - ml, "%s:%.*s\n", name,
+							 (int)(buf + len - val), val);
+					if (w > 0)
+						ml += (size_t)w < sizeof(mods) - ml ? (size_t)w : sizeof(mods) - ml - 1;
+				}
+				continue;
+			}
+			if (c == 'a' || c == 'c')
+				break;
+			myerr++;	/* r, t, d, y, ...: counted as an error */
+			break;
+		}
+		mine[i] = now_ms() - t0;
+		if (i == 0) {
+			pthread_mutex_lock(&mu);
+			if (!first_mods[0])
+				snprintf(first_mods, sizeof(first_mods), "%s", mods);
+			pthread_mutex_unlock(&mu);
+		}
+	}
+	put(&o, 'Q', "", 0);
+	flush(fd, &o);
+	close(fd);
+	pthread_mutex_lock(&mu);
+	memcpy(lat_ms + lat_n, mine, (size_t)count * sizeof(double));
+	lat_n += count;
+	errors += myerr;
+	pthread_mutex_unlock(&mu);
+	free(mine);
+	free(buf);
+	free(o.b);
+	return NULL;
+}
+
+static int cmpd(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+	return x < y ? -1 : x > y;
+}
+
+/* split the message (LF or CRLF) into headers (unfolded values keep CRLF folds) and a CRLF body */
+static void parse_message(void)
+{
+	char *crlf = malloc(msg_len * 2 + 3);
+	size_t n = 0;
+	for (size_t i = 0; i < msg_len; i++) {
+		if (msg[i] == '\n' && (i == 0 || msg[i - 1] != '\r'))
+			crlf[n++] = '\r';
+		crlf[n++] = msg[i];
+	}
+	crlf[n] = 0;
+	char *sep = strstr(crlf, "\r\n\r\n");
+	if (!sep) {
+		fprintf(stderr, "milter_load: no header/body separator\n");
+		exit(2);
+	}
+	*sep = 0;
+	body = sep + 4;
+	body_len = n - (size_t)(sep + 4 - crlf);
+	char *p = crlf;
+	while (*p) {
+		char *end = p;
+		for (;;) {	/* header ends at CRLF not followed by WSP */
+			end = strstr(end, "\r\n");
+			if (!end || (end[2] != ' ' && end[2] != '\t'))
+				break;
+			end += 2;
+		}
+		char *next = end ? end + 2 : p + strlen(p);
+		if (end)
+			*end = 0;
+		char *colon = strchr(p, ':');
+		if (colon) {
+			*colon = 0;
+			hdrs = realloc(hdrs, sizeof(*hdrs) * (size_t)(nhdrs + 1));
+			hdrs[nhdrs].name = p;
+			hdrs[nhdrs].value = colon + 1;	/* with its leading space (LEADSPC form) */
+			nhdrs++;
+		}
+		p = next;
+	}
+}
+
+int main(int argc, char **argv)
+{
+	const char *file = NULL;
+	int ch;
+	while ((ch = getopt(argc, argv, "s:m:c:n:a:")) != -1) {
+		switch (ch) {
+		case 's': spec = optarg; break;
+		case 'm': file = optarg; break;
+		case 'c': nconns = atoi(optarg); break;
+		case 'n': nmsgs = atoi(optarg); break;
+		case 'a': client_addr = optarg; break;
+		default:
+			fprintf(stderr, "usage: milter_load -s SPEC -m MSG [-c CONNS] [-n N] [-a ADDR]\n");
+			return 2;
+		}
+	}
+	if (!spec || !file || nconns < 1 || nmsgs < nconns)
+		return 2;
+	FILE *f = fopen(file, "rb");
+	if (!f)
+		die(file);
+	fseek(f, 0, SEEK_END);
+	msg_len = (size_t)ftell(f);
+	rewind(f);
+	msg = malloc(msg_len + 1);
+	if (fread(msg, 1, msg_len, f) != msg_len)
+		die("read");
+	fclose(f);
+	parse_message();
+	lat_ms = calloc((size_t)nmsgs, sizeof(double));
+	pthread_t th[256];
+	if (nconns > 256)
+		nconns = 256;
+	double t0 = now_ms();
+	for (int i = 0; i < nconns; i++) {
+		int share = nmsgs / nconns + (i < nmsgs % nconns);
+		pthread_create(&th[i], NULL, worker, (void *)(intptr_t)share);
+	}
+	for (int i = 0; i < nconns; i++)
+		pthread_join(th[i], NULL);
+	double secs = (now_ms() - t0) / 1e3;
+	qsort(lat_ms, (size_t)lat_n, sizeof(double), cmpd);
+	double p50 = lat_ms[lat_n / 2], p99 = lat_ms[(size_t)(lat_n * 0.99) < (size_t)lat_n ? (size_t)(lat_n * 0.99) : (size_t)lat_n - 1];
+	printf("{\"msgs\": %d, \"secs\": %.4f, \"msgs_per_s\": %.1f, \"p50_ms\": %.3f, \"p99_ms\": %.3f, "
+	       "\"errors\": %d, \"first_mods\": \"", lat_n, secs, lat_n / secs, p50, p99, errors);
+	for (const char *p = first_mods; *p; p++) {
+		if (*p == '"' || *p == '\\')
+			printf("\\%c", *p);
+		else if ((unsigned char)*p < 0x20)
+			printf("\\u%04x", *p);
+		else
+			putchar(*p);
+	}
+	printf("\"}\n");
+	return 0;
+}
