@@ -396,7 +396,8 @@ static void job_run_deliver(struct qjob *j)
 			ndone++;
 		}
 	if (rc == 0 && ndone > 0) {
-		if (last)
+		/* only Maildir recognises a repeated delivery: LMTP/SMTP marks are always synced */
+		if (last && j->route == QMGR_ROUTE_MAILDIR)
 			__atomic_store_n(&msg->marks_dirty, 1, __ATOMIC_RELEASE);
 		else
 			rc = queue_msg_sync(&msg->m);
