@@ -2,13 +2,16 @@
  * queue: the durable mail queue under queue_directory ("250 means on disk").
  * Owns: queue ids, the queue file format, writing a message while it is
  * received, the commit (file fsync, rename into active/, directory fsync)
- * done by one committer thread that groups concurrent commits (one
- * directory fsync for a batch), reading queue files back, durable
+ * done by a committer per event loop that takes waiting commits as a batch
+ * (the files are fdatasync'd in parallel by a few threads, then one
+ * directory fsync for the batch), recycling finished files (spare/),
+ * reading queue files back, durable
  * per-recipient status marks, moving messages between active/, deferred/,
  * hold/ and corrupt/, and scanning the queue at start-up.
  * Leaves: scheduling and delivery (qmgr.c, maildir.c), SMTP (smtp_session.c).
  *
- * Layout: queue_directory/{incoming,active,deferred,hold,corrupt}/<ID>.
+ * Layout: queue_directory/{incoming,active,deferred,hold,corrupt}/<ID>, and
+ * spare/ (finished files kept for reuse: creating files is dear on ext4).
  * incoming/ holds messages being received (removed on abort; leftovers
  * are deleted at start-up: they were never acknowledged). A file in
  * active/, deferred/ or hold/ is a committed message.
