@@ -49,6 +49,14 @@ struct qmgr_msg {
 
 enum qjob_kind { QJ_SCAN, QJ_OPEN, QJ_DELIVER, QJ_FINISH };
 
+/* deliveries in flight to one LMTP/SMTP nexthop (loop side; gone at 0) */
+struct qm_dest {
+	char *key;		/* "S:nexthop" / "L:nexthop" */
+	size_t busy;
+	struct qm_dest *next;
+};
+#define QMGR_DEST_BUCKETS 256
+
 struct qjob {
 	enum qjob_kind kind;
 	struct qmgr *q;
@@ -68,6 +76,7 @@ struct qjob {
 	size_t nr;
 	char *path;
 	enum qmgr_route_kind route;
+	struct qm_dest *dest;	/* LMTP/SMTP: counted against its nexthop while in flight */
 	char relay[300];
 	double t_queued, t_start, t_end;
 	/* FINISH in: next_attempt; out: 0 = removed, marks_ok, the reports queued
@@ -99,6 +108,7 @@ struct qmgr {
 	struct qmgr_msg *ready, **ready_tail;
 	struct qmgr_msg **hash;
 	size_t hsize, nmsg;
+	struct qm_dest *dests[QMGR_DEST_BUCKETS];
 	size_t busy, busy_deliver, nopen;
 	int scan_wanted, scan_flush, scan_running;
 	int started, stopping, stop_reported;
@@ -107,6 +117,7 @@ struct qmgr {
 };
 
 static void qmgr_pump(struct qmgr *q);
+static void dest_release(struct qmgr *q, struct qjob *j);
 
 /* ---- small helpers ---- */
 
@@ -732,6 +743,7 @@ static void deliver_done(struct qmgr *q, struct qjob *j)
 	struct qmgr_msg *m = j->msg;
 	struct qm_times t = { j->t_start, j->t_end };
 	q->busy_deliver--;
+	dest_release(q, j);
 	m->todo--;
 	for (size_t k = 0; k < j->nr; k++) {
 		struct qmgr_rcpt_result *r = &j->r[k];
@@ -829,12 +841,71 @@ static void done_cb(evutil_socket_t fd, short what, void *arg)
 
 /* ---- scheduling ---- */
 
+static struct qm_dest **dest_slot(struct qmgr *q, const struct qjob *j, char *key, size_t ksize)
+{
+	snprintf(key, ksize, "%c:%s", j->route == QMGR_ROUTE_LMTP ? 'L' : 'S', j->path);
+	struct qm_dest **pp = &q->dests[id_hash(key, QMGR_DEST_BUCKETS)];
+	while (*pp && strcmp((*pp)->key, key) != 0)
+		pp = &(*pp)->next;
+	return pp;
+}
+
+/* dest_take - count j against its nexthop; 0, or -1 when that is at its limit. */
+static int dest_take(struct qmgr *q, struct qjob *j)
+{
+	if (j->route == QMGR_ROUTE_MAILDIR)
+		return 0;
+	char key[1100];
+	struct qm_dest **pp = dest_slot(q, j, key, sizeof key);
+	if (*pp && (*pp)->busy >= (size_t)q->o.destination_concurrency_limit)
+		return -1;
+	if (!*pp) {
+		*pp = xcalloc(1, sizeof **pp);
+		(*pp)->key = xstrdup(key);
+	}
+	(*pp)->busy++;
+	j->dest = *pp;
+	return 0;
+}
+
+static void dest_release(struct qmgr *q, struct qjob *j)
+{
+	if (!j->dest)
+		return;
+	char key[1100];
+	struct qm_dest **pp = dest_slot(q, j, key, sizeof key);
+	if (*pp != j->dest)
+		panic("qmgr: destination of a delivery lost");
+	if (--j->dest->busy == 0) {
+		*pp = j->dest->next;
+		free(j->dest->key);
+		free(j->dest);
+	}
+	j->dest = NULL;
+}
+
+/* the first waiting delivery whose nexthop is under its concurrency limit */
+static struct qjob *next_delivery(struct qmgr *q)
+{
+	for (struct qjob **pp = &q->deliver_q.head; *pp; pp = &(*pp)->next) {
+		struct qjob *j = *pp;
+		if (dest_take(q, j) < 0)
+			continue;
+		*pp = j->next;
+		if (q->deliver_q.tail == &j->next)
+			q->deliver_q.tail = pp;
+		j->next = NULL;
+		return j;
+	}
+	return NULL;
+}
+
 static struct qjob *next_job(struct qmgr *q)
 {
 	struct qjob *j = fifo_pop(&q->finish_q);
 	if (j || q->stopping)
 		return j;
-	if (q->busy_deliver < (size_t)q->nthreads && (j = fifo_pop(&q->deliver_q)) != NULL)
+	if (q->busy_deliver < (size_t)q->nthreads && (j = next_delivery(q)) != NULL)
 		return j;
 	if (q->scan_wanted && !q->scan_running) {
 		j = job_new(q, QJ_SCAN, NULL);
@@ -911,6 +982,8 @@ struct qmgr *qmgr_new(struct event_base *base, const struct qmgr_opts *opts)
 	q->o.maximal_backoff_time_s = dflt(opts->maximal_backoff_time_s, 4000);
 	q->o.maximal_queue_lifetime_s = dflt(opts->maximal_queue_lifetime_s, 5 * 86400);
 	q->o.queue_run_delay_s = dflt(opts->queue_run_delay_s, 300);
+	if (q->o.destination_concurrency_limit <= 0)
+		q->o.destination_concurrency_limit = 20;
 	q->nthreads = opts->workers > 0 ? opts->workers : 4;
 	q->sync = maildir_syncer_new();
 	q->hsize = 1024;
@@ -1010,6 +1083,13 @@ void qmgr_free(struct qmgr **qp)
 	fifo_free(&q->done);
 	fifo_free(&q->finish_q);
 	fifo_free(&q->deliver_q);
+	for (size_t b = 0; b < QMGR_DEST_BUCKETS; b++)
+		while (q->dests[b]) {	/* left by jobs that never came back */
+			struct qm_dest *d = q->dests[b];
+			q->dests[b] = d->next;
+			free(d->key);
+			free(d);
+		}
 	for (size_t b = 0; b < q->hsize; b++)
 		while (q->hash[b])
 			msg_drop(q, q->hash[b]);

@@ -3,7 +3,8 @@
  * Owns: which queued message is worked on when, routing each recipient
  * (through the caller's callback), handing deliveries (Maildir, or LMTP/SMTP
  * through the caller's deliver callback) to a fixed pool of
- * worker threads, the per-recipient outcome (DONE / FAILED marks, the
+ * worker threads (at most destination_concurrency_limit of them to one
+ * LMTP/SMTP nexthop at a time), the per-recipient outcome (DONE / FAILED marks, the
  * "to=..., status=..." log lines), retry with backoff through deferred/,
  * expiry after maximal_queue_lifetime, when a delivery status
  * notification is due (one per message and attempt listing every recipient
@@ -149,6 +150,8 @@ struct qmgr_opts {
 	qmgr_dsn_fn dsn;		/* optional: builds the reports (called in worker threads) */
 	void *dsn_arg;
 	double delay_warning_time_s;	/* 0 = no delay warnings (Postfix default) */
+	int destination_concurrency_limit;	/* LMTP/SMTP deliveries in flight per nexthop;
+						 * 0 = 20 (default_destination_concurrency_limit) */
 	void (*stopped)(void *arg);	/* optional, see qmgr_stop; NULL = event_base_loopexit */
 	void *stopped_arg;
 };

@@ -246,6 +246,7 @@ void qmgr_main(const char *conf_path, int notify_rd_fd)
 	o.deliver = deliver;
 	o.dsn = dsn;
 	o.delay_warning_time_s = (double)conf_time_s(Q.conf, "delay_warning_time");
+	o.destination_concurrency_limit = (int)conf_int(Q.conf, "default_destination_concurrency_limit");
 	/* XXX: the bounce and smtp_* settings are read once (a reload keeps them) */
 	Q.bounce.qdir = o.qdir;
 	Q.bounce.myhostname = o.myhostname;

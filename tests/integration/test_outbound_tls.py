@@ -10,6 +10,7 @@ import socket
 import ssl
 import subprocess
 import threading
+import time
 
 import pytest
 
@@ -31,7 +32,10 @@ class TlsSink:
     """A minimal SMTP server: STARTTLS when given a cert, AUTH PLAIN (after
     TLS) when given credentials. Records every transaction."""
 
-    def __init__(self, host, port, cert=None, auth=None):
+    def __init__(self, host, port, cert=None, auth=None, data_delay=0.0):
+        self.data_delay = data_delay          # seconds before the reply to "."
+        self.active = self.max_active = 0     # concurrent sessions
+        self.lock = threading.Lock()
         self.ctx = None
         if cert:
             self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -60,6 +64,9 @@ class TlsSink:
 
     def _serve(self, conn):
         self.events.append("connect")
+        with self.lock:
+            self.active += 1
+            self.max_active = max(self.max_active, self.active)
         conn.settimeout(20)
         st = {"tls": False, "auth": None, "mail": None, "rcpts": [], "data": None}
         f = conn.makefile("rb")
@@ -121,6 +128,8 @@ class TlsSink:
                         if not ln or ln == b".\r\n":
                             break
                         data += ln
+                    if self.data_delay:
+                        time.sleep(self.data_delay)
                     self.messages.append(dict(st, data=data))
                     st["mail"], st["rcpts"] = None, []
                     out("250 2.0.0 Ok: queued as X")
@@ -135,6 +144,8 @@ class TlsSink:
         except (OSError, ssl.SSLError, ValueError) as e:
             self.events.append("error %s" % e)
         finally:
+            with self.lock:
+                self.active -= 1
             try:
                 conn.close()
             except OSError:
@@ -294,3 +305,28 @@ def test_connection_reuse_and_idle_close(tls):
     send(s, "alice@example.com", ["again@outside.test"])
     wait_for(lambda: len(srv.messages) == 4, 30, "message after the close")
     assert srv.events.count("connect") == 2
+
+
+def test_destination_concurrency_limit(tls):
+    start, mta, port, d = tls
+    srv = start("127.0.0.2", data_delay=0.3)
+    s = mta("qmgr_delivery_threads = 4\ndefault_destination_concurrency_limit = 1")
+    import smtplib
+    with smtplib.SMTP(s.host, s.port, timeout=10) as c:
+        for k in range(6):
+            c.sendmail("alice@example.com", ["lim%d@outside.test" % k], b"Subject: x\r\n\r\nbody\r\n")
+    wait_for(lambda: len(srv.messages) == 6, 30, "6 messages (log: %s)" % s.log_text()[-2000:])
+    assert srv.max_active == 1, srv.events
+    assert srv.events.count("connect") == 1        # serialised, so one reused session
+
+
+def test_parallel_deliveries_without_limit(tls):
+    start, mta, port, d = tls
+    srv = start("127.0.0.2", data_delay=0.5)
+    s = mta("qmgr_delivery_threads = 4")
+    import smtplib
+    with smtplib.SMTP(s.host, s.port, timeout=10) as c:
+        for k in range(6):
+            c.sendmail("alice@example.com", ["par%d@outside.test" % k], b"Subject: x\r\n\r\nbody\r\n")
+    wait_for(lambda: len(srv.messages) == 6, 30, "6 messages (log: %s)" % s.log_text()[-2000:])
+    assert 1 < srv.max_active <= 4, srv.events
