@@ -164,7 +164,9 @@ static void list_dir(const char *qdir, enum queue_dir d, int *count)
 		char when[64];
 		strftime(when, sizeof when, "%a %b %e %H:%M:%S", localtime(&t));
 		const char *mark = d == QUEUE_HOLD ? "!" : d == QUEUE_DEFERRED ? " " : "*";
-		printf("%s%-19s %8lld %s  %s\n", ids[i], mark, m.content_len, when,
+		char idm[QUEUE_ID_MAX + 2];
+		snprintf(idm, sizeof idm, "%s%s", ids[i], mark);
+		printf("%-20s %8lld %s  %s\n", idm, m.content_len, when,
 		       *m.env.sender ? m.env.sender : "MAILER-DAEMON");
 		/* like mailq: "(reason)" above the recipients it applies to */
 		char **why = xcalloc(m.env.nrcpt + 1, sizeof *why);

@@ -112,6 +112,8 @@ def test_queue_listing_shows_reasons(env, tmp_path):
     lines = out.splitlines()
     assert lines[0].startswith("-Queue ID-")
     assert "alice@example.com" in lines[1]
+    # the size column lines up under --Size--
+    assert lines[1][21:29].strip().isdigit() and lines[0][21:29] == "--Size--", out
     # "(reason)" above the recipients it applies to, once per run of the same reason
     i = next(k for k, ln in enumerate(lines) if ln.startswith("(connect to mx"))
     assert "Connection refused" in lines[i] and not lines[i].startswith("(4.")
