@@ -12,6 +12,8 @@
 const struct conf_param dkim_params[] = {
 	P("dkim_enable", CONF_BOOL, "no"),
 	P("dkim_socket", CONF_STR, "inet:8891@127.0.0.1"),
+	/* permissions of a unix dkim_socket: the MTA (Postfix runs smtpd as postfix) must connect */
+	P("dkim_socket_mode", CONF_STR, "0666"),
 	P("dkim_pid_file", CONF_STR, ""),
 	P("dkim_authserv_id", CONF_STR, "$myhostname"),
 	PI("dkim_max_signatures", "10", 1, 1000),

@@ -18,6 +18,8 @@
 #include <arpa/inet.h>
 #include <pthread.h>
 #include <signal.h>
+#include <errno.h>
+#include <sys/stat.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -361,6 +363,16 @@ int main(int argc, char **argv)
 		fatal("smfi_register failed");
 	if (smfi_opensocket(1) == MI_FAILURE)
 		fatal("%s: dkim_socket %s: cannot listen", conf_where(c, "dkim_socket"), conn);
+	if (!strncmp(conn, "unix:", 5) || !strncmp(conn, "local:", 6)) {
+		char *end;
+		const char *ms = conf_str(c, "dkim_socket_mode");
+		long mode = strtol(ms, &end, 8);
+		if (*end || mode < 0 || mode > 0777)
+			fatal("%s: dkim_socket_mode %s: expected an octal mode such as 0660",
+			      conf_where(c, "dkim_socket_mode"), ms);
+		if (chmod(strchr(conn, ':') + 1, (mode_t)mode) < 0)
+			fatal("dkim_socket %s: chmod: %s", conn, strerror(errno));
+	}
 	nodelay_listeners();
 	if (daemon_drop_privs(conf_str(c, "mail_owner"), &err) < 0)
 		fatal("mail_owner: %s", err);
