@@ -109,6 +109,8 @@ const struct conf_param mta_params[] = {
 	PT("maximal_queue_lifetime", "5d", 0, 0, 'd'),
 	PT("queue_run_delay", "300s", 1, 0, 's'),
 	PT("graceful_stop_timeout", "30s", 0, 3600, 's'),
+	PT("delay_warning_time", "0h", 0, 0, 'h'),
+	PI("default_destination_concurrency_limit", "20", 1, 1000),
 	PT("smtpd_policy_service_timeout", "100s", 1, 3600, 's'),
 	PT("smtpd_policy_service_max_idle", "300s", 1, 0, 's'),
 	PT("smtpd_policy_service_max_ttl", "1000s", 1, 0, 's'),

@@ -104,50 +104,9 @@ static int dsn(void *arg, enum qmgr_dsn_kind kind, struct queue_msg *m,
 	return rc;
 }
 
-/*
- * Parameters only the queue manager reads. XXX: they belong in
- * conf/params.c (mta_params); until they are there, other processes that
- * read main.cf warn about them as unknown. An entry already in params_all
- * is not repeated here.
- */
-static const struct conf_param qmgr_extra_params[] = {
-	{ "delay_warning_time", CONF_TIME, "0h", 0, 0, NULL, 'h' },
-	{ "default_destination_concurrency_limit", CONF_INT, "20", 1, 1000, NULL, 0 },
-	{ NULL, 0, NULL, 0, 0, NULL, 0 },
-};
-
-static int param_known(const char *name)
-{
-	for (size_t t = 0; params_all[t]; t++)
-		for (const struct conf_param *p = params_all[t]; p->name; p++)
-			if (strcmp(p->name, name) == 0)
-				return 1;
-	return 0;
-}
-
-/* params_all plus the qmgr's own table (built once) */
-static const struct conf_param *const *qmgr_tables(void)
-{
-	static const struct conf_param **tables;
-	static struct conf_param *extra;
-	if (tables)
-		return tables;
-	size_t n = 0, k = 0;
-	while (params_all[n])
-		n++;
-	extra = xcalloc(sizeof qmgr_extra_params / sizeof qmgr_extra_params[0], sizeof *extra);
-	for (const struct conf_param *p = qmgr_extra_params; p->name; p++)
-		if (!param_known(p->name))
-			extra[k++] = *p;
-	tables = xcalloc(n + 2, sizeof *tables);
-	memcpy(tables, params_all, n * sizeof *tables);
-	tables[n] = extra;
-	return tables;
-}
-
 static int load(char **err_out)
 {
-	struct conf *c = conf_load(Q.conf_path, qmgr_tables(), NULL, err_out);
+	struct conf *c = conf_load(Q.conf_path, params_all, NULL, err_out);
 	if (!c)
 		return -1;
 	struct table_set *ts = table_set_new();
