@@ -1457,33 +1457,15 @@ static void dispatch(struct smtp_session *s, const struct smtp_cmd *c)
 		count(s, c->verb, 0);
 		return;
 	}
-	switch (c->verb) {
-	case SMTP_VERB_HELO:
-	case SMTP_VERB_EHLO:
-		cmd_helo(s, c);
-		break;
-	case SMTP_VERB_MAIL:
-		cmd_mail(s, c);
-		break;
-	case SMTP_VERB_RCPT:
-		cmd_rcpt(s, c);
-		break;
-	case SMTP_VERB_DATA:
-		cmd_data(s, c);
-		break;
-	case SMTP_VERB_BDAT:
-		cmd_bdat(s, c);
-		break;
-	case SMTP_VERB_STARTTLS:
-		cmd_starttls(s, c);
-		break;
-	case SMTP_VERB_AUTH:
-		cmd_auth(s, c);
-		break;
-	default:
-		cmd_simple(s, c);
-		break;
-	}
+	/* the command table; verbs without an entry are handled by cmd_simple */
+	static void (*const handler[SMTP_VERB_AUTH + 1])(struct smtp_session *, const struct smtp_cmd *) = {
+		[SMTP_VERB_HELO] = cmd_helo, [SMTP_VERB_EHLO] = cmd_helo, [SMTP_VERB_MAIL] = cmd_mail,
+		[SMTP_VERB_RCPT] = cmd_rcpt, [SMTP_VERB_DATA] = cmd_data, [SMTP_VERB_BDAT] = cmd_bdat,
+		[SMTP_VERB_STARTTLS] = cmd_starttls, [SMTP_VERB_AUTH] = cmd_auth,
+	};
+	void (*fn)(struct smtp_session *, const struct smtp_cmd *) =
+		(unsigned)c->verb <= SMTP_VERB_AUTH && handler[c->verb] ? handler[c->verb] : cmd_simple;
+	fn(s, c);
 }
 
 /* ------------------------------------------------------------ content items */
