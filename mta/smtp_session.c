@@ -1,141 +1,7 @@
-#include "mta/smtp_session.h"
-#include "mta/smtpd.h"
-#include "mta/smtp_check.h"
-#include "mta/router.h"
-#include "mta/queue.h"
-#include "mta/sasl.h"
-#include "conf/conf.h"
-#include "proto/smtp.h"
-#include "proto/dns.h"
-#include "lib/log.h"
-#include "lib/util.h"
-
-#include <arpa/inet.h>
-#include <errno.h>
-#include <event2/buffer.h>
-#include <event2/bufferevent.h>
-#include <event2/bufferevent_ssl.h>
-#include <event2/event.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <openssl/ssl.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <time.h>
-#include <stdint.h>
-#include <unistd.h>
+#include "mta/smtp_session_int.h"
 
 #define READ_CHUNK (64 * 1024)
 #define MAX_HDR_LINE 998
-
-/* per-verb counters for the "disconnect from" line (Postfix style) */
-struct verb_count {
-	unsigned ok, total;
-};
-
-enum name_state { NAME_IDLE, NAME_PTR, NAME_FORWARD, NAME_DONE };
-
-struct smtp_session {
-	struct smtpd *srv;
-	struct bufferevent *bev;
-	struct smtp_parser *parser;
-	char addr[INET6_ADDRSTRLEN];
-	char port[8];
-	char name[256];		/* forward-confirmed, or "unknown" */
-	char rev_name[256];	/* PTR, or "unknown" */
-	int name_tempfail;
-	enum name_state name_state;
-	struct dns_req *name_req;
-	int greeted;
-	int discard_all;	/* a milter said discard at connect */
-	int local;		/* sendmail_socket: local submission */
-	int submission;		/* submission_listen or smtps_listen: AUTH before MAIL */
-
-	/* SMTP AUTH (RFC 4954) */
-	int auth_state;		/* AUTH_*: waiting for a 334 response line */
-	char auth_mech[8];
-	char *auth_login_user;	/* LOGIN: the name, while the password is asked for */
-	struct sasl_req *sasl_req;
-	char *sasl_method, *sasl_username;	/* set once authenticated */
-	char *sasl_sender;	/* MAIL FROM AUTH= of the current transaction */
-	long local_uid;
-	int early_talker;
-	int esmtp;
-	char *helo;
-	int tls;
-	int busy;		/* waiting for DNS, a commit or an error sleep */
-	int closing;		/* close when output is flushed */
-	int dead;		/* connection gone; free when the pending commit returns */
-	int commit_pending;
-	unsigned errors;
-	struct event *sleep_ev;
-	struct event *close_ev;
-	struct sbuf delayed;	/* reply held back by smtpd_error_sleep_time */
-	int delayed_close;
-	const char *last_cmd;	/* for "timeout after X" */
-	struct verb_count counts[SMTP_VERB_AUTH + 1];
-	unsigned commands;
-
-	/* transaction */
-	int in_mail;
-	char *sender;
-	long long mail_size;
-	int body_8bit, smtputf8;
-	char *envid, *ret;
-	struct queue_writer *writer;
-	struct queue_envelope env;
-	size_t nrcpt_accepted;
-	int in_data;		/* DATA or BDAT content flowing */
-	int bdat;		/* transaction uses BDAT */
-	int bdat_refuse;	/* swallowing a chunk we refuse */
-	struct check_reply bdat_reply;
-	int bdat_last;
-	unsigned long long bdat_chunk;
-	long long data_bytes;
-	int too_big;
-	int write_error;
-	int in_headers;
-	struct sbuf hdr_line;
-	char *message_id;
-	char committed_id[64];
-	double arrival;
-
-	/* milters */
-	struct mc_session *mc;
-	struct check_reply conn_reply;	/* a milter refused the connection: every command gets this */
-	int milter_reject;		/* the reject being logged came from a milter */
-	char *mail_args, *rcpt_args;	/* ESMTP parameters as sent, for the milters */
-	char **pending_finals;		/* RCPT: router result, added once the milters agree */
-	size_t npending_finals;
-	int pending_relay;
-	struct mc_message mmsg;
-	/* macro values that are composed, one buffer each (all valid at once) */
-	char m_underscore[600], m_mail_host[256], m_rcpt_host[256], m_bits[16];
-
-	/* restriction evaluation */
-	struct check_cmd cmd;
-	char instance[64];
-	unsigned txn_seq;
-	char server_addr[INET6_ADDRSTRLEN];
-	char server_port[8];
-	struct check_ctx ctx;
-	struct check_effects fx;
-	struct check_dns_cache *dns;
-	struct check_run run;
-	enum check_stage stages[CHECK_NSTAGES];
-	int nstages, cur_stage;
-	enum smtp_verb pending_verb;
-	int pend;		/* PEND_*: what the running checks decide */
-	char *pending_rcpt;	/* RCPT under evaluation */
-	unsigned pending_notify;
-	char *pending_orcpt;
-	int pending_unauth;
-};
-
-enum { AUTH_NONE, AUTH_PLAIN, AUTH_LOGIN_USER, AUTH_LOGIN_PASS };
-
-enum { PEND_HELO = 100, PEND_MAIL, PEND_RCPT, PEND_DATA, PEND_BDAT, PEND_EOD };
 
 static const char *pend_verb(int pend)
 {
@@ -149,20 +15,16 @@ static const char *pend_verb(int pend)
 	}
 }
 
-static void session_process(struct smtp_session *s);
-static void maybe_close(struct smtp_session *s);
-static void session_free(struct smtp_session *s);
 static void checks_continue(struct smtp_session *s);
 
 /* ------------------------------------------------------------------ output */
 
-static const char *hostname(struct smtp_session *s)
+const char *sess_hostname(struct smtp_session *s)
 {
 	return s->srv->cfg.myhostname;
 }
 
-static void out(struct smtp_session *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void out(struct smtp_session *s, const char *fmt, ...)
+void sess_out(struct smtp_session *s, const char *fmt, ...)
 {
 	if (s->dead)
 		return;
@@ -187,19 +49,19 @@ static void sleep_done(evutil_socket_t fd, short what, void *arg)
 	s->busy = 0;
 	if (s->delayed_close) {
 		s->closing = 1;
-		maybe_close(s);
+		sess_maybe_close(s);
 		return;
 	}
 	bufferevent_enable(s->bev, EV_READ);
-	session_process(s);
+	sess_process(s);
 }
 
 /*
- * reply_error - a 4xx/5xx reply that counts as an error. Past
+ * sess_reply_error - a 4xx/5xx reply that counts as an error. Past
  * smtpd_soft_error_limit the reply waits smtpd_error_sleep_time; at
  * smtpd_hard_error_limit the client is told 421 and disconnected.
  */
-static void reply_error(struct smtp_session *s, int code, const char *dsn, const char *text)
+void sess_reply_error(struct smtp_session *s, int code, const char *dsn, const char *text)
 {
 	s->errors++;
 	char *line = xasprintf("%d %s %s\r\n", code, dsn, text);
@@ -207,7 +69,7 @@ static void reply_error(struct smtp_session *s, int code, const char *dsn, const
 	if (s->errors > (unsigned)s->srv->cfg.soft_error_limit && s->srv->cfg.error_sleep_ms > 0) {
 		sbuf_adds(&s->delayed, line);
 		if (hard) {
-			sbuf_printf(&s->delayed, "421 4.7.0 %s Error: too many errors\r\n", hostname(s));
+			sbuf_printf(&s->delayed, "421 4.7.0 %s Error: too many errors\r\n", sess_hostname(s));
 			log_event(NULL, "too many errors after %s from %s[%s]", s->last_cmd, s->name, s->addr);
 			s->delayed_close = 1;
 		}
@@ -217,7 +79,7 @@ static void reply_error(struct smtp_session *s, int code, const char *dsn, const
 	} else {
 		evbuffer_add(bufferevent_get_output(s->bev), line, strlen(line));
 		if (hard) {
-			out(s, "421 4.7.0 %s Error: too many errors", hostname(s));
+			sess_out(s, "421 4.7.0 %s Error: too many errors", sess_hostname(s));
 			log_event(NULL, "too many errors after %s from %s[%s]", s->last_cmd, s->name, s->addr);
 			s->closing = 1;
 		}
@@ -264,7 +126,7 @@ static void ctx_log_reject(void *arg, const struct check_reply *r, int warning)
 
 /* ------------------------------------------------------------ transaction */
 
-static void txn_reset(struct smtp_session *s)
+void sess_txn_reset(struct smtp_session *s)
 {
 	/* policy "instance": one value for all requests of one message */
 	snprintf(s->instance, sizeof s->instance, "%x.%lx.%x", (unsigned)getpid(), (unsigned long)(uintptr_t)s,
@@ -297,7 +159,7 @@ static void txn_reset(struct smtp_session *s)
 	check_effects_reset(&s->fx);
 }
 
-static void count(struct smtp_session *s, enum smtp_verb v, int ok)
+void sess_count(struct smtp_session *s, enum smtp_verb v, int ok)
 {
 	s->counts[v].total++;
 	if (ok)
@@ -347,7 +209,7 @@ static void ctx_refresh(struct smtp_session *s)
 }
 
 static void accept_cmd(struct smtp_session *s);
-static void reject_cmd(struct smtp_session *s, const struct check_reply *r);
+void sess_reject_cmd(struct smtp_session *s, const struct check_reply *r);
 
 /* checks_start - run the restriction lists stages[0..n) for pending_verb. */
 static void checks_start(struct smtp_session *s, enum smtp_verb verb, const enum check_stage *st, int n)
@@ -377,20 +239,20 @@ static void checks_continue(struct smtp_session *s)
 		}
 		if (v == CHECK_REJECT) {
 			s->busy = 0;
-			reject_cmd(s, &r);
+			sess_reject_cmd(s, &r);
 			goto resume;
 		}
 		s->cur_stage++;
 	}
 	s->busy = 0;
 	if (check_cmd_final(&s->cmd, &r))
-		reject_cmd(s, &r);	/* DEFER_IF_PERMIT */
+		sess_reject_cmd(s, &r);	/* DEFER_IF_PERMIT */
 	else
 		accept_cmd(s);
 resume:
 	if (was_busy && !s->busy && !s->dead) {
 		bufferevent_enable(s->bev, EV_READ);
-		session_process(s);
+		sess_process(s);
 	}
 }
 
@@ -454,7 +316,7 @@ static void begin_content(struct smtp_session *s)
 		sbuf_add(&h, s->fx.prepend.buf, s->fx.prepend.len);
 	if (s->local) {
 		/* local submission, as Postfix writes it for the sendmail command */
-		sbuf_printf(&h, "Received: by %s (sluice, from userid %ld)\n\tid %s; %s\n", hostname(s), s->local_uid,
+		sbuf_printf(&h, "Received: by %s (sluice, from userid %ld)\n\tid %s; %s\n", sess_hostname(s), s->local_uid,
 			    queue_writer_id(s->writer), date);
 		goto written;
 	}
@@ -467,7 +329,7 @@ static void begin_content(struct smtp_session *s)
 			    ssl ? SSL_get_cipher_name(ssl) : "unknown", bits, alg);
 		sbuf_adds(&h, "\t(No client certificate requested)\n");
 	}
-	sbuf_printf(&h, "\tby %s (sluice) with %s id %s", hostname(s), proto_name(s), queue_writer_id(s->writer));
+	sbuf_printf(&h, "\tby %s (sluice) with %s id %s", sess_hostname(s), proto_name(s), queue_writer_id(s->writer));
 	if (s->env.nrcpt == 1)
 		sbuf_printf(&h, "\n\tfor <%s>", s->env.rcpt[0].orig ? s->env.rcpt[0].orig : s->env.rcpt[0].addr);
 	sbuf_printf(&h, "; %s\n", date);
@@ -508,21 +370,21 @@ static void commit_done(void *arg, int ok, const char *err)
 		notify_qmgr(s, s->committed_id);
 	}
 	if (s->dead) {
-		session_free(s);
+		sess_free(s);
 		return;
 	}
 	s->busy = 0;
 	if (!ok) {
 		log_event(NULL, "warning: queue file write error: %s", err ? err : "unknown");
-		out(s, "451 4.3.0 Error: queue file write error");
-		count(s, v, 0);
+		sess_out(s, "451 4.3.0 Error: queue file write error");
+		sess_count(s, v, 0);
 	} else {
-		out(s, "250 2.0.0 Ok: queued as %s", s->committed_id);
-		count(s, v, 1);
+		sess_out(s, "250 2.0.0 Ok: queued as %s", s->committed_id);
+		sess_count(s, v, 1);
 	}
-	txn_reset(s);
+	sess_txn_reset(s);
 	bufferevent_enable(s->bev, EV_READ);
-	session_process(s);
+	sess_process(s);
 }
 
 static void finish_message(struct smtp_session *s)
@@ -533,15 +395,15 @@ static void finish_message(struct smtp_session *s)
 		log_event(qid(s), "reject: %s from %s[%s]: 552 5.3.4 Message size exceeds fixed limit; from=<%s> proto=%s%s%s%s",
 			  smtp_verb_name(v), s->name, s->addr, s->sender, proto_name(s), s->helo ? " helo=<" : "",
 			  s->helo ? s->helo : "", s->helo ? ">" : "");
-		reply_error(s, 552, "5.3.4", "Message size exceeds fixed limit");
-		count(s, v, 0);
-		txn_reset(s);
+		sess_reply_error(s, 552, "5.3.4", "Message size exceeds fixed limit");
+		sess_count(s, v, 0);
+		sess_txn_reset(s);
 		return;
 	}
 	if (s->write_error) {
-		out(s, "451 4.3.0 Error: queue file write error");
-		count(s, v, 0);
-		txn_reset(s);
+		sess_out(s, "451 4.3.0 Error: queue file write error");
+		sess_count(s, v, 0);
+		sess_txn_reset(s);
 		return;
 	}
 	/* smtpd_end_of_data_restrictions */
@@ -551,7 +413,7 @@ static void finish_message(struct smtp_session *s)
 	/* accept_cmd/reject_cmd continue from there (pending_verb + in_data == 0) */
 }
 
-static void commit_message(struct smtp_session *s)
+void sess_commit_message(struct smtp_session *s)
 {
 	const char *id = queue_writer_id(s->writer);
 	if (s->message_id)
@@ -559,9 +421,9 @@ static void commit_message(struct smtp_session *s)
 	if (s->fx.discard || s->discard_all) {
 		log_event(id, "discard: END-OF-MESSAGE from %s[%s]: <%s>: message discarded by an access table",
 			  s->name, s->addr, s->sender);
-		out(s, "250 2.0.0 Ok: queued as %s", id);
-		count(s, s->bdat ? SMTP_VERB_BDAT : SMTP_VERB_DATA, 1);
-		txn_reset(s);
+		sess_out(s, "250 2.0.0 Ok: queued as %s", id);
+		sess_count(s, s->bdat ? SMTP_VERB_BDAT : SMTP_VERB_DATA, 1);
+		sess_txn_reset(s);
 		return;
 	}
 	snprintf(s->committed_id, sizeof s->committed_id, "%s", id);
@@ -597,133 +459,9 @@ static void run_checks(struct smtp_session *s, int pend, const enum check_stage 
 
 /* ------------------------------------------------------ milters at end of data */
 
-static void env_del_rcpt(struct queue_envelope *env, const char *addr)
-{
-	size_t o = 0;
-	for (size_t i = 0; i < env->nrcpt; i++) {
-		struct queue_rcpt *r = &env->rcpt[i];
-		if (!ascii_strcasecmp(r->addr, addr) || (r->orig && !ascii_strcasecmp(r->orig, addr))) {
-			free(r->addr);
-			free(r->orig);
-			free(r->orcpt);
-			continue;
-		}
-		env->rcpt[o++] = *r;
-	}
-	env->nrcpt = o;
-}
 
-/* Apply what the milters changed, then commit (or discard / hold). */
-static void eom_apply(struct smtp_session *s)
-{
-	struct mc_message *m = &s->mmsg;
-	const char *id = queue_writer_id(s->writer);
-	if (m->changed) {
-		struct sbuf out;
-		sbuf_init(&out);
-		mc_message_render(m, &out);
-		if (queue_writer_rewind(s->writer) < 0 || queue_writer_write(s->writer, out.buf, out.len) < 0)
-			s->write_error = 1;
-		s->data_bytes = (long long)out.len;
-		sbuf_free(&out);
-	}
-	for (size_t i = 0; i < m->nrcpt_ops; i++) {
-		if (m->rcpt_ops[i].add) {
-			int dup = 0;	/* duplicate recipients are dropped, as cleanup(8) does */
-			for (size_t k = 0; k < s->env.nrcpt; k++)
-				if (!ascii_strcasecmp(s->env.rcpt[k].addr, m->rcpt_ops[i].addr))
-					dup = 1;
-			if (!dup)
-				queue_envelope_add_rcpt(&s->env, m->rcpt_ops[i].addr, NULL, 0, NULL);
-			log_event(id, "milter added recipient <%s>%s", m->rcpt_ops[i].addr, dup ? " (duplicate)" : "");
-		} else {
-			env_del_rcpt(&s->env, m->rcpt_ops[i].addr);
-			log_event(id, "milter deleted recipient <%s>", m->rcpt_ops[i].addr);
-		}
-	}
-	if (m->new_sender) {
-		log_event(id, "milter changed sender from <%s> to <%s>", s->sender, m->new_sender);
-		free(s->sender);
-		s->sender = xstrdup(m->new_sender);
-	}
-	if (m->quarantine) {
-		s->fx.hold = 1;
-		log_event(id, "milter quarantine: %s", m->quarantine);
-	}
-	if (s->env.nrcpt == 0 && !s->fx.discard) {
-		log_event(id, "discard: no recipients left after the milters");
-		s->fx.discard = 1;
-	}
-	mc_message_free(m);
-	if (s->write_error) {
-		out(s, "451 4.3.0 Error: queue file write error");
-		count(s, s->bdat ? SMTP_VERB_BDAT : SMTP_VERB_DATA, 0);
-		txn_reset(s);
-		return;
-	}
-	commit_message(s);
-}
 
-static void eom_done(void *arg, const struct mc_result *r)
-{
-	struct smtp_session *s = arg;
-	s->busy = 0;
-	if (s->dead) {
-		mc_message_free(&s->mmsg);
-		session_free(s);
-		return;
-	}
-	if (r->verdict == MC_CONTINUE || r->verdict == MC_DISCARD) {
-		if (r->verdict == MC_DISCARD)
-			s->fx.discard = 1;
-		eom_apply(s);
-	} else {
-		mc_message_free(&s->mmsg);
-		if (r->verdict == MC_SHUTDOWN) {
-			out(s, "421 4.7.0 %s %s", hostname(s), r->text);
-			s->closing = 1;
-			txn_reset(s);
-		} else {
-			struct check_reply cr;
-			cr.code = r->code;
-			snprintf(cr.dsn, sizeof cr.dsn, "%s", r->dsn);
-			snprintf(cr.text, sizeof cr.text, "%s", r->text);
-			s->milter_reject = 1;
-			reject_cmd(s, &cr);	/* PEND_EOD: counts, resets the transaction */
-			s->milter_reject = 0;
-		}
-	}
-	if (!s->busy) {
-		if (!s->closing)
-			bufferevent_enable(s->bev, EV_READ);
-		session_process(s);
-	}
-}
 
-static void eom_start(struct smtp_session *s)
-{
-	free(s->pending_rcpt);
-	s->pending_rcpt = NULL;
-	if (!mc_active(s->mc)) {
-		commit_message(s);
-		return;
-	}
-	long long size = queue_writer_size(s->writer);
-	char *buf = xmalloc((size_t)size + 1);
-	if (queue_writer_pread(s->writer, 0, buf, (size_t)size) != (long)size) {
-		free(buf);
-		out(s, "451 4.3.0 Error: queue file read error");
-		count(s, s->bdat ? SMTP_VERB_BDAT : SMTP_VERB_DATA, 0);
-		txn_reset(s);
-		return;
-	}
-	mc_message_parse(&s->mmsg, buf, (size_t)size);
-	free(buf);
-	mc_set_qid(s->mc, queue_writer_id(s->writer));
-	s->busy = 1;
-	bufferevent_disable(s->bev, EV_READ);
-	mc_eom(s->mc, &s->mmsg, eom_done, s);
-}
 
 static void free_finals(struct smtp_session *s)
 {
@@ -746,14 +484,14 @@ static int validate_rcpt(struct smtp_session *s)
 		rep.code = (int)conf_int(s->srv->conf, "unknown_virtual_mailbox_reject_code");
 		snprintf(rep.text, sizeof rep.text, "<%s>: Recipient address rejected: %s", rcpt, why);
 		free(why);
-		reject_cmd(s, &rep);
+		sess_reject_cmd(s, &rep);
 		return -1;
 	}
 	if (r == -1) {
 		struct check_reply rep = { 451, "4.3.0", "" };
 		snprintf(rep.text, sizeof rep.text, "<%s>: Temporary lookup failure: %s", rcpt, why);
 		free(why);
-		reject_cmd(s, &rep);
+		sess_reject_cmd(s, &rep);
 		return -1;
 	}
 	free(why);
@@ -770,8 +508,8 @@ static void finish_rcpt(struct smtp_session *s)
 		if (!s->writer) {
 			log_event(NULL, "warning: cannot create queue file: %s", err);
 			free(err);
-			out(s, "451 4.3.0 Error: queue file write error");
-			count(s, SMTP_VERB_RCPT, 0);
+			sess_out(s, "451 4.3.0 Error: queue file write error");
+			sess_count(s, SMTP_VERB_RCPT, 0);
 			free_finals(s);
 			return;
 		}
@@ -793,8 +531,8 @@ static void finish_rcpt(struct smtp_session *s)
 	}
 	free_finals(s);
 	s->nrcpt_accepted++;
-	out(s, "250 2.1.5 Ok");
-	count(s, SMTP_VERB_RCPT, 1);
+	sess_out(s, "250 2.1.5 Ok");
+	sess_count(s, SMTP_VERB_RCPT, 1);
 }
 
 /* smtpd_tls_security_level, or submission_tls_security_level on a submission port */
@@ -814,7 +552,7 @@ static int sasl_enabled(struct smtp_session *s)
 }
 
 /* AUTH usable now: enabled, TLS if smtpd_tls_auth_only, plaintext mechanisms allowed */
-static int sasl_offered(struct smtp_session *s)
+int sess_sasl_offered(struct smtp_session *s)
 {
 	if (!sasl_enabled(s))
 		return 0;
@@ -826,51 +564,50 @@ static int sasl_offered(struct smtp_session *s)
 static void helo_reply(struct smtp_session *s)
 {
 	if (!s->esmtp) {
-		out(s, "250 %s", hostname(s));
+		sess_out(s, "250 %s", sess_hostname(s));
 		return;
 	}
 	char size[32] = "";
 	if (s->srv->cfg.message_size_limit > 0)
 		snprintf(size, sizeof size, " %lld", s->srv->cfg.message_size_limit);
-	out(s, "250-%s", hostname(s));
-	out(s, "250-PIPELINING");
-	out(s, "250-SIZE%s", size);
+	sess_out(s, "250-%s", sess_hostname(s));
+	sess_out(s, "250-PIPELINING");
+	sess_out(s, "250-SIZE%s", size);
 	if (!s->srv->cfg.disable_vrfy)
-		out(s, "250-VRFY");
+		sess_out(s, "250-VRFY");
 	if (s->srv->tls && !s->tls && tls_level(s) > 0)
-		out(s, "250-STARTTLS");
-	if (sasl_offered(s)) {
-		out(s, "250-AUTH PLAIN LOGIN");
+		sess_out(s, "250-STARTTLS");
+	if (sess_sasl_offered(s)) {
+		sess_out(s, "250-AUTH PLAIN LOGIN");
 		if (s->srv->cfg.broken_sasl_clients)
-			out(s, "250-AUTH=PLAIN LOGIN");
+			sess_out(s, "250-AUTH=PLAIN LOGIN");
 	}
-	out(s, "250-ENHANCEDSTATUSCODES");
-	out(s, "250-8BITMIME");
-	out(s, "250-DSN");
-	out(s, "250-SMTPUTF8");
-	out(s, "250 CHUNKING");
+	sess_out(s, "250-ENHANCEDSTATUSCODES");
+	sess_out(s, "250-8BITMIME");
+	sess_out(s, "250-DSN");
+	sess_out(s, "250-SMTPUTF8");
+	sess_out(s, "250 CHUNKING");
 }
 
-static void eom_start(struct smtp_session *s);
 
 /* The positive outcome of a command, once restrictions and milters agree. */
-static void finish_accept(struct smtp_session *s)
+void sess_finish_accept(struct smtp_session *s)
 {
 	switch (s->pend) {
 	case PEND_HELO:
 		helo_reply(s);
-		count(s, s->esmtp ? SMTP_VERB_EHLO : SMTP_VERB_HELO, 1);
+		sess_count(s, s->esmtp ? SMTP_VERB_EHLO : SMTP_VERB_HELO, 1);
 		break;
 	case PEND_MAIL:
 		s->in_mail = 1;
-		out(s, "250 2.1.0 Ok");
-		count(s, SMTP_VERB_MAIL, 1);
+		sess_out(s, "250 2.1.0 Ok");
+		sess_count(s, SMTP_VERB_MAIL, 1);
 		break;
 	case PEND_RCPT:
 		finish_rcpt(s);
 		break;
 	case PEND_DATA:
-		out(s, "354 End data with <CR><LF>.<CR><LF>");
+		sess_out(s, "354 End data with <CR><LF>.<CR><LF>");
 		begin_content(s);
 		smtp_parser_begin_data(s->parser);
 		break;
@@ -880,7 +617,7 @@ static void finish_accept(struct smtp_session *s)
 		smtp_parser_begin_bdat(s->parser, s->bdat_chunk, s->bdat_last);
 		break;
 	case PEND_EOD:
-		eom_start(s);
+		smtp_milter_eom(s);
 		return;	/* keeps pending state until the milters and the commit are done */
 	}
 	free(s->pending_rcpt);
@@ -888,95 +625,21 @@ static void finish_accept(struct smtp_session *s)
 	s->pending_unauth = 0;
 }
 
-static char **split_args(const char *a, size_t *n)
-{
-	return a && *a ? conf_split_list(a, n) : (*n = 0, NULL);
-}
 
-static void milter_stage_done(void *arg, const struct mc_result *r);
 
-/* Hand the command to the milters; finish_accept or a reject follows in milter_stage_done. */
-static int milter_stage(struct smtp_session *s)
-{
-	if (!mc_active(s->mc))
-		return 0;
-	size_t n = 0;
-	char **args = NULL;
-	switch (s->pend) {
-	case PEND_HELO:
-		mc_helo(s->mc, s->helo ? s->helo : "", milter_stage_done, s);
-		break;
-	case PEND_MAIL:
-		args = split_args(s->mail_args, &n);
-		mc_mail(s->mc, s->sender, (const char *const *)args, n, milter_stage_done, s);
-		break;
-	case PEND_RCPT:
-		args = split_args(s->rcpt_args, &n);
-		mc_rcpt(s->mc, s->pending_rcpt, (const char *const *)args, n, milter_stage_done, s);
-		break;
-	case PEND_DATA:
-	case PEND_BDAT:
-		mc_data(s->mc, milter_stage_done, s);
-		break;
-	default:
-		return 0;
-	}
-	if (args)
-		conf_list_free(args, n);
-	s->busy = 1;
-	bufferevent_disable(s->bev, EV_READ);
-	return 1;
-}
 
 static void accept_cmd(struct smtp_session *s)
 {
 	if (s->pend == PEND_RCPT && validate_rcpt(s) < 0)
 		return;
-	if (s->pend != PEND_EOD && milter_stage(s))
+	if (s->pend != PEND_EOD && smtp_milter_stage(s))
 		return;
-	finish_accept(s);
+	sess_finish_accept(s);
 }
 
-static void resume_after_milter(struct smtp_session *s)
-{
-	s->busy = 0;
-	if (s->dead) {
-		session_free(s);
-		return;
-	}
-	if (!s->closing)
-		bufferevent_enable(s->bev, EV_READ);
-	session_process(s);
-}
 
-static void milter_stage_done(void *arg, const struct mc_result *r)
-{
-	struct smtp_session *s = arg;
-	if (s->dead) {
-		s->busy = 0;
-		session_free(s);
-		return;
-	}
-	if (r->verdict == MC_CONTINUE || r->verdict == MC_DISCARD) {
-		if (r->verdict == MC_DISCARD)
-			s->fx.discard = 1;
-		finish_accept(s);
-	} else if (r->verdict == MC_SHUTDOWN) {
-		out(s, "421 4.7.0 %s %s", hostname(s), r->text);
-		s->closing = 1;
-	} else {
-		struct check_reply cr;
-		cr.code = r->code;
-		snprintf(cr.dsn, sizeof cr.dsn, "%s", r->dsn);
-		snprintf(cr.text, sizeof cr.text, "%s", r->text);
-		s->milter_reject = 1;
-		reject_cmd(s, &cr);
-		s->milter_reject = 0;
-	}
-	resume_after_milter(s);
-}
 
-static void reject_cmd(struct smtp_session *s, const struct check_reply *r)
+void sess_reject_cmd(struct smtp_session *s, const struct check_reply *r)
 {
 	const char *rcpt = s->pending_rcpt;
 	log_reject(s, r, 0, pend_verb(s->pend), rcpt);
@@ -984,19 +647,19 @@ static void reject_cmd(struct smtp_session *s, const struct check_reply *r)
 	case PEND_HELO:
 		free(s->helo);
 		s->helo = NULL;
-		count(s, s->esmtp ? SMTP_VERB_EHLO : SMTP_VERB_HELO, 0);
+		sess_count(s, s->esmtp ? SMTP_VERB_EHLO : SMTP_VERB_HELO, 0);
 		break;
 	case PEND_MAIL:
 		free(s->sender);
 		s->sender = NULL;
-		count(s, SMTP_VERB_MAIL, 0);
+		sess_count(s, SMTP_VERB_MAIL, 0);
 		break;
 	case PEND_RCPT:
 		free_finals(s);
-		count(s, SMTP_VERB_RCPT, 0);
+		sess_count(s, SMTP_VERB_RCPT, 0);
 		break;
 	case PEND_DATA:
-		count(s, SMTP_VERB_DATA, 0);
+		sess_count(s, SMTP_VERB_DATA, 0);
 		break;
 	case PEND_BDAT:
 		/* the chunk must still be read; the reply goes out after it */
@@ -1005,11 +668,11 @@ static void reject_cmd(struct smtp_session *s, const struct check_reply *r)
 		smtp_parser_begin_bdat(s->parser, s->bdat_chunk, s->bdat_last);
 		goto out;
 	case PEND_EOD:
-		count(s, s->bdat ? SMTP_VERB_BDAT : SMTP_VERB_DATA, 0);
-		txn_reset(s);
+		sess_count(s, s->bdat ? SMTP_VERB_BDAT : SMTP_VERB_DATA, 0);
+		sess_txn_reset(s);
 		break;
 	}
-	reply_error(s, r->code, r->dsn, r->text);
+	sess_reply_error(s, r->code, r->dsn, r->text);
 out:
 	free(s->pending_rcpt);
 	s->pending_rcpt = NULL;
@@ -1025,7 +688,7 @@ static int tls_required(struct smtp_session *s)
 
 static void cmd_helo(struct smtp_session *s, const struct smtp_cmd *c)
 {
-	txn_reset(s);
+	sess_txn_reset(s);
 	free(s->helo);
 	s->helo = xstrdup(c->arg);
 	s->esmtp = c->verb == SMTP_VERB_EHLO;
@@ -1049,37 +712,37 @@ static char *esmtp_args(const char *line)
 static void cmd_mail(struct smtp_session *s, const struct smtp_cmd *c)
 {
 	if (tls_required(s)) {
-		reply_error(s, 530, "5.7.0", "Must issue a STARTTLS command first");
-		count(s, c->verb, 0);
+		sess_reply_error(s, 530, "5.7.0", "Must issue a STARTTLS command first");
+		sess_count(s, c->verb, 0);
 		return;
 	}
 	if (s->srv->cfg.helo_required && !s->helo) {
-		reply_error(s, 503, "5.5.1", "Error: send HELO/EHLO first");
-		count(s, c->verb, 0);
+		sess_reply_error(s, 503, "5.5.1", "Error: send HELO/EHLO first");
+		sess_count(s, c->verb, 0);
 		return;
 	}
 	if (s->submission && sasl_enabled(s) && !s->sasl_username) {
 		/* what Postfix's master.cf example does with smtpd_client_restrictions */
-		reply_error(s, 530, "5.7.0", "Authentication required");
-		count(s, c->verb, 0);
+		sess_reply_error(s, 530, "5.7.0", "Authentication required");
+		sess_count(s, c->verb, 0);
 		return;
 	}
 	if (s->in_mail) {
-		reply_error(s, 503, "5.5.1", "Error: nested MAIL command");
-		count(s, c->verb, 0);
+		sess_reply_error(s, 503, "5.5.1", "Error: nested MAIL command");
+		sess_count(s, c->verb, 0);
 		return;
 	}
 	if (c->path.has_utf8 && !c->mail.smtputf8) {
-		reply_error(s, 553, "5.6.7", "Must declare SMTPUTF8 to send UTF8 address");
-		count(s, c->verb, 0);
+		sess_reply_error(s, 553, "5.6.7", "Must declare SMTPUTF8 to send UTF8 address");
+		sess_count(s, c->verb, 0);
 		return;
 	}
 	if (s->srv->cfg.message_size_limit > 0 && c->mail.size > s->srv->cfg.message_size_limit) {
-		reply_error(s, 552, "5.3.4", "Message size exceeds fixed limit");
-		count(s, c->verb, 0);
+		sess_reply_error(s, 552, "5.3.4", "Message size exceeds fixed limit");
+		sess_count(s, c->verb, 0);
 		return;
 	}
-	txn_reset(s);
+	sess_txn_reset(s);
 	s->sender = xstrdup(c->path.is_null ? "" : c->path.addr);
 	s->mail_size = c->mail.size;
 	s->body_8bit = c->mail.body == SMTP_BODY_8BITMIME;
@@ -1097,18 +760,18 @@ static void cmd_mail(struct smtp_session *s, const struct smtp_cmd *c)
 static void cmd_rcpt(struct smtp_session *s, const struct smtp_cmd *c)
 {
 	if (!s->in_mail) {
-		reply_error(s, 503, "5.5.1", "Error: need MAIL command");
-		count(s, c->verb, 0);
+		sess_reply_error(s, 503, "5.5.1", "Error: need MAIL command");
+		sess_count(s, c->verb, 0);
 		return;
 	}
 	if (c->path.has_utf8 && !s->smtputf8) {
-		reply_error(s, 553, "5.6.7", "Must declare SMTPUTF8 to send UTF8 address");
-		count(s, c->verb, 0);
+		sess_reply_error(s, 553, "5.6.7", "Must declare SMTPUTF8 to send UTF8 address");
+		sess_count(s, c->verb, 0);
 		return;
 	}
 	if (s->nrcpt_accepted >= (size_t)s->srv->cfg.recipient_limit) {
-		out(s, "452 4.5.3 Error: too many recipients");
-		count(s, c->verb, 0);
+		sess_out(s, "452 4.5.3 Error: too many recipients");
+		sess_count(s, c->verb, 0);
 		return;
 	}
 	s->pending_rcpt = xstrdup(c->path.addr);
@@ -1130,15 +793,15 @@ static void cmd_rcpt(struct smtp_session *s, const struct smtp_cmd *c)
 static int data_precheck(struct smtp_session *s, enum smtp_verb v)
 {
 	if (!s->in_mail) {
-		reply_error(s, 503, "5.5.1", "Error: need RCPT command");
+		sess_reply_error(s, 503, "5.5.1", "Error: need RCPT command");
 		return -1;
 	}
 	if (s->nrcpt_accepted == 0) {
-		reply_error(s, 554, "5.5.1", "Error: no valid recipients");
+		sess_reply_error(s, 554, "5.5.1", "Error: no valid recipients");
 		return -1;
 	}
 	if (v == SMTP_VERB_DATA && s->bdat) {
-		reply_error(s, 503, "5.5.1", "Error: DATA after BDAT");
+		sess_reply_error(s, 503, "5.5.1", "Error: DATA after BDAT");
 		return -1;
 	}
 	return 0;
@@ -1149,7 +812,7 @@ static void cmd_data(struct smtp_session *s, const struct smtp_cmd *c)
 	/* anything after DATA in the same batch was sent before our 354 (RFC 2920) */
 	s->pending_unauth = smtp_parser_buffered(s->parser) > 0;
 	if (data_precheck(s, c->verb) < 0) {
-		count(s, c->verb, 0);
+		sess_count(s, c->verb, 0);
 		return;
 	}
 	static const enum check_stage st[] = { CHECK_DATA };
@@ -1164,7 +827,7 @@ static void cmd_bdat(struct smtp_session *s, const struct smtp_cmd *c)
 		/* reply was sent (counts as error); the chunk is swallowed silently */
 		s->bdat_refuse = 2;
 		smtp_parser_begin_bdat(s->parser, c->bdat_size, c->bdat_last);
-		count(s, c->verb, 0);
+		sess_count(s, c->verb, 0);
 		return;
 	}
 	if (s->bdat) {	/* later chunk of the same message */
@@ -1180,266 +843,71 @@ static void start_tls(struct smtp_session *s);
 static void cmd_starttls(struct smtp_session *s, const struct smtp_cmd *c)
 {
 	if (!s->srv->tls || tls_level(s) == 0) {
-		reply_error(s, 502, "5.5.1", "Error: command not implemented");
-		count(s, c->verb, 0);
+		sess_reply_error(s, 502, "5.5.1", "Error: command not implemented");
+		sess_count(s, c->verb, 0);
 		return;
 	}
 	if (s->tls) {
-		reply_error(s, 554, "5.5.1", "Error: TLS already active");
-		count(s, c->verb, 0);
+		sess_reply_error(s, 554, "5.5.1", "Error: TLS already active");
+		sess_count(s, c->verb, 0);
 		return;
 	}
-	out(s, "220 2.0.0 Ready to start TLS");
-	count(s, c->verb, 1);
+	sess_out(s, "220 2.0.0 Ready to start TLS");
+	sess_count(s, c->verb, 1);
 	start_tls(s);
 }
 
-static void unknown_done(void *arg, const struct mc_result *r)
-{
-	struct smtp_session *s = arg;
-	(void)r;
-	s->busy = 0;
-	if (s->dead) {
-		session_free(s);
-		return;
-	}
-	reply_error(s, 502, "5.5.2", "Error: command not recognized");
-	count(s, SMTP_VERB_UNKNOWN, 0);
-	if (!s->busy) {
-		bufferevent_enable(s->bev, EV_READ);
-		session_process(s);
-	}
-}
 
 static void cmd_simple(struct smtp_session *s, const struct smtp_cmd *c)
 {
 	switch (c->verb) {
 	case SMTP_VERB_RSET:
-		txn_reset(s);
-		out(s, "250 2.0.0 Ok");
+		sess_txn_reset(s);
+		sess_out(s, "250 2.0.0 Ok");
 		break;
 	case SMTP_VERB_NOOP:
-		out(s, "250 2.0.0 Ok");
+		sess_out(s, "250 2.0.0 Ok");
 		break;
 	case SMTP_VERB_QUIT:
-		out(s, "221 2.0.0 Bye");
+		sess_out(s, "221 2.0.0 Bye");
 		s->closing = 1;
 		break;
 	case SMTP_VERB_VRFY:
 		if (s->srv->cfg.disable_vrfy) {
-			reply_error(s, 502, "5.5.1", "VRFY command is disabled");
-			count(s, c->verb, 0);
+			sess_reply_error(s, 502, "5.5.1", "VRFY command is disabled");
+			sess_count(s, c->verb, 0);
 			return;
 		}
-		out(s, "252 2.0.0 %s", c->arg);
+		sess_out(s, "252 2.0.0 %s", c->arg);
 		break;
 	case SMTP_VERB_HELP:
-		out(s, "214 2.0.0 Commands: EHLO HELO MAIL RCPT DATA BDAT RSET NOOP QUIT VRFY HELP STARTTLS AUTH");
+		sess_out(s, "214 2.0.0 Commands: EHLO HELO MAIL RCPT DATA BDAT RSET NOOP QUIT VRFY HELP STARTTLS AUTH");
 		break;
 	default:
 		if (mc_active(s->mc)) {
 			/* the milters see unknown commands too ('U'); the reply stays 502 */
 			s->busy = 1;
 			bufferevent_disable(s->bev, EV_READ);
-			mc_unknown(s->mc, c->line, unknown_done, s);
+			mc_unknown(s->mc, c->line, smtp_milter_unknown_done, s);
 			return;
 		}
-		reply_error(s, 502, "5.5.2", "Error: command not recognized");
-		count(s, c->verb, 0);
+		sess_reply_error(s, 502, "5.5.2", "Error: command not recognized");
+		sess_count(s, c->verb, 0);
 		return;
 	}
-	count(s, c->verb, 1);
+	sess_count(s, c->verb, 1);
 }
 
 /* ------------------------------------------------------------ SMTP AUTH */
 
-static void auth_reset(struct smtp_session *s)
-{
-	s->auth_state = AUTH_NONE;
-	if (s->auth_login_user) {
-		free(s->auth_login_user);
-		s->auth_login_user = NULL;
-	}
-}
 
-/* forget the authentication (STARTTLS, end of session); cancel a check in flight */
-static void sasl_forget(struct smtp_session *s)
-{
-	sasl_req_cancel(s->sasl_req);
-	s->sasl_req = NULL;
-	auth_reset(s);
-	free(s->sasl_method);
-	free(s->sasl_username);
-	s->sasl_method = s->sasl_username = NULL;
-}
 
-static void auth_done(void *arg, enum sasl_result res, const char *user, const char *reason)
-{
-	struct smtp_session *s = arg;
-	s->sasl_req = NULL;
-	s->busy = 0;
-	if (res == SASL_OK) {
-		s->sasl_method = xstrdup(s->auth_mech);
-		s->sasl_username = xstrdup(user);
-		out(s, "235 2.7.0 Authentication successful");
-		count(s, SMTP_VERB_AUTH, 1);
-	} else if (res == SASL_FAIL) {
-		/* Postfix's words; the reason comes from the back end, never holds the password */
-		log_event(NULL, "warning: %s[%s]: SASL %s authentication failed: %s", s->name, s->addr, s->auth_mech,
-			  reason);
-		reply_error(s, 535, "5.7.8", "Error: authentication failed: authentication failure");
-		count(s, SMTP_VERB_AUTH, 0);
-	} else {
-		log_event(NULL, "warning: %s[%s]: SASL %s authentication temporarily failed: %s", s->name, s->addr,
-			  s->auth_mech, reason);
-		reply_error(s, 454, "4.7.0", "Temporary authentication failure");
-		count(s, SMTP_VERB_AUTH, 0);
-	}
-	if (!s->busy && !s->dead) {
-		if (!s->closing)
-			bufferevent_enable(s->bev, EV_READ);
-		session_process(s);
-	}
-}
 
-static void auth_check(struct smtp_session *s, const char *authzid, const char *user, const char *pass)
-{
-	if (!*user) {
-		reply_error(s, 535, "5.7.8", "Error: authentication failed: authentication failure");
-		count(s, SMTP_VERB_AUTH, 0);
-		return;
-	}
-	struct sasl_verify_args a = {
-		.type = s->srv->cfg.sasl_type, .path = s->srv->cfg.sasl_path, .mech = s->auth_mech,
-		.authzid = authzid, .user = user, .password = pass, .client_addr = s->addr, .secured = s->tls,
-		.timeout_s = (int)s->srv->cfg.sasl_timeout_s,
-	};
-	s->busy = 1;
-	bufferevent_disable(s->bev, EV_READ);
-	s->sasl_req = sasl_verify(s->srv->sasl, &a, auth_done, s);
-}
 
-static void auth_bad_response(struct smtp_session *s)
-{
-	reply_error(s, 501, "5.5.2", "Error: Cannot decode response");
-	count(s, SMTP_VERB_AUTH, 0);
-}
 
-/* a PLAIN response (initial or after "334 "): check it */
-static void auth_plain(struct smtp_session *s, const char *b64)
-{
-	char *z, *u, *p;
-	if (sasl_plain_decode(b64, &z, &u, &p) < 0) {
-		auth_bad_response(s);
-		return;
-	}
-	auth_check(s, z, u, p);
-	free(z);
-	free(u);
-	explicit_bzero(p, strlen(p));
-	free(p);
-}
 
-/* a LOGIN value: NULL (bad base64 or a NUL inside) or the decoded string */
-static char *auth_login_value(const char *b64, size_t len)
-{
-	char *v;
-	size_t n;
-	if (sasl_b64_decode(b64, len, &v, &n) < 0)
-		return NULL;
-	if (strlen(v) != n) {
-		explicit_bzero(v, n);
-		free(v);
-		return NULL;
-	}
-	return v;
-}
 
-static void auth_line(struct smtp_session *s, const char *line, size_t len)
-{
-	int state = s->auth_state;
-	s->auth_state = AUTH_NONE;
-	if (len == 1 && line[0] == '*') {	/* RFC 4954 4: the client cancels */
-		auth_reset(s);
-		reply_error(s, 501, "5.7.0", "Authentication aborted");
-		count(s, SMTP_VERB_AUTH, 0);
-		return;
-	}
-	char *b64 = xstrndup(line, len);
-	if (state == AUTH_PLAIN) {
-		auth_plain(s, b64);
-	} else if (state == AUTH_LOGIN_USER) {
-		s->auth_login_user = auth_login_value(b64, len);
-		if (!s->auth_login_user) {
-			auth_bad_response(s);
-		} else {
-			out(s, "334 UGFzc3dvcmQ6");	/* "Password:" */
-			s->auth_state = AUTH_LOGIN_PASS;
-			smtp_parser_expect_line(s->parser);
-		}
-	} else {
-		char *pass = auth_login_value(b64, len);
-		if (!pass) {
-			auth_bad_response(s);
-		} else {
-			auth_check(s, "", s->auth_login_user, pass);
-			explicit_bzero(pass, strlen(pass));
-			free(pass);
-		}
-		free(s->auth_login_user);
-		s->auth_login_user = NULL;
-	}
-	explicit_bzero(b64, len);
-	free(b64);
-}
 
-static void cmd_auth(struct smtp_session *s, const struct smtp_cmd *c)
-{
-	const char *why = NULL;
-	if (!sasl_offered(s))
-		why = "Error: authentication not enabled";
-	else if (!s->helo)
-		why = "Error: send HELO/EHLO first";
-	else if (s->sasl_username)
-		why = "Error: already authenticated";
-	else if (s->in_mail)
-		why = "Error: MAIL transaction in progress";
-	if (why) {
-		reply_error(s, 503, "5.5.1", why);
-		count(s, c->verb, 0);
-		return;
-	}
-	const char *mech = c->auth_mech ? c->auth_mech : "";
-	if (ascii_strcasecmp(mech, "PLAIN") && ascii_strcasecmp(mech, "LOGIN")) {
-		reply_error(s, 504, "5.5.4", "Unsupported authentication mechanism");
-		count(s, c->verb, 0);
-		return;
-	}
-	snprintf(s->auth_mech, sizeof s->auth_mech, "%s", ascii_strcasecmp(mech, "PLAIN") ? "LOGIN" : "PLAIN");
-	const char *ir = c->auth_initial;
-	if (ir && !strcmp(ir, "="))	/* RFC 4954 4: an empty initial response */
-		ir = "";
-	if (!strcmp(s->auth_mech, "PLAIN")) {
-		if (ir) {
-			auth_plain(s, ir);
-			return;
-		}
-		out(s, "334 ");
-		s->auth_state = AUTH_PLAIN;
-	} else if (ir) {
-		s->auth_login_user = auth_login_value(ir, strlen(ir));
-		if (!s->auth_login_user) {
-			auth_bad_response(s);
-			return;
-		}
-		out(s, "334 UGFzc3dvcmQ6");	/* "Password:" */
-		s->auth_state = AUTH_LOGIN_PASS;
-	} else {
-		out(s, "334 VXNlcm5hbWU6");	/* "Username:" */
-		s->auth_state = AUTH_LOGIN_USER;
-	}
-	smtp_parser_expect_line(s->parser);
-}
 
 static void dispatch(struct smtp_session *s, const struct smtp_cmd *c)
 {
@@ -1450,18 +918,18 @@ static void dispatch(struct smtp_session *s, const struct smtp_cmd *c)
 	    c->verb != SMTP_VERB_RSET) {
 		/* a milter refused the connection */
 		if (c->verb == SMTP_VERB_BDAT) {
-			s->bdat_refuse = 2;	/* swallow the chunk, the reply is already out */
+			s->bdat_refuse = 2;	/* swallow the chunk, the reply is already sess_out */
 			smtp_parser_begin_bdat(s->parser, c->bdat_size, c->bdat_last);
 		}
-		reply_error(s, s->conn_reply.code, s->conn_reply.dsn, s->conn_reply.text);
-		count(s, c->verb, 0);
+		sess_reply_error(s, s->conn_reply.code, s->conn_reply.dsn, s->conn_reply.text);
+		sess_count(s, c->verb, 0);
 		return;
 	}
 	/* the command table; verbs without an entry are handled by cmd_simple */
 	static void (*const handler[SMTP_VERB_AUTH + 1])(struct smtp_session *, const struct smtp_cmd *) = {
 		[SMTP_VERB_HELO] = cmd_helo, [SMTP_VERB_EHLO] = cmd_helo, [SMTP_VERB_MAIL] = cmd_mail,
 		[SMTP_VERB_RCPT] = cmd_rcpt, [SMTP_VERB_DATA] = cmd_data, [SMTP_VERB_BDAT] = cmd_bdat,
-		[SMTP_VERB_STARTTLS] = cmd_starttls, [SMTP_VERB_AUTH] = cmd_auth,
+		[SMTP_VERB_STARTTLS] = cmd_starttls, [SMTP_VERB_AUTH] = smtp_auth_cmd,
 	};
 	void (*fn)(struct smtp_session *, const struct smtp_cmd *) =
 		(unsigned)c->verb <= SMTP_VERB_AUTH && handler[c->verb] ? handler[c->verb] : cmd_simple;
@@ -1480,19 +948,19 @@ static void on_data_end(struct smtp_session *s, const struct smtp_item *it)
 	}
 	if (s->bdat_refuse) {
 		if (s->bdat_refuse == 1) {
-			reply_error(s, s->bdat_reply.code, s->bdat_reply.dsn, s->bdat_reply.text);
-			count(s, SMTP_VERB_BDAT, 0);
-			txn_reset(s);
+			sess_reply_error(s, s->bdat_reply.code, s->bdat_reply.dsn, s->bdat_reply.text);
+			sess_count(s, SMTP_VERB_BDAT, 0);
+			sess_txn_reset(s);
 		}
 		s->bdat_refuse = 0;
 		return;
 	}
 	if (!it->bdat_last) {
 		if (s->too_big)
-			out(s, "250 2.0.0 Ok: %llu bytes (message too big, will be refused)", s->bdat_chunk);
+			sess_out(s, "250 2.0.0 Ok: %llu bytes (message too big, will be refused)", s->bdat_chunk);
 		else
-			out(s, "250 2.0.0 Ok: %llu bytes", s->bdat_chunk);
-		count(s, SMTP_VERB_BDAT, 1);
+			sess_out(s, "250 2.0.0 Ok: %llu bytes", s->bdat_chunk);
+		sess_count(s, SMTP_VERB_BDAT, 1);
 		return;
 	}
 	s->last_cmd = "END-OF-MESSAGE";
@@ -1508,10 +976,10 @@ static void on_item(struct smtp_session *s, const struct smtp_item *it)
 		break;
 	case SMTP_ITEM_BAD_COMMAND:
 		if (s->auth_state) {	/* a response line too long: the exchange is over */
-			auth_reset(s);
-			count(s, SMTP_VERB_AUTH, 0);
+			smtp_auth_reset(s);
+			sess_count(s, SMTP_VERB_AUTH, 0);
 		}
-		reply_error(s, it->code, it->dsn, it->text);
+		sess_reply_error(s, it->code, it->dsn, it->text);
 		s->commands++;
 		break;
 	case SMTP_ITEM_DATA:
@@ -1526,14 +994,14 @@ static void on_item(struct smtp_session *s, const struct smtp_item *it)
 		break;
 	case SMTP_ITEM_LINE:
 		if (s->auth_state)
-			auth_line(s, it->data, it->len);
+			smtp_auth_line(s, it->data, it->len);
 		break;
 	case SMTP_ITEM_FATAL:
 		log_event(qid(s), "reject: %s from %s[%s]: %d %s %s; proto=%s%s%s%s", s->in_data ? "DATA content" : "command",
 			  s->name, s->addr, it->code, it->dsn, it->text, proto_name(s), s->helo ? " helo=<" : "",
 			  s->helo ? s->helo : "", s->helo ? ">" : "");
-		out(s, "%d %s %s %s", it->code, it->dsn, hostname(s), it->text);
-		txn_reset(s);
+		sess_out(s, "%d %s %s %s", it->code, it->dsn, sess_hostname(s), it->text);
+		sess_txn_reset(s);
 		s->closing = 1;
 		break;
 	}
@@ -1557,20 +1025,20 @@ static void close_poll(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 	struct smtp_session *s = arg;
 	if (unsent(s) == 0) {
-		session_free(s);
+		sess_free(s);
 		return;
 	}
 	struct timeval tv = { 0, 10000 };
 	evtimer_add(s->close_ev, &tv);
 }
 
-static void maybe_close(struct smtp_session *s)
+void sess_maybe_close(struct smtp_session *s)
 {
 	if (!s->closing || s->busy)
 		return;
 	bufferevent_disable(s->bev, EV_READ);
 	if (unsent(s) == 0) {
-		session_free(s);
+		sess_free(s);
 	} else if (s->tls && !evtimer_pending(s->close_ev, NULL)) {
 		/* the filter's write callback fires before the ciphertext is sent */
 		struct timeval tv = { 0, 10000 };
@@ -1578,7 +1046,7 @@ static void maybe_close(struct smtp_session *s)
 	}
 }
 
-static void session_process(struct smtp_session *s)
+void sess_process(struct smtp_session *s)
 {
 	while (!s->busy && !s->closing && !s->dead) {
 		struct smtp_item it;
@@ -1587,7 +1055,7 @@ static void session_process(struct smtp_session *s)
 			break;
 		on_item(s, &it);
 	}
-	maybe_close(s);
+	sess_maybe_close(s);
 }
 
 static void read_cb(struct bufferevent *bev, void *arg)
@@ -1606,7 +1074,7 @@ static void read_cb(struct bufferevent *bev, void *arg)
 	int n;
 	while ((n = evbuffer_remove(in, buf, sizeof buf)) > 0)
 		smtp_parser_feed(s->parser, buf, (size_t)n);
-	session_process(s);
+	sess_process(s);
 }
 
 static void write_cb(struct bufferevent *bev, void *arg)
@@ -1614,7 +1082,7 @@ static void write_cb(struct bufferevent *bev, void *arg)
 	(void)bev;
 	struct smtp_session *s = arg;
 	if (s->closing && !s->busy)
-		maybe_close(s);
+		sess_maybe_close(s);
 }
 
 static void event_cb(struct bufferevent *bev, short what, void *arg)
@@ -1625,10 +1093,10 @@ static void event_cb(struct bufferevent *bev, short what, void *arg)
 		return;
 	if (what & BEV_EVENT_TIMEOUT) {
 		log_event(NULL, "timeout after %s from %s[%s]", s->last_cmd, s->name, s->addr);
-		out(s, "421 4.4.2 %s Error: timeout exceeded", hostname(s));
+		sess_out(s, "421 4.4.2 %s Error: timeout exceeded", sess_hostname(s));
 		s->closing = 1;
-		txn_reset(s);
-		maybe_close(s);
+		sess_txn_reset(s);
+		sess_maybe_close(s);
 		return;
 	}
 	if (!s->closing)
@@ -1637,7 +1105,7 @@ static void event_cb(struct bufferevent *bev, short what, void *arg)
 		s->dead = 1;	/* freed by commit_done */
 		return;
 	}
-	session_free(s);
+	sess_free(s);
 }
 
 static void set_callbacks(struct smtp_session *s)
@@ -1667,8 +1135,8 @@ static void start_tls(struct smtp_session *s)
 	free(s->helo);
 	s->helo = NULL;
 	s->esmtp = 0;
-	txn_reset(s);
-	sasl_forget(s);
+	sess_txn_reset(s);
+	smtp_auth_forget(s);
 	set_callbacks(s);
 	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
 }
@@ -1704,7 +1172,7 @@ static void log_disconnect(struct smtp_session *s)
 	sbuf_free(&b);
 }
 
-static void session_free(struct smtp_session *s)
+void sess_free(struct smtp_session *s)
 {
 	if (s->commit_pending) {
 		s->dead = 1;
@@ -1712,10 +1180,10 @@ static void session_free(struct smtp_session *s)
 	}
 	log_disconnect(s);
 	dns_cancel(s->name_req);
-	sasl_forget(s);
+	smtp_auth_forget(s);
 	check_dns_cache_free(&s->dns);
 	check_cmd_reset(&s->cmd);
-	txn_reset(s);
+	sess_txn_reset(s);
 	mc_session_free(&s->mc);
 	mc_message_free(&s->mmsg);
 	free(s->rcpt_args);
@@ -1741,96 +1209,10 @@ static void session_free(struct smtp_session *s)
 
 /* ------------------------------------------------------------- milter glue */
 
-static const char *domain_of(const char *a, char *buf, size_t len)
-{
-	const char *at = a ? strrchr(a, '@') : NULL;
-	snprintf(buf, len, "%s", at ? at + 1 : "");
-	return buf;
-}
 
-/* Postfix's milter macros (MILTER_README); NULL when not available yet. */
-static const char *macro_value(void *arg, const char *name)
-{
-	struct smtp_session *s = arg;
-	const struct conf *c = s->srv->conf;
-	SSL *ssl = s->tls ? bufferevent_openssl_get_ssl(s->bev) : NULL;
-	if (!strcmp(name, "j"))
-		return hostname(s);
-	if (!strcmp(name, "_")) {
-		snprintf(s->m_underscore, sizeof s->m_underscore, "%s [%s]", s->name, s->addr);
-		return s->m_underscore;
-	}
-	if (!strcmp(name, "v"))
-		return conf_str(c, "milter_macro_v");
-	if (!strcmp(name, "{daemon_name}"))
-		return conf_str(c, "milter_macro_daemon_name");
-	if (!strcmp(name, "{daemon_addr}"))
-		return s->server_addr;
-	if (!strcmp(name, "{daemon_port}"))
-		return s->server_port;
-	if (!strcmp(name, "{client_addr}"))
-		return s->addr;
-	if (!strcmp(name, "{client_port}"))
-		return s->port;
-	if (!strcmp(name, "{client_name}"))
-		return s->name;
-	if (!strcmp(name, "{client_ptr}"))
-		return s->rev_name;
-	if (!strcmp(name, "{client_connections}"))
-		return "0";
-	if (ssl && !strcmp(name, "{tls_version}"))
-		return SSL_get_version(ssl);
-	if (ssl && !strcmp(name, "{cipher}"))
-		return SSL_get_cipher_name(ssl);
-	if (ssl && !strcmp(name, "{cipher_bits}")) {
-		snprintf(s->m_bits, sizeof s->m_bits, "%d", SSL_get_cipher_bits(ssl, NULL));
-		return s->m_bits;
-	}
-	if (!strcmp(name, "i"))
-		return s->writer ? queue_writer_id(s->writer) : NULL;
-	if (s->sender && !strcmp(name, "{mail_addr}"))
-		return s->sender;
-	if (s->sender && !strcmp(name, "{mail_host}"))
-		return domain_of(s->sender, s->m_mail_host, sizeof s->m_mail_host);
-	if (s->sender && !strcmp(name, "{mail_mailer}"))
-		return "smtp";
-	if (s->pending_rcpt && !strcmp(name, "{rcpt_addr}"))
-		return s->pending_rcpt;
-	if (s->pending_rcpt && !strcmp(name, "{rcpt_host}"))
-		return domain_of(s->pending_rcpt, s->m_rcpt_host, sizeof s->m_rcpt_host);
-	if (s->pending_rcpt && !strcmp(name, "{rcpt_mailer}"))
-		return s->pending_relay ? "smtp" : "virtual";
-	if (s->sasl_username && !strcmp(name, "{auth_type}"))
-		return s->sasl_method;
-	if (s->sasl_username && !strcmp(name, "{auth_authen}"))
-		return s->sasl_username;
-	if (s->sasl_sender && !strcmp(name, "{auth_author}"))
-		return s->sasl_sender;
-	return NULL;	/* {cert_*}: not available */
-}
 
-static void send_greeting(struct smtp_session *s);
+void sess_send_greeting(struct smtp_session *s);
 
-static void connect_done(void *arg, const struct mc_result *r)
-{
-	struct smtp_session *s = arg;
-	if (r->verdict == MC_REJECT || r->verdict == MC_TEMPFAIL) {
-		/* Postfix: the greeting goes out; every later command gets the reply */
-		s->conn_reply.code = r->code;
-		snprintf(s->conn_reply.dsn, sizeof s->conn_reply.dsn, "%s", r->dsn);
-		snprintf(s->conn_reply.text, sizeof s->conn_reply.text, "%s", r->text);
-	} else if (r->verdict == MC_SHUTDOWN) {
-		out(s, "421 4.7.0 %s %s", hostname(s), r->text);
-		s->greeted = 1;
-		s->closing = 1;
-		bufferevent_enable(s->bev, EV_WRITE);
-		maybe_close(s);
-		return;
-	} else if (r->verdict == MC_DISCARD) {
-		s->discard_all = 1;
-	}
-	send_greeting(s);
-}
 
 static void greet(struct smtp_session *s)
 {
@@ -1839,17 +1221,17 @@ static void greet(struct smtp_session *s)
 	const struct mc_conf *mconf = s->local ? s->srv->local_milters : s->srv->milters;
 	size_t nm = s->local ? s->srv->nlocal_milters : s->srv->nmilters;
 	if (nm) {
-		s->mc = mc_session_new(s->srv->base, mconf, nm, &s->srv->milter_macros, macro_value, s, "NOQUEUE");
+		s->mc = mc_session_new(s->srv->base, mconf, nm, &s->srv->milter_macros, smtp_milter_macro, s, "NOQUEUE");
 		int v6 = strchr(s->addr, ':') != NULL;
-		mc_connect(s->mc, s->name, v6 ? '6' : '4', (unsigned)atoi(s->port), s->addr, connect_done, s);
+		mc_connect(s->mc, s->name, v6 ? '6' : '4', (unsigned)atoi(s->port), s->addr, smtp_milter_connect_done, s);
 		return;
 	}
-	send_greeting(s);
+	sess_send_greeting(s);
 }
 
-static void send_greeting(struct smtp_session *s)
+void sess_send_greeting(struct smtp_session *s)
 {
-	out(s, "220 %s", s->srv->cfg.banner);
+	sess_out(s, "220 %s", s->srv->cfg.banner);
 	s->greeted = 1;
 	if (evbuffer_get_length(bufferevent_get_input(s->bev)) > 0)
 		s->early_talker = 1;
@@ -1946,7 +1328,7 @@ void smtp_session_start(struct smtpd *srv, int fd, const struct sockaddr *sa, so
 			snprintf(s->server_port, sizeof s->server_port, "%u", ntohs(in6->sin6_port));
 		}
 	}
-	txn_reset(s);
+	sess_txn_reset(s);
 	int one = 1;
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 	struct smtp_parser_opts po = { (size_t)srv->cfg.max_line_bytes, srv->cfg.bare };
