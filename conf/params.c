@@ -1,14 +1,10 @@
 #include "conf/params.h"
+#include "conf/params_table.h"
 #include "conf/params_dkim.h"
 #include "conf/params_spf.h"
 
 #include <stddef.h>
 
-#define P(n, t, d) { n, t, d, 0, 0, NULL, 0 }
-#define PI(n, d, lo, hi) { n, CONF_INT, d, lo, hi, NULL, 0 }
-#define PT(n, d, lo, hi, u) { n, CONF_TIME, d, lo, hi, NULL, u }
-#define PE(n, d, ch) { n, CONF_ENUM, d, 0, 0, ch, 0 }
-#define PS(n, d, lo, hi) { n, CONF_SIZE, d, lo, hi, NULL, 0 }
 
 const struct conf_param common_params[] = {
 	P("myhostname", CONF_STR, "localhost.localdomain"),

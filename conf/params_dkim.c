@@ -1,11 +1,8 @@
 #include "conf/params_dkim.h"
+#include "conf/params_table.h"
 
 #include <stddef.h>
 
-#define P(n, t, d) { n, t, d, 0, 0, NULL, 0 }
-#define PI(n, d, lo, hi) { n, CONF_INT, d, lo, hi, NULL, 0 }
-#define PT(n, d, lo, hi, u) { n, CONF_TIME, d, lo, hi, NULL, u }
-#define PE(n, d, ch) { n, CONF_ENUM, d, 0, 0, ch, 0 }
 
 #define DKIM_ACTIONS "accept|reject|tempfail|quarantine|discard"
 

@@ -211,10 +211,9 @@ static void ctx_refresh(struct smtp_session *s)
 static void accept_cmd(struct smtp_session *s);
 void sess_reject_cmd(struct smtp_session *s, const struct check_reply *r);
 
-/* checks_start - run the restriction lists stages[0..n) for pending_verb. */
-static void checks_start(struct smtp_session *s, enum smtp_verb verb, const enum check_stage *st, int n)
+/* checks_start - run the restriction lists stages[0..n) for the command in s->pend. */
+static void checks_start(struct smtp_session *s, const enum check_stage *st, int n)
 {
-	s->pending_verb = verb;
 	memcpy(s->stages, st, (size_t)n * sizeof *st);
 	s->nstages = n;
 	s->cur_stage = 0;
@@ -387,6 +386,8 @@ static void commit_done(void *arg, int ok, const char *err)
 	sess_process(s);
 }
 
+static void run_checks(struct smtp_session *s, int pend, const enum check_stage *st, int n);
+
 static void finish_message(struct smtp_session *s)
 {
 	enum smtp_verb v = s->bdat ? SMTP_VERB_BDAT : SMTP_VERB_DATA;
@@ -409,8 +410,7 @@ static void finish_message(struct smtp_session *s)
 	/* smtpd_end_of_data_restrictions */
 	static const enum check_stage eod[] = { CHECK_EOD };
 	s->pending_rcpt = NULL;
-	checks_start(s, SMTP_VERB_DATA == v ? SMTP_VERB_DATA : SMTP_VERB_BDAT, eod, 1);
-	/* accept_cmd/reject_cmd continue from there (pending_verb + in_data == 0) */
+	run_checks(s, PEND_EOD, eod, 1);	/* accept_cmd/reject_cmd go on from there */
 }
 
 void sess_commit_message(struct smtp_session *s)
@@ -452,9 +452,7 @@ static void run_checks(struct smtp_session *s, int pend, const enum check_stage 
 	s->pend = pend;
 	if (s->local)
 		n = 0;	/* local submission: no smtpd restrictions, as with Postfix's pickup */
-	checks_start(s, pend == PEND_RCPT ? SMTP_VERB_RCPT : pend == PEND_MAIL ? SMTP_VERB_MAIL
-			: pend == PEND_HELO ? SMTP_VERB_HELO : pend == PEND_BDAT ? SMTP_VERB_BDAT
-			: SMTP_VERB_DATA, st, n);
+	checks_start(s, st, n);
 }
 
 /* ------------------------------------------------------ milters at end of data */
@@ -1216,7 +1214,6 @@ void sess_send_greeting(struct smtp_session *s);
 
 static void greet(struct smtp_session *s)
 {
-	s->name_state = NAME_DONE;
 	log_event(NULL, "connect from %s[%s]", s->name, s->addr);
 	const struct mc_conf *mconf = s->local ? s->srv->local_milters : s->srv->milters;
 	size_t nm = s->local ? s->srv->nlocal_milters : s->srv->nmilters;
@@ -1268,7 +1265,6 @@ static void ptr_done(void *arg, const struct dns_answer *a)
 	if (a->status == DNS_OK && a->n > 0 && a->rr[0].type == DNS_T_PTR &&
 	    check_valid_hostname(a->rr[0].u.name)) {
 		snprintf(s->rev_name, sizeof s->rev_name, "%s", a->rr[0].u.name);
-		s->name_state = NAME_FORWARD;
 		s->name_req = dns_query(s->srv->dns, s->rev_name, strchr(s->addr, ':') ? DNS_T_AAAA : DNS_T_A,
 					forward_done, s);
 		return;
@@ -1360,7 +1356,6 @@ void smtp_session_start(struct smtpd *srv, int fd, const struct sockaddr *sa, so
 	if (!local && srv->cfg.peername_lookup && srv->dns) {
 		char rev[128];
 		if (dns_reverse_name(s->addr, rev, sizeof rev) == 0) {
-			s->name_state = NAME_PTR;
 			s->name_req = dns_query(srv->dns, rev, DNS_T_PTR, ptr_done, s);
 			return;
 		}

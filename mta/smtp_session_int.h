@@ -41,8 +41,6 @@ struct verb_count {
 	unsigned ok, total;
 };
 
-enum name_state { NAME_IDLE, NAME_PTR, NAME_FORWARD, NAME_DONE };
-
 struct smtp_session {
 	struct smtpd *srv;
 	struct bufferevent *bev;
@@ -52,7 +50,6 @@ struct smtp_session {
 	char name[256];		/* forward-confirmed, or "unknown" */
 	char rev_name[256];	/* PTR, or "unknown" */
 	int name_tempfail;
-	enum name_state name_state;
 	struct dns_req *name_req;
 	int greeted;
 	int discard_all;	/* a milter said discard at connect */
@@ -132,7 +129,6 @@ struct smtp_session {
 	struct check_run run;
 	enum check_stage stages[CHECK_NSTAGES];
 	int nstages, cur_stage;
-	enum smtp_verb pending_verb;
 	int pend;		/* PEND_*: what the running checks decide */
 	char *pending_rcpt;	/* RCPT under evaluation */
 	unsigned pending_notify;
