@@ -31,6 +31,8 @@ const struct conf_param dkim_params[] = {
 	P("dkim_sign_headers", CONF_LIST, DKIM_DEFAULT_SIGN_HEADERS),
 	P("dkim_oversign_headers", CONF_LIST, "From"),
 	PT("dkim_signature_ttl", "0", 0, 0, 's'),
+	/* answers kept in the key-record cache (OpenDKIM QueryCache); 0 = none */
+	PI("dkim_query_cache_size", "10000", 0, 10000000),
 	PE("dkim_on_bad_signature", "accept", DKIM_ACTIONS),
 	PE("dkim_on_no_signature", "accept", DKIM_ACTIONS),
 	PE("dkim_on_key_not_found", "accept", DKIM_ACTIONS),

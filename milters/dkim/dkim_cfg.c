@@ -126,7 +126,7 @@ struct dkim_cfg *dkim_cfg_new(const struct conf *c, const struct dkim_cfg_test *
 		o.servers = conf_list(c, "dns_servers", &o.nservers);
 		o.timeout_ms = (int)conf_time_s(c, "dns_timeout") * 1000;
 		o.tries = (int)conf_int(c, "dns_tries");
-		cfg->dns = dkim_dns_new(&o, &err);
+		cfg->dns = dkim_dns_new(&o, (size_t)conf_int(c, "dkim_query_cache_size"), &err);
 		if (cfg->dns == NULL) {
 			*err_out = xasprintf("%s: dns_servers: %s", conf_where(c, "dns_servers"), err);
 			free(err);

@@ -5,6 +5,21 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+
+/* longest time an answer stays in the query cache, whatever its TTL */
+#define CACHE_MAX_TTL_S 86400
+
+/* One cached answer: OK (records), NODATA or NXDOMAIN until expires (monotonic s). */
+struct cache_ent {
+	struct cache_ent *next;
+	char *name;		/* lower case */
+	enum dns_status st;
+	uint64_t expires;
+	size_t n;
+	char **txt;
+	size_t *lens;
+};
 
 struct dkim_dns {
 	struct dns_opts opts;
@@ -14,6 +29,9 @@ struct dkim_dns {
 	size_t nfree, capfree;
 	dkim_dns_fake_fn fake;
 	void *fake_arg;
+	/* query cache (OpenDKIM's QueryCache): chained hash, guarded by lock */
+	size_t cache_max, cache_n, nbuckets;
+	struct cache_ent **buckets;
 };
 
 struct dkim_dns_query {
@@ -21,9 +39,142 @@ struct dkim_dns_query {
 	size_t len;		/* reply bytes written into libopendkim's buffer */
 };
 
-struct dkim_dns *dkim_dns_new(const struct dns_opts *o, char **err_out)
+static void cache_init(struct dkim_dns *d, size_t max)
+{
+	d->cache_max = max;
+	if (max == 0)
+		return;
+	d->nbuckets = 64;
+	while (d->nbuckets < max && d->nbuckets < ((size_t)1 << 24))
+		d->nbuckets <<= 1;
+	d->buckets = xcalloc(d->nbuckets, sizeof(*d->buckets));
+}
+
+static void ent_free(struct cache_ent *e)
+{
+	for (size_t i = 0; i < e->n; i++)
+		free(e->txt[i]);
+	free(e->txt);
+	free(e->lens);
+	free(e->name);
+	free(e);
+}
+
+static uint64_t mono_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec;
+}
+
+static size_t name_hash(const char *name)
+{
+	size_t h = 5381;
+	for (const char *p = name; *p; p++)
+		h = h * 33 + (unsigned char)*p;
+	return h;
+}
+
+/* drop expired entries; everything when all = 1. Lock held. */
+static void cache_sweep(struct dkim_dns *d, uint64_t now, int all)
+{
+	for (size_t b = 0; b < d->nbuckets; b++) {
+		struct cache_ent **pp = &d->buckets[b];
+		while (*pp) {
+			struct cache_ent *e = *pp;
+			if (all || e->expires <= now) {
+				*pp = e->next;
+				ent_free(e);
+				d->cache_n--;
+			} else {
+				pp = &e->next;
+			}
+		}
+	}
+}
+
+/* cache_get - a copy of a live entry's records (caller frees as in dns_start); 0 = hit. */
+static int cache_get(struct dkim_dns *d, const char *lname, enum dns_status *st, char ***txt,
+		     size_t **lens, size_t *n)
+{
+	if (d->cache_max == 0)
+		return -1;
+	uint64_t now = mono_s();
+	int hit = -1;
+	pthread_mutex_lock(&d->lock);
+	for (struct cache_ent **pp = &d->buckets[name_hash(lname) & (d->nbuckets - 1)]; *pp;
+	     pp = &(*pp)->next) {
+		struct cache_ent *e = *pp;
+		if (strcmp(e->name, lname) != 0)
+			continue;
+		if (e->expires <= now) {
+			*pp = e->next;
+			ent_free(e);
+			d->cache_n--;
+			break;
+		}
+		*st = e->st;
+		*n = e->n;
+		*txt = xcalloc(e->n + 1, sizeof(char *));
+		*lens = xcalloc(e->n + 1, sizeof(size_t));
+		for (size_t i = 0; i < e->n; i++) {
+			(*txt)[i] = xmalloc(e->lens[i] + 1);
+			memcpy((*txt)[i], e->txt[i], e->lens[i] + 1);
+			(*lens)[i] = e->lens[i];
+		}
+		hit = 0;
+		break;
+	}
+	pthread_mutex_unlock(&d->lock);
+	return hit;
+}
+
+static void cache_put(struct dkim_dns *d, const char *lname, enum dns_status st, uint32_t ttl,
+		      char *const *txt, const size_t *lens, size_t n)
+{
+	if (d->cache_max == 0 || ttl == 0)
+		return;
+	struct cache_ent *e = xcalloc(1, sizeof(*e));
+	e->name = xstrdup(lname);
+	e->st = st;
+	uint64_t now = mono_s();
+	e->expires = now + (ttl > CACHE_MAX_TTL_S ? CACHE_MAX_TTL_S : ttl);
+	e->n = n;
+	e->txt = xcalloc(n + 1, sizeof(char *));
+	e->lens = xcalloc(n + 1, sizeof(size_t));
+	for (size_t i = 0; i < n; i++) {
+		e->txt[i] = xmalloc(lens[i] + 1);
+		memcpy(e->txt[i], txt[i], lens[i]);
+		e->txt[i][lens[i]] = 0;
+		e->lens[i] = lens[i];
+	}
+	pthread_mutex_lock(&d->lock);
+	struct cache_ent **head = &d->buckets[name_hash(lname) & (d->nbuckets - 1)];
+	for (struct cache_ent **pp = head; *pp; pp = &(*pp)->next) {
+		if (strcmp((*pp)->name, lname) == 0) {	/* another thread asked too: keep the newer */
+			struct cache_ent *old = *pp;
+			e->next = old->next;
+			*pp = e;
+			ent_free(old);
+			pthread_mutex_unlock(&d->lock);
+			return;
+		}
+	}
+	if (d->cache_n >= d->cache_max) {
+		cache_sweep(d, now, 0);
+		if (d->cache_n >= d->cache_max)
+			cache_sweep(d, now, 1);	/* full of live entries: start again */
+	}
+	e->next = *head;
+	*head = e;
+	d->cache_n++;
+	pthread_mutex_unlock(&d->lock);
+}
+
+struct dkim_dns *dkim_dns_new(const struct dns_opts *o, size_t cache_size, char **err_out)
 {
 	struct dkim_dns *d = xcalloc(1, sizeof(*d));
+	cache_init(d, cache_size);
 	d->opts = *o;
 	d->servers = xcalloc(o->nservers + 1, sizeof(char *));
 	for (size_t i = 0; i < o->nservers; i++)
@@ -58,6 +209,10 @@ void dkim_dns_free(struct dkim_dns **dp)
 		return;
 	for (size_t i = 0; i < d->nfree; i++)
 		dns_free(&d->free_list[i]);
+	if (d->buckets) {
+		cache_sweep(d, 0, 1);
+		free(d->buckets);
+	}
 	free(d->free_list);
 	for (size_t i = 0; i < d->opts.nservers; i++)
 		free(d->servers[i]);
@@ -177,7 +332,18 @@ static int dns_start(void *srv, int type, unsigned char *query, unsigned char *b
 		q->status = DKIM_DNS_INVALID;
 		return 0;
 	}
-	if (d->fake) {
+	char lname[256];
+	size_t nl = strlen(name);
+	if (nl >= sizeof(lname)) {
+		q->status = DKIM_DNS_INVALID;
+		return 0;
+	}
+	for (size_t i = 0; i <= nl; i++)
+		lname[i] = (name[i] >= 'A' && name[i] <= 'Z') ? (char)(name[i] + 32) : name[i];
+	int owned = 1;		/* txt[i] are ours to free (fake and cache); else ans owns them */
+	if (cache_get(d, lname, &st, &txt, &lens, &n) == 0) {
+		/* hit */
+	} else if (d->fake) {
 		st = d->fake(d->fake_arg, name, &txt, &n);
 		lens = xcalloc(n + 1, sizeof(size_t));
 		for (size_t i = 0; i < n; i++)
@@ -191,6 +357,7 @@ static int dns_start(void *srv, int type, unsigned char *query, unsigned char *b
 		ans = dns_query_sync(r, name, DNS_T_TXT, 0);
 		pool_give(d, r);
 		st = ans->status;
+		owned = 0;
 		if (st == DNS_OK) {
 			n = ans->n;
 			txt = xcalloc(n + 1, sizeof(char *));
@@ -200,6 +367,8 @@ static int dns_start(void *srv, int type, unsigned char *query, unsigned char *b
 				lens[i] = ans->rr[i].u.txt.len;
 			}
 		}
+		if (st == DNS_OK || st == DNS_NODATA || st == DNS_NXDOMAIN)
+			cache_put(d, lname, st, ans->ttl, txt, lens, st == DNS_OK ? n : 0);
 	}
 	int rcode = 0;
 	switch (st) {
@@ -219,7 +388,7 @@ static int dns_start(void *srv, int type, unsigned char *query, unsigned char *b
 	q->len = dkim_dns_build_reply(name, rcode, txt, lens, st == DNS_OK ? n : 0, buf, buflen);
 	q->status = q->len > 0 ? DKIM_DNS_SUCCESS : DKIM_DNS_ERROR;
 out:
-	if (d->fake)
+	if (owned && txt)
 		for (size_t i = 0; i < n; i++)
 			free(txt[i]);
 	free(txt);

@@ -1,7 +1,7 @@
 /*
  * dkim_dns: libopendkim's DNS hooks (dkim_dns_set_query_*) over proto/dns,
  * so key look-ups honour dns_servers, dns_timeout and dns_tries.
- * Owns: a pool of blocking c-ares resolvers (libmilter runs one thread per
+ * Owns: the query cache, a pool of blocking c-ares resolvers (libmilter runs one thread per
  * connection: a thread takes a resolver from the pool for one query and
  * gives it back), and turning a decoded answer back into the DNS reply
  * packet libopendkim parses (header, question, TXT answers split into
@@ -20,8 +20,15 @@
 
 struct dkim_dns;
 
-/* dkim_dns_new - pool over real DNS; NULL with *err_out on a bad server list. */
-struct dkim_dns *dkim_dns_new(const struct dns_opts *o, char **err_out);
+/*
+ * dkim_dns_new - pool over real DNS; NULL with *err_out on a bad server list.
+ * cache_size: answers kept in the query cache (0 = no cache). Like
+ * OpenDKIM's QueryCache, key records (OK), NODATA and NXDOMAIN are kept for
+ * their TTL (negative TTL per RFC 2308; capped at one day; TTL 0 is not
+ * kept); errors and timeouts never are. When full, expired entries go, and
+ * if none has expired the cache starts again empty.
+ */
+struct dkim_dns *dkim_dns_new(const struct dns_opts *o, size_t cache_size, char **err_out);
 
 /*
  * A look-up function for tests (no network): returns a dns_status and, for

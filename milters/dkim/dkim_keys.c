@@ -183,13 +183,7 @@ int dkim_keys_load_pem(const char *text, size_t len, struct dkim_key *k, const c
 		*err_out = "key type is neither RSA nor Ed25519";
 		return -1;
 	}
-	BIO *out = BIO_new(BIO_s_mem());
-	PEM_write_bio_PrivateKey(out, pk, NULL, NULL, 0, NULL, NULL);
-	char *p;
-	long n = BIO_get_mem_data(out, &p);
-	k->pem = xstrndup(p, (size_t)n);
-	BIO_free(out);
-	EVP_PKEY_free(pk);
+	k->pkey = pk;
 	return 0;
 }
 
@@ -252,7 +246,7 @@ static void key_clear(struct dkim_key *k)
 	free(k->domain);
 	free(k->selector);
 	free(k->source);
-	free(k->pem);
+	EVP_PKEY_free(k->pkey);
 }
 
 void dkim_keyset_free(struct dkim_keyset **ksp)

@@ -3,7 +3,7 @@
  * Owns: the simple key set (dkim_domain + dkim_selector + dkim_key_file),
  * OpenDKIM KeyTable and SigningTable files (file: and refile:, wildcards,
  * '%' for the sender domain), loading private keys with OpenSSL (RSA and
- * Ed25519, normalised to PKCS#8 PEM for libopendkim), and the
+ * Ed25519, decoded once into an EVP_PKEY shared by every message), and the
  * dkim_internal_hosts address list.
  * Leaves: signing itself to dkim_msg.c.
  * Every bad line or key stops loading with "file:line: reason".
@@ -22,6 +22,7 @@
 #ifndef SLUICE_DKIM_KEYS_H
 #define SLUICE_DKIM_KEYS_H
 
+#include <openssl/evp.h>
 #include <stddef.h>
 
 enum dkim_key_type { DKIM_KEY_RSA, DKIM_KEY_ED25519 };
@@ -31,7 +32,7 @@ struct dkim_key {
 	char *domain;		/* "%" = sender domain */
 	char *selector;
 	char *source;		/* "file:line" that defined it */
-	char *pem;		/* PKCS#8 PEM private key, for dkim_sign() */
+	EVP_PKEY *pkey;		/* the private key, decoded once (dkim_signer.c up-refs it) */
 	enum dkim_key_type type;
 	unsigned bits;
 };
@@ -64,7 +65,7 @@ int dkim_keys_glob(const char *pattern, const char *s);
 
 /*
  * dkim_keys_load_pem - a private key from text (PEM of any kind, or base64
- * DER) into *k (pem, type, bits). 0 or -1 with *err_out (static text).
+ * DER) into *k (pkey, type, bits). 0 or -1 with *err_out (static text).
  */
 int dkim_keys_load_pem(const char *text, size_t len, struct dkim_key *k, const char **err_out);
 

@@ -1,5 +1,5 @@
 #include "milters/dkim/dkim_msg.h"
-#include "milters/dkim/dkim_ed.h"
+#include "milters/dkim/dkim_signer.h"
 #include "milters/dkim/dkim_keys.h"
 #include "lib/util.h"
 
@@ -25,8 +25,7 @@ struct dkim_msg {
 	size_t ar_delete[32];
 	size_t n_ar_delete;
 	DKIM *vd;		/* verify handle */
-	DKIM *sd[DKIM_MAX_SIGN_KEYS];	/* RSA: libopendkim */
-	struct dkim_ed *ed[DKIM_MAX_SIGN_KEYS];	/* Ed25519: ours (see dkim_ed.h) */
+	struct dkim_signer *sg[DKIM_MAX_SIGN_KEYS];	/* ours (see dkim_signer.h) */
 	struct dkim_sign_choice choice[DKIM_MAX_SIGN_KEYS];
 	size_t nsd;
 	int no_sig;		/* verify: no signature at all */
@@ -115,34 +114,16 @@ static void start_sign(struct dkim_msg *m)
 	size_t n = dkim_keyset_select(m->cfg->keys, local, dom, m->choice, DKIM_MAX_SIGN_KEYS);
 	for (size_t i = 0; i < n; i++) {
 		const struct dkim_key *k = m->choice[i].key;
-		if (k->type == DKIM_KEY_ED25519) {
-			struct dkim_ed *e = dkim_ed_new(
-				k->pem, m->choice[i].domain, k->selector,
-				m->cfg->hcanon == DKIM_CANON_SIMPLE, m->cfg->bcanon == DKIM_CANON_SIMPLE,
-				m->cfg->sign_hdrs, m->cfg->oversign_hdrs, m->cfg->fixed_time,
-				m->cfg->ttl_s);
-			if (e == NULL) {
-				set_failed(m, "ed25519 key failed to load");
-				return;
-			}
-			m->choice[m->nsd] = m->choice[i];
-			m->ed[m->nsd] = e;
-			m->sd[m->nsd++] = NULL;
-			continue;
-		}
-		DKIM_STAT st;
-		DKIM *d = dkim_sign(m->cfg->lib, (const u_char *)m->qid, NULL,
-				    (dkim_sigkey_t)k->pem, (const u_char *)k->selector,
-				    (const u_char *)m->choice[i].domain, m->cfg->hcanon, m->cfg->bcanon,
-				    k->type == DKIM_KEY_ED25519 ? DKIM_SIGN_ED25519SHA256
-								: DKIM_SIGN_RSASHA256,
-				    -1, &st);
-		if (d == NULL) {
-			set_failed(m, "dkim_sign failed");
+		struct dkim_signer *sg = dkim_signer_new(
+			k->pkey, m->choice[i].domain, k->selector,
+			m->cfg->hcanon == DKIM_CANON_SIMPLE, m->cfg->bcanon == DKIM_CANON_SIMPLE,
+			m->cfg->sign_hdrs, m->cfg->oversign_hdrs, m->cfg->fixed_time, m->cfg->ttl_s);
+		if (sg == NULL) {
+			set_failed(m, "signing key not usable");
 			return;
 		}
 		m->choice[m->nsd] = m->choice[i];
-		m->sd[m->nsd++] = d;
+		m->sg[m->nsd++] = sg;
 	}
 }
 
@@ -155,20 +136,9 @@ void dkim_msg_eoh(struct dkim_msg *m)
 		return;
 	if (m->sign) {
 		start_sign(m);
-		for (size_t k = 0; k < m->nsd && !m->failed; k++) {
-			if (m->ed[k]) {
-				for (size_t i = 0; i < m->nhdrs; i++)
-					dkim_ed_header(m->ed[k], m->hdrs[i].line, m->hdrs[i].len);
-				continue;
-			}
+		for (size_t k = 0; k < m->nsd; k++)
 			for (size_t i = 0; i < m->nhdrs; i++)
-				if (dkim_header(m->sd[k], (u_char *)m->hdrs[i].line, m->hdrs[i].len) !=
-				    DKIM_STAT_OK)
-					break;	/* a bad header line is simply not signed */
-			DKIM_STAT st = dkim_eoh(m->sd[k]);
-			if (st != DKIM_STAT_OK)
-				set_failed(m, "dkim_eoh (sign) failed");
-		}
+				dkim_signer_header(m->sg[k], m->hdrs[i].line, m->hdrs[i].len);
 		return;
 	}
 	DKIM_STAT st;
@@ -192,10 +162,7 @@ void dkim_msg_body(struct dkim_msg *m, const unsigned char *buf, size_t len)
 	if (m->failed || !m->eoh_done)
 		return;
 	for (size_t k = 0; k < m->nsd; k++)
-		if (m->ed[k])
-			dkim_ed_body(m->ed[k], buf, len);
-		else if (dkim_body(m->sd[k], (u_char *)buf, len) != DKIM_STAT_OK)
-			set_failed(m, "dkim_body failed");
+		dkim_signer_body(m->sg[k], buf, len);
 	if (m->vd && !m->no_sig)
 		(void)dkim_body(m->vd, (u_char *)buf, len);
 }
@@ -405,39 +372,19 @@ static void sign_eom(struct dkim_msg *m, struct dkim_outcome *out)
 	struct sbuf log;
 	sbuf_init(&log);
 	for (size_t k = 0; k < m->nsd && !m->failed; k++) {
-		if (m->ed[k]) {
-			char *sv = dkim_ed_finish(m->ed[k]);
-			if (sv == NULL) {
-				set_failed(m, "ed25519 signing failed");
-				break;
-			}
-			struct sbuf v;
-			sbuf_init(&v);
-			sbuf_addc(&v, ' ');
-			for (const char *p = sv; *p; p++)
-				if (*p != '\r')
-					sbuf_addc(&v, *p);
-			free(sv);
-			out->sig_values[out->nsig_values++] = sbuf_steal(&v);
-			continue;
-		}
-		if (dkim_eom(m->sd[k], NULL) != DKIM_STAT_OK) {
+		char *sv = dkim_signer_finish(m->sg[k]);
+		if (sv == NULL) {
 			set_failed(m, "signing failed");
-			break;
-		}
-		u_char *buf;
-		size_t len;
-		if (dkim_getsighdr_d(m->sd[k], strlen("DKIM-Signature: "), &buf, &len) != DKIM_STAT_OK) {
-			set_failed(m, "signature header generation failed");
 			break;
 		}
 		/* leading space; folds as "\n\t" (milter convention) */
 		struct sbuf v;
 		sbuf_init(&v);
 		sbuf_addc(&v, ' ');
-		for (size_t i = 0; i < len; i++)
-			if (buf[i] != '\r')
-				sbuf_addc(&v, (char)buf[i]);
+		for (const char *p = sv; *p; p++)
+			if (*p != '\r')
+				sbuf_addc(&v, *p);
+		free(sv);
 		out->sig_values[out->nsig_values++] = sbuf_steal(&v);
 	}
 	if (m->failed) {
@@ -454,8 +401,7 @@ static void sign_eom(struct dkim_msg *m, struct dkim_outcome *out)
 		for (size_t k = 0; k < m->nsd; k++)
 			sbuf_printf(&log, ", d=%s s=%s a=%s", m->choice[k].domain,
 				    m->choice[k].key->selector,
-				    m->choice[k].key->type == DKIM_KEY_ED25519 ? "ed25519-sha256"
-									       : "rsa-sha256");
+				    dkim_signer_algorithm(m->sg[k]));
 	}
 	if (m->cfg->add_ar_on_sign) {
 		/* nothing verified: no A-R for signed mail unless asked, then dkim=none */
@@ -495,11 +441,8 @@ void dkim_msg_free(struct dkim_msg **mp)
 		return;
 	if (m->vd)
 		dkim_free(m->vd);
-	for (size_t k = 0; k < m->nsd; k++) {
-		if (m->sd[k])
-			dkim_free(m->sd[k]);
-		dkim_ed_free(&m->ed[k]);
-	}
+	for (size_t k = 0; k < m->nsd; k++)
+		dkim_signer_free(&m->sg[k]);
 	for (size_t i = 0; i < m->nhdrs; i++)
 		free(m->hdrs[i].line);
 	free(m->hdrs);

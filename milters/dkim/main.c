@@ -107,8 +107,19 @@ struct conn {
 	char addr[INET6_ADDRSTRLEN + 8];
 	int internal;
 	int leadspc;		/* MTA passes header values with their leading space */
+	unsigned long proto;	/* negotiated SMFIP_* steps */
 	struct dkim_msg *msg;
 };
+
+/*
+ * done - the callback result for a stage: SMFIS_NOREPLY where the MTA
+ * agreed that we do not reply (SMFIP_NR_*), or libmilter logs "milter
+ * claimed not to reply ... but did anyway" for every such event.
+ */
+static sfsistat done(const struct conn *c, unsigned long nr_flag)
+{
+	return c && (c->proto & nr_flag) ? SMFIS_NOREPLY : SMFIS_CONTINUE;
+}
 
 static struct conn *conn_of(SMFICTX *ctx)
 {
@@ -136,6 +147,7 @@ static sfsistat on_negotiate(SMFICTX *ctx, unsigned long f0, unsigned long f1, u
 			     SMFIP_NR_HDR | SMFIP_NR_CONN | SMFIP_NR_MAIL | SMFIP_NR_EOH |
 			     SMFIP_NR_BODY | SMFIP_HDR_LEADSPC;
 	*pf1 = want & f1;
+	c->proto = *pf1;
 	c->leadspc = (f1 & SMFIP_HDR_LEADSPC) != 0;
 	*pf2 = 0;
 	*pf3 = 0;
@@ -159,7 +171,7 @@ static sfsistat on_connect(SMFICTX *ctx, char *host, struct sockaddr *sa)
 	/* No address (local submission, "unknown"): like OpenDKIM, treat as local. */
 	c->internal = c->addr[0] == 0 || dkim_hosts_match(cfg->internal, c->addr);
 	dkim_cfg_unref(&cfg);
-	return SMFIS_CONTINUE;
+	return done(c, SMFIP_NR_CONN);
 }
 
 static sfsistat on_envfrom(SMFICTX *ctx, char **argv)
@@ -167,7 +179,7 @@ static sfsistat on_envfrom(SMFICTX *ctx, char **argv)
 	(void)argv;
 	struct conn *c = conn_of(ctx);
 	if (c == NULL)
-		return SMFIS_CONTINUE;
+		return SMFIS_CONTINUE;	/* no negotiation seen: nothing agreed */
 	dkim_msg_free(&c->msg);
 	struct dkim_cfg *cfg = cfg_get();
 	const char *auth = smfi_getsymval(ctx, "{auth_authen}");
@@ -176,14 +188,14 @@ static sfsistat on_envfrom(SMFICTX *ctx, char **argv)
 		sign = 0;	/* nothing to sign with: verify instead */
 	c->msg = dkim_msg_new(cfg, qid_of(ctx), sign);
 	dkim_cfg_unref(&cfg);
-	return SMFIS_CONTINUE;
+	return done(c, SMFIP_NR_MAIL);
 }
 
 static sfsistat on_header(SMFICTX *ctx, char *name, char *value)
 {
 	struct conn *c = conn_of(ctx);
 	if (c == NULL || c->msg == NULL)
-		return SMFIS_CONTINUE;
+		return done(c, SMFIP_NR_HDR);
 	if (c->leadspc) {
 		dkim_msg_header(c->msg, name, value);
 	} else {
@@ -191,7 +203,7 @@ static sfsistat on_header(SMFICTX *ctx, char *name, char *value)
 		dkim_msg_header(c->msg, name, v);
 		free(v);
 	}
-	return SMFIS_CONTINUE;
+	return done(c, SMFIP_NR_HDR);
 }
 
 static sfsistat on_eoh(SMFICTX *ctx)
@@ -201,7 +213,7 @@ static sfsistat on_eoh(SMFICTX *ctx)
 		dkim_msg_set_qid(c->msg, qid_of(ctx));
 		dkim_msg_eoh(c->msg);
 	}
-	return SMFIS_CONTINUE;
+	return done(c, SMFIP_NR_EOH);
 }
 
 static sfsistat on_body(SMFICTX *ctx, unsigned char *buf, size_t len)
@@ -209,7 +221,7 @@ static sfsistat on_body(SMFICTX *ctx, unsigned char *buf, size_t len)
 	struct conn *c = conn_of(ctx);
 	if (c && c->msg)
 		dkim_msg_body(c->msg, buf, len);
-	return SMFIS_CONTINUE;
+	return done(c, SMFIP_NR_BODY);
 }
 
 /* hv - header value as the MTA wants it: without our leading space unless negotiated. */

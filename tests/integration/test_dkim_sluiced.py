@@ -208,6 +208,48 @@ def test_dns_timeout_is_temperror_with_configured_action(stack, keys):
     assert re.search(r"dkim=temperror .*header\.d=slow\.example\.org", a), a
 
 
+def test_query_cache_keeps_key_records_for_their_ttl(sluiced_factory, keys):
+    """dkim_query_cache_size (OpenDKIM's QueryCache): a key record fetched once
+    is reused for its TTL (300 s in the test zone), so with the DNS server gone
+    a second message still passes; with the cache off the same message gets
+    temperror and dkim_on_dns_error (451 4.7.5). A lookup that failed is never
+    cached: the uncached daemon's first answer is an error, not a stale pass."""
+    signed = dkimpy_sign(IN_MSG, keys["in_rsa"])
+    dns = DnsServer(keys["in_rsa"].zone)
+    made = []
+    try:
+        stacks = []
+        for size in ("10000", "0"):
+            s = sluiced_factory()
+            spec = socket_spec(s.tmp, "unix")
+            with open(s.conf_path, "a") as f:
+                f.write("smtpd_milters = %s\nmilter_default_action = tempfail\n" % spec)
+            dk = SluiceDkim(s.tmp, "dkim_query_cache_size = %s\n" % size, spec,
+                            conf_path=s.conf_path, dns=dns).start()
+            made.append(dk)
+            s.start()
+            stacks.append(s)
+        cached, uncached = stacks
+        # both see the record while DNS is up
+        for s in stacks:
+            code, text = send(s, signed, source="127.0.0.2")
+            assert code == 250, text
+            (p,) = s.wait_delivered("bob", 1)
+            (a,) = our_ar(read(p))
+            assert a.startswith("mx.test;") and "dkim=pass" in a, a
+        dns.stop()
+        code, text = send(cached, signed, source="127.0.0.2")
+        assert code == 250, text
+        files = cached.wait_delivered("bob", 2)
+        assert all("dkim=pass" in our_ar(read(p))[0] for p in files)
+        code, text = send(uncached, signed, source="127.0.0.2")
+        assert code == 451 and "4.7.5" in text, text
+    finally:
+        for dk in made:
+            dk.stop()
+        dns.stop()
+
+
 def test_dns_error_reject_action_gives_5xx(stack, keys):
     signed = dkimpy_sign(IN_MSG.replace(b"example.org", b"slow.example.org"), keys["slow"])
     s, _ = stack("unix", simple_signing(keys) + "dkim_on_dns_error = reject\n"

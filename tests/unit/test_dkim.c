@@ -995,7 +995,7 @@ static void test_sign_verify_roundtrip(void **state)
 	fake_clear();
 }
 
-/* Our Ed25519 signer (dkim_ed.c) against libopendkim's verifier: every
+/* Our signer (dkim_signer.c) with Ed25519 against libopendkim's verifier: every
  * canonicalization and awkward bodies (empty, trailing blank lines, WSP,
  * no final CRLF, repeated headers, folded headers). */
 static void test_ed25519_canon(void **state)
