@@ -1,14 +1,27 @@
 #!/usr/bin/python3
-"""make bench (milter part): sluiced + OpenDKIM against Postfix + OpenDKIM.
+"""make bench (milter part): DKIM signing milters behind an MTA, with smtp-source.
 
-The same OpenDKIM (Debian's 2.11, signing: the clients are in its
-InternalHosts) behind each MTA, over a unix socket and over inet, with the
-same smtp-source load; runs interleaved, medians of --reps. Reports accepted
-msg/s, the ratio sluiced/Postfix per socket type, and sluiced's inet/unix
-ratio (a milter client without TCP_NODELAY stalls ~40 ms per message on
-inet; within 10 % means no stall). Reuses bench_smtp.py's server set-ups.
+Two comparisons, each with runs interleaved and medians of --reps:
+
+1. Issue 3 (our milter client): sluiced + OpenDKIM against Postfix + OpenDKIM.
+   The same OpenDKIM (Debian's 2.11, signing: the clients are in its
+   InternalHosts) behind each MTA, over a unix socket and over inet, with the
+   same smtp-source load (--sessions parallel sessions, 1 msg/session).
+   Reports accepted msg/s, the ratio sluiced/Postfix per socket type, and
+   sluiced's inet/unix ratio (a milter client without TCP_NODELAY stalls
+   ~40 ms per message on inet; within 10 % means no stall).
+
+2. Issue 4 (our milter): Postfix + sluice-dkim against Postfix + OpenDKIM,
+   same RSA-2048 key, unix and inet, 1 and 4 concurrent SMTP sessions (so 1
+   and 4 milter connections): accepted msg/s and, from a probe that sends
+   --probe messages one at a time on one session, p50/p99 of the time from
+   the end of DATA to Postfix's 250 (the milter's end-of-message work is in
+   it). Every run checks that a delivered message carries a DKIM-Signature.
+
+Reuses bench_smtp.py's server set-ups.
 
 Usage: bench_milter.py [--messages 2000] [--sessions 20] [--size 10240] [--reps 5]
+                       [--only mta|dkim] [--probe 200]
 """
 
 import argparse
@@ -23,6 +36,9 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bench_smtp as B  # noqa: E402
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "integration"))
+from postfix_dkim_harness import SluiceDkim  # noqa: E402
 
 OPENDKIM = "/usr/sbin/opendkim"
 
@@ -76,52 +92,114 @@ def milter_spec_for(kind, sock):
     return "inet:%s:%s" % (host, port)
 
 
-def make_classes(sock_kind, keydir, root):
-    state = {}
+class SluiceDkimd:
+    """sluice-dkim signing with the same key (and InternalHosts-like
+    dkim_internal_hosts default 127.0.0.1) on a unix or inet socket."""
 
-    def start_dkim():
-        if sock_kind == "unix":
-            sock = "local:%s/od-%d.sock" % (root, B.free_port())
-        else:
-            sock = "inet:%d@127.0.0.1" % B.free_port()
-        state["od"] = OpenDKIM(root, keydir, sock)
-        return milter_spec_for(sock_kind, sock)
+    def __init__(self, root, keydir, kind):
+        self.dir = tempfile.mkdtemp(prefix="sluice-dkim-", dir=root)
+        os.chmod(self.dir, 0o755)
+        spec = ("unix:%s/dkim.sock" % self.dir) if kind == "unix" else "inet:127.0.0.1:%d" % B.free_port()
+        self.d = SluiceDkim(self.dir, "dkim_domain = example.com\ndkim_selector = sel\n"
+                            "dkim_key_file = %s/sel.private\n" % keydir, spec, umask=0).start()
+        self.spec = spec
 
-    def stop_dkim():
-        if "od" in state:
-            state.pop("od").stop()
+    def stop(self):
+        self.d.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
 
-    class SluicedDKIM(B.Sluiced):
-        kind = "sluiced+opendkim"
+
+def start_milter(milter, sock_kind, keydir, root):
+    """-> (handle with stop(), smtpd_milters value)"""
+    if milter == "sluice-dkim":
+        h = SluiceDkimd(root, keydir, sock_kind)
+        return h, h.spec
+    if sock_kind == "unix":
+        sock = "local:%s/od-%d.sock" % (root, B.free_port())
+    else:
+        sock = "inet:%d@127.0.0.1" % B.free_port()
+    return OpenDKIM(root, keydir, sock), milter_spec_for(sock_kind, sock)
+
+
+def check_signed(srv):
+    """the run was real: a delivered message carries a DKIM-Signature"""
+    new = srv.maildir_new()
+    names = sorted(os.listdir(new)) if os.path.isdir(new) else []
+    if not names:
+        return
+    with open(os.path.join(new, names[0]), "rb") as f:
+        head = f.read(65536).split(b"\n\n", 1)[0]
+    if b"DKIM-Signature:" not in head:
+        raise B.BenchError("%s: delivered message not signed:\n%s" % (srv.kind, head.decode(errors="replace")))
+
+
+def make_class(mta, milter, sock_kind, keydir, root, probe=0, size=10240):
+    """A bench_smtp server class: MTA ("sluiced"/"postfix") with milter in smtpd_milters."""
+    base = B.Sluiced if mta == "sluiced" else B.Postfix
+
+    class WithMilter(base):
+        kind = "%s+%s" % (mta, milter)
+        latencies = []
 
         def start(self):
-            spec = start_dkim()
-            with open(self.conf, "a") as f:
+            self._m, spec = start_milter(milter, sock_kind, keydir, root)
+            conf = self.conf if mta == "sluiced" else os.path.join(self.confdir, "main.cf")
+            with open(conf, "a") as f:
                 f.write("smtpd_milters = %s\nmilter_default_action = tempfail\n" % spec)
             super().start()
 
         def stop(self):
             try:
+                check_signed(self)
+                if probe:
+                    WithMilter.latencies = probe_latency(self.port, probe, size)
                 super().stop()
             finally:
-                stop_dkim()
+                self._m.stop()
 
-    class PostfixDKIM(B.Postfix):
-        kind = "postfix+opendkim"
+    return WithMilter
 
-        def start(self):
-            spec = start_dkim()
-            with open(os.path.join(self.confdir, "main.cf"), "a") as f:
-                f.write("smtpd_milters = %s\nmilter_default_action = tempfail\n" % spec)
-            super().start()
 
-        def stop(self):
-            try:
-                super().stop()
-            finally:
-                stop_dkim()
+def probe_latency(port, n, size):
+    """n messages one after another on one SMTP session: ms from the end of DATA to the reply."""
+    s = socket.create_connection(("127.0.0.1", port), 30)
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    f = s.makefile("rb")
 
-    return SluicedDKIM, PostfixDKIM
+    def reply():
+        while True:
+            line = f.readline()
+            if not line:
+                raise B.BenchError("probe: connection closed")
+            if line[3:4] != b"-":
+                return int(line[:3])
+    body = (b"From: <%s>\r\nTo: <%s>\r\nSubject: probe\r\n\r\n" % (B.ADDR.encode(), B.ADDR.encode())
+            + (b"x" * 78 + b"\r\n") * max(1, size // 80))
+    out = []
+    try:
+        reply()
+        s.sendall(b"EHLO probe.test\r\n")
+        reply()
+        for _ in range(n):
+            s.sendall(b"MAIL FROM:<%s>\r\nRCPT TO:<%s>\r\nDATA\r\n" % (B.ADDR.encode(), B.ADDR.encode()))
+            for _ in range(3):
+                reply()
+            s.sendall(body)
+            t0 = time.monotonic()
+            s.sendall(b".\r\n")
+            code = reply()
+            out.append((time.monotonic() - t0) * 1000)
+            if code != 250:
+                raise B.BenchError("probe: end of data got %d" % code)
+        s.sendall(b"QUIT\r\n")
+    finally:
+        s.close()
+    return out
+
+
+def pct(v, q):
+    v = sorted(v)
+    return v[min(len(v) - 1, int(q * len(v)))] if v else float("nan")
 
 
 def main():
@@ -131,6 +209,8 @@ def main():
     ap.add_argument("--size", type=int, default=10240)
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--timeout", type=float, default=300)
+    ap.add_argument("--only", choices=("mta", "dkim"))
+    ap.add_argument("--probe", type=int, default=200, help="latency probe messages per run (dkim part)")
     args = ap.parse_args()
     root = tempfile.mkdtemp(prefix="sluice-bench-milter-")
     os.chmod(root, 0o755)
@@ -139,29 +219,64 @@ def main():
     subprocess.run(["opendkim-genkey", "-D", keydir, "-d", "example.com", "-s", "sel", "-b", "2048"],
                    check=True, capture_output=True)
     os.chmod(os.path.join(keydir, "sel.private"), 0o644)
-    results = {}
+    results, lat = {}, {}
     try:
         for rep in range(args.reps):
             for sock_kind in ("unix", "inet"):
-                sl, pf = make_classes(sock_kind, keydir, root)
-                for cls in (sl, pf):
-                    r = B.run_server(cls, root, "single", args)
-                    key = (cls.kind, sock_kind)
-                    results.setdefault(key, []).append(r["accepted_mps"])
-                    B.log("rep %d %-17s %-4s accepted %7.0f msg/s  delivered %7.0f msg/s" % (
-                        rep + 1, cls.kind, sock_kind, r["accepted_mps"], r["delivered_mps"]))
+                if args.only != "dkim":
+                    pair = [("sluiced", "opendkim"), ("postfix", "opendkim")]
+                    for mta, milter in (pair if rep % 2 == 0 else pair[::-1]):
+                        cls = make_class(mta, milter, sock_kind, keydir, root)
+                        r = B.run_server(cls, root, "single", args)
+                        results.setdefault(("mta", cls.kind, sock_kind, args.sessions), []).append(
+                            r["accepted_mps"])
+                        B.log("rep %d %-20s %-4s s=%-2d accepted %7.0f msg/s  delivered %7.0f msg/s" % (
+                            rep + 1, cls.kind, sock_kind, args.sessions, r["accepted_mps"],
+                            r["delivered_mps"]))
+                if args.only != "mta":
+                    for sessions in (1, 4):
+                        a = argparse.Namespace(**vars(args))
+                        a.sessions = sessions
+                        pair = [("postfix", "sluice-dkim"), ("postfix", "opendkim")]
+                        for mta, milter in (pair if rep % 2 == 0 else pair[::-1]):
+                            cls = make_class(mta, milter, sock_kind, keydir, root, args.probe, args.size)
+                            r = B.run_server(cls, root, "single", a)
+                            key = ("dkim", cls.kind, sock_kind, sessions)
+                            results.setdefault(key, []).append(r["accepted_mps"])
+                            lat.setdefault(key, []).extend(cls.latencies)
+                            B.log("rep %d %-20s %-4s s=%-2d accepted %7.0f msg/s  probe p50 %.2f ms" % (
+                                rep + 1, cls.kind, sock_kind, sessions, r["accepted_mps"],
+                                pct(cls.latencies, 0.5)))
     finally:
         shutil.rmtree(root, ignore_errors=True)
     med = {k: statistics.median(v) for k, v in results.items()}
-    print("\nsluiced + OpenDKIM vs Postfix + OpenDKIM (signing, %d x %d KiB messages, %d sessions, "
-          "1 msg/session; median of %d)" % (args.messages, args.size // 1024, args.sessions, args.reps))
-    print("| socket | sluiced+opendkim msg/s | postfix+opendkim msg/s | ratio |")
-    print("|---|--:|--:|--:|")
-    for sk in ("unix", "inet"):
-        a, b = med[("sluiced+opendkim", sk)], med[("postfix+opendkim", sk)]
-        print("| %s | %.0f | %.0f | %.2fx |" % (sk, a, b, a / b))
-    print("sluiced inet/unix: %.2f (no TCP stall when within 10 %%)" % (
-        med[("sluiced+opendkim", "inet")] / med[("sluiced+opendkim", "unix")]))
+    if args.only != "dkim":
+        print("\nsluiced + OpenDKIM vs Postfix + OpenDKIM (signing, %d x %d KiB messages, %d sessions, "
+              "1 msg/session; median of %d)" % (args.messages, args.size // 1024, args.sessions, args.reps))
+        print("| socket | sluiced+opendkim msg/s | postfix+opendkim msg/s | ratio |")
+        print("|---|--:|--:|--:|")
+        for sk in ("unix", "inet"):
+            a = med[("mta", "sluiced+opendkim", sk, args.sessions)]
+            b = med[("mta", "postfix+opendkim", sk, args.sessions)]
+            print("| %s | %.0f | %.0f | %.2fx |" % (sk, a, b, a / b))
+        print("sluiced inet/unix: %.2f (no TCP stall when within 10 %%)" % (
+            med[("mta", "sluiced+opendkim", "inet", args.sessions)] /
+            med[("mta", "sluiced+opendkim", "unix", args.sessions)]))
+    if args.only != "mta":
+        print("\nPostfix + sluice-dkim vs Postfix + OpenDKIM (signing, RSA-2048, %d x %d KiB messages, "
+              "1 msg/session, median of %d; latency: end of DATA -> 250, %d probe messages per run)"
+              % (args.messages, args.size // 1024, args.reps, args.probe))
+        print("| socket | sessions | sluice-dkim msg/s | OpenDKIM msg/s | ratio | sluice-dkim p50/p99 ms "
+              "| OpenDKIM p50/p99 ms |")
+        print("|---|--:|--:|--:|--:|--:|--:|")
+        for sk in ("unix", "inet"):
+            for sessions in (1, 4):
+                ka = ("dkim", "postfix+sluice-dkim", sk, sessions)
+                kb = ("dkim", "postfix+opendkim", sk, sessions)
+                print("| %s | %d | %.0f | %.0f | %.2fx | %.2f / %.2f | %.2f / %.2f |" % (
+                    sk, sessions, med[ka], med[kb], med[ka] / med[kb], pct(lat[ka], 0.5),
+                    pct(lat[ka], 0.99), pct(lat[kb], 0.5), pct(lat[kb], 0.99)))
+    print("load average at the end (1/5/15 min): %s" % " ".join(open("/proc/loadavg").read().split()[:3]))
 
 
 if __name__ == "__main__":
