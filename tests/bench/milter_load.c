@@ -9,7 +9,10 @@
  * Leaves: daemons, keys, DNS, repetitions and reporting to bench_dkim.py.
  *
  * Usage: milter_load -s unix:/path|inet:host:port -m MSGFILE [-c CONNS]
- *                    [-n MESSAGES] [-a CLIENT_ADDR]
+ *                    [-n MESSAGES] [-a CLIENT_ADDR] [-r | -k]
+ * -r: a new milter connection (and negotiation) per message, as an MTA does
+ *     for one message per SMTP session; -k: one connection, SMFIC_QUIT_NC and
+ *     a new connect event between messages (connection reuse).
  * Prints one JSON line: msgs, secs, msgs_per_s, p50_ms, p99_ms, errors,
  * and the filter's first added headers (for a correctness check).
  */
@@ -48,6 +51,7 @@ static const char *spec, *client_addr = "127.0.0.1";
 static char *msg;
 static size_t msg_len;
 static int nconns = 1, nmsgs = 1000;
+static char per_message;	/* 0: one connection for all; 'r': reconnect; 'k': QUIT_NC */
 static double *lat_ms;
 static int lat_n;
 static int errors;
@@ -176,30 +180,30 @@ static char wait_simple(int fd, char **buf, uint32_t *len)
 	return c;
 }
 
-static void *worker(void *arg)
+/* open + negotiate; returns the agreed protocol flags */
+static int session_open(struct out *o, char **buf, uint32_t *len, uint32_t *proto_out)
 {
-	int count = (int)(intptr_t)arg;
 	int fd = dial();
-	struct out o = { 0 };
-	char *buf = NULL;
-	uint32_t len;
 	uint32_t neg[3] = { htonl(6), htonl(0x1FF), htonl(0x1FFFFF) };
-	put(&o, 'O', neg, sizeof(neg));
-	flush(fd, &o);
-	if (reply(fd, &buf, &len) != 'O' || len < 12) {
+	put(o, 'O', neg, sizeof(neg));
+	flush(fd, o);
+	if (reply(fd, buf, len) != 'O' || *len < 12) {
 		fprintf(stderr, "milter_load: bad option negotiation\n");
 		exit(1);
 	}
 	uint32_t proto;
-	memcpy(&proto, buf + 8, 4);
-	proto = ntohl(proto);
-	int lead = (proto & HDR_LEADSPC) != 0;
+	memcpy(&proto, *buf + 8, 4);
+	*proto_out = ntohl(proto);
 	if (getenv("MILTER_LOAD_DEBUG"))
-		fprintf(stderr, "negotiated protocol 0x%x\n", proto);
+		fprintf(stderr, "negotiated protocol 0x%x\n", *proto_out);
+	return fd;
+}
 
-	/* connect: macros, then C */
+/* the SMTP connection event: macros, then C (unless skipped) */
+static void session_connect(int fd, uint32_t proto, struct out *o, char **buf, uint32_t *len)
+{
 	const char mc[] = "Cj\0mx.test\0{daemon_name}\0bench\0";
-	put(&o, 'D', mc, sizeof(mc) - 1);
+	put(o, 'D', mc, sizeof(mc) - 1);
 	if (!(proto & NO_CONNECT)) {
 		char c[512];
 		size_t n = 0;
@@ -209,15 +213,36 @@ static void *worker(void *arg)
 		memcpy(c + n, &port, 2);
 		n += 2;
 		n += (size_t)sprintf(c + n, "%s", client_addr) + 1;
-		put(&o, 'C', c, n);
-		flush(fd, &o);
+		put(o, 'C', c, n);
+		flush(fd, o);
 		if (!(proto & NR_CONN))
-			wait_simple(fd, &buf, &len);
+			wait_simple(fd, buf, len);
 	}
+}
+
+static void *worker(void *arg)
+{
+	int count = (int)(intptr_t)arg;
+	struct out o = { 0 };
+	char *buf = NULL;
+	uint32_t len, proto;
+	int fd = session_open(&o, &buf, &len, &proto);
+	int lead = (proto & HDR_LEADSPC) != 0;
+	session_connect(fd, proto, &o, &buf, &len);
 	double *mine = calloc((size_t)count, sizeof(double));
 	int myerr = 0;
 	for (int i = 0; i < count; i++) {
 		double t0 = now_ms();
+		if (i > 0 && per_message == 'r') {	/* one milter connection per message */
+			put(&o, 'Q', "", 0);
+			flush(fd, &o);
+			close(fd);
+			fd = session_open(&o, &buf, &len, &proto);
+			session_connect(fd, proto, &o, &buf, &len);
+		} else if (i > 0 && per_message == 'k') {	/* reuse: QUIT_NC, new connect */
+			put(&o, 'K', "", 0);
+			session_connect(fd, proto, &o, &buf, &len);
+		}
 		char m[128];
 		int n = snprintf(m, sizeof(m), "Mi%c%08X%04X%c", 0, (unsigned)i, (unsigned)(uintptr_t)pthread_self() & 0xFFFF, 0);
 		put(&o, 'D', m, (size_t)n);
@@ -379,13 +404,15 @@ int main(int argc, char **argv)
 {
 	const char *file = NULL;
 	int ch;
-	while ((ch = getopt(argc, argv, "s:m:c:n:a:")) != -1) {
+	while ((ch = getopt(argc, argv, "s:m:c:n:a:rk")) != -1) {
 		switch (ch) {
 		case 's': spec = optarg; break;
 		case 'm': file = optarg; break;
 		case 'c': nconns = atoi(optarg); break;
 		case 'n': nmsgs = atoi(optarg); break;
 		case 'a': client_addr = optarg; break;
+		case 'r': per_message = 'r'; break;
+		case 'k': per_message = 'k'; break;
 		default:
 			fprintf(stderr, "usage: milter_load -s SPEC -m MSG [-c CONNS] [-n N] [-a ADDR]\n");
 			return 2;

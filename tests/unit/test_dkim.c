@@ -18,6 +18,7 @@
 #include "milters/dkim/dkim_hdr.h"
 #include "milters/dkim/dkim_keys.h"
 #include "milters/dkim/dkim_msg.h"
+#include "milters/dkim/dkim_pubkey.h"
 #include "conf/conf.h"
 #include "conf/params.h"
 #include "lib/util.h"
@@ -949,14 +950,23 @@ static void test_sign_verify_roundtrip(void **state)
 	fake_add("ed._domainkey.example.com",
 		 "v=DKIM1; k=ed25519; p=NwX0YghfQX/TRxQSYEoLKT7Rtut+lQ/iCYexN/oL4xA=", DNS_OK);
 	struct dkim_cfg *vcfg = make_cfg(BASE_CONF, 0);
-	enum dkim_res r = verify_text(vcfg, sm.buf, sm.len, &out);
-	if (out.nres != 2 || out.res[0] != DKIM_RES_PASS || out.res[1] != DKIM_RES_PASS)
-		fail_msg("round trip: %s", out.log);
-	assert_int_equal(r, DKIM_RES_PASS);
-	assert_int_equal(out.n_ar_delete, 1);
-	if (!strstr(out.ar_value, "dkim=pass (2048-bit key; unprotected) header.d=example.com"))
-		fail_msg("A-R: %s", out.ar_value);
-	dkim_outcome_clear(&out);
+	size_t hits0, misses0, hits1, misses1;
+	dkim_pubkey_stats(&hits0, &misses0);
+	for (int round = 0; round < 2; round++) {
+		/* the second round gets the RSA key from dkim_pubkey's cache (libopendkim's
+		 * d2i_PUBKEY_bio call is interposed) and must verify just the same */
+		enum dkim_res r = verify_text(vcfg, sm.buf, sm.len, &out);
+		if (out.nres != 2 || out.res[0] != DKIM_RES_PASS || out.res[1] != DKIM_RES_PASS)
+			fail_msg("round trip %d: %s", round, out.log);
+		assert_int_equal(r, DKIM_RES_PASS);
+		assert_int_equal(out.n_ar_delete, 1);
+		if (!strstr(out.ar_value, "dkim=pass (2048-bit key; unprotected) header.d=example.com"))
+			fail_msg("A-R: %s", out.ar_value);
+		dkim_outcome_clear(&out);
+	}
+	dkim_pubkey_stats(&hits1, &misses1);
+	assert_true(hits1 >= hits0 + 1);	/* the decoded key was reused */
+	assert_true(misses1 <= misses0 + 1);	/* and decoded at most once */
 
 	/* a changed body -> fail with the reason, and on_bad_signature */
 	char *bad = xstrdup(sm.buf);
@@ -965,7 +975,7 @@ static void test_sign_verify_roundtrip(void **state)
 	struct dkim_cfg *rcfg;
 	char *rconf = xasprintf("%sdkim_on_bad_signature = reject\n", BASE_CONF);
 	rcfg = make_cfg(rconf, 0);
-	r = verify_text(rcfg, bad, strlen(bad), &out);
+	enum dkim_res r = verify_text(rcfg, bad, strlen(bad), &out);
 	assert_int_equal(r, DKIM_RES_FAIL);
 	assert_int_equal(out.action, DKIM_ACT_REJECT);
 	if (!strstr(out.ar_value, "reason=\"body hash did not verify\""))
