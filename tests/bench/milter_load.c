@@ -9,10 +9,9 @@
  * Leaves: daemons, keys, DNS, repetitions and reporting to bench_dkim.py.
  *
  * Usage: milter_load -s unix:/path|inet:host:port -m MSGFILE [-c CONNS]
- *                    [-n MESSAGES] [-a CLIENT_ADDR] [-r | -k]
+ *                    [-n MESSAGES] [-a CLIENT_ADDR] [-r]
  * -r: a new milter connection (and negotiation) per message, as an MTA does
- *     for one message per SMTP session; -k: one connection, SMFIC_QUIT_NC and
- *     a new connect event between messages (connection reuse).
+ *     for one message per SMTP session.
  * Prints one JSON line: msgs, secs, msgs_per_s, p50_ms, p99_ms, errors,
  * and the filter's first added headers (for a correctness check).
  */
@@ -51,7 +50,7 @@ static const char *spec, *client_addr = "127.0.0.1";
 static char *msg;
 static size_t msg_len;
 static int nconns = 1, nmsgs = 1000;
-static char per_message;	/* 0: one connection for all; 'r': reconnect; 'k': QUIT_NC */
+static char per_message;	/* 0: one connection for all; 'r': reconnect per message */
 static double *lat_ms;
 static int lat_n;
 static int errors;
@@ -180,10 +179,9 @@ static char wait_simple(int fd, char **buf, uint32_t *len)
 	return c;
 }
 
-/* open + negotiate; returns the agreed protocol flags */
-static int session_open(struct out *o, char **buf, uint32_t *len, uint32_t *proto_out)
+/* negotiate on fd; returns the agreed protocol flags */
+static uint32_t negotiate(int fd, struct out *o, char **buf, uint32_t *len)
 {
-	int fd = dial();
 	uint32_t neg[3] = { htonl(6), htonl(0x1FF), htonl(0x1FFFFF) };
 	put(o, 'O', neg, sizeof(neg));
 	flush(fd, o);
@@ -193,9 +191,17 @@ static int session_open(struct out *o, char **buf, uint32_t *len, uint32_t *prot
 	}
 	uint32_t proto;
 	memcpy(&proto, *buf + 8, 4);
-	*proto_out = ntohl(proto);
+	proto = ntohl(proto);
 	if (getenv("MILTER_LOAD_DEBUG"))
-		fprintf(stderr, "negotiated protocol 0x%x\n", *proto_out);
+		fprintf(stderr, "negotiated protocol 0x%x\n", proto);
+	return proto;
+}
+
+/* open + negotiate */
+static int session_open(struct out *o, char **buf, uint32_t *len, uint32_t *proto_out)
+{
+	int fd = dial();
+	*proto_out = negotiate(fd, o, buf, len);
 	return fd;
 }
 
@@ -238,9 +244,6 @@ static void *worker(void *arg)
 			flush(fd, &o);
 			close(fd);
 			fd = session_open(&o, &buf, &len, &proto);
-			session_connect(fd, proto, &o, &buf, &len);
-		} else if (i > 0 && per_message == 'k') {	/* reuse: QUIT_NC, new connect */
-			put(&o, 'K', "", 0);
 			session_connect(fd, proto, &o, &buf, &len);
 		}
 		char m[128];
@@ -404,7 +407,7 @@ int main(int argc, char **argv)
 {
 	const char *file = NULL;
 	int ch;
-	while ((ch = getopt(argc, argv, "s:m:c:n:a:rk")) != -1) {
+	while ((ch = getopt(argc, argv, "s:m:c:n:a:r")) != -1) {
 		switch (ch) {
 		case 's': spec = optarg; break;
 		case 'm': file = optarg; break;
@@ -412,7 +415,6 @@ int main(int argc, char **argv)
 		case 'n': nmsgs = atoi(optarg); break;
 		case 'a': client_addr = optarg; break;
 		case 'r': per_message = 'r'; break;
-		case 'k': per_message = 'k'; break;
 		default:
 			fprintf(stderr, "usage: milter_load -s SPEC -m MSG [-c CONNS] [-n N] [-a ADDR]\n");
 			return 2;
