@@ -13,11 +13,15 @@ Two comparisons, each with runs interleaved and medians of --reps:
    in the throughput).
 
 2. Issue 4 (our milter): Postfix + sluice-dkim against Postfix + OpenDKIM,
-   same RSA-2048 key, unix and inet, 1 and 4 concurrent SMTP sessions (so 1
-   and 4 milter connections): accepted msg/s and, from a probe that sends
+   same RSA-2048 key (from `sluice keygen`), unix and inet, 1 and 4
+   concurrent SMTP sessions (so 1 and 4 milter connections), signing (smtp-
+   source from an internal host) and verifying (smtp_send.py sends a
+   dkimpy-signed message from 127.0.0.2; the key is on a DNS server on
+   loopback, both milters cache it): accepted msg/s and, from a probe that sends
    --probe messages one at a time on one session, p50/p99 of the time from
    the end of DATA to Postfix's 250 (the milter's end-of-message work is in
-   it). Every run checks that a delivered message carries a DKIM-Signature.
+   it). Every run checks that a delivered message carries a DKIM-Signature
+   (sign) or dkim=pass (verify).
    Postfix + OpenDKIM over inet stalls 45-90 ms per message (neither sets
    TCP_NODELAY), so those runs send at most --inet-cap messages per session.
 
@@ -45,13 +49,15 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bench_smtp as B  # noqa: E402
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "integration"))
-from postfix_dkim_harness import SluiceDkim  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "fixtures"))
+from dnsserver import DnsServer  # noqa: E402
+from postfix_dkim_harness import SluiceDkim, dkimpy_sign, keygen  # noqa: E402
 
 OPENDKIM = "/usr/sbin/opendkim"
 
 
 class OpenDKIM:
-    def __init__(self, root, keydir, sock):
+    def __init__(self, root, keydir, sock, dns_port=None):
         self.dir = tempfile.mkdtemp(prefix="opendkim-", dir=root)
         self.sock = sock
         conf = os.path.join(self.dir, "opendkim.conf")
@@ -60,7 +66,9 @@ class OpenDKIM:
                                "KeyFile %s/sel.private" % keydir, "Canonicalization relaxed/relaxed",
                                "SignatureAlgorithm rsa-sha256", "Socket " + sock, "UMask 000",
                                "PidFile %s/opendkim.pid" % self.dir, "UserID root", "RequireSafeKeys no",
-                               "InternalHosts 127.0.0.1"]) + "\n")
+                               "InternalHosts 127.0.0.1"]
+                              + (["Nameservers 127.0.0.1@%d" % dns_port, "QueryCache yes"] if dns_port else []))
+                    + "\n")
         self.proc = subprocess.Popen([OPENDKIM, "-f", "-x", conf], stdout=subprocess.DEVNULL,
                                      stderr=subprocess.DEVNULL)
         B.wait_for(self.up, 20, "opendkim on " + sock)
@@ -106,12 +114,12 @@ class SluiceDkimd:
     """sluice-dkim signing with the same key (and InternalHosts-like
     dkim_internal_hosts default 127.0.0.1) on a unix or inet socket."""
 
-    def __init__(self, root, keydir, kind):
+    def __init__(self, root, keydir, kind, dns=None):
         self.dir = tempfile.mkdtemp(prefix="sluice-dkim-", dir=root)
         os.chmod(self.dir, 0o755)
         spec = ("unix:%s/dkim.sock" % self.dir) if kind == "unix" else "inet:127.0.0.1:%d" % B.free_port()
         self.d = SluiceDkim(self.dir, "dkim_domain = example.com\ndkim_selector = sel\n"
-                            "dkim_key_file = %s/sel.private\n" % keydir, spec, umask=0).start()
+                            "dkim_key_file = %s/sel.private\n" % keydir, spec, umask=0, dns=dns).start()
         self.spec = spec
 
     def pid(self):
@@ -122,32 +130,35 @@ class SluiceDkimd:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
-def start_milter(milter, sock_kind, keydir, root):
-    """-> (handle with stop(), smtpd_milters value)"""
+def start_milter(milter, sock_kind, keydir, root, dns=None):
+    """-> (handle with stop(), smtpd_milters value); dns: a DnsServer for verifying"""
     if milter == "sluice-dkim":
-        h = SluiceDkimd(root, keydir, sock_kind)
+        h = SluiceDkimd(root, keydir, sock_kind, dns)
         return h, h.spec
     if sock_kind == "unix":
         sock = "local:%s/od-%d.sock" % (root, B.free_port())
     else:
         sock = "inet:%d@127.0.0.1" % B.free_port()
-    return OpenDKIM(root, keydir, sock), milter_spec_for(sock_kind, sock)
+    return OpenDKIM(root, keydir, sock, dns.port if dns else None), milter_spec_for(sock_kind, sock)
 
 
-def check_signed(srv):
-    """the run was real: a delivered message carries a DKIM-Signature"""
+def check_signed(srv, want=b"DKIM-Signature:"):
+    """the run was real: a delivered message carries a DKIM-Signature (or dkim=pass)"""
     new = srv.maildir_new()
     names = sorted(os.listdir(new)) if os.path.isdir(new) else []
     if not names:
         return
     with open(os.path.join(new, names[0]), "rb") as f:
         head = f.read(65536).split(b"\n\n", 1)[0]
-    if b"DKIM-Signature:" not in head:
-        raise B.BenchError("%s: delivered message not signed:\n%s" % (srv.kind, head.decode(errors="replace")))
+    if want not in head:
+        raise B.BenchError("%s: delivered message without %s:\n%s" % (
+            srv.kind, want.decode(), head.decode(errors="replace")))
 
 
-def make_class(mta, milter, sock_kind, keydir, root, probe=0, size=10240):
-    """A bench_smtp server class: MTA ("sluiced"/"postfix") with milter in smtpd_milters."""
+def make_class(mta, milter, sock_kind, keydir, root, probe=0, size=10240, verify=None):
+    """A bench_smtp server class: MTA ("sluiced"/"postfix") with milter in smtpd_milters.
+    verify: None (signing: smtp-source from 127.0.0.1, an internal host) or (DnsServer,
+    signed message file): smtp_send.py sends that file from 127.0.0.2 and the milter verifies."""
     base = B.Sluiced if mta == "sluiced" else B.Postfix
 
     class WithMilter(base):
@@ -156,7 +167,7 @@ def make_class(mta, milter, sock_kind, keydir, root, probe=0, size=10240):
         milter_cpu_s = 0.0
 
         def start(self):
-            self._m, spec = start_milter(milter, sock_kind, keydir, root)
+            self._m, spec = start_milter(milter, sock_kind, keydir, root, verify[0] if verify else None)
             conf = self.conf if mta == "sluiced" else os.path.join(self.confdir, "main.cf")
             with open(conf, "a") as f:
                 f.write("smtpd_milters = %s\nmilter_default_action = tempfail\n" % spec)
@@ -164,20 +175,33 @@ def make_class(mta, milter, sock_kind, keydir, root, probe=0, size=10240):
 
         def stop(self):
             try:
-                check_signed(self)
+                check_signed(self, b"dkim=pass" if verify else b"DKIM-Signature:")
                 WithMilter.milter_cpu_s = cpu_s(self._m.pid())
                 if probe:
-                    WithMilter.latencies = probe_latency(self.port, probe, size)
+                    WithMilter.latencies = probe_latency(
+                        self.port, probe, size, *((VERIFY_SOURCE, open(verify[1], "rb").read())
+                                                  if verify else ()))
                 super().stop()
             finally:
                 self._m.stop()
 
+    if verify:
+        def source_cmd(self, port, n, sessions):
+            return ["/usr/bin/python3", os.path.join(HERE, "smtp_send.py"), "-s", str(sessions), "-m", str(n),
+                    "-f", B.ADDR, "-t", B.ADDR, "-b", VERIFY_SOURCE, "-F", verify[1],
+                    "127.0.0.1:%d" % port]
+        WithMilter.source_cmd = source_cmd
     return WithMilter
 
 
-def probe_latency(port, n, size):
-    """n messages one after another on one SMTP session: ms from the end of DATA to the reply."""
-    s = socket.create_connection(("127.0.0.1", port), 30)
+HERE = os.path.dirname(os.path.abspath(__file__))
+VERIFY_SOURCE = "127.0.0.2"     # not an internal host: the milters verify
+
+
+def probe_latency(port, n, size, source="127.0.0.1", message=None):
+    """n messages one after another on one SMTP session: ms from the end of DATA to the
+    reply. message: a fixed message (bytes) instead of a generated one."""
+    s = socket.create_connection(("127.0.0.1", port), 30, source_address=(source, 0))
     s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     f = s.makefile("rb")
 
@@ -190,6 +214,8 @@ def probe_latency(port, n, size):
                 return int(line[:3])
     body = (b"From: <%s>\r\nTo: <%s>\r\nSubject: probe\r\n\r\n" % (B.ADDR.encode(), B.ADDR.encode())
             + (b"x" * 78 + b"\r\n") * max(1, size // 80))
+    if message is not None:
+        body = message.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
     out = []
     try:
         reply()
@@ -241,10 +267,16 @@ def main():
     root = tempfile.mkdtemp(prefix="sluice-bench-milter-")
     os.chmod(root, 0o755)
     keydir = os.path.join(root, "keys")
-    os.makedirs(keydir)
-    subprocess.run(["opendkim-genkey", "-D", keydir, "-d", "example.com", "-s", "sel", "-b", "2048"],
-                   check=True, capture_output=True)
-    os.chmod(os.path.join(keydir, "sel.private"), 0o644)
+    (key,) = keygen(keydir, "example.com", "sel", "rsa")     # RSA-2048, sel.private
+    os.chmod(key.private, 0o644)
+    # the verify load: a 10 KiB message signed by dkimpy with the same key
+    verify_file = os.path.join(root, "signed.eml")
+    plain = (b"From: <%s>\nTo: <%s>\nSubject: bench verify\nDate: Sun, 22 Nov 2026 00:00:00 +0000\n"
+             b"Message-ID: <verify@example.com>\n\n" % (B.ADDR.encode(), B.ADDR.encode())
+             + (b"x" * 78 + b"\n") * max(1, args.size // 80))
+    with open(verify_file, "wb") as f:
+        f.write(dkimpy_sign(plain, key))
+    dns = DnsServer(key.zone) if args.only != "mta" else None
     results, lat, cpu = {}, {}, {}
     try:
         for rep in range(args.reps):
@@ -267,26 +299,28 @@ def main():
                             rep + 1, cls.kind, sock_kind, args.sessions, r["accepted_mps"],
                             r["delivered_mps"]))
                 if args.only != "mta":
-                    for sessions in (1, 4):
+                    for op, sessions in (("sign", 1), ("sign", 4), ("verify", 1), ("verify", 4)):
                         a = argparse.Namespace(**vars(args))
                         a.sessions = sessions
                         pair = [("postfix", "sluice-dkim"), ("postfix", "opendkim")]
                         for mta, milter in (pair if rep % 2 == 0 else pair[::-1]):
-                            probe = args.probe if not (milter == "opendkim" and sock_kind == "inet") \
-                                else min(args.probe, 50)
-                            cls = make_class(mta, milter, sock_kind, keydir, root, probe, args.size)
-                            a.messages = args.messages
-                            if milter == "opendkim" and sock_kind == "inet":
-                                # Postfix + OpenDKIM over TCP stall ~45-90 ms per message
-                                a.messages = min(args.messages, args.inet_cap * sessions)
+                            stalls = milter == "opendkim" and sock_kind == "inet"
+                            probe = min(args.probe, 50) if stalls else args.probe
+                            cls = make_class(mta, milter, sock_kind, keydir, root, probe, args.size,
+                                             (dns, verify_file) if op == "verify" else None)
+                            # Postfix + OpenDKIM over TCP stall ~45-90 ms per message
+                            a.messages = min(args.messages, args.inet_cap * sessions) if stalls \
+                                else args.messages
                             r = B.run_server(cls, root, "single", a)
-                            key = ("dkim", cls.kind, sock_kind, sessions)
-                            results.setdefault(key, []).append(r["accepted_mps"])
-                            lat.setdefault(key, []).extend(cls.latencies)
-                            B.log("rep %d %-20s %-4s s=%-2d accepted %7.0f msg/s  probe p50 %.2f ms" % (
-                                rep + 1, cls.kind, sock_kind, sessions, r["accepted_mps"],
+                            key_ = ("dkim", cls.kind, sock_kind, op, sessions)
+                            results.setdefault(key_, []).append(r["accepted_mps"])
+                            lat.setdefault(key_, []).extend(cls.latencies)
+                            B.log("rep %d %-20s %-4s %-6s s=%-2d accepted %7.0f msg/s  probe p50 %.2f ms" % (
+                                rep + 1, cls.kind, sock_kind, op, sessions, r["accepted_mps"],
                                 pct(cls.latencies, 0.5)))
     finally:
+        if dns:
+            dns.stop()
         shutil.rmtree(root, ignore_errors=True)
     med = {k: statistics.median(v) for k, v in results.items()}
     if args.only != "dkim":
@@ -316,19 +350,21 @@ def main():
                   "(OpenDKIM and smtp-source CPU as measured behind sluiced)" % (
                       sk, sum(pf) / (sl[1] + sl[2])))
     if args.only != "mta":
-        print("\nPostfix + sluice-dkim vs Postfix + OpenDKIM (signing, RSA-2048, %d x %d KiB messages, "
-              "1 msg/session, median of %d; latency: end of DATA -> 250, %d probe messages per run)"
-              % (args.messages, args.size // 1024, args.reps, args.probe))
-        print("| socket | sessions | sluice-dkim msg/s | OpenDKIM msg/s | ratio | sluice-dkim p50/p99 ms "
+        print("\nPostfix + sluice-dkim vs Postfix + OpenDKIM (RSA-2048, %d x %d KiB messages, "
+              "1 msg/session, median of %d; sign: smtp-source from 127.0.0.1, verify: smtp_send.py "
+              "from 127.0.0.2 with a dkimpy-signed message; latency: end of DATA -> 250, %d probe "
+              "messages per run)" % (args.messages, args.size // 1024, args.reps, args.probe))
+        print("| socket | op | sessions | sluice-dkim msg/s | OpenDKIM msg/s | ratio | sluice-dkim p50/p99 ms "
               "| OpenDKIM p50/p99 ms |")
-        print("|---|--:|--:|--:|--:|--:|--:|")
+        print("|---|---|--:|--:|--:|--:|--:|--:|")
         for sk in ("unix", "inet"):
-            for sessions in (1, 4):
-                ka = ("dkim", "postfix+sluice-dkim", sk, sessions)
-                kb = ("dkim", "postfix+opendkim", sk, sessions)
-                print("| %s | %d | %.0f | %.0f | %.2fx | %.2f / %.2f | %.2f / %.2f |" % (
-                    sk, sessions, med[ka], med[kb], med[ka] / med[kb], pct(lat[ka], 0.5),
-                    pct(lat[ka], 0.99), pct(lat[kb], 0.5), pct(lat[kb], 0.99)))
+            for op in ("sign", "verify"):
+                for sessions in (1, 4):
+                    ka = ("dkim", "postfix+sluice-dkim", sk, op, sessions)
+                    kb = ("dkim", "postfix+opendkim", sk, op, sessions)
+                    print("| %s | %s | %d | %.0f | %.0f | %.2fx | %.2f / %.2f | %.2f / %.2f |" % (
+                        sk, op, sessions, med[ka], med[kb], med[ka] / med[kb], pct(lat[ka], 0.5),
+                        pct(lat[ka], 0.99), pct(lat[kb], 0.5), pct(lat[kb], 0.99)))
     print("load average at the end (1/5/15 min): %s" % " ".join(open("/proc/loadavg").read().split()[:3]))
 
 

@@ -431,8 +431,10 @@ def run_server(cls, root, mode, args):
         busy0, self0 = busy_ticks(), time.process_time()
         kids0 = resource.getrusage(resource.RUSAGE_CHILDREN)
         t0 = time.monotonic()
-        src = subprocess.Popen(smtp_source_cmd(port, mode, args.messages, args.sessions, args.size),
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        # a server class may bring its own load command (e.g. a fixed message file)
+        cmd = (srv.source_cmd(port, args.messages, args.sessions) if hasattr(srv, "source_cmd")
+               else smtp_source_cmd(port, mode, args.messages, args.sessions, args.size))
+        src = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         t_acc = t_del = None
         next_sample = t0
         while True:
