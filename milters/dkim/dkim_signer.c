@@ -348,7 +348,9 @@ char *dkim_signer_finish(struct dkim_signer *s)
 	for (size_t i = 0; i < s->nhdrs; i++) {
 		const char *h = s->hdrs[i];
 		size_t hl = s->hlens[i];
-		if (!in_list(s->sign_hdrs, h, hl) || name_eq(h, hl, "DKIM-Signature", 14))
+		/* From is always signed (RFC 6376 5.4), whatever the configured list says */
+		if ((!in_list(s->sign_hdrs, h, hl) && !name_eq(h, hl, "From", 4)) ||
+		    name_eq(h, hl, "DKIM-Signature", 14))
 			continue;
 		size_t nl = name_len(h, hl);
 		for (size_t j = s->nhdrs; j > 0; j--) {

@@ -29,7 +29,7 @@ struct dkim_signer;
  * signer takes its own reference. domain/selector: d= and s= (copied).
  * hsimple/bsimple: 1 for simple header/body canonicalization, 0 for relaxed.
  * sign_hdrs: NULL-terminated header names to sign (NULL or {"*"} = every
- * header); oversign: names added once more to h= (signing their absence);
+ * header; From is signed in any case, RFC 6376 5.4); oversign: names added once more to h= (signing their absence);
  * both borrowed: they must outlive the signer (they live in dkim_cfg).
  * t: signing time t= in seconds since the epoch (0 = now); ttl_s: when > 0,
  * x= = t + ttl_s. NULL if the key is of another type.

@@ -1005,6 +1005,33 @@ static void test_sign_verify_roundtrip(void **state)
 	fake_clear();
 }
 
+/* From is signed even when dkim_sign_headers leaves it out (RFC 6376 5.4). */
+static void test_sign_always_from(void **state)
+{
+	(void)state;
+	char *rsa = slurp("dkimpy/2048_testkey.key", NULL);
+	char *rsap = write_tmp("r2048b.pem", rsa);
+	char *conf = xasprintf("%sdkim_domain = example.com\ndkim_selector = rsa\n"
+			       "dkim_key_file = %s\ndkim_sign_headers = Subject, To\n"
+			       "dkim_oversign_headers =\n", BASE_CONF, rsap);
+	struct dkim_cfg *cfg = make_cfg(conf, 0);
+	const char *msg = "From: Joe <joe@example.com>\r\nTo: sue@example.net\r\nSubject: hi\r\n"
+			  "X-Other: no\r\n\r\nHello.\r\n";
+	struct dkim_msg *m = dkim_msg_new(cfg, "Q2", 1);
+	feed(m, msg, strlen(msg));
+	struct dkim_outcome out;
+	dkim_msg_eom(m, &out);
+	assert_int_equal(out.nsig_values, 1);
+	if (strstr(out.sig_values[0], "h=From:To:Subject;") == NULL)
+		fail_msg("From not signed: %s", out.sig_values[0]);
+	dkim_outcome_clear(&out);
+	dkim_msg_free(&m);
+	dkim_cfg_unref(&cfg);
+	free(conf);
+	free(rsap);
+	free(rsa);
+}
+
 /* Our signer (dkim_signer.c) with Ed25519 against libopendkim's verifier: every
  * canonicalization and awkward bodies (empty, trailing blank lines, WSP,
  * no final CRLF, repeated headers, folded headers). */
@@ -1134,6 +1161,7 @@ int main(void)
 		cmocka_unit_test(test_mail_dkim_corpus),
 		cmocka_unit_test(test_malformed),
 		cmocka_unit_test(test_sign_verify_roundtrip),
+		cmocka_unit_test(test_sign_always_from),
 		cmocka_unit_test(test_ed25519_canon),
 		cmocka_unit_test(test_cfg_errors),
 	};
