@@ -152,19 +152,11 @@ struct dkim_cfg *dkim_cfg_new(const struct conf *c, const struct dkim_cfg_test *
 		*err_out = xasprintf("%s: dkim_sign_headers is empty", conf_where(c, "dkim_sign_headers"));
 		goto fail;
 	}
-	/* "*" = libopendkim's own default (every header but a few, like OpenDKIM without SignHeaders) */
-	if (!(cfg->sign_hdrs[0] && strcmp(cfg->sign_hdrs[0], "*") == 0 && cfg->sign_hdrs[1] == NULL))
-		dkim_options(lib, DKIM_OP_SETOPT, DKIM_OPTS_SIGNHDRS, cfg->sign_hdrs, sizeof(char **));
-	if (cfg->oversign_hdrs[0] != NULL)
-		dkim_options(lib, DKIM_OP_SETOPT, DKIM_OPTS_OVERSIGNHDRS, cfg->oversign_hdrs,
-			     sizeof(char **));
-	uint64_t ttl = (uint64_t)conf_time_s(c, "dkim_signature_ttl");
-	cfg->ttl_s = ttl;
-	if (ttl > 0)
-		dkim_options(lib, DKIM_OP_SETOPT, DKIM_OPTS_SIGNATURETTL, &ttl, sizeof(ttl));
+	/* signing is ours (dkim_signer.c): "*" = every header; libopendkim only verifies */
+	cfg->ttl_s = (uint64_t)conf_time_s(c, "dkim_signature_ttl");
 	if (test && test->fixed_time) {
 		uint64_t t = test->fixed_time;
-		cfg->fixed_time = t;
+		cfg->fixed_time = t;	/* our t=, and libopendkim's "now" for x= checks */
 		dkim_options(lib, DKIM_OP_SETOPT, DKIM_OPTS_FIXEDTIME, &t, sizeof(t));
 	}
 	dkim_set_prescreen(lib, prescreen);

@@ -38,7 +38,7 @@ struct dkim_cfg {
 	int add_ar_on_sign;
 	int hcanon, bcanon;		/* DKIM_CANON_* */
 	enum dkim_action on_bad, on_none, on_nokey, on_dns, on_internal, on_policy;
-	char **sign_hdrs, **oversign_hdrs;	/* NULL-terminated, for libopendkim */
+	char **sign_hdrs, **oversign_hdrs;	/* NULL-terminated, for dkim_signer.c */
 	uint64_t fixed_time;		/* tests: signing t= */
 	uint64_t ttl_s;			/* dkim_signature_ttl */
 	int refs;			/* atomic */
