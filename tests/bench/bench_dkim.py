@@ -41,7 +41,7 @@ sys.path.insert(0, os.path.join(REPO, "tests", "fixtures"))
 sys.path.insert(0, os.path.join(REPO, "tests", "integration"))
 
 from dnsserver import DnsServer  # noqa: E402
-from postfix_dkim_harness import SluiceDkim, dkimpy_sign, keygen  # noqa: E402
+from postfix_dkim_harness import SluiceDkim, dkimpy_sign, keygen, milter_socket_up  # noqa: E402
 
 
 def log(m):
@@ -123,18 +123,11 @@ class OpenDkimd:
 
 
 def wait_socket(spec, timeout=20):
-    import socket
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        try:
-            if spec.startswith("unix:"):
-                with socket.socket(socket.AF_UNIX) as s:
-                    s.connect(spec[5:])
-            else:
-                socket.create_connection(("127.0.0.1", int(spec.rsplit(":", 1)[1])), 2).close()
+        if milter_socket_up(spec):
             return
-        except OSError:
-            time.sleep(0.05)
+        time.sleep(0.05)
     raise RuntimeError("nothing listening on " + spec)
 
 

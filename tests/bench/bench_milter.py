@@ -51,7 +51,7 @@ import bench_smtp as B  # noqa: E402
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "integration"))
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "fixtures"))
 from dnsserver import DnsServer  # noqa: E402
-from postfix_dkim_harness import SluiceDkim, dkimpy_sign, keygen  # noqa: E402
+from postfix_dkim_harness import SluiceDkim, dkimpy_sign, keygen, milter_socket_up  # noqa: E402
 
 OPENDKIM = "/usr/sbin/opendkim"
 
@@ -79,17 +79,7 @@ class OpenDKIM:
     def up(self):
         if self.proc.poll() is not None:
             raise B.BenchError("opendkim exited")
-        try:
-            if self.sock.startswith("local:"):
-                s = socket.socket(socket.AF_UNIX)
-                s.connect(self.sock[6:])
-            else:
-                port, host = self.sock[5:].split("@")
-                s = socket.create_connection((host, int(port)))
-            s.close()
-            return True
-        except OSError:
-            return False
+        return milter_socket_up(self.sock)
 
     def stop(self):
         if self.proc.poll() is None:

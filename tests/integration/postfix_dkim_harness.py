@@ -148,6 +148,24 @@ def sig_tags(value):
 
 # ---------------------------------------------------------------- sluice-dkim
 
+def milter_socket_up(spec):
+    """True when something accepts connections on a milter socket given as
+    unix:/path, local:/path, inet:host:port or Sendmail's inet:port@host."""
+    try:
+        if spec.startswith(("unix:", "local:")):
+            with socket.socket(socket.AF_UNIX) as s:
+                s.connect(spec.split(":", 1)[1])
+        elif "@" in spec:
+            port, host = spec.split(":", 1)[1].split("@")
+            socket.create_connection((host, int(port)), 2).close()
+        else:
+            host, port = spec.split(":", 1)[1].rsplit(":", 1)
+            socket.create_connection((host.strip("[]"), int(port)), 2).close()
+        return True
+    except OSError:
+        return False
+
+
 def socket_spec(tmp, kind):
     """A dkim_socket value: "unix" -> unix:TMP/dkim.sock, "inet" -> a free loopback port."""
     if kind == "unix":

@@ -1,17 +1,14 @@
 """Real third-party milters behind sluiced: OpenDKIM (Debian's) signs and verifies."""
 
-import os
 import re
-import shutil
-import socket
 import subprocess
-import time
 
 import dkim
 import pytest
 
 from conftest import SmtpRaw, free_port, wait_for
 from dnsserver import DnsServer
+from postfix_dkim_harness import milter_socket_up
 
 OPENDKIM = "/usr/sbin/opendkim"
 
@@ -49,17 +46,7 @@ class OpenDKIM:
     def _up(self):
         if self.proc.poll() is not None:
             raise AssertionError("opendkim exited: " + self.proc.stdout.read().decode(errors="replace"))
-        try:
-            if self.socket_spec.startswith("unix:") or self.socket_spec.startswith("local:"):
-                s = socket.socket(socket.AF_UNIX)
-                s.connect(self.socket_spec.split(":", 1)[1])
-            else:
-                port, host = self.socket_spec[5:].split("@")
-                s = socket.create_connection((host, int(port)))
-            s.close()
-            return True
-        except OSError:
-            return False
+        return milter_socket_up(self.socket_spec)
 
     def stop(self):
         if self.proc.poll() is None:
