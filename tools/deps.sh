@@ -10,7 +10,8 @@ openssl ca-certificates python3 python3-pytest python3-yaml python3-dnspython
 swaks libnet-ssleay-perl libio-socket-ssl-perl unbound bind9-dnsutils postfix iproute2 procps
 libmilter-dev libopendkim-dev opendkim opendkim-tools miltertest python3-dkim python3-authres
 python3-spf postfix-policyd-spf-python spfquery opendmarc
-libcrypt-dev dovecot-core dovecot-lmtpd"
+libcrypt-dev dovecot-core dovecot-lmtpd
+libpsl-dev publicsuffix libmail-dmarc-perl liblmdb-dev libhiredis-dev redis-server postfwd"
 
 missing=""
 for p in $PKGS; do
