@@ -8,7 +8,7 @@
 #   make bench      throughput side by side with Postfix (never part of test)
 #   make deps       apt-get install everything the above need
 
-PKGS     := libevent libevent_openssl libevent_pthreads openssl libcares libpcre2-8
+PKGS     := libevent libevent_openssl libevent_pthreads openssl libcares libpcre2-8 libpsl
 BIN      ?= bin
 OBJ      ?= build/obj
 OPT      ?= -O2 -g
@@ -38,8 +38,12 @@ EXTRA_DAEMONS := $(foreach d,$(EXTRA_DAEMON_DIRS),$(BIN)/sluice-$(notdir $(d)))
 DAEMON_LIBAS := $(foreach d,$(EXTRA_DAEMON_DIRS),$(OBJ)/libd-$(notdir $(d)).a)
 # Extra link flags per daemon (DAEMON_LIBS_<dir>); unit tests get all of them.
 DAEMON_LIBS_dkim := -lmilter $(shell pkg-config --libs opendkim 2>/dev/null || echo -lopendkim)
-DAEMON_LIBS_dmarc := -lmilter
+DAEMON_LIBS_dmarc := -lmilter $(shell pkg-config --libs opendkim 2>/dev/null || echo -lopendkim)
 DAEMON_LIBS_spam := -lmilter
+DAEMON_LIBS_ratelimit := -llmdb -lhiredis
+# Other daemons' libraries a daemon links (DAEMON_DEPS_<dir>): sluice-dmarc
+# verifies DKIM with sluice-dkim's code.
+DAEMON_DEPS_dmarc := $(OBJ)/libd-dkim.a
 ALL_DAEMON_LIBS = $(foreach d,$(EXTRA_DAEMON_DIRS),$(DAEMON_LIBS_$(notdir $(d))))
 
 BINARIES := $(BIN)/sluiced $(BIN)/sluice $(BIN)/sluice-sendmail $(EXTRA_DAEMONS) $(BIN)/tests/test-milter
@@ -69,7 +73,7 @@ define daemon_rule
 $(OBJ)/libd-$(notdir $(1)).a: $(patsubst %.c,$(OBJ)/%.o,$(filter-out $(1)/main.c,$(wildcard $(1)/*.c)))
 	@mkdir -p $$(dir $$@)
 	rm -f $$@ && ar rcs $$@ $$^
-$(BIN)/sluice-$(notdir $(1)): $(OBJ)/$(1)/main.o $(OBJ)/libd-$(notdir $(1)).a $(LIBSLUICE)
+$(BIN)/sluice-$(notdir $(1)): $(OBJ)/$(1)/main.o $(OBJ)/libd-$(notdir $(1)).a $(DAEMON_DEPS_$(notdir $(1))) $(LIBSLUICE)
 	@mkdir -p $$(dir $$@)
 	$$(CC) $$(ALL_CFLAGS) -o $$@ $$^ $$(LDLIBS) $$(DAEMON_LIBS_$(notdir $(1)))
 endef
