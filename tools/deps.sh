@@ -11,7 +11,8 @@ swaks libnet-ssleay-perl libio-socket-ssl-perl unbound bind9-dnsutils postfix ip
 libmilter-dev libopendkim-dev opendkim opendkim-tools miltertest python3-dkim python3-authres
 python3-spf postfix-policyd-spf-python spfquery opendmarc
 libcrypt-dev dovecot-core dovecot-lmtpd
-libpsl-dev publicsuffix libmail-dmarc-perl liblmdb-dev libhiredis-dev redis-server postfwd"
+libpsl-dev publicsuffix libmail-dmarc-perl liblmdb-dev libhiredis-dev redis-server postfwd
+libjansson-dev"
 
 missing=""
 for p in $PKGS; do
