@@ -2,6 +2,9 @@
 #include "conf/params_table.h"
 #include "conf/params_dkim.h"
 #include "conf/params_spf.h"
+#include "conf/params_dmarc.h"
+#include "conf/params_ratelimit.h"
+#include "conf/params_spam.h"
 
 #include <stddef.h>
 
@@ -163,6 +166,9 @@ const struct conf_param *const params_all[] = {
 	mta_params,
 	dkim_params,
 	spf_params,
+	dmarc_params,
+	ratelimit_params,
+	spam_params,
 	NULL,
 };
 
