@@ -114,7 +114,7 @@ unit: all asan
 	  ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 $$t; done
 
 integration: all asan
-	SLUICE_BIN=$(CURDIR)/bin-asan SLUICE_SHARED=$(CURDIR)/../shared \
+	SLUICE_BIN=$(CURDIR)/bin-asan \
 	  ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 \
 	  /usr/bin/python3 -m pytest -q -p no:cacheprovider tests/integration $(PYTEST_ARGS)
 

@@ -16,7 +16,8 @@ REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 sys.path.insert(0, os.path.join(REPO, "tests", "fixtures"))
 
 BIN = os.environ.get("SLUICE_BIN", os.path.join(REPO, "bin"))
-SHARED = os.environ.get("SLUICE_SHARED", os.path.join(REPO, "..", "shared"))
+# Test data lives in the tree (tests/data/, copied from the suites named in each PROVENANCE.md).
+DATA = os.environ.get("SLUICE_TESTDATA", os.path.join(REPO, "tests", "data"))
 
 
 def free_port(host="127.0.0.1"):

@@ -8,9 +8,9 @@ import subprocess
 
 import pytest
 
-from conftest import SHARED, SmtpRaw, wait_for
+from conftest import DATA, SmtpRaw, wait_for
 
-CORPUS = os.path.join(SHARED, "testdata", "spam", "spamassassin-sample")
+CORPUS = os.path.join(DATA, "spam", "spamassassin-sample")
 USERS = ["alice", "bob", "carol"]
 
 

@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from conftest import SHARED, SmtpRaw, wait_for
+from conftest import DATA, SmtpRaw, wait_for
 from dnsserver import DnsServer
 
 ZONE = """

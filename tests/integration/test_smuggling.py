@@ -5,9 +5,9 @@ import os
 
 import pytest
 
-from conftest import SHARED, SmtpRaw, wait_for
+from conftest import DATA, SmtpRaw, wait_for
 
-SEQ_FILE = os.path.join(SHARED, "testdata", "smtp", "smuggling-eod-sequences.json")
+SEQ_FILE = os.path.join(DATA, "smtp", "smuggling-eod-sequences.json")
 
 
 def sequences():

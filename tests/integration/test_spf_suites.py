@@ -23,8 +23,8 @@ sys.path.insert(0, os.path.join(REPO, "tests", "tools"))
 import spf_driver  # noqa: E402
 import spf_zone  # noqa: E402
 
-SHARED = os.environ.get("SLUICE_SHARED", os.path.join(REPO, "..", "shared"))
-SUITES = os.path.join(SHARED, "testdata", "spf")
+DATA = os.environ.get("SLUICE_TESTDATA", os.path.join(REPO, "tests", "data"))
+SUITES = os.path.join(DATA, "spf")
 
 # (suite, test) -> (acceptable results, reason): what a real DNS server makes of the scenario.
 NOT_EXPRESSIBLE = {

@@ -11,7 +11,7 @@
  * - sign + verify round trips (RSA, Ed25519, both at once).
  * DNS comes from an in-memory table through the same libopendkim hooks
  * (dkim_dns_new_fake) and the real reply-packet builder.
- * Runs with cwd = repo root; test data from $SLUICE_SHARED or ../shared.
+ * Runs with cwd = repo root; test data from tests/data/ (or $SLUICE_TESTDATA).
  */
 #include "milters/dkim/dkim_cfg.h"
 #include "milters/dkim/dkim_dns.h"
@@ -35,15 +35,15 @@
 
 /* ---- helpers ---- */
 
-static const char *shared_dir(void)
+static const char *data_dir(void)
 {
-	const char *s = getenv("SLUICE_SHARED");
-	return s && *s ? s : "../shared";
+	const char *s = getenv("SLUICE_TESTDATA");
+	return s && *s ? s : "tests/data";
 }
 
 static char *slurp(const char *rel, size_t *len_out)
 {
-	char *path = xasprintf("%s/testdata/dkim/%s", shared_dir(), rel);
+	char *path = xasprintf("%s/dkim/%s", data_dir(), rel);
 	char *text, *err;
 	size_t len;
 	if (conf_read_file(path, 64 << 20, &text, &len, &err) < 0)
@@ -513,7 +513,7 @@ static void test_rfc_examples(void **state)
 					     "mailauth/ec/signed.eml" };
 	for (size_t f = 0; f < 3; f++) {
 		size_t len;
-		char *p = xasprintf("%s/testdata/dkim/%s", shared_dir(), files[f]);
+		char *p = xasprintf("%s/dkim/%s", data_dir(), files[f]);
 		if (access(p, R_OK) != 0) {
 			free(p);
 			continue;
@@ -573,7 +573,7 @@ static const char *VEC_PY =
 static void test_opendkim_vectors(void **state)
 {
 	(void)state;
-	char *json = xasprintf("%s/testdata/dkim/opendkim/libopendkim-test-vectors.json", shared_dir());
+	char *json = xasprintf("%s/dkim/opendkim/libopendkim-test-vectors.json", data_dir());
 	char *py = xasprintf("%s/vec.py", tmpdir);
 	FILE *pf = fopen(py, "w");
 	fputs(VEC_PY, pf);

@@ -2,7 +2,7 @@
  * test_smtp_data: the DATA decoder and BDAT framing of proto/smtp:
  * dot-unstuffing, end of data only at <CRLF>.<CRLF>, CRLF -> LF, bare
  * <CR>/<LF> under both policies, bounded memory on long lines, every SMTP
- * smuggling sequence of ../shared/testdata/smtp/smuggling-eod-sequences.json,
+ * smuggling sequence of tests/data/smtp/smuggling-eod-sequences.json,
  * BDAT chunks split at every position.
  */
 #include "tests/unit/smtp_testlib.h"
@@ -196,18 +196,18 @@ static const char *copy_field(const char *s, const char *key, char *out, size_t 
 /* load_sequences - ad-hoc scan of the JSON for "name" and "hex" fields. */
 static size_t load_sequences(struct seq *seqs, size_t max)
 {
-	const char *shared = getenv("SLUICE_SHARED");
+	const char *shared = getenv("SLUICE_TESTDATA");
 	char path[1024], hex[80];
 	struct sbuf b;
 	FILE *f;
 	size_t n = 0, got;
 	char buf[4096];
 
-	snprintf(path, sizeof(path), "%s/testdata/smtp/smuggling-eod-sequences.json",
-		 shared && *shared ? shared : "../shared");
+	snprintf(path, sizeof(path), "%s/smtp/smuggling-eod-sequences.json",
+		 shared && *shared ? shared : "tests/data");
 	f = fopen(path, "rb");
 	if (!f) {
-		print_error("cannot open %s (set SLUICE_SHARED)\n", path);
+		print_error("cannot open %s (set SLUICE_TESTDATA)\n", path);
 		fail();
 	}
 	sbuf_init(&b);

@@ -3,7 +3,7 @@
  * RFC 4408, pyspf's extra tests) served from an in-memory zone, plus case
  * tables for macro expansion (RFC 7208 7.4), the record parser (whole, every
  * prefix, odd inputs) and the engine's question/answer contract.
- * Runs with cwd = repo root; suites from $SLUICE_SHARED or ../shared.
+ * Runs with cwd = repo root; suites from tests/data/ (or $SLUICE_TESTDATA).
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -348,15 +348,15 @@ static void suite_test(struct suite_stats *st, const struct zone *z, char **f, s
 	free(name);
 }
 
-static const char *shared_dir(void)
+static const char *data_dir(void)
 {
-	const char *s = getenv("SLUICE_SHARED");
-	return s && *s ? s : "../shared";
+	const char *s = getenv("SLUICE_TESTDATA");
+	return s && *s ? s : "tests/data";
 }
 
 static void run_suite(const char *file, const char *suite, struct suite_stats *st)
 {
-	char *path = xasprintf("%s/testdata/spf/%s", shared_dir(), file);
+	char *path = xasprintf("%s/spf/%s", data_dir(), file);
 	FILE *chk = fopen(path, "r");
 	if (!chk)
 		fail_msg("missing suite %s", path);
