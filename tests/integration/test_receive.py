@@ -53,6 +53,8 @@ def test_corpus_arrives_byte_identical(sluiced):
             assert b"Received: from client.test" in prefix
             assert b"by mx.test (sluice) with ESMTP id " in prefix
     sluiced.wait_queue_empty()
+    # the qmgr logs "removed" just after it unlinks the queue file: wait for the line
+    wait_for(lambda: sluiced.log_text().count(": removed") >= 80, what="80 removed lines")
     log = sluiced.log_text()
     assert log.count("status=sent") == 80
     assert log.count(": removed") == 80
