@@ -8,7 +8,7 @@
 #   make bench      throughput side by side with Postfix (never part of test)
 #   make deps       apt-get install everything the above need
 
-PKGS     := libevent libevent_openssl libevent_pthreads openssl libcares libpcre2-8 libpsl
+PKGS     := libevent libevent_openssl libevent_pthreads openssl libcares libpcre2-8 libpsl zlib jansson
 BIN      ?= bin
 OBJ      ?= build/obj
 OPT      ?= -O2 -g

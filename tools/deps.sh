@@ -12,7 +12,7 @@ libmilter-dev libopendkim-dev opendkim opendkim-tools miltertest python3-dkim py
 python3-spf postfix-policyd-spf-python spfquery opendmarc
 libcrypt-dev dovecot-core dovecot-lmtpd
 libpsl-dev publicsuffix libmail-dmarc-perl liblmdb-dev libhiredis-dev redis-server postfwd
-libjansson-dev libgmime-3.0-dev libxml2-dev libvectorscan-dev libmaxminddb-dev spamassassin"
+zlib1g-dev pflogsumm libjansson-dev libgmime-3.0-dev libxml2-dev libvectorscan-dev libmaxminddb-dev spamassassin"
 
 missing=""
 for p in $PKGS; do
