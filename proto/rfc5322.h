@@ -71,11 +71,13 @@ const char *rfc5322_strerror(int err);
  *  display: the display-name (3.4 name-addr) with comments removed, each
  *	quoted-string unquoted (quoted-pairs resolved) and words joined by one
  *	space; RFC 2047 encoded words are left as they are ("=?utf-8?q?...?=").
- *	NULL when the mailbox has no display name (a bare addr-spec, or "<a@b>").
+ *	NULL when the mailbox has no display name (a bare addr-spec, or "<a@b>");
+ *	"" for an empty quoted display name ("\"\" <a@b>").
  *	Bytes >= 0x80 from quoted strings are passed through unchecked.
  *  local: the local-part, semantic value: quotes removed, quoted-pairs
  *	resolved, CFWS around obs-local-part dots removed ("\"a b\"@x" -> a b).
- *	Never empty for a successful parse. Not lower-cased.
+ *	Empty only for an empty quoted local part ("\"\"@x", valid 3.4.1).
+ *	Not lower-cased.
  *  domain: the domain with CFWS removed; ASCII letters lower-cased, UTF-8
  *	(RFC 6532) bytes kept as they are (no IDNA, no Unicode case folding).
  *	Never empty, never contains '@', no empty labels, at most
