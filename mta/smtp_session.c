@@ -128,9 +128,18 @@ static void ctx_log_reject(void *arg, const struct check_reply *r, int warning)
 
 void sess_txn_reset(struct smtp_session *s)
 {
-	/* policy "instance": one value for all requests of one message */
-	snprintf(s->instance, sizeof s->instance, "%x.%lx.%x", (unsigned)getpid(), (unsigned long)(uintptr_t)s,
-		 ++s->txn_seq);
+	/*
+	 * policy "instance": one value for all requests of one message, and
+	 * never the same for two messages. Policy servers (policyd-spf,
+	 * postfwd) cache their verdict per instance, so a value that repeats
+	 * hands one message the last one's answer: a session allocated where
+	 * the last one was must not repeat it (the session address and a
+	 * per-session count did). The pid tells forked receivers apart, the
+	 * counter the messages of one process; the time guards a reused pid.
+	 */
+	static _Atomic unsigned long long instance_seq;
+	snprintf(s->instance, sizeof s->instance, "%x.%llx.%llx", (unsigned)getpid(),
+		 (unsigned long long)time(NULL), ++instance_seq);
 	if (s->in_mail || s->writer)
 		mc_abort(s->mc);
 	s->in_mail = 0;

@@ -120,7 +120,6 @@ struct smtp_session {
 	/* restriction evaluation */
 	struct check_cmd cmd;
 	char instance[64];
-	unsigned txn_seq;
 	char server_addr[INET6_ADDRSTRLEN];
 	char server_port[8];
 	struct check_ctx ctx;
