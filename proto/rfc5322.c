@@ -513,8 +513,8 @@ static int parse_angle(struct rp *p, struct rfc5322_addr *a)
 		return err;
 	if (is_special(&t, '>'))
 		return RFC5322_ERR_SYNTAX;	/* "<>": not a mailbox */
-	if (t.kind == T_END)
-		return RFC5322_ERR_UNBALANCED_ANGLE;
+	if (t.kind == T_END || is_special(&t, '<'))
+		return RFC5322_ERR_UNBALANCED_ANGLE;	/* "<", "<<a@b>>" */
 	p->pos = save;
 	if (is_special(&t, '@') || is_special(&t, ',')) {
 		if ((err = parse_route(p)) != 0)
