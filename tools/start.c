@@ -153,33 +153,25 @@ static int write_generated(const struct conf *c, char **err_out)
 		sbuf_free(&rest);
 	}
 	if (policies.len) {
-		size_t n;
+		/*
+		 * The policies go right after reject_unauth_destination, or first
+		 * when the list has none (then the relay restrictions keep
+		 * relaying closed). The line is built apart: the admin's own
+		 * smtpd_recipient_restrictions line above must stay as it is.
+		 */
+		size_t n, at = 0;
 		const char *const *v = conf_list(c, "smtpd_recipient_restrictions", &n);
-		int placed = 0;
-		sbuf_adds(&out, "smtpd_recipient_restrictions =");
-		for (size_t i = 0; i < n; i++) {
-			sbuf_printf(&out, " %s", v[i]);
-			if (!placed && !strcmp(v[i], "reject_unauth_destination")) {
-				sbuf_add(&out, policies.buf, policies.len);
-				placed = 1;
+		for (size_t i = 0; i < n; i++)
+			if (!strcmp(v[i], "reject_unauth_destination")) {
+				at = i + 1;
+				break;
 			}
-		}
-		if (!placed) {
-			/* no reject_unauth_destination here: the relay restrictions keep
-			 * relaying closed; the policies go first */
-			struct sbuf tmp;
-			sbuf_init(&tmp);
-			sbuf_adds(&tmp, "smtpd_recipient_restrictions =");
-			sbuf_add(&tmp, policies.buf, policies.len);
-			for (size_t i = 0; i < n; i++)
-				sbuf_printf(&tmp, " %s", v[i]);
-			/* replace the line just written */
-			char *line = strstr(out.buf, "\nsmtpd_recipient_restrictions =");
-			out.len = (size_t)(line - out.buf) + 1;
-			out.buf[out.len] = 0;
-			sbuf_add(&out, tmp.buf, tmp.len);
-			sbuf_free(&tmp);
-		}
+		sbuf_adds(&out, "smtpd_recipient_restrictions =");
+		for (size_t i = 0; i < at; i++)
+			sbuf_printf(&out, " %s", v[i]);
+		sbuf_add(&out, policies.buf, policies.len);
+		for (size_t i = at; i < n; i++)
+			sbuf_printf(&out, " %s", v[i]);
 		sbuf_adds(&out, "\n");
 	}
 	char *tmpname = xasprintf("%s.tmp", gen_conf);

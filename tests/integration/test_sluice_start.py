@@ -85,3 +85,64 @@ def test_start_wires_filters_and_restarts_a_crashed_one(tmp_path):
         except subprocess.TimeoutExpired:
             sup.kill()
             sup.wait()
+
+
+def start_and_wait(s):
+    """sluice start -f for s (a Sluiced); returns the supervisor once sluiced greets."""
+    sup = subprocess.Popen([os.path.join(BIN, "sluice"), "start", "-f", "-c", s.conf_path],
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    s.proc = sup
+    wait_for(s._greets, timeout=60, what="sluiced behind sluice start (log: %s)" % s.log_text())
+    return sup
+
+
+def stop(s, sup):
+    subprocess.run([os.path.join(BIN, "sluice"), "stop", "-c", s.conf_path], capture_output=True, timeout=90)
+    try:
+        sup.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        sup.kill()
+        sup.wait()
+
+
+def param(conf_path, name):
+    r = subprocess.run([os.path.join(BIN, "sluice"), "params", "-c", conf_path, name], capture_output=True,
+                       text=True, check=True)
+    return r.stdout.strip().split(" = ", 1)[1]
+
+
+@pytest.mark.skipif(not all(os.path.exists(os.path.join(BIN, b)) for b in ("sluice-dkim", "sluice-spf")),
+                    reason="sluice-dkim and sluice-spf not built")
+def test_generated_config_survives_an_empty_recipient_restrictions_line(tmp_path):
+    # the admin's own empty "smtpd_recipient_restrictions =" came before the
+    # wiring: the wiring was cut short there (sockets and smtpd_milters lost)
+    keys = tmp_path / "keys"
+    keys.mkdir()
+    subprocess.run([os.path.join(BIN, "sluice"), "keygen", "-d", "example.com", "-s", "sel", "-D", str(keys)],
+                   check=True, capture_output=True)
+    conf = (f"run_directory = {tmp_path}/run\n"
+            "smtpd_recipient_restrictions =\n"
+            "smtpd_relay_restrictions = permit_mynetworks, reject_unauth_destination\n"
+            "dkim_enable = yes\ndkim_domain = example.com\ndkim_selector = sel\n"
+            f"dkim_key_file = {keys}/sel.private\nspf_enable = yes\n")
+    s = Sluiced(tmp_path, conf)
+    sup = start_and_wait(s)
+    try:
+        gen_path = str(tmp_path / "run" / "sluice.conf")
+        gen = open(gen_path).read()
+        run = "%s/run" % tmp_path
+        assert "\nsmtpd_recipient_restrictions =\nsmtpd_relay_restrictions" in gen   # the admin's part, whole
+        for line in ("dkim_socket = unix:%s/dkim.sock" % run, "spf_socket = unix:%s/spf.sock" % run,
+                     "smtpd_milters = unix:%s/dkim.sock" % run,
+                     "smtpd_recipient_restrictions = check_policy_service unix:%s/spf.sock" % run):
+            assert "\n" + line + "\n" in gen, (line, gen)
+        assert param(gen_path, "smtpd_milters") == "unix:%s/dkim.sock" % run
+        assert param(gen_path, "smtpd_recipient_restrictions") == "check_policy_service unix:%s/spf.sock" % run
+        # both filters are in the path of a message: signed, and the SPF check ran
+        assert send_signed_check(s, "bob")[0] == 250
+        (p,) = s.wait_delivered("bob", 1)
+        data = open(p, "rb").read()
+        # (sluice-spf skips loopback clients: its comment header shows it ran)
+        assert b"DKIM-Signature:" in data and b"X-Comment: SPF check N/A" in data, data[:2000]
+    finally:
+        stop(s, sup)
