@@ -1,6 +1,8 @@
 #include "milters/dkim/dkim_hdr.h"
+#include "proto/authres.h"
 #include "lib/util.h"
 
+#include <stdio.h>
 #include <string.h>
 
 const char *dkim_res_name(enum dkim_res r)
@@ -41,36 +43,6 @@ static size_t skip_cfws(const char *v, size_t len, size_t i)
 		}
 	}
 	return i;
-}
-
-int dkim_hdr_ar_authserv(const char *v, size_t len, char *out, size_t outlen)
-{
-	size_t i = skip_cfws(v, len, 0), o = 0;
-	if (outlen == 0)
-		return -1;
-	if (i < len && v[i] == '"') {
-		/* quoted-string authserv-id (RFC 8601 value) */
-		for (i++; i < len && v[i] != '"'; i++) {
-			if (v[i] == '\\' && i + 1 < len)
-				i++;
-			if (o + 1 >= outlen)
-				return -1;
-			out[o++] = v[i];
-		}
-		if (i >= len)
-			return -1;
-	} else {
-		for (; i < len; i++) {
-			unsigned char c = (unsigned char)v[i];
-			if (c <= ' ' || c == ';' || c == '(' || c >= 0x7f)
-				break;
-			if (o + 1 >= outlen)
-				return -1;
-			out[o++] = (char)c;
-		}
-	}
-	out[o] = 0;
-	return o > 0 ? 0 : -1;
 }
 
 /* copy_lower - [p, p+n) into out lower-cased; -1 if it does not fit or is empty. */
@@ -192,98 +164,47 @@ int dkim_hdr_from_domain(const char *v, size_t len, char *out, size_t outlen, ch
 	return parse_addr_spec(v, len, i, out, outlen, local_out, local_outlen);
 }
 
-/* RFC 2045 tspecials + space/controls: such values must be quoted. */
-static int needs_quote(const char *v)
-{
-	if (*v == 0)
-		return 1;
-	for (const unsigned char *p = (const unsigned char *)v; *p; p++)
-		if (*p <= ' ' || *p >= 0x7f || strchr("()<>@,;:\\\"/[]?=", *p) != NULL)
-			return 1;
-	return 0;
-}
-
-/* pvalue_ok - a domain or [local]@domain that needs no quoting (RFC 8601 2.2 pvalue). */
-static int pvalue_ok(const char *v)
-{
-	int at = 0;
-	if (*v == 0)
-		return 0;
-	for (const unsigned char *p = (const unsigned char *)v; *p; p++) {
-		if (*p == '@' && !at) {
-			at = 1;
-			continue;
-		}
-		if (*p <= ' ' || *p >= 0x7f || strchr("()<>@,;:\\\"[]", *p) != NULL)
-			return 0;
-	}
-	return 1;
-}
-
-void dkim_hdr_quote_value(struct sbuf *b, const char *v)
-{
-	if (!needs_quote(v)) {
-		sbuf_adds(b, v);
-		return;
-	}
-	sbuf_addc(b, '"');
-	for (const char *p = v; *p; p++) {
-		if (*p == '"' || *p == '\\')
-			sbuf_addc(b, '\\');
-		if (*p == '\r' || *p == '\n')
-			continue;
-		sbuf_addc(b, *p);
-	}
-	sbuf_addc(b, '"');
-}
-
+/*
+ * dkim_hdr_ar_format - OpenDKIM's form: reason= and the key size comment after
+ * the result; header.d and header.i as RFC 8601 pvalues (an address needs no
+ * quotes), header.a, header.s and the first 8 bytes of header.b as RFC 2045
+ * values.
+ */
 char *dkim_hdr_ar_format(const char *authserv_id, const struct dkim_hdr_sig *sigs, size_t nsig,
 			 int lf_only)
 {
-	const char *nl = lf_only ? "\n\t" : "\r\n\t";
 	struct sbuf b;
+	struct authres_fmt f;
 	sbuf_init(&b);
-	sbuf_addc(&b, ' ');
-	dkim_hdr_quote_value(&b, authserv_id);
-	sbuf_addc(&b, ';');
-	if (nsig == 0) {
-		sbuf_adds(&b, nl);
-		sbuf_adds(&b, "dkim=none");
-	}
+	authres_fmt_begin(&f, &b, authserv_id, lf_only);
+	if (nsig == 0)
+		authres_fmt_result(&f, "dkim", "none", NULL, NULL);
 	for (size_t k = 0; k < nsig; k++) {
 		const struct dkim_hdr_sig *s = &sigs[k];
-		if (k > 0)
-			sbuf_addc(&b, ';');
-		sbuf_adds(&b, nl);
-		sbuf_printf(&b, "dkim=%s", dkim_res_name(s->res));
-		if (s->reason != NULL) {
-			sbuf_adds(&b, " reason=");
-			dkim_hdr_quote_value(&b, s->reason);
-		}
+		char comment[64];
 		if (s->key_bits > 0)
-			sbuf_printf(&b, " (%u-bit key; %s)", s->key_bits,
-				    s->testing ? "unprotected; test mode" : "unprotected");
-		static const char *const names[] = { "header.d", "header.i", "header.a", "header.s",
-						     "header.b" };
-		const char *vals[] = { s->d, s->i, s->a, s->s, s->b };
-		for (size_t t = 0; t < 5; t++) {
-			if (vals[t] == NULL || vals[t][0] == 0)
-				continue;
-			sbuf_printf(&b, " %s=", names[t]);
-			if (t == 4) {
-				char b8[9];
-				size_t n = strlen(vals[t]);
-				if (n > 8)
-					n = 8;
-				memcpy(b8, vals[t], n);
-				b8[n] = 0;
-				dkim_hdr_quote_value(&b, b8);
-			} else if (t <= 1 && pvalue_ok(vals[t])) {
-				sbuf_adds(&b, vals[t]);	/* RFC 8601 pvalue: [local-part] "@" domain */
-			} else {
-				dkim_hdr_quote_value(&b, vals[t]);
-			}
+			snprintf(comment, sizeof(comment), "%u-bit key; %s", s->key_bits,
+				 s->testing ? "unprotected; test mode" : "unprotected");
+		authres_fmt_result(&f, "dkim", dkim_res_name(s->res), s->reason,
+				   s->key_bits > 0 ? comment : NULL);
+		if (s->d != NULL && s->d[0] != 0)
+			authres_fmt_prop(&f, "header", "d", s->d);
+		if (s->i != NULL && s->i[0] != 0)
+			authres_fmt_prop(&f, "header", "i", s->i);
+		if (s->a != NULL && s->a[0] != 0)
+			authres_fmt_prop_value(&f, "header", "a", s->a);
+		if (s->s != NULL && s->s[0] != 0)
+			authres_fmt_prop_value(&f, "header", "s", s->s);
+		if (s->b != NULL && s->b[0] != 0) {
+			char b8[9];
+			size_t n = strlen(s->b);
+			if (n > 8)
+				n = 8;
+			memcpy(b8, s->b, n);
+			b8[n] = 0;
+			authres_fmt_prop_value(&f, "header", "b", b8);
 		}
 	}
+	authres_fmt_end(&f);
 	return sbuf_steal(&b);
 }

@@ -1,6 +1,7 @@
 #include "milters/dkim/dkim_msg.h"
 #include "milters/dkim/dkim_signer.h"
 #include "milters/dkim/dkim_keys.h"
+#include "proto/authres.h"
 #include "lib/util.h"
 
 #include <opendkim/dkim.h>
@@ -70,7 +71,7 @@ void dkim_msg_header(struct dkim_msg *m, const char *name, const char *value)
 	if (ascii_strcasecmp(name, "Authentication-Results") == 0) {
 		char id[256];
 		m->n_ar++;
-		if (dkim_hdr_ar_authserv(value, vl, id, sizeof(id)) == 0 &&
+		if (authres_authserv_id(value, vl, id, sizeof(id)) == 0 &&
 		    ascii_strcasecmp(id, m->cfg->authserv_id) == 0 &&
 		    m->n_ar_delete < sizeof(m->ar_delete) / sizeof(m->ar_delete[0]))
 			m->ar_delete[m->n_ar_delete++] = m->n_ar;

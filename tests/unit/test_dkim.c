@@ -1,6 +1,7 @@
 /*
  * test_dkim: sluice-dkim's library (milters/dkim/) without sockets.
- * - header helpers (authserv-id, From domain, A-R text), tables, hosts, socket specs;
+ * - header helpers (From domain, A-R text; the authserv-id reader is proto/authres,
+ *   tested in test_authres), tables, hosts, socket specs;
  * - RFC 6376 / RFC 8463 examples (dkimpy) verify;
  * - libopendkim's vectors: our signing gives the exact signature where t= is
  *   fixed (rsa-sha256; we never sign rsa-sha1), and every verify vector gives
@@ -194,33 +195,6 @@ static const char *BASE_CONF = "myhostname = mx.test.example\n"
 			       "dkim_authserv_id = mx.test.example\n";
 
 /* ---- dkim_hdr ---- */
-
-static void test_ar_authserv(void **state)
-{
-	(void)state;
-	static const struct {
-		const char *v, *id;
-	} cases[] = {
-		{ " mx.example.net; dkim=pass", "mx.example.net" },
-		{ " (comment (nested)) mx.example.net 1; none", "mx.example.net" },
-		{ "\r\n\tmx.example.net;spf=pass", "mx.example.net" },
-		{ " \"quoted.id\"; dkim=pass", "quoted.id" },
-		{ " mx.example.net", "mx.example.net" },
-		{ " ", NULL },
-		{ " (unterminated", NULL },
-		{ " ; dkim=pass", NULL },
-	};
-	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-		char out[64];
-		int rc = dkim_hdr_ar_authserv(cases[i].v, strlen(cases[i].v), out, sizeof(out));
-		if (cases[i].id == NULL) {
-			assert_int_equal(rc, -1);
-		} else {
-			assert_int_equal(rc, 0);
-			assert_string_equal(out, cases[i].id);
-		}
-	}
-}
 
 static void test_from_domain(void **state)
 {
@@ -1148,7 +1122,6 @@ static int teardown(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_ar_authserv),
 		cmocka_unit_test(test_from_domain),
 		cmocka_unit_test(test_ar_format),
 		cmocka_unit_test(test_tables_parse),
