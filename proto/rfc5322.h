@@ -108,19 +108,21 @@ struct rfc5322_addrlist {
  * rfc5322_parse_from - parse the value of a From field (3.6.2 from =
  * mailbox-list; 4.5.2 obs-from = obs-mbox-list: empty elements such as
  * "a@b, , c@d" allowed). Groups are RFC5322_ERR_GROUP. On success n >= 1.
- * Also right for Resent-From. value need not be NUL-terminated; len bytes are
- * read. The value may still be folded: CRLF or LF followed by SP/HTAB is
- * unfolded first (2.2.3); one CRLF or LF at the very end is ignored.
- * Returns 0, or an enum rfc5322_err with *err_out (if err_out is not NULL)
- * set to the static text and *out set to { NULL, 0 }. On success the caller
- * frees *out with rfc5322_addrlist_free. *out need not be initialised.
+ * Also right for Resent-From, and for Sender (3.6.2 mailbox: check n == 1).
+ * value need not be NUL-terminated (len bytes are read; NULL if len is 0).
+ * The value may still be folded: CRLF or LF followed by SP/HTAB is unfolded
+ * first (2.2.3); one CRLF or LF at the very end is ignored.
+ * Returns 0, or an enum rfc5322_err with *out set to { NULL, 0 }; either way
+ * *err_out (if err_out is not NULL) gets rfc5322_strerror() of the result
+ * ("ok" on success). On success the caller frees *out with
+ * rfc5322_addrlist_free. *out need not be initialised.
  */
 int rfc5322_parse_from(const char *value, size_t len, struct rfc5322_addrlist *out,
 		       const char **err_out);
 
 /*
  * rfc5322_parse_addrlist - the same for an address-list (3.4; To, Cc, Bcc,
- * Reply-To, Sender's relatives): groups allowed, "name:;" included (4.4
+ * Reply-To, Resent-To, ...): groups allowed, "name:;" included (4.4
  * obs-group-list too), each group's mailboxes carry addr.group. On success
  * n may be 0 (only empty groups, e.g. "undisclosed-recipients:;"); an
  * entirely empty value is still RFC5322_ERR_EMPTY. Same inputs, outputs and
