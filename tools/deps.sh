@@ -12,7 +12,25 @@ libmilter-dev libopendkim-dev opendkim opendkim-tools miltertest python3-dkim py
 python3-spf postfix-policyd-spf-python spfquery opendmarc
 libcrypt-dev dovecot-core dovecot-lmtpd
 libpsl-dev publicsuffix libmail-dmarc-perl liblmdb-dev libhiredis-dev redis-server postfwd
-zlib1g-dev pflogsumm libjansson-dev libgmime-3.0-dev libxml2-dev libvectorscan-dev libmaxminddb-dev spamassassin"
+zlib1g-dev pflogsumm libjansson-dev libgmime-3.0-dev libxml2-dev libvectorscan-dev libmaxminddb-dev spamassassin
+m4 libdb5.3 libldap-2.5-0 libnsl2 libsasl2-2 libwrap0 liblockfile1"
+
+# Sendmail for the drop-in tests. Installing sendmail-bin would remove Postfix
+# (both provide mail-transport-agent), which other tests need, so its packages
+# are fetched with apt-get download and unpacked with dpkg -x into SENDMAIL_DIR
+# (the tests find sendmail and the cf/ m4 macros there). The libraries it links
+# are ordinary packages above.
+SENDMAIL_DIR=${SLUICE_SENDMAIL_DIR:-/var/cache/sluice/sendmail}
+SENDMAIL_DEBS="sendmail-bin sendmail-base sendmail-cf"
+sendmail_ok() { [ -x "$SENDMAIL_DIR/usr/libexec/sendmail/sendmail" ] && [ -f "$SENDMAIL_DIR/usr/share/sendmail/cf/m4/cf.m4" ]; }
+unpack_sendmail() {
+	tmp=$(mktemp -d)
+	chmod 755 "$tmp"
+	(cd "$tmp" && apt-get download $SENDMAIL_DEBS)
+	mkdir -p "$SENDMAIL_DIR"
+	for d in "$tmp"/*.deb; do dpkg -x "$d" "$SENDMAIL_DIR"; done
+	rm -rf "$tmp"
+}
 
 missing=""
 for p in $PKGS; do
@@ -21,11 +39,16 @@ for p in $PKGS; do
 done
 
 if [ "${1:-}" = "--check" ]; then
-	[ -z "$missing" ] && exit 0
-	echo "missing packages:$missing" >&2
+	[ -z "$missing" ] && sendmail_ok && exit 0
+	echo "missing packages:$missing${missing:+ }$(sendmail_ok || echo "(sendmail unpacked in $SENDMAIL_DIR)")" >&2
 	exit 1
 fi
-[ -z "$missing" ] && { echo "deps: all packages present"; exit 0; }
+if [ -z "$missing" ]; then
+	sendmail_ok || { [ "$(id -u)" = 0 ] && unpack_sendmail; }
+	sendmail_ok || { echo "deps: cannot unpack sendmail into $SENDMAIL_DIR" >&2; exit 1; }
+	echo "deps: all packages present"
+	exit 0
+fi
 
 if [ "$(id -u)" != 0 ]; then
 	echo "deps: need root to install:$missing" >&2
@@ -45,3 +68,4 @@ fi
 trap '[ -n "$added_policy" ] && rm -f /usr/sbin/policy-rc.d' EXIT
 apt-get update
 apt-get install -y --no-install-recommends $missing
+sendmail_ok || unpack_sendmail
