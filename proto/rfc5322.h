@@ -108,6 +108,9 @@ struct rfc5322_addrlist {
  * rfc5322_parse_from - parse the value of a From field (3.6.2 from =
  * mailbox-list; 4.5.2 obs-from = obs-mbox-list: empty elements such as
  * "a@b, , c@d" allowed). Groups are RFC5322_ERR_GROUP. On success n >= 1.
+ * XXX: RFC 6854 allows groups in From for limited use; they are refused here
+ * on purpose, as DMARC needs an author domain (use rfc5322_parse_addrlist to
+ * accept them).
  * Also right for Resent-From, and for Sender (3.6.2 mailbox: check n == 1).
  * value need not be NUL-terminated (len bytes are read; NULL if len is 0).
  * The value may still be folded: CRLF or LF followed by SP/HTAB is unfolded
