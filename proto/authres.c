@@ -125,9 +125,9 @@ static long quoted_into(struct ar_lex *l, char *s)
 			if (++l->i >= l->len)
 				break;
 			c = l->v[l->i];
-		} else if (c == '\r' || c == '\n') {
-			continue;
 		}
+		if (c == '\r' || c == '\n')
+			continue;	/* even quoted: folding, not text */
 		if (c == 0) {
 			l->err = "NUL in a quoted-string";
 			return -1;
@@ -335,8 +335,8 @@ static int parse_all(struct ar_build *b, struct ar_lex *l)
 	struct authres *a = b->a;
 	if (skip_cfws(l) < 0)
 		return AUTHRES_ESYNTAX;
-	if ((a->authserv_id = read_value(l, 1)) == NULL) {
-		l->err = "authserv-id expected";
+	if ((a->authserv_id = read_value(l, 1)) == NULL || a->authserv_id[0] == 0) {
+		l->err = "authserv-id expected";	/* "" identifies nobody */
 		return AUTHRES_ESYNTAX;
 	}
 	long n = skip_cfws(l);
@@ -444,7 +444,7 @@ int authres_authserv_id(const char *v, size_t len, char *out, size_t outlen)
 		for (i++; i < len && v[i] != '"'; i++) {
 			if (v[i] == '\\' && i + 1 < len)
 				i++;
-			else if (v[i] == '\r' || v[i] == '\n')
+			if (v[i] == '\r' || v[i] == '\n')
 				continue;
 			if (o + 1 >= outlen)
 				return -1;

@@ -86,7 +86,8 @@ struct authres {
 /*
  * authres_parse - parse an Authentication-Results field body (RFC 8601 section
  * 2.2): value[0..len) is the text after "Authentication-Results:", folded or
- * not, with or without the final CRLF (CR and LF count as white space).
+ * not, with or without the final CRLF (CR and LF count as white space; in
+ * quoted-strings they are dropped, even as quoted-pairs: folding, not text).
  * NUL bytes are not white space: outside comments they are a syntax error.
  * On success returns AUTHRES_OK and *out owns the parse (free with
  * authres_free()); every string in it lives until then. On failure returns
@@ -105,7 +106,8 @@ struct authres {
  * A resinfo without "=result", "none" beside results, an empty result or an
  * empty unquoted value, and a missing authserv-id are errors. "reason" is the
  * reasonspec only directly after the result; later it is a bare property.
- * The authserv-id is strict: an RFC 2045 token (US-ASCII) or quoted-string.
+ * The authserv-id is strict: an RFC 2045 token (US-ASCII) or a non-empty
+ * quoted-string.
  */
 int authres_parse(const char *value, size_t len, struct authres **out, const char **err_out);
 
@@ -123,7 +125,7 @@ const char *authres_prop_get(const struct authres_result *r, const char *ptype,
  * authres_authserv_id - only the authserv-id of an A-R value (as above),
  * cheaply and without allocating, to remove forged headers (RFC 8601 section
  * 5): skips CFWS (nested comments, folding), then takes a quoted-string
- * (unquoted, CR and LF dropped) or the bytes up to white space, ';', '(' or a
+ * (unquoted, CR and LF dropped as above) or the bytes up to white space, ';', '(' or a
  * non-ASCII byte. Writes it NUL-terminated into out (at most outlen-1 bytes).
  * Returns 0, or -1 if there is none or it does not fit.
  * Whenever authres_parse() succeeds, this gives the same authserv-id; it also
