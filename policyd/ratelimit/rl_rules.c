@@ -4,27 +4,22 @@
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include "policyd/ratelimit/rl_rules.h"
 
-#include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
 #include <pcre2.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "conf/conf.h"
 #include "conf/table.h"
 #include "lib/util.h"
+#include "policyd/ratelimit/rl_net.h"
 
 #define RL_PCRE_MATCH_LIMIT 1000000
 #define RL_PCRE_DEPTH_LIMIT 10000
 
 enum cmp { C_EQ, C_RE, C_CIDR, C_LE, C_GE, C_LT, C_GT, C_TABLE };
-
-struct net {
-	int family;
-	unsigned char addr[16];
-	int prefix;
-};
 
 struct rl_item {
 	char *attr;
@@ -35,7 +30,7 @@ struct rl_item {
 	int is_ref;		/* str names another attribute */
 	long long num;
 	pcre2_code *re;
-	struct net *nets;
+	struct rl_net *nets;
 	size_t nnets;
 	struct table *tab;
 };
@@ -250,67 +245,6 @@ static const char *parse_action(struct rl_rule *r, char *v)
 
 /* ------------------------------------------------------------ items */
 
-static int parse_net(const char *s, struct net *n)
-{
-	char buf[64];
-	const char *sl = strchr(s, '/');
-	size_t alen = sl ? (size_t)(sl - s) : strlen(s);
-
-	if (alen == 0 || alen >= sizeof(buf))
-		return -1;
-	memcpy(buf, s, alen);
-	buf[alen] = 0;
-	memset(n, 0, sizeof(*n));
-	if (inet_pton(AF_INET, buf, n->addr) == 1) {
-		n->family = AF_INET;
-		n->prefix = 32;
-	} else if (inet_pton(AF_INET6, buf, n->addr) == 1) {
-		n->family = AF_INET6;
-		n->prefix = 128;
-	} else {
-		return -1;
-	}
-	if (sl) {
-		long long p;
-		if (parse_ll(sl + 1, &p) < 0 || p < 0 || p > n->prefix)
-			return -1;
-		n->prefix = (int)p;
-	}
-	return 0;
-}
-
-static int net_contains(const struct net *n, int family, const unsigned char *a)
-{
-	if (n->family != family)
-		return 0;
-	int full = n->prefix / 8, rest = n->prefix % 8;
-	if (memcmp(n->addr, a, (size_t)full))
-		return 0;
-	if (!rest)
-		return 1;
-	unsigned char mask = (unsigned char)(0xff << (8 - rest));
-	return (n->addr[full] & mask) == (a[full] & mask);
-}
-
-/* ip_parse - text to family + bytes; v4-mapped v6 becomes v4. 0 or -1. */
-static int ip_parse(const char *s, int *family, unsigned char *a)
-{
-	if (inet_pton(AF_INET, s, a) == 1) {
-		*family = AF_INET;
-		return 0;
-	}
-	if (inet_pton(AF_INET6, s, a) != 1)
-		return -1;
-	static const unsigned char mapped[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff };
-	if (!memcmp(a, mapped, 12)) {
-		memmove(a, a + 12, 4);
-		*family = AF_INET;
-	} else {
-		*family = AF_INET6;
-	}
-	return 0;
-}
-
 static void item_free(struct rl_item *it)
 {
 	free(it->attr);
@@ -361,7 +295,7 @@ static const char *parse_value(struct rl_rules *rs, struct rl_item *it, char *v,
 		char *save = NULL;
 		for (char *t = strtok_r(v, ", \t", &save); t; t = strtok_r(NULL, ", \t", &save)) {
 			it->nets = xrealloc(it->nets, (it->nnets + 1) * sizeof(*it->nets));
-			if (parse_net(t, &it->nets[it->nnets]) < 0)
+			if (rl_net_parse(t, &it->nets[it->nnets]) < 0)
 				return "expected an address or network (a.b.c.d/nn, v6/nn)";
 			it->nnets++;
 		}
@@ -748,16 +682,11 @@ static int item_true(struct rl_rules *rs, struct rl_item *it, rl_attr_fn get, vo
 		int rc = pcre2_match(it->re, (PCRE2_SPTR)v, strlen(v), 0, 0, rs->md, rs->mctx);
 		return rc >= 0;
 	}
-	case C_CIDR: {
-		unsigned char a[16];
-		int fam;
-		if (ip_parse(v, &fam, a) < 0)
-			return 0;
+	case C_CIDR:
 		for (size_t i = 0; i < it->nnets; i++)
-			if (net_contains(&it->nets[i], fam, a))
+			if (rl_net_contains(&it->nets[i], v))
 				return 1;
 		return 0;
-	}
 	case C_LE: case C_GE: case C_LT: case C_GT: {
 		long long x = 0, want = it->num;
 		if (*v && parse_ll(v, &x) < 0)
