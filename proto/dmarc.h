@@ -99,6 +99,10 @@ struct dmarc_record {
 	unsigned bad_tags;	/* DMARC_TAG_* present with an invalid value; except
 				 * for p, sp and np the default is used (9989 4.8,
 				 * 7489 6.3: syntax errors give way to defaults) */
+	unsigned dup_tags;	/* DMARC_TAG_* given more than once: the first
+				 * counts, the others are ignored */
+	int broken;		/* over DMARC_RECORD_MAX_BYTES or holds a NUL byte:
+				 * not usable at all (no p=none fallback) */
 	char *record_text;	/* the whole record as received (NUL-terminated copy;
 				 * embedded NULs make the record invalid) */
 };
@@ -112,9 +116,10 @@ int dmarc_record_is_dmarc(const char *txt, size_t len);
 
 /*
  * dmarc_record_parse - parse one TXT record of len bytes (the character
- * strings already joined). Unknown tags are ignored; a tag without "=", an
- * empty value or a malformed tag name is ignored; a duplicated known tag makes
- * the record invalid (DKIM tag-list rules, RFC 6376 3.2). Returns 0 for a
+ * strings already joined). Unknown tags are ignored; a tag without "=" or
+ * with a malformed tag name is ignored; a known tag with an empty or invalid
+ * value is marked in bad_tags; a repeated known tag is marked in dup_tags and
+ * only its first value counts. Returns 0 for a
  * valid record: v=DMARC1 first, p= present and valid, sp=/np= valid when
  * present. Otherwise -1 with *err_out (static text; err_out may be NULL).
  * *out is filled either way (also on -1: is_dmarc, p, rua_valid, ... say
