@@ -7,6 +7,8 @@
 #   make fuzz       build the libFuzzer targets and run each for a short while
 #   make bench      throughput side by side with Postfix (never part of test)
 #   make deps       apt-get install everything the above need
+#   make install    binaries, /etc/sluice/sluice.conf, rules, man pages, systemd units
+#                   (PREFIX=/usr/local, DESTDIR for packagers)
 
 PKGS     := libevent libevent_openssl libevent_pthreads openssl libcares libpcre2-8 libpsl zlib jansson
 BIN      ?= bin
@@ -51,7 +53,7 @@ ALL_DAEMON_LIBS = $(foreach d,$(EXTRA_DAEMON_DIRS),$(DAEMON_LIBS_$(notdir $(d)))
 
 BINARIES := $(BIN)/sluiced $(BIN)/sluice $(BIN)/sluice-sendmail $(EXTRA_DAEMONS) $(BIN)/tests/test-milter
 
-.PHONY: all asan test unit integration run fuzz bench deps deps-check clean
+.PHONY: all asan test unit integration run fuzz bench deps deps-check clean install man
 all: $(BINARIES) $(UNIT_BINS)
 
 $(OBJ)/%.o: %.c
@@ -146,6 +148,51 @@ BENCHES ?= smtp relay milter spf dkim
 bench: deps-check all
 	@set -e; for b in $(BENCHES); do \
 	  if [ -f tests/bench/bench_$$b.py ]; then echo "== bench $$b"; /usr/bin/python3 tests/bench/bench_$$b.py; fi; done
+
+# ---------------------------------------------------------------- install
+PREFIX      ?= /usr/local
+SBINDIR     ?= $(PREFIX)/sbin
+SYSCONFDIR  ?= /etc/sluice
+DATADIR     ?= $(PREFIX)/share/sluice
+MANDIR      ?= $(PREFIX)/share/man
+UNITDIR     ?= $(PREFIX)/lib/systemd/system
+SYSUSERSDIR ?= $(PREFIX)/lib/sysusers.d
+TMPFILESDIR ?= $(PREFIX)/lib/tmpfiles.d
+CREATE_USER ?= yes
+INSTALL_BINS := $(BIN)/sluiced $(BIN)/sluice $(BIN)/sluice-sendmail $(EXTRA_DAEMONS)
+SUBST = sed -e 's|@SBINDIR@|$(SBINDIR)|g' -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g' -e 's|@DATADIR@|$(DATADIR)|g'
+
+# sluice.conf(5) is generated from the parameter tables, so it never drifts.
+$(OBJ)/mkman: tools/mkman/main.c $(LIBSLUICE)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDLIBS)
+$(OBJ)/man/sluice.conf.5: $(OBJ)/mkman
+	@mkdir -p $(dir $@)
+	$(OBJ)/mkman > $@.tmp && mv $@.tmp $@
+man: $(OBJ)/man/sluice.conf.5
+
+install: $(INSTALL_BINS) $(OBJ)/man/sluice.conf.5
+	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(SYSCONFDIR) $(DESTDIR)$(DATADIR)/rules \
+	  $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(UNITDIR) \
+	  $(DESTDIR)$(SYSUSERSDIR) $(DESTDIR)$(TMPFILESDIR)
+	install -m 755 $(INSTALL_BINS) $(DESTDIR)$(SBINDIR)/
+	@# the admin's configuration is never overwritten
+	if [ -e $(DESTDIR)$(SYSCONFDIR)/sluice.conf ]; then \
+	  echo "keeping $(DESTDIR)$(SYSCONFDIR)/sluice.conf"; \
+	else $(SUBST) conf/sluice.conf.dist > $(DESTDIR)$(SYSCONFDIR)/sluice.conf && \
+	  chmod 644 $(DESTDIR)$(SYSCONFDIR)/sluice.conf; fi
+	set -e; for f in milters/spam/rules/*.cf; do [ -e "$$f" ] || continue; \
+	  install -m 644 "$$f" $(DESTDIR)$(DATADIR)/rules/; done
+	install -m 644 docs/man/*.8 $(DESTDIR)$(MANDIR)/man8/
+	install -m 644 $(OBJ)/man/sluice.conf.5 $(DESTDIR)$(MANDIR)/man5/
+	set -e; for u in conf/systemd/*.service; do \
+	  $(SUBST) $$u > $(DESTDIR)$(UNITDIR)/$$(basename $$u); chmod 644 $(DESTDIR)$(UNITDIR)/$$(basename $$u); done
+	install -m 644 conf/systemd/sluice.sysusers $(DESTDIR)$(SYSUSERSDIR)/sluice.conf
+	install -m 644 conf/systemd/sluice.tmpfiles $(DESTDIR)$(TMPFILESDIR)/sluice.conf
+	@# the system user, on a real install only (packagers ship sysusers.d)
+	if [ -z "$(DESTDIR)" ] && [ "$(CREATE_USER)" = yes ] && [ "$$(id -u)" = 0 ] && ! getent passwd sluice >/dev/null; then \
+	  useradd --system --user-group --home-dir /var/lib/sluice --shell /usr/sbin/nologin \
+	    --comment "sluice mail system" sluice; fi
 
 clean:
 	rm -rf build bin bin-asan bin-fuzz
