@@ -9,9 +9,12 @@
  * Leaves: daemons, keys, DNS, repetitions and reporting to bench_dkim.py.
  *
  * Usage: milter_load -s unix:/path|inet:host:port -m MSGFILE [-c CONNS]
- *                    [-n MESSAGES] [-a CLIENT_ADDR] [-r]
+ *                    [-n MESSAGES] [-a CLIENT_ADDR] [-H HELO] [-f SENDER]
+ *                    [-t RECIPIENT] [-r]
  * -r: a new milter connection (and negotiation) per message, as an MTA does
  *     for one message per SMTP session.
+ * -H: send a HELO event with this name (default: none, as before).
+ * -f, -t: the envelope (default alice@example.com, bob@example.net).
  * Prints one JSON line: msgs, secs, msgs_per_s, p50_ms, p99_ms, errors,
  * and the filter's first added headers (for a correctness check).
  */
@@ -36,6 +39,8 @@
 #define NR_EOH 0x40000u
 #define NR_BODY 0x80000u
 #define NO_CONNECT 0x1u
+#define NO_HELO 0x2u
+#define NR_HELO 0x2000u
 #define NO_MAIL 0x4u
 #define NO_RCPT 0x8u
 #define NO_DATA_STEP 0x200u
@@ -46,7 +51,8 @@
 #define NO_EOH 0x40u
 #define HDR_LEADSPC 0x100000u
 
-static const char *spec, *client_addr = "127.0.0.1";
+static const char *spec, *client_addr = "127.0.0.1", *helo_name;
+static const char *env_from = "alice@example.com", *env_rcpt = "bob@example.net";
 static char *msg;
 static size_t msg_len;
 static int nconns = 1, nmsgs = 1000;
@@ -224,6 +230,12 @@ static void session_connect(int fd, uint32_t proto, struct out *o, char **buf, u
 		if (!(proto & NR_CONN))
 			wait_simple(fd, buf, len);
 	}
+	if (helo_name && !(proto & NO_HELO)) {
+		put(o, 'H', helo_name, strlen(helo_name) + 1);
+		flush(fd, o);
+		if (!(proto & NR_HELO))
+			wait_simple(fd, buf, len);
+	}
 }
 
 static void *worker(void *arg)
@@ -250,15 +262,17 @@ static void *worker(void *arg)
 		int n = snprintf(m, sizeof(m), "Mi%c%08X%04X%c", 0, (unsigned)i, (unsigned)(uintptr_t)pthread_self() & 0xFFFF, 0);
 		put(&o, 'D', m, (size_t)n);
 		if (!(proto & NO_MAIL)) {
-			const char from[] = "<alice@example.com>";
-			put(&o, 'M', from, sizeof(from));
+			char from[512];
+			int fl = snprintf(from, sizeof(from), "<%s>", env_from);
+			put(&o, 'M', from, (size_t)fl + 1);
 			flush(fd, &o);
 			if (!(proto & NR_MAIL))
 				wait_simple(fd, &buf, &len);
 		}
 		if (!(proto & NO_RCPT)) {
-			const char to[] = "<bob@example.net>";
-			put(&o, 'R', to, sizeof(to));
+			char to[512];
+			int tl = snprintf(to, sizeof(to), "<%s>", env_rcpt);
+			put(&o, 'R', to, (size_t)tl + 1);
 			flush(fd, &o);
 			if (!(proto & NR_RCPT))
 				wait_simple(fd, &buf, &len);
@@ -407,7 +421,7 @@ int main(int argc, char **argv)
 {
 	const char *file = NULL;
 	int ch;
-	while ((ch = getopt(argc, argv, "s:m:c:n:a:r")) != -1) {
+	while ((ch = getopt(argc, argv, "s:m:c:n:a:H:f:t:r")) != -1) {
 		switch (ch) {
 		case 's': spec = optarg; break;
 		case 'm': file = optarg; break;
@@ -415,8 +429,12 @@ int main(int argc, char **argv)
 		case 'n': nmsgs = atoi(optarg); break;
 		case 'a': client_addr = optarg; break;
 		case 'r': per_message = 'r'; break;
+		case 'H': helo_name = optarg; break;
+		case 'f': env_from = optarg; break;
+		case 't': env_rcpt = optarg; break;
 		default:
-			fprintf(stderr, "usage: milter_load -s SPEC -m MSG [-c CONNS] [-n N] [-a ADDR]\n");
+			fprintf(stderr, "usage: milter_load -s SPEC -m MSG [-c CONNS] [-n N] [-a ADDR] [-H HELO] "
+				"[-f SENDER] [-t RCPT] [-r]\n");
 			return 2;
 		}
 	}
