@@ -2,6 +2,7 @@
  * keygen: `sluice keygen` - DKIM key pairs and their DNS records (issue 4).
  *   sluice keygen -d DOMAIN -s SELECTOR [-a rsa|ed25519|both] [-b 2048] [-D DIR]
  *     writes DIR/SELECTOR.private (0600) and DIR/SELECTOR.txt (zone fragment,
+ *     DIR and missing parents created with mode 0700;
  *     TXT split into quoted strings of at most 255 bytes); with -a both the
  *     Ed25519 key gets the selector SELECTOR-ed25519 (one record per name).
  *   sluice keygen --check -d DOMAIN -s SELECTOR -k KEYFILE [-c sluice.conf]
@@ -14,6 +15,7 @@
 #include "lib/util.h"
 #include "proto/dns.h"
 
+#include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
 #include <openssl/evp.h>
@@ -61,45 +63,101 @@ static EVP_PKEY *generate(int ed, int bits)
 	return k;
 }
 
+/* file_error - "sluice keygen: PATH: what: reason" on stderr; returns -1 */
+static int file_error(const char *path, const char *what, int err)
+{
+	fprintf(stderr, "sluice keygen: %s: %s: %s\n", path, what, strerror(err));
+	return -1;
+}
+
+/* make_dir - mkdir -p dir; new directories get mode 0700 (they hold private keys). 0 or -1. */
+static int make_dir(const char *dir)
+{
+	char *p = xstrdup(dir);
+	int rc = 0;
+	for (char *s = p + 1;; s++) {
+		if (*s != '/' && *s)
+			continue;
+		char c = *s;
+		*s = 0;
+		if (mkdir(p, 0700) < 0 && errno != EEXIST) {
+			rc = file_error(p, "cannot create directory", errno);
+			break;
+		}
+		*s = c;
+		if (!c)
+			break;
+	}
+	struct stat st;
+	if (rc == 0 && stat(dir, &st) < 0)
+		rc = file_error(dir, "cannot create directory", errno);
+	else if (rc == 0 && !S_ISDIR(st.st_mode))
+		rc = file_error(dir, "cannot create directory", ENOTDIR);
+	free(p);
+	return rc;
+}
+
 static int write_key(EVP_PKEY *k, const char *dir, const char *domain, const char *sel)
 {
 	char *kp = xasprintf("%s/%s.private", dir, sel), *tp = xasprintf("%s/%s.txt", dir, sel);
-	int fd = open(kp, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	int rc = -1;
+	char *p = NULL, *rec = NULL;
+	int fd = open(kp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	FILE *f = fd >= 0 ? fdopen(fd, "w") : NULL;
-	if (f == NULL || fchmod(fd, 0600) < 0 || PEM_write_PrivateKey(f, k, NULL, NULL, 0, NULL, NULL) != 1) {
-		fprintf(stderr, "sluice keygen: %s: cannot write\n", kp);
-		return -1;
+	if (f == NULL) {
+		file_error(kp, "cannot write", errno);
+		if (fd >= 0)
+			close(fd);
+		goto out;
 	}
-	fclose(f);
+	errno = 0;
+	if (fchmod(fd, 0600) < 0 || PEM_write_PrivateKey(f, k, NULL, NULL, 0, NULL, NULL) != 1 ||
+	    fflush(f) != 0 || fsync(fd) < 0) {
+		file_error(kp, "cannot write", errno ? errno : EIO);
+		fclose(f);
+		goto out;
+	}
+	if (fclose(f) != 0) {
+		file_error(kp, "cannot write", errno);
+		goto out;
+	}
 	int ed = EVP_PKEY_get_base_id(k) == EVP_PKEY_ED25519;
-	char *p = pubkey_b64(k);
-	char *rec = xasprintf("v=DKIM1; k=%s; p=%s", ed ? "ed25519" : "rsa", p);
+	p = pubkey_b64(k);
+	rec = xasprintf("v=DKIM1; k=%s; p=%s", ed ? "ed25519" : "rsa", p);
 	f = fopen(tp, "w");
 	if (f == NULL) {
-		fprintf(stderr, "sluice keygen: %s: cannot write\n", tp);
-		return -1;
+		file_error(tp, "cannot write", errno);
+		goto out;
 	}
 	fprintf(f, "%s._domainkey\tIN\tTXT\t( ", sel);
 	for (size_t o = 0, n = strlen(rec); o < n; o += 250)
 		fprintf(f, "%s\"%.*s\"", o ? "\n\t\t" : "", (int)(n - o > 250 ? 250 : n - o), rec + o);
 	fprintf(f, " )  ; DKIM key %s for %s\n", sel, domain);
-	fclose(f);
+	if (ferror(f) | (fclose(f) != 0)) {
+		file_error(tp, "cannot write", errno ? errno : EIO);
+		goto out;
+	}
 	printf("%s: private key %s, DNS record %s\n", sel, kp, tp);
+	rc = 0;
+out:
 	free(p);
 	free(rec);
 	free(kp);
 	free(tp);
-	return 0;
+	return rc;
 }
 
 static int check(const char *domain, const char *sel, const char *keyfile, const char *cf)
 {
 	FILE *f = fopen(keyfile, "r");
-	EVP_PKEY *k = f ? PEM_read_PrivateKey(f, NULL, NULL, NULL) : NULL;
-	if (f)
-		fclose(f);
+	if (f == NULL) {
+		file_error(keyfile, "cannot read", errno);
+		return 2;
+	}
+	EVP_PKEY *k = PEM_read_PrivateKey(f, NULL, NULL, NULL);
+	fclose(f);
 	if (k == NULL) {
-		fprintf(stderr, "sluice keygen: %s: not a readable private key\n", keyfile);
+		fprintf(stderr, "sluice keygen: %s: not a PEM private key\n", keyfile);
 		return 2;
 	}
 	struct dns_opts o = { 0 };
@@ -185,6 +243,8 @@ int keygen_main(int argc, char **argv)
 		fprintf(stderr, "sluice keygen: -a rsa|ed25519|both, -b 1024..8192\n");
 		return 2;
 	}
+	if (make_dir(dir) < 0)
+		return 1;
 	if (rsa) {
 		EVP_PKEY *k = generate(0, bits);
 		if (!k || write_key(k, dir, domain, sel) < 0)
