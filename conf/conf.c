@@ -1015,3 +1015,55 @@ const char *conf_path(const struct conf *c)
 {
 	return c->path;
 }
+
+/* ------------------------------------------------------- relative paths */
+
+char *conf_abs_path(const char *base, const char *path)
+{
+	if (path[0] == '/')
+		return xstrdup(path);
+	if (!strcmp(path, ".") || !*path)
+		return xstrdup(base);
+	return xasprintf("%s%s%s", base, base[strlen(base) - 1] == '/' ? "" : "/", path);
+}
+
+char *conf_base_dir(const struct conf *c, char **err_out)
+{
+	/* the directory of the file itself */
+	char *dir = xstrdup(c->path);
+	char *slash = strrchr(dir, '/');
+	if (!slash) {
+		free(dir);
+		dir = xstrdup(".");
+	} else {
+		slash[slash == dir] = 0;	/* "/sluice.conf" -> "/" */
+	}
+	const struct conf_entry *e = entry_find(c, "config_directory", strlen("config_directory"));
+	const char *set = e && e->param && e->raw ? e->exp : "";
+	char *want = *set ? conf_abs_path(dir, set) : xstrdup(dir);
+	char *real = realpath(want, NULL);
+	if (!real) {
+		if (*set)
+			*err_out = xasprintf("%s: config_directory %s: %s", e->where ? e->where : c->path, want,
+					     strerror(errno));
+		else
+			*err_out = xasprintf("%s: directory %s: %s", c->path, want, strerror(errno));
+	}
+	free(want);
+	free(dir);
+	return real;
+}
+
+int conf_enter_base_dir(const struct conf *c, char **err_out)
+{
+	char *base = conf_base_dir(c, err_out);
+	if (!base)
+		return -1;
+	if (chdir(base) < 0) {
+		*err_out = xasprintf("%s: chdir %s: %s", c->path, base, strerror(errno));
+		free(base);
+		return -1;
+	}
+	free(base);
+	return 0;
+}

@@ -93,6 +93,25 @@ const char *conf_where(const struct conf *c, const char *name);
 const char *conf_path(const struct conf *c);
 
 /*
+ * Relative paths. A relative path in any value (queue_directory, a table's
+ * file, a key, a socket, maillog_file, ...) is relative to the base
+ * directory: config_directory when it is set (itself relative to the
+ * directory of the config file), else the directory of the config file.
+ * Daemons and tools make it their working directory right after loading
+ * the config (conf_enter_base_dir), so every module resolves a relative
+ * path the same way, whatever directory they were started in.
+ *
+ * conf_base_dir - the base directory, absolute, symlinks resolved. Returns
+ * a new string (caller frees), or NULL with *err_out = "where: config_directory
+ * DIR: reason" (caller frees).
+ */
+char *conf_base_dir(const struct conf *c, char **err_out);
+/* conf_enter_base_dir - chdir() to conf_base_dir(c); 0 or -1 with *err_out (caller frees). */
+int conf_enter_base_dir(const struct conf *c, char **err_out);
+/* conf_abs_path - path when absolute, else base/path; a new string (caller frees). */
+char *conf_abs_path(const char *base, const char *path);
+
+/*
  * conf_split_list - split text like Postfix: commas and white space separate,
  * "{ ... }" groups are one item (the braces kept). Caller frees with
  * conf_list_free(). Exposed for tables and per-milter settings.

@@ -47,9 +47,11 @@ static void on_signal(int sig)
 		got_chld = 1;
 }
 
+#define USAGE "usage: sluiced -c sluice.conf [-f]\n"
+
 static void usage(void)
 {
-	fprintf(stderr, "usage: sluiced -c sluice.conf [-f]\n");
+	fputs(USAGE, stderr);
 	exit(2);
 }
 
@@ -208,6 +210,21 @@ int main(int argc, char **argv)
 	if (!config_file || optind != argc)
 		usage();
 	char *err = NULL;
+	/*
+	 * Relative paths are relative to the base directory (the config
+	 * file's, or config_directory): work there, with the config file's
+	 * absolute name for the children and for reloads.
+	 */
+	struct conf *first = conf_load(config_file, params_all, NULL, &err);
+	if (!first)
+		fatal("%s", err);
+	char *abs_conf = realpath(config_file, NULL);
+	if (!abs_conf)
+		fatal("%s: %s", config_file, strerror(errno));
+	if (conf_enter_base_dir(first, &err) < 0)
+		fatal("%s", err);
+	conf_free(&first);
+	config_file = abs_conf;
 	struct smtpd probe = { 0 };
 	if (smtpd_load(&probe, config_file, &err) < 0)
 		fatal("%s", err);

@@ -41,12 +41,14 @@ static int parse_default(const char *s, enum mc_default *out)
 	return -1;
 }
 
-/* "unix:/p", "inet:host:port", "inet:port@host", "local:/p" -> normalised spec */
+/* "unix:/p", "unix:rel/p", "inet:host:port", "inet:port@host", "local:/p" -> normalised spec */
 static char *normalise_spec(const char *s)
 {
 	if (!strncmp(s, "unix:", 5) || !strncmp(s, "local:", 6)) {
+		/* a relative path is relative to the base directory, sluiced's
+		 * working directory (conf.h) */
 		const char *p = strchr(s, ':') + 1;
-		return *p == '/' ? xasprintf("unix:%s", p) : NULL;
+		return *p ? xasprintf("unix:%s", p) : NULL;
 	}
 	if (strncmp(s, "inet:", 5) != 0)
 		return NULL;

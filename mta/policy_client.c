@@ -165,7 +165,8 @@ static void conn_event(struct bufferevent *bev, short what, void *arg)
 int policy_service_valid(const char *spec)
 {
 	if (!strncmp(spec, "unix:", 5))
-		return spec[5] == '/' && strlen(spec + 5) < sizeof(((struct sockaddr_un *)0)->sun_path);
+		/* relative: to the base directory, our working directory (conf.h) */
+		return spec[5] && strlen(spec + 5) < sizeof(((struct sockaddr_un *)0)->sun_path);
 	char host[256], port[32];
 	const char *s = !strncmp(spec, "inet:", 5) ? spec + 5 : spec;
 	return listen_parse_hostport(s, host, sizeof host, port, sizeof port) == 0 && host[0];

@@ -27,14 +27,16 @@
 int keygen_main(int argc, char **argv);
 int start_dispatch(int argc, char **argv);
 
+#define USAGE "usage: sluice check -c FILE\n" \
+	      "       sluice queue [-c FILE] [list | flush | hold ID | release ID | delete ID|ALL]\n" \
+	      "       sluice keygen -d DOMAIN -s SELECTOR [-a rsa|ed25519|both] [-b BITS] [-D DIR]\n" \
+	      "       sluice keygen --check -d DOMAIN -s SELECTOR -k KEYFILE [-c FILE]\n" \
+	      "       sluice params [-c FILE] [-d] [NAME...]\n" \
+	      "       sluice start [-f] -c FILE | stop -c FILE | status -c FILE | reload -c FILE\n"
+
 static void usage(void)
 {
-	fprintf(stderr, "usage: sluice check -c FILE\n"
-			"       sluice queue [-c FILE] [list | flush | hold ID | release ID | delete ID|ALL]\n"
-			"       sluice keygen -d DOMAIN -s SELECTOR [-a rsa|ed25519|both] [-b BITS] [-D DIR]\n"
-			"       sluice keygen --check -d DOMAIN -s SELECTOR -k KEYFILE [-c FILE]\n"
-			"       sluice params [-c FILE] [-d] [NAME...]\n"
-			"       sluice start [-f] -c FILE | stop -c FILE | status -c FILE | reload -c FILE\n");
+	fputs(USAGE, stderr);
 	exit(2);
 }
 
@@ -93,18 +95,51 @@ static const char *opt_conf(int argc, char **argv)
 	return path;
 }
 
+/*
+ * enter_base - chdir to the config's base directory (conf.h: relative paths
+ * are relative to it) and return the config file's absolute name (caller
+ * frees); NULL after printing why.
+ */
+static char *enter_base(const char *path)
+{
+	char *err = NULL;
+	struct conf *c = conf_load(path, params_all, NULL, &err);
+	if (!c) {
+		fprintf(stderr, "sluice: %s\n", err);
+		free(err);
+		return NULL;
+	}
+	char *abs = realpath(path, NULL);
+	if (!abs)
+		fprintf(stderr, "sluice: %s: %s\n", path, strerror(errno));
+	else if (conf_enter_base_dir(c, &err) < 0) {
+		fprintf(stderr, "sluice: %s\n", err);
+		free(err);
+		free(abs);
+		abs = NULL;
+	}
+	conf_free(&c);
+	return abs;
+}
+
 static int cmd_check(int argc, char **argv)
 {
 	const char *path = opt_conf(argc, argv);
 	if (!path)
 		usage();
 	char *err = NULL;
-	if (smtpd_validate(path, &err) < 0) {
+	char *abs = enter_base(path);
+	if (!abs)
+		return 1;
+	if (smtpd_validate(abs, &err) < 0) {
 		fprintf(stderr, "sluice: %s\n", err);
 		free(err);
+		free(abs);
 		return 1;
 	}
-	if (check_daemons(path) != 0)
+	int rc = check_daemons(abs);
+	free(abs);
+	if (rc != 0)
 		return 1;
 	printf("%s: ok\n", path);
 	return 0;
@@ -211,10 +246,16 @@ static void kick(const struct conf *c)
 {
 	if (!c)
 		return;
-	FILE *f = fopen(conf_str(c, "pid_file"), "r");
+	const char *pf = conf_str(c, "pid_file");
+	FILE *f = fopen(pf, "r");
 	int pid = 0;
-	if (f && fscanf(f, "%d", &pid) == 1 && pid > 0)
-		kill(pid, SIGUSR1);
+	if (!f)
+		fprintf(stderr, "sluice: sluiced not told to run the queue: pid_file %s: %s\n", pf, strerror(errno));
+	else if (fscanf(f, "%d", &pid) != 1 || pid <= 0)
+		fprintf(stderr, "sluice: sluiced not told to run the queue: pid_file %s: no pid in it\n", pf);
+	else if (kill(pid, SIGUSR1) < 0)
+		fprintf(stderr, "sluice: sluiced not told to run the queue: pid %d (from %s): %s\n", pid, pf,
+			strerror(errno));
 	if (f)
 		fclose(f);
 }
@@ -262,7 +303,8 @@ static int queue_action(const char *qdir, const struct conf *c, const char *acti
 		usage();
 	}
 	if (rc < 0) {
-		fprintf(stderr, "sluice: %s %s: %s\n", action, id, strerror(errno));
+		fprintf(stderr, "sluice: %s %s (%s/%s/%s): %s\n", action, id, qdir, queue_dir_name(d), id,
+			strerror(errno));
 		return 1;
 	}
 	printf("sluice: %s: %s\n", id, action);
@@ -276,12 +318,27 @@ static int cmd_queue(int argc, char **argv)
 	char *err = NULL;
 	struct conf *c = NULL;
 	if (path) {
-		c = conf_load(path, params_all, NULL, &err);
+		char *abs = enter_base(path);
+		if (!abs)
+			return 1;
+		c = conf_load(abs, params_all, NULL, &err);
+		free(abs);
 		if (!c) {
 			fprintf(stderr, "sluice: %s\n", err);
 			return 1;
 		}
 		qdir = conf_str(c, "queue_directory");
+	}
+	struct stat st;
+	int serr = stat(qdir, &st) < 0 ? errno : !S_ISDIR(st.st_mode) ? ENOTDIR : 0;
+	if (serr) {
+		/* a relative one as resolved: from the config's base, our working directory */
+		char cwd[4096];
+		char *shown = conf_abs_path(getcwd(cwd, sizeof cwd) ? cwd : ".", qdir);
+		fprintf(stderr, "sluice: queue_directory %s: %s\n", shown, strerror(serr));
+		free(shown);
+		conf_free(&c);
+		return 1;
 	}
 	if (optind < argc && strcmp(argv[optind], "list") != 0) {
 		int rc = queue_action(qdir, c, argv[optind], optind + 1 < argc ? argv[optind + 1] : NULL);

@@ -14,6 +14,14 @@
  * (the generated config: the admin's file plus the wiring, last definition
  * wins as in Postfix), status (one line per child: name pid started
  * socket restarts), <name>.sock.
+ *
+ * Relative paths (conf.h): the supervisor works in the base directory and
+ * its children inherit it; the generated config names it as
+ * config_directory, and its sockets and file names are absolute.
+ * "started" means every daemon answered: each filter's socket accepts a
+ * connection and each smtpd_listen address of sluiced greets with 220.
+ * If one does not within start_timeout_s, everything is stopped and
+ * `sluice start` fails (without -f, the command waits for that answer).
  */
 #include "conf/conf.h"
 #include "conf/params.h"
@@ -23,6 +31,8 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <netdb.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -59,7 +69,11 @@ static const struct {
 
 static struct child kids[NFILTERS + 1];
 static size_t nkids;
-static char *run_dir, *gen_conf, *user_conf, *bindir;
+static char *run_dir, *gen_conf, *user_conf, *bindir, *base_dir;
+/* sluiced's smtpd_listen addresses: probed for a 220 greeting */
+static char **mta_listen;
+static size_t n_mta_listen;
+static const double start_timeout_s = 30;
 static volatile sig_atomic_t got_term, got_hup, got_chld;
 
 static void on_sig(int sig)
@@ -139,6 +153,8 @@ static int write_generated(const struct conf *c, char **err_out)
 	sbuf_add(&out, text, len);
 	free(text);
 	sbuf_printf(&out, "\n# ---- added by `sluice start` (the file above is %s) ----\n", user_conf);
+	/* relative paths above stay relative to the admin's file, not to this one */
+	sbuf_printf(&out, "config_directory = %s\n", base_dir);
 	for (size_t i = 0; i < nkids; i++)
 		if (kids[i].sock)
 			sbuf_printf(&out, "%s_socket = unix:%s\n", kids[i].name, kids[i].sock);
@@ -175,12 +191,27 @@ static int write_generated(const struct conf *c, char **err_out)
 		sbuf_adds(&out, "\n");
 	}
 	char *tmpname = xasprintf("%s.tmp", gen_conf);
-	int fd = open(tmpname, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-	int ok = fd >= 0 && write(fd, out.buf, out.len) == (ssize_t)out.len && fsync(fd) == 0;
-	if (fd >= 0)
-		close(fd);
-	if (!ok || rename(tmpname, gen_conf) < 0) {
-		*err_out = xasprintf("%s: %s", gen_conf, strerror(errno));
+	const char *what = NULL;
+	int fd = open(tmpname, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	ssize_t w = fd >= 0 ? write(fd, out.buf, out.len) : -1;
+	if (fd < 0)
+		what = "cannot create";
+	else if (w != (ssize_t)out.len)
+		what = "cannot write";
+	else if (fsync(fd) < 0)
+		what = "cannot fsync";
+	int e = what ? (w >= 0 && fd >= 0 && !errno ? ENOSPC : errno) : 0;
+	if (fd >= 0 && close(fd) < 0 && !what) {
+		what = "cannot write";
+		e = errno;
+	}
+	if (!what && rename(tmpname, gen_conf) < 0) {
+		*err_out = xasprintf("%s: cannot rename to %s: %s", tmpname, gen_conf, strerror(errno));
+		free(tmpname);
+		return -1;
+	}
+	if (what) {
+		*err_out = xasprintf("%s: %s: %s", tmpname, what, strerror(e));
 		free(tmpname);
 		return -1;
 	}
@@ -195,12 +226,16 @@ static void write_status(void)
 {
 	char *tmp = xasprintf("%s/status.tmp", run_dir), *final = xasprintf("%s/status", run_dir);
 	FILE *f = fopen(tmp, "w");
-	if (f) {
+	if (!f) {
+		log_event(NULL, "warning: %s: cannot write: %s", tmp, strerror(errno));
+	} else {
 		for (size_t i = 0; i < nkids; i++)
 			fprintf(f, "%s %d %.0f %s %u\n", kids[i].name, (int)kids[i].pid, kids[i].started,
 				kids[i].sock ? kids[i].sock : "-", kids[i].restarts);
-		fclose(f);
-		rename(tmp, final);
+		if ((ferror(f) | fclose(f)) != 0)
+			log_event(NULL, "warning: %s: cannot write: %s", tmp, strerror(errno));
+		else if (rename(tmp, final) < 0)
+			log_event(NULL, "warning: %s: cannot rename to %s: %s", tmp, final, strerror(errno));
 	}
 	free(tmp);
 	free(final);
@@ -228,29 +263,120 @@ static pid_t spawn(struct child *k)
 	return pid;
 }
 
-/* wait until the child's unix socket accepts connections (or it died) */
-static int wait_ready(struct child *k, double timeout_s)
+/* connect_unix - 1 if a unix socket at path accepts a connection */
+static int connect_unix(const char *path)
 {
-	double end = wall_time() + timeout_s;
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	struct sockaddr_un sun = { 0 };
+	sun.sun_family = AF_UNIX;
+	snprintf(sun.sun_path, sizeof sun.sun_path, "%s", path);
+	int ok = fd >= 0 && connect(fd, (struct sockaddr *)&sun, sizeof sun) == 0;
+	if (fd >= 0)
+		close(fd);
+	return ok;
+}
+
+/*
+ * greets - 1 if the listen address spec ("host:port", "[v6]:port", ":port",
+ * "unix:/path"; a wildcard host is probed on loopback) answers with a 220
+ * greeting within wait_ms.
+ */
+static int greets(const char *spec, int wait_ms)
+{
+	int fd = -1;
+	if (!strncmp(spec, "unix:", 5)) {
+		fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		struct sockaddr_un sun = { 0 };
+		sun.sun_family = AF_UNIX;
+		snprintf(sun.sun_path, sizeof sun.sun_path, "%s", spec + 5);
+		if (fd >= 0 && connect(fd, (struct sockaddr *)&sun, sizeof sun) < 0) {
+			close(fd);
+			return 0;
+		}
+	} else {
+		char host[256], port[32];
+		const char *hp = !strncmp(spec, "inet:", 5) ? spec + 5 : spec;
+		if (listen_parse_hostport(hp, host, sizeof host, port, sizeof port) < 0)
+			return 0;
+		if (!*host || !strcmp(host, "0.0.0.0") || !strcmp(host, "*"))
+			snprintf(host, sizeof host, "127.0.0.1");
+		else if (!strcmp(host, "::"))
+			snprintf(host, sizeof host, "::1");
+		struct addrinfo hints = { 0 }, *res;
+		hints.ai_socktype = SOCK_STREAM;
+		hints.ai_flags = AI_NUMERICSERV;
+		if (getaddrinfo(host, port, &hints, &res) != 0)
+			return 0;
+		fd = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		if (fd >= 0 && connect(fd, res->ai_addr, res->ai_addrlen) < 0) {
+			close(fd);
+			fd = -1;
+		}
+		freeaddrinfo(res);
+	}
+	if (fd < 0)
+		return 0;
+	char buf[512];
+	size_t got = 0;
+	double end = wall_time() + wait_ms / 1000.0;
+	while (got < 4 && wall_time() < end) {
+		struct pollfd pfd = { fd, POLLIN, 0 };
+		if (poll(&pfd, 1, (int)((end - wall_time()) * 1000) + 1) <= 0)
+			break;
+		ssize_t n = read(fd, buf + got, sizeof buf - 1 - got);
+		if (n <= 0)
+			break;
+		got += (size_t)n;
+	}
+	if (got >= 4 && !memcmp(buf, "220", 3))
+		(void)!write(fd, "QUIT\r\n", 6);
+	close(fd);
+	return got >= 4 && !memcmp(buf, "220", 3);
+}
+
+/*
+ * wait_ready - until the child answers: a filter's unix socket accepts a
+ * connection, sluiced greets on every smtpd_listen address (none: it is
+ * still running after a second). 0, or -1 when it died (*status_out set,
+ * k->pid = 0) or did not answer within timeout_s (*status_out = -1).
+ */
+static int wait_ready(struct child *k, double timeout_s, int *status_out)
+{
+	double begin = wall_time(), end = begin + timeout_s;
+	size_t next = 0;	/* sluiced: the first address that has not greeted yet */
+	*status_out = -1;
 	while (wall_time() < end) {
 		int st;
 		if (waitpid(k->pid, &st, WNOHANG) == k->pid) {
 			k->pid = 0;
+			*status_out = st;
 			return -1;
 		}
-		int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-		struct sockaddr_un sun = { 0 };
-		sun.sun_family = AF_UNIX;
-		snprintf(sun.sun_path, sizeof sun.sun_path, "%s", k->sock);
-		int ok = connect(fd, (struct sockaddr *)&sun, sizeof sun) == 0;
-		close(fd);
-		if (ok) {
-			chmod(k->sock, 0666);	/* sluiced's receivers run as mail_owner */
-			return 0;
+		if (k->sock) {
+			if (connect_unix(k->sock)) {
+				chmod(k->sock, 0666);	/* sluiced's receivers run as mail_owner */
+				return 0;
+			}
+		} else {
+			while (next < n_mta_listen && greets(mta_listen[next], 2000))
+				next++;
+			if (next == n_mta_listen && (n_mta_listen || wall_time() - begin > 1))
+				return 0;
 		}
 		usleep(20000);
 	}
 	return -1;
+}
+
+/* how a child that did not come up ended, for the log */
+static char *not_ready_reason(const struct child *k, int status)
+{
+	if (status == -1)
+		return xasprintf("%s (pid %d) did not answer on %s within %.0fs", k->name, (int)k->pid,
+				 k->sock ? k->sock : n_mta_listen ? mta_listen[0] : "-", start_timeout_s);
+	if (WIFSIGNALED(status))
+		return xasprintf("%s was killed by signal %d while starting", k->name, WTERMSIG(status));
+	return xasprintf("%s exited with status %d while starting", k->name, WEXITSTATUS(status));
 }
 
 static void reap_and_schedule(void)
@@ -287,8 +413,20 @@ static void restart_due(void)
 		k->restart_at = 0;
 		k->restarts++;
 		spawn(k);
-		if (k->sock && wait_ready(k, 20) == 0)
+		int st;
+		if (wait_ready(k, 20, &st) == 0) {
 			log_event(NULL, "%s restarted (pid %d)", k->name, (int)k->pid);
+		} else {
+			char *why = not_ready_reason(k, st);
+			if (k->pid == 0) {	/* died again: reaped here, so schedule it here */
+				log_event(NULL, "warning: %s; restarting in %.0fs", why, k->backoff_s);
+				k->restart_at = wall_time() + k->backoff_s;
+				k->backoff_s = k->backoff_s * 2 > 60 ? 60 : k->backoff_s * 2;
+			} else {
+				log_event(NULL, "warning: %s", why);
+			}
+			free(why);
+		}
 	}
 	write_status();
 }
@@ -370,6 +508,83 @@ static void supervise(void)
 	sigprocmask(SIG_SETMASK, &old, NULL);
 }
 
+/* mkdir_parents - mkdir -p path (new directories get mode); 0 or -1 with *err_out "path: reason". */
+static int mkdir_parents(const char *path, mode_t mode, char **err_out)
+{
+	char *p = xstrdup(path);
+	for (char *s = p + 1;; s++) {
+		if (*s != '/' && *s)
+			continue;
+		char c = *s;
+		*s = 0;
+		if (mkdir(p, mode) < 0 && errno != EEXIST) {
+			*err_out = xasprintf("%s: %s", p, strerror(errno));
+			free(p);
+			return -1;
+		}
+		*s = c;
+		if (!c)
+			break;
+	}
+	free(p);
+	return 0;
+}
+
+/*
+ * detach_and_wait - into the background (new session, stdio on /dev/null);
+ * the command itself waits until the supervisor reports, prints the result
+ * and exits 0 (all daemons answer) or 1. Returns the supervisor's end of
+ * the report pipe.
+ */
+static int detach_and_wait(void)
+{
+	int p[2];
+	if (pipe2(p, O_CLOEXEC) < 0)
+		fatal("pipe: %s", strerror(errno));
+	pid_t pid = fork();
+	if (pid < 0)
+		fatal("fork: %s", strerror(errno));
+	if (pid > 0) {
+		close(p[1]);
+		char buf[4096];
+		size_t got = 0;
+		ssize_t n;
+		while (got < sizeof buf - 1 && (n = read(p[0], buf + got, sizeof buf - 1 - got)) != 0)
+			if (n > 0)
+				got += (size_t)n;
+			else if (errno != EINTR)
+				break;
+		buf[got] = 0;
+		if (!strncmp(buf, "ok", 2)) {
+			printf("sluice: started (generated config %s)\n", gen_conf);
+			exit(0);
+		}
+		fprintf(stderr, "sluice: not started: %s\n", got ? buf : "the supervisor exited during start-up");
+		exit(1);
+	}
+	close(p[0]);
+	setsid();
+	int fd = open("/dev/null", O_RDWR);
+	if (fd >= 0) {
+		dup2(fd, 0);
+		dup2(fd, 1);
+		dup2(fd, 2);
+		if (fd > 2)
+			close(fd);
+	}
+	return p[1];
+}
+
+/* report - tell the waiting command "ok" (why == NULL) or why not; closes fd. */
+static void report(int fd, const char *why)
+{
+	if (fd < 0)
+		return;
+	const char *msg = why ? why : "ok";
+	(void)!write(fd, msg, strlen(msg));
+	close(fd);
+}
+
 static int start_main(int argc, char **argv)
 {
 	int foreground = 0, opt;
@@ -392,14 +607,39 @@ static int start_main(int argc, char **argv)
 		fprintf(stderr, "sluice: %s\n", err);
 		return 1;
 	}
-	const char *logerr;
-	log_init("sluice", conf_str(c, "maillog_file"),
-		 strcmp(conf_str(c, "log_format"), "json") ? LOG_FORMAT_PLAIN : LOG_FORMAT_JSON, &logerr);
-	bindir = daemon_self_dir();
-	run_dir = xstrdup(conf_str(c, "run_directory"));
-	if (mkdir(run_dir, 0755) < 0 && errno != EEXIST) {
-		fprintf(stderr, "sluice: run_directory %s: %s\n", run_dir, strerror(errno));
+	/* relative paths: from the base directory, for us and every child (conf.h) */
+	char *abs_conf = realpath(user_conf, NULL);
+	if (!abs_conf) {
+		fprintf(stderr, "sluice: %s: %s\n", user_conf, strerror(errno));
 		return 1;
+	}
+	base_dir = conf_base_dir(c, &err);
+	if (!base_dir) {
+		fprintf(stderr, "sluice: %s\n", err);
+		return 1;
+	}
+	if (chdir(base_dir) < 0) {
+		fprintf(stderr, "sluice: chdir %s: %s\n", base_dir, strerror(errno));
+		return 1;
+	}
+	user_conf = abs_conf;
+	const char *logerr;
+	if (log_init("sluice", conf_str(c, "maillog_file"),
+		     strcmp(conf_str(c, "log_format"), "json") ? LOG_FORMAT_PLAIN : LOG_FORMAT_JSON, &logerr) < 0) {
+		fprintf(stderr, "sluice: %s: maillog_file %s: %s\n", conf_where(c, "maillog_file"),
+			conf_str(c, "maillog_file"), logerr);
+		return 1;
+	}
+	bindir = daemon_self_dir();
+	run_dir = conf_abs_path(base_dir, conf_str(c, "run_directory"));
+	if (mkdir_parents(run_dir, 0755, &err) < 0) {
+		fprintf(stderr, "sluice: %s: run_directory %s\n", conf_where(c, "run_directory"), err);
+		return 1;
+	}
+	char *real_run = realpath(run_dir, NULL);	/* no "conf/../": socket paths are short */
+	if (real_run) {
+		free(run_dir);
+		run_dir = real_run;
 	}
 	gen_conf = xasprintf("%s/sluice.conf", run_dir);
 	select_filters(c);
@@ -407,6 +647,10 @@ static int start_main(int argc, char **argv)
 		fprintf(stderr, "sluice: %s\n", err);
 		return 1;
 	}
+	const char *const *ls = conf_list(c, "smtpd_listen", &n_mta_listen);
+	mta_listen = xcalloc(n_mta_listen + 1, sizeof *mta_listen);
+	for (size_t i = 0; i < n_mta_listen; i++)
+		mta_listen[i] = xstrdup(ls[i]);
 	conf_free(&c);
 	struct child *m = &kids[nkids++];
 	memset(m, 0, sizeof *m);
@@ -414,11 +658,13 @@ static int start_main(int argc, char **argv)
 	m->kind = K_MTA;
 	m->bin = xasprintf("%s/sluiced", bindir);
 	m->backoff_s = 1;
+	int report_fd = -1;
 	if (!foreground)
-		daemon_detach();
+		report_fd = detach_and_wait();
 	char *pidfile = xasprintf("%s/sluice.pid", run_dir);
 	if (daemon_pidfile(pidfile, &err) < 0) {
 		log_event(NULL, "fatal: %s", err);
+		report(report_fd, err);
 		return 1;
 	}
 	signal(SIGPIPE, SIG_IGN);
@@ -428,16 +674,28 @@ static int start_main(int argc, char **argv)
 	for (size_t i = 0; i < nkids; i++) {
 		struct child *k = &kids[i];
 		spawn(k);
-		if (k->sock && wait_ready(k, 30) < 0) {
-			log_event(NULL, "warning: %s did not come up on %s; sluiced applies its default action "
-				  "until it does", k->name, k->sock);
-			k->restart_at = wall_time() + k->backoff_s;
-		} else if (k->sock) {
-			log_event(NULL, "%s ready on unix:%s (pid %d)", k->name, k->sock, (int)k->pid);
+		int st;
+		if (wait_ready(k, start_timeout_s, &st) < 0) {
+			char *why = not_ready_reason(k, st);
+			log_event(NULL, "fatal: %s; stopping (its log says why)", why);
+			report(report_fd, why);
+			free(why);
+			got_term = 1;	/* no restarts while stopping */
+			stop_all();
+			write_status();
+			unlink(pidfile);
+			return 1;
 		}
+		if (k->sock)
+			log_event(NULL, "%s ready on unix:%s (pid %d)", k->name, k->sock, (int)k->pid);
+		else
+			log_event(NULL, "sluiced ready on %s (pid %d)", n_mta_listen ? mta_listen[0] : "-",
+				  (int)k->pid);
 	}
 	write_status();
-	log_event(NULL, "started: %zu filter(s) and sluiced; generated config %s", nkids - 1, gen_conf);
+	log_event(NULL, "started: %zu filter(s) and sluiced, all answering; generated config %s", nkids - 1,
+		  gen_conf);
+	report(report_fd, NULL);
 	supervise();
 	unlink(pidfile);
 	log_event(NULL, "stopped");
@@ -461,26 +719,43 @@ static int pid_alive(pid_t pid)
 	return !(rp && rp[1] == ' ' && rp[2] == 'Z');
 }
 
-static int read_pid(const char *conf_path, pid_t *pid_out, char **rundir_out)
+/*
+ * read_pid - the supervisor's pid from run_directory/sluice.pid. 0, or -1
+ * with *why_out (caller frees; NULL when the config itself failed, which
+ * is printed here) naming the file and what is wrong with it.
+ */
+static int read_pid(const char *conf_path, pid_t *pid_out, char **rundir_out, char **why_out)
 {
+	*why_out = NULL;
 	char *err = NULL;
 	struct conf *c = conf_load(conf_path, params_all, NULL, &err);
 	if (!c) {
 		fprintf(stderr, "sluice: %s\n", err);
 		return -1;
 	}
-	*rundir_out = xstrdup(conf_str(c, "run_directory"));
+	char *base = conf_base_dir(c, &err);
+	if (!base) {
+		fprintf(stderr, "sluice: %s\n", err);
+		conf_free(&c);
+		return -1;
+	}
+	*rundir_out = conf_abs_path(base, conf_str(c, "run_directory"));
+	free(base);
 	conf_free(&c);
 	char *p = xasprintf("%s/sluice.pid", *rundir_out);
 	FILE *f = fopen(p, "r");
-	free(p);
 	int pid = 0;
-	if (!f || fscanf(f, "%d", &pid) != 1 || pid <= 0 || !pid_alive(pid)) {
-		if (f)
-			fclose(f);
+	if (!f)
+		*why_out = xasprintf("%s: %s", p, strerror(errno));
+	else if (fscanf(f, "%d", &pid) != 1 || pid <= 0)
+		*why_out = xasprintf("%s: no pid in it", p);
+	else if (!pid_alive(pid))
+		*why_out = xasprintf("%s: pid %d is not running", p, pid);
+	if (f)
+		fclose(f);
+	free(p);
+	if (*why_out)
 		return -1;
-	}
-	fclose(f);
 	*pid_out = pid;
 	return 0;
 }
@@ -500,15 +775,19 @@ static int signal_main(int argc, char **argv, int sig, const char *what)
 {
 	const char *path = conf_arg(argc, argv);
 	pid_t pid;
-	char *rd = NULL;
+	char *rd = NULL, *why = NULL;
 	if (!path) {
 		fprintf(stderr, "usage: sluice %s -c sluice.conf\n", argv[1]);
 		return 2;
 	}
-	if (read_pid(path, &pid, &rd) < 0) {
-		fprintf(stderr, "sluice: not running (no live pid in %s/sluice.pid)\n", rd ? rd : "run_directory");
+	if (read_pid(path, &pid, &rd, &why) < 0) {
+		if (why)
+			fprintf(stderr, "sluice: not running (%s)\n", why);
+		free(why);
+		free(rd);
 		return 1;
 	}
+	free(rd);
 	kill(pid, sig);
 	if (sig == SIGTERM)
 		while (pid_alive(pid))
@@ -521,19 +800,25 @@ static int status_main(int argc, char **argv)
 {
 	const char *path = conf_arg(argc, argv);
 	pid_t pid;
-	char *rd = NULL;
+	char *rd = NULL, *why = NULL;
 	if (!path) {
 		fprintf(stderr, "usage: sluice status -c sluice.conf\n");
 		return 2;
 	}
-	if (read_pid(path, &pid, &rd) < 0) {
-		printf("sluice: not running\n");
+	if (read_pid(path, &pid, &rd, &why) < 0) {
+		if (why)
+			printf("sluice: not running (%s)\n", why);
+		free(why);
+		free(rd);
 		return 1;
 	}
 	printf("supervisor pid %d\n%-10s %7s %-20s %8s  %s\n", (int)pid, "daemon", "pid", "up since", "restarts",
 	       "socket");
 	char *sp = xasprintf("%s/status", rd);
+	free(rd);
 	FILE *f = fopen(sp, "r");
+	if (!f)
+		fprintf(stderr, "sluice: %s: %s\n", sp, strerror(errno));
 	char name[64], sock[4096];
 	int cpid;
 	double started;

@@ -37,3 +37,38 @@ def test_keygen_file_errors_say_why(tmp_path):
     r = run("sluice", "keygen", "--check", "-d", "example.com", "-s", "sel", "-k", str(tmp_path / "nokey"))
     assert r.returncode == 2
     assert "%s/nokey: cannot read: No such file or directory" % tmp_path in r.stderr, r.stderr
+
+
+def write_conf(tmp_path, text):
+    p = tmp_path / "sluice.conf"
+    p.write_text(text)
+    return str(p)
+
+
+def test_tool_file_errors_name_path_and_reason(tmp_path):
+    missing = str(tmp_path / "missing.conf")
+    for args in (("check", "-c", missing), ("queue", "-c", missing), ("status", "-c", missing),
+                 ("start", "-c", missing), ("params", "-c", missing)):
+        r = run("sluice", *args)
+        assert r.returncode != 0
+        assert missing + ": cannot open: No such file or directory" in r.stderr, (args, r.stderr)
+    r = run("sluice-sendmail", "-C", missing, "bob@example.com")
+    assert r.returncode != 0
+    assert missing + ": cannot open: No such file or directory" in r.stderr, r.stderr
+
+    conf = write_conf(tmp_path, "queue_directory = nowhere/spool\nrun_directory = nowhere/run\n"
+                      "maillog_file = %s/log\n" % tmp_path)
+    r = run("sluice", "queue", "-c", conf)
+    assert r.returncode == 1
+    assert "queue_directory %s/nowhere/spool: No such file or directory" % tmp_path in r.stderr, r.stderr
+    r = run("sluice", "status", "-c", conf)
+    assert r.returncode == 1
+    assert "%s/nowhere/run/sluice.pid: No such file or directory" % tmp_path in r.stdout, r.stdout
+    r = run("sluice", "stop", "-c", conf)
+    assert r.returncode == 1
+    assert "%s/nowhere/run/sluice.pid: No such file or directory" % tmp_path in r.stderr, r.stderr
+    (tmp_path / "afile").write_text("")
+    conf = write_conf(tmp_path, "run_directory = afile/run\nmaillog_file = %s/log\n" % tmp_path)
+    r = run("sluice", "start", "-c", conf)
+    assert r.returncode == 1
+    assert "sluice.conf:1: run_directory %s/afile/run: Not a directory" % tmp_path in r.stderr, r.stderr

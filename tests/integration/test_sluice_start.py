@@ -1,13 +1,15 @@
 """`sluice start`: the integrated server with filters enabled in sluice.conf."""
 
 import os
+import shutil
 import signal
 import subprocess
+import tempfile
 
 import dkim
 import pytest
 
-from conftest import BIN, SmtpRaw, Sluiced, wait_for
+from conftest import BIN, REPO, SmtpRaw, Sluiced, free_port, wait_for
 
 
 def status(s):
@@ -146,3 +148,161 @@ def test_generated_config_survives_an_empty_recipient_restrictions_line(tmp_path
         assert b"DKIM-Signature:" in data and b"X-Comment: SPF check N/A" in data, data[:2000]
     finally:
         stop(s, sup)
+
+
+HAVE_FILTERS = all(os.path.exists(os.path.join(BIN, b)) for b in ("sluice-dkim", "sluice-spf"))
+
+
+class EmbeddedTree:
+    """A temp copy of the source tree's layout for `make run`: conf/ as
+    shipped (conf/sluice.conf with its relative paths, vmailbox, virtual)
+    with `extra` settings appended (the last definition wins), bin/ ->
+    SLUICE_BIN, and what tools/run.sh prepares (var/ and a self-signed
+    certificate). World-traversable, so mail_owner can reach it."""
+
+    def __init__(self, extra):
+        self.top = tempfile.mkdtemp(prefix="sluice-embedded.")
+        os.chmod(self.top, 0o755)
+        os.mkdir(os.path.join(self.top, "conf"))
+        for f in ("sluice.conf", "vmailbox", "virtual"):
+            shutil.copy(os.path.join(REPO, "conf", f), os.path.join(self.top, "conf", f))
+        os.symlink(BIN, os.path.join(self.top, "bin"))
+        for d in ("var/tls", "var/mail", "var/spool", "var/run"):
+            os.makedirs(os.path.join(self.top, d))
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                        "-subj", "/CN=mail.example.com", "-keyout", self.path("var/tls/key.pem"),
+                        "-out", self.path("var/tls/cert.pem")], check=True, capture_output=True)
+        os.chmod(self.path("var/tls/key.pem"), 0o600)
+        self.port = free_port()
+        self.conf = self.path("conf/sluice.conf")
+        with open(self.conf, "a") as f:
+            f.write("\n# test: a free port, a log file; relative paths as shipped\n"
+                    "smtpd_listen = 127.0.0.1:%d\nmaillog_file = ../var/maillog\n" % self.port)
+            if os.geteuid() == 0:
+                f.write("mail_owner = nobody\n")
+            f.write(extra)
+
+    def path(self, rel):
+        return os.path.join(self.top, rel)
+
+    def sluice(self, *args, cwd="/", **kw):
+        """bin/sluice ARGS from cwd (by default /: nothing may depend on it)."""
+        return subprocess.run([self.path("bin/sluice")] + list(args), cwd=cwd, capture_output=True,
+                              text=True, **kw)
+
+    def log(self):
+        try:
+            return open(self.path("var/maillog"), errors="replace").read()
+        except OSError:
+            return ""
+
+    def greets(self):
+        try:
+            c = SmtpRaw("127.0.0.1", self.port, timeout=5)
+            ok = c.reply()[0] == 220
+            c.cmd("QUIT")
+            return ok
+        except OSError:
+            return False
+
+    def cleanup(self):
+        self.sluice("stop", "-c", self.conf, timeout=90)
+        shutil.rmtree(self.top, ignore_errors=True)
+
+
+DKIM_SPF = ("dkim_enable = yes\ndkim_domain = example.com\ndkim_selector = sel\n"
+            "dkim_key_file = ../var/dkim/sel.private\nspf_enable = yes\n")
+
+
+@pytest.mark.skipif(not HAVE_FILTERS, reason="sluice-dkim and sluice-spf not built")
+def test_make_run_layout_with_dkim_and_spf():
+    # conf/sluice.conf as shipped, run the way `make run` runs it (from the
+    # top of the tree, paths relative to conf/), with dkim and spf enabled:
+    # the generated socket paths were relative and both daemons refused them
+    t = EmbeddedTree(DKIM_SPF)
+    sup = None
+    try:
+        # the key where the shipped comment says, made as it says (-D var/dkim does not exist yet)
+        r = subprocess.run(["bin/sluice", "keygen", "-d", "example.com", "-s", "sel", "-D", "var/dkim"],
+                           cwd=t.top, capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
+        r = subprocess.run(["bin/sluice", "check", "-c", "conf/sluice.conf"], cwd=t.top, capture_output=True,
+                           text=True)
+        assert r.returncode == 0, r.stdout + r.stderr
+        sup = subprocess.Popen(["bin/sluice", "start", "-f", "-c", "conf/sluice.conf"], cwd=t.top,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for(lambda: "started:" in t.log() or sup.poll() is not None, timeout=60,
+                 what="sluice start (log: %s)" % t.log())
+        log = t.log()
+        assert "started: 2 filter(s) and sluiced, all answering" in log, log
+        assert "restarting" not in log and "fatal" not in log, log
+        gen = open(t.path("var/run/sluice.conf")).read()
+        run = os.path.realpath(t.path("var/run"))
+        assert "\nconfig_directory = %s\n" % os.path.realpath(t.path("conf")) in gen
+        assert "\ndkim_socket = unix:%s/dkim.sock\n" % run in gen
+        assert "\nsmtpd_recipient_restrictions = check_policy_service unix:%s/spf.sock\n" % run in gen
+        # from anywhere: status finds the run directory through the config
+        st = t.sluice("status", "-c", t.conf)
+        assert st.returncode == 0 and "(down)" not in st.stdout, st.stdout + st.stderr
+        for name in ("dkim", "spf", "sluiced"):
+            assert "\n" + name + " " in st.stdout, st.stdout
+        # a message through the chain lands in var/mail as the shipped comment says
+        c = SmtpRaw("127.0.0.1", t.port)
+        assert c.reply()[0] == 220
+        c.cmd("EHLO client.test")
+        assert c.cmd("MAIL FROM:<alice@example.com>")[0] == 250
+        assert c.cmd("RCPT TO:<user@example.com>")[0] == 250
+        assert c.cmd("DATA")[0] == 354
+        c.send(b"From: alice@example.com\r\nTo: user@example.com\r\nSubject: make run\r\n\r\nhi\r\n.\r\n")
+        assert c.reply()[0] == 250
+        c.cmd("QUIT")
+        new = t.path("var/mail/example.com/user/new")
+        files = wait_for(lambda: os.path.isdir(new) and os.listdir(new), timeout=30,
+                         what="delivery to var/mail (log: %s)" % t.log())
+        data = open(os.path.join(new, files[0]), "rb").read()
+        assert b"DKIM-Signature:" in data and b"X-Comment: SPF check N/A" in data, data[:1500]
+        r = t.sluice("stop", "-c", t.conf, timeout=90)
+        assert r.returncode == 0, r.stderr
+        sup.wait(timeout=30)
+    finally:
+        if sup and sup.poll() is None:
+            sup.kill()
+            sup.wait()
+        t.cleanup()
+
+
+@pytest.mark.skipif(not HAVE_FILTERS, reason="sluice-dkim and sluice-spf not built")
+def test_start_in_background_waits_until_every_daemon_answers():
+    t = EmbeddedTree(DKIM_SPF)
+    try:
+        assert t.sluice("keygen", "-d", "example.com", "-s", "sel", "-D", t.path("var/dkim")).returncode == 0
+        r = t.sluice("start", "-c", t.conf, timeout=120)
+        assert r.returncode == 0, r.stdout + r.stderr + t.log()
+        assert "started" in r.stdout
+        assert t.greets()     # no waiting: "started" means it answers now
+        for sock in ("dkim.sock", "spf.sock"):
+            assert os.path.exists(t.path("var/run/" + sock))
+        assert t.sluice("stop", "-c", t.conf, timeout=90).returncode == 0
+    finally:
+        t.cleanup()
+
+
+@pytest.mark.skipif(not HAVE_FILTERS, reason="sluice-dkim and sluice-spf not built")
+def test_start_fails_when_a_daemon_does_not_come_up():
+    # no key file: sluice-dkim exits at start; `sluice start` must not say
+    # "started", and must leave nothing running
+    t = EmbeddedTree(DKIM_SPF)
+    try:
+        r = t.sluice("start", "-c", t.conf, timeout=120)
+        assert r.returncode == 1, r.stdout + r.stderr
+        assert "not started: dkim exited with status" in r.stderr, r.stderr
+        assert "started:" not in t.log()
+        assert not t.greets()
+        st = t.sluice("status", "-c", t.conf)
+        assert st.returncode == 1 and "not running" in st.stdout
+        # the same in the foreground
+        r = t.sluice("start", "-f", "-c", t.conf, timeout=120)
+        assert r.returncode == 1
+        assert "fatal: dkim exited with status" in t.log()
+    finally:
+        t.cleanup()

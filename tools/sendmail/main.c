@@ -295,6 +295,9 @@ int main(int argc, char **argv)
 	struct conf *c = conf_load(conf_path, params_all, NULL, &err);
 	if (!c)
 		die(EX_UNAVAILABLE, "%s", err);
+	/* a relative sendmail_socket (or queue_directory) is relative to the config's base (conf.h) */
+	if (conf_enter_base_dir(c, &err) < 0)
+		die(EX_UNAVAILABLE, "%s", err);
 	const char *sock = conf_str(c, "sendmail_socket");
 	if (bs)
 		return relay_smtp(connect_socket(sock));
