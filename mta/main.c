@@ -33,6 +33,9 @@ struct child {
 
 static struct child children[MAX_CHILDREN];
 static size_t nchildren;
+/* receivers replaced at a reload, finishing their sessions (SIGUSR2) */
+static pid_t retiring[4 * MAX_CHILDREN];
+static size_t nretiring;
 static volatile sig_atomic_t got_term, got_hup, got_chld, got_usr1;
 
 static void on_signal(int sig)
@@ -120,6 +123,11 @@ static void reap(void)
 	int st;
 	pid_t pid;
 	while ((pid = waitpid(-1, &st, WNOHANG)) > 0) {
+		for (size_t i = 0; i < nretiring; i++)
+			if (retiring[i] == pid) {
+				retiring[i] = retiring[--nretiring];
+				break;
+			}
 		for (size_t i = 0; i < nchildren; i++) {
 			if (children[i].pid != pid)
 				continue;
@@ -143,6 +151,46 @@ static void broadcast(int sig)
 	for (size_t i = 0; i < nchildren; i++)
 		if (children[i].pid > 0)
 			kill(children[i].pid, sig);
+	for (size_t i = 0; i < nretiring; i++)
+		kill(retiring[i], sig);
+}
+
+/*
+ * reload - SIGHUP. Receivers run as mail_owner and may not read what
+ * root can (a 0600 TLS key, a root-only table), so, like Postfix's master,
+ * we do not let them re-read the config: the master (still root) checks
+ * it, then starts a fresh receiver per slot, which reads everything before
+ * it drops privileges, and retires the old one (SIGUSR2: stop accepting,
+ * finish the sessions in progress). A config that does not load leaves
+ * everything running as it is. The queue manager reloads in place.
+ * XXX: root-only files the queue manager reads (smtp_sasl_password_maps)
+ * need a restart.
+ */
+static void reload(void)
+{
+	char *err = NULL;
+	if (smtpd_validate(config_file, &err) < 0) {
+		log_event(NULL, "warning: reload failed, keeping the running configuration: %s", err);
+		free(err);
+		return;
+	}
+	for (size_t i = 0; i < nchildren; i++) {
+		struct child *c = &children[i];
+		if (c->is_qmgr) {
+			if (c->pid > 0)
+				kill(c->pid, SIGHUP);
+			continue;
+		}
+		if (c->pid > 0) {
+			if (nretiring == sizeof retiring / sizeof retiring[0]) {
+				kill(c->pid, SIGHUP);	/* too many still finishing: reload in place */
+				continue;
+			}
+			retiring[nretiring++] = c->pid;
+			kill(c->pid, SIGUSR2);
+		}
+		start_child(c);
+	}
 }
 
 static void master_loop(long long graceful_s)
@@ -171,7 +219,7 @@ static void master_loop(long long graceful_s)
 		if (got_hup) {
 			got_hup = 0;
 			log_event(NULL, "reload -- configuration %s", config_file);
-			broadcast(SIGHUP);
+			reload();
 		}
 		if (got_term)
 			break;

@@ -74,17 +74,27 @@ static void stop_check(evutil_socket_t fd, short what, void *arg)
 	evtimer_add(stop_timer, &tv);
 }
 
+/*
+ * on_term - SIGTERM: stop accepting, give the sessions in progress
+ * graceful_stop_timeout. SIGUSR2 (replaced at a reload, main.c): the same
+ * without a deadline; each session still ends by smtpd_timeout. A SIGTERM
+ * after a SIGUSR2 sets the deadline.
+ */
 static void on_term(evutil_socket_t fd, short what, void *arg)
 {
-	(void)fd;
 	(void)what;
 	(void)arg;
-	if (srv.stopping)
+	int retire = fd == SIGUSR2;
+	double deadline = retire ? 1e300 : wall_time() + (double)srv.cfg.graceful_stop_s;
+	if (srv.stopping) {
+		if (deadline < stop_deadline)
+			stop_deadline = deadline;
 		return;
+	}
 	srv.stopping = 1;
 	for (size_t i = 0; i < nevl; i++)
 		evconnlistener_disable(evl[i]);
-	stop_deadline = wall_time() + (double)srv.cfg.graceful_stop_s;
+	stop_deadline = deadline;
 	stop_timer = evtimer_new(srv.base, stop_check, NULL);
 	stop_check(-1, 0, NULL);
 }
@@ -138,8 +148,10 @@ void receiver_main(const char *conf_path, struct listener *ls, size_t nls, int n
 		nevl++;
 	}
 	struct event *ev_term = evsignal_new(srv.base, SIGTERM, on_term, NULL);
+	struct event *ev_retire = evsignal_new(srv.base, SIGUSR2, on_term, NULL);
 	struct event *ev_hup = evsignal_new(srv.base, SIGHUP, on_hup, NULL);
 	event_add(ev_term, NULL);
+	event_add(ev_retire, NULL);
 	event_add(ev_hup, NULL);
 	signal(SIGPIPE, SIG_IGN);
 	event_base_dispatch(srv.base);

@@ -168,3 +168,73 @@ def test_queue_hold_release_delete(sluiced_factory, tmp_path):
     r = subprocess.run([sluice, "queue", "-c", s.conf_path, "release", "NOSUCHID"], capture_output=True, text=True)
     assert r.returncode == 1 and "no such message" in r.stderr
     assert s.proc.poll() is None   # the signal did not hurt sluiced
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="a root-only key and a privilege drop need root")
+def test_reload_with_a_root_only_tls_key():
+    # receivers run as mail_owner and cannot read a 0600 root key: a reload
+    # they did themselves failed ("keeping the running configuration"), so
+    # `sluice reload` changed nothing. The master (root) now starts fresh
+    # receivers that read the key before they drop privileges, as Postfix's
+    # master does.
+    import shutil
+    import smtplib
+    import ssl
+    import tempfile
+    from conftest import Sluiced
+    d = tempfile.mkdtemp(prefix="sluice-tlsreload-")
+    os.chmod(d, 0o755)   # nobody must reach the queue and Maildirs below it
+    key, cert = os.path.join(d, "key.pem"), os.path.join(d, "cert.pem")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=mx.test",
+                    "-keyout", key, "-out", cert], check=True, capture_output=True)
+    os.chown(key, 0, 0)
+    os.chmod(key, 0o600)
+    s = Sluiced(d, f"mail_owner = nobody\nsmtpd_tls_cert_file = {cert}\nsmtpd_tls_key_file = {key}\n"
+                   "smtpd_tls_security_level = may\nsmtpd_banner = $myhostname ESMTP first\n")
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+
+    def banner():
+        c = SmtpRaw("127.0.0.1", s.port)
+        text = c.reply()[1]
+        c.cmd("QUIT")
+        return text
+
+    def send_over_tls(user):
+        with smtplib.SMTP("127.0.0.1", s.port, timeout=30) as c:
+            c.starttls(context=ctx)
+            c.ehlo("client.test")
+            c.sendmail("s@example.net", ["%s@example.com" % user], b"Subject: tls after reload\r\n\r\nx\r\n")
+
+    try:
+        s.start()
+        assert "ESMTP first" in banner()
+        send_over_tls("alice")
+        with open(s.conf_path, "a") as f:
+            f.write("smtpd_banner = $myhostname ESMTP second\n")
+        s.proc.send_signal(signal.SIGHUP)
+        wait_for(lambda: "ESMTP second" in banner(), timeout=30,
+                 what="the reloaded banner (log: %s)" % s.log_text()[-2000:])
+        send_over_tls("bob")
+        s.wait_delivered("alice", 1)
+        s.wait_delivered("bob", 1)
+        assert "reload failed" not in s.log_text()
+        # the new receivers dropped privileges too
+        kids = subprocess.run(["pgrep", "-P", str(s.proc.pid)], capture_output=True, text=True).stdout.split()
+        nobody = pwd.getpwnam("nobody").pw_uid
+        for k in kids:
+            with open("/proc/%s/status" % k) as f:
+                uid_line = [line for line in f if line.startswith("Uid:")][0].split()
+            assert all(int(u) == nobody for u in uid_line[1:]), uid_line
+        # a bad config at reload: the running receivers stay, with their configuration
+        with open(s.conf_path, "a") as f:
+            f.write("smtpd_recipient_limit = -5\n")
+        s.proc.send_signal(signal.SIGHUP)
+        wait_for(lambda: "smtpd_recipient_limit" in s.log_text(), what="the reload error in the log")
+        assert "ESMTP second" in banner()
+        send_over_tls("carol")
+        s.wait_delivered("carol", 1)
+    finally:
+        s.stop()
+        shutil.rmtree(d, ignore_errors=True)
