@@ -10,6 +10,7 @@
 #include "lib/daemon.h"
 #include "lib/log.h"
 #include "lib/util.h"
+#include "lib/version.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -56,6 +57,25 @@ static void usage(void)
 {
 	fputs(USAGE, stderr);
 	exit(2);
+}
+
+/* --help (usage on stdout) and --version, anywhere before "--"; exit 0 */
+static void help_or_version(int argc, char **argv)
+{
+	for (int i = 1; i < argc && strcmp(argv[i], "--"); i++) {
+		if (!strcmp(argv[i], "--help")) {
+			fputs(USAGE "The sluice SMTP server: binds smtpd_listen, then runs receivers and a queue manager.\n"
+			      "  -c FILE    sluice.conf (relative paths in it are relative to its directory)\n"
+			      "  -f         stay in the foreground\n"
+			      "  --help     this text\n"
+			      "  --version  the version\n", stdout);
+			exit(0);
+		}
+		if (!strcmp(argv[i], "--version")) {
+			printf("sluiced (sluice) %s\n", SLUICE_VERSION);
+			exit(0);
+		}
+	}
 }
 
 static const char *config_file;
@@ -247,6 +267,7 @@ int main(int argc, char **argv)
 {
 	int foreground = 0, opt;
 	log_set_stderr_only("sluiced");
+	help_or_version(argc, argv);
 	while ((opt = getopt(argc, argv, "c:f")) != -1) {
 		if (opt == 'c')
 			config_file = optarg;

@@ -14,6 +14,7 @@
 #include "lib/daemon.h"
 #include "lib/log.h"
 #include "lib/util.h"
+#include "lib/version.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,12 +33,36 @@ int start_dispatch(int argc, char **argv);
 	      "       sluice keygen -d DOMAIN -s SELECTOR [-a rsa|ed25519|both] [-b BITS] [-D DIR]\n" \
 	      "       sluice keygen --check -d DOMAIN -s SELECTOR -k KEYFILE [-c FILE]\n" \
 	      "       sluice params [-c FILE] [-d] [NAME...]\n" \
-	      "       sluice start [-f] -c FILE | stop -c FILE | status -c FILE | reload -c FILE\n"
+	      "       sluice start [-f] -c FILE | stop -c FILE | status -c FILE | reload -c FILE\n" \
+	      "       sluice --help | --version\n"
 
 static void usage(void)
 {
 	fputs(USAGE, stderr);
 	exit(2);
+}
+
+/* --help (usage on stdout) and --version, anywhere before "--"; exit 0 */
+static void help_or_version(int argc, char **argv)
+{
+	for (int i = 1; i < argc && strcmp(argv[i], "--"); i++) {
+		if (!strcmp(argv[i], "--help")) {
+			fputs(USAGE "\n"
+			      "  check    validate a config, its tables and each enabled filter's settings\n"
+			      "  queue    list the queue (like mailq) and manage it\n"
+			      "  keygen   DKIM key pairs and their DNS records (-D DIR is created, mode 0700)\n"
+			      "  params   every parameter's value, like postconf (-d: defaults)\n"
+			      "  start    the integrated server: sluiced and every enabled filter (-f: foreground);\n"
+			      "           returns once every daemon answers\n"
+			      "  stop, status, reload   the running integrated server\n"
+			      "Relative paths in FILE are relative to its directory.\n", stdout);
+			exit(0);
+		}
+		if (!strcmp(argv[i], "--version")) {
+			printf("sluice (sluice) %s\n", SLUICE_VERSION);
+			exit(0);
+		}
+	}
 }
 
 
@@ -397,6 +422,7 @@ static int cmd_params(int argc, char **argv)
 int main(int argc, char **argv)
 {
 	log_set_stderr_only("sluice");
+	help_or_version(argc, argv);
 	if (argc < 2)
 		usage();
 	if (!strcmp(argv[1], "check"))

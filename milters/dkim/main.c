@@ -11,6 +11,7 @@
 #include "lib/daemon.h"
 #include "lib/log.h"
 #include "lib/util.h"
+#include "lib/version.h"
 
 #include <dlfcn.h>
 #include <libmilter/mfapi.h>
@@ -324,9 +325,30 @@ static void usage(void)
 	exit(2);
 }
 
+/* --help (usage on stdout) and --version, anywhere before "--"; exit 0 */
+static void help_or_version(int argc, char **argv)
+{
+	for (int i = 1; i < argc && strcmp(argv[i], "--"); i++) {
+		if (!strcmp(argv[i], "--help")) {
+			fputs("usage: sluice-dkim -c sluice.conf [-f] [-n]\n"
+			      "DKIM signing and verifying milter on dkim_socket.\n"
+			      "  -c FILE    sluice.conf (dkim_* settings)\n"
+			      "  -f         stay in the foreground\n"
+			      "  -n         check the configuration and exit 0 or 1\n"
+			      "  --help, --version\n", stdout);
+			exit(0);
+		}
+		if (!strcmp(argv[i], "--version")) {
+			printf("sluice-dkim (sluice) %s\n", SLUICE_VERSION);
+			exit(0);
+		}
+	}
+}
+
 int main(int argc, char **argv)
 {
 	int foreground = 0, check = 0, ch;
+	help_or_version(argc, argv);
 	while ((ch = getopt(argc, argv, "c:fn")) != -1) {
 		switch (ch) {
 		case 'c': config_file = optarg; break;

@@ -21,6 +21,7 @@
 #include "lib/daemon.h"
 #include "lib/log.h"
 #include "lib/util.h"
+#include "lib/version.h"
 #include "policyd/spf/spfd_policy.h"
 #include "policyd/spf/spfd_server.h"
 
@@ -34,6 +35,29 @@ static void usage(void)
 {
 	fprintf(stderr, "usage: sluice-spf -c sluice.conf [-f] [-s] [-n] [-q] [-o name=value]\n");
 	exit(2);
+}
+
+/* --help (usage on stdout) and --version, anywhere before "--"; exit 0 */
+static void help_or_version(int argc, char **argv)
+{
+	for (int i = 1; i < argc && strcmp(argv[i], "--"); i++) {
+		if (!strcmp(argv[i], "--help")) {
+			fputs("usage: sluice-spf -c sluice.conf [-f] [-s] [-n] [-q] [-o name=value]\n"
+			      "SPF policy server (Postfix policy delegation) on spf_socket.\n"
+			      "  -c FILE        sluice.conf (spf_* settings)\n"
+			      "  -f             stay in the foreground\n"
+			      "  -s             spawn mode: one client on stdin/stdout\n"
+			      "  -n             check the configuration and exit 0 or 1\n"
+			      "  -q             query mode (for tests)\n"
+			      "  -o name=value  override a parameter (repeatable)\n"
+			      "  --help, --version\n", stdout);
+			exit(0);
+		}
+		if (!strcmp(argv[i], "--version")) {
+			printf("sluice-spf (sluice) %s\n", SLUICE_VERSION);
+			exit(0);
+		}
+	}
 }
 
 /* load - config + options + resolver settings; NULL with *err_out. */
@@ -131,6 +155,7 @@ int main(int argc, char **argv)
 	int foreground = 0, spawn = 0, check_only = 0, query = 0, ch;
 
 	log_set_stderr_only("sluice-spf");
+	help_or_version(argc, argv);
 	while ((ch = getopt(argc, argv, "c:fsnqo:")) != -1) {
 		switch (ch) {
 		case 'c': config_file = optarg; break;

@@ -1,11 +1,16 @@
-"""The command-line tools as a user meets them: file errors name the path
-and the reason (strerror), and `sluice keygen -D DIR` creates DIR."""
+"""The command-line tools as a user meets them: every binary answers --help
+(usage on stdout, exit 0) and --version ("<prog> (sluice) X.Y.Z" from
+lib/version.h, exit 0); file errors name the path and the reason
+(strerror); `sluice keygen -D DIR` creates DIR."""
 
 import os
+import re
 import stat
 import subprocess
 
-from conftest import BIN
+import pytest
+
+from conftest import BIN, REPO
 
 
 def run(prog, *args, **kw):
@@ -72,3 +77,48 @@ def test_tool_file_errors_name_path_and_reason(tmp_path):
     r = run("sluice", "start", "-c", conf)
     assert r.returncode == 1
     assert "sluice.conf:1: run_directory %s/afile/run: Not a directory" % tmp_path in r.stderr, r.stderr
+
+
+def version():
+    text = open(os.path.join(REPO, "lib", "version.h")).read()
+    return re.search(r'#define SLUICE_VERSION "([^"]+)"', text).group(1)
+
+
+def binaries():
+    """Every program in SLUICE_BIN (not the test helpers under tests/)."""
+    try:
+        names = sorted(os.listdir(BIN))
+    except FileNotFoundError:
+        return []
+    return [n for n in names if os.path.isfile(os.path.join(BIN, n)) and os.access(os.path.join(BIN, n), os.X_OK)]
+
+
+def test_the_usual_binaries_are_there():
+    got = set(binaries())
+    assert {"sluiced", "sluice", "sluice-sendmail"} <= got, got
+
+
+@pytest.mark.parametrize("prog", binaries())
+def test_version(prog):
+    r = subprocess.run([os.path.join(BIN, prog), "--version"], capture_output=True, text=True, timeout=30,
+                       stdin=subprocess.DEVNULL)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert r.stdout == "%s (sluice) %s\n" % (prog, version()), r.stdout
+    assert r.stderr == ""
+
+
+@pytest.mark.parametrize("prog", binaries())
+def test_help(prog):
+    r = subprocess.run([os.path.join(BIN, prog), "--help"], capture_output=True, text=True, timeout=30,
+                       stdin=subprocess.DEVNULL)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert r.stdout.startswith("usage: " + prog), r.stdout
+    assert r.stderr == ""
+
+
+@pytest.mark.parametrize("prog", [p for p in binaries() if p != "sluice-sendmail"])
+def test_bad_option_is_usage_on_stderr(prog):
+    r = subprocess.run([os.path.join(BIN, prog), "-Z"], capture_output=True, text=True, timeout=30,
+                       stdin=subprocess.DEVNULL)
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "usage:" in r.stderr and r.stdout == ""

@@ -13,6 +13,7 @@
 #include "conf/params.h"
 #include "lib/log.h"
 #include "lib/util.h"
+#include "lib/version.h"
 
 #include <errno.h>
 #include <poll.h>
@@ -265,12 +266,36 @@ static int submit(const char *sock, const char *sender, const char *fullname, in
 	return 0;
 }
 
+/* --help (usage on stdout) and --version, anywhere before "--"; exit 0 */
+static void help_or_version(int argc, char **argv)
+{
+	for (int i = 1; i < argc && strcmp(argv[i], "--"); i++) {
+		if (!strcmp(argv[i], "--help")) {
+			fputs("usage: sluice-sendmail [-C sluice.conf] [-f sender] [-F fullname] [-t] [-i|-oi] [recipient...]\n"
+			      "       sluice-sendmail [-C sluice.conf] -bs\n"
+			      "Submits a message (stdin) into sluiced's queue over sendmail_socket.\n"
+			      "  -C FILE    the config (default $SLUICE_CONF, else /etc/sluice/sluice.conf)\n"
+			      "  -f, -r     envelope sender      -F  full name for a From: that is added\n"
+			      "  -t         recipients from To:, Cc:, Bcc:\n"
+			      "  -i, -oi    a line with a single dot does not end the message\n"
+			      "  -bs        SMTP on stdin/stdout\n"
+			      "  --help, --version\n", stdout);
+			exit(0);
+		}
+		if (!strcmp(argv[i], "--version")) {
+			printf("sluice-sendmail (sluice) %s\n", SLUICE_VERSION);
+			exit(0);
+		}
+	}
+}
+
 int main(int argc, char **argv)
 {
 	const char *conf_path = getenv("SLUICE_CONF") ? getenv("SLUICE_CONF") : "/etc/sluice/sluice.conf";
 	const char *sender = NULL, *fullname = NULL;
 	int ignore_dots = 0, from_headers = 0, bs = 0, opt;
 	log_set_stderr_only("sendmail");
+	help_or_version(argc, argv);
 	/* sendmail's options; unknown -o and -O options are accepted and ignored */
 	while ((opt = getopt(argc, argv, "C:f:F:r:tib:o:O:B:N:R:V:X:vUq:")) != -1) {
 		switch (opt) {
