@@ -72,6 +72,10 @@ def test_tool_file_errors_name_path_and_reason(tmp_path):
     r = run("sluice", "stop", "-c", conf)
     assert r.returncode == 1
     assert "%s/nowhere/run/sluice.pid: No such file or directory" % tmp_path in r.stderr, r.stderr
+    r = run("sluice-sendmail", "-C", conf, "bob@example.com")
+    assert r.returncode == 75
+    assert ("cannot connect to %s/nowhere/spool/public/sendmail: No such file or directory" % tmp_path
+            in r.stderr), r.stderr
     (tmp_path / "afile").write_text("")
     conf = write_conf(tmp_path, "run_directory = afile/run\nmaillog_file = %s/log\n" % tmp_path)
     r = run("sluice", "start", "-c", conf)

@@ -52,8 +52,12 @@ static int connect_socket(const char *spec)
 	struct sockaddr_un sun = { 0 };
 	sun.sun_family = AF_UNIX;
 	snprintf(sun.sun_path, sizeof sun.sun_path, "%s", spec + 5);
-	if (fd < 0 || connect(fd, (struct sockaddr *)&sun, sizeof sun) < 0)
-		die(EX_TEMPFAIL, "cannot connect to %s: %s (is sluiced running?)", spec + 5, strerror(errno));
+	if (fd < 0 || connect(fd, (struct sockaddr *)&sun, sizeof sun) < 0) {
+		int e = errno;
+		char cwd[4096];	/* a relative path as resolved: from the config's base, our working directory */
+		char *shown = conf_abs_path(spec[5] != '/' && getcwd(cwd, sizeof cwd) ? cwd : "/", spec + 5);
+		die(EX_TEMPFAIL, "cannot connect to %s: %s (is sluiced running?)", shown, strerror(e));
+	}
 	return fd;
 }
 
