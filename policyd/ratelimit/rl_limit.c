@@ -1,5 +1,5 @@
 /*
- * rl_limit: see rl_limit.h. policyd/ratelimit/rl_lua.h holds the same
+ * rl_limit: see rl_limit.h. The Lua script in policyd/ratelimit/rl_redis.c holds the same
  * arithmetic in Lua for Redis; change both together.
  */
 #include "policyd/ratelimit/rl_limit.h"

@@ -1,5 +1,5 @@
 /*
- * rl_plan: see rl_plan.h (and its Lua twin in rl_lua.h).
+ * rl_plan: see rl_plan.h (and its Lua twin in rl_redis.c).
  */
 #include "policyd/ratelimit/rl_plan.h"
 
@@ -27,7 +27,8 @@ void rl_plan_apply(struct rl_plan *p, const struct rl_cell_io *io)
 		io->get(io->arg, p->grey_client_key, &client);
 		p->grey_verdict = rl_grey_step(&p->grey, p->now_ms, &trip, &client, &trip_out,
 					       &client_out, &p->grey_retry_ms);
-		io->put(io->arg, p->grey_key, &trip_out);
+		if (trip_out.exists)
+			io->put(io->arg, p->grey_key, &trip_out);
 		if (client_out.exists)
 			io->put(io->arg, p->grey_client_key, &client_out);
 		if (p->grey_verdict == RL_GREY_DEFER_NEW || p->grey_verdict == RL_GREY_DEFER_EARLY) {
