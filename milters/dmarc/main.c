@@ -1,0 +1,481 @@
+/*
+ * sluice-dmarc: DMARC evaluation and enforcement milter (issue 10).
+ * Thin: options, configuration generations (SIGHUP), libmilter callbacks
+ * that hand the message to dmarc_msg.c and apply its outcome.
+ * Replies only at end of message: every other stage is negotiated as
+ * no-reply (SMFIP_NR_*, callbacks return SMFIS_NOREPLY there) and the
+ * events we do not use are not sent at all.
+ */
+#include "milters/dmarc/dmarc_cfg.h"
+#include "milters/dmarc/dmarc_msg.h"
+#include "milters/dkim/dkim_cfg.h"
+#include "milters/dkim/dkim_pubkey.h"
+#include "conf/conf.h"
+#include "conf/params.h"
+#include "lib/daemon.h"
+#include "lib/log.h"
+#include "lib/util.h"
+#include "lib/version.h"
+
+#include <dlfcn.h>
+#include <errno.h>
+#include <libmilter/mfapi.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <arpa/inet.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static const char *config_file = "/etc/sluice/sluice.conf";
+static pthread_mutex_t cfg_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct dmarc_cfg *current;
+static struct conf *current_conf;
+
+static struct dmarc_cfg *cfg_get(void)
+{
+	pthread_mutex_lock(&cfg_lock);
+	struct dmarc_cfg *c = dmarc_cfg_ref(current);
+	pthread_mutex_unlock(&cfg_lock);
+	return c;
+}
+
+/* load - conf + one configuration generation; NULL with *err_out. */
+static struct dmarc_cfg *load(struct conf **conf_out, char **err_out)
+{
+	struct conf *c = conf_load(config_file, params_all, NULL, err_out);
+	if (c == NULL)
+		return NULL;
+	struct dmarc_cfg *cfg = dmarc_cfg_new(c, NULL, err_out);
+	if (cfg == NULL) {
+		conf_free(&c);
+		return NULL;
+	}
+	*conf_out = c;
+	return cfg;
+}
+
+/*
+ * XXX: libmilter's signal thread stops the milter on SIGHUP (it sigwait()s
+ * for HUP, TERM and INT). SIGHUP must reload, so its sigwait() is
+ * interposed here (as in sluice-dkim): SIGHUP is taken out of the set it
+ * waits for, and our own thread waits for it instead.
+ */
+int sigwait(const sigset_t *set, int *sig)
+{
+	static int (*real)(const sigset_t *, int *);
+	if (real == NULL)
+		real = (int (*)(const sigset_t *, int *))dlsym(RTLD_NEXT, "sigwait");
+	sigset_t s = *set;
+	sigdelset(&s, SIGHUP);
+	return real(&s, sig);
+}
+
+static void *reload_thread(void *arg)
+{
+	(void)arg;
+	sigset_t set;
+	sigemptyset(&set);
+	sigaddset(&set, SIGHUP);
+	for (;;) {
+		if (sigwaitinfo(&set, NULL) != SIGHUP)
+			continue;
+		char *err = NULL;
+		struct conf *c = NULL;
+		struct dmarc_cfg *cfg = load(&c, &err);
+		if (cfg == NULL) {
+			log_event(NULL, "dmarc: reload failed, keeping the old configuration: %s", err);
+			free(err);
+			continue;
+		}
+		pthread_mutex_lock(&cfg_lock);
+		struct dmarc_cfg *old = current;
+		current = cfg;
+		current_conf = c;
+		pthread_mutex_unlock(&cfg_lock);
+		dmarc_cfg_unref(&old);	/* messages in flight keep their own reference */
+		/* XXX: the old conf is kept (strings may still be borrowed); small, per reload */
+		log_event(NULL, "dmarc: configuration reloaded (mode %s, self_validate %s)",
+			  cfg->mode == DMARC_MODE_RFC7489 ? "rfc7489" : "dmarcbis",
+			  cfg->self_validate ? "yes" : "no");
+	}
+	return NULL;
+}
+
+/* ---- per connection ---- */
+
+struct conn {
+	char addr[INET6_ADDRSTRLEN + 8];
+	char *helo;
+	int leadspc;		/* MTA passes header values with their leading space */
+	unsigned long proto;	/* negotiated SMFIP_* steps */
+	struct dmarc_msg *msg;
+};
+
+/* done - SMFIS_NOREPLY where the MTA agreed that we do not reply (SMFIP_NR_*). */
+static sfsistat done(const struct conn *c, unsigned long nr_flag)
+{
+	return c && (c->proto & nr_flag) ? SMFIS_NOREPLY : SMFIS_CONTINUE;
+}
+
+static struct conn *conn_of(SMFICTX *ctx)
+{
+	return smfi_getpriv(ctx);
+}
+
+static const char *qid_of(SMFICTX *ctx)
+{
+	const char *q = smfi_getsymval(ctx, "i");
+	return q && *q ? q : NULL;
+}
+
+static int listen_inet;	/* dmarc_socket is inet: */
+
+static sfsistat on_negotiate(SMFICTX *ctx, unsigned long f0, unsigned long f1, unsigned long f2,
+			     unsigned long f3, unsigned long *pf0, unsigned long *pf1,
+			     unsigned long *pf2, unsigned long *pf3)
+{
+	(void)f0;
+	(void)f2;
+	(void)f3;
+	struct conn *c = xcalloc(1, sizeof(*c));
+	smfi_setpriv(ctx, c);
+	*pf0 = SMFIF_ADDHDRS | SMFIF_CHGHDRS | SMFIF_QUARANTINE;
+	/* we act only at end of message: no reply anywhere else */
+	unsigned long want = SMFIP_NOUNKNOWN | SMFIP_NODATA | SMFIP_NR_CONN | SMFIP_NR_HELO |
+			     SMFIP_NR_MAIL | SMFIP_NR_RCPT | SMFIP_NR_DATA | SMFIP_NR_UNKN |
+			     SMFIP_NR_HDR | SMFIP_NR_EOH | SMFIP_NR_BODY | SMFIP_HDR_LEADSPC;
+	/*
+	 * Over TCP the DATA event is answered, as sluice-dkim does: Postfix
+	 * hands the milter socket to cleanup after the unanswered DATA macros
+	 * and its first header write then waits under Nagle for our delayed
+	 * ACK (~40 ms per message). Unix sockets have no Nagle.
+	 */
+	if (listen_inet)
+		want &= ~(unsigned long)(SMFIP_NODATA | SMFIP_NR_DATA);
+	*pf1 = want & f1;
+	c->proto = *pf1;
+	c->leadspc = (*pf1 & SMFIP_HDR_LEADSPC) != 0;
+	*pf2 = 0;
+	*pf3 = 0;
+	return SMFIS_CONTINUE;
+}
+
+static struct conn *conn_get(SMFICTX *ctx)
+{
+	struct conn *c = conn_of(ctx);
+	if (c == NULL) {	/* no negotiation seen (old MTA): nothing agreed */
+		c = xcalloc(1, sizeof(*c));
+		smfi_setpriv(ctx, c);
+	}
+	return c;
+}
+
+static sfsistat on_connect(SMFICTX *ctx, char *host, struct sockaddr *sa)
+{
+	(void)host;
+	struct conn *c = conn_get(ctx);
+	c->addr[0] = 0;
+	if (sa && sa->sa_family == AF_INET)
+		inet_ntop(AF_INET, &((struct sockaddr_in *)sa)->sin_addr, c->addr, sizeof(c->addr));
+	else if (sa && sa->sa_family == AF_INET6)
+		inet_ntop(AF_INET6, &((struct sockaddr_in6 *)sa)->sin6_addr, c->addr, sizeof(c->addr));
+	free(c->helo);
+	c->helo = NULL;
+	return done(c, SMFIP_NR_CONN);
+}
+
+static sfsistat on_helo(SMFICTX *ctx, char *helo)
+{
+	struct conn *c = conn_get(ctx);
+	free(c->helo);
+	c->helo = helo ? xstrdup(helo) : NULL;
+	return done(c, SMFIP_NR_HELO);
+}
+
+/* addr_of - the address of a MAIL/RCPT argument without <> (new string). */
+static char *addr_of(const char *arg)
+{
+	if (arg == NULL)
+		return xstrdup("");
+	size_t l = strlen(arg);
+	if (l >= 2 && arg[0] == '<' && arg[l - 1] == '>')
+		return xstrndup(arg + 1, l - 2);
+	return xstrdup(arg);
+}
+
+static sfsistat on_envfrom(SMFICTX *ctx, char **argv)
+{
+	struct conn *c = conn_get(ctx);
+	dmarc_msg_free(&c->msg);	/* a new transaction: nothing of the last one stays */
+	struct dmarc_cfg *cfg = cfg_get();
+	const char *auth = smfi_getsymval(ctx, "{auth_authen}");
+	struct dmarc_msg_conn ci = { c->addr, c->helo, auth && *auth };
+	char *from = addr_of(argv ? argv[0] : NULL);
+	c->msg = dmarc_msg_new(cfg, qid_of(ctx), &ci, from);
+	free(from);
+	dmarc_cfg_unref(&cfg);
+	return done(c, SMFIP_NR_MAIL);
+}
+
+static sfsistat on_envrcpt(SMFICTX *ctx, char **argv)
+{
+	struct conn *c = conn_get(ctx);
+	if (c->msg && argv && argv[0]) {
+		char *r = addr_of(argv[0]);
+		dmarc_msg_rcpt(c->msg, r);
+		free(r);
+	}
+	return done(c, SMFIP_NR_RCPT);
+}
+
+static sfsistat on_data(SMFICTX *ctx)
+{
+	return done(conn_get(ctx), SMFIP_NR_DATA);
+}
+
+static sfsistat on_header(SMFICTX *ctx, char *name, char *value)
+{
+	struct conn *c = conn_get(ctx);
+	if (c->msg == NULL)
+		return done(c, SMFIP_NR_HDR);
+	if (c->leadspc) {
+		dmarc_msg_header(c->msg, name, value);
+	} else {
+		char *v = xasprintf(" %s", value);
+		dmarc_msg_header(c->msg, name, v);
+		free(v);
+	}
+	return done(c, SMFIP_NR_HDR);
+}
+
+static sfsistat on_eoh(SMFICTX *ctx)
+{
+	struct conn *c = conn_get(ctx);
+	if (c->msg) {
+		dmarc_msg_set_qid(c->msg, qid_of(ctx));
+		dmarc_msg_eoh(c->msg);
+	}
+	return done(c, SMFIP_NR_EOH);
+}
+
+static sfsistat on_body(SMFICTX *ctx, unsigned char *buf, size_t len)
+{
+	struct conn *c = conn_get(ctx);
+	if (c->msg && dmarc_msg_wants_body(c->msg))
+		dmarc_msg_body(c->msg, buf, len);
+	return done(c, SMFIP_NR_BODY);
+}
+
+/* hv - header value as the MTA wants it: without our leading space unless negotiated. */
+static char *hv(const struct conn *c, char *v)
+{
+	return (!c->leadspc && v[0] == ' ') ? v + 1 : v;
+}
+
+static sfsistat on_eom(SMFICTX *ctx)
+{
+	struct conn *c = conn_get(ctx);
+	if (c->msg == NULL)
+		return SMFIS_CONTINUE;
+	dmarc_msg_set_qid(c->msg, qid_of(ctx));
+	const char *qid = qid_of(ctx) ? qid_of(ctx) : "NOQUEUE";
+	struct dmarc_msg_outcome out;
+	dmarc_msg_eom(c->msg, &out);
+	for (size_t i = out.n_xsd_delete; i > 0; i--)
+		smfi_chgheader(ctx, "X-Sluice-DMARC", (int)i, NULL);
+	if (out.ar_value)
+		smfi_insheader(ctx, 0, "Authentication-Results", hv(c, out.ar_value));
+	if (out.add_header)
+		smfi_addheader(ctx, "X-Sluice-DMARC", c->leadspc ? " quarantine" : "quarantine");
+	sfsistat rc = SMFIS_CONTINUE;
+	switch (out.action) {
+	case DMARC_MSG_ACCEPT:
+		break;
+	case DMARC_MSG_REJECT:
+	case DMARC_MSG_TEMPFAIL:
+		smfi_setreply(ctx, (char *)out.reply_code, (char *)out.reply_xcode, out.reply_text);
+		rc = out.action == DMARC_MSG_REJECT ? SMFIS_REJECT : SMFIS_TEMPFAIL;
+		break;
+	case DMARC_MSG_QUARANTINE:
+		smfi_quarantine(ctx, out.quarantine_reason ? out.quarantine_reason : "DMARC");
+		break;
+	}
+	for (size_t i = 0; i < out.nlog; i++)
+		log_event(qid, "%s", out.log[i]);
+	dmarc_msg_outcome_clear(&out);
+	dmarc_msg_free(&c->msg);
+	return rc;
+}
+
+static sfsistat on_abort(SMFICTX *ctx)
+{
+	struct conn *c = conn_of(ctx);
+	if (c)
+		dmarc_msg_free(&c->msg);
+	return SMFIS_CONTINUE;
+}
+
+static sfsistat on_close(SMFICTX *ctx)
+{
+	struct conn *c = conn_of(ctx);
+	if (c) {
+		dmarc_msg_free(&c->msg);
+		free(c->helo);
+		free(c);
+		smfi_setpriv(ctx, NULL);
+	}
+	return SMFIS_CONTINUE;
+}
+
+/* TCP_NODELAY on our listening inet sockets: Linux passes it on to accepted ones. */
+static void nodelay_listeners(void)
+{
+	for (int fd = 3; fd < 1024; fd++) {
+		int v = 0, dom = 0;
+		socklen_t l = sizeof(v);
+		if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &v, &l) < 0 || !v)
+			continue;
+		l = sizeof(dom);
+		if (getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &dom, &l) < 0)
+			continue;
+		if (dom == AF_INET || dom == AF_INET6) {
+			int one = 1;
+			setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+		}
+	}
+}
+
+static void usage(FILE *f, int rc)
+{
+	fprintf(f, "usage: sluice-dmarc -c sluice.conf [-f] [-n]\n"
+		   "  -c FILE    configuration (default /etc/sluice/sluice.conf)\n"
+		   "  -f         stay in the foreground\n"
+		   "  -n         check the configuration and exit\n"
+		   "  --help     this text\n"
+		   "  --version  print the version\n");
+	exit(rc);
+}
+
+int main(int argc, char **argv)
+{
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--help") == 0)
+			usage(stdout, 0);
+		if (strcmp(argv[i], "--version") == 0) {
+			printf("sluice-dmarc (sluice) %s\n", SLUICE_VERSION);
+			return 0;
+		}
+	}
+	int foreground = 0, check = 0, ch;
+	while ((ch = getopt(argc, argv, "c:fn")) != -1) {
+		switch (ch) {
+		case 'c': config_file = optarg; break;
+		case 'f': foreground = 1; break;
+		case 'n': check = 1; break;
+		default: usage(stderr, 2);
+		}
+	}
+	if (optind != argc)
+		usage(stderr, 2);
+	log_set_stderr_only("sluice-dmarc");
+	char *err = NULL;
+	struct conf *c = conf_load(config_file, params_all, NULL, &err);
+	if (c == NULL)
+		fatal("%s", err);
+	if (conf_enter_base_dir(c, &err) < 0)
+		fatal("%s", err);
+	struct dmarc_cfg *cfg = dmarc_cfg_new(c, NULL, &err);
+	if (cfg == NULL)
+		fatal("%s", err);
+	size_t nw;
+	const char *const *w = conf_warnings(c, &nw);
+	for (size_t i = 0; i < nw; i++)
+		log_event(NULL, "warning: %s", w[i]);
+	const char *why;
+	char *conn = dkim_cfg_milter_conn(conf_str(c, "dmarc_socket"), &why);
+	if (conn == NULL)
+		fatal("%s: dmarc_socket: %s", conf_where(c, "dmarc_socket"), why);
+	listen_inet = strncmp(conn, "inet", 4) == 0;
+	char *end;
+	const char *ms = conf_str(c, "dmarc_socket_mode");
+	long mode = strtol(ms, &end, 8);
+	if (*end || mode < 0 || mode > 0777)
+		fatal("%s: dmarc_socket_mode %s: expected an octal mode such as 0660",
+		      conf_where(c, "dmarc_socket_mode"), ms);
+	if (check) {
+		printf("%s: dmarc configuration ok (mode %s, self_validate %s, socket %s)\n",
+		       config_file, cfg->mode == DMARC_MODE_RFC7489 ? "rfc7489" : "dmarcbis",
+		       cfg->self_validate ? "yes" : "no", conn);
+		free(conn);
+		dmarc_cfg_unref(&cfg);
+		conf_free(&c);
+		return 0;
+	}
+	current = cfg;
+	current_conf = c;
+	const char *fmt = conf_str(c, "log_format");
+	const char *lerr;
+	if (log_init("sluice-dmarc", conf_str(c, "maillog_file"),
+		     !strcmp(fmt, "json") ? LOG_FORMAT_JSON : LOG_FORMAT_PLAIN, &lerr) < 0)
+		fatal("maillog_file %s: %s", conf_str(c, "maillog_file"), lerr);
+	signal(SIGPIPE, SIG_IGN);
+
+	struct smfiDesc desc = {
+		.xxfi_name = "sluice-dmarc",
+		.xxfi_version = SMFI_VERSION,
+		.xxfi_flags = SMFIF_ADDHDRS | SMFIF_CHGHDRS | SMFIF_QUARANTINE,
+		.xxfi_connect = on_connect,
+		.xxfi_helo = on_helo,
+		.xxfi_envfrom = on_envfrom,
+		.xxfi_envrcpt = on_envrcpt,
+		.xxfi_data = on_data,
+		.xxfi_header = on_header,
+		.xxfi_eoh = on_eoh,
+		.xxfi_body = on_body,
+		.xxfi_eom = on_eom,
+		.xxfi_abort = on_abort,
+		.xxfi_close = on_close,
+		.xxfi_negotiate = on_negotiate,
+	};
+	if (smfi_setconn(conn) == MI_FAILURE)
+		fatal("%s: dmarc_socket %s: rejected by libmilter", conf_where(c, "dmarc_socket"), conn);
+	if (smfi_register(desc) == MI_FAILURE)
+		fatal("smfi_register failed");
+	if (smfi_opensocket(1) == MI_FAILURE)
+		fatal("%s: dmarc_socket %s: cannot listen", conf_where(c, "dmarc_socket"), conn);
+	if (!strncmp(conn, "unix:", 5) || !strncmp(conn, "local:", 6)) {
+		if (chmod(strchr(conn, ':') + 1, (mode_t)mode) < 0)
+			fatal("dmarc_socket %s: chmod: %s", conn, strerror(errno));
+	}
+	nodelay_listeners();
+	if (daemon_drop_privs(conf_str(c, "mail_owner"), &err) < 0)
+		fatal("mail_owner: %s", err);
+	if (!foreground)
+		daemon_detach();
+	if (daemon_pidfile(conf_str(c, "dmarc_pid_file"), &err) < 0)
+		fatal("dmarc_pid_file: %s", err);
+
+	sigset_t set;
+	sigemptyset(&set);
+	sigaddset(&set, SIGHUP);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
+	pthread_t th;
+	pthread_create(&th, NULL, reload_thread, NULL);
+	pthread_detach(th);
+	log_event(NULL, "dmarc: listening on %s (mode %s, self_validate %s)", conn,
+		  cfg->mode == DMARC_MODE_RFC7489 ? "rfc7489" : "dmarcbis",
+		  cfg->self_validate ? "yes" : "no");
+	free(conn);
+	int rc = smfi_main();
+	size_t hits, misses;
+	dkim_pubkey_stats(&hits, &misses);	/* also links sluice-dkim's public-key cache in */
+	log_event(NULL, "dmarc: stopped; DKIM public keys decoded %zu, served from cache %zu", misses,
+		  hits);
+	return rc == MI_SUCCESS ? 0 : 1;
+}
