@@ -72,6 +72,8 @@ static const struct rcase cases[] = {
 	  "\"Dr. John Doe\" d@example.com", "example.com" },
 	{ "display name white space collapsed", F, "John  \t  Doe   <d@example.com>", 0,
 	  "\"John Doe\" d@example.com", "example.com" },
+	{ "display name tab inside quotes kept", F, "\"a\tb\" <x@example.com>", 0, "\"a\tb\" x@example.com",
+	  "example.com" },
 	{ "display name empty quoted string", F, "\"\" <a@example.com>", 0, "\"\" a@example.com", "example.com" },
 	{ "display name with colon quoted", F, "\"Re: x\" <a@b.example>", 0, "\"Re: x\" a@b.example", "b.example" },
 	/* local parts */
