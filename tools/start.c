@@ -345,7 +345,7 @@ static int wait_ready(struct child *k, double timeout_s, int *status_out)
 	double begin = wall_time(), end = begin + timeout_s;
 	size_t next = 0;	/* sluiced: the first address that has not greeted yet */
 	*status_out = -1;
-	while (wall_time() < end) {
+	while (wall_time() < end && !got_term) {
 		int st;
 		if (waitpid(k->pid, &st, WNOHANG) == k->pid) {
 			k->pid = 0;
@@ -371,6 +371,8 @@ static int wait_ready(struct child *k, double timeout_s, int *status_out)
 /* how a child that did not come up ended, for the log */
 static char *not_ready_reason(const struct child *k, int status)
 {
+	if (got_term)
+		return xasprintf("interrupted while %s was starting", k->name);
 	if (status == -1)
 		return xasprintf("%s (pid %d) did not answer on %s within %.0fs", k->name, (int)k->pid,
 				 k->sock ? k->sock : n_mta_listen ? mta_listen[0] : "-", start_timeout_s);
@@ -585,6 +587,8 @@ static void report(int fd, const char *why)
 	close(fd);
 }
 
+static int pid_alive(pid_t pid);
+
 static int start_main(int argc, char **argv)
 {
 	int foreground = 0, opt;
@@ -642,6 +646,17 @@ static int start_main(int argc, char **argv)
 		run_dir = real_run;
 	}
 	gen_conf = xasprintf("%s/sluice.conf", run_dir);
+	char *pidfile = xasprintf("%s/sluice.pid", run_dir);
+	FILE *pf = fopen(pidfile, "r");
+	int other = 0;
+	if (pf && fscanf(pf, "%d", &other) == 1 && other > 0 && other != getpid() && pid_alive(other)) {
+		/* a second supervisor would take over the sockets of the first */
+		fprintf(stderr, "sluice: already running (pid %d in %s)\n", other, pidfile);
+		fclose(pf);
+		return 1;
+	}
+	if (pf)
+		fclose(pf);
 	select_filters(c);
 	if (write_generated(c, &err) < 0) {
 		fprintf(stderr, "sluice: %s\n", err);
@@ -661,7 +676,6 @@ static int start_main(int argc, char **argv)
 	int report_fd = -1;
 	if (!foreground)
 		report_fd = detach_and_wait();
-	char *pidfile = xasprintf("%s/sluice.pid", run_dir);
 	if (daemon_pidfile(pidfile, &err) < 0) {
 		log_event(NULL, "fatal: %s", err);
 		report(report_fd, err);
@@ -671,6 +685,10 @@ static int start_main(int argc, char **argv)
 	struct sigaction sa = { 0 };
 	sa.sa_handler = on_sig;
 	sigaction(SIGCHLD, &sa, NULL);
+	/* a stop while starting stops what has started (no orphans) */
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGHUP, &sa, NULL);
 	for (size_t i = 0; i < nkids; i++) {
 		struct child *k = &kids[i];
 		spawn(k);

@@ -282,6 +282,12 @@ def test_start_in_background_waits_until_every_daemon_answers():
         assert t.greets()     # no waiting: "started" means it answers now
         for sock in ("dkim.sock", "spf.sock"):
             assert os.path.exists(t.path("var/run/" + sock))
+        # a second one refuses (it would take the first one's sockets)
+        r = t.sluice("start", "-c", t.conf, timeout=120)
+        assert r.returncode == 1 and "already running" in r.stderr, r.stdout + r.stderr
+        assert t.greets() and os.path.exists(t.path("var/run/dkim.sock"))
+        st = t.sluice("status", "-c", t.conf)
+        assert st.returncode == 0 and "(down)" not in st.stdout, st.stdout
         assert t.sluice("stop", "-c", t.conf, timeout=90).returncode == 0
     finally:
         t.cleanup()
