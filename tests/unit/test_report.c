@@ -1,0 +1,594 @@
+/*
+ * test_report: the log reader of `sluice report` (tools/report_parse,
+ * report_input) and its counting (tools/report_stats).
+ * Every line below is written by hand in the shape Postfix 3.7, sluiced,
+ * sluice-dkim, sluice-spf, OpenDKIM 2.11, OpenDMARC 1.4 and policyd-spf 2.0
+ * print (addresses from the documentation ranges and example domains).
+ *
+ * XXX: the Makefile links unit tests with libsluice.a/libmta.a only, not
+ * tools/; until it links tools/report*.o into test_report, the modules are
+ * compiled in here.
+ */
+#include "tools/report_input.c"
+#include "tools/report_parse.c"
+#include "tools/report_stats.c"
+
+#include <fcntl.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <unistd.h>
+#include <zlib.h>
+#include <cmocka.h>
+
+struct pcase {
+	const char *name, *line;
+	enum rp_kind kind;
+	const char *prog, *service, *qid;
+	/* field=value checks, "" for absent (NULL), separated by | */
+	const char *checks;
+};
+
+static const struct pcase pcases[] = {
+	{ "sluiced connect", "Dec  2 08:44:02 mx sluiced[1043]: connect from unknown[127.0.0.1]",
+	  RP_EV_CONNECT, "sluiced", "", NULL, "client_name=unknown|client_ip=127.0.0.1" },
+	{ "sluiced client", "Dec  2 08:44:02 mx sluiced[1043]: 4jfWWk10BkzNR: client=unknown[127.0.0.1]",
+	  RP_EV_CLIENT, "sluiced", "", "4jfWWk10BkzNR", "client_ip=127.0.0.1" },
+	{ "future sluice/smtpd form",
+	  "Dec  2 08:44:02 mx sluice/smtpd[1043]: 4jfWWk10BkzNR: client=mail.example.org[192.0.2.9], sasl_method=PLAIN, sasl_username=joe",
+	  RP_EV_CLIENT, "sluice", "smtpd", "4jfWWk10BkzNR",
+	  "client_name=mail.example.org|client_ip=192.0.2.9|sasl_username=joe" },
+	{ "postfix submission/smtpd",
+	  "Dec  2 08:44:02 mx postfix/submission/smtpd[77]: 3F2A1C9D0B: client=h.example.org[192.0.2.10]",
+	  RP_EV_CLIENT, "postfix", "smtpd", "3F2A1C9D0B", "client_ip=192.0.2.10" },
+	{ "message-id", "Dec  2 08:44:02 mx postfix/cleanup[78]: 3F2A1C9D0B: message-id=<20261202.1@example.org>",
+	  RP_EV_MESSAGE_ID, "postfix", "cleanup", "3F2A1C9D0B", "message_id=<20261202.1@example.org>" },
+	{ "qmgr from", "Dec  2 08:44:02 mx postfix/qmgr[79]: 3F2A1C9D0B: from=<joe@Example.ORG>, size=1234, nrcpt=2 (queue active)",
+	  RP_EV_FROM, "postfix", "qmgr", "3F2A1C9D0B", "sender=joe@Example.ORG|size=1234|nrcpt=2" },
+	{ "null sender", "Dec  2 08:44:02 mx postfix/qmgr[79]: 3F2A1C9D0C: from=<>, size=3000, nrcpt=1 (queue active)",
+	  RP_EV_FROM, "postfix", "qmgr", "3F2A1C9D0C", "sender=|size=3000" },
+	{ "virtual sent",
+	  "Dec  2 08:44:03 mx postfix/virtual[80]: 3F2A1C9D0B: to=<sue@example.net>, relay=virtual, delay=0.12, delays=0.05/0.01/0/0.06, dsn=2.0.0, status=sent (delivered to maildir)",
+	  RP_EV_DELIVERY, "postfix", "virtual", "3F2A1C9D0B",
+	  "recipient=sue@example.net|relay=virtual|delay=0.12|dsn=2.0.0|status=sent|status_text=delivered to maildir" },
+	{ "smtp deferred with orig_to",
+	  "Dec  2 08:44:03 mx postfix/smtp[81]: 3F2A1C9D0B: to=<bob@example.com>, orig_to=<team@example.net>, relay=none, delay=31, delays=0.1/0/30/0, dsn=4.4.1, status=deferred (connect to mx.example.com[192.0.2.20]:25: Connection timed out)",
+	  RP_EV_DELIVERY, "postfix", "smtp", "3F2A1C9D0B",
+	  "recipient=bob@example.com|orig_to=team@example.net|relay=none|delay=31|status=deferred|status_text=connect to mx.example.com[192.0.2.20]:25: Connection timed out" },
+	{ "smtp bounced",
+	  "Dec  2 08:44:03 mx postfix/smtp[81]: 3F2A1C9D0D: to=<nobody@example.com>, relay=mx.example.com[192.0.2.20]:25, delay=1.4, delays=0.1/0/0.3/1, dsn=5.1.1, status=bounced (host mx.example.com[192.0.2.20] said: 550 5.1.1 <nobody@example.com>: Recipient address rejected: User unknown (in reply to RCPT TO command))",
+	  RP_EV_DELIVERY, "postfix", "smtp", "3F2A1C9D0D",
+	  "status=bounced|dsn=5.1.1|relay=mx.example.com[192.0.2.20]:25|status_text=host mx.example.com[192.0.2.20] said: 550 5.1.1 <nobody@example.com>: Recipient address rejected: User unknown (in reply to RCPT TO command)" },
+	{ "lmtp sent",
+	  "Dec  2 08:44:03 mx postfix/lmtp[82]: 3F2A1C9D0E: to=<sue@example.net>, relay=mail.example.net[private/dovecot-lmtp], delay=0.2, delays=0.1/0/0/0.1, dsn=2.0.0, status=sent (250 2.0.0 <sue@example.net> abc Saved)",
+	  RP_EV_DELIVERY, "postfix", "lmtp", "3F2A1C9D0E", "status=sent|relay=mail.example.net[private/dovecot-lmtp]" },
+	{ "local forwarded",
+	  "Dec  2 08:44:03 mx postfix/local[83]: 3F2A1C9D0F: to=<root@mx.example.net>, orig_to=<root>, relay=local, delay=0.01, delays=0/0/0/0, dsn=2.0.0, status=sent (forwarded as 4AB2C1D0E)",
+	  RP_EV_DELIVERY, "postfix", "local", "3F2A1C9D0F", "status_text=forwarded as 4AB2C1D0E" },
+	{ "removed", "Dec  2 08:44:03 mx postfix/qmgr[79]: 3F2A1C9D0B: removed", RP_EV_REMOVED, "postfix",
+	  "qmgr", "3F2A1C9D0B", "" },
+	{ "pickup", "Dec  2 08:44:03 mx postfix/pickup[84]: 4B7E2A1C0F: uid=1000 from=<joe>", RP_EV_PICKUP,
+	  "postfix", "pickup", "4B7E2A1C0F", "sender=joe" },
+	{ "NOQUEUE reject RCPT",
+	  "Dec  2 08:44:02 mx sluiced[1043]: NOQUEUE: reject: RCPT from unknown[127.0.0.1]: 550 5.1.1 <nobody@example.com>: Recipient address rejected: User unknown in virtual mailbox table; from=<a@example.net> to=<nobody@example.com> proto=ESMTP helo=<[127.0.0.1]>",
+	  RP_EV_REJECT, "sluiced", "", "NOQUEUE",
+	  "reject=reject|stage=RCPT|code=550|dsn=5.1.1|reason=<nobody@example.com>: Recipient address rejected: User unknown in virtual mailbox table|sender=a@example.net|recipient=nobody@example.com|helo=[127.0.0.1]|proto=ESMTP|client_ip=127.0.0.1" },
+	{ "reject CONNECT dnsbl",
+	  "Dec  2 08:44:02 mx postfix/smtpd[77]: NOQUEUE: reject: CONNECT from unknown[192.0.2.66]: 554 5.7.1 Service unavailable; Client host [192.0.2.66] blocked using zen.example.org; proto=SMTP",
+	  RP_EV_REJECT, "postfix", "smtpd", "NOQUEUE",
+	  "stage=CONNECT|code=554|reason=Service unavailable; Client host [192.0.2.66] blocked using zen.example.org|sender=" },
+	{ "reject_warning",
+	  "Dec  2 08:44:02 mx postfix/smtpd[77]: NOQUEUE: reject_warning: MAIL from unknown[192.0.2.66]: 450 4.1.8 <x@nxdomain.example>: Sender address rejected: Domain not found; from=<x@nxdomain.example> proto=ESMTP helo=<h>",
+	  RP_EV_REJECT, "postfix", "smtpd", "NOQUEUE", "reject=reject_warning|stage=MAIL|code=450" },
+	{ "smtpd milter-reject at RCPT",
+	  "Dec  2 08:44:02 mx postfix/smtpd[77]: NOQUEUE: milter-reject: RCPT from h.example.org[192.0.2.10]: 451 4.7.1 Service unavailable - try again later; from=<a@example.org> to=<sue@example.net> proto=ESMTP helo=<h.example.org>",
+	  RP_EV_REJECT, "postfix", "smtpd", "NOQUEUE", "reject=milter-reject|stage=RCPT|code=451|dsn=4.7.1" },
+	{ "cleanup milter-reject",
+	  "2026-12-02T08:44:02.123456+00:00 mx postfix/cleanup[77]: 3F2A1C9D0B: milter-reject: END-OF-MESSAGE from mail.example.org[192.0.2.9]: 5.7.1 rejected by DMARC policy for example.org; from=<x@example.org> to=<sue@example.net> proto=ESMTP helo=<mail.example.org>",
+	  RP_EV_REJECT, "postfix", "cleanup", "3F2A1C9D0B",
+	  "reject=milter-reject|stage=END-OF-MESSAGE|code=|dsn=5.7.1|reason=rejected by DMARC policy for example.org|time=1796201042.123456" },
+	{ "cleanup milter-hold",
+	  "Dec  2 08:44:02 mx postfix/cleanup[77]: 3F2A1C9D0B: milter-hold: END-OF-MESSAGE from mail.example.org[192.0.2.9]: milter triggers HOLD action; from=<x@example.org> to=<sue@example.net> proto=ESMTP helo=<mail.example.org>",
+	  RP_EV_REJECT, "postfix", "cleanup", "3F2A1C9D0B", "reject=hold|stage=END-OF-MESSAGE|reason=milter triggers HOLD action" },
+	{ "cleanup header_checks reject",
+	  "Dec  2 08:44:03 mx postfix/cleanup[77]: 3F2A1C9D0D: reject: header Subject: buy now from mail.example.org[192.0.2.9]; from=<x@example.org> to=<sue@example.net> proto=ESMTP helo=<mail.example.org>: 5.7.1 no thanks",
+	  RP_EV_REJECT, "postfix", "cleanup", "3F2A1C9D0D", "stage=header|dsn=5.7.1|reason=no thanks" },
+	{ "sluiced size reject",
+	  "Dec  2 08:44:03 mx sluiced[1043]: 4jfWWk10BkzNR: reject: END-OF-DATA from unknown[127.0.0.1]: 552 5.3.4 Message size exceeds fixed limit; from=<a@example.net> proto=ESMTP helo=<h>",
+	  RP_EV_REJECT, "sluiced", "", "4jfWWk10BkzNR", "stage=END-OF-DATA|code=552|reason=Message size exceeds fixed limit" },
+	{ "sluiced hold", "Dec  2 08:44:03 mx sluiced[1043]: 4jfWWk10BkzNR: hold: END-OF-MESSAGE from unknown[127.0.0.1]: <a@example.net>: message placed on hold",
+	  RP_EV_REJECT, "sluiced", "", "4jfWWk10BkzNR", "reject=hold|stage=END-OF-MESSAGE|reason=<a@example.net>: message placed on hold" },
+	{ "RFC 5424 with PRI and SD",
+	  "<22>1 2026-12-02T08:44:02.1Z mx postfix/smtpd 99 - [meta sequenceId=\"1\"] 3F2A1C9D0B: client=mail.example.org[192.0.2.9]",
+	  RP_EV_CLIENT, "postfix", "smtpd", "3F2A1C9D0B", "time=1796201042.100000|pid=99|host=mx" },
+	{ "RFC 3164 with microseconds (Postfix maillog_file)",
+	  "Dec  2 08:44:02.250000 mx postfix-test-2525/qmgr[79]: 3F2A1C9D0B: removed", RP_EV_REMOVED,
+	  "postfix-test-2525", "qmgr", "3F2A1C9D0B", "" },
+	{ "JSON log line", "{\"time\":\"2026-11-21T21:00:00.123Z\",\"host\":\"mx\",\"program\":\"sluiced\",\"pid\":123,\"queue_id\":\"5F2A1C9D0B\",\"message\":\"from=<a@example.com>, size=1234, nrcpt=1\",\"from\":\"<a@example.com>\",\"size\":\"1234\",\"nrcpt\":\"1\"}",
+	  RP_EV_FROM, "sluiced", "", "5F2A1C9D0B", "sender=a@example.com|size=1234|time=1795294800.123000|pid=123" },
+	{ "JSON without queue id", "{\"time\":\"2026-11-21T21:00:00Z\",\"host\":\"mx\",\"program\":\"sluice/smtpd\",\"pid\":1,\"message\":\"connect from unknown[192.0.2.1]\"}",
+	  RP_EV_CONNECT, "sluice", "smtpd", NULL, "client_ip=192.0.2.1" },
+	{ "sluice-dkim verify",
+	  "Dec  2 08:44:03 mx sluice-dkim[59]: 4ABC123: milter=dkim action=accept dkim=pass, sig1=pass d=example.com s=sel a=rsa-sha256 bits=2048",
+	  RP_EV_FILTER, "sluice-dkim", "", "4ABC123", "filter=dkim|result=pass|action=accept|domain=example.com|selector=sel|mta_milter=0" },
+	{ "sluice-dkim fail",
+	  "Dec  2 08:44:03 mx sluice-dkim[59]: 4ABC124: milter=dkim action=reject dkim=fail, sig1=fail d=example.com s=sel a=rsa-sha256 reason=\"body hash mismatch\"",
+	  RP_EV_FILTER, "sluice-dkim", "", "4ABC124", "result=fail|action=reject|reason=body hash mismatch" },
+	{ "sluice-dkim sign",
+	  "Dec  2 08:44:03 mx sluice-dkim[59]: 4ABC125: milter=dkim action=accept sign=ok, d=example.net s=s1 a=ed25519-sha256",
+	  RP_EV_FILTER, "sluice-dkim", "", "4ABC125", "result=signed|domain=example.net" },
+	{ "sluiced milter action",
+	  "Dec  2 08:44:03 mx sluiced[60]: 4ABC123: milter=dkim stage=eom action=reject reply=\"550 5.7.1 bad\"",
+	  RP_EV_FILTER, "sluiced", "", "4ABC123", "filter=dkim|mta_milter=1|stage=eom|action=reject|reason=550 5.7.1 bad|result=" },
+	{ "sluice-spf",
+	  "Dec  2 08:44:03 mx sluice-spf[58]: 4ABC123: spf: identity=joe@example.com, scope=mailfrom, client=[192.0.2.7], helo=client.example.org, from=<joe@example.com>, result=softfail, mechanism=~all, reason=\"example.com: matched ~all\", lookups=1, queries=2, time_ms=1, action=\"PREPEND Received-SPF: Softfail ...\"",
+	  RP_EV_FILTER, "sluice-spf", "", "4ABC123",
+	  "filter=spf|result=softfail|action=prepend|scope=mailfrom|domain=example.com|sender=joe@example.com|reason=example.com: matched ~all" },
+	{ "generic filter line",
+	  "Dec  2 08:44:03 mx sluice-spam[61]: 4ABC123: filter=spam result=spam action=reject score=12.5 reason=\"BAYES_99, URIBL_BLACK\"",
+	  RP_EV_FILTER, "sluice-spam", "", "4ABC123", "filter=spam|result=spam|action=reject|score=12.5|reason=BAYES_99, URIBL_BLACK" },
+	{ "generic dmarc line",
+	  "Dec  2 08:44:03 mx sluice-dmarc[62]: 4ABC123: filter=dmarc result=fail header_from=example.org disposition=quarantine policy=quarantine",
+	  RP_EV_FILTER, "sluice-dmarc", "", "4ABC123", "result=fail|domain=example.org|disposition=quarantine" },
+	{ "opendkim signed", "Dec  2 08:44:03 mx opendkim[55]: 3F2A1C9D0B: DKIM-Signature field added (s=sel1, d=example.net)",
+	  RP_EV_FILTER, "opendkim", "", "3F2A1C9D0B", "filter=dkim|result=signed|selector=sel1|domain=example.net" },
+	{ "opendkim pass", "Dec  2 08:44:03 mx opendkim[55]: 3F2A1C9D0B: DKIM verification successful",
+	  RP_EV_FILTER, "opendkim", "", "3F2A1C9D0B", "result=pass" },
+	{ "opendkim SSL detail", "Dec  2 08:44:03 mx opendkim[55]: 3F2A1C9D0C: s=sel1 d=example.org a=rsa-sha256 SSL error:02000068:rsa routines::bad signature",
+	  RP_EV_FILTER, "opendkim", "", "3F2A1C9D0C", "result=|domain=example.org|selector=sel1" },
+	{ "opendkim bad sig", "Dec  2 08:44:03 mx opendkim[55]: 3F2A1C9D0C: bad signature data",
+	  RP_EV_FILTER, "opendkim", "", "3F2A1C9D0C", "result=fail" },
+	{ "opendkim other", "Dec  2 08:44:03 mx opendkim[55]: 3F2A1C9D0C: no signing table match for 'x@example.org'",
+	  RP_EV_OTHER, "opendkim", "", "3F2A1C9D0C", "" },
+	{ "opendmarc", "Dec  2 08:44:03 mx opendmarc[56]: 3F2A1C9D0C: example.org fail", RP_EV_FILTER,
+	  "opendmarc", "", "3F2A1C9D0C", "filter=dmarc|result=fail|domain=example.org" },
+	{ "opendmarc SPF line is not DMARC", "Dec  2 08:44:03 mx opendmarc[56]: 3F2A1C9D0C: SPF(mailfrom): example.org pass",
+	  RP_EV_OTHER, "opendmarc", "", "3F2A1C9D0C", "" },
+	{ "policyd-spf prepend",
+	  "Dec  2 08:44:03 mx policyd-spf[57]: 3F2A1C9D0C: prepend Received-SPF: Pass (mailfrom) identity=mailfrom; client-ip=192.0.2.9; helo=mail.example.org; envelope-from=<x@example.org>; receiver=<UNKNOWN>",
+	  RP_EV_FILTER, "policyd-spf", "", "3F2A1C9D0C", "filter=spf|result=pass|action=prepend|scope=mailfrom|domain=example.org" },
+	{ "policyd-spf bare header",
+	  "Dec  2 08:44:03 mx policyd-spf[57]: Received-SPF: None (mailfrom) identity=helo; client-ip=192.0.2.9; helo=mail.example.org; envelope-from=<>; receiver=<UNKNOWN>",
+	  RP_EV_FILTER, "policyd-spf", "", NULL, "result=none|scope=helo|domain=mail.example.org" },
+	{ "policyd-spf reject",
+	  "Dec  2 08:44:03 mx policyd-spf[57]: 550 5.7.23 Message rejected due to: SPF fail - not authorized. Please see http://www.open-spf.org/Why;id=x@example.org;ip=192.0.2.8;r=<UNKNOWN>",
+	  RP_EV_FILTER, "policyd-spf", "", NULL, "result=fail|action=reject" },
+	{ "warning is no queue id", "Dec  2 08:44:03 mx postfix/smtpd[77]: warning: hostname h.example does not resolve to address 192.0.2.5",
+	  RP_EV_OTHER, "postfix", "smtpd", NULL, "" },
+	{ "disconnect", "Dec  2 08:44:03 mx sluiced[1043]: disconnect from unknown[127.0.0.1] ehlo=1 mail=3 rcpt=3/4 data=2 quit=1 commands=10/11",
+	  RP_EV_DISCONNECT, "sluiced", "", NULL, "client_ip=127.0.0.1" },
+	{ "not a log line", "hello world", RP_EV_NONE, NULL, "", NULL, "" },
+	{ "bad month", "Dez  2 08:44:03 mx postfix/smtpd[77]: connect from x[192.0.2.1]", RP_EV_NONE, NULL, "", NULL, "" },
+	{ "no tag", "Dec  2 08:44:03 mx", RP_EV_NONE, NULL, "", NULL, "" },
+	{ "broken JSON", "{\"time\":", RP_EV_NONE, NULL, "", NULL, "" },
+	{ "JSON without message", "{\"program\":\"sluiced\"}", RP_EV_NONE, NULL, "", NULL, "" },
+	{ "CRLF ending", "Dec  2 08:44:02 mx postfix/qmgr[79]: 3F2A1C9D0B: removed\r", RP_EV_REMOVED, "postfix",
+	  "qmgr", "3F2A1C9D0B", "" },
+};
+
+static const char *field(const struct rp_event *ev, const char *name, char *buf, size_t n)
+{
+#define S(f) if (!strcmp(name, #f)) return ev->f;
+	S(client_name) S(client_ip) S(sasl_username) S(sender) S(recipient) S(orig_to) S(relay)
+	S(dsn) S(status_text) S(message_id) S(stage) S(reason) S(helo) S(proto) S(filter)
+	S(result) S(action) S(domain) S(selector) S(scope) S(disposition) S(host)
+#undef S
+	if (!strcmp(name, "size"))
+		return snprintf(buf, n, "%lld", ev->size_bytes), buf;
+	if (!strcmp(name, "nrcpt"))
+		return snprintf(buf, n, "%ld", ev->nrcpt), buf;
+	if (!strcmp(name, "pid"))
+		return snprintf(buf, n, "%ld", ev->pid), buf;
+	if (!strcmp(name, "delay"))
+		return snprintf(buf, n, "%g", ev->delay_s), buf;
+	if (!strcmp(name, "time"))
+		return snprintf(buf, n, "%.6f", ev->time), buf;
+	if (!strcmp(name, "code"))
+		return ev->code < 0 ? NULL : (snprintf(buf, n, "%d", ev->code), buf);
+	if (!strcmp(name, "score"))
+		return ev->has_score ? (snprintf(buf, n, "%g", ev->score), buf) : NULL;
+	if (!strcmp(name, "mta_milter"))
+		return snprintf(buf, n, "%d", ev->mta_milter), buf;
+	if (!strcmp(name, "status")) {
+		static const char *const st[] = { "", "sent", "deferred", "bounced", "other" };
+		return st[ev->status];
+	}
+	if (!strcmp(name, "reject")) {
+		static const char *const rj[] = { "reject", "milter-reject", "reject_warning", "hold",
+						  "discard" };
+		return rj[ev->reject];
+	}
+	fail_msg("unknown field %s", name);
+	return NULL;
+}
+
+static void check_case(struct rp_parser *p, const struct pcase *c)
+{
+	struct rp_event ev;
+	enum rp_kind k = rp_parse_line(p, c->line, strlen(c->line), &ev);
+	if (k != c->kind)
+		fail_msg("%s: kind %s, want %s", c->name, rp_kind_name(k), rp_kind_name(c->kind));
+	if (k == RP_EV_NONE)
+		return;
+	if (c->prog && strcmp(ev.syslog_name, c->prog))
+		fail_msg("%s: program %s", c->name, ev.syslog_name);
+	if (strcmp(ev.service, c->service))
+		fail_msg("%s: service %s", c->name, ev.service);
+	if ((c->qid == NULL) != (ev.qid == NULL) || (c->qid && strcmp(c->qid, ev.qid)))
+		fail_msg("%s: qid %s", c->name, ev.qid ? ev.qid : "(null)");
+	char checks[1024];
+	snprintf(checks, sizeof checks, "%s", c->checks);
+	for (char *save, *tok = strtok_r(checks, "|", &save); tok; tok = strtok_r(NULL, "|", &save)) {
+		char *eq = strchr(tok, '=');
+		*eq = 0;
+		char buf[64];
+		const char *got = field(&ev, tok, buf, sizeof buf);
+		const char *want = eq + 1;
+		/* "field=" means absent or empty (the null sender is "") */
+		if (*want ? (!got || strcmp(got, want)) : (got && *got))
+			fail_msg("%s: %s = \"%s\", want \"%s\"", c->name, tok, got ? got : "(null)", want);
+	}
+}
+
+static void test_lines(void **state)
+{
+	(void)state;
+	setenv("TZ", "UTC", 1);
+	tzset();
+	struct rp_parser *p = rp_parser_new(2026, 11);
+	for (size_t i = 0; i < sizeof pcases / sizeof pcases[0]; i++)
+		check_case(p, &pcases[i]);
+	rp_parser_free(&p);
+	assert_null(p);
+}
+
+/* every prefix of every case, and bytes 0x00-0xff in place of each byte, parse without harm */
+static void test_prefixes_and_bytes(void **state)
+{
+	(void)state;
+	struct rp_parser *p = rp_parser_new(2026, 11);
+	struct rp_event ev;
+	for (size_t i = 0; i < sizeof pcases / sizeof pcases[0]; i++) {
+		const char *l = pcases[i].line;
+		size_t n = strlen(l);
+		for (size_t k = 0; k <= n; k++)
+			rp_parse_line(p, l, k, &ev);
+		char *m = strdup(l);
+		for (size_t k = 0; k < n; k += 7) {
+			for (int b = 0; b < 256; b += 17) {
+				m[k] = (char)b;
+				rp_parse_line(p, m, n, &ev);
+			}
+			m[k] = l[k];
+		}
+		free(m);
+	}
+	rp_parser_free(&p);
+}
+
+static void test_year_hint(void **state)
+{
+	(void)state;
+	setenv("TZ", "UTC", 1);
+	tzset();
+	struct rp_parser *p = rp_parser_new(2027, 0);	/* January 2027: December is last year */
+	struct rp_event ev;
+	rp_parse_line(p, pcases[0].line, strlen(pcases[0].line), &ev);
+	assert_true(ev.time >= 1796169600.0 && ev.time < 1796256000.0);	/* 2026-12-02 UTC */
+	rp_parser_free(&p);
+	double t;
+	assert_int_equal(rp_time_parse("2026-12-02T00:00:00Z", &t), 0);
+	assert_true(t == 1796169600.0);
+	assert_int_equal(rp_time_parse("2026-12-02", &t), 0);
+	assert_true(t == 1796169600.0);
+	assert_int_equal(rp_time_parse("2026-12-02T01:00+01:00", &t), 0);
+	assert_true(t == 1796169600.0);
+	assert_int_equal(rp_time_parse("@1796169600", &t), 0);
+	assert_int_equal(rp_time_parse("yesterday", &t), -1);
+	assert_int_equal(rp_time_parse("2026-13-01", &t), -1);
+}
+
+static void test_long_line_cut(void **state)
+{
+	(void)state;
+	struct rp_parser *p = rp_parser_new(2026, 11);
+	size_t n = RP_MAX_LINE_BYTES * 3;
+	char *l = malloc(n + 1);
+	const char *head = "Dec  2 08:44:02 mx postfix/cleanup[78]: 3F2A1C9D0B: message-id=<";
+	memset(l, 'a', n);
+	memcpy(l, head, strlen(head));
+	l[n] = 0;
+	struct rp_event ev;
+	assert_int_equal(rp_parse_line(p, l, n, &ev), RP_EV_MESSAGE_ID);
+	assert_true(strlen(ev.message_id) < RP_MAX_LINE_BYTES);
+	free(l);
+	rp_parser_free(&p);
+}
+
+/* ---- report_input: plain, gzip, no final newline, long lines ---- */
+
+static char *tmpfile_path(const char *suffix)
+{
+	char *path = malloc(256);
+	snprintf(path, 256, "/tmp/test_report.%d.%s", (int)getpid(), suffix);
+	return path;
+}
+
+static void read_all(const char *path, int *lines_out, size_t *maxlen_out, long long *cut_out)
+{
+	const char *err;
+	struct report_input *in = ri_open(path, &err);
+	assert_non_null(in);
+	const char *l;
+	size_t n;
+	int k = 0;
+	*maxlen_out = 0;
+	while (ri_next(in, &l, &n, &err) == 1) {
+		k++;
+		assert_int_equal(strlen(l), n);
+		if (n > *maxlen_out)
+			*maxlen_out = n;
+	}
+	*lines_out = k;
+	*cut_out = ri_cut_lines(in);
+	ri_close(&in);
+	assert_null(in);
+}
+
+static void test_input(void **state)
+{
+	(void)state;
+	char *plain = tmpfile_path("log"), *gz = tmpfile_path("log.gz");
+	/* 1000 short lines, one of 100 000 bytes, and a last line without '\n' */
+	FILE *f = fopen(plain, "w");
+	gzFile g = gzopen(gz, "wb");
+	for (int i = 0; i < 1000; i++) {
+		fprintf(f, "line %d\n", i);
+		gzprintf(g, "line %d\n", i);
+	}
+	for (int i = 0; i < 100000; i++) {
+		fputc('x', f);
+		gzputc(g, 'x');
+	}
+	fputs("\nlast", f);
+	gzputs(g, "\nlast");
+	fclose(f);
+	gzclose(g);
+	int lines;
+	size_t maxlen;
+	long long cut;
+	read_all(plain, &lines, &maxlen, &cut);
+	assert_int_equal(lines, 1002);
+	assert_int_equal(maxlen, RP_MAX_LINE_BYTES);
+	assert_int_equal(cut, 1);
+	read_all(gz, &lines, &maxlen, &cut);
+	assert_int_equal(lines, 1002);
+	assert_int_equal(cut, 1);
+	const char *err = NULL;
+	assert_null(ri_open("/nonexistent/x.log", &err));
+	assert_non_null(err);
+	unlink(plain);
+	unlink(gz);
+	free(plain);
+	free(gz);
+}
+
+/* ---- report_stats ---- */
+
+static json_t *run(const char *const *lines, size_t n, const struct rs_opts *o, struct report_stats **keep)
+{
+	struct rp_parser *p = rp_parser_new(2026, 11);
+	struct report_stats *st = rs_new(o);
+	struct rp_event ev;
+	for (size_t i = 0; i < n; i++) {
+		rp_parse_line(p, lines[i], strlen(lines[i]), &ev);
+		rs_add(st, &ev);
+	}
+	json_t *doc = rs_json(st);
+	if (keep)
+		*keep = st;
+	else
+		rs_free(&st);
+	rp_parser_free(&p);
+	return doc;
+}
+
+static long long jint(json_t *doc, const char *path)
+{
+	char buf[256];
+	snprintf(buf, sizeof buf, "%s", path);
+	json_t *v = doc;
+	for (char *save, *t = strtok_r(buf, ".", &save); t; t = strtok_r(NULL, ".", &save)) {
+		if (json_is_array(v))
+			v = json_array_get(v, strtoul(t, NULL, 10));
+		else
+			v = json_object_get(v, t);
+	}
+	if (!json_is_integer(v))
+		fail_msg("%s is not an integer", path);
+	return json_integer_value(v);
+}
+
+static const char *jstr(json_t *doc, const char *path)
+{
+	char buf[256];
+	snprintf(buf, sizeof buf, "%s", path);
+	json_t *v = doc;
+	for (char *save, *t = strtok_r(buf, ".", &save); t; t = strtok_r(NULL, ".", &save))
+		v = json_is_array(v) ? json_array_get(v, strtoul(t, NULL, 10)) : json_object_get(v, t);
+	return json_string_value(v);
+}
+
+static const char *const flow[] = {
+	/* A: received over SMTP, two recipients delivered, one deferred then delivered */
+	"Dec  2 08:00:00 mx postfix/smtpd[1]: connect from mail.example.org[192.0.2.9]",
+	"Dec  2 08:00:01 mx postfix/smtpd[1]: 1A2B3C4D5E: client=mail.example.org[192.0.2.9]",
+	"Dec  2 08:00:01 mx postfix/cleanup[2]: 1A2B3C4D5E: message-id=<a@example.org>",
+	"Dec  2 08:00:01 mx postfix/qmgr[3]: 1A2B3C4D5E: from=<Joe@Example.ORG>, size=1000, nrcpt=3 (queue active)",
+	"Dec  2 08:00:02 mx postfix/virtual[4]: 1A2B3C4D5E: to=<sue@example.net>, relay=virtual, delay=1, delays=0.5/0/0/0.5, dsn=2.0.0, status=sent (delivered to maildir)",
+	"Dec  2 08:00:02 mx postfix/virtual[4]: 1A2B3C4D5E: to=<bob@Example.NET>, relay=virtual, delay=3, delays=0.5/0/0/2.5, dsn=2.0.0, status=sent (delivered to maildir)",
+	"Dec  2 08:00:03 mx postfix/smtp[5]: 1A2B3C4D5E: to=<x@example.com>, relay=none, delay=2, delays=1/0/1/0, dsn=4.4.1, status=deferred (connect to mx.example.com[192.0.2.20]:25: Connection refused)",
+	"Dec  2 08:10:03 mx postfix/qmgr[3]: 1A2B3C4D5E: from=<Joe@Example.ORG>, size=1000, nrcpt=3 (queue active)",
+	"Dec  2 08:10:04 mx postfix/smtp[5]: 1A2B3C4D5E: to=<x@example.com>, relay=none, delay=603, delays=1/600/2/0, dsn=4.4.1, status=deferred (connect to mx.example.com[192.0.2.20]:25: Connection refused)",
+	"Dec  2 09:10:04 mx postfix/smtp[5]: 1A2B3C4D5E: to=<x@example.com>, relay=mx.example.com[192.0.2.20]:25, delay=4203, delays=1/4200/1/1, dsn=2.0.0, status=sent (250 2.0.0 Ok: queued as 99)",
+	"Dec  2 09:10:04 mx postfix/qmgr[3]: 1A2B3C4D5E: removed",
+	/* B: null sender from an unnamed client, bounced */
+	"Dec  2 09:20:00 mx postfix/smtpd[1]: 2B3C4D5E6F: client=unknown[192.0.2.10]",
+	"Dec  2 09:20:00 mx postfix/qmgr[3]: 2B3C4D5E6F: from=<>, size=500, nrcpt=1 (queue active)",
+	"Dec  2 09:20:01 mx postfix/smtp[5]: 2B3C4D5E6F: to=<nobody@example.com>, relay=mx.example.com[192.0.2.20]:25, delay=1, delays=0/0/0.5/0.5, dsn=5.1.1, status=bounced (host mx.example.com[192.0.2.20] said: 550 5.1.1 unknown user (in reply to RCPT TO command))",
+	"Dec  2 09:20:01 mx postfix/bounce[6]: 2B3C4D5E6F: sender non-delivery notification: 3C4D5E6F7A",
+	"Dec  2 09:20:01 mx postfix/qmgr[3]: 2B3C4D5E6F: removed",
+	/* C: rejects */
+	"Dec  2 09:30:00 mx postfix/smtpd[1]: NOQUEUE: reject: RCPT from unknown[192.0.2.11]: 554 5.7.1 <x@example.net>: Relay access denied; from=<s@example.com> to=<x@elsewhere.example> proto=ESMTP helo=<h>",
+	"Dec  2 09:30:01 mx postfix/smtpd[1]: NOQUEUE: reject: RCPT from unknown[192.0.2.11]: 550 5.1.1 <y@example.net>: Recipient address rejected: User unknown in virtual mailbox table; from=<s@example.com> to=<y@example.net> proto=ESMTP helo=<h>",
+	"Dec  3 00:30:01 mx postfix/cleanup[2]: 4D5E6F7A8B: milter-reject: END-OF-MESSAGE from unknown[192.0.2.11]: 5.7.1 rejected by DMARC policy for example.com; from=<s@example.com> to=<y@example.net> proto=ESMTP helo=<h>",
+	"Dec  3 00:30:02 mx postfix/smtpd[1]: NOQUEUE: reject_warning: RCPT from unknown[192.0.2.11]: 450 4.7.1 test; from=<s@example.com> to=<y@example.net> proto=ESMTP helo=<h>",
+	/* filters */
+	"Dec  3 00:30:03 mx opendkim[7]: 1A2B3C4D5E: DKIM verification successful",
+	"Dec  3 00:30:03 mx opendmarc[8]: 1A2B3C4D5E: example.org pass",
+	"Dec  3 00:30:03 mx opendmarc[8]: 4D5E6F7A8B: example.com fail",
+	"Dec  3 00:30:03 mx sluice-spam[9]: 1A2B3C4D5E: filter=spam result=ham action=accept score=-1.5",
+	"Dec  3 00:30:03 mx sluice-spam[9]: 4D5E6F7A8B: filter=spam result=spam action=reject score=12",
+	"Dec  3 00:30:03 mx sluice-spam[9]: 4D5E6F7A8C: filter=spam result=spam action=reject score=12.9",
+	"Dec  3 00:30:03 mx sluice-ratelimit[10]: NOQUEUE: filter=ratelimit result=over action=defer_if_permit reason=\"OUT-USER\"",
+	"garbage",
+};
+
+static void test_stats_flow(void **state)
+{
+	(void)state;
+	setenv("TZ", "UTC", 1);
+	tzset();
+	struct report_stats *st;
+	json_t *d = run(flow, sizeof flow / sizeof flow[0], NULL, &st);
+	assert_int_equal(jint(d, "totals.received"), 2);
+	assert_int_equal(jint(d, "totals.delivered"), 3);
+	assert_int_equal(jint(d, "totals.deferred"), 1);
+	assert_int_equal(jint(d, "totals.deferrals"), 2);
+	assert_int_equal(jint(d, "totals.bounced"), 1);
+	assert_int_equal(jint(d, "totals.rejected"), 3);
+	assert_int_equal(jint(d, "totals.reject_warnings"), 1);
+	assert_int_equal(jint(d, "totals.bytes_received"), 1500);
+	assert_int_equal(jint(d, "totals.bytes_delivered"), 3000);
+	assert_int_equal(jint(d, "totals.senders"), 2);
+	assert_int_equal(jint(d, "totals.recipients"), 3);
+	assert_int_equal(jint(d, "input.unreadable"), 1);
+	/* senders: domain lower-cased, the local part kept; the null sender as pflogsumm names it */
+	assert_string_equal(jstr(d, "top.senders.0.address"), "Joe@example.org");
+	assert_int_equal(jint(d, "top.senders.0.bytes"), 1000);
+	assert_string_equal(jstr(d, "top.senders.1.address"), "from=<>");
+	/* the null sender's domain is the client's: unknown -> its IP */
+	assert_string_equal(jstr(d, "top.sender_domains.0.domain"), "192.0.2.10");
+	assert_string_equal(jstr(d, "top.recipient_domains.0.domain"), "example.net");
+	assert_int_equal(jint(d, "top.recipient_domains.0.messages"), 2);
+	/* per day and hour */
+	assert_string_equal(jstr(d, "per_day.0.date"), "2026-12-02");
+	assert_int_equal(jint(d, "per_day.0.rejected"), 2);
+	assert_int_equal(jint(d, "per_day.1.rejected"), 1);
+	assert_int_equal(jint(d, "per_hour.8.received"), 1);
+	assert_int_equal(jint(d, "per_hour.9.delivered"), 1);
+	/* rejects */
+	assert_int_equal(jint(d, "rejects.by_stage.RCPT"), 2);
+	assert_int_equal(jint(d, "rejects.by_stage.END-OF-MESSAGE"), 1);
+	assert_int_equal(jint(d, "rejects.by_code.relay_denied"), 1);
+	assert_int_equal(jint(d, "rejects.by_code.unknown_recipient"), 1);
+	assert_int_equal(jint(d, "rejects.by_code.dmarc"), 1);
+	/* delays: virtual 1 and 3 -> p50 1, p95 3; smtp one 4203 */
+	json_t *dl = json_object_get(d, "delays");
+	assert_int_equal(json_array_size(dl), 2);
+	assert_string_equal(jstr(d, "delays.1.transport"), "virtual");
+	assert_true(json_real_value(json_object_get(json_array_get(dl, 1), "p50_s")) == 1.0);
+	assert_true(json_real_value(json_object_get(json_array_get(dl, 1), "p95_s")) == 3.0);
+	/* bounces with DSN text */
+	assert_string_equal(jstr(d, "bounces.0.dsn"), "5.1.1");
+	assert_int_equal(jint(d, "deferrals.0.count"), 2);
+	/* filters */
+	assert_int_equal(jint(d, "filters.dkim.results.pass"), 1);
+	assert_int_equal(jint(d, "filters.dmarc.results.fail"), 1);
+	assert_string_equal(jstr(d, "filters.dmarc.by_domain.0.domain"), "example.com");
+	assert_int_equal(jint(d, "filters.spam.actions.reject"), 2);
+	assert_int_equal(jint(d, "filters.spam.score_histogram.0.score"), -2);
+	assert_int_equal(jint(d, "filters.spam.score_histogram.1.count"), 2);
+	assert_int_equal(jint(d, "filters.ratelimit.actions.defer_if_permit"), 1);
+	/* A and B were removed; rejects and filter lines keep no per-message state */
+	assert_int_equal(rs_pending(st), 0);
+	json_decref(d);
+	rs_free(&st);
+	assert_null(st);
+}
+
+static void test_since_until(void **state)
+{
+	(void)state;
+	setenv("TZ", "UTC", 1);
+	tzset();
+	struct rs_opts o = { 0 };
+	assert_int_equal(rp_time_parse("2026-12-02T09:00:00Z", &o.since), 0);
+	assert_int_equal(rp_time_parse("2026-12-03", &o.until), 0);
+	json_t *d = run(flow, sizeof flow / sizeof flow[0], &o, NULL);
+	assert_int_equal(jint(d, "totals.received"), 1);	/* B only */
+	assert_int_equal(jint(d, "totals.delivered"), 1);	/* A's last recipient */
+	assert_int_equal(jint(d, "totals.rejected"), 2);
+	assert_int_equal(jint(d, "input.out_of_range"), 18);
+	json_decref(d);
+}
+
+/* memory: per-message state is freed at "removed" and forgotten after RS_EXPIRE_S */
+static void test_memory_bound(void **state)
+{
+	(void)state;
+	setenv("TZ", "UTC", 1);
+	tzset();
+	struct rp_parser *p = rp_parser_new(2026, 11);
+	struct report_stats *st = rs_new(NULL);
+	struct rp_event ev;
+	char line[256];
+	for (int i = 0; i < 200000; i++) {
+		/* 100 000 messages removed; 100 000 never removed, 10 s apart (23 days of log) */
+		double t = 1796169600.0 + i * 10;
+		time_t s = (time_t)t;
+		struct tm tm;
+		gmtime_r(&s, &tm);
+		char stamp[64];
+		strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%SZ", &tm);
+		snprintf(line, sizeof line, "%s mx postfix/smtpd[1]: %08X1: client=unknown[192.0.2.1]", stamp, i);
+		rp_parse_line(p, line, strlen(line), &ev);
+		rs_add(st, &ev);
+		if (i % 2 == 0) {
+			snprintf(line, sizeof line, "%s mx postfix/qmgr[1]: %08X1: removed", stamp, i);
+			rp_parse_line(p, line, strlen(line), &ev);
+			rs_add(st, &ev);
+		}
+	}
+	/* at most RS_EXPIRE_S of unremoved messages (one per 20 s) plus one sweep interval */
+	assert_true(rs_pending(st) <= (size_t)(RS_EXPIRE_S / 20) + 65536);
+	assert_true(rs_pending(st) < 100000);
+	rs_free(&st);
+	rp_parser_free(&p);
+}
+
+static void test_reason_codes(void **state)
+{
+	(void)state;
+	assert_string_equal(rs_reason_code("RCPT", "<a@b>: Recipient address rejected: User unknown in local recipient table"), "unknown_recipient");
+	assert_string_equal(rs_reason_code("CONNECT", "Service unavailable; Client host [192.0.2.1] blocked using zen.example"), "dnsbl");
+	assert_string_equal(rs_reason_code("header", "no thanks"), "content");
+	assert_string_equal(rs_reason_code("DATA", NULL), "other");
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_lines),
+		cmocka_unit_test(test_prefixes_and_bytes),
+		cmocka_unit_test(test_year_hint),
+		cmocka_unit_test(test_long_line_cut),
+		cmocka_unit_test(test_input),
+		cmocka_unit_test(test_stats_flow),
+		cmocka_unit_test(test_since_until),
+		cmocka_unit_test(test_memory_bound),
+		cmocka_unit_test(test_reason_codes),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

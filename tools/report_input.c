@@ -1,0 +1,121 @@
+/*
+ * report_input: see report_input.h. zlib's gzread reads gzip members and
+ * plain files alike (transparent mode), so there is one path for both.
+ */
+#include "tools/report_input.h"
+#include "tools/report_parse.h"
+#include "lib/util.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <zlib.h>
+
+struct report_input {
+	gzFile gz;
+	int fd;
+	char buf[RI_BUF_BYTES];
+	size_t pos, len;
+	int eof;
+	char *line;		/* RP_MAX_LINE_BYTES + 1 */
+	long long cut;
+};
+
+struct report_input *ri_open(const char *path, const char **err_out)
+{
+	int fd = strcmp(path, "-") ? open(path, O_RDONLY | O_CLOEXEC) : dup(0);
+	if (fd < 0) {
+		*err_out = strerror(errno);
+		return NULL;
+	}
+	gzFile gz = gzdopen(fd, "rb");
+	if (!gz) {
+		close(fd);
+		*err_out = "cannot start zlib";
+		return NULL;
+	}
+	gzbuffer(gz, 128 * 1024);
+	struct report_input *in = xcalloc(1, sizeof *in);
+	in->gz = gz;
+	in->fd = fd;
+	in->line = xmalloc(RP_MAX_LINE_BYTES + 1);
+	return in;
+}
+
+void ri_close(struct report_input **in)
+{
+	if (!in || !*in)
+		return;
+	gzclose((*in)->gz);	/* closes the fd */
+	free((*in)->line);
+	free(*in);
+	*in = NULL;
+}
+
+static int fill(struct report_input *in, const char **err_out)
+{
+	int n = gzread(in->gz, in->buf, sizeof in->buf);
+	if (n < 0) {
+		int zerr;
+		const char *m = gzerror(in->gz, &zerr);
+		*err_out = zerr == Z_ERRNO ? strerror(errno) : m;
+		return -1;
+	}
+	in->pos = 0;
+	in->len = (size_t)n;
+	if (n == 0)
+		in->eof = 1;
+	return 0;
+}
+
+int ri_next(struct report_input *in, const char **line_out, size_t *len_out, const char **err_out)
+{
+	size_t ll = 0;
+	int cut = 0, any = 0;
+	for (;;) {
+		if (in->pos == in->len) {
+			if (!in->eof && fill(in, err_out) < 0)
+				return -1;
+			if (in->pos == in->len) {	/* end of file */
+				if (!any)
+					return 0;
+				in->line[ll] = 0;
+				*line_out = in->line;
+				*len_out = ll;
+				return 1;
+			}
+		}
+		any = 1;
+		const char *s = in->buf + in->pos;
+		size_t avail = in->len - in->pos;
+		const char *nl = memchr(s, '\n', avail);
+		size_t n = nl ? (size_t)(nl - s) : avail;
+		size_t room = RP_MAX_LINE_BYTES - ll;
+		if (n > room) {
+			if (!cut)
+				in->cut++;
+			cut = 1;
+		}
+		memcpy(in->line + ll, s, n < room ? n : room);
+		ll += n < room ? n : room;
+		in->pos += n + (nl ? 1 : 0);
+		if (nl) {
+			in->line[ll] = 0;
+			*line_out = in->line;
+			*len_out = ll;
+			return 1;
+		}
+	}
+}
+
+long long ri_bytes_read(const struct report_input *in)
+{
+	return (long long)gzoffset(in->gz);
+}
+
+long long ri_cut_lines(const struct report_input *in)
+{
+	return in->cut;
+}

@@ -1,0 +1,33 @@
+/*
+ * report_input: log files -> lines, for `sluice report`.
+ * Owns opening (a path, or "-" for stdin), gzip (zlib; a plain file reads
+ * through unchanged), buffering, splitting at '\n' and the line cap.
+ * Leaves the meaning of a line to report_parse.
+ * Memory: one buffer of RI_BUF_BYTES plus one line of RP_MAX_LINE_BYTES,
+ * whatever the file size. A longer line is cut to RP_MAX_LINE_BYTES (the
+ * rest of it is skipped) and counted in ri_cut_lines().
+ */
+#ifndef SLUICE_REPORT_INPUT_H
+#define SLUICE_REPORT_INPUT_H
+
+#include <stddef.h>
+
+#define RI_BUF_BYTES 65536
+
+struct report_input;
+
+/* ri_open - NULL with *err_out (static or strerror text) when it can't be opened. */
+struct report_input *ri_open(const char *path, const char **err_out);
+void ri_close(struct report_input **in);
+
+/*
+ * ri_next - the next line without its '\n': *line_out valid until the next
+ * call. Returns 1, 0 at the end, -1 on a read error (*err_out).
+ */
+int ri_next(struct report_input *in, const char **line_out, size_t *len_out, const char **err_out);
+
+/* Compressed bytes read so far (for a progress line) and lines cut. */
+long long ri_bytes_read(const struct report_input *in);
+long long ri_cut_lines(const struct report_input *in);
+
+#endif

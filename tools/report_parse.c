@@ -1,0 +1,887 @@
+/*
+ * report_parse: see report_parse.h. Envelope first (JSON object, RFC 5424,
+ * ISO/RFC 3339 stamp, RFC 3164 stamp), then the queue id, then the text by
+ * its first words; key=value tokens are split the way lib/log.c writes them
+ * (a value runs to ", " / "; " / " " outside <>, [], (), "").
+ */
+#include "tools/report_parse.h"
+#include "lib/util.h"
+
+#include <ctype.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define RP_ARENA_BYTES (6 * RP_MAX_LINE_BYTES)
+
+struct rp_parser {
+	int year_hint, month_hint;
+	/* local-time cache for RFC 3164 stamps: epoch of YYYY-MM-DD HH:00:00 */
+	int c_year, c_mon, c_day, c_hour;
+	double c_epoch;
+	char *arena;
+	size_t used;
+};
+
+struct rp_parser *rp_parser_new(int year_hint, int month_hint)
+{
+	struct rp_parser *p = xcalloc(1, sizeof *p);
+	p->year_hint = year_hint;
+	p->month_hint = month_hint;
+	p->c_year = -1;
+	p->arena = xmalloc(RP_ARENA_BYTES);
+	return p;
+}
+
+void rp_parser_free(struct rp_parser **pp)
+{
+	if (!pp || !*pp)
+		return;
+	free((*pp)->arena);
+	free(*pp);
+	*pp = NULL;
+}
+
+/* n bytes of the arena, or NULL when it is full. */
+static char *arena_alloc(struct rp_parser *p, size_t n)
+{
+	if (p->used + n > RP_ARENA_BYTES)
+		return NULL;
+	char *d = p->arena + p->used;
+	p->used += n;
+	return d;
+}
+
+/* A NUL-terminated copy of s[0..n) in the arena ("" when it is full). */
+static const char *keep(struct rp_parser *p, const char *s, size_t n)
+{
+	if (p->used + n + 1 > RP_ARENA_BYTES)
+		return "";
+	char *d = p->arena + p->used;
+	memcpy(d, s, n);
+	d[n] = 0;
+	p->used += n + 1;
+	return d;
+}
+
+static const char *keep_lower(struct rp_parser *p, const char *s, size_t n)
+{
+	const char *d = keep(p, s, n);
+	for (char *c = (char *)d; *c; c++)
+		*c = (char)tolower((unsigned char)*c);
+	return d;
+}
+
+static int starts(const char *s, const char *prefix)
+{
+	return strncmp(s, prefix, strlen(prefix)) == 0;
+}
+
+/* ---- time ---- */
+
+static int digits(const char *s, int n, int *out)
+{
+	int v = 0;
+	for (int i = 0; i < n; i++) {
+		if (!isdigit((unsigned char)s[i]))
+			return -1;
+		v = v * 10 + (s[i] - '0');
+	}
+	*out = v;
+	return 0;
+}
+
+static double local_epoch(struct rp_parser *p, int y, int mon, int d, int h, int mi, int s)
+{
+	if (p && p->c_year == y && p->c_mon == mon && p->c_day == d && p->c_hour == h)
+		return p->c_epoch + mi * 60 + s;
+	struct tm tm = { .tm_year = y - 1900, .tm_mon = mon, .tm_mday = d, .tm_hour = h,
+			 .tm_isdst = -1 };
+	double e = (double)mktime(&tm);
+	if (p) {
+		p->c_year = y, p->c_mon = mon, p->c_day = d, p->c_hour = h;
+		p->c_epoch = e;
+	}
+	return e + mi * 60 + s;
+}
+
+/*
+ * ISO 8601 / RFC 3339 at s: "YYYY-MM-DD[T ]HH:MM[:SS[.frac]][Z|+HH:MM|+HHMM]"
+ * or a date alone. Returns bytes used, 0 when s is not one.
+ */
+static size_t iso_time(struct rp_parser *p, const char *s, double *t_out)
+{
+	int y, mo, d, h = 0, mi = 0, sec = 0;
+	if (digits(s, 4, &y) || s[4] != '-' || digits(s + 5, 2, &mo) || s[7] != '-' ||
+	    digits(s + 8, 2, &d) || mo < 1 || mo > 12 || d < 1 || d > 31)
+		return 0;
+	size_t i = 10;
+	double frac = 0;
+	if ((s[i] == 'T' || s[i] == ' ') && !digits(s + i + 1, 2, &h) && s[i + 3] == ':' &&
+	    !digits(s + i + 4, 2, &mi)) {
+		i += 6;
+		if (s[i] == ':' && !digits(s + i + 1, 2, &sec))
+			i += 3;
+		if (s[i] == '.' || s[i] == ',') {
+			double scale = 0.1;
+			for (i++; isdigit((unsigned char)s[i]); i++, scale /= 10)
+				frac += (s[i] - '0') * scale;
+		}
+	}
+	if (h > 23 || mi > 59 || sec > 60)
+		return 0;
+	struct tm tm = { .tm_year = y - 1900, .tm_mon = mo - 1, .tm_mday = d, .tm_hour = h,
+			 .tm_min = mi, .tm_sec = sec };
+	if (s[i] == 'Z') {
+		*t_out = (double)timegm(&tm) + frac;
+		return i + 1;
+	}
+	int oh, om;
+	if ((s[i] == '+' || s[i] == '-') && !digits(s + i + 1, 2, &oh)) {
+		size_t j = i + 3;
+		if (s[j] == ':')
+			j++;
+		if (!digits(s + j, 2, &om)) {
+			int off = (oh * 60 + om) * 60 * (s[i] == '-' ? -1 : 1);
+			*t_out = (double)timegm(&tm) - off + frac;
+			return j + 2;
+		}
+	}
+	*t_out = local_epoch(p, y, mo - 1, d, h, mi, sec) + frac;
+	return i;
+}
+
+int rp_time_parse(const char *s, double *t_out)
+{
+	if (s[0] == '@') {
+		char *end;
+		double v = strtod(s + 1, &end);
+		if (end == s + 1 || *end)
+			return -1;
+		*t_out = v;
+		return 0;
+	}
+	size_t n = iso_time(NULL, s, t_out);
+	return n && s[n] == 0 ? 0 : -1;
+}
+
+static const char *const months[] = { "Jan", "Feb", "Mar", "Apr", "May", "Jun",
+				       "Jul", "Aug", "Sep", "Oct", "Nov", "Dec" };
+
+/* RFC 3164 "Mmm dd HH:MM:SS[.frac]" at s; bytes used or 0. */
+static size_t bsd_time(struct rp_parser *p, const char *s, double *t_out)
+{
+	int mon = -1;
+	for (int i = 0; i < 12; i++)
+		if (memcmp(s, months[i], 3) == 0)
+			mon = i;
+	if (mon < 0 || s[3] != ' ')
+		return 0;
+	size_t i = 4;
+	if (s[i] == ' ')
+		i++;
+	int d, h, mi, sec;
+	if (isdigit((unsigned char)s[i]) && isdigit((unsigned char)s[i + 1])) {
+		d = (s[i] - '0') * 10 + (s[i + 1] - '0');
+		i += 2;
+	} else if (isdigit((unsigned char)s[i])) {
+		d = s[i] - '0';
+		i += 1;
+	} else {
+		return 0;
+	}
+	if (s[i] != ' ' || digits(s + i + 1, 2, &h) || s[i + 3] != ':' || digits(s + i + 4, 2, &mi) ||
+	    s[i + 6] != ':' || digits(s + i + 7, 2, &sec) || d < 1 || d > 31 || h > 23 || mi > 59 ||
+	    sec > 60)
+		return 0;
+	i += 9;
+	double frac = 0;
+	if (s[i] == '.') {
+		double scale = 0.1;
+		for (i++; isdigit((unsigned char)s[i]); i++, scale /= 10)
+			frac += (s[i] - '0') * scale;
+	}
+	int year = mon > p->month_hint ? p->year_hint - 1 : p->year_hint;
+	*t_out = local_epoch(p, year, mon, d, h, mi, sec) + frac;
+	return i;
+}
+
+/* ---- envelope ---- */
+
+/* A token up to a space; advances *s past it and one space. */
+static const char *word(struct rp_parser *p, const char **s)
+{
+	const char *b = *s, *e = b;
+	while (*e && *e != ' ')
+		e++;
+	*s = *e ? e + 1 : e;
+	return keep(p, b, (size_t)(e - b));
+}
+
+/* "name/service[pid]: " or "name[pid]: " or "name: " at s; returns the message or NULL. */
+static const char *tag(struct rp_parser *p, const char *s, struct rp_event *ev)
+{
+	const char *e = s;
+	while (*e && *e != '[' && *e != ':' && *e != ' ')
+		e++;
+	if (e == s)
+		return NULL;
+	const char *tagend = e;
+	if (*e == '[') {
+		char *end;
+		long pid = strtol(e + 1, &end, 10);
+		if (*end != ']')
+			return NULL;
+		ev->pid = pid;
+		e = end + 1;
+	}
+	if (*e != ':')
+		return NULL;
+	e++;
+	if (*e == ' ')
+		e++;
+	const char *slash1 = memchr(s, '/', (size_t)(tagend - s));
+	if (slash1) {
+		const char *last = slash1;
+		for (const char *c = slash1; c < tagend; c++)
+			if (*c == '/')
+				last = c;
+		ev->syslog_name = keep(p, s, (size_t)(slash1 - s));
+		ev->service = keep(p, last + 1, (size_t)(tagend - last - 1));
+	} else {
+		ev->syslog_name = keep(p, s, (size_t)(tagend - s));
+		ev->service = "";
+	}
+	return e;
+}
+
+/* RFC 5424 after "<PRI>1 ": TIME HOST APP PROCID MSGID SD MSG */
+static const char *rfc5424(struct rp_parser *p, const char *s, struct rp_event *ev)
+{
+	size_t n = iso_time(p, s, &ev->time);
+	if (!n || s[n] != ' ')
+		return NULL;
+	s += n + 1;
+	ev->host = word(p, &s);
+	const char *app = word(p, &s), *procid = word(p, &s);
+	(void)word(p, &s);	/* msgid */
+	if (*s == '[') {	/* structured data: [id k="v" ...]... */
+		while (*s == '[') {
+			int q = 0;
+			for (s++; *s && (q || *s != ']'); s++) {
+				if (*s == '\\' && s[1])
+					s++;
+				else if (*s == '"')
+					q = !q;
+			}
+			if (*s == ']')
+				s++;
+		}
+		if (*s == ' ')
+			s++;
+	} else if (*s == '-') {
+		s += s[1] == ' ' ? 2 : 1;
+	}
+	if (starts(s, "\xEF\xBB\xBF"))	/* BOM */
+		s += 3;
+	const char *slash1 = strchr(app, '/');
+	if (slash1) {
+		ev->syslog_name = keep(p, app, (size_t)(slash1 - app));
+		ev->service = strrchr(app, '/') + 1;
+	} else {
+		ev->syslog_name = app;
+		ev->service = "";
+	}
+	ev->pid = strcmp(procid, "-") ? strtol(procid, NULL, 10) : -1;
+	return s;
+}
+
+/* ---- key=value ---- */
+
+static size_t kv_key(const char *s)
+{
+	size_t i = 0;
+	while (isalpha((unsigned char)s[i]) || s[i] == '_' ||
+	       (i > 0 && (isdigit((unsigned char)s[i]) || s[i] == '-' || s[i] == '.')))
+		i++;
+	return (i > 0 && s[i] == '=') ? i : 0;
+}
+
+static size_t kv_value(const char *s)
+{
+	int depth = 0, quoted = 0;
+	size_t i;
+	for (i = 0; s[i]; i++) {
+		char c = s[i];
+		if (quoted) {
+			if (c == '\\' && s[i + 1])
+				i++;
+			else if (c == '"')
+				quoted = 0;
+			continue;
+		}
+		if (c == '"')
+			quoted = 1;
+		else if (c == '<' || c == '[' || c == '(')
+			depth++;
+		else if ((c == '>' || c == ']' || c == ')') && depth > 0)
+			depth--;
+		else if (depth == 0 && (c == ' ' || ((c == ',' || c == ';') && (s[i + 1] == ' ' || !s[i + 1]))))
+			break;
+	}
+	return i;
+}
+
+static void split_kv(struct rp_parser *p, const char *msg, struct rp_event *ev)
+{
+	for (const char *s = msg; *s && ev->nkv < RP_MAX_KV;) {
+		size_t k = (s == msg || s[-1] == ' ') ? kv_key(s) : 0;
+		if (!k) {
+			s++;
+			continue;
+		}
+		const char *v = s + k + 1;
+		size_t vl = kv_value(v);
+		struct rp_kv *kv = &ev->kv[ev->nkv++];
+		kv->key = keep(p, s, k);
+		if (vl >= 2 && v[0] == '"' && v[vl - 1] == '"') {
+			/* unquote, dropping backslashes before " and \ */
+			char *d = (char *)keep(p, v + 1, vl - 2);
+			char *w = d;
+			for (char *r = d; *r; r++) {
+				if (*r == '\\' && (r[1] == '"' || r[1] == '\\'))
+					r++;
+				*w++ = *r;
+			}
+			*w = 0;
+			kv->value = d;
+		} else {
+			kv->value = keep(p, v, vl);
+		}
+		s = v + vl;
+	}
+}
+
+const char *rp_kv_get(const struct rp_event *ev, const char *key)
+{
+	for (size_t i = 0; i < ev->nkv; i++)
+		if (strcmp(ev->kv[i].key, key) == 0)
+			return ev->kv[i].value;
+	return NULL;
+}
+
+/* "<addr>" -> "addr" (a copy); anything else unchanged. */
+static const char *unangle(struct rp_parser *p, const char *v)
+{
+	size_t n = strlen(v);
+	if (n >= 2 && v[0] == '<' && v[n - 1] == '>')
+		return keep(p, v + 1, n - 2);
+	return v;
+}
+
+/* ---- message texts ---- */
+
+/* Queue id: NOQUEUE, or 5..31 alphanumerics holding a digit or only upper-case hex. */
+static size_t qid_len(const char *s)
+{
+	if (starts(s, "NOQUEUE: "))
+		return 7;
+	size_t n = 0;
+	int digit = 0, lower = 0, nonhex = 0;
+	while (isalnum((unsigned char)s[n])) {
+		unsigned char c = (unsigned char)s[n];
+		digit |= isdigit(c) != 0;
+		lower |= islower(c) != 0;
+		nonhex |= isupper(c) && c > 'F';
+		n++;
+	}
+	if (n < 5 || n > 31 || s[n] != ':' || s[n + 1] != ' ')
+		return 0;
+	return (digit || (!lower && !nonhex)) ? n : 0;
+}
+
+/* "name[ip]" at s; fills the client fields. */
+static void client_at(struct rp_parser *p, const char *s, struct rp_event *ev)
+{
+	const char *lb = strchr(s, '[');
+	if (!lb)
+		return;
+	const char *rb = strchr(lb, ']');
+	if (!rb)
+		return;
+	const char *nb = lb;
+	while (nb > s && nb[-1] != ' ' && nb[-1] != '=')
+		nb--;
+	ev->client_name = keep(p, nb, (size_t)(lb - nb));
+	ev->client_ip = keep(p, lb + 1, (size_t)(rb - lb - 1));
+}
+
+static double num(const char *v, double dflt)
+{
+	if (!v)
+		return dflt;
+	char *end;
+	double d = strtod(v, &end);
+	return end == v ? dflt : d;
+}
+
+/* "550 5.1.1 text" -> code, dsn, text */
+static void reply_split(struct rp_parser *p, const char *s, size_t n, struct rp_event *ev)
+{
+	ev->code = -1;
+	if (n >= 4 && isdigit((unsigned char)s[0]) && isdigit((unsigned char)s[1]) &&
+	    isdigit((unsigned char)s[2]) && s[3] == ' ') {
+		ev->code = (s[0] - '0') * 100 + (s[1] - '0') * 10 + (s[2] - '0');
+		s += 4, n -= 4;
+	}
+	if (n >= 6 && isdigit((unsigned char)s[0]) && s[1] == '.') {
+		size_t i = 2;
+		while (i < n && (isdigit((unsigned char)s[i]) || s[i] == '.'))
+			i++;
+		if (i < n && s[i] == ' ') {
+			ev->dsn = keep(p, s, i);
+			s += i + 1, n -= i + 1;
+		}
+	}
+	ev->reason = keep(p, s, n);
+}
+
+static const struct {
+	const char *prefix;
+	enum rp_reject type;
+} reject_types[] = {
+	{ "reject: ", RP_REJ_REJECT },
+	{ "milter-reject: ", RP_REJ_MILTER },
+	{ "reject_warning: ", RP_REJ_WARNING },
+	{ "hold: ", RP_REJ_HOLD },
+	{ "milter-hold: ", RP_REJ_HOLD },
+	{ "discard: ", RP_REJ_DISCARD },
+	{ "milter-discard: ", RP_REJ_DISCARD },
+};
+
+/*
+ * "reject: RCPT from name[ip]: 550 5.1.1 <r>: text; from=<s> to=<r> proto=ESMTP helo=<h>"
+ * "reject: header Subject: x from name[ip]; from=<s> to=<r> proto=ESMTP helo=<h>: 5.7.1 text"
+ */
+static int reject_line(struct rp_parser *p, const char *t, struct rp_event *ev)
+{
+	size_t k;
+	for (k = 0; k < sizeof reject_types / sizeof reject_types[0]; k++)
+		if (starts(t, reject_types[k].prefix))
+			break;
+	if (k == sizeof reject_types / sizeof reject_types[0])
+		return 0;
+	ev->kind = RP_EV_REJECT;
+	ev->reject = reject_types[k].type;
+	ev->code = -1;
+	t += strlen(reject_types[k].prefix);
+	const char *from = strstr(t, " from ");
+	if (!from) {
+		ev->stage = keep(p, t, strcspn(t, " ;:"));
+		return 1;
+	}
+	int content = starts(t, "header ") || starts(t, "body ");
+	ev->stage = content ? keep(p, t, strcspn(t, " ")) : keep(p, t, (size_t)(from - t));
+	client_at(p, from + 6, ev);
+	if (content) {
+		const char *r = strstr(from, ">: ");
+		const char *last = NULL;
+		while (r) {
+			last = r;
+			r = strstr(r + 3, ">: ");
+		}
+		if (last)
+			reply_split(p, last + 3, strlen(last + 3), ev);
+	} else {
+		const char *r = strstr(from + 6, "]: ");
+		if (r) {
+			r += 3;
+			const char *end = NULL;
+			static const char *const tails[] = { "; from=<", "; to=<", "; proto=", "; helo=" };
+			for (size_t i = 0; i < 4; i++) {
+				const char *e = strstr(r, tails[i]);
+				if (e && (!end || e < end))
+					end = e;
+			}
+			reply_split(p, r, end ? (size_t)(end - r) : strlen(r), ev);
+		}
+	}
+	const char *v;
+	if ((v = rp_kv_get(ev, "from")))
+		ev->sender = unangle(p, v);
+	if ((v = rp_kv_get(ev, "to")))
+		ev->recipient = unangle(p, v);
+	if ((v = rp_kv_get(ev, "helo")))
+		ev->helo = unangle(p, v);
+	ev->proto = rp_kv_get(ev, "proto");
+	return 1;
+}
+
+static const char *domain_of(const char *addr)
+{
+	const char *at = strrchr(addr, '@');
+	return at ? at + 1 : addr;
+}
+
+/* first word of v, lower case */
+static const char *first_word_lower(struct rp_parser *p, const char *v)
+{
+	return v ? keep_lower(p, v, strcspn(v, " ")) : NULL;
+}
+
+/* key=value verdict lines: sluice-dkim, sluice-spf, filter=..., the MTA's milter=... */
+static int filter_kv(struct rp_parser *p, const char *t, struct rp_event *ev)
+{
+	const char *f = rp_kv_get(ev, "filter"), *m = rp_kv_get(ev, "milter");
+	int spf = starts(t, "spf: ");
+	if (!f && !m && !spf)
+		return 0;
+	ev->kind = RP_EV_FILTER;
+	ev->filter = f ? keep_lower(p, f, strlen(f)) : m ? keep_lower(p, m, strlen(m)) : "spf";
+	ev->action = first_word_lower(p, rp_kv_get(ev, "action"));
+	ev->reason = rp_kv_get(ev, "reason");
+	ev->stage = rp_kv_get(ev, "stage");
+	const char *v;
+	if (m && !f && ev->stage && !rp_kv_get(ev, ev->filter)) {
+		ev->mta_milter = 1;	/* sluiced: milter=NAME stage=S action=A reply="..." */
+		ev->reason = rp_kv_get(ev, "reply");
+		return 1;
+	}
+	v = rp_kv_get(ev, "result");
+	if (!v)
+		v = rp_kv_get(ev, ev->filter);	/* dkim=pass, dmarc=fail, spam=... */
+	if (!v && (v = rp_kv_get(ev, "sign")))
+		v = !strcmp(v, "ok") ? "signed" : !strcmp(v, "none") ? "not-signed" : "sign-error";
+	ev->result = v ? first_word_lower(p, v) : NULL;
+	ev->selector = rp_kv_get(ev, "s");
+	if ((v = rp_kv_get(ev, "domain")) || (v = rp_kv_get(ev, "header_from")) ||
+	    (v = rp_kv_get(ev, "header.from")) || (v = rp_kv_get(ev, "from_domain")) ||
+	    (v = rp_kv_get(ev, "d")))
+		ev->domain = v;
+	else if (spf && (v = rp_kv_get(ev, "identity")))
+		ev->domain = domain_of(v);
+	ev->scope = rp_kv_get(ev, "scope");
+	ev->disposition = rp_kv_get(ev, "disposition");
+	if ((v = rp_kv_get(ev, "score"))) {
+		char *end;
+		double d = strtod(v, &end);
+		if (end != v) {
+			ev->score = d;
+			ev->has_score = 1;
+		}
+	}
+	if ((v = rp_kv_get(ev, "sender")) || (v = rp_kv_get(ev, "from")))
+		ev->sender = unangle(p, v);
+	if ((v = rp_kv_get(ev, "client_ip")))
+		ev->client_ip = v;
+	return 1;
+}
+
+/* OpenDKIM's texts. */
+static void opendkim(struct rp_parser *p, const char *t, struct rp_event *ev)
+{
+	const char *v;
+	ev->filter = "dkim";
+	if ((v = strstr(t, " field added (s="))) {
+		ev->kind = RP_EV_FILTER;
+		ev->result = "signed";
+		ev->action = "accept";
+		const char *s = v + strlen(" field added (s=");
+		ev->selector = keep(p, s, strcspn(s, ","));
+		const char *d = strstr(s, ", d=");
+		if (d)
+			ev->domain = keep(p, d + 4, strcspn(d + 4, ")"));
+	} else if (starts(t, "DKIM verification successful")) {
+		ev->kind = RP_EV_FILTER;
+		ev->result = "pass";
+	} else if (starts(t, "bad signature data")) {
+		ev->kind = RP_EV_FILTER;
+		ev->result = "fail";
+		ev->reason = "bad signature data";
+	} else if (starts(t, "no signature data")) {
+		ev->kind = RP_EV_FILTER;
+		ev->result = "none";
+	} else if (starts(t, "key retrieval failed")) {
+		ev->kind = RP_EV_FILTER;
+		ev->result = "permerror";
+		ev->reason = "key retrieval failed";
+	} else if (starts(t, "s=") && strstr(t, " SSL")) {
+		/* "s=SEL d=DOM [a=ALG ]SSL error...": details of a failure logged apart */
+		ev->kind = RP_EV_FILTER;
+		ev->selector = rp_kv_get(ev, "s");
+		ev->domain = rp_kv_get(ev, "d");
+		ev->reason = keep(p, strstr(t, " SSL") + 1, strlen(strstr(t, " SSL") + 1));
+	}
+}
+
+static int known_dmarc_result(const char *w, size_t n)
+{
+	static const char *const r[] = { "none", "pass", "fail", "temperror", "permerror",
+					  "bestguesspass", "reject", "quarantine" };
+	for (size_t i = 0; i < sizeof r / sizeof r[0]; i++)
+		if (strlen(r[i]) == n && memcmp(w, r[i], n) == 0)
+			return 1;
+	return 0;
+}
+
+/* OpenDMARC: "QID: DOMAIN RESULT" */
+static void opendmarc(struct rp_parser *p, const char *t, struct rp_event *ev)
+{
+	if (!ev->qid || starts(t, "SPF("))
+		return;
+	size_t dl = strcspn(t, " ");
+	if (!t[dl] || !strchr(t, '.') || dl == 0)
+		return;
+	const char *r = t + dl + 1;
+	size_t rl = strcspn(r, " ");
+	if (r[rl] || !known_dmarc_result(r, rl))
+		return;
+	ev->kind = RP_EV_FILTER;
+	ev->filter = "dmarc";
+	ev->domain = keep_lower(p, t, dl);
+	ev->result = keep(p, r, rl);
+}
+
+/* policyd-spf: "[QID: ]prepend Received-SPF: Pass (mailfrom) identity=mailfrom; ..."
+ * or "550 5.7.23 Message rejected due to: SPF fail - not authorized. ..." */
+static void policyd_spf(struct rp_parser *p, const char *t, struct rp_event *ev)
+{
+	const char *h = strstr(t, "Received-SPF: ");
+	ev->filter = "spf";
+	if (h) {
+		ev->kind = RP_EV_FILTER;
+		const char *r = h + strlen("Received-SPF: ");
+		ev->result = keep_lower(p, r, strcspn(r, " "));
+		ev->action = h == t ? "prepend" : first_word_lower(p, t);
+		if (starts(t, "Header field not prepended"))
+			ev->action = "dunno";
+		const char *v = strstr(r, "identity=");
+		if (v)
+			ev->scope = keep(p, v + 9, strcspn(v + 9, "; "));
+		v = strstr(r, "envelope-from=");
+		if (v && ev->scope && !strcmp(ev->scope, "mailfrom")) {
+			const char *a = v + 14;
+			size_t n = strcspn(a, "; ");
+			const char *addr = unangle(p, keep(p, a, n));
+			ev->domain = domain_of(addr);
+		} else if ((v = strstr(r, "helo="))) {
+			ev->domain = keep(p, v + 5, strcspn(v + 5, "; "));
+		}
+		return;
+	}
+	const char *d = strstr(t, "due to: SPF ");
+	if (d) {
+		ev->kind = RP_EV_FILTER;
+		const char *r = d + strlen("due to: SPF ");
+		ev->result = keep_lower(p, r, strcspn(r, " "));
+		ev->action = isdigit((unsigned char)t[0]) ? "reject" : first_word_lower(p, t);
+		ev->reason = keep(p, t, strlen(t));
+	}
+}
+
+static void mta_line(struct rp_parser *p, const char *t, struct rp_event *ev)
+{
+	const char *v;
+	if (!ev->qid || !strcmp(ev->qid, "NOQUEUE")) {
+		if (starts(t, "connect from ")) {
+			ev->kind = RP_EV_CONNECT;
+			client_at(p, t + 13, ev);
+			return;
+		}
+		if (starts(t, "disconnect from ")) {
+			ev->kind = RP_EV_DISCONNECT;
+			client_at(p, t + 16, ev);
+			return;
+		}
+	}
+	if (reject_line(p, t, ev))
+		return;
+	if (!ev->qid || !strcmp(ev->qid, "NOQUEUE"))
+		return;
+	if (starts(t, "client=")) {
+		ev->kind = RP_EV_CLIENT;
+		client_at(p, t + 7, ev);
+		ev->sasl_username = rp_kv_get(ev, "sasl_username");
+	} else if (starts(t, "uid=") || starts(t, "sender=")) {
+		ev->kind = RP_EV_PICKUP;
+		if ((v = rp_kv_get(ev, "from")) || (v = rp_kv_get(ev, "sender")))
+			ev->sender = unangle(p, v);
+	} else if (starts(t, "message-id=")) {
+		ev->kind = RP_EV_MESSAGE_ID;
+		ev->message_id = keep(p, t + 11, strlen(t + 11));
+	} else if (starts(t, "from=<") && (v = rp_kv_get(ev, "size"))) {
+		ev->kind = RP_EV_FROM;
+		ev->sender = unangle(p, rp_kv_get(ev, "from"));
+		ev->size_bytes = strtoll(v, NULL, 10);
+		ev->nrcpt = (long)num(rp_kv_get(ev, "nrcpt"), -1);
+	} else if (starts(t, "to=<") && (v = rp_kv_get(ev, "status"))) {
+		ev->kind = RP_EV_DELIVERY;
+		ev->recipient = unangle(p, rp_kv_get(ev, "to"));
+		if ((v = rp_kv_get(ev, "orig_to")))
+			ev->orig_to = unangle(p, v);
+		ev->relay = rp_kv_get(ev, "relay");
+		ev->delay_s = num(rp_kv_get(ev, "delay"), -1);
+		ev->dsn = rp_kv_get(ev, "dsn");
+		v = rp_kv_get(ev, "status");
+		ev->status = !strcmp(v, "sent") ? RP_ST_SENT : !strcmp(v, "deferred") ? RP_ST_DEFERRED
+			   : !strcmp(v, "bounced") ? RP_ST_BOUNCED : RP_ST_OTHER;
+		const char *st = strstr(t, "status=");
+		const char *lp = st ? strchr(st, '(') : NULL;
+		const char *rp = strrchr(t, ')');
+		if (lp && rp && rp > lp)
+			ev->status_text = keep(p, lp + 1, (size_t)(rp - lp - 1));
+	} else if (!strcmp(t, "removed")) {
+		ev->kind = RP_EV_REMOVED;
+	}
+}
+
+static const char *program_family(const struct rp_event *ev)
+{
+	const char *n = ev->syslog_name ? ev->syslog_name : "";
+	if (starts(n, "opendkim"))
+		return "opendkim";
+	if (starts(n, "opendmarc"))
+		return "opendmarc";
+	if (starts(n, "policyd-spf") || starts(n, "policy-spf"))
+		return "policyd-spf";
+	return "";
+}
+
+static void classify(struct rp_parser *p, const char *msg, struct rp_event *ev)
+{
+	size_t q = qid_len(msg);
+	const char *t = msg;
+	if (q) {
+		ev->qid = keep(p, msg, q);
+		t = msg + q + 2;
+	}
+	ev->msg = keep(p, t, strlen(t));
+	ev->kind = RP_EV_OTHER;
+	split_kv(p, t, ev);
+	const char *fam = program_family(ev);
+	if (!strcmp(fam, "opendkim"))
+		opendkim(p, t, ev);
+	else if (!strcmp(fam, "opendmarc"))
+		opendmarc(p, t, ev);
+	else if (!strcmp(fam, "policyd-spf"))
+		policyd_spf(p, t, ev);
+	else if (!filter_kv(p, t, ev))
+		mta_line(p, t, ev);
+}
+
+static void ev_reset(struct rp_event *ev)
+{
+	memset(ev, 0, sizeof *ev);
+	ev->pid = -1;
+	ev->delay_s = -1;
+	ev->size_bytes = -1;
+	ev->nrcpt = -1;
+	ev->code = -1;
+	ev->service = "";
+}
+
+/* log_format = json: {"time":..., "host":..., "program":..., "pid":..., "queue_id":..., "message":...} */
+static enum rp_kind json_line(struct rp_parser *p, const char *line, size_t len, struct rp_event *ev)
+{
+	json_error_t jerr;
+	json_t *o = json_loadb(line, len, JSON_DISABLE_EOF_CHECK | JSON_DECODE_ANY, &jerr);
+	if (!o || !json_is_object(o)) {
+		json_decref(o);
+		return RP_EV_NONE;
+	}
+	const char *msg = json_string_value(json_object_get(o, "message"));
+	const char *prog = json_string_value(json_object_get(o, "program"));
+	if (!msg || !prog) {
+		json_decref(o);
+		return RP_EV_NONE;
+	}
+	const char *ts = json_string_value(json_object_get(o, "time"));
+	if (ts && !iso_time(p, ts, &ev->time))
+		ev->time = 0;
+	const char *host = json_string_value(json_object_get(o, "host"));
+	ev->host = host ? keep(p, host, strlen(host)) : NULL;
+	json_t *pid = json_object_get(o, "pid");
+	ev->pid = json_is_integer(pid) ? (long)json_integer_value(pid) : -1;
+	const char *slash = strchr(prog, '/');
+	if (slash) {
+		ev->syslog_name = keep(p, prog, (size_t)(slash - prog));
+		ev->service = keep(p, strrchr(prog, '/') + 1, strlen(strrchr(prog, '/') + 1));
+	} else {
+		ev->syslog_name = keep(p, prog, strlen(prog));
+	}
+	const char *qid = json_string_value(json_object_get(o, "queue_id"));
+	size_t ml = strlen(msg);
+	if (ml > RP_MAX_LINE_BYTES)
+		ml = RP_MAX_LINE_BYTES;
+	if (qid && *qid && strlen(qid) < 64) {
+		/* the same text as a plain line: "QID: message" */
+		size_t ql = strlen(qid);
+		char *buf = arena_alloc(p, ql + 2 + ml + 1);
+		if (buf) {
+			memcpy(buf, qid, ql);
+			memcpy(buf + ql, ": ", 2);
+			memcpy(buf + ql + 2, msg, ml);
+			buf[ql + 2 + ml] = 0;
+			if (!qid_len(buf))	/* a queue id of another shape still counts */
+				ev->qid = keep(p, qid, ql);
+			classify(p, qid_len(buf) ? buf : buf + ql + 2, ev);
+		}
+	} else {
+		classify(p, keep(p, msg, ml), ev);
+	}
+	json_decref(o);
+	return ev->kind;
+}
+
+enum rp_kind rp_parse_line(struct rp_parser *p, const char *line, size_t len, struct rp_event *ev)
+{
+	ev_reset(ev);
+	p->used = 0;
+	if (len > RP_MAX_LINE_BYTES)
+		len = RP_MAX_LINE_BYTES;
+	while (len && (line[len - 1] == '\r' || line[len - 1] == '\n'))
+		len--;
+	if (len && line[0] == '{')
+		return json_line(p, line, len, ev);
+	/* a NUL-terminated copy with NULs and other controls made spaces */
+	char *s = (char *)keep(p, line, len);
+	for (size_t i = 0; i < len; i++)
+		if ((unsigned char)s[i] < 0x20)
+			s[i] = ' ';
+	const char *msg = NULL;
+	if (s[0] == '<') {	/* <PRI> */
+		size_t i = 1;
+		while (isdigit((unsigned char)s[i]) && i < 5)
+			i++;
+		if (s[i] == '>' && i > 1) {
+			s += i + 1;
+			if (s[0] == '1' && s[1] == ' ') {
+				msg = rfc5424(p, s + 2, ev);
+				if (!msg)
+					return ev->kind = RP_EV_NONE;
+			}
+		}
+	}
+	if (!msg) {
+		size_t n = isdigit((unsigned char)s[0]) ? iso_time(p, s, &ev->time) : bsd_time(p, s, &ev->time);
+		if (!n || s[n] != ' ')
+			return ev->kind = RP_EV_NONE;
+		s += n + 1;
+		ev->host = word(p, (const char **)&s);
+		msg = tag(p, s, ev);
+		if (!msg)
+			return ev->kind = RP_EV_NONE;
+	}
+	classify(p, msg, ev);
+	return ev->kind;
+}
+
+const char *rp_kind_name(enum rp_kind k)
+{
+	static const char *const names[] = { "none", "other", "connect", "disconnect", "client",
+					      "pickup", "message-id", "from", "delivery",
+					      "removed", "reject", "filter" };
+	return (size_t)k < sizeof names / sizeof names[0] ? names[k] : "?";
+}

@@ -1,0 +1,134 @@
+/*
+ * report_parse: one mail-log line -> one event, for `sluice report` (issue 13).
+ * Owns the syslog envelope (RFC 3164 "Mon DD HH:MM:SS host prog[pid]: msg",
+ * with or without fractional seconds; rsyslog's ISO / RFC 3339 stamps; RFC 5424
+ * "<PRI>1 TIME HOST APP PROCID MSGID SD MSG"; log_format = json objects) and
+ * the recognition of the message texts of Postfix (smtpd, cleanup, qmgr,
+ * smtp, lmtp, virtual, local, bounce, pickup), sluiced (same texts, program
+ * "sluiced" or "<syslog_name>/<service>"), sluice-dkim, sluice-spf, any
+ * filter's key=value line, OpenDKIM, OpenDMARC and policyd-spf.
+ * Leaves files, gzip and line splitting to report_input, counting to
+ * report_stats. No I/O, no clock, no globals: the year of RFC 3164 stamps
+ * comes from the caller (rp_parser_new).
+ * Input is untrusted: any bytes; lines longer than RP_MAX_LINE_BYTES are cut.
+ */
+#ifndef SLUICE_REPORT_PARSE_H
+#define SLUICE_REPORT_PARSE_H
+
+#include <stddef.h>
+#include <time.h>
+
+#define RP_MAX_LINE_BYTES 16384
+#define RP_MAX_KV 32
+
+enum rp_kind {
+	RP_EV_NONE,		/* not a log line we can read (no envelope) */
+	RP_EV_OTHER,		/* envelope read, text not one we count */
+	RP_EV_CONNECT,		/* connect from NAME[IP] */
+	RP_EV_DISCONNECT,	/* disconnect from NAME[IP] ... */
+	RP_EV_CLIENT,		/* QID: client=NAME[IP]: the smtpd received a message */
+	RP_EV_PICKUP,		/* QID: uid=N from=<S> / sender=<S>: local submission */
+	RP_EV_MESSAGE_ID,	/* QID: message-id=<...> */
+	RP_EV_FROM,		/* QID: from=<S>, size=N, nrcpt=N (qmgr) */
+	RP_EV_DELIVERY,		/* QID: to=<R>, relay=..., delay=..., dsn=..., status=... (text) */
+	RP_EV_REMOVED,		/* QID: removed */
+	RP_EV_REJECT,		/* [QID|NOQUEUE]: reject|milter-reject|reject_warning|hold|discard: ... */
+	RP_EV_FILTER,		/* a filter's verdict or an MTA's milter action */
+};
+
+enum rp_status { RP_ST_NONE, RP_ST_SENT, RP_ST_DEFERRED, RP_ST_BOUNCED, RP_ST_OTHER };
+
+enum rp_reject {
+	RP_REJ_REJECT,		/* reject: */
+	RP_REJ_MILTER,		/* milter-reject: */
+	RP_REJ_WARNING,		/* reject_warning: */
+	RP_REJ_HOLD,		/* hold: / milter-hold: */
+	RP_REJ_DISCARD,		/* discard: / milter-discard: */
+};
+
+struct rp_kv {
+	const char *key, *value;	/* value unquoted */
+};
+
+/*
+ * One event. Every string is NUL-terminated, points into the parser's
+ * scratch buffer and is valid until the next rp_parse_line() on the same
+ * parser or rp_parser_free(). Absent fields are NULL (strings) or -1
+ * (numbers, except time).
+ */
+struct rp_event {
+	enum rp_kind kind;
+	double time;		/* seconds since the epoch; 0 when the line has none */
+	const char *host;
+	const char *syslog_name;	/* "postfix", "sluice", "sluiced", "opendkim", ... */
+	const char *service;	/* "smtpd", "qmgr", ...; "" when the program has no '/' */
+	long pid;
+	const char *qid;	/* queue id, "NOQUEUE", or NULL */
+	const char *msg;	/* the text after "QID: " (or after "prog[pid]: ") */
+
+	/* MTA fields */
+	const char *client_name, *client_ip;	/* CONNECT, DISCONNECT, CLIENT, REJECT */
+	const char *sasl_username;
+	const char *sender;	/* FROM, PICKUP, REJECT: without <>; "" = null sender */
+	const char *recipient;	/* DELIVERY, REJECT */
+	const char *orig_to;
+	const char *relay;	/* DELIVERY: "virtual", "none", "host[ip]:port", ... */
+	double delay_s;		/* DELIVERY */
+	const char *dsn;	/* DELIVERY, REJECT: "2.0.0" */
+	enum rp_status status;	/* DELIVERY */
+	const char *status_text;	/* DELIVERY: inside the parentheses */
+	long long size_bytes;	/* FROM */
+	long nrcpt;		/* FROM */
+	const char *message_id;	/* MESSAGE_ID */
+	enum rp_reject reject;	/* REJECT */
+	const char *stage;	/* REJECT: CONNECT, HELO, MAIL, RCPT, DATA, END-OF-MESSAGE,
+				   header, body, ...; FILTER: the milter stage when logged */
+	int code;		/* REJECT: SMTP reply code, or -1 */
+	const char *reason;	/* REJECT: reply text; FILTER: why */
+	const char *helo, *proto;
+
+	/* FILTER fields */
+	const char *filter;	/* "dkim", "spf", "dmarc", "spam", "ratelimit", milter name */
+	int mta_milter;		/* 1: the MTA's "milter=NAME stage=S action=A" line */
+	const char *result;	/* lower case: pass, fail, none, signed, ...; NULL if none */
+	const char *action;	/* lower case first word: accept, reject, prepend, ... */
+	const char *domain;	/* d= / From domain / SPF identity domain */
+	const char *selector;
+	const char *scope;	/* SPF: mailfrom, helo */
+	const char *disposition;	/* DMARC */
+	double score;		/* spam score; valid when has_score */
+	int has_score;
+
+	/* key=value tokens of the text (any kind), in order */
+	struct rp_kv kv[RP_MAX_KV];
+	size_t nkv;
+};
+
+struct rp_parser;
+
+/*
+ * rp_parser_new - year_hint: the year given to RFC 3164 stamps (which have
+ * none); a stamp whose month is later than month_hint (0-11) gets year_hint-1,
+ * as pflogsumm does. Pass the current year/month for today's logs.
+ */
+struct rp_parser *rp_parser_new(int year_hint, int month_hint);
+void rp_parser_free(struct rp_parser **p);
+
+/*
+ * rp_parse_line - line: len bytes, without the newline (a trailing '\r' is
+ * ignored), any bytes. Fills *ev_out and returns its kind (RP_EV_NONE when
+ * the line has no envelope we know).
+ */
+enum rp_kind rp_parse_line(struct rp_parser *p, const char *line, size_t len,
+			   struct rp_event *ev_out);
+
+/* rp_kv_get - value of key in ev's key=value tokens, or NULL. */
+const char *rp_kv_get(const struct rp_event *ev, const char *key);
+
+/* rp_time_parse - "2026-12-02T08:41:07(.123)?(Z|+01:00)?" (local time when no
+ * zone) or "2026-12-02 08:41" or "2026-12-02" or "@EPOCH"; 0 and *t_out, or -1. */
+int rp_time_parse(const char *s, double *t_out);
+
+const char *rp_kind_name(enum rp_kind k);
+
+#endif

@@ -1,0 +1,942 @@
+/*
+ * report_stats: see report_stats.h.
+ * The grand totals follow pflogsumm 1.1.5's rules line for line where it
+ * has one (received = smtpd "client=" + pickup lines; delivered / bounced =
+ * "to=" lines; deferred = distinct queue ids with a deferral; rejected =
+ * reject lines; senders counted once per received message at its first
+ * "from=<>, size=" line), so the test can compare the two on one log.
+ * Differences are deliberate and listed in docs/REPORT.md.
+ */
+#include "tools/report_stats.h"
+#include "lib/util.h"
+
+#include <ctype.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+/* ---- a string-keyed hash map with a few counters per key ---- */
+
+#define RS_NC 6
+
+struct rs_ent {
+	char *key;
+	uint64_t h;
+	long long c[RS_NC];
+	double d[2];
+	void *ptr;
+};
+
+struct rs_map {
+	struct rs_ent *v;
+	size_t cap, n;
+};
+
+static uint64_t hash_str(const char *s)
+{
+	uint64_t h = 1469598103934665603ULL;	/* FNV-1a */
+	for (; *s; s++) {
+		h ^= (unsigned char)*s;
+		h *= 1099511628211ULL;
+	}
+	return h;
+}
+
+static void map_grow(struct rs_map *m)
+{
+	size_t ncap = m->cap ? m->cap * 2 : 64;
+	struct rs_ent *nv = xcalloc(ncap, sizeof *nv);
+	for (size_t i = 0; i < m->cap; i++) {
+		if (!m->v[i].key)
+			continue;
+		size_t j = m->v[i].h & (ncap - 1);
+		while (nv[j].key)
+			j = (j + 1) & (ncap - 1);
+		nv[j] = m->v[i];
+	}
+	free(m->v);
+	m->v = nv;
+	m->cap = ncap;
+}
+
+static struct rs_ent *map_get(struct rs_map *m, const char *key, int create)
+{
+	if (create && (m->n + 1) * 4 > m->cap * 3)
+		map_grow(m);
+	if (!m->cap)
+		return NULL;
+	uint64_t h = hash_str(key);
+	size_t j = h & (m->cap - 1);
+	while (m->v[j].key) {
+		if (m->v[j].h == h && strcmp(m->v[j].key, key) == 0)
+			return &m->v[j];
+		j = (j + 1) & (m->cap - 1);
+	}
+	if (!create)
+		return NULL;
+	m->v[j].key = xstrdup(key);
+	m->v[j].h = h;
+	m->n++;
+	return &m->v[j];
+}
+
+/* delete e (linear probing: shift the following run back) */
+static void map_del(struct rs_map *m, struct rs_ent *e, void (*free_ptr)(void *))
+{
+	size_t i = (size_t)(e - m->v), mask = m->cap - 1;
+	free(e->key);
+	if (free_ptr)
+		free_ptr(e->ptr);
+	memset(e, 0, sizeof *e);
+	m->n--;
+	for (size_t j = (i + 1) & mask; m->v[j].key; j = (j + 1) & mask) {
+		size_t home = m->v[j].h & mask;
+		/* can entry j move to the hole at i? (is i cyclically in [home, j)?) */
+		if ((j > i && (home <= i || home > j)) || (j < i && (home <= i && home > j))) {
+			m->v[i] = m->v[j];
+			memset(&m->v[j], 0, sizeof m->v[j]);
+			i = j;
+		}
+	}
+}
+
+static void map_free(struct rs_map *m, void (*free_ptr)(void *))
+{
+	for (size_t i = 0; i < m->cap; i++) {
+		if (!m->v[i].key)
+			continue;
+		free(m->v[i].key);
+		if (free_ptr)
+			free_ptr(m->v[i].ptr);
+	}
+	free(m->v);
+	memset(m, 0, sizeof *m);
+}
+
+static struct rs_ent *bump(struct rs_map *m, const char *key, int col, long long by)
+{
+	struct rs_ent *e = map_get(m, key, 1);
+	e->c[col] += by;
+	return e;
+}
+
+static void bump2(struct rs_map *m, const char *a, const char *b, long long by)
+{
+	char key[512];
+	snprintf(key, sizeof key, "%s\t%s", a, b);
+	bump(m, key, 0, by);
+}
+
+/* ---- delay distribution: exact up to RS_EXACT values, then log buckets ---- */
+
+#define RS_EXACT 1024
+#define RS_NB 2400
+#define RS_B0 0.001
+#define RS_RATIO 1.01
+
+struct rs_delays {
+	long long n;
+	double max, sum;
+	double exact[RS_EXACT];
+	uint32_t b[RS_NB];
+};
+
+static int delay_bucket(double v)
+{
+	if (v <= RS_B0)
+		return 0;
+	int i = 1 + (int)(log(v / RS_B0) / log(RS_RATIO));
+	return i >= RS_NB ? RS_NB - 1 : i;
+}
+
+static void delays_add(struct rs_delays *d, double v)
+{
+	if (d->n < RS_EXACT)
+		d->exact[d->n] = v;
+	d->n++;
+	d->sum += v;
+	if (v > d->max)
+		d->max = v;
+	d->b[delay_bucket(v)]++;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+	return x < y ? -1 : x > y;
+}
+
+/* nearest-rank percentile, p in (0,1] */
+static double delays_pct(struct rs_delays *d, double p)
+{
+	if (!d->n)
+		return 0;
+	long long k = (long long)ceil(p * (double)d->n);
+	if (k < 1)
+		k = 1;
+	if (d->n <= RS_EXACT) {
+		qsort(d->exact, (size_t)d->n, sizeof d->exact[0], cmp_double);
+		return d->exact[k - 1];
+	}
+	long long acc = 0;
+	for (int i = 0; i < RS_NB; i++) {
+		acc += d->b[i];
+		if (acc >= k) {
+			if (i == 0)
+				return RS_B0;
+			double v = RS_B0 * pow(RS_RATIO, i - 0.5);
+			return v > d->max ? d->max : v;
+		}
+	}
+	return d->max;
+}
+
+/* ---- per message ---- */
+
+struct rs_msg {
+	double last;
+	unsigned received : 1, size_known : 1, deferred : 1;
+	long long size;
+	char *client_dom;	/* pflogsumm's gimme_domain of the client */
+};
+
+static void msg_free(void *p)
+{
+	struct rs_msg *m = p;
+	if (m)
+		free(m->client_dom);
+	free(m);
+}
+
+/* ---- the report ---- */
+
+enum { T_RECEIVED, T_DELIVERED, T_FORWARDED, T_DEFERRED, T_DEFERRALS, T_BOUNCED, T_REJECTED,
+       T_WARNINGS, T_HELD, T_DISCARDED, T_BYTES_RCVD, T_BYTES_DLVD, T_CONNECTIONS, T_N };
+static const char *const total_names[T_N] = {
+	"received", "delivered", "forwarded", "deferred", "deferrals", "bounced", "rejected",
+	"reject_warnings", "held", "discarded", "bytes_received", "bytes_delivered", "connections"
+};
+
+/* per hour / day columns */
+enum { P_RECEIVED, P_DELIVERED, P_DEFERRED, P_BOUNCED, P_REJECTED, P_N };
+static const char *const period_names[P_N] = { "received", "delivered", "deferred", "bounced",
+						"rejected" };
+
+struct report_stats {
+	struct rs_opts o;
+	long long t[T_N];
+	long long lines, unreadable, out_of_range, cut, events_since_sweep;
+	double first, last, now;
+	long long hour[24][P_N];
+	struct rs_map days;		/* "YYYY-MM-DD" -> c[P_*] */
+	struct rs_map msgs;		/* qid -> rs_msg */
+	struct rs_map senders;		/* c0 messages, c1 bytes */
+	struct rs_map sender_doms;
+	struct rs_map rcpts;		/* c0 delivered, c1 bytes */
+	struct rs_map rcpt_doms;	/* c0 delivered, c1 bytes, c2 deferrals; d0 delay sum, d1 max */
+	struct rs_map clients;		/* c0 messages, c1 connections */
+	struct rs_map rej_stage, rej_reason, rej_code;
+	struct rs_map filter_res;	/* "filter\tresult" */
+	struct rs_map filter_act;	/* "filter\taction" */
+	struct rs_map dmarc_dom;	/* "domain\tresult" */
+	struct rs_map dmarc_disp;	/* "domain\tdisposition" */
+	struct rs_map spam_hist;	/* "%d" floor(score) */
+	struct rs_map milter_act;	/* "milter\taction" (the MTA's) */
+	struct rs_map delays;		/* transport -> rs_delays */
+	struct rs_map bounces;		/* "dsn\ttext" */
+	struct rs_map deferrals;	/* "dsn\ttext" */
+};
+
+struct report_stats *rs_new(const struct rs_opts *o)
+{
+	struct report_stats *st = xcalloc(1, sizeof *st);
+	if (o)
+		st->o = *o;
+	if (!st->o.top_n)
+		st->o.top_n = 20;
+	return st;
+}
+
+
+void rs_free(struct report_stats **pst)
+{
+	if (!pst || !*pst)
+		return;
+	struct report_stats *st = *pst;
+	struct rs_map *plain[] = { &st->days, &st->senders, &st->sender_doms, &st->rcpts,
+				   &st->rcpt_doms, &st->clients, &st->rej_stage, &st->rej_reason,
+				   &st->rej_code, &st->filter_res, &st->filter_act, &st->dmarc_dom,
+				   &st->dmarc_disp, &st->spam_hist, &st->milter_act, &st->bounces,
+				   &st->deferrals };
+	for (size_t i = 0; i < sizeof plain / sizeof plain[0]; i++)
+		map_free(plain[i], NULL);
+	map_free(&st->msgs, msg_free);
+	map_free(&st->delays, free);
+	free(st);
+	*pst = NULL;
+}
+
+void rs_note_cut_lines(struct report_stats *st, long long n)
+{
+	st->cut += n;
+}
+
+size_t rs_pending(const struct report_stats *st)
+{
+	return st->msgs.n;
+}
+
+/*
+ * pflogsumm's gimme_domain(): "unknown[ip]" -> ip; otherwise its
+ * s/^(.*)\.([^.]+)\.([^.]{3}|[^.]{2,3}\.[^.]{2})$/\L$2.$3/:
+ * "mx.mail.example.com" -> "example.com", "a.b.example.co.uk" -> "example.co.uk",
+ * anything else unchanged.
+ */
+static char *client_domain(const char *name, const char *ip)
+{
+	if (!name || !*name || !strcmp(name, "unknown"))
+		return xstrdup(ip ? ip : "");
+	size_t n = strlen(name);
+	const char *dot[3] = { 0 };	/* last, second last, third last '.' */
+	int nd = 0;
+	for (const char *c = name + n; c > name && nd < 3;)
+		if (*--c == '.')
+			dot[nd++] = c;
+	const char *start = NULL;
+	if (nd >= 2 && name + n - dot[0] - 1 == 3 && dot[0] - dot[1] > 1)
+		start = dot[1] + 1;	/* P.L2.TLD3 */
+	else if (nd >= 3 && name + n - dot[0] - 1 == 2 && (dot[0] - dot[1] - 1 == 2 || dot[0] - dot[1] - 1 == 3) &&
+		 dot[1] - dot[2] > 1)
+		start = dot[2] + 1;	/* P.L2.SLD.CC */
+	char *d = xstrdup(start ? start : name);
+	if (start)
+		for (char *c = d; *c; c++)
+			*c = (char)tolower((unsigned char)*c);
+	return d;
+}
+
+/* pflogsumm: the domain part lower-cased ("User@Example.COM" -> "User@example.com") */
+static char *norm_addr(const char *a)
+{
+	char *s = xstrdup(a);
+	char *at = strchr(s, '@');
+	if (at)
+		for (char *c = at; *c; c++)
+			*c = (char)tolower((unsigned char)*c);
+	return s;
+}
+
+static struct rs_msg *msg_get(struct report_stats *st, const char *qid, int create)
+{
+	struct rs_ent *e = map_get(&st->msgs, qid, create);
+	if (!e)
+		return NULL;
+	if (!e->ptr)
+		e->ptr = xcalloc(1, sizeof(struct rs_msg));
+	struct rs_msg *m = e->ptr;
+	m->last = st->now;
+	return m;
+}
+
+/* forget messages whose last line is RS_EXPIRE_S behind the log's clock */
+static void sweep(struct report_stats *st)
+{
+	struct rs_map old = st->msgs, keep = { 0 };
+	for (size_t i = 0; i < old.cap; i++) {
+		struct rs_ent *e = &old.v[i];
+		if (!e->key)
+			continue;
+		struct rs_msg *m = e->ptr;
+		if (m && st->now - m->last > RS_EXPIRE_S) {
+			free(e->key);
+			msg_free(m);
+			continue;
+		}
+		struct rs_ent *k = map_get(&keep, e->key, 1);
+		k->ptr = e->ptr;
+		free(e->key);
+	}
+	free(old.v);
+	st->msgs = keep;
+}
+
+static void period(struct report_stats *st, int col)
+{
+	if (!st->now)
+		return;
+	time_t t = (time_t)st->now;
+	struct tm tm;
+	localtime_r(&t, &tm);
+	st->hour[tm.tm_hour][col]++;
+	char day[16];
+	strftime(day, sizeof day, "%Y-%m-%d", &tm);
+	bump(&st->days, day, col, 1);
+}
+
+const char *rs_reason_code(const char *stage, const char *text)
+{
+	static const struct {
+		const char *needle, *code;
+	} rules[] = {
+		{ "User unknown", "unknown_recipient" },
+		{ "Relay access denied", "relay_denied" },
+		{ "Domain not found", "unknown_domain" },
+		{ "need fully-qualified", "non_fqdn" },
+		{ "blocked using", "dnsbl" },
+		{ "Helo command rejected", "helo" },
+		{ "Message size exceeds", "size" },
+		{ "SPF", "spf" },
+		{ "DMARC", "dmarc" },
+		{ "DKIM", "dkim" },
+		{ "spam", "spam" },
+		{ "Spam", "spam" },
+		{ "greylist", "greylist" },
+		{ "Greylist", "greylist" },
+		{ "rate limit", "ratelimit" },
+		{ "Rate limit", "ratelimit" },
+		{ "too many", "ratelimit" },
+		{ "Too many", "ratelimit" },
+		{ "pipelining", "pipelining" },
+		{ "Protocol error", "protocol" },
+		{ "bare <LF>", "protocol" },
+		{ "Bare <LF>", "protocol" },
+		{ "Client host rejected", "client" },
+		{ "Sender address rejected", "sender" },
+		{ "Recipient address rejected", "recipient" },
+		{ "Service unavailable", "access" },
+		{ "Access denied", "access" },
+	};
+	if (!text)
+		text = "";
+	for (size_t i = 0; i < sizeof rules / sizeof rules[0]; i++)
+		if (strstr(text, rules[i].needle))
+			return rules[i].code;
+	if (stage && (!strcmp(stage, "header") || !strcmp(stage, "body")))
+		return "content";
+	return "other";
+}
+
+/* reject text for the by-reason table: without a leading "<addr>: ", at most 100 bytes */
+static void reason_key(const char *r, char *out, size_t outsz)
+{
+	if (!r)
+		r = "";
+	if (r[0] == '<') {
+		const char *e = strstr(r, ">: ");
+		if (e)
+			r = e + 3;
+	}
+	snprintf(out, outsz, "%.100s", r);
+}
+
+static void on_reject(struct report_stats *st, const struct rp_event *ev)
+{
+	switch (ev->reject) {
+	case RP_REJ_WARNING:
+		st->t[T_WARNINGS]++;
+		return;
+	case RP_REJ_HOLD:
+		st->t[T_HELD]++;
+		return;
+	case RP_REJ_DISCARD:
+		st->t[T_DISCARDED]++;
+		return;
+	case RP_REJ_REJECT:
+	case RP_REJ_MILTER:
+		break;
+	}
+	st->t[T_REJECTED]++;
+	period(st, P_REJECTED);
+	bump(&st->rej_stage, ev->stage ? ev->stage : "unknown", 0, 1);
+	char key[128];
+	reason_key(ev->reason, key, sizeof key);
+	bump(&st->rej_reason, key, 0, 1);
+	const char *code = rs_reason_code(ev->stage, ev->reason);
+	if (!strcmp(code, "other") && ev->reject == RP_REJ_MILTER)
+		code = "milter";
+	bump(&st->rej_code, code, 0, 1);
+}
+
+static const char *transport_of(const struct rp_event *ev, char *buf, size_t bufsz)
+{
+	if (ev->service && *ev->service)
+		return ev->service;
+	const char *r = ev->relay ? ev->relay : "none";
+	size_t n = strcspn(r, "[:, ");
+	if (!strchr(r, '['))
+		snprintf(buf, bufsz, "%.*s", (int)n, r);	/* virtual, local, none, ... */
+	else
+		snprintf(buf, bufsz, "smtp");
+	return buf;
+}
+
+static void on_delivery(struct report_stats *st, const struct rp_event *ev)
+{
+	struct rs_msg *m = msg_get(st, ev->qid, 1);
+	char *addr = norm_addr(ev->recipient ? ev->recipient : "");
+	const char *at = strchr(addr, '@');
+	const char *dom = at ? at + 1 : addr;
+	double delay = ev->delay_s > 0 ? ev->delay_s : 0;
+	char tbuf[64];
+	if (ev->status == RP_ST_SENT) {
+		if (ev->status_text && strstr(ev->status_text, "forwarded as ")) {
+			st->t[T_FORWARDED]++;
+			free(addr);
+			return;
+		}
+		st->t[T_DELIVERED]++;
+		period(st, P_DELIVERED);
+		long long sz = m->size_known ? m->size : 0;
+		struct rs_ent *d = bump(&st->rcpt_doms, dom, 0, 1);
+		d->c[1] += sz;
+		d->d[0] += delay;
+		if (delay > d->d[1])
+			d->d[1] = delay;
+		bump(&st->rcpts, addr, 0, 1)->c[1] += sz;
+		st->t[T_BYTES_DLVD] += sz;
+		const char *tr = transport_of(ev, tbuf, sizeof tbuf);
+		struct rs_ent *e = map_get(&st->delays, tr, 1);
+		if (!e->ptr)
+			e->ptr = xcalloc(1, sizeof(struct rs_delays));
+		if (ev->delay_s >= 0)
+			delays_add(e->ptr, ev->delay_s);
+	} else if (ev->status == RP_ST_DEFERRED) {
+		st->t[T_DEFERRALS]++;
+		period(st, P_DEFERRED);
+		if (!m->deferred)
+			st->t[T_DEFERRED]++;
+		m->deferred = 1;
+		struct rs_ent *d = bump(&st->rcpt_doms, dom, 2, 1);
+		if (delay > d->d[1])
+			d->d[1] = delay;
+		bump2(&st->deferrals, ev->dsn ? ev->dsn : "", ev->status_text ? ev->status_text : "", 1);
+	} else if (ev->status == RP_ST_BOUNCED) {
+		st->t[T_BOUNCED]++;
+		period(st, P_BOUNCED);
+		bump2(&st->bounces, ev->dsn ? ev->dsn : "", ev->status_text ? ev->status_text : "", 1);
+	}
+	free(addr);
+}
+
+static void on_from(struct report_stats *st, const struct rp_event *ev)
+{
+	struct rs_msg *m = msg_get(st, ev->qid, 1);
+	if (m->size_known)
+		return;		/* a later queue run's line */
+	m->size_known = 1;
+	m->size = ev->size_bytes > 0 ? ev->size_bytes : 0;
+	if (!m->received)
+		return;
+	m->received = 0;
+	char *addr = ev->sender && *ev->sender ? norm_addr(ev->sender) : xstrdup("from=<>");
+	const char *at = strchr(addr, '@');
+	const char *dom = at ? at + 1 : m->client_dom ? m->client_dom : addr;
+	bump(&st->sender_doms, dom, 0, 1)->c[1] += m->size;
+	bump(&st->senders, addr, 0, 1)->c[1] += m->size;
+	st->t[T_BYTES_RCVD] += m->size;
+	free(addr);
+}
+
+static void on_filter(struct report_stats *st, const struct rp_event *ev)
+{
+	if (ev->mta_milter) {
+		bump2(&st->milter_act, ev->filter, ev->action ? ev->action : "?", 1);
+		return;
+	}
+	if (ev->result)
+		bump2(&st->filter_res, ev->filter, ev->result, 1);
+	if (ev->action)
+		bump2(&st->filter_act, ev->filter, ev->action, 1);
+	if (!strcmp(ev->filter, "dmarc") && ev->domain && ev->result) {
+		bump2(&st->dmarc_dom, ev->domain, ev->result, 1);
+		if (ev->disposition)
+			bump2(&st->dmarc_disp, ev->domain, ev->disposition, 1);
+	}
+	if (ev->has_score) {
+		double s = ev->score < -10 ? -10 : ev->score > 50 ? 50 : ev->score;
+		char key[16];
+		snprintf(key, sizeof key, "%d", (int)floor(s));
+		bump(&st->spam_hist, key, 0, 1);
+	}
+}
+
+static int service_is(const struct rp_event *ev, const char *a, const char *b)
+{
+	return !strcmp(ev->service, a) || (b && !strcmp(ev->service, b));
+}
+
+void rs_add(struct report_stats *st, const struct rp_event *ev)
+{
+	st->lines++;
+	if (ev->kind == RP_EV_NONE) {
+		st->unreadable++;
+		return;
+	}
+	if (ev->time) {
+		if ((st->o.since && ev->time < st->o.since) || (st->o.until && ev->time >= st->o.until)) {
+			st->out_of_range++;
+			return;
+		}
+		st->now = ev->time;
+		if (!st->first || ev->time < st->first)
+			st->first = ev->time;
+		if (ev->time > st->last)
+			st->last = ev->time;
+	}
+	/* pflogsumm reads from=/to= lines of every service but smtpd/postscreen */
+	int smtpd = service_is(ev, "smtpd", "postscreen");
+	switch (ev->kind) {
+	case RP_EV_CONNECT: {
+		st->t[T_CONNECTIONS]++;
+		char key[300];
+		snprintf(key, sizeof key, "%s[%s]", ev->client_name ? ev->client_name : "",
+			 ev->client_ip ? ev->client_ip : "");
+		bump(&st->clients, key, 1, 1);
+		break;
+	}
+	case RP_EV_CLIENT:
+		if (*ev->service && !smtpd)
+			break;
+		st->t[T_RECEIVED]++;
+		period(st, P_RECEIVED);
+		{
+			struct rs_msg *m = msg_get(st, ev->qid, 1);
+			m->received = 1;
+			free(m->client_dom);
+			m->client_dom = client_domain(ev->client_name, ev->client_ip);
+			char key[300];
+			snprintf(key, sizeof key, "%s[%s]", ev->client_name ? ev->client_name : "",
+				 ev->client_ip ? ev->client_ip : "");
+			bump(&st->clients, key, 0, 1);
+		}
+		break;
+	case RP_EV_PICKUP:
+		if (*ev->service && !service_is(ev, "pickup", NULL))
+			break;
+		st->t[T_RECEIVED]++;
+		period(st, P_RECEIVED);
+		{
+			struct rs_msg *m = msg_get(st, ev->qid, 1);
+			m->received = 1;
+			free(m->client_dom);
+			m->client_dom = xstrdup("pickup");
+		}
+		break;
+	case RP_EV_FROM:
+		if (!smtpd)
+			on_from(st, ev);
+		break;
+	case RP_EV_DELIVERY:
+		if (!smtpd)
+			on_delivery(st, ev);
+		break;
+	case RP_EV_REMOVED: {
+		struct rs_ent *e = map_get(&st->msgs, ev->qid, 0);
+		if (e)
+			map_del(&st->msgs, e, msg_free);
+		break;
+	}
+	case RP_EV_REJECT:
+		on_reject(st, ev);
+		break;
+	case RP_EV_FILTER:
+		on_filter(st, ev);
+		break;
+	default:
+		break;
+	}
+	if (++st->events_since_sweep >= 65536) {
+		st->events_since_sweep = 0;
+		sweep(st);
+	}
+}
+
+/* ---- JSON ---- */
+
+struct row {
+	const struct rs_ent *e;
+	int col;
+};
+
+static int row_cmp(const void *a, const void *b)
+{
+	const struct row *x = a, *y = b;
+	long long cx = x->e->c[x->col], cy = y->e->c[y->col];
+	if (cx != cy)
+		return cx > cy ? -1 : 1;
+	return strcmp(x->e->key, y->e->key);
+}
+
+/* entries sorted by c[col] descending, then key; caller frees */
+static struct row *sorted(const struct rs_map *m, int col, size_t *n_out)
+{
+	struct row *r = xcalloc(m->n + 1, sizeof *r);
+	size_t n = 0;
+	for (size_t i = 0; i < m->cap; i++)
+		if (m->v[i].key)
+			r[n++] = (struct row){ &m->v[i], col };
+	qsort(r, n, sizeof *r, row_cmp);
+	*n_out = n;
+	return r;
+}
+
+static json_t *top(const struct rs_map *m, const char *keyname, size_t limit,
+		   const char *const *cols, int ncols)
+{
+	size_t n;
+	struct row *r = sorted(m, 0, &n);
+	json_t *a = json_array();
+	for (size_t i = 0; i < n && (!limit || i < limit); i++) {
+		json_t *o = json_object();
+		json_object_set_new(o, keyname, json_string(r[i].e->key));
+		for (int c = 0; c < ncols; c++)
+			if (cols[c])
+				json_object_set_new(o, cols[c], json_integer(r[i].e->c[c]));
+		json_array_append_new(a, o);
+	}
+	free(r);
+	return a;
+}
+
+/* {"a": n, ...} from a plain counter map */
+static json_t *counts(const struct rs_map *m)
+{
+	size_t n;
+	struct row *r = sorted(m, 0, &n);
+	json_t *o = json_object();
+	for (size_t i = 0; i < n; i++)
+		json_object_set_new(o, r[i].e->key, json_integer(r[i].e->c[0]));
+	free(r);
+	return o;
+}
+
+/* "a\tb" -> {a: {b: n}} */
+static json_t *nested(const struct rs_map *m)
+{
+	size_t n;
+	struct row *r = sorted(m, 0, &n);
+	json_t *o = json_object();
+	for (size_t i = 0; i < n; i++) {
+		const char *k = r[i].e->key, *tab = strchr(k, '\t');
+		if (!tab)
+			continue;
+		char outer[512];
+		snprintf(outer, sizeof outer, "%.*s", (int)(tab - k), k);
+		json_t *in = json_object_get(o, outer);
+		if (!in) {
+			in = json_object();
+			json_object_set_new(o, outer, in);
+		}
+		json_object_set_new(in, tab + 1, json_integer(r[i].e->c[0]));
+	}
+	free(r);
+	return o;
+}
+
+/* "dsn\ttext" -> [{"dsn":..,"text":..,"count":..}] */
+static json_t *dsn_rows(const struct rs_map *m, size_t limit)
+{
+	size_t n;
+	struct row *r = sorted(m, 0, &n);
+	json_t *a = json_array();
+	for (size_t i = 0; i < n && i < limit; i++) {
+		const char *k = r[i].e->key, *tab = strchr(k, '\t');
+		json_t *o = json_object();
+		json_object_set_new(o, "dsn", json_stringn(k, tab ? (size_t)(tab - k) : strlen(k)));
+		json_object_set_new(o, "text", json_string(tab ? tab + 1 : ""));
+		json_object_set_new(o, "count", json_integer(r[i].e->c[0]));
+		json_array_append_new(a, o);
+	}
+	free(r);
+	return a;
+}
+
+static json_t *iso(double t)
+{
+	if (!t)
+		return json_null();
+	time_t s = (time_t)t;
+	struct tm tm;
+	gmtime_r(&s, &tm);
+	char b[32];
+	strftime(b, sizeof b, "%Y-%m-%dT%H:%M:%SZ", &tm);
+	return json_string(b);
+}
+
+/* a real, rounded to 4 significant digits so text and JSON print the same */
+static json_t *real4(double v)
+{
+	char b[32];
+	snprintf(b, sizeof b, "%.4g", v);
+	return json_real(strtod(b, NULL));
+}
+
+static json_t *filters_json(struct report_stats *st)
+{
+	json_t *f = json_object();
+	json_t *res = nested(&st->filter_res), *act = nested(&st->filter_act);
+	const char *k;
+	json_t *v;
+	json_object_foreach(res, k, v) {
+		json_t *o = json_object();
+		json_object_set(o, "results", v);
+		json_object_set_new(f, k, o);
+	}
+	json_object_foreach(act, k, v) {
+		json_t *o = json_object_get(f, k);
+		if (!o) {
+			o = json_object();
+			json_object_set_new(f, k, o);
+		}
+		json_object_set(o, "actions", v);
+	}
+	json_decref(res);
+	json_decref(act);
+	if (st->dmarc_dom.n) {
+		json_t *o = json_object_get(f, "dmarc");
+		json_t *by = nested(&st->dmarc_dom), *disp = nested(&st->dmarc_disp);
+		json_t *rows = json_array();
+		json_object_foreach(by, k, v) {
+			json_t *r = json_object();
+			json_object_set_new(r, "domain", json_string(k));
+			json_object_set(r, "results", v);
+			json_t *d = json_object_get(disp, k);
+			json_object_set_new(r, "dispositions", d ? json_incref(d) : json_object());
+			json_array_append_new(rows, r);
+		}
+		json_object_set_new(o, "by_domain", rows);
+		json_decref(by);
+		json_decref(disp);
+	}
+	if (st->spam_hist.n) {
+		json_t *o = json_object_get(f, "spam");
+		if (!o) {
+			o = json_object();
+			json_object_set_new(f, "spam", o);
+		}
+		json_t *h = json_array();
+		for (int s = -10; s <= 50; s++) {
+			char key[16];
+			snprintf(key, sizeof key, "%d", s);
+			struct rs_ent *e = map_get(&st->spam_hist, key, 0);
+			if (!e)
+				continue;
+			json_t *r = json_object();
+			json_object_set_new(r, "score", json_integer(s));
+			json_object_set_new(r, "count", json_integer(e->c[0]));
+			json_array_append_new(h, r);
+		}
+		json_object_set_new(o, "score_histogram", h);
+	}
+	return f;
+}
+
+json_t *rs_json(struct report_stats *st)
+{
+	json_t *doc = json_object();
+	json_object_set_new(doc, "generator", json_string("sluice report"));
+	json_object_set_new(doc, "since", iso(st->o.since));
+	json_object_set_new(doc, "until", iso(st->o.until));
+	json_object_set_new(doc, "first_event", iso(st->first));
+	json_object_set_new(doc, "last_event", iso(st->last));
+	json_t *in = json_object();
+	json_object_set_new(in, "lines", json_integer(st->lines));
+	json_object_set_new(in, "unreadable", json_integer(st->unreadable));
+	json_object_set_new(in, "out_of_range", json_integer(st->out_of_range));
+	json_object_set_new(in, "cut", json_integer(st->cut));
+	json_object_set_new(doc, "input", in);
+
+	json_t *t = json_object();
+	for (int i = 0; i < T_N; i++)
+		json_object_set_new(t, total_names[i], json_integer(st->t[i]));
+	json_object_set_new(t, "senders", json_integer((json_int_t)st->senders.n));
+	json_object_set_new(t, "sending_domains", json_integer((json_int_t)st->sender_doms.n));
+	json_object_set_new(t, "recipients", json_integer((json_int_t)st->rcpts.n));
+	json_object_set_new(t, "recipient_domains", json_integer((json_int_t)st->rcpt_doms.n));
+	json_object_set_new(doc, "totals", t);
+
+	json_t *days = json_array();
+	size_t n;
+	struct row *r = sorted(&st->days, 0, &n);
+	/* by date, not by count */
+	for (size_t i = 0; i < n; i++)
+		for (size_t j = i + 1; j < n; j++)
+			if (strcmp(r[j].e->key, r[i].e->key) < 0) {
+				struct row x = r[i];
+				r[i] = r[j];
+				r[j] = x;
+			}
+	for (size_t i = 0; i < n; i++) {
+		json_t *o = json_object();
+		json_object_set_new(o, "date", json_string(r[i].e->key));
+		for (int c = 0; c < P_N; c++)
+			json_object_set_new(o, period_names[c], json_integer(r[i].e->c[c]));
+		json_array_append_new(days, o);
+	}
+	free(r);
+	json_object_set_new(doc, "per_day", days);
+	json_t *hours = json_array();
+	for (int h = 0; h < 24; h++) {
+		json_t *o = json_object();
+		json_object_set_new(o, "hour", json_integer(h));
+		for (int c = 0; c < P_N; c++)
+			json_object_set_new(o, period_names[c], json_integer(st->hour[h][c]));
+		json_array_append_new(hours, o);
+	}
+	json_object_set_new(doc, "per_hour", hours);
+
+	json_t *rej = json_object();
+	json_object_set_new(rej, "by_stage", counts(&st->rej_stage));
+	json_object_set_new(rej, "by_code", counts(&st->rej_code));
+	static const char *const one[] = { "count" };
+	json_object_set_new(rej, "by_reason", top(&st->rej_reason, "reason", st->o.top_n, one, 1));
+	json_object_set_new(doc, "rejects", rej);
+
+	json_object_set_new(doc, "filters", filters_json(st));
+	json_object_set_new(doc, "milter_actions", nested(&st->milter_act));
+
+	json_t *tp = json_object();
+	static const char *const msz[] = { "messages", "bytes" };
+	static const char *const cl[] = { "messages", "connections" };
+	json_object_set_new(tp, "senders", top(&st->senders, "address", st->o.top_n, msz, 2));
+	json_object_set_new(tp, "sender_domains", top(&st->sender_doms, "domain", st->o.top_n, msz, 2));
+	json_object_set_new(tp, "recipients", top(&st->rcpts, "address", st->o.top_n, msz, 2));
+	json_t *rd = json_array();
+	r = sorted(&st->rcpt_doms, 0, &n);
+	for (size_t i = 0; i < n && i < st->o.top_n; i++) {
+		const struct rs_ent *e = r[i].e;
+		json_t *o = json_object();
+		json_object_set_new(o, "domain", json_string(e->key));
+		json_object_set_new(o, "messages", json_integer(e->c[0]));
+		json_object_set_new(o, "bytes", json_integer(e->c[1]));
+		json_object_set_new(o, "deferrals", json_integer(e->c[2]));
+		json_object_set_new(o, "avg_delay_s", real4(e->c[0] ? e->d[0] / (double)e->c[0] : 0));
+		json_object_set_new(o, "max_delay_s", real4(e->d[1]));
+		json_array_append_new(rd, o);
+	}
+	free(r);
+	json_object_set_new(tp, "recipient_domains", rd);
+	json_object_set_new(tp, "clients", top(&st->clients, "client", st->o.top_n, cl, 2));
+	json_object_set_new(doc, "top", tp);
+
+	json_t *dl = json_array();
+	r = sorted(&st->delays, 0, &n);
+	for (size_t i = 0; i < n; i++) {
+		struct rs_delays *d = r[i].e->ptr;
+		json_t *o = json_object();
+		json_object_set_new(o, "transport", json_string(r[i].e->key));
+		json_object_set_new(o, "count", json_integer(d->n));
+		json_object_set_new(o, "p50_s", real4(delays_pct(d, 0.50)));
+		json_object_set_new(o, "p95_s", real4(delays_pct(d, 0.95)));
+		json_object_set_new(o, "max_s", real4(d->max));
+		json_array_append_new(dl, o);
+	}
+	free(r);
+	json_object_set_new(doc, "delays", dl);
+	json_object_set_new(doc, "bounces", dsn_rows(&st->bounces, st->o.top_n));
+	json_object_set_new(doc, "deferrals", dsn_rows(&st->deferrals, st->o.top_n));
+	return doc;
+}
