@@ -358,7 +358,9 @@ static int wait_ready(struct child *k, double timeout_s, int *status_out)
 				return 0;
 			}
 		} else {
-			while (next < n_mta_listen && greets(mta_listen[next], 2000))
+			/* a slow greeting (peer name look-up) may take its time */
+			while (next < n_mta_listen &&
+			       greets(mta_listen[next], (int)((end - wall_time()) * 1000) + 1))
 				next++;
 			if (next == n_mta_listen && (n_mta_listen || wall_time() - begin > 1))
 				return 0;
