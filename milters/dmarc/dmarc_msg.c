@@ -648,7 +648,7 @@ static char *reply_text(const struct dmarc_cfg *cfg, const char *dom)
 
 /* Common fields of every log line: the session and the auth results. */
 static void log_auth(struct sbuf *b, struct dmarc_msg *m, const struct spf_res *spf,
-		     const struct dk_res *dk, size_t ndk)
+		     const struct dk_res *dk, size_t ndk, int dk_self)
 {
 	kv(b, "source_ip", m->client_ip[0] ? m->client_ip : "unknown");
 	kv(b, "helo", m->helo);
@@ -670,6 +670,8 @@ static void log_auth(struct sbuf *b, struct dmarc_msg *m, const struct spf_res *
 		sbuf_printf(&d, "%s%s/%s/%s", i ? "," : "", dk[i].d[0] ? dk[i].d : "-",
 			    dk[i].s[0] ? dk[i].s : "-", dmarc_auth_result_name(dk[i].res));
 	kv(b, "dkim", ndk ? d.buf : spf ? "none" : "-");
+	if (spf)
+		kv(b, "dkim_source", dk_self ? "self" : "trusted");
 	sbuf_free(&d);
 }
 
@@ -761,7 +763,7 @@ static void malformed(struct dmarc_msg *m, struct dmarc_msg_outcome *out, const 
 	sbuf_printf(&b, "milter=dmarc action=%s dmarc=permerror", dmarc_msg_action_name(out->action));
 	kv(&b, "from_error", why);
 	kv(&b, "enforced", cfg->enforce ? (cfg->reject_malformed ? "yes" : "no") : "no");
-	log_auth(&b, m, spf, NULL, 0);
+	log_auth(&b, m, spf, NULL, 0, 0);
 	out->log[out->nlog++] = sbuf_steal(&b);
 }
 
@@ -909,7 +911,7 @@ static void evaluate(struct dmarc_msg *m, struct dmarc_msg_outcome *out,
 			    dmarc_result_name(ev[i].result));
 		kv(&b, "enforced", !cfg->enforce ? "no" : ev[i].ignored ? "ignored_domain" : "yes");
 		log_domain(&b, &ev[i], ndom);
-		log_auth(&b, m, &spf, dk, ndk);
+		log_auth(&b, m, &spf, dk, ndk, dk_self);
 		out->log[out->nlog++] = sbuf_steal(&b);
 	}
 	for (size_t i = 0; i < ndom; i++)

@@ -349,7 +349,7 @@ static const struct mcase cases[] = {
 	  "198.51.100.7", "x.example", "b@elsewhere.example", 0,
 	  "Authentication-Results: mx.test; dkim=pass header.d=reject.example header.s=sel "
 	  "header.b=%B\nFrom: a@reject.example\n" STD_HDRS, "reject.example", DMARC_MSG_ACCEPT,
-	  DMARC_RESULT_PASS, "dmarc=pass", NULL, "dkim=reject.example/sel/pass", 0 },
+	  DMARC_RESULT_PASS, "dmarc=pass", NULL, "dkim=reject.example/sel/pass dkim_source=trusted", 0 },
 	{ "trusted spf=pass (self_validate = no)", "dmarc_self_validate = no", "198.51.100.7",
 	  "x.example", "a@reject.example", 0,
 	  "Authentication-Results: mx.test; spf=pass smtp.mailfrom=a@reject.example\n"
@@ -584,7 +584,7 @@ static void test_log_fields(void **state)
 		" override=none", " spf_aligned=fail", " dkim_aligned=fail", " dns_queries=",
 		" reason=", " source_ip=198.51.100.7", " helo=x.example",
 		" envelope_from=reject.example", " envelope_to=example.net",
-		" spf=reject.example/mfrom/fail", " spf_source=self", " dkim=none",
+		" spf=reject.example/mfrom/fail", " spf_source=self", " dkim=none", " dkim_source=self",
 	};
 	for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++)
 		if (strstr(out.log[0], fields[i]) == NULL)
