@@ -3,6 +3,8 @@
 import os
 import shutil
 import signal
+import smtplib
+import ssl
 import subprocess
 import tempfile
 
@@ -261,6 +263,29 @@ def test_make_run_layout_with_dkim_and_spf():
                          what="delivery to var/mail (log: %s)" % t.log())
         data = open(os.path.join(new, files[0]), "rb").read()
         assert b"DKIM-Signature:" in data and b"X-Comment: SPF check N/A" in data, data[:1500]
+        # sluice reload: sluiced takes the new config (as root its receivers
+        # run as nobody, and var/tls/key.pem is 0600 root), STARTTLS still works
+        with open(t.conf, "a") as f:
+            f.write("smtpd_banner = $myhostname ESMTP reloaded\n")
+        r = t.sluice("reload", "-c", t.conf)
+        assert r.returncode == 0, r.stderr
+
+        def banner():
+            c = SmtpRaw("127.0.0.1", t.port)
+            text = c.reply()[1]
+            c.cmd("QUIT")
+            return text
+        wait_for(lambda: "ESMTP reloaded" in banner(), timeout=30, what="reloaded banner (log: %s)" % t.log())
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        with smtplib.SMTP("127.0.0.1", t.port, timeout=30) as c:
+            c.starttls(context=ctx)
+            c.ehlo("client.test")
+            c.sendmail("alice@example.com", ["user@example.com"],
+                       b"From: alice@example.com\r\nSubject: after reload\r\n\r\nhi\r\n")
+        wait_for(lambda: len(os.listdir(new)) == 2, timeout=30, what="second delivery (log: %s)" % t.log())
+        assert not [line for line in t.log().splitlines() if "sluiced[" in line and "reload failed" in line]
         r = t.sluice("stop", "-c", t.conf, timeout=90)
         assert r.returncode == 0, r.stderr
         sup.wait(timeout=30)
@@ -310,5 +335,24 @@ def test_start_fails_when_a_daemon_does_not_come_up():
         r = t.sluice("start", "-f", "-c", t.conf, timeout=120)
         assert r.returncode == 1
         assert "fatal: dkim exited with status" in t.log()
+    finally:
+        t.cleanup()
+
+
+@pytest.mark.skipif(not HAVE_FILTERS or os.geteuid() != 0, reason="needs the filters, root and a privilege drop")
+@pytest.mark.xfail(strict=True, reason="known: sluice-dkim re-reads its 0600 root key as mail_owner at reload "
+                   "(and sluice-spf re-opens maillog_file as mail_owner); their owners fix it like sluiced's")
+def test_reload_filters_with_root_only_files():
+    t = EmbeddedTree(DKIM_SPF)
+    try:
+        assert t.sluice("keygen", "-d", "example.com", "-s", "sel", "-D", t.path("var/dkim")).returncode == 0
+        r = t.sluice("start", "-c", t.conf, timeout=120)
+        assert r.returncode == 0, r.stdout + r.stderr + t.log()
+        assert t.sluice("reload", "-c", t.conf).returncode == 0
+        wait_for(lambda: t.log().count("reload") >= 3, timeout=30, what="reloads in the log: %s" % t.log())
+        import time
+        time.sleep(1)
+        bad = [line for line in t.log().splitlines() if "reload failed" in line or "Permission denied" in line]
+        assert not bad, bad
     finally:
         t.cleanup()
