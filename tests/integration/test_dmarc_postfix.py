@@ -127,3 +127,71 @@ def test_postfix_trusted_mode_with_forged_headers(dmarc_dns, dkey, kind):
         dk.stop()
         dm.stop()
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+# ---------------------------------------------------------------- after OpenDKIM
+
+class OpenDKIMVerifier:
+    """Debian's OpenDKIM (Mode v, AuthservID mx.test, its DNS = our server)."""
+
+    def __init__(self, tmp, kind, dns):
+        import subprocess
+        from test_dmarc_sluiced import free_port
+        self.sock = ("local:" + os.path.join(tmp, "od.sock")) if kind == "unix" else \
+            "inet:%d@127.0.0.1" % free_port()
+        self.spec = ("unix:" + self.sock[6:]) if kind == "unix" else \
+            "inet:127.0.0.1:" + self.sock[5:].split("@")[0]
+        conf = os.path.join(tmp, "opendkim.conf")
+        with open(conf, "w") as f:
+            f.write("\n".join(["Syslog no", "Background no", "Mode v", "Socket " + self.sock,
+                               "UMask 000", "PidFile %s/od.pid" % tmp, "UserID root",
+                               "AuthservID mx.test", "Nameservers 127.0.0.1@%d" % dns.port]) + "\n")
+        self.out = open(os.path.join(tmp, "od.out"), "wb")
+        self.proc = subprocess.Popen(["/usr/sbin/opendkim", "-f", "-x", conf], stdout=self.out,
+                                     stderr=subprocess.STDOUT)
+        from conftest import wait_for
+        from postfix_dkim_harness import milter_socket_up
+        wait_for(lambda: self.proc.poll() is None and milter_socket_up(self.spec), 20,
+                 "opendkim on " + self.sock)
+
+    def stop(self):
+        import subprocess
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.out.close()
+
+
+@pytest.mark.parametrize("kind,mode", [("unix", "yes"), ("inet", "no")])
+def test_postfix_after_opendkim(dmarc_dns, dkey, kind, mode):
+    """smtpd_milters = OpenDKIM, sluice-dmarc. With dmarc_self_validate = no
+    the DKIM result is OpenDKIM's A-R (its header.b prefix matched against
+    the signature); with yes we verify ourselves. Same main cases."""
+    tmp = tempfile.mkdtemp(prefix="sluice-dmarc-od-")
+    os.chmod(tmp, 0o755)
+    od = OpenDKIMVerifier(tmp, kind, dmarc_dns)
+    dm = SluiceDmarc(tmp, "dmarc_self_validate = %s" % mode, kind, dns=dmarc_dns).start()
+    pf = Postfix(tmp, domains=["example.com"], users=["bob", "carol"], mynetworks="127.0.0.1/32",
+                 main_cf={"smtpd_milters": "%s, %s" % (od.spec, dm.spec),
+                          "milter_default_action": "tempfail",
+                          "smtpd_relay_restrictions": "permit_mynetworks, reject_unauth_destination"})
+    try:
+        pf.start()
+        main_cases(pf.port, dkey, lambda: delivered(pf), lambda: hold_count(pf), dm.output)
+        log = dm.output()
+        src = "self" if mode == "yes" else "trusted"
+        assert re.search(r"dkim=reject\.example/s1/pass dkim_source=%s" % src, log), log[-3000:]
+        # OpenDKIM's own A-R is there too (so the trusted one was OpenDKIM's)
+        files = delivered(pf)
+        assert any(re.search(r"dkim=pass .*header\.d=reject\.example", v) and "dmarc=" not in v
+                   for p in files for v in our_ar(read(p), "dkim")), files
+        assert dm.alive()
+    finally:
+        pf.stop()
+        dm.stop()
+        od.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
