@@ -22,11 +22,15 @@
  * connection and each smtpd_listen address of sluiced greets with 220.
  * If one does not within start_timeout_s, everything is stopped and
  * `sluice start` fails (without -f, the command waits for that answer).
+ * Under systemd (Type=notify) READY=1 is sent then, RELOADING=1 / READY=1
+ * around a reload and STOPPING=1 at the end; children do not see
+ * NOTIFY_SOCKET.
  */
 #include "conf/conf.h"
 #include "conf/params.h"
 #include "lib/daemon.h"
 #include "lib/log.h"
+#include "lib/sdnotify.h"
 #include "lib/util.h"
 
 #include <errno.h>
@@ -254,6 +258,7 @@ static pid_t spawn(struct child *k)
 		signal(SIGHUP, SIG_DFL);
 		signal(SIGINT, SIG_DFL);
 		signal(SIGCHLD, SIG_DFL);
+		unsetenv("NOTIFY_SOCKET");	/* we speak for them */
 		execl(k->bin, k->bin, "-f", "-c", gen_conf, (char *)NULL);
 		fprintf(stderr, "sluice start: exec %s: %s\n", k->bin, strerror(errno));
 		_exit(127);
@@ -486,6 +491,7 @@ static void supervise(void)
 			break;
 		if (got_hup) {
 			got_hup = 0;
+			sdnotify("RELOADING=1");
 			char *err = NULL;
 			struct conf *c = conf_load(user_conf, params_all, NULL, &err);
 			if (!c) {
@@ -504,10 +510,12 @@ static void supervise(void)
 						kill(kids[i].pid, SIGHUP);
 				log_event(NULL, "reload -- configuration %s", user_conf);
 			}
+			sdnotify("READY=1");
 		}
 		restart_due();
 	}
 	log_event(NULL, "stopping");
+	sdnotify("STOPPING=1");
 	stop_all();
 	sigprocmask(SIG_SETMASK, &old, NULL);
 }
@@ -716,6 +724,10 @@ static int start_main(int argc, char **argv)
 	log_event(NULL, "started: %zu filter(s) and sluiced, all answering; generated config %s", nkids - 1,
 		  gen_conf);
 	report(report_fd, NULL);
+	char *ready = xasprintf("READY=1\nSTATUS=%zu filter(s) and sluiced answering", nkids - 1);
+	if (sdnotify(ready) < 0)
+		log_event(NULL, "warning: sd_notify: %s", strerror(errno));
+	free(ready);
 	supervise();
 	unlink(pidfile);
 	log_event(NULL, "stopped");

@@ -4,6 +4,7 @@ import os
 import shutil
 import signal
 import smtplib
+import socket
 import ssl
 import subprocess
 import tempfile
@@ -355,4 +356,39 @@ def test_reload_filters_with_root_only_files():
         bad = [line for line in t.log().splitlines() if "reload failed" in line or "Permission denied" in line]
         assert not bad, bad
     finally:
+        t.cleanup()
+
+
+@pytest.mark.skipif(not HAVE_FILTERS, reason="sluice-dkim and sluice-spf not built")
+def test_systemd_notify_ready_when_every_daemon_answers():
+    # Type=notify (conf/systemd/sluice.service): READY=1 only once all answer
+    t = EmbeddedTree(DKIM_SPF)
+    ns = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    ns_path = t.path("notify.sock")
+    ns.bind(ns_path)
+    ns.settimeout(60)
+    sup = None
+    try:
+        assert t.sluice("keygen", "-d", "example.com", "-s", "sel", "-D", t.path("var/dkim")).returncode == 0
+        env = dict(os.environ, NOTIFY_SOCKET=ns_path)
+        sup = subprocess.Popen([t.path("bin/sluice"), "start", "-f", "-c", t.conf], env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        msg = ns.recv(4096).decode()
+        assert msg.startswith("READY=1\nSTATUS=2 filter(s) and sluiced answering"), msg
+        assert t.greets() and os.path.exists(t.path("var/run/dkim.sock"))
+        assert t.sluice("reload", "-c", t.conf).returncode == 0
+        assert ns.recv(4096).decode() == "RELOADING=1"
+        assert ns.recv(4096).decode() == "READY=1"
+        assert t.sluice("stop", "-c", t.conf, timeout=90).returncode == 0
+        assert ns.recv(4096).decode() == "STOPPING=1"
+        sup.wait(timeout=30)
+        # the children were not handed the socket: nothing else arrived
+        ns.settimeout(0.2)
+        with pytest.raises(socket.timeout):
+            ns.recv(4096)
+    finally:
+        if sup and sup.poll() is None:
+            sup.kill()
+            sup.wait()
+        ns.close()
         t.cleanup()
