@@ -1,0 +1,448 @@
+/*
+ * spam_scan: rules against one message. See spam_scan.h.
+ */
+#include "milters/spam/spam_scan.h"
+#include "milters/spam/spam_meta.h"
+#include "milters/spam/spam_net.h"
+#include "lib/util.h"
+
+#include <gmime/gmime.h>
+#include <hs/hs.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define SCAN_MAX_ELEMENTS 20000	/* body paragraphs / rawbody lines looked at */
+#define SCAN_MAX_MULTIPLE 1000	/* tflags multiple without maxhits */
+
+/* ---- per-thread Vectorscan scratch ---- */
+
+static pthread_key_t scratch_key;
+static pthread_once_t scratch_once = PTHREAD_ONCE_INIT;
+
+static void scratch_free(void *p)
+{
+	hs_free_scratch(p);
+}
+
+static void scratch_init(void)
+{
+	pthread_key_create(&scratch_key, scratch_free);
+}
+
+static hs_scratch_t *scratch_for(const hs_database_t *db)
+{
+	pthread_once(&scratch_once, scratch_init);
+	hs_scratch_t *s = pthread_getspecific(scratch_key);
+	if (hs_alloc_scratch(db, &s) != HS_SUCCESS)
+		panic("spam_scan: hs_alloc_scratch failed");
+	pthread_setspecific(scratch_key, s);
+	return s;
+}
+
+/* ---- header views ---- */
+
+/* addr_of - the address of a From-like value: inside <>, else the first word with '@'. */
+static char *addr_of(const char *v)
+{
+	const char *lt = strrchr(v, '<');
+	if (lt) {
+		const char *gt = strchr(lt, '>');
+		if (gt)
+			return xstrndup(lt + 1, (size_t)(gt - lt - 1));
+	}
+	for (const char *p = v; *p;) {
+		while (*p == ' ' || *p == '\t' || *p == ',')
+			p++;
+		size_t n = strcspn(p, " \t,()");
+		if (n && memchr(p, '@', n))
+			return xstrndup(p, n);
+		p += n ? n : 1;
+	}
+	char *t = xstrdup(v);
+	size_t l = strlen(t);
+	while (l && (t[l - 1] == ' ' || t[l - 1] == '\n'))
+		t[--l] = 0;
+	return t;
+}
+
+/* name_of - display name: text before '<' without quotes, or a (comment). */
+static char *name_of(const char *v)
+{
+	const char *lt = strchr(v, '<');
+	if (lt) {
+		const char *s = v;
+		while (*s == ' ' || *s == '\t' || *s == '"')
+			s++;
+		const char *e = lt;
+		while (e > s && (e[-1] == ' ' || e[-1] == '\t' || e[-1] == '"'))
+			e--;
+		return xstrndup(s, (size_t)(e - s));
+	}
+	const char *lp = strchr(v, '(');
+	if (lp) {
+		const char *rp = strchr(lp, ')');
+		if (rp)
+			return xstrndup(lp + 1, (size_t)(rp - lp - 1));
+	}
+	return xstrdup("");
+}
+
+static void add_instance(struct sbuf *b, const char *v, unsigned mods)
+{
+	char *x = NULL;
+	if (mods & SPAM_HDR_ADDR || mods & SPAM_HDR_HOST || mods & SPAM_HDR_DOMAIN) {
+		x = addr_of(v);
+		if (mods & (SPAM_HDR_HOST | SPAM_HDR_DOMAIN)) {
+			char *at = strrchr(x, '@');
+			char *h = xstrdup(at ? at + 1 : "");
+			ascii_lower(h);
+			free(x);
+			x = h;
+			if (mods & SPAM_HDR_DOMAIN) {
+				char *d = spam_url_registered_domain(x);
+				if (d) {
+					free(x);
+					x = d;
+				}
+			}
+		}
+	} else if (mods & SPAM_HDR_NAME) {
+		x = name_of(v);
+	}
+	sbuf_adds(b, x ? x : v);
+	sbuf_addc(b, '\n');
+	free(x);
+}
+
+static void relay_text(struct sbuf *b, const char *ip, const char *rdns, const char *helo,
+		       const char *by, int intl, const char *auth)
+{
+	if (b->len)
+		sbuf_addc(b, ' ');
+	sbuf_printf(b, "[ ip=%s rdns=%s helo=%s by=%s ident= envfrom= intl=%d id= auth=%s msa=0 ]",
+		    ip ? ip : "", rdns ? rdns : "", helo ? helo : "", by ? by : "", intl,
+		    auth ? auth : "");
+}
+
+/* relays - SpamAssassin's X-Spam-Relays-* text: which = 0 trusted, 1 untrusted. */
+static char *relays(const struct spam_mime *m, const struct spam_env *env, int which)
+{
+	struct sbuf b;
+	sbuf_init(&b);
+	int trusted = 1;
+	size_t first = 0;
+	if (env && env->client_ip && *env->client_ip) {
+		const char *rdns = env->client_name && strcmp(env->client_name, "unknown") ?
+					   env->client_name : "";
+		trusted = spam_net_match(env->trusted, env->client_ip);
+		if (trusted == !which)
+			relay_text(&b, env->client_ip, rdns, env->helo, "", trusted,
+				   trusted ? env->auth : NULL);
+		/* our MTA's own Received line for this connection is not a second hop */
+		if (m->nrelays && m->relays[0].ip && !strcmp(m->relays[0].ip, env->client_ip))
+			first = 1;
+	}
+	for (size_t i = first; i < m->nrelays; i++) {
+		const struct spam_relay *r = &m->relays[i];
+		if (r->ip == NULL)
+			continue;	/* local hops (no address) carry no evidence */
+		if (trusted)
+			trusted = spam_net_match(env ? env->trusted : NULL, r->ip);
+		if (trusted == !which)
+			relay_text(&b, r->ip, r->rdns, r->helo, r->by, trusted, NULL);
+	}
+	return sbuf_steal(&b);
+}
+
+static char *mime_facts(const struct spam_mime *m)
+{
+	return xasprintf("parts=%zu text=%u html=%u attachments=%u images=%u forms=%u scripts=%u "
+			 "iframes=%u links=%u html_text=%zu urls=%zu truncated=%d many_parts=%d "
+			 "deep=%d bad_charset=%d bad_header=%d no_mime=%d size=%zu",
+			 m->nparts, m->text_parts, m->html_parts, m->attachments, m->html.images,
+			 m->html.forms, m->html.scripts, m->html.iframes, m->html.links,
+			 m->html.text_bytes, m->nurls, !!(m->flags & SPAM_MIME_TRUNCATED),
+			 !!(m->flags & SPAM_MIME_TOO_MANY_PARTS), !!(m->flags & SPAM_MIME_TOO_DEEP),
+			 !!(m->flags & SPAM_MIME_BAD_CHARSET), !!(m->flags & SPAM_MIME_BAD_HEADER),
+			 !!(m->flags & SPAM_MIME_NO_BODY), m->size);
+}
+
+static char *date_facts(const struct spam_mime *m, const struct spam_env *env)
+{
+	const struct spam_hdr *h = spam_mime_header(m, "Date", 0);
+	if (h == NULL)
+		return NULL;
+	GDateTime *dt = g_mime_utils_header_decode_date(h->raw);
+	if (dt == NULL)
+		return xstrdup("unparseable");
+	time_t now = env && env->now ? env->now : time(NULL);
+	long long skew_h = ((long long)g_date_time_to_unix(dt) - (long long)now) / 3600;
+	g_date_time_unref(dt);
+	return xasprintf("skew_h=%lld", skew_h);
+}
+
+char *spam_scan_header_value(const struct spam_mime *m, const struct spam_env *env,
+			     const char *field, unsigned mods)
+{
+	int raw = (mods & SPAM_HDR_RAW) != 0;
+	struct sbuf b;
+	sbuf_init(&b);
+	if (!strcmp(field, "ALL")) {
+		for (size_t i = 0; i < m->nhdrs; i++)
+			sbuf_printf(&b, "%s: %s\n", m->hdrs[i].name,
+				    raw ? m->hdrs[i].raw : m->hdrs[i].value);
+		return sbuf_steal(&b);
+	}
+	if (!strcmp(field, "X-Spam-Relays-Trusted") || !strcmp(field, "X-Spam-Relays-Internal"))
+		return relays(m, env, 0);
+	if (!strcmp(field, "X-Spam-Relays-Untrusted") || !strcmp(field, "X-Spam-Relays-External"))
+		return relays(m, env, 1);
+	if (!strcmp(field, "X-Sluice-Mime"))
+		return mime_facts(m);
+	if (!strcmp(field, "X-Sluice-Date"))
+		return date_facts(m, env);
+	if (!strcmp(field, "X-Sluice-Attachments")) {
+		for (size_t i = 0; i < m->nparts; i++)
+			if (m->parts[i].attachment)
+				sbuf_printf(&b, "%s %s\n", m->parts[i].type,
+					    m->parts[i].filename ? m->parts[i].filename : "");
+		return b.len ? sbuf_steal(&b) : (sbuf_free(&b), NULL);
+	}
+	if (!strcmp(field, "EnvelopeFrom")) {
+		if (env && env->env_from) {
+			add_instance(&b, env->env_from, mods);
+			return sbuf_steal(&b);
+		}
+		field = "Return-Path";
+	}
+	static const char *const tocc[] = { "To", "Cc", NULL };
+	static const char *const msgid[] = { "Message-Id", "Resent-Message-Id", "X-Message-Id", NULL };
+	const char *one[] = { field, NULL };
+	const char *const *names = !strcmp(field, "ToCc") ? tocc :
+				   !strcmp(field, "MESSAGEID") ? msgid : one;
+	int found = 0;
+	size_t n_inst = 0;
+	for (int k = 0; names[k]; k++)
+		while (spam_mime_header(m, names[k], n_inst))
+			n_inst++, found = 1;
+	if (!found) {
+		sbuf_free(&b);
+		return NULL;
+	}
+	for (int k = 0; names[k]; k++) {
+		size_t cnt = 0;
+		while (spam_mime_header(m, names[k], cnt))
+			cnt++;
+		for (size_t i = 0; i < cnt; i++) {
+			if ((mods & SPAM_HDR_FIRST) && (k > 0 || i > 0))
+				continue;
+			if ((mods & SPAM_HDR_LAST) && i + 1 != cnt)
+				continue;
+			const struct spam_hdr *h = spam_mime_header(m, names[k], i);
+			add_instance(&b, raw ? h->raw : h->value, mods);
+		}
+	}
+	return sbuf_steal(&b);
+}
+
+/* ---- matching ---- */
+
+struct elems {
+	const char **p;
+	size_t *len;
+	size_t n, cap;
+};
+
+static void el_add(struct elems *e, const char *p, size_t len)
+{
+	if (e->n >= SCAN_MAX_ELEMENTS)
+		return;
+	if (e->n == e->cap) {
+		e->cap = e->cap ? e->cap * 2 : 64;
+		e->p = xrealloc(e->p, e->cap * sizeof(*e->p));
+		e->len = xrealloc(e->len, e->cap * sizeof(*e->len));
+	}
+	e->p[e->n] = p;
+	e->len[e->n] = len;
+	e->n++;
+}
+
+static void el_free(struct elems *e)
+{
+	free(e->p);
+	free(e->len);
+}
+
+/* paragraphs - SpamAssassin's body view: paragraphs, inner newlines as spaces (in place). */
+static void paragraphs(char *text, struct elems *e)
+{
+	char *p = text;
+	while (*p) {
+		while (*p == '\n')
+			p++;
+		if (*p == 0)
+			break;
+		char *start = p;
+		char *end = strstr(p, "\n\n");
+		if (end == NULL)
+			end = p + strlen(p);
+		for (char *q = start; q < end; q++)
+			if (*q == '\n')
+				*q = ' ';
+		el_add(e, start, (size_t)(end - start));
+		p = end;
+	}
+}
+
+static void lines(const char *text, struct elems *e)
+{
+	const char *p = text;
+	while (*p) {
+		const char *nl = strchr(p, '\n');
+		size_t l = nl ? (size_t)(nl - p) : strlen(p);
+		el_add(e, p, l);
+		p += nl ? l + 1 : l;
+	}
+}
+
+static int on_hs_match(unsigned id, unsigned long long from, unsigned long long to,
+		       unsigned flags, void *ctx)
+{
+	(void)from;
+	(void)to;
+	(void)flags;
+	double *values = ctx;
+	values[id] = 1;
+	return 0;
+}
+
+/* re_count - matches of re in s (1 at most unless multiple; capped). */
+static double re_count(const struct spam_rule *r, pcre2_match_data *md, const char *s, size_t len)
+{
+	unsigned max = r->tflags & SPAM_TF_MULTIPLE ? (r->maxhits ? r->maxhits : SCAN_MAX_MULTIPLE) : 1;
+	unsigned n = 0;
+	PCRE2_SIZE off = 0;
+	while (n < max && off <= len) {
+		int rc = pcre2_match(r->re, (PCRE2_SPTR)s, len, off, 0, md, NULL);
+		if (rc < 0)
+			break;
+		n++;
+		PCRE2_SIZE *ov = pcre2_get_ovector_pointer(md);
+		off = ov[1] > ov[0] ? ov[1] : ov[1] + 1;
+	}
+	return n;
+}
+
+static void run_kind(const struct spam_rules *rs, enum spam_rule_kind kind, const struct elems *e,
+		     double *values, pcre2_match_data *md)
+{
+	const hs_database_t *db = spam_rules_hs_db(rs, kind);
+	if (db) {
+		hs_scratch_t *s = scratch_for(db);
+		for (size_t i = 0; i < e->n; i++)
+			hs_scan(db, e->p[i], (unsigned)e->len[i], 0, s, on_hs_match, values);
+	}
+	size_t n;
+	const size_t *idx = spam_rules_of_kind(rs, kind, &n);
+	for (size_t k = 0; k < n; k++) {
+		const struct spam_rule *r = spam_rules_get(rs, idx[k]);
+		if (r->hs || !r->active || r->re == NULL)
+			continue;
+		double total = 0;
+		for (size_t i = 0; i < e->n; i++) {
+			total += re_count(r, md, e->p[i], e->len[i]);
+			if (total && !(r->tflags & SPAM_TF_MULTIPLE))
+				break;
+		}
+		values[idx[k]] = total;
+	}
+}
+
+static int hit_cmp(const void *a, const void *b)
+{
+	return strcmp(((const struct spam_hit *)a)->rule->name, ((const struct spam_hit *)b)->rule->name);
+}
+
+void spam_scan(const struct spam_rules *rs, const struct spam_mime *m, const struct spam_env *env,
+	       struct spam_result *out)
+{
+	memset(out, 0, sizeof(*out));
+	size_t nrules = spam_rules_count(rs);
+	double *values = xcalloc(nrules + 1, sizeof(double));
+	pcre2_match_data *md = pcre2_match_data_create(1, NULL);
+
+	size_t n;
+	const size_t *idx = spam_rules_of_kind(rs, SPAM_RULE_HEADER, &n);
+	for (size_t k = 0; k < n; k++) {
+		const struct spam_rule *r = spam_rules_get(rs, idx[k]);
+		if (!r->active)
+			continue;
+		char *v = spam_scan_header_value(m, env, r->field, r->hdr_mods);
+		if (r->exists) {
+			values[idx[k]] = v != NULL;
+		} else if (r->re) {
+			const char *s = v ? v : r->if_unset ? r->if_unset : "";
+			int hit = pcre2_match(r->re, (PCRE2_SPTR)s, strlen(s), 0, 0, md, NULL) >= 0;
+			values[idx[k]] = hit != r->negate;
+		}
+		free(v);
+	}
+
+	/* body: Subject, then paragraphs of the rendered text */
+	char *text = xstrdup(m->text ? m->text : "");
+	struct elems body = { 0 };
+	const struct spam_hdr *subj = spam_mime_header(m, "Subject", 0);
+	if (subj)
+		el_add(&body, subj->value, strlen(subj->value));
+	paragraphs(text, &body);
+	run_kind(rs, SPAM_RULE_BODY, &body, values, md);
+	el_free(&body);
+
+	struct elems raw = { 0 };
+	lines(m->rawtext ? m->rawtext : "", &raw);
+	run_kind(rs, SPAM_RULE_RAWBODY, &raw, values, md);
+	el_free(&raw);
+
+	struct elems uris = { 0 };
+	for (size_t i = 0; i < m->nurls; i++)
+		el_add(&uris, m->urls[i].url, strlen(m->urls[i].url));
+	run_kind(rs, SPAM_RULE_URI, &uris, values, md);
+	el_free(&uris);
+
+	struct elems full = { 0 };
+	el_add(&full, m->scanned, m->scanned_len);
+	run_kind(rs, SPAM_RULE_FULL, &full, values, md);
+	el_free(&full);
+
+	size_t nm;
+	const size_t *order = spam_rules_meta_order(rs, &nm);
+	for (size_t k = 0; k < nm; k++) {
+		const struct spam_rule *r = spam_rules_get(rs, order[k]);
+		values[order[k]] = spam_meta_eval(r->meta, values);
+	}
+
+	size_t cap = 0;
+	for (size_t i = 0; i < nrules; i++) {
+		const struct spam_rule *r = spam_rules_get(rs, i);
+		if (!r->active || !r->reported || values[i] == 0)
+			continue;
+		if (out->nhits == cap) {
+			cap = cap ? cap * 2 : 16;
+			out->hits = xrealloc(out->hits, cap * sizeof(*out->hits));
+		}
+		out->hits[out->nhits++] = (struct spam_hit){ r, r->score };
+		out->score += r->score;
+	}
+	if (out->nhits > 1)
+		qsort(out->hits, out->nhits, sizeof(*out->hits), hit_cmp);
+	pcre2_match_data_free(md);
+	free(text);
+	free(values);
+}
+
+void spam_result_clear(struct spam_result *r)
+{
+	free(r->hits);
+	memset(r, 0, sizeof(*r));
+}
