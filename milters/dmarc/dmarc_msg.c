@@ -7,6 +7,8 @@
 #include "proto/rfc5322.h"
 #include "lib/util.h"
 
+#include <dlfcn.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -918,6 +920,45 @@ static void evaluate(struct dmarc_msg *m, struct dmarc_msg_outcome *out,
 		dmarc_check_free(&ev[i].chk);
 }
 
+/*
+ * IDNA: a From domain in U-labels must be checked as its A-label, where the
+ * policy is published ("bücher.example" -> "xn--bcher-kva.example"), or a
+ * sender could dodge the policy by writing the domain in Unicode.
+ * XXX: libidn2 is in the process anyway (libpsl depends on it) but the
+ * Makefile does not link it directly, so idn2_to_ascii_8z is looked up at
+ * run time; without it such a domain stays as it is (permerror).
+ */
+typedef int (*idn2_to_ascii_fn)(const char *input, char **output, int flags);
+static idn2_to_ascii_fn idn2_to_ascii;
+static pthread_once_t idn2_once = PTHREAD_ONCE_INIT;
+
+static void idn2_load(void)
+{
+	void *h = dlopen("libidn2.so.0", RTLD_NOW | RTLD_GLOBAL);
+	if (h)
+		idn2_to_ascii = (idn2_to_ascii_fn)dlsym(h, "idn2_to_ascii_8z");
+}
+
+/* to_alabel - a new A-label string for a domain with non-ASCII bytes, else NULL. */
+static char *to_alabel(const char *dom)
+{
+	int ascii = 1;
+	for (const char *p = dom; *p; p++)
+		if ((unsigned char)*p >= 0x80)
+			ascii = 0;
+	if (ascii)
+		return NULL;
+	pthread_once(&idn2_once, idn2_load);
+	char *out = NULL;
+	/* IDN2_NFC_INPUT (1) | IDN2_NONTRANSITIONAL (8) */
+	if (idn2_to_ascii == NULL || idn2_to_ascii(dom, &out, 1 | 8) != 0 || out == NULL)
+		return NULL;
+	char *r = xstrdup(out);
+	free(out);	/* idn2_free() is free() */
+	ascii_lower(r);
+	return r;
+}
+
 void dmarc_msg_eom(struct dmarc_msg *m, struct dmarc_msg_outcome *out)
 {
 	memset(out, 0, sizeof(*out));
@@ -966,7 +1007,22 @@ void dmarc_msg_eom(struct dmarc_msg *m, struct dmarc_msg_outcome *out)
 		malformed(m, out, "too many From domains", NULL);
 		return;
 	}
-	evaluate(m, out, doms, nd);
+	/* U-labels as A-labels, then distinct again */
+	char *alabel[RFC5322_MAX_ADDRS];
+	size_t na = 0;
+	for (size_t i = 0; i < nd; i++) {
+		alabel[i] = to_alabel(doms[i]);
+		const char *d = alabel[i] ? alabel[i] : doms[i];
+		int dup = 0;
+		for (size_t k = 0; k < na; k++)
+			if (ascii_strcasecmp(doms[k], d) == 0)
+				dup = 1;
+		if (!dup)
+			doms[na++] = d;
+	}
+	evaluate(m, out, doms, na);
+	for (size_t i = 0; i < nd; i++)
+		free(alabel[i]);
 	rfc5322_addrlist_free(&l);
 }
 

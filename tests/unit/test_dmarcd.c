@@ -53,6 +53,7 @@ static const struct rr zone[] = {
 	{ "_dmarc.temp.example", DNS_T_TXT, NULL, DNS_SERVFAIL },
 	{ "elsewhere.example", DNS_T_TXT, "v=spf1 ip4:198.51.100.9 -all", DNS_OK },
 	{ "sel._domainkey.reject.example", DNS_T_TXT, dkim_key_txt, DNS_OK },
+	{ "_dmarc.xn--bcher-kva.example", DNS_T_TXT, "v=DMARC1; p=reject", DNS_OK },
 	{ NULL, 0, NULL, 0 },
 };
 
@@ -365,6 +366,13 @@ static const struct mcase cases[] = {
 	  "Authentication-Results: mx.test; spf=pass smtp.mailfrom=a@elsewhere.example\n"
 	  "From: a@reject.example\n" STD_HDRS, NULL, DMARC_MSG_REJECT, DMARC_RESULT_FAIL, "", NULL,
 	  "spf_source=self", 0 },
+	/* IDNA: the policy of the A-label applies to a U-label From domain */
+	{ "U-label From domain checked as its A-label", NULL, "198.51.100.7", "x.example",
+	  "a@reject.example", 0, "From: a@b\xc3\xbc" "cher.example\n" STD_HDRS, NULL, DMARC_MSG_REJECT,
+	  DMARC_RESULT_FAIL, "header.from=xn--bcher-kva.example", "xn--bcher-kva.example", NULL, 0 },
+	{ "U-label and A-label From domains are one", NULL, "198.51.100.7", "x.example",
+	  "a@reject.example", 0, "From: a@b\xc3\xbc" "cher.example, b@XN--BCHER-KVA.example\n" STD_HDRS,
+	  NULL, DMARC_MSG_REJECT, DMARC_RESULT_FAIL, "", NULL, "from_domains=1", 0 },
 	/* exemptions */
 	{ "ignored host", NULL, "127.0.0.1", "x.example", "a@reject.example", 0,
 	  "From: a@reject.example\n" STD_HDRS, NULL, DMARC_MSG_ACCEPT, DMARC_RESULT_NONE, NULL, NULL,
