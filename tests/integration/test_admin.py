@@ -238,3 +238,74 @@ def test_reload_with_a_root_only_tls_key():
     finally:
         s.stop()
         shutil.rmtree(d, ignore_errors=True)
+
+
+def test_relative_paths_follow_the_config_not_the_working_directory(tmp_path):
+    # relative paths are relative to the config file's directory, or to
+    # config_directory (itself relative to it); never to where sluiced runs
+    from conftest import free_port
+    etc, base = tmp_path / "etc", tmp_path / "base"
+    etc.mkdir()
+    base.mkdir()
+    (base / "vmailbox").write_text("alice@example.com example.com/alice/\n")
+    port = free_port()
+    me = pwd.getpwuid(os.getuid()).pw_name
+    conf = etc / "sluice.conf"
+    conf.write_text(f"""myhostname = mx.test
+config_directory = ../base
+smtpd_listen = 127.0.0.1:{port}
+queue_directory = spool
+pid_file = sluiced.pid
+virtual_mailbox_domains = example.com
+virtual_mailbox_base = mail
+virtual_mailbox_maps = texthash:vmailbox
+maillog_file = maillog
+mail_owner = {me}
+smtpd_workers = 1
+smtpd_peername_lookup = no
+graceful_stop_timeout = 3s
+""")
+    r = subprocess.run([os.path.join(BIN, "sluice"), "check", "-c", str(conf)], cwd="/", capture_output=True,
+                       text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+    p = subprocess.Popen([os.path.join(BIN, "sluiced"), "-c", "sluice.conf", "-f"], cwd=str(etc),
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        def greets():
+            if p.poll() is not None:
+                raise AssertionError("sluiced exited: %s" % p.stdout.read().decode(errors="replace"))
+            try:
+                c = SmtpRaw("127.0.0.1", port)
+                return c.reply()[0] == 220
+            except OSError:
+                return False
+        wait_for(greets, what="sluiced")
+        assert (base / "sluiced.pid").exists() and (base / "spool" / "active").is_dir()
+        c = SmtpRaw("127.0.0.1", port)
+        c.reply()
+        c.cmd("HELO client.test")
+        assert c.cmd("MAIL FROM:<s@example.net>")[0] == 250
+        assert c.cmd("RCPT TO:<alice@example.com>")[0] == 250
+        c.cmd("DATA")
+        c.send(b"Subject: relative\r\n\r\nx\r\n.\r\n")
+        assert c.reply()[0] == 250
+        new = base / "mail" / "example.com" / "alice" / "new"
+        wait_for(lambda: new.is_dir() and os.listdir(new), what="delivery under base/mail")
+        assert "client=" in (base / "maillog").read_text()
+        # `sluice queue` from elsewhere finds the same queue
+        r = subprocess.run([os.path.join(BIN, "sluice"), "queue", "-c", str(conf)], cwd="/", capture_output=True,
+                           text=True)
+        assert r.returncode == 0 and "Mail queue is empty" in r.stdout, r.stdout + r.stderr
+        # a reload (the config was named relatively) keeps working
+        p.send_signal(signal.SIGHUP)
+        wait_for(lambda: "reload -- configuration %s" % conf in (base / "maillog").read_text(), what="reload")
+        assert "reload failed" not in (base / "maillog").read_text()
+    finally:
+        p.terminate()
+        p.wait(timeout=30)
+    bad = etc / "bad.conf"
+    bad.write_text("config_directory = ../nowhere\n")
+    r = subprocess.run([os.path.join(BIN, "sluice"), "check", "-c", str(bad)], cwd="/", capture_output=True,
+                       text=True)
+    assert r.returncode == 1
+    assert "%s:1: config_directory %s/../nowhere: No such file or directory" % (bad, etc) in r.stderr, r.stderr
