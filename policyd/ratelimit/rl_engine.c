@@ -162,6 +162,13 @@ void rl_engine_plan(struct rl_engine *e, const struct rl_cfg *cfg, struct rl_req
 	d->use_store = !refused && (d->plan.nops || d->plan.has_grey);
 }
 
+/* add_printable - request text into a reply: SMTP replies are printable ASCII. */
+static void add_printable(struct sbuf *b, const char *v)
+{
+	for (const unsigned char *p = (const unsigned char *)(v ? v : ""); *p; p++)
+		sbuf_addc(b, *p < 0x20 || *p >= 0x7f ? '?' : (char)*p);
+}
+
 /* subst - postfwd's $$name in action texts: request attributes and $$ratecount. */
 static char *subst(struct rl_req *req, const char *text, long long ratecount)
 {
@@ -182,8 +189,7 @@ static char *subst(struct rl_req *req, const char *text, long long ratecount)
 		if (!strcmp(name, "ratecount")) {
 			sbuf_printf(&b, "%lld", ratecount);
 		} else {
-			const char *v = rl_req_get(req, name);
-			sbuf_adds(&b, v ? v : "");
+			add_printable(&b, rl_req_get(req, name));
 		}
 		free(name);
 		p += 2 + n;
@@ -202,15 +208,18 @@ static char *over_action(const struct rl_cfg *cfg, struct rl_req *req, const str
 	const char *shown = strchr(strchr(op->key, ':') + 1, ':') + 1;
 	long long used = (long long)(op->res.used + 0.5);
 	char *act = subst(req, r->action, used + (op->cost ? op->cost : 1));
+	struct sbuf b;
 
 	if (!rl_action_takes_text(act))
 		return act;
-	char *full = xasprintf("%s%s%s%s: %lld %s per %lld s for %s, retry in %lld s%s", act,
-			       act[strcspn(act, " ")] ? " (" : " ", "limit ", r->id, r->limit.max,
-			       unit_word(r->kind), r->limit.window_s, shown, secs(op->res.retry_ms),
-			       act[strcspn(act, " ")] ? ")" : "");
+	int has_text = act[strcspn(act, " ")] != 0;
+	sbuf_init(&b);
+	sbuf_printf(&b, "%s %slimit %s: %lld %s per %lld s for ", act, has_text ? "(" : "", r->id,
+		    r->limit.max, unit_word(r->kind), r->limit.window_s);
+	add_printable(&b, shown);
+	sbuf_printf(&b, ", retry in %lld s%s", secs(op->res.retry_ms), has_text ? ")" : "");
 	free(act);
-	return full;
+	return sbuf_steal(&b);
 }
 
 static char *grey_action(const struct rl_cfg *cfg, struct rl_req *req, long long retry_ms)
@@ -222,7 +231,7 @@ static char *grey_action(const struct rl_cfg *cfg, struct rl_req *req, long long
 	sbuf_adds(&b, "DEFER_IF_PERMIT ");
 	for (const char *p = cfg->grey_text; *p; p++) {
 		if (p[0] == '%' && p[1] == 'r') {
-			sbuf_adds(&b, dom ? dom : "");
+			add_printable(&b, dom);
 			p++;
 		} else if (p[0] == '%' && p[1] == 's') {
 			sbuf_printf(&b, "%lld", secs(retry_ms));
@@ -272,7 +281,8 @@ char *rl_engine_decide(struct rl_engine *e, const struct rl_cfg *cfg, struct rl_
 	const struct rl_rule *rule = NULL;
 
 	sbuf_init(&lg);
-	sbuf_printf(&lg, "ratelimit: state=%s", state_of(req));
+	sbuf_adds(&lg, "ratelimit: state=");
+	add_clean(&lg, state_of(req));
 	add_val(&lg, "instance", rl_req_get(req, "instance"), 0);
 	sbuf_adds(&lg, ", client=[");
 	add_clean(&lg, rl_req_get(req, "client_address"));

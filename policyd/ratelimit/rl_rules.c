@@ -190,8 +190,8 @@ static const char *parse_limit(struct rl_rule *r, char *arg)
 		if (nk == RL_RULES_MAX_KEYS)
 			return "too many attributes in the key";
 		r->limit.keys[nk++] = xstrdup(k);
+		r->limit.nkeys = nk;	/* so rule_free frees them on a later error */
 	}
-	r->limit.nkeys = nk;
 	if (!nk)
 		return "empty key";
 	for (size_t i = 0; i < nk; i++)
