@@ -1,6 +1,7 @@
 """`sluice start`: the integrated server with filters enabled in sluice.conf."""
 
 import os
+import re
 import shutil
 import signal
 import smtplib
@@ -70,7 +71,7 @@ def test_start_wires_filters_and_restarts_a_crashed_one(tmp_path):
         data = open(p, "rb").read()
         assert b"DKIM-Signature:" in data
         rec = open(keys / "sel.txt").read()
-        txt = "".join(__import__("re").findall(r'"([^"]*)"', rec)).encode()
+        txt = "".join(re.findall(r'"([^"]*)"', rec)).encode()
         assert dkim.verify(data.replace(b"\n", b"\r\n"),
                            dnsfunc=lambda n, timeout=5: txt if n == b"sel._domainkey.example.com." else b"")
         # kill the DKIM filter: it is restarted and mail is signed again
@@ -237,7 +238,8 @@ def test_make_run_layout_with_dkim_and_spf():
         wait_for(lambda: "started:" in t.log() or sup.poll() is not None, timeout=60,
                  what="sluice start (log: %s)" % t.log())
         log = t.log()
-        assert "started: 2 filter(s) and sluiced, all answering" in log, log
+        # (the count grows when the shipped config switches on more filters)
+        assert re.search(r"started: [2-9] filter\(s\) and sluiced, all answering", log), log
         assert "restarting" not in log and "fatal" not in log, log
         gen = open(t.path("var/run/sluice.conf")).read()
         run = os.path.realpath(t.path("var/run"))
@@ -374,7 +376,7 @@ def test_systemd_notify_ready_when_every_daemon_answers():
         sup = subprocess.Popen([t.path("bin/sluice"), "start", "-f", "-c", t.conf], env=env,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         msg = ns.recv(4096).decode()
-        assert msg.startswith("READY=1\nSTATUS=2 filter(s) and sluiced answering"), msg
+        assert re.match(r"READY=1\nSTATUS=[2-9] filter\(s\) and sluiced answering", msg), msg
         assert t.greets() and os.path.exists(t.path("var/run/dkim.sock"))
         assert t.sluice("reload", "-c", t.conf).returncode == 0
         assert ns.recv(4096).decode() == "RELOADING=1"
