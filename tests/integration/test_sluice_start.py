@@ -167,9 +167,10 @@ class EmbeddedTree:
     def __init__(self, extra):
         self.top = tempfile.mkdtemp(prefix="sluice-embedded.")
         os.chmod(self.top, 0o755)
-        os.mkdir(os.path.join(self.top, "conf"))
-        for f in ("sluice.conf", "vmailbox", "virtual"):
-            shutil.copy(os.path.join(REPO, "conf", f), os.path.join(self.top, "conf", f))
+        # conf/ as in the tree, without the C sources of the conf module
+        shutil.copytree(os.path.join(REPO, "conf"), os.path.join(self.top, "conf"),
+                        ignore=shutil.ignore_patterns("*.c", "*.h"))
+        os.chmod(os.path.join(self.top, "conf"), 0o755)
         os.symlink(BIN, os.path.join(self.top, "bin"))
         for d in ("var/tls", "var/mail", "var/spool", "var/run"):
             os.makedirs(os.path.join(self.top, d))
