@@ -232,6 +232,28 @@ smtp_connect_timeout = 5s
         m = re.search(r"^\s+(\d+)\s+%s$" % name, text, re.M)
         assert m and int(m.group(1)) == t[name], (name, text)
     assert "alice@example.com" in text and "Recipient address rejected" in text
+    check_html(report, log, tmp_path, t)
+
+
+def check_html(report, log, tmp_path, totals):
+    """--format html: one self-contained page (no script, nothing fetched), the
+    charts as well-formed SVG, the same grand totals."""
+    import xml.etree.ElementTree as ET
+    out = str(tmp_path / "report.html")
+    run_report(report, "--format", "html", "-o", out, log)
+    page = open(out).read()
+    assert page.startswith("<!DOCTYPE html>") and page.rstrip().endswith("</html>")
+    assert "<script" not in page.lower()
+    assert not re.search(r"\b(src|href)\s*=|url\(|@import", page, re.I)
+    svgs = re.findall(r"<svg\b.*?</svg>", page, re.S)
+    captions = re.findall(r"<figcaption>(.*?)</figcaption>", page)
+    assert len(svgs) == len(captions) >= 3, captions
+    assert "Traffic per hour of day" in captions and "Rejects by reason" in captions
+    for svg in svgs:
+        root = ET.fromstring(svg)
+        assert root.findall(".//{http://www.w3.org/2000/svg}rect"), svg[:200]
+    for name in ("received", "delivered", "deferred", "bounced", "rejected"):
+        assert '<td class="n">%d</td><td>%s</td>' % (totals[name], name) in page, name
 
 
 def test_postfix_log_agrees_with_pflogsumm(report, sinks, tmp_path):
