@@ -1,5 +1,6 @@
 #include "milters/dmarc/dmarc_msg.h"
 #include "milters/dmarc/dmarc_dns.h"
+#include "milters/dmarc/dmarc_hdr.h"
 #include "milters/dkim/dkim_cfg.h"
 #include "milters/dkim/dkim_keys.h"
 #include "milters/dkim/dkim_msg.h"
@@ -66,12 +67,6 @@ static void hl_free(struct hlist *l)
 	memset(l, 0, sizeof(*l));
 }
 
-static const char *domain_of(const char *addr)
-{
-	const char *at = strrchr(addr, '@');
-	return at ? at + 1 : NULL;
-}
-
 struct dmarc_msg *dmarc_msg_new(struct dmarc_cfg *cfg, const char *qid,
 				const struct dmarc_msg_conn *ci, const char *mail_from)
 {
@@ -119,7 +114,7 @@ static int tokenish(const char *s)
 
 void dmarc_msg_rcpt(struct dmarc_msg *m, const char *rcpt)
 {
-	const char *d = domain_of(rcpt);
+	const char *d = dmarc_hdr_addr_domain(rcpt);
 	if (d == NULL || !tokenish(d) || strlen(m->rcpt_domains) > 1000)
 		return;
 	char *low = xstrdup(d);
@@ -274,51 +269,17 @@ struct spf_res {
 	enum spf_result spf;
 };
 
-/* tag - value of tag t in a DKIM tag-list, FWS removed, into out; 0 or -1. */
-static int sig_tag(const char *v, const char *t, char *out, size_t outlen)
-{
-	size_t tl = strlen(t);
-	const char *p = v;
-	while (*p) {
-		while (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n' || *p == ';')
-			p++;
-		const char *name = p;
-		while (*p && *p != '=' && *p != ';' && *p != ' ' && *p != '\t' && *p != '\r' &&
-		       *p != '\n')
-			p++;
-		size_t nl = (size_t)(p - name);
-		while (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n')
-			p++;
-		if (*p != '=') {
-			while (*p && *p != ';')
-				p++;
-			continue;
-		}
-		p++;
-		size_t o = 0;
-		int match = nl == tl && memcmp(name, t, tl) == 0;
-		for (; *p && *p != ';'; p++)
-			if (match && *p != ' ' && *p != '\t' && *p != '\r' && *p != '\n' && o + 1 < outlen)
-				out[o++] = *p;
-		if (match) {
-			out[o] = 0;
-			return 0;
-		}
-	}
-	return -1;
-}
-
 /* Is there a DKIM-Signature with d= (case-insensitive) and a b= starting with b? */
 static int sig_present(struct dmarc_msg *m, const char *d, const char *b)
 {
 	for (size_t i = 0; i < m->sig.n; i++) {
 		char sd[256], sb[2048];
-		if (sig_tag(m->sig.v[i].value, "d", sd, sizeof(sd)) < 0 ||
+		if (dmarc_hdr_tag(m->sig.v[i].value, "d", sd, sizeof(sd)) < 0 ||
 		    ascii_strcasecmp(sd, d) != 0)
 			continue;
 		if (b == NULL || *b == 0)
 			return 1;
-		if (sig_tag(m->sig.v[i].value, "b", sb, sizeof(sb)) == 0 &&
+		if (dmarc_hdr_tag(m->sig.v[i].value, "b", sb, sizeof(sb)) == 0 &&
 		    strncmp(sb, b, strlen(b)) == 0 && strlen(b) >= 8)
 			return 1;
 	}
@@ -346,8 +307,8 @@ static size_t dkim_from_ar(struct dmarc_msg *m, const struct authres *a, struct 
 		o->res = auth_of(x->result);
 		const char *d = authres_prop_get(x, "header", "d");
 		const char *i = authres_prop_get(x, "header", "i");
-		if (d == NULL && i && domain_of(i))
-			d = domain_of(i);
+		if (d == NULL && i && dmarc_hdr_addr_domain(i))
+			d = dmarc_hdr_addr_domain(i);
 		if (o->res == DMARC_AUTH_NONE || d == NULL)
 			continue;	/* dkim=none (no signature) or no domain: nothing to align */
 		copy_str(o->d, sizeof(o->d), d);
@@ -402,76 +363,6 @@ static size_t dkim_self(struct dmarc_msg *m, struct dk_res *r, size_t max)
 	return n;
 }
 
-/* Received-SPF (RFC 7208 9.1): result, then key=value; pairs. */
-static int rspf_field(const char *v, const char *key, char *out, size_t outlen)
-{
-	const char *p = v;
-	int depth = 0;
-	/* skip the result word and comments: key-value pairs follow */
-	while (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n')
-		p++;
-	while (*p && *p != ' ' && *p != '\t' && *p != '(' && *p != '\r' && *p != '\n')
-		p++;
-	for (;;) {
-		while (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n' || *p == ';')
-			p++;
-		if (*p == '(') {
-			for (; *p; p++) {
-				if (*p == '\\' && p[1])
-					p++;
-				else if (*p == '(')
-					depth++;
-				else if (*p == ')' && --depth == 0) {
-					p++;
-					break;
-				}
-			}
-			continue;
-		}
-		if (*p == 0)
-			return -1;
-		const char *k = p;
-		while (*p && *p != '=' && *p != ';' && *p != ' ' && *p != '\t')
-			p++;
-		size_t kl = (size_t)(p - k);
-		if (*p != '=') {
-			while (*p && *p != ';')
-				p++;
-			continue;
-		}
-		p++;
-		size_t o = 0;
-		int match = kl == strlen(key) && ascii_strncasecmp(k, key, kl) == 0;
-		if (*p == '"') {
-			for (p++; *p && *p != '"'; p++) {
-				if (*p == '\\' && p[1])
-					p++;
-				if (match && o + 1 < outlen)
-					out[o++] = *p;
-			}
-			if (*p == '"')
-				p++;
-		} else {
-			for (; *p && *p != ';' && *p != ' ' && *p != '\t' && *p != '\r' && *p != '\n'; p++)
-				if (match && o + 1 < outlen)
-					out[o++] = *p;
-		}
-		if (match) {
-			out[o] = 0;
-			return 0;
-		}
-	}
-}
-
-static void strip_angle(char *s)
-{
-	size_t l = strlen(s);
-	if (l >= 2 && s[0] == '<' && s[l - 1] == '>') {
-		memmove(s, s + 1, l - 2);
-		s[l - 2] = 0;
-	}
-}
-
 /* Topmost Received-SPF, if trusted by configuration and about our MAIL FROM. */
 static int spf_received(struct dmarc_msg *m, struct spf_res *o)
 {
@@ -479,22 +370,15 @@ static int spf_received(struct dmarc_msg *m, struct spf_res *o)
 		return 0;
 	const char *v = m->rspf.v[0].value;
 	char word[32], id[32], ef[512];
-	const char *p = v;
-	while (*p == ' ' || *p == '\t')
-		p++;
-	size_t w = 0;
-	while (*p && *p != ' ' && *p != '\t' && *p != '(' && *p != ';' && *p != '\r' && *p != '\n' &&
-	       w + 1 < sizeof(word))
-		word[w++] = *p++;
-	word[w] = 0;
-	if (rspf_field(v, "identity", id, sizeof(id)) < 0 || ascii_strcasecmp(id, "mailfrom") != 0)
+	dmarc_hdr_rspf_result(v, word, sizeof(word));
+	if (dmarc_hdr_rspf_field(v, "identity", id, sizeof(id)) < 0 || ascii_strcasecmp(id, "mailfrom") != 0)
 		return 0;
-	if (rspf_field(v, "envelope-from", ef, sizeof(ef)) < 0)
+	if (dmarc_hdr_rspf_field(v, "envelope-from", ef, sizeof(ef)) < 0)
 		return 0;
-	strip_angle(ef);
+	dmarc_hdr_strip_angle(ef);
 	if (ascii_strcasecmp(ef, m->mail_from) != 0)
 		return 0;
-	const char *d = domain_of(m->mail_from);
+	const char *d = dmarc_hdr_addr_domain(m->mail_from);
 	if (d == NULL)
 		return 0;
 	o->have = 1;
@@ -509,7 +393,7 @@ static int spf_received(struct dmarc_msg *m, struct spf_res *o)
 static int spf_trusted(struct dmarc_msg *m, struct spf_res *o)
 {
 	int found = 0;
-	const char *mfd = domain_of(m->mail_from);
+	const char *mfd = dmarc_hdr_addr_domain(m->mail_from);
 	for (size_t i = 0; i < m->ar.n && !found; i++) {
 		struct authres *a;
 		if (authres_parse(m->ar.v[i].value, m->ar.v[i].len, &a, NULL) != 0)
@@ -523,7 +407,7 @@ static int spf_trusted(struct dmarc_msg *m, struct spf_res *o)
 			const char *helo = authres_prop_get(x, "smtp", "helo");
 			const char *d = NULL;
 			if (m->mail_from[0]) {
-				const char *xd = mf ? domain_of(mf) : NULL;
+				const char *xd = mf ? dmarc_hdr_addr_domain(mf) : NULL;
 				if (mf && !xd)
 					xd = mf;	/* smtp.mailfrom=domain */
 				if (xd && mfd && ascii_strcasecmp(xd, mfd) == 0)
@@ -559,7 +443,7 @@ static void spf_self(struct dmarc_msg *m, struct spf_res *o, long long deadline_
 	req.receiver = m->cfg->receiver;
 	req.scope = SPF_SCOPE_MFROM;	/* <> is postmaster@helo in this scope (RFC 7208 2.4) */
 	req.now_s = (long long)time(NULL);
-	const char *d = o->helo_scope ? m->helo : domain_of(m->mail_from);
+	const char *d = o->helo_scope ? m->helo : dmarc_hdr_addr_domain(m->mail_from);
 	copy_str(o->domain, sizeof(o->domain), d);
 	if (m->client_ip[0] == 0 || d == NULL || *d == 0) {
 		o->spf = SPF_NONE;
@@ -654,7 +538,7 @@ static void log_auth(struct sbuf *b, struct dmarc_msg *m, const struct spf_res *
 {
 	kv(b, "source_ip", m->client_ip[0] ? m->client_ip : "unknown");
 	kv(b, "helo", m->helo);
-	const char *efd = domain_of(m->mail_from);
+	const char *efd = dmarc_hdr_addr_domain(m->mail_from);
 	kv(b, "envelope_from", m->mail_from[0] == 0 ? "<>" : efd ? efd : m->mail_from);
 	kv(b, "envelope_to", m->rcpt_domains);
 	if (spf && spf->have) {

@@ -11,6 +11,7 @@
  */
 #include "milters/dmarc/dmarc_cfg.h"
 #include "milters/dmarc/dmarc_dns.h"
+#include "milters/dmarc/dmarc_hdr.h"
 #include "milters/dmarc/dmarc_msg.h"
 #include "milters/dkim/dkim_dns.h"
 #include "milters/dkim/dkim_signer.h"
@@ -665,6 +666,63 @@ static void test_hostile_headers(void **state)
 	conf_free(&conf);
 }
 
+/* ---- header readers (dmarc_hdr) ---- */
+
+static void test_hdr_readers(void **state)
+{
+	(void)state;
+	static const struct { const char *v, *tag, *want; } tags[] = {
+		{ "v=1; a=rsa-sha256; d=Example.COM; s=sel; b=abc\r\n\t def;", "d", "Example.COM" },
+		{ "v=1; a=rsa-sha256; d=Example.COM; s=sel; b=abc\r\n\t def;", "b", "abcdef" },
+		{ "v=1; bh=xyz; b=q", "b", "q" },			/* bh is not b */
+		{ "v=1; d =x.example ;", "d", "x.example" },		/* WSP around = */
+		{ "d=;", "d", "" },
+		{ "v=1; D=upper", "d", NULL },				/* tag names are case-sensitive */
+		{ "no tags at all", "d", NULL },
+		{ ";;;=;=", "d", NULL },
+		{ "", "d", NULL },
+	};
+	for (size_t i = 0; i < sizeof(tags) / sizeof(tags[0]); i++) {
+		char out[64] = "unchanged";
+		int rc = dmarc_hdr_tag(tags[i].v, tags[i].tag, out, sizeof(out));
+		if (tags[i].want == NULL ? rc != -1 : (rc != 0 || strcmp(out, tags[i].want) != 0))
+			fail_msg("tag %s of \"%s\": rc %d \"%s\"", tags[i].tag, tags[i].v, rc, out);
+	}
+	char small[4];
+	assert_int_equal(dmarc_hdr_tag("d=a-long-domain.example", "d", small, sizeof(small)), 0);
+	assert_string_equal(small, "a-l");	/* cut, never overrun */
+
+	static const struct { const char *v, *key, *want; } f[] = {
+		{ " Pass (mailfrom) identity=mailfrom; client-ip=192.0.2.1; envelope-from=\"a@b.example\"",
+		  "identity", "mailfrom" },
+		{ " Pass (mailfrom) identity=mailfrom; client-ip=192.0.2.1; envelope-from=\"a@b.example\"",
+		  "envelope-from", "a@b.example" },
+		{ "pass (a (nested; identity=helo) c) Identity = mailfrom", "identity", "mailfrom" },
+		{ "pass envelope-from=<a@b>; x=y", "envelope-from", "<a@b>" },
+		{ "pass x=\"q\\\"uote\"", "x", "q\"uote" },
+		{ "pass (unterminated identity=mailfrom", "identity", NULL },
+		{ "pass", "identity", NULL },
+		{ "", "identity", NULL },
+		{ "pass identity", "identity", NULL },
+	};
+	for (size_t i = 0; i < sizeof(f) / sizeof(f[0]); i++) {
+		char out[64] = "unchanged";
+		int rc = dmarc_hdr_rspf_field(f[i].v, f[i].key, out, sizeof(out));
+		if (f[i].want == NULL ? rc != -1 : (rc != 0 || strcmp(out, f[i].want) != 0))
+			fail_msg("field %s of \"%s\": rc %d \"%s\"", f[i].key, f[i].v, rc, out);
+	}
+	char w[8];
+	dmarc_hdr_rspf_result("  SoftFail (x) a=b", w, sizeof(w));
+	assert_string_equal(w, "SoftFai");	/* cut to the buffer */
+	dmarc_hdr_rspf_result("", w, sizeof(w));
+	assert_string_equal(w, "");
+	char a[] = "<a@b>";
+	dmarc_hdr_strip_angle(a);
+	assert_string_equal(a, "a@b");
+	assert_string_equal(dmarc_hdr_addr_domain("x@y@z.example"), "z.example");
+	assert_null(dmarc_hdr_addr_domain("postmaster"));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -673,6 +731,7 @@ int main(void)
 		cmocka_unit_test(test_log_fields),
 		cmocka_unit_test(test_two_messages),
 		cmocka_unit_test(test_hostile_headers),
+		cmocka_unit_test(test_hdr_readers),
 	};
 	return cmocka_run_group_tests(tests, setup_key, teardown_key);
 }
