@@ -499,7 +499,8 @@ static void supervise(void)
 				free(err);
 			} else {
 				/* regenerate the wiring for the same set of filters
-				 * (XXX: enabling a new filter needs a restart), then HUP everyone */
+				 * (XXX: enabling a new filter, or a new run_directory or
+				 * config_directory, needs a restart), then HUP everyone */
 				if (write_generated(c, &err) < 0) {
 					log_event(NULL, "warning: reload: %s", err);
 					free(err);
