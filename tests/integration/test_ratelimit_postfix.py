@@ -7,17 +7,22 @@ gets exactly N accepted and the next deferred with the rule's text;
 recipient vs message counting on multi-recipient messages; a client /24;
 global; bytes at end of data; the state outlives SMTP sessions, the
 daemon and the Postfix instance (a second run in a row continues the
-counts)."""
+counts). Spawn mode with greylisting: several spawned processes on one
+LMDB file."""
 import os
+import shutil
 import smtplib
+import stat
 import sys
+import tempfile
+import time
 
 import pytest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "fixtures"))
 from postfix import Postfix  # noqa: E402
-from test_ratelimit_driver import RlDaemon  # noqa: E402
+from test_ratelimit_driver import RL, RlDaemon, write_conf  # noqa: E402
 
 if not os.path.exists("/usr/sbin/postfix") or os.geteuid() != 0:
     pytest.skip("needs Debian's postfix and root", allow_module_level=True)
@@ -181,3 +186,64 @@ def test_postfix_limits_two_runs_in_a_row(tmp_path):
             pf.stop()
     finally:
         assert d2.stop() == 0, d2.log_text()[-3000:]
+
+
+def test_postfix_greylisting_and_spawn_mode(tmp_path):
+    """Spawn mode (several sluice-ratelimit processes on one LMDB file, as
+    Postfix's spawn(8) runs them) with greylisting of clients without a
+    name (smtpd_peername_lookup = no gives client_name=unknown)."""
+    sdir = tempfile.mkdtemp(prefix="sluice-rl-spawn.")  # spawn runs as nobody: outside 0700 dirs
+    try:
+        os.chmod(sdir, 0o777)
+        log = os.path.join(sdir, "rl.log")
+        open(log, "w").close()
+        os.chmod(log, 0o666)
+        conf = write_conf(sdir, "id=G; client_name==unknown; action=greylist\n"
+                          "id=OUT; protocol_state==RCPT; sasl_username=~.; "
+                          "action=rate(sasl_username/2/3600/DEFER_IF_PERMIT 4.7.1 sending limit reached)\n",
+                          "mail_owner = nobody\ngreylist_delay = 3s\ngreylist_auto_allow_clients = 2\n",
+                          state=os.path.join(sdir, "state.lmdb"), log=log)
+        for p in (conf, conf + ".rules"):
+            os.chmod(p, stat.S_IRUSR | stat.S_IWUSR | stat.S_IRGRP | stat.S_IROTH)
+        pf = Postfix(tmp_path, users=("sue", "bob"), main_cf={
+            "smtpd_recipient_restrictions":
+                "reject_unauth_destination, check_policy_service unix:private/ratelimit",
+            "smtpd_sasl_auth_enable": "yes",
+            "smtpd_authorized_xclient_hosts": "127.0.0.0/8",
+            "ratelimit_time_limit": "3600s",
+        }, master_cf=["ratelimit unix - n n - 0 spawn user=nobody argv=%s -s -c %s" % (RL, conf)])
+        with pf:
+            s = Sess(pf)
+            ok, refused, _ = s.send("x@sender.example")
+            code, text = refused["sue@example.net"]
+            assert code == 450 and "Greylisted, see https://postgrey.schweikert.ch/help/example.net.html" \
+                in text, text
+            ok, refused, _ = s.send("x@sender.example")   # retried too early
+            assert refused["sue@example.net"][0] == 450
+            s.close()
+            time.sleep(3.2)
+            s = Sess(pf)
+            assert s.send("x@sender.example")[2][0] == 250
+            # the same triplet passes at once from now on; a new one is greylisted
+            assert s.send("x@sender.example")[2][0] == 250
+            assert s.send("y@sender.example")[1]["sue@example.net"][0] == 450
+            s.close()
+            time.sleep(3.2)
+            s = Sess(pf)
+            assert s.send("y@sender.example")[2][0] == 250   # second passed triplet
+            assert s.send("z@sender.example")[2][0] == 250   # client auto-allowed now
+            s.close()
+            # limits counted by several spawned processes on one LMDB file stay exact
+            sessions = [Sess(pf, login="joe") for _ in range(3)]
+            results = [sessions[i].send("joe@example.com") for i in range(3)]
+            assert [r[2] is not None for r in results] == [True, True, False]
+            assert "sending limit reached (limit OUT: 2 messages" in results[2][1]["sue@example.net"][1]
+            for x in sessions:
+                x.close()
+            pf.wait_delivered("sue@example.net", 5)
+        with open(log) as f:
+            text = f.read()
+        assert "result=greylisted," in text and "result=greylisted_early" in text
+        assert "greylist=passed" in text and "greylist=auto_allowed" in text
+    finally:
+        shutil.rmtree(sdir, ignore_errors=True)
