@@ -3,6 +3,44 @@
 
 #include <stddef.h>
 
+/*
+ * The default rules: the tree's copy, or the installed one when the build
+ * sets SLUICE_SPAM_RULES_DIR (make install).
+ */
+#ifndef SLUICE_SPAM_RULES_DIR
+#define SLUICE_SPAM_RULES_DIR "milters/spam/rules"
+#endif
+
 const struct conf_param spam_params[] = {
+	P("spam_socket", CONF_STR, "inet:8894@127.0.0.1"),
+	/* permissions of a unix spam_socket: the MTA (Postfix runs smtpd as postfix) must connect */
+	P("spam_socket_mode", CONF_STR, "0666"),
+	P("spam_pid_file", CONF_STR, ""),
+	/* rule files (globs, loaded in order; later definitions win) */
+	P("spam_rules_files", CONF_LIST, SLUICE_SPAM_RULES_DIR "/*.cf"),
+	/* SpamAssassin score set: 0 no Bayes/no network tests, 1 network, 2 Bayes, 3 both */
+	PI("spam_score_set", "0", 0, 3),
+	/* thresholds: a number, or "off" */
+	P("spam_add_header_score", CONF_STR, "6"),
+	P("spam_rewrite_subject_score", CONF_STR, "off"),
+	P("spam_subject_prefix", CONF_STR, "***SPAM***"),
+	P("spam_greylist_score", CONF_STR, "off"),
+	P("spam_reject_score", CONF_STR, "15"),
+	P("spam_reject_reply", CONF_STR, "550 5.7.1 Message rejected as spam"),
+	P("spam_greylist_reply", CONF_STR, "451 4.7.1 Message deferred, try again later"),
+	/* relays trusted in the Received chain; the first hop outside is the one checked */
+	P("spam_trusted_networks", CONF_LIST, "$mynetworks"),
+	/* authenticated clients and $mynetworks are not scanned unless this is yes */
+	P("spam_scan_outbound", CONF_BOOL, "no"),
+	/* per-sender tables (envelope sender and From: address, access(5) order) */
+	P("spam_allow_from", CONF_STR, ""),
+	P("spam_block_from", CONF_STR, ""),
+	/* limits on what one message may cost */
+	PS("spam_max_scan_size", "1048576", 1024, 0),
+	PI("spam_max_parts", "200", 1, 100000),
+	PI("spam_max_depth", "20", 1, 1000),
+	PI("spam_max_urls", "1000", 0, 1000000),
+	/* what to do when the milter itself fails on a message */
+	PE("spam_on_error", "accept", "accept|tempfail"),
 	{ NULL, 0, NULL, 0, 0, NULL, 0 },
 };

@@ -1,18 +1,536 @@
 /*
- * sluice-spam: spam-scoring milter (issue 11). Placeholder until the
- * daemon lands: answers --help and --version.
+ * sluice-spam: spam-scoring milter (issue 11).
+ * Thin: options, `check` mode, configuration generations (SIGHUP), and
+ * libmilter callbacks that hand the message to spam_msg.c and apply its
+ * outcome.
  */
+#include "milters/spam/spam_cfg.h"
+#include "milters/spam/spam_msg.h"
+#include "milters/spam/spam_rules.h"
+#include "conf/conf.h"
+#include "conf/params.h"
+#include "lib/daemon.h"
+#include "lib/log.h"
+#include "lib/util.h"
 #include "lib/version.h"
 
+#include <dlfcn.h>
+#include <errno.h>
+#include <getopt.h>
+#include <libmilter/mfapi.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <arpa/inet.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static const char *config_file = "/etc/sluice/sluice.conf";
+static pthread_mutex_t cfg_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct spam_cfg *current;
+
+static struct spam_cfg *cfg_get(void)
+{
+	pthread_mutex_lock(&cfg_lock);
+	struct spam_cfg *c = spam_cfg_ref(current);
+	pthread_mutex_unlock(&cfg_lock);
+	return c;
+}
+
+/* load_conf - the file, or the built-in defaults when path is NULL (check without -c). */
+static struct conf *load_conf(const char *path, char **err_out)
+{
+	if (path == NULL)
+		return conf_load_string("", "(defaults)", params_all, NULL, err_out);
+	return conf_load(path, params_all, NULL, err_out);
+}
+
+static struct spam_cfg *load(const char *path, struct conf **conf_out, char **err_out)
+{
+	struct conf *c = load_conf(path, err_out);
+	if (c == NULL)
+		return NULL;
+	struct spam_cfg *cfg = spam_cfg_new(c, err_out);
+	if (cfg == NULL) {
+		conf_free(&c);
+		return NULL;
+	}
+	if (conf_out)
+		*conf_out = c;
+	else
+		conf_free(&c);
+	return cfg;
+}
+
+/*
+ * XXX: libmilter's signal thread stops the milter on SIGHUP (it sigwait()s
+ * for HUP, TERM and INT). SIGHUP must reload, so its sigwait() is
+ * interposed: SIGHUP is taken out of the set, and our own thread waits for
+ * it (as in sluice-dkim).
+ */
+int sigwait(const sigset_t *set, int *sig)
+{
+	static int (*real)(const sigset_t *, int *);
+	if (real == NULL)
+		real = (int (*)(const sigset_t *, int *))dlsym(RTLD_NEXT, "sigwait");
+	sigset_t s = *set;
+	sigdelset(&s, SIGHUP);
+	return real(&s, sig);
+}
+
+static void *reload_thread(void *arg)
+{
+	(void)arg;
+	sigset_t set;
+	sigemptyset(&set);
+	sigaddset(&set, SIGHUP);
+	for (;;) {
+		if (sigwaitinfo(&set, NULL) != SIGHUP)
+			continue;
+		char *err = NULL;
+		struct spam_cfg *cfg = load(config_file, NULL, &err);
+		if (cfg == NULL) {
+			log_event(NULL, "spam: reload failed, keeping the old configuration: %s", err);
+			free(err);
+			continue;
+		}
+		char *sum = spam_rules_summary(cfg->rules);
+		pthread_mutex_lock(&cfg_lock);
+		struct spam_cfg *old = current;
+		current = cfg;
+		pthread_mutex_unlock(&cfg_lock);
+		spam_cfg_unref(&old);	/* messages in flight keep their own reference */
+		log_event(NULL, "spam: configuration reloaded; %s", sum);
+		free(sum);
+	}
+	return NULL;
+}
+
+/* ---- per connection ---- */
+
+struct conn {
+	char addr[INET6_ADDRSTRLEN + 8];
+	char *name;		/* client host name from the MTA */
+	char *helo;
+	int leadspc;
+	unsigned long proto;	/* negotiated SMFIP_* steps */
+	struct spam_msg *msg;
+};
+
+/* done - SMFIS_NOREPLY where the MTA agreed that we do not reply (SMFIP_NR_*). */
+static sfsistat done(const struct conn *c, unsigned long nr_flag)
+{
+	return c && (c->proto & nr_flag) ? SMFIS_NOREPLY : SMFIS_CONTINUE;
+}
+
+static struct conn *conn_of(SMFICTX *ctx)
+{
+	return smfi_getpriv(ctx);
+}
+
+static const char *qid_of(SMFICTX *ctx)
+{
+	const char *q = smfi_getsymval(ctx, "i");
+	return q && *q ? q : NULL;
+}
+
+static int listen_inet;
+
+static sfsistat on_negotiate(SMFICTX *ctx, unsigned long f0, unsigned long f1, unsigned long f2,
+			     unsigned long f3, unsigned long *pf0, unsigned long *pf1,
+			     unsigned long *pf2, unsigned long *pf3)
+{
+	(void)f0;
+	(void)f2;
+	(void)f3;
+	struct conn *c = xcalloc(1, sizeof(*c));
+	smfi_setpriv(ctx, c);
+	*pf0 = SMFIF_ADDHDRS | SMFIF_CHGHDRS;
+	/* we act only at end of message: no reply to anything before it */
+	unsigned long want = SMFIP_NORCPT | SMFIP_NOUNKNOWN | SMFIP_NODATA |
+			     SMFIP_NR_CONN | SMFIP_NR_HELO | SMFIP_NR_MAIL | SMFIP_NR_RCPT |
+			     SMFIP_NR_DATA | SMFIP_NR_UNKN | SMFIP_NR_HDR | SMFIP_NR_EOH |
+			     SMFIP_NR_BODY | SMFIP_HDR_LEADSPC;
+	/* over TCP answer DATA: see sluice-dkim (Postfix's Nagle wait on the next write) */
+	if (listen_inet)
+		want &= ~(unsigned long)(SMFIP_NODATA | SMFIP_NR_DATA);
+	*pf1 = want & f1;
+	c->proto = *pf1;
+	c->leadspc = (f1 & SMFIP_HDR_LEADSPC) != 0;
+	*pf2 = 0;
+	*pf3 = 0;
+	return SMFIS_CONTINUE;
+}
+
+static sfsistat on_connect(SMFICTX *ctx, char *host, struct sockaddr *sa)
+{
+	struct conn *c = conn_of(ctx);
+	if (c == NULL) {
+		c = xcalloc(1, sizeof(*c));
+		smfi_setpriv(ctx, c);
+	}
+	c->addr[0] = 0;
+	if (sa && sa->sa_family == AF_INET)
+		inet_ntop(AF_INET, &((struct sockaddr_in *)sa)->sin_addr, c->addr, sizeof(c->addr));
+	else if (sa && sa->sa_family == AF_INET6)
+		inet_ntop(AF_INET6, &((struct sockaddr_in6 *)sa)->sin6_addr, c->addr, sizeof(c->addr));
+	free(c->name);
+	/* Postfix passes "[1.2.3.4]" for a client without a name */
+	c->name = host && *host && *host != '[' ? xstrdup(host) : NULL;
+	return done(c, SMFIP_NR_CONN);
+}
+
+static sfsistat on_helo(SMFICTX *ctx, char *helo)
+{
+	struct conn *c = conn_of(ctx);
+	if (c) {
+		free(c->helo);
+		c->helo = helo ? xstrdup(helo) : NULL;
+	}
+	return done(c, SMFIP_NR_HELO);
+}
+
+static sfsistat on_envfrom(SMFICTX *ctx, char **argv)
+{
+	struct conn *c = conn_of(ctx);
+	if (c == NULL)
+		return SMFIS_CONTINUE;
+	spam_msg_free(&c->msg);
+	char *from = NULL;
+	if (argv && argv[0]) {
+		const char *a = argv[0];
+		size_t l = strlen(a);
+		from = a[0] == '<' && l >= 2 && a[l - 1] == '>' ? xstrndup(a + 1, l - 2) : xstrdup(a);
+	}
+	struct spam_cfg *cfg = cfg_get();
+	struct spam_msg_env env = {
+		.qid = qid_of(ctx),
+		.client_ip = c->addr[0] ? c->addr : NULL,
+		.client_name = c->name,
+		.helo = c->helo,
+		.env_from = from,
+		.auth = smfi_getsymval(ctx, "{auth_authen}"),
+	};
+	c->msg = spam_msg_new(cfg, &env);
+	spam_cfg_unref(&cfg);
+	free(from);
+	return done(c, SMFIP_NR_MAIL);
+}
+
+static sfsistat on_header(SMFICTX *ctx, char *name, char *value)
+{
+	struct conn *c = conn_of(ctx);
+	if (c && c->msg)
+		spam_msg_header(c->msg, name, value);
+	return done(c, SMFIP_NR_HDR);
+}
+
+static sfsistat on_eoh(SMFICTX *ctx)
+{
+	struct conn *c = conn_of(ctx);
+	if (c && c->msg) {
+		spam_msg_set_qid(c->msg, qid_of(ctx));
+		spam_msg_eoh(c->msg);
+	}
+	return done(c, SMFIP_NR_EOH);
+}
+
+static sfsistat on_body(SMFICTX *ctx, unsigned char *buf, size_t len)
+{
+	struct conn *c = conn_of(ctx);
+	if (c && c->msg)
+		spam_msg_body(c->msg, buf, len);
+	return done(c, SMFIP_NR_BODY);
+}
+
+/* hv - a header value as the MTA wants it: with a leading space when negotiated. */
+static char *hv(const struct conn *c, const char *v, char **tmp)
+{
+	*tmp = c->leadspc ? xasprintf(" %s", v) : xstrdup(v);
+	return *tmp;
+}
+
+static void add(SMFICTX *ctx, const struct conn *c, const char *name, const char *v)
+{
+	char *t;
+	if (v)
+		smfi_addheader(ctx, (char *)name, hv(c, v, &t));
+	else
+		return;
+	free(t);
+}
+
+static sfsistat on_eom(SMFICTX *ctx)
+{
+	struct conn *c = conn_of(ctx);
+	if (c == NULL || c->msg == NULL)
+		return SMFIS_CONTINUE;
+	spam_msg_set_qid(c->msg, qid_of(ctx));
+	const char *qid = qid_of(ctx) ? qid_of(ctx) : "NOQUEUE";
+	struct spam_outcome out;
+	spam_msg_eom(c->msg, &out);
+	/* from the end, so earlier indexes stay valid */
+	for (size_t i = out.ndel; i > 0; i--)
+		smfi_chgheader(ctx, out.del[i - 1].name, out.del[i - 1].index, NULL);
+	if (out.scanned && out.action != SPAM_ACT_REJECT && out.action != SPAM_ACT_GREYLIST) {
+		add(ctx, c, "X-Spam-Flag", out.flag);
+		add(ctx, c, "X-Spam-Level", out.level);
+		add(ctx, c, "X-Spam-Status", out.status);
+		add(ctx, c, "X-Spam-Symbols", out.symbols);
+		if (out.subject) {
+			char *t;
+			if (out.subject_index)
+				smfi_chgheader(ctx, "Subject", out.subject_index, hv(c, out.subject, &t));
+			else
+				smfi_addheader(ctx, "Subject", hv(c, out.subject, &t));
+			free(t);
+		}
+	}
+	sfsistat rc = SMFIS_CONTINUE;
+	if (out.action == SPAM_ACT_REJECT || out.action == SPAM_ACT_GREYLIST) {
+		smfi_setreply(ctx, (char *)out.code, (char *)out.xcode, (char *)out.text);
+		rc = out.action == SPAM_ACT_REJECT ? SMFIS_REJECT : SMFIS_TEMPFAIL;
+	}
+	log_event(qid, "%s", out.log);
+	spam_outcome_clear(&out);
+	spam_msg_free(&c->msg);
+	return rc;
+}
+
+static sfsistat on_abort(SMFICTX *ctx)
+{
+	struct conn *c = conn_of(ctx);
+	if (c)
+		spam_msg_free(&c->msg);
+	return SMFIS_CONTINUE;
+}
+
+static sfsistat on_close(SMFICTX *ctx)
+{
+	struct conn *c = conn_of(ctx);
+	if (c) {
+		spam_msg_free(&c->msg);
+		free(c->name);
+		free(c->helo);
+		free(c);
+		smfi_setpriv(ctx, NULL);
+	}
+	return SMFIS_CONTINUE;
+}
+
+/* TCP_NODELAY on our listening inet sockets: Linux passes it on to accepted ones. */
+static void nodelay_listeners(void)
+{
+	for (int fd = 3; fd < 1024; fd++) {
+		int v = 0, dom = 0;
+		socklen_t l = sizeof(v);
+		if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &v, &l) < 0 || !v)
+			continue;
+		l = sizeof(dom);
+		if (getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &dom, &l) < 0)
+			continue;
+		if (dom == AF_INET || dom == AF_INET6) {
+			int one = 1;
+			setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+		}
+	}
+}
+
+static void usage(FILE *f, int rc)
+{
+	fprintf(f, "usage: sluice-spam -c sluice.conf [-f] [-n]\n"
+		   "       sluice-spam check [-c sluice.conf] [--json] FILE...\n"
+		   "  -c FILE   configuration (default /etc/sluice/sluice.conf)\n"
+		   "  -f        stay in the foreground\n"
+		   "  -n        check the configuration and the rules, then exit\n"
+		   "  check     score messages without a milter: score, action, symbols\n"
+		   "  --help, --version\n");
+	exit(rc);
+}
+
+static char *read_file(const char *path, size_t *len_out)
+{
+	FILE *f = !strcmp(path, "-") ? stdin : fopen(path, "rb");
+	if (f == NULL)
+		return NULL;
+	struct sbuf b;
+	sbuf_init(&b);
+	char buf[65536];
+	size_t r;
+	while ((r = fread(buf, 1, sizeof(buf), f)) > 0)
+		sbuf_add(&b, buf, r);
+	if (f != stdin)
+		fclose(f);
+	*len_out = b.len;
+	return sbuf_steal(&b);
+}
+
+static int check_main(int argc, char **argv)
+{
+	const char *conf_path = NULL;
+	int json = 0;
+	static const struct option opts[] = {
+		{ "json", no_argument, NULL, 'j' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	int ch;
+	optind = 1;
+	while ((ch = getopt_long(argc, argv, "c:", opts, NULL)) != -1) {
+		switch (ch) {
+		case 'c': conf_path = optarg; break;
+		case 'j': json = 1; break;
+		case 'h': usage(stdout, 0); break;
+		default: usage(stderr, 2);
+		}
+	}
+	if (optind == argc)
+		usage(stderr, 2);
+	log_set_stderr_only("sluice-spam");
+	char *err = NULL;
+	struct spam_cfg *cfg = load(conf_path, NULL, &err);
+	if (cfg == NULL)
+		fatal("%s", err);
+	int rc = 0;
+	for (int i = optind; i < argc; i++) {
+		size_t len;
+		char *msg = read_file(argv[i], &len);
+		if (msg == NULL) {
+			fprintf(stderr, "sluice-spam: %s: %s\n", argv[i], strerror(errno));
+			rc = 1;
+			continue;
+		}
+		struct spam_outcome out;
+		spam_check_buffer(cfg, msg, len, NULL, &out);
+		if (json) {
+			char *j = spam_outcome_json(argv[i], &out);
+			printf("%s\n", j);
+			free(j);
+		} else {
+			printf("%s: score=%.2f required=%.2f action=%s\n", argv[i], out.score,
+			       out.required, spam_action_name(out.action));
+			for (size_t k = 0; k < out.result.nhits; k++) {
+				const struct spam_rule *r = out.result.hits[k].rule;
+				printf("  %7.2f %-28s %s\n", out.result.hits[k].score, r->name,
+				       r->describe ? r->describe : "");
+			}
+		}
+		spam_outcome_clear(&out);
+		free(msg);
+	}
+	spam_cfg_unref(&cfg);
+	return rc;
+}
 
 int main(int argc, char **argv)
 {
-	if (argc > 1 && !strcmp(argv[1], "--version")) {
-		printf("sluice-spam (sluice) %s\n", SLUICE_VERSION);
+	if (argc > 1 && !strcmp(argv[1], "check"))
+		return check_main(argc - 1, argv + 1);
+	int foreground = 0, check = 0, ch;
+	static const struct option opts[] = {
+		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
+		{ NULL, 0, NULL, 0 },
+	};
+	while ((ch = getopt_long(argc, argv, "c:fn", opts, NULL)) != -1) {
+		switch (ch) {
+		case 'c': config_file = optarg; break;
+		case 'f': foreground = 1; break;
+		case 'n': check = 1; break;
+		case 'h': usage(stdout, 0); break;
+		case 'V': printf("sluice-spam (sluice) %s\n", SLUICE_VERSION); return 0;
+		default: usage(stderr, 2);
+		}
+	}
+	if (optind != argc)
+		usage(stderr, 2);
+	log_set_stderr_only("sluice-spam");
+	char *err = NULL;
+	struct conf *c = NULL;
+	struct spam_cfg *cfg = load(config_file, &c, &err);
+	if (cfg == NULL)
+		fatal("%s", err);
+	size_t nw;
+	const char *const *w = conf_warnings(c, &nw);
+	for (size_t i = 0; i < nw; i++)
+		log_event(NULL, "warning: %s", w[i]);
+	const char *why;
+	char *conn = spam_cfg_milter_conn(conf_str(c, "spam_socket"), &why);
+	if (conn == NULL)
+		fatal("%s: spam_socket: %s", conf_where(c, "spam_socket"), why);
+	listen_inet = strncmp(conn, "inet", 4) == 0;
+	char *sum = spam_rules_summary(cfg->rules);
+	if (check) {
+		printf("%s: spam configuration ok (socket %s); %s\n", config_file, conn, sum);
+		free(sum);
+		free(conn);
+		spam_cfg_unref(&cfg);
+		conf_free(&c);
 		return 0;
 	}
-	fprintf(stderr, "usage: sluice-spam -c sluice.conf [-f] [-n]\n");
-	return argc > 1 && !strcmp(argv[1], "--help") ? 0 : 2;
+	current = cfg;
+	const char *fmt = conf_str(c, "log_format");
+	const char *lerr;
+	if (log_init("sluice-spam", conf_str(c, "maillog_file"),
+		     !strcmp(fmt, "json") ? LOG_FORMAT_JSON : LOG_FORMAT_PLAIN, &lerr) < 0)
+		fatal("maillog_file %s: %s", conf_str(c, "maillog_file"), lerr);
+	signal(SIGPIPE, SIG_IGN);
+
+	struct smfiDesc desc = {
+		.xxfi_name = "sluice-spam",
+		.xxfi_version = SMFI_VERSION,
+		.xxfi_flags = SMFIF_ADDHDRS | SMFIF_CHGHDRS,
+		.xxfi_connect = on_connect,
+		.xxfi_helo = on_helo,
+		.xxfi_envfrom = on_envfrom,
+		.xxfi_header = on_header,
+		.xxfi_eoh = on_eoh,
+		.xxfi_body = on_body,
+		.xxfi_eom = on_eom,
+		.xxfi_abort = on_abort,
+		.xxfi_close = on_close,
+		.xxfi_negotiate = on_negotiate,
+	};
+	if (smfi_setconn(conn) == MI_FAILURE)
+		fatal("%s: spam_socket %s: rejected by libmilter", conf_where(c, "spam_socket"), conn);
+	if (smfi_register(desc) == MI_FAILURE)
+		fatal("smfi_register failed");
+	if (smfi_opensocket(1) == MI_FAILURE)
+		fatal("%s: spam_socket %s: cannot listen", conf_where(c, "spam_socket"), conn);
+	if (!strncmp(conn, "unix:", 5) || !strncmp(conn, "local:", 6)) {
+		char *end;
+		const char *ms = conf_str(c, "spam_socket_mode");
+		long mode = strtol(ms, &end, 8);
+		if (*end || mode < 0 || mode > 0777)
+			fatal("%s: spam_socket_mode %s: expected an octal mode such as 0660",
+			      conf_where(c, "spam_socket_mode"), ms);
+		if (chmod(strchr(conn, ':') + 1, (mode_t)mode) < 0)
+			fatal("spam_socket %s: chmod: %s", conn, strerror(errno));
+	}
+	nodelay_listeners();
+	if (daemon_drop_privs(conf_str(c, "mail_owner"), &err) < 0)
+		fatal("mail_owner: %s", err);
+	if (!foreground)
+		daemon_detach();
+	if (daemon_pidfile(conf_str(c, "spam_pid_file"), &err) < 0)
+		fatal("spam_pid_file: %s", err);
+
+	sigset_t set;
+	sigemptyset(&set);
+	sigaddset(&set, SIGHUP);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
+	pthread_t th;
+	pthread_create(&th, NULL, reload_thread, NULL);
+	pthread_detach(th);
+	log_event(NULL, "spam: listening on %s; %s", conn, sum);
+	free(sum);
+	free(conn);
+	int rc = smfi_main();
+	log_event(NULL, "spam: stopped");
+	return rc == MI_SUCCESS ? 0 : 1;
 }

@@ -176,7 +176,17 @@ static char *date_facts(const struct spam_mime *m, const struct spam_env *env)
 	GDateTime *dt = g_mime_utils_header_decode_date(h->raw);
 	if (dt == NULL)
 		return xstrdup("unparseable");
+	/* like SpamAssassin, against the time the top Received line records, else now */
 	time_t now = env && env->now ? env->now : time(NULL);
+	const struct spam_hdr *rcvd = spam_mime_header(m, "Received", 0);
+	const char *semi = rcvd ? strrchr(rcvd->raw, ';') : NULL;
+	if (semi && !(env && env->now)) {
+		GDateTime *rt = g_mime_utils_header_decode_date(semi + 1);
+		if (rt) {
+			now = (time_t)g_date_time_to_unix(rt);
+			g_date_time_unref(rt);
+		}
+	}
 	long long skew_h = ((long long)g_date_time_to_unix(dt) - (long long)now) / 3600;
 	g_date_time_unref(dt);
 	return xasprintf("skew_h=%lld", skew_h);

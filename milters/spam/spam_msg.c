@@ -1,0 +1,377 @@
+/*
+ * spam_msg: one message, scored and decided. See spam_msg.h.
+ */
+#include "milters/spam/spam_msg.h"
+#include "milters/spam/spam_cfg.h"
+#include "milters/spam/spam_net.h"
+#include "lib/util.h"
+#include "lib/version.h"
+
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define STATUS_MAX_TESTS_BYTES 900	/* keep X-Spam-Status under RFC 5322's 998 */
+#define LEVEL_MAX_STARS 50
+
+const char *spam_action_name(enum spam_action a)
+{
+	switch (a) {
+	case SPAM_ACT_NONE: return "no action";
+	case SPAM_ACT_ADD_HEADER: return "add header";
+	case SPAM_ACT_REWRITE_SUBJECT: return "rewrite subject";
+	case SPAM_ACT_GREYLIST: return "greylist";
+	case SPAM_ACT_REJECT: return "reject";
+	}
+	return "no action";
+}
+
+enum spam_action spam_action_for(const struct spam_cfg *cfg, double score)
+{
+	if (cfg->reject_score != SPAM_SCORE_OFF && score >= cfg->reject_score)
+		return SPAM_ACT_REJECT;
+	if (cfg->greylist_score != SPAM_SCORE_OFF && score >= cfg->greylist_score)
+		return SPAM_ACT_GREYLIST;
+	if (cfg->rewrite_subject_score != SPAM_SCORE_OFF && score >= cfg->rewrite_subject_score)
+		return SPAM_ACT_REWRITE_SUBJECT;
+	if (cfg->add_header_score != SPAM_SCORE_OFF && score >= cfg->add_header_score)
+		return SPAM_ACT_ADD_HEADER;
+	return SPAM_ACT_NONE;
+}
+
+struct spam_msg {
+	struct spam_cfg *cfg;
+	char *qid, *client_ip, *client_name, *helo, *env_from, *auth;
+	struct sbuf raw;	/* header + body, up to the scan limit */
+	size_t size;		/* every byte seen */
+	struct spam_hdr_del *del;
+	size_t ndel;
+	struct { char *name; int count; } *names;	/* header counts for indexes */
+	size_t nnames;
+	int subject_seen;
+};
+
+static char *dup_or_null(const char *s)
+{
+	return s && *s ? xstrdup(s) : NULL;
+}
+
+struct spam_msg *spam_msg_new(struct spam_cfg *cfg, const struct spam_msg_env *env)
+{
+	struct spam_msg *m = xcalloc(1, sizeof(*m));
+	m->cfg = spam_cfg_ref(cfg);
+	if (env) {
+		m->qid = dup_or_null(env->qid);
+		m->client_ip = dup_or_null(env->client_ip);
+		m->client_name = dup_or_null(env->client_name);
+		m->helo = dup_or_null(env->helo);
+		m->env_from = dup_or_null(env->env_from);
+		m->auth = dup_or_null(env->auth);
+	}
+	sbuf_init(&m->raw);
+	return m;
+}
+
+void spam_msg_set_qid(struct spam_msg *m, const char *qid)
+{
+	if (qid && *qid) {
+		free(m->qid);
+		m->qid = xstrdup(qid);
+	}
+}
+
+static void keep(struct spam_msg *m, const void *p, size_t n)
+{
+	m->size += n;
+	size_t cap = m->cfg->limits.max_scan_bytes;
+	if (cap && m->raw.len >= cap)
+		return;
+	if (cap && m->raw.len + n > cap)
+		n = cap - m->raw.len;
+	sbuf_add(&m->raw, p, n);
+}
+
+void spam_msg_header(struct spam_msg *m, const char *name, const char *value)
+{
+	size_t k;
+	for (k = 0; k < m->nnames; k++)
+		if (!ascii_strcasecmp(m->names[k].name, name))
+			break;
+	if (k == m->nnames) {
+		m->names = xrealloc(m->names, (m->nnames + 1) * sizeof(*m->names));
+		m->names[k].name = xstrdup(name);
+		m->names[k].count = 0;
+		m->nnames++;
+	}
+	int idx = ++m->names[k].count;
+	if (!ascii_strncasecmp(name, "X-Spam-", 7)) {
+		m->del = xrealloc(m->del, (m->ndel + 1) * sizeof(*m->del));
+		m->del[m->ndel].name = xstrdup(name);
+		m->del[m->ndel].index = idx;
+		m->ndel++;
+		return;	/* not scanned either: it is not the sender's to set */
+	}
+	if (!ascii_strcasecmp(name, "Subject"))
+		m->subject_seen = 1;
+	keep(m, name, strlen(name));
+	keep(m, ":", 1);
+	if (value[0] != ' ' && value[0] != '\t')
+		keep(m, " ", 1);
+	keep(m, value, strlen(value));
+	keep(m, "\n", 1);
+}
+
+void spam_msg_eoh(struct spam_msg *m)
+{
+	keep(m, "\n", 1);
+}
+
+void spam_msg_body(struct spam_msg *m, const unsigned char *buf, size_t len)
+{
+	keep(m, buf, len);
+}
+
+static void fmt_score(struct sbuf *b, double v)
+{
+	sbuf_printf(b, "%.1f", round(v * 10) / 10 + 0.0);
+}
+
+static void make_headers(struct spam_cfg *cfg, struct spam_outcome *o)
+{
+	int spam = o->action != SPAM_ACT_NONE;
+	struct sbuf b;
+	sbuf_init(&b);
+	sbuf_adds(&b, spam ? "Yes, score=" : "No, score=");
+	fmt_score(&b, o->score);
+	sbuf_adds(&b, " required=");
+	fmt_score(&b, o->required);
+	sbuf_adds(&b, " tests=");
+	size_t start = b.len;
+	for (size_t i = 0; i < o->result.nhits; i++) {
+		const char *n = o->result.hits[i].rule->name;
+		if (b.len - start + strlen(n) > STATUS_MAX_TESTS_BYTES) {
+			sbuf_adds(&b, ",...");
+			break;
+		}
+		if (i)
+			sbuf_addc(&b, ',');
+		sbuf_adds(&b, n);
+	}
+	if (o->result.nhits == 0)
+		sbuf_adds(&b, "none");
+	sbuf_printf(&b, " autolearn=no version=sluice-%s", SLUICE_VERSION);
+	o->status = sbuf_steal(&b);
+
+	int stars = o->score > 0 ? (int)o->score : 0;
+	if (stars > LEVEL_MAX_STARS)
+		stars = LEVEL_MAX_STARS;
+	o->level = xmalloc((size_t)stars + 1);
+	memset(o->level, '*', (size_t)stars);
+	o->level[stars] = 0;
+	if (spam)
+		o->flag = xstrdup("YES");
+
+	for (size_t i = 0; i < o->result.nhits; i++) {
+		if (i)
+			sbuf_adds(&b, ", ");
+		sbuf_printf(&b, "%s(%.2f)", o->result.hits[i].rule->name, o->result.hits[i].score);
+	}
+	o->symbols = sbuf_steal(&b);
+	(void)cfg;
+}
+
+static void make_log(const char *qid, struct spam_outcome *o, const char *extra, size_t size)
+{
+	(void)qid;
+	struct sbuf b;
+	sbuf_init(&b);
+	const char *a = spam_action_name(o->action);
+	sbuf_adds(&b, "milter=spam action=");
+	for (const char *p = a; *p; p++)
+		sbuf_addc(&b, *p == ' ' ? '_' : *p);
+	sbuf_printf(&b, " score=%.2f required=%.2f", o->score + 0.0, o->required);
+	if (extra)
+		sbuf_printf(&b, " %s", extra);
+	sbuf_printf(&b, " size=%zu symbols=", size);
+	for (size_t i = 0; i < o->result.nhits; i++)
+		sbuf_printf(&b, "%s%s(%.2f)", i ? "," : "", o->result.hits[i].rule->name,
+			    o->result.hits[i].score);
+	if (o->result.nhits == 0)
+		sbuf_adds(&b, "none");
+	o->log = sbuf_steal(&b);
+}
+
+/* decide - the common path of the milter and of `check`. raw is the kept bytes. */
+static void decide(struct spam_cfg *cfg, const char *raw, size_t len, size_t size,
+		   const struct spam_msg_env *env, int subject_seen, struct spam_outcome *o)
+{
+	o->required = cfg->add_header_score == SPAM_SCORE_OFF ? cfg->reject_score : cfg->add_header_score;
+	if (o->required == SPAM_SCORE_OFF)
+		o->required = 0;
+	int outbound = env && ((env->auth && *env->auth) ||
+			       (env->client_ip && spam_net_match(cfg->mynetworks, env->client_ip)));
+	if (outbound && !cfg->scan_outbound) {
+		o->action = SPAM_ACT_NONE;
+		make_log(env->qid, o, env->auth && *env->auth ? "skipped=authenticated" : "skipped=mynetworks", size);
+		return;
+	}
+	struct spam_mime_limits lim = cfg->limits;
+	lim.max_scan_bytes = 0;	/* raw is already cut to the limit */
+	struct spam_mime *mime = spam_mime_parse(raw, len, &lim);
+	if (size > len)
+		mime->flags |= SPAM_MIME_TRUNCATED;
+	mime->size = size;
+	/* allow/block: envelope sender, then the From: address */
+	const struct spam_hdr *from = spam_mime_header(mime, "From", 0);
+	char *from_addr = NULL;
+	if (from) {
+		const char *lt = strrchr(from->value, '<');
+		const char *gt = lt ? strchr(lt, '>') : NULL;
+		from_addr = lt && gt ? xstrndup(lt + 1, (size_t)(gt - lt - 1)) : xstrdup(from->value);
+		char *s = from_addr;
+		while (*s == ' ')
+			s++;
+		memmove(from_addr, s, strlen(s) + 1);
+		size_t l = strlen(from_addr);
+		while (l && (from_addr[l - 1] == ' ' || from_addr[l - 1] == '\n'))
+			from_addr[--l] = 0;
+	}
+	const char *ef = env ? env->env_from : NULL;
+	if (spam_cfg_sender_listed(cfg, cfg->block_from, ef) ||
+	    spam_cfg_sender_listed(cfg, cfg->block_from, from_addr)) {
+		o->action = SPAM_ACT_REJECT;
+		o->scanned = 1;
+		o->code = cfg->reject_reply.code;
+		o->xcode = cfg->reject_reply.xcode;
+		o->text = cfg->reject_reply.text;
+		make_log(env ? env->qid : NULL, o, "list=block_from", size);
+		goto out;
+	}
+	if (spam_cfg_sender_listed(cfg, cfg->allow_from, ef) ||
+	    spam_cfg_sender_listed(cfg, cfg->allow_from, from_addr)) {
+		o->action = SPAM_ACT_NONE;
+		make_log(env ? env->qid : NULL, o, "list=allow_from", size);
+		goto out;
+	}
+	struct spam_env senv = {
+		.client_ip = env ? env->client_ip : NULL,
+		.client_name = env ? env->client_name : NULL,
+		.helo = env ? env->helo : NULL,
+		.env_from = ef,
+		.auth = env ? env->auth : NULL,
+		.qid = env ? env->qid : NULL,
+		.trusted = cfg->trusted,
+	};
+	spam_scan(cfg->rules, mime, &senv, &o->result);
+	o->scanned = 1;
+	o->score = o->result.score;
+	o->action = spam_action_for(cfg, o->score);
+	make_headers(cfg, o);
+	if (o->action == SPAM_ACT_REWRITE_SUBJECT) {
+		const struct spam_hdr *s = spam_mime_header(mime, "Subject", 0);
+		o->subject = xasprintf("%s %s", cfg->subject_prefix, s ? s->raw : "");
+		o->subject_index = s || subject_seen ? 1 : 0;
+	}
+	if (o->action == SPAM_ACT_REJECT || o->action == SPAM_ACT_GREYLIST) {
+		const struct spam_reply *r = o->action == SPAM_ACT_REJECT ? &cfg->reject_reply :
+									    &cfg->greylist_reply;
+		o->code = r->code;
+		o->xcode = r->xcode;
+		o->text = r->text;
+	}
+	make_log(env ? env->qid : NULL, o, (mime->flags & SPAM_MIME_TRUNCATED) ? "truncated=yes" : NULL,
+		 size);
+out:
+	free(from_addr);
+	spam_mime_free(&mime);
+}
+
+void spam_msg_eom(struct spam_msg *m, struct spam_outcome *out)
+{
+	memset(out, 0, sizeof(*out));
+	struct spam_msg_env env = { m->qid, m->client_ip, m->client_name, m->helo, m->env_from,
+				    m->auth };
+	decide(m->cfg, m->raw.buf ? m->raw.buf : "", m->raw.len, m->size, &env, m->subject_seen, out);
+	if (out->scanned && m->ndel) {
+		out->del = xcalloc(m->ndel, sizeof(*out->del));
+		for (size_t i = 0; i < m->ndel; i++) {
+			out->del[i].name = xstrdup(m->del[i].name);
+			out->del[i].index = m->del[i].index;
+		}
+		out->ndel = m->ndel;
+	}
+}
+
+void spam_check_buffer(struct spam_cfg *cfg, const char *msg, size_t len,
+		       const struct spam_msg_env *env, struct spam_outcome *out)
+{
+	memset(out, 0, sizeof(*out));
+	size_t keep_len = len;
+	if (cfg->limits.max_scan_bytes && keep_len > cfg->limits.max_scan_bytes)
+		keep_len = cfg->limits.max_scan_bytes;
+	decide(cfg, msg, keep_len, len, env, 0, out);
+}
+
+void spam_outcome_clear(struct spam_outcome *o)
+{
+	spam_result_clear(&o->result);
+	for (size_t i = 0; i < o->ndel; i++)
+		free(o->del[i].name);
+	free(o->del);
+	free(o->flag);
+	free(o->level);
+	free(o->status);
+	free(o->symbols);
+	free(o->subject);
+	free(o->log);
+	memset(o, 0, sizeof(*o));
+}
+
+void spam_msg_free(struct spam_msg **mp)
+{
+	struct spam_msg *m = mp ? *mp : NULL;
+	if (m == NULL)
+		return;
+	spam_cfg_unref(&m->cfg);
+	free(m->qid);
+	free(m->client_ip);
+	free(m->client_name);
+	free(m->helo);
+	free(m->env_from);
+	free(m->auth);
+	sbuf_free(&m->raw);
+	for (size_t i = 0; i < m->ndel; i++)
+		free(m->del[i].name);
+	free(m->del);
+	for (size_t i = 0; i < m->nnames; i++)
+		free(m->names[i].name);
+	free(m->names);
+	free(m);
+	*mp = NULL;
+}
+
+static double round2(double v)
+{
+	return round(v * 100) / 100 + 0.0;
+}
+
+char *spam_outcome_json(const char *file, const struct spam_outcome *o)
+{
+	json_t *j = json_object();
+	json_object_set_new(j, "file", json_string(file ? file : ""));
+	json_object_set_new(j, "score", json_real(round2(o->score)));
+	json_object_set_new(j, "required", json_real(round2(o->required)));
+	json_object_set_new(j, "action", json_string(spam_action_name(o->action)));
+	json_t *syms = json_object();
+	for (size_t i = 0; i < o->result.nhits; i++)
+		json_object_set_new(syms, o->result.hits[i].rule->name,
+				    json_real(round2(o->result.hits[i].score)));
+	json_object_set_new(j, "symbols", syms);
+	char *s = json_dumps(j, JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(10));
+	json_decref(j);
+	char *r = xstrdup(s);
+	free(s);
+	return r;
+}
