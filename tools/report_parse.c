@@ -531,6 +531,22 @@ static const char *first_word_lower(struct rp_parser *p, const char *v)
 	return v ? keep_lower(p, v, strcspn(v, " ")) : NULL;
 }
 
+/*
+ * A milter named by its socket ("unix:/run/sluice/dkim.sock", as `sluice
+ * start` wires them) -> "dkim"; other names lower-cased as they are.
+ */
+static const char *milter_name(struct rp_parser *p, const char *m)
+{
+	const char *slash = strrchr(m, '/');
+	if (!slash || !slash[1])
+		return keep_lower(p, m, strlen(m));
+	const char *b = slash + 1;
+	size_t n = strlen(b);
+	if (n > 5 && !strcmp(b + n - 5, ".sock"))
+		n -= 5;
+	return keep_lower(p, b, n);
+}
+
 /* key=value verdict lines: sluice-dkim, sluice-spf, filter=..., the MTA's milter=... */
 static int filter_kv(struct rp_parser *p, const char *t, struct rp_event *ev)
 {
@@ -539,7 +555,7 @@ static int filter_kv(struct rp_parser *p, const char *t, struct rp_event *ev)
 	if (!f && !m && !spf)
 		return 0;
 	ev->kind = RP_EV_FILTER;
-	ev->filter = f ? keep_lower(p, f, strlen(f)) : m ? keep_lower(p, m, strlen(m)) : "spf";
+	ev->filter = f ? keep_lower(p, f, strlen(f)) : m ? milter_name(p, m) : "spf";
 	ev->action = first_word_lower(p, rp_kv_get(ev, "action"));
 	ev->reason = rp_kv_get(ev, "reason");
 	ev->stage = rp_kv_get(ev, "stage");

@@ -376,8 +376,17 @@ static void period(struct report_stats *st, int col)
 	bump(&st->days, day, col, 1);
 }
 
-const char *rs_reason_code(const char *stage, const char *text)
+const char *rs_reason_code(const char *stage, const char *dsn, const char *text)
 {
+	/* RFC 7372 enhanced status codes of the authentication checks */
+	static const struct {
+		const char *dsn, *code;
+	} dsns[] = { { "5.7.20", "dkim" }, { "5.7.21", "dkim" }, { "5.7.22", "dkim" },
+		     { "5.7.23", "spf" },  { "4.7.23", "spf" },  { "4.7.24", "spf" },
+		     { "5.7.24", "spf" },  { "5.7.25", "reverse_dns" }, { "4.7.25", "reverse_dns" } };
+	for (size_t i = 0; dsn && i < sizeof dsns / sizeof dsns[0]; i++)
+		if (!strcmp(dsn, dsns[i].dsn))
+			return dsns[i].code;
 	static const struct {
 		const char *needle, *code;
 	} rules[] = {
@@ -389,6 +398,8 @@ const char *rs_reason_code(const char *stage, const char *text)
 		{ "Helo command rejected", "helo" },
 		{ "Message size exceeds", "size" },
 		{ "SPF", "spf" },
+		{ "Message rejected due to: ", "spf" },	/* policyd-spf / sluice-spf reason_message */
+		{ "Message deferred due to: ", "spf" },
 		{ "DMARC", "dmarc" },
 		{ "DKIM", "dkim" },
 		{ "spam", "spam" },
@@ -454,7 +465,7 @@ static void on_reject(struct report_stats *st, const struct rp_event *ev)
 	char key[128];
 	reason_key(ev->reason, key, sizeof key);
 	bump(&st->rej_reason, key, 0, 1);
-	const char *code = rs_reason_code(ev->stage, ev->reason);
+	const char *code = rs_reason_code(ev->stage, ev->dsn, ev->reason);
 	if (!strcmp(code, "other") && ev->reject == RP_REJ_MILTER)
 		code = "milter";
 	bump(&st->rej_code, code, 0, 1);

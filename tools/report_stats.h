@@ -46,7 +46,11 @@ json_t *rs_json(struct report_stats *st);
 /* rs_pending - per-queue-id states held now (for tests of the memory bound). */
 size_t rs_pending(const struct report_stats *st);
 
-/* rs_reason_code - the stable reason code of a reject text (docs/EVENTS.md). */
-const char *rs_reason_code(const char *stage, const char *text);
+/*
+ * rs_reason_code - the stable reason code of a reject (docs/EVENTS.md), from
+ * its enhanced status code (RFC 7372's authentication codes) or its text.
+ * Any argument may be NULL. Returns a static string.
+ */
+const char *rs_reason_code(const char *stage, const char *dsn, const char *text);
 
 #endif

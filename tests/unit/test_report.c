@@ -121,6 +121,26 @@ static const struct pcase pcases[] = {
 	{ "sluiced milter action",
 	  "Dec  2 08:44:03 mx sluiced[60]: 4ABC123: milter=dkim stage=eom action=reject reply=\"550 5.7.1 bad\"",
 	  RP_EV_FILTER, "sluiced", "", "4ABC123", "filter=dkim|mta_milter=1|stage=eom|action=reject|reason=550 5.7.1 bad|result=" },
+	/* lines of our own daemons from a run of tests/integration/test_report_filters.py */
+	{ "real: sluice-dkim signed",
+	  "Dec  2 09:04:54 vm sluice-dkim[13949]: 4jfWzp0GlQz5Lk: milter=dkim action=accept sign=ok, d=example.com s=sel a=rsa-sha256",
+	  RP_EV_FILTER, "sluice-dkim", "", "4jfWzp0GlQz5Lk", "filter=dkim|result=signed|action=accept|domain=example.com|selector=sel" },
+	{ "real: sluice-dkim fail",
+	  "Dec  2 09:04:54 vm sluice-dkim[13949]: 4jfWzp0Q7Lz5Lj: milter=dkim action=accept dkim=fail, sig1=fail d=example.org s=s1 a=rsa-sha256 bits=2048 reason=\"body hash did not verify\"",
+	  RP_EV_FILTER, "sluice-dkim", "", "4jfWzp0Q7Lz5Lj", "result=fail|domain=example.org|reason=body hash did not verify" },
+	{ "real: sluice-dkim none", "Dec  2 09:04:54 vm sluice-dkim[13949]: 4jfWzp0S65z5Lk: milter=dkim action=accept dkim=none",
+	  RP_EV_FILTER, "sluice-dkim", "", "4jfWzp0S65z5Lk", "result=none|domain=" },
+	{ "real: sluiced milter named by its socket",
+	  "Dec  2 09:04:54 vm sluiced[13961]: 4jfWzp0GlQz5Lk: milter=unix:/tmp/run/dkim.sock stage=end-of-message action=continue",
+	  RP_EV_FILTER, "sluiced", "", "4jfWzp0GlQz5Lk", "filter=dkim|mta_milter=1|stage=end-of-message|action=continue" },
+	{ "real: sluice-spf NOQUEUE",
+	  "Dec  2 09:04:53 vm sluice-spf[13955]: NOQUEUE: spf: identity=alice@example.com, scope=mailfrom, client=[127.0.0.1], helo=client.test, from=<alice@example.com>, result=pass, mechanism=ip4:127.0.0.1, reason=\"example.com: matched ip4:127.0.0.1\", lookups=0, queries=2, time_ms=1, action=\"PREPEND Received-SPF: Pass (mx.test: domain of example.com designates 127.0.0.1 as permitted sender) client-ip=127.0.0.1; envelope-from=?alice@example.com?; helo=client.test; receiver=mx.test; mec...\"",
+	  RP_EV_FILTER, "sluice-spf", "", "NOQUEUE", "filter=spf|result=pass|action=prepend|domain=example.com" },
+	{ "real: sluiced SPF reject",
+	  "Dec  2 09:04:54 vm sluiced[13960]: NOQUEUE: reject: RCPT from unknown[127.0.0.2]: 550 5.7.23 <alice@example.com>: Recipient address rejected: Message rejected due to: 127.0.0.2 is not one of example.net's designated mail servers. Please see http://www.openspf.net/Why?s=mfrom;id=eve@example.net;ip=127.0.0.2;r=example.com; from=<eve@example.net> to=<alice@example.com> proto=ESMTP helo=<client.test>",
+	  RP_EV_REJECT, "sluiced", "", "NOQUEUE", "stage=RCPT|code=550|dsn=5.7.23|sender=eve@example.net|recipient=alice@example.com|helo=client.test" },
+	{ "real: sluice start line", "Dec  2 09:04:53 vm sluice[13948]: dkim ready on unix:/tmp/run/dkim.sock (pid 13949)",
+	  RP_EV_OTHER, "sluice", "", NULL, "" },
 	{ "sluice-spf",
 	  "Dec  2 08:44:03 mx sluice-spf[58]: 4ABC123: spf: identity=joe@example.com, scope=mailfrom, client=[192.0.2.7], helo=client.example.org, from=<joe@example.com>, result=softfail, mechanism=~all, reason=\"example.com: matched ~all\", lookups=1, queries=2, time_ms=1, action=\"PREPEND Received-SPF: Softfail ...\"",
 	  RP_EV_FILTER, "sluice-spf", "", "4ABC123",
@@ -571,10 +591,12 @@ static void test_memory_bound(void **state)
 static void test_reason_codes(void **state)
 {
 	(void)state;
-	assert_string_equal(rs_reason_code("RCPT", "<a@b>: Recipient address rejected: User unknown in local recipient table"), "unknown_recipient");
-	assert_string_equal(rs_reason_code("CONNECT", "Service unavailable; Client host [192.0.2.1] blocked using zen.example"), "dnsbl");
-	assert_string_equal(rs_reason_code("header", "no thanks"), "content");
-	assert_string_equal(rs_reason_code("DATA", NULL), "other");
+	assert_string_equal(rs_reason_code("RCPT", "5.1.1", "<a@b>: Recipient address rejected: User unknown in local recipient table"), "unknown_recipient");
+	assert_string_equal(rs_reason_code("CONNECT", "5.7.1", "Service unavailable; Client host [192.0.2.1] blocked using zen.example"), "dnsbl");
+	assert_string_equal(rs_reason_code("header", "5.7.1", "no thanks"), "content");
+	assert_string_equal(rs_reason_code("DATA", NULL, NULL), "other");
+	assert_string_equal(rs_reason_code("RCPT", "5.7.23", "<a@b>: Recipient address rejected: x"), "spf");
+	assert_string_equal(rs_reason_code("RCPT", "5.7.1", "<a@b>: Recipient address rejected: Message rejected due to: 192.0.2.1 is not one of example.net's designated mail servers."), "spf");
 }
 
 int main(void)
