@@ -16,16 +16,6 @@
 #include <stddef.h>
 
 /*
- * dkim_hdr_ar_authserv - authres_authserv_id() under its old name.
- * XXX: only tests/fuzz/fuzz_dkim_hdr.c still calls it (not ours to edit);
- * remove once it calls authres_authserv_id().
- */
-static inline int dkim_hdr_ar_authserv(const char *value, size_t len, char *out, size_t outlen)
-{
-	return authres_authserv_id(value, len, out, outlen);
-}
-
-/*
  * dkim_hdr_from_domain - the domain of the first mailbox in a From (or
  * Sender) header value: "Name <user@dom>", "user@dom (comment)",
  * "\"a@b\" <user@dom>", groups. Lower-cased into out; local part into

@@ -14,7 +14,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	char out[256], local[256];
 	const char *v = (const char *)data;
-	(void)dkim_hdr_ar_authserv(v, size, out, sizeof(out));
+	(void)authres_authserv_id(v, size, out, sizeof(out));
 	if (dkim_hdr_from_domain(v, size, out, sizeof(out), local, sizeof(local)) == 0) {
 		struct dkim_hdr_sig s = { .res = DKIM_RES_PASS, .d = out, .i = local, .b = local };
 		char *ar = dkim_hdr_ar_format(out, &s, 1, 0);
