@@ -1,0 +1,1255 @@
+/*
+ * dmarc_failrep: DMARC failure reports (RFC 9991 / RFC 6591 / RFC 5965).
+ * See dmarc_failrep.h for the contract.
+ */
+#include "milters/dmarc/dmarc_failrep.h"
+
+#include "lib/util.h"
+#include "lib/version.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/rand.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+extern char **environ;
+
+/* ---- 1. fo= ---- */
+
+unsigned dmarc_failrep_fo_parse(const char *fo)
+{
+	unsigned bits = 0;
+
+	if (!fo || !*fo)
+		return DMARC_FAILREP_FO_0;
+	for (const char *p = fo; *p;) {
+		while (*p == ' ' || *p == '\t')
+			p++;
+		unsigned b;
+		switch (*p) {
+		case '0': b = DMARC_FAILREP_FO_0; break;
+		case '1': b = DMARC_FAILREP_FO_1; break;
+		case 'd': case 'D': b = DMARC_FAILREP_FO_D; break;
+		case 's': case 'S': b = DMARC_FAILREP_FO_S; break;
+		default: return DMARC_FAILREP_FO_0;
+		}
+		if (bits & b)
+			return DMARC_FAILREP_FO_0;
+		bits |= b;
+		p++;
+		while (*p == ' ' || *p == '\t')
+			p++;
+		if (*p == 0)
+			break;
+		if (*p != ':')
+			return DMARC_FAILREP_FO_0;
+		p++;
+	}
+	if ((bits & DMARC_FAILREP_FO_0) && (bits & DMARC_FAILREP_FO_1))
+		return DMARC_FAILREP_FO_0;
+	/* "d" or "s" alone (allowed by the ABNF's second form only with 0/1,
+	 * but harmless): they ask for their own reports only. */
+	return bits ? bits : DMARC_FAILREP_FO_0;
+}
+
+unsigned dmarc_failrep_fo_match(unsigned fo, int spf_aligned, int dkim_aligned,
+				int dkim_failed, int spf_failed)
+{
+	unsigned hit = 0;
+
+	if ((fo & DMARC_FAILREP_FO_0) && !spf_aligned && !dkim_aligned)
+		hit |= DMARC_FAILREP_FO_0;
+	if ((fo & DMARC_FAILREP_FO_1) && (!spf_aligned || !dkim_aligned))
+		hit |= DMARC_FAILREP_FO_1;
+	if ((fo & DMARC_FAILREP_FO_D) && dkim_failed)
+		hit |= DMARC_FAILREP_FO_D;
+	if ((fo & DMARC_FAILREP_FO_S) && spf_failed)
+		hit |= DMARC_FAILREP_FO_S;
+	return hit;
+}
+
+static int auth_failed(enum dmarc_auth_result r)
+{
+	return r == DMARC_AUTH_FAIL || r == DMARC_AUTH_PERMERROR;
+}
+
+unsigned dmarc_failrep_due(const struct dmarc_outcome *o, const struct dmarc_auth *spf,
+			   size_t nspf, const struct dmarc_auth *dkim, size_t ndkim)
+{
+	if (!o || !o->record || !o->record->ruf || o->record->ruf_valid == 0)
+		return 0;
+	if (o->record->psd == 'y')
+		return 0;
+	if (o->result != DMARC_RESULT_PASS && o->result != DMARC_RESULT_FAIL)
+		return 0;
+	int dkim_failed = 0, spf_failed = 0;
+	for (size_t i = 0; i < ndkim; i++)
+		if (auth_failed(dkim[i].result))
+			dkim_failed = 1;
+	for (size_t i = 0; i < nspf; i++)
+		if (spf[i].scope == DMARC_SCOPE_MFROM && auth_failed(spf[i].result))
+			spf_failed = 1;
+	return dmarc_failrep_fo_match(dmarc_failrep_fo_parse(o->record->fo), o->spf_aligned,
+				      o->dkim_aligned, dkim_failed, spf_failed);
+}
+
+/* ---- 2. ruf= ---- */
+
+const char *dmarc_failrep_verdict_name(enum dmarc_failrep_verdict v)
+{
+	switch (v) {
+	case DMARC_FAILREP_UNCHECKED: return "unchecked";
+	case DMARC_FAILREP_INTERNAL: return "internal";
+	case DMARC_FAILREP_VERIFIED: return "verified";
+	case DMARC_FAILREP_REFUSED: return "refused";
+	case DMARC_FAILREP_TEMPERROR: return "temperror";
+	}
+	return "unknown";
+}
+
+static int is_atext(int c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+	       (c && strchr("!#$%&'*+-/=?^_`{|}~", c) != NULL);
+}
+
+static int hexval(int c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+/* "!" 1*DIGIT [k/m/g/t] -> bytes (saturating); -1 if malformed */
+static int parse_size(const char *s, size_t len, unsigned long long *out)
+{
+	unsigned long long v = 0;
+	size_t i = 0;
+	int sat = 0;
+
+	if (len == 0)
+		return -1;
+	for (; i < len && s[i] >= '0' && s[i] <= '9'; i++) {
+		if (v > (~0ULL - 9) / 10)
+			sat = 1;
+		else
+			v = v * 10 + (unsigned)(s[i] - '0');
+	}
+	if (i == 0)
+		return -1;
+	unsigned shift = 0;
+	if (i < len) {
+		switch (s[i] | 0x20) {
+		case 'k': shift = 10; break;
+		case 'm': shift = 20; break;
+		case 'g': shift = 30; break;
+		case 't': shift = 40; break;
+		default: return -1;
+		}
+		if (++i != len)
+			return -1;
+	}
+	if (sat || (shift && v > (~0ULL >> shift)))
+		v = ~0ULL;
+	else
+		v <<= shift;
+	*out = v ? v : 1;	/* "!0": nothing fits */
+	return 0;
+}
+
+/* one URI of len bytes; 0 = a usable mailto destination in *d */
+static int parse_uri(const char *u, size_t len, struct dmarc_failrep_dest *d)
+{
+	memset(d, 0, sizeof *d);
+	if (len < 7 || ascii_strncasecmp(u, "mailto:", 7) != 0)
+		return 1;	/* another scheme */
+	const char *bang = memchr(u, '!', len);
+	size_t ulen = bang ? (size_t)(bang - u) : len;
+	if (bang && parse_size(bang + 1, len - ulen - 1, &d->max_bytes) < 0)
+		return -1;
+	/* addr-spec up to "?" hfields, percent-decoded */
+	char dec[DMARC_FAILREP_ADDR_MAX + 1];
+	size_t n = 0;
+	for (size_t i = 7; i < ulen && u[i] != '?'; i++) {
+		int c = (unsigned char)u[i];
+		if (c == '%') {
+			if (i + 2 >= ulen + 0 || hexval(u[i + 1]) < 0 || hexval(u[i + 2]) < 0)
+				return -1;
+			c = hexval(u[i + 1]) * 16 + hexval(u[i + 2]);
+			i += 2;
+		}
+		if (n >= DMARC_FAILREP_ADDR_MAX)
+			return -1;
+		dec[n++] = (char)c;
+	}
+	dec[n] = 0;
+	char *at = strrchr(dec, '@');
+	if (!at || at == dec || memchr(dec, 0, n) != NULL)
+		return -1;
+	/* dot-atom local-part only: it reaches a command line and a header */
+	size_t llen = (size_t)(at - dec);
+	if (dec[0] == '.' || dec[llen - 1] == '.')
+		return -1;
+	for (size_t i = 0; i < llen; i++) {
+		if (dec[i] == '.') {
+			if (dec[i + 1] == '.')
+				return -1;
+		} else if (!is_atext((unsigned char)dec[i])) {
+			return -1;
+		}
+	}
+	if (dmarc_domain_normalize(at + 1, d->host, sizeof d->host) < 0)
+		return -1;
+	/* a domain with '_' is a DNS name but no mail domain */
+	if (strchr(d->host, '_') || !strchr(d->host, '.'))
+		return -1;
+	if (llen + 1 + strlen(d->host) > DMARC_FAILREP_ADDR_MAX)
+		return -1;
+	memcpy(d->addr, dec, llen);
+	d->addr[llen] = '@';
+	strcpy(d->addr + llen + 1, d->host);
+	return 0;
+}
+
+size_t dmarc_failrep_ruf_parse(const char *ruf, struct dmarc_failrep_dest *out, size_t max,
+			       size_t *skipped_out)
+{
+	size_t n = 0, skipped = 0;
+
+	if (ruf) {
+		const char *p = ruf;
+		for (;;) {
+			const char *comma = strchr(p, ',');
+			const char *e = comma ? comma : p + strlen(p);
+			while (p < e && (*p == ' ' || *p == '\t'))
+				p++;
+			while (e > p && (e[-1] == ' ' || e[-1] == '\t'))
+				e--;
+			if (e > p) {
+				struct dmarc_failrep_dest d;
+				int rc = parse_uri(p, (size_t)(e - p), &d);
+				int dup = 0;
+				for (size_t i = 0; rc == 0 && i < n; i++)
+					if (ascii_strcasecmp(out[i].addr, d.addr) == 0)
+						dup = 1;
+				if (rc == 0 && !dup && n < max)
+					out[n++] = d;
+				else
+					skipped++;
+			}
+			if (!comma)
+				break;
+			p = comma + 1;
+		}
+	}
+	if (skipped_out)
+		*skipped_out = skipped;
+	return n;
+}
+
+/* ---- external destination verification ---- */
+
+enum { ORG_OK = 0, ORG_TEMP = -1 };
+
+static int dns_temp(const struct dns_answer *a)
+{
+	return a->status != DNS_OK && a->status != DNS_NODATA && a->status != DNS_NXDOMAIN;
+}
+
+/*
+ * RFC 9989 4.10.2: the Organizational Domain of name (normalized) by the
+ * DNS tree walk into out. ORG_OK, or ORG_TEMP when a look-up failed.
+ */
+static int org_treewalk(const char *name, char *out, size_t outlen,
+			dmarc_failrep_lookup_fn lookup, void *arg)
+{
+	/* the targets, longest first (4.10.1 steps 3-7) */
+	const char *targets[DMARC_MAX_WALK + 1];
+	size_t nt = 0, labels = 1;
+	for (const char *p = name; *p; p++)
+		labels += *p == '.';
+	targets[nt++] = name;
+	const char *cur = name;
+	size_t x = labels;
+	while (x > 1 && nt < DMARC_MAX_WALK) {
+		if (x > 8) {
+			while (x > 7) {
+				cur = strchr(cur, '.') + 1;
+				x--;
+			}
+		} else {
+			cur = strchr(cur, '.') + 1;
+			x--;
+		}
+		targets[nt++] = cur;
+	}
+	/* ask, stopping at psd=n/y; remember which had one DMARC record */
+	int found[DMARC_MAX_WALK + 1] = { 0 };
+	char psd[DMARC_MAX_WALK + 1] = { 0 };
+	size_t asked = 0;
+	for (size_t i = 0; i < nt; i++) {
+		char q[DMARC_NAME_MAX + 16];
+		snprintf(q, sizeof q, "_dmarc.%s", targets[i]);
+		struct dns_answer *a = lookup(arg, q, DNS_T_TXT);
+		asked = i + 1;
+		if (dns_temp(a)) {
+			dns_answer_free(&a);
+			return ORG_TEMP;
+		}
+		size_t ndm = 0, which = 0;
+		for (size_t k = 0; a->status == DNS_OK && k < a->n; k++)
+			if (a->rr[k].type == DNS_T_TXT &&
+			    dmarc_record_is_dmarc(a->rr[k].u.txt.data, a->rr[k].u.txt.len)) {
+				ndm++;
+				which = k;
+			}
+		if (ndm == 1) {
+			struct dmarc_record r;
+			dmarc_record_parse(a->rr[which].u.txt.data, a->rr[which].u.txt.len, &r, NULL);
+			if (!r.broken) {
+				found[i] = 1;
+				psd[i] = r.psd;
+			}
+			dmarc_record_free(&r);
+		}
+		dns_answer_free(&a);
+		if (found[i] && (psd[i] == 'n' || psd[i] == 'y'))
+			break;
+	}
+	const char *org = NULL;
+	for (size_t i = 0; i < asked && !org; i++) {
+		if (!found[i])
+			continue;
+		if (psd[i] == 'n')
+			org = targets[i];
+		else if (psd[i] == 'y' && i > 0) {
+			/* one label below targets[i] on the way to name */
+			const char *below = name;
+			for (const char *p = name; p < targets[i]; p = strchr(p, '.') + 1)
+				below = p;
+			org = below;
+		}
+	}
+	if (!org) {
+		for (size_t i = asked; i-- > 0;)
+			if (found[i]) {
+				org = targets[i];
+				break;
+			}
+	}
+	snprintf(out, outlen, "%s", org ? org : name);
+	return ORG_OK;
+}
+
+static int org_of(const char *name, enum dmarc_mode mode, const void *psl, char *out,
+		  size_t outlen, dmarc_failrep_lookup_fn lookup, void *arg)
+{
+	if (mode == DMARC_MODE_RFC7489)
+		return dmarc_org_domain_psl(psl, name, out, outlen) == 0 ? ORG_OK : ORG_TEMP;
+	return org_treewalk(name, out, outlen, lookup, arg);
+}
+
+static enum dmarc_failrep_verdict verify_host(struct dmarc_failrep_dest *d, const char *policy_domain,
+					      const char *policy_org, int host_org_rc,
+					      const char *host_org, dmarc_failrep_lookup_fn lookup,
+					      void *arg)
+{
+	if (host_org_rc == ORG_OK && policy_org && strcmp(host_org, policy_org) == 0)
+		return DMARC_FAILREP_INTERNAL;
+	char q[DMARC_NAME_MAX * 2 + 32];
+	int ql = snprintf(q, sizeof q, "%s._report._dmarc.%s", policy_domain, d->host);
+	if (ql < 0 || ql > DMARC_NAME_MAX)
+		return DMARC_FAILREP_REFUSED;	/* step 4: over DNS limits */
+	struct dns_answer *a = lookup(arg, q, DNS_T_TXT);
+	enum dmarc_failrep_verdict v = DMARC_FAILREP_REFUSED;
+	if (dns_temp(a)) {
+		v = DMARC_FAILREP_TEMPERROR;
+	} else {
+		for (size_t k = 0; a->status == DNS_OK && k < a->n; k++) {
+			const struct dns_rr *rr = &a->rr[k];
+			if (rr->type != DNS_T_TXT || !dmarc_record_is_dmarc(rr->u.txt.data, rr->u.txt.len))
+				continue;
+			v = DMARC_FAILREP_VERIFIED;
+			/* step 9 with ruf: the consumer may name another address at the same host */
+			struct dmarc_record r;
+			dmarc_record_parse(rr->u.txt.data, rr->u.txt.len, &r, NULL);
+			struct dmarc_failrep_dest o[DMARC_FAILREP_MAX_DEST];
+			size_t no = r.ruf ? dmarc_failrep_ruf_parse(r.ruf, o, DMARC_FAILREP_MAX_DEST, NULL) : 0;
+			for (size_t i = 0; i < no; i++)
+				if (strcmp(o[i].host, d->host) != 0)
+					v = DMARC_FAILREP_REFUSED;
+			if (v == DMARC_FAILREP_VERIFIED && no > 0) {
+				memcpy(d->addr, o[0].addr, sizeof d->addr);
+				d->max_bytes = o[0].max_bytes;
+			}
+			dmarc_record_free(&r);
+			break;
+		}
+		if (v == DMARC_FAILREP_REFUSED && host_org_rc != ORG_OK)
+			v = DMARC_FAILREP_TEMPERROR;	/* might have been internal */
+	}
+	dns_answer_free(&a);
+	return v;
+}
+
+void dmarc_failrep_verify(struct dmarc_failrep_dest *d, size_t n, const char *policy_domain,
+			  const char *policy_org, enum dmarc_mode mode, const void *psl,
+			  dmarc_failrep_lookup_fn lookup, void *lookup_arg)
+{
+	char pdom[DMARC_NAME_MAX + 1], porg[DMARC_NAME_MAX + 1];
+	int porg_ok = 0;
+
+	if (!policy_domain || dmarc_domain_normalize(policy_domain, pdom, sizeof pdom) < 0) {
+		for (size_t i = 0; i < n; i++)
+			d[i].verdict = DMARC_FAILREP_REFUSED;
+		return;
+	}
+	if (policy_org && dmarc_domain_normalize(policy_org, porg, sizeof porg) == 0)
+		porg_ok = 1;
+	for (size_t i = 0; i < n; i++) {
+		/* same host as an earlier destination: same verdict, no look-up */
+		size_t j;
+		for (j = 0; j < i; j++)
+			if (strcmp(d[j].host, d[i].host) == 0)
+				break;
+		if (j < i && d[j].verdict != DMARC_FAILREP_VERIFIED) {
+			d[i].verdict = d[j].verdict;
+			continue;
+		}
+		if (strcmp(d[i].host, pdom) == 0 || (porg_ok && strcmp(d[i].host, porg) == 0)) {
+			d[i].verdict = DMARC_FAILREP_INTERNAL;
+			continue;
+		}
+		if (!porg_ok) {
+			if (org_of(pdom, mode, psl, porg, sizeof porg, lookup, lookup_arg) == ORG_OK)
+				porg_ok = 1;
+		}
+		char horg[DMARC_NAME_MAX + 1] = "";
+		int hrc = org_of(d[i].host, mode, psl, horg, sizeof horg, lookup, lookup_arg);
+		d[i].verdict = verify_host(&d[i], pdom, porg_ok ? porg : NULL, hrc, horg, lookup,
+					   lookup_arg);
+	}
+}
+
+/* ---- 3. rate limit ---- */
+
+#define RATE_BUCKETS 1024
+
+struct rate_ent {
+	struct rate_ent *next;
+	long long start_s;
+	unsigned count;
+	char key[];
+};
+
+struct dmarc_failrep_rate {
+	pthread_mutex_t mu;
+	unsigned per_hour;
+	dmarc_failrep_clock_fn clock;
+	void *clock_arg;
+	size_t nkeys;
+	struct rate_ent *b[RATE_BUCKETS];
+};
+
+static long long mono_s(void *arg)
+{
+	(void)arg;
+	return now_ms() / 1000;
+}
+
+struct dmarc_failrep_rate *dmarc_failrep_rate_new(unsigned per_hour, dmarc_failrep_clock_fn clock,
+						  void *clock_arg)
+{
+	struct dmarc_failrep_rate *r = xcalloc(1, sizeof *r);
+	pthread_mutex_init(&r->mu, NULL);
+	r->per_hour = per_hour;
+	r->clock = clock ? clock : mono_s;
+	r->clock_arg = clock_arg;
+	return r;
+}
+
+void dmarc_failrep_rate_set(struct dmarc_failrep_rate *r, unsigned per_hour)
+{
+	pthread_mutex_lock(&r->mu);
+	r->per_hour = per_hour;
+	pthread_mutex_unlock(&r->mu);
+}
+
+static unsigned key_hash(const char *s)
+{
+	unsigned h = 2166136261u;
+	for (; *s; s++) {
+		unsigned char c = (unsigned char)*s;
+		if (c >= 'A' && c <= 'Z')
+			c += 32;
+		h = (h ^ c) * 16777619u;
+	}
+	return h;
+}
+
+/* drop entries whose window is over; caller holds mu */
+static void rate_expire(struct dmarc_failrep_rate *r, long long now)
+{
+	for (size_t i = 0; i < RATE_BUCKETS; i++) {
+		struct rate_ent **pp = &r->b[i];
+		while (*pp) {
+			struct rate_ent *e = *pp;
+			if (now - e->start_s >= DMARC_FAILREP_RATE_WINDOW_S) {
+				*pp = e->next;
+				free(e);
+				r->nkeys--;
+			} else {
+				pp = &e->next;
+			}
+		}
+	}
+}
+
+int dmarc_failrep_rate_take(struct dmarc_failrep_rate *r, const char *addr)
+{
+	int ok = 0;
+
+	pthread_mutex_lock(&r->mu);
+	long long now = r->clock(r->clock_arg);
+	unsigned h = key_hash(addr) % RATE_BUCKETS;
+	struct rate_ent *e;
+	for (e = r->b[h]; e; e = e->next)
+		if (ascii_strcasecmp(e->key, addr) == 0)
+			break;
+	if (e && now - e->start_s >= DMARC_FAILREP_RATE_WINDOW_S) {
+		e->start_s = now;
+		e->count = 0;
+	}
+	if (!e && r->per_hour > 0) {
+		if (r->nkeys >= DMARC_FAILREP_RATE_MAX_KEYS)
+			rate_expire(r, now);
+		if (r->nkeys < DMARC_FAILREP_RATE_MAX_KEYS) {
+			size_t len = strlen(addr);
+			e = xcalloc(1, sizeof *e + len + 1);
+			memcpy(e->key, addr, len + 1);
+			e->start_s = now;
+			e->next = r->b[h];
+			r->b[h] = e;
+			r->nkeys++;
+		}
+	}
+	if (e && e->count < r->per_hour) {
+		e->count++;
+		ok = 1;
+	}
+	pthread_mutex_unlock(&r->mu);
+	return ok;
+}
+
+void dmarc_failrep_rate_free(struct dmarc_failrep_rate **rp)
+{
+	struct dmarc_failrep_rate *r = rp ? *rp : NULL;
+	if (!r)
+		return;
+	for (size_t i = 0; i < RATE_BUCKETS; i++) {
+		while (r->b[i]) {
+			struct rate_ent *e = r->b[i];
+			r->b[i] = e->next;
+			free(e);
+		}
+	}
+	pthread_mutex_destroy(&r->mu);
+	free(r);
+	*rp = NULL;
+}
+
+/* ---- 4. the report ---- */
+
+const char *dmarc_failrep_delivery_name(enum dmarc_failrep_delivery d)
+{
+	switch (d) {
+	case DMARC_FAILREP_DELIVERED: return "delivered";
+	case DMARC_FAILREP_SPAM: return "spam";
+	case DMARC_FAILREP_POLICY: return "policy";
+	case DMARC_FAILREP_REJECT: return "reject";
+	case DMARC_FAILREP_OTHER: return "other";
+	}
+	return "other";
+}
+
+static pthread_once_t key_once = PTHREAD_ONCE_INIT;
+static pthread_mutex_t key_mu = PTHREAD_MUTEX_INITIALIZER;
+static unsigned char redact_key[32];
+
+static void key_init(void)
+{
+	if (RAND_bytes(redact_key, sizeof redact_key) != 1)
+		panic("dmarc_failrep: RAND_bytes failed");
+}
+
+void dmarc_failrep_set_key(const unsigned char *key, size_t len)
+{
+	pthread_once(&key_once, key_init);
+	pthread_mutex_lock(&key_mu);
+	memset(redact_key, 0, sizeof redact_key);
+	memcpy(redact_key, key, len < sizeof redact_key ? len : sizeof redact_key);
+	pthread_mutex_unlock(&key_mu);
+}
+
+void dmarc_failrep_redact_local(const char *local, size_t len, char out[17])
+{
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned mdlen = 0;
+
+	pthread_once(&key_once, key_init);
+	pthread_mutex_lock(&key_mu);
+	if (!HMAC(EVP_sha256(), redact_key, sizeof redact_key, (const unsigned char *)local, len,
+		  md, &mdlen) || mdlen < 8)
+		panic("dmarc_failrep: HMAC-SHA256 failed");
+	pthread_mutex_unlock(&key_mu);
+	for (int i = 0; i < 8; i++)
+		snprintf(out + 2 * i, 3, "%02x", md[i]);
+}
+
+static int is_domain_start(int c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+	       c == '[' || c >= 0x80;
+}
+
+/*
+ * Replace every local-part in s[0..len) (the atext/dot run, or quoted
+ * string, right before an '@' followed by a domain) by its keyed hash.
+ */
+static void redact_into(struct sbuf *out, const char *s, size_t len)
+{
+	size_t copied = 0;	/* s[0..copied) is in out */
+	size_t i = 0;
+
+	while (i < len) {
+		const char *at = memchr(s + i, '@', len - i);
+		if (!at)
+			break;
+		size_t a = (size_t)(at - s);
+		i = a + 1;
+		if (a + 1 >= len || !is_domain_start((unsigned char)s[a + 1]))
+			continue;
+		size_t st = a;
+		if (st > copied && s[st - 1] == '"') {
+			/* quoted local-part: back to the opening quote (not escaped) */
+			size_t q = st - 1;
+			while (q > copied) {
+				q--;
+				if (s[q] == '"' && (q == 0 || s[q - 1] != '\\'))
+					break;
+			}
+			if (s[q] != '"' || q == st - 1)
+				continue;
+			st = q;
+		} else {
+			while (st > copied && (is_atext((unsigned char)s[st - 1]) || s[st - 1] == '.'))
+				st--;
+		}
+		if (st == a)
+			continue;
+		char h[17];
+		dmarc_failrep_redact_local(s + st, a - st, h);
+		sbuf_add(out, s + copied, st - copied);
+		sbuf_adds(out, h);
+		copied = a;
+	}
+	sbuf_add(out, s + copied, len - copied);
+}
+
+static char *redact_dup(const char *s, int redact)
+{
+	struct sbuf b;
+	sbuf_init(&b);
+	if (redact)
+		redact_into(&b, s, strlen(s));
+	else
+		sbuf_adds(&b, s);
+	return sbuf_steal(&b);
+}
+
+static void rfc5322_date(time_t t, char *out, size_t outlen)
+{
+	static const char *const days[] = { "Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat" };
+	static const char *const mons[] = { "Jan", "Feb", "Mar", "Apr", "May", "Jun",
+					    "Jul", "Aug", "Sep", "Oct", "Nov", "Dec" };
+	struct tm tm;
+	gmtime_r(&t, &tm);
+	snprintf(out, outlen, "%s, %02d %s %04d %02d:%02d:%02d +0000", days[tm.tm_wday],
+		 tm.tm_mday, mons[tm.tm_mon], tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec);
+}
+
+/* a header value with folds normalized to LF + WSP, CRs and NULs dropped */
+static void add_value(struct sbuf *b, const char *v)
+{
+	for (const char *p = v; *p; p++) {
+		if (*p == '\r')
+			continue;
+		if (*p == '\n') {
+			sbuf_addc(b, '\n');
+			if (p[1] && p[1] != ' ' && p[1] != '\t' && p[1] != '\r' && p[1] != '\n')
+				sbuf_addc(b, '\t');	/* never start a line of our own */
+			continue;
+		}
+		sbuf_addc(b, *p);
+	}
+}
+
+static int msgid_field(const char *name)
+{
+	static const char *const ids[] = { "message-id", "in-reply-to", "references",
+					   "resent-message-id", "content-id", NULL };
+	for (int i = 0; ids[i]; i++)
+		if (ascii_strcasecmp(name, ids[i]) == 0)
+			return 1;
+	return 0;
+}
+
+static int header_name_ok(const char *n)
+{
+	if (!*n)
+		return 0;
+	for (; *n; n++)
+		if (*n <= 32 || *n >= 127 || *n == ':')
+			return 0;
+	return 1;
+}
+
+/* the From domain and a DKIM/SPF domain are "aligned" for the report's fields:
+ * equal, or (relaxed) the same Organizational Domain as far as the outcome
+ * knows it. XXX: a psd=n record between them is not seen here. */
+static int report_aligned(const struct dmarc_outcome *o, const char *dom, char mode)
+{
+	if (!dom || !o->from_domain)
+		return 0;
+	char d[DMARC_NAME_MAX + 1];
+	if (dmarc_domain_normalize(dom, d, sizeof d) < 0)
+		return 0;
+	if (strcmp(d, o->from_domain) == 0)
+		return 1;
+	if (mode == 's' || !o->org_domain)
+		return 0;
+	size_t ol = strlen(o->org_domain), dl = strlen(d);
+	return strcmp(d, o->org_domain) == 0 ||
+	       (dl > ol && d[dl - ol - 1] == '.' && strcmp(d + dl - ol, o->org_domain) == 0);
+}
+
+static void header_unfolded(const char *v, char *out, size_t outlen, int *ascii_out)
+{
+	size_t n = 0;
+	int ascii = 1;
+	while (*v == ' ' || *v == '\t')
+		v++;
+	for (; *v && n + 1 < outlen; v++) {
+		unsigned char c = (unsigned char)*v;
+		if (c == '\r' || c == '\n')
+			continue;
+		if (c >= 0x80 || (c < 32 && c != '\t'))
+			ascii = 0;
+		out[n++] = c == '\t' ? ' ' : (char)c;
+	}
+	while (n > 0 && out[n - 1] == ' ')
+		n--;
+	out[n] = 0;
+	*ascii_out = ascii;
+}
+
+/* DNS zone-file quoting of a TXT string (RFC 1035 5.1) */
+static void add_dqs(struct sbuf *b, const char *s)
+{
+	sbuf_addc(b, '"');
+	for (; *s; s++) {
+		unsigned char c = (unsigned char)*s;
+		if (c == '"' || c == '\\')
+			sbuf_printf(b, "\\%c", c);
+		else if (c < 32 || c >= 127)
+			sbuf_printf(b, "\\%03u", c);
+		else
+			sbuf_addc(b, (char)c);
+	}
+	sbuf_addc(b, '"');
+}
+
+static void feedback_part(struct sbuf *f, const struct dmarc_failrep_input *in,
+			  const struct dmarc_failrep_opts *opts, unsigned fo_hit, const char *authserv)
+{
+	const struct dmarc_outcome *o = in->outcome;
+	char date[64];
+
+	sbuf_adds(f, "Feedback-Type: auth-failure\n");
+	sbuf_printf(f, "User-Agent: %s\n",
+		    opts->user_agent ? opts->user_agent : "sluice-dmarc/" SLUICE_VERSION);
+	sbuf_adds(f, "Version: 1\n");
+	if (in->qid && *in->qid)
+		sbuf_printf(f, "Original-Envelope-Id: %s\n", in->qid);
+	if (in->mail_from)
+		sbuf_printf(f, "Original-Mail-From: <%s>\n", in->mail_from);
+	for (size_t i = 0; i < in->nrcpts && i < DMARC_FAILREP_MAX_RCPT; i++)
+		sbuf_printf(f, "Original-Rcpt-To: <%s>\n", in->rcpts[i]);
+	rfc5322_date(in->arrival ? in->arrival : time(NULL), date, sizeof date);
+	sbuf_printf(f, "Arrival-Date: %s\n", date);
+	if (in->client_ip && *in->client_ip)
+		sbuf_printf(f, "Source-IP: %s\n", in->client_ip);
+	if (o->from_domain)
+		sbuf_printf(f, "Reported-Domain: %s\n", o->from_domain);
+	sbuf_adds(f, "Authentication-Results:");
+	if (in->auth_results) {
+		if (in->auth_results[0] != ' ' && in->auth_results[0] != '\t')
+			sbuf_addc(f, ' ');
+		add_value(f, in->auth_results);
+	} else {
+		sbuf_printf(f, " %s; dmarc=%s header.from=%s", authserv,
+			    dmarc_result_name(o->result), o->from_domain ? o->from_domain : "");
+	}
+	sbuf_addc(f, '\n');
+	const char *af = (fo_hit & (DMARC_FAILREP_FO_0 | DMARC_FAILREP_FO_1)) ? "dmarc" :
+			 (fo_hit & DMARC_FAILREP_FO_D) ? "signature" :
+			 (fo_hit & DMARC_FAILREP_FO_S) ? "spf" : "dmarc";
+	sbuf_printf(f, "Auth-Failure: %s\n", af);
+	/* RFC 9991 4: the mechanisms that failed to authenticate an aligned identity */
+	if (o->dkim_aligned && o->spf_aligned)
+		sbuf_adds(f, "Identity-Alignment: none\n");
+	else if (!o->dkim_aligned && !o->spf_aligned)
+		sbuf_adds(f, "Identity-Alignment: dkim, spf\n");
+	else
+		sbuf_printf(f, "Identity-Alignment: %s\n", o->dkim_aligned ? "spf" : "dkim");
+	sbuf_printf(f, "Delivery-Result: %s\n", dmarc_failrep_delivery_name(in->delivery));
+	/* DKIM: the failed signature of an aligned identifier, else the first failed one */
+	const struct dmarc_auth *dk = NULL;
+	for (size_t i = 0; i < in->ndkim && !dk; i++)
+		if (in->dkim[i].result != DMARC_AUTH_PASS && in->dkim[i].domain &&
+		    report_aligned(o, in->dkim[i].domain, o->dkim_mode))
+			dk = &in->dkim[i];
+	for (size_t i = 0; i < in->ndkim && !dk && (fo_hit & DMARC_FAILREP_FO_D); i++)
+		if (auth_failed(in->dkim[i].result) && in->dkim[i].domain)
+			dk = &in->dkim[i];
+	char dom[DMARC_NAME_MAX + 1];
+	if (dk && dmarc_domain_normalize(dk->domain, dom, sizeof dom) == 0) {
+		sbuf_printf(f, "DKIM-Domain: %s\n", dom);
+		sbuf_printf(f, "DKIM-Identity: @%s\n", dom);
+		if (dk->selector && dmarc_domain_normalize(dk->selector, dom, sizeof dom) == 0)
+			sbuf_printf(f, "DKIM-Selector: %s\n", dom);
+	}
+	/* SPF-DNS for an aligned SPF identifier that did not pass */
+	for (size_t i = 0; i < in->nspf && in->spf_record; i++) {
+		const struct dmarc_auth *s = &in->spf[i];
+		if (s->scope != DMARC_SCOPE_MFROM || s->result == DMARC_AUTH_PASS || !s->domain ||
+		    !report_aligned(o, s->domain, o->spf_mode) ||
+		    dmarc_domain_normalize(s->domain, dom, sizeof dom) < 0)
+			continue;
+		sbuf_printf(f, "SPF-DNS: txt : %s : ", dom);
+		add_dqs(f, in->spf_record);
+		sbuf_addc(f, '\n');
+		break;
+	}
+}
+
+static void headers_part(struct sbuf *h, const struct dmarc_failrep_input *in, int redact,
+			 size_t cap)
+{
+	for (size_t i = 0; i < in->nheaders; i++) {
+		const struct dmarc_failrep_header *x = &in->headers[i];
+		if (!x->name || !x->value || !header_name_ok(x->name))
+			continue;
+		struct sbuf one;
+		sbuf_init(&one);
+		sbuf_adds(&one, x->name);
+		sbuf_addc(&one, ':');
+		add_value(&one, x->value);
+		while (one.len > 0 && one.buf[one.len - 1] == '\n')
+			one.buf[--one.len] = 0;
+		sbuf_addc(&one, '\n');
+		if (h->len + one.len > cap) {
+			sbuf_free(&one);
+			break;	/* XXX: later fields are dropped, the report says so */
+		}
+		if (redact && !msgid_field(x->name))
+			redact_into(h, one.buf, one.len);
+		else
+			sbuf_add(h, one.buf, one.len);
+		sbuf_free(&one);
+	}
+}
+
+static int has_8bit(const char *s, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if ((unsigned char)s[i] >= 0x80)
+			return 1;
+	return 0;
+}
+
+char *dmarc_failrep_build(const struct dmarc_failrep_input *in,
+			  const struct dmarc_failrep_opts *opts, const char *to, unsigned fo_hit,
+			  size_t *len_out)
+{
+	const struct dmarc_outcome *o = in->outcome;
+	const char *fromdom = o->from_domain ? o->from_domain : "unknown";
+	const char *host = opts->hostname && *opts->hostname ? opts->hostname : "localhost";
+	time_t now = opts->now ? opts->now : time(NULL);
+	int redact = opts->redact;
+	size_t cap = opts->max_header_bytes ? opts->max_header_bytes : DMARC_FAILREP_MAX_HEADER_BYTES;
+	char date[64], arrival[64];
+	unsigned char rnd[12];
+
+	rfc5322_date(now, date, sizeof date);
+	rfc5322_date(in->arrival ? in->arrival : now, arrival, sizeof arrival);
+	if (RAND_bytes(rnd, sizeof rnd) != 1)
+		panic("dmarc_failrep: RAND_bytes failed");
+	char rhex[2 * sizeof rnd + 1];
+	for (size_t i = 0; i < sizeof rnd; i++)
+		snprintf(rhex + 2 * i, 3, "%02x", rnd[i]);
+
+	/* the parts */
+	struct sbuf text, fb, hdrs, tmp;
+	sbuf_init(&text);
+	sbuf_init(&fb);
+	sbuf_init(&hdrs);
+	sbuf_init(&tmp);
+	sbuf_printf(&text,
+		    "This is a DMARC failure report (RFC 9991) for a message with the\n"
+		    "From domain %s, received%s%s on %s.\n\n"
+		    "DMARC result: %s (policy domain %s, p=%s, disposition %s)\n"
+		    "Aligned SPF pass: %s. Aligned DKIM pass: %s.\n\n"
+		    "The original header fields follow%s; the body is not included.\n",
+		    fromdom, in->client_ip && *in->client_ip ? " from IP " : "",
+		    in->client_ip && *in->client_ip ? in->client_ip : "", arrival,
+		    dmarc_result_name(o->result), o->policy_domain ? o->policy_domain : "-",
+		    dmarc_policy_name(o->policy), dmarc_disposition_name(o->disposition),
+		    o->spf_aligned ? "yes" : "no", o->dkim_aligned ? "yes" : "no",
+		    redact ? " with the local-parts of addresses replaced by keyed hashes" : "");
+	feedback_part(&tmp, in, opts, fo_hit, host);
+	if (redact)
+		redact_into(&fb, tmp.buf, tmp.len);
+	else
+		sbuf_add(&fb, tmp.buf, tmp.len);
+	headers_part(&hdrs, in, redact, cap);
+
+	/* Subject: "FW: " + original (RFC 9991 appendix A), when plain ASCII */
+	char subj[256] = "";
+	int ascii = 0;
+	for (size_t i = 0; i < in->nheaders; i++)
+		if (in->headers[i].name && in->headers[i].value &&
+		    ascii_strcasecmp(in->headers[i].name, "Subject") == 0) {
+			header_unfolded(in->headers[i].value, subj, sizeof subj, &ascii);
+			break;
+		}
+	sbuf_reset(&tmp);
+	if (ascii && subj[0])
+		sbuf_printf(&tmp, "FW: %s", subj);
+	else
+		sbuf_printf(&tmp, "FW: DMARC failure report for %s", fromdom);
+	char *subject = redact_dup(tmp.buf, redact);
+
+	/* a boundary that appears nowhere inside */
+	char boundary[64];
+	for (unsigned k = 0;; k++) {
+		snprintf(boundary, sizeof boundary, "=_sluice_failrep_%s_%u", rhex, k);
+		if (!strstr(text.buf, boundary) && !strstr(fb.buf, boundary) &&
+		    (!hdrs.buf || !strstr(hdrs.buf, boundary)) && !strstr(subject, boundary))
+			break;
+	}
+
+	struct sbuf m;
+	sbuf_init(&m);
+	sbuf_printf(&m, "From: %s\n", opts->reporter);
+	sbuf_printf(&m, "To: %s\n", to);
+	sbuf_printf(&m, "Subject: %s\n", subject);
+	sbuf_printf(&m, "Date: %s\n", date);
+	sbuf_printf(&m, "Message-ID: <%s.%lld.failrep@%s>\n", rhex, (long long)now, host);
+	sbuf_adds(&m, "MIME-Version: 1.0\n");
+	sbuf_adds(&m, "Auto-Submitted: auto-generated\n");
+	sbuf_printf(&m, "Content-Type: multipart/report; report-type=feedback-report;\n"
+			"\tboundary=\"%s\"\n\n", boundary);
+	sbuf_adds(&m, "This is a MIME-formatted message.\n\n");
+	sbuf_printf(&m, "--%s\nContent-Type: text/plain; charset=us-ascii\n"
+			"Content-Disposition: inline\nContent-Transfer-Encoding: 7bit\n\n", boundary);
+	sbuf_add(&m, text.buf, text.len);
+	sbuf_printf(&m, "\n--%s\nContent-Type: message/feedback-report\n"
+			"Content-Transfer-Encoding: %s\n\n", boundary,
+		    has_8bit(fb.buf, fb.len) ? "8bit" : "7bit");
+	sbuf_add(&m, fb.buf, fb.len);
+	sbuf_printf(&m, "\n--%s\nContent-Type: text/rfc822-headers%s\n"
+			"Content-Transfer-Encoding: %s\n\n", boundary,
+		    has_8bit(hdrs.buf, hdrs.len) ? "; charset=utf-8" : "",
+		    has_8bit(hdrs.buf, hdrs.len) ? "8bit" : "7bit");
+	if (hdrs.len)
+		sbuf_add(&m, hdrs.buf, hdrs.len);
+	sbuf_printf(&m, "\n--%s--\n", boundary);
+
+	free(subject);
+	sbuf_free(&text);
+	sbuf_free(&fb);
+	sbuf_free(&hdrs);
+	sbuf_free(&tmp);
+	if (len_out)
+		*len_out = m.len;
+	return sbuf_steal(&m);
+}
+
+/* ---- 5. sending ---- */
+
+static int set_nonblock(int fd)
+{
+	int fl = fcntl(fd, F_GETFL);
+	return fl < 0 ? -1 : fcntl(fd, F_SETFL, fl | O_NONBLOCK);
+}
+
+int dmarc_failrep_send_exec(void *arg, const char *from, const char *rcpt, const char *msg,
+			    size_t len, char **err_out)
+{
+	const struct dmarc_failrep_sendmail *sm = arg;
+	int timeout_ms = sm->timeout_ms > 0 ? sm->timeout_ms : 30000;
+	int in[2] = { -1, -1 }, errp[2] = { -1, -1 };
+	char *argv[10];
+	int ac = 0;
+	pid_t pid = -1;
+	int rc = -1;
+
+	*err_out = NULL;
+	argv[ac++] = (char *)sm->path;
+	if (sm->conf_path) {
+		argv[ac++] = (char *)"-C";
+		argv[ac++] = (char *)sm->conf_path;
+	}
+	argv[ac++] = (char *)"-f";
+	argv[ac++] = (char *)from;
+	argv[ac++] = (char *)"-i";
+	argv[ac++] = (char *)"--";
+	argv[ac++] = (char *)rcpt;
+	argv[ac] = NULL;
+
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, in) < 0 ||
+	    pipe2(errp, O_CLOEXEC) < 0) {
+		*err_out = xasprintf("socketpair/pipe: %s", strerror(errno));
+		goto out;
+	}
+	posix_spawn_file_actions_t fa;
+	posix_spawn_file_actions_init(&fa);
+	posix_spawn_file_actions_adddup2(&fa, in[1], 0);
+	posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
+	posix_spawn_file_actions_adddup2(&fa, errp[1], 2);
+	posix_spawnattr_t sa;
+	posix_spawnattr_init(&sa);
+	sigset_t none, all;
+	sigemptyset(&none);
+	sigfillset(&all);
+	posix_spawnattr_setsigmask(&sa, &none);
+	posix_spawnattr_setsigdefault(&sa, &all);
+	posix_spawnattr_setflags(&sa, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+	int e = posix_spawn(&pid, sm->path, &fa, &sa, argv, environ);
+	posix_spawn_file_actions_destroy(&fa);
+	posix_spawnattr_destroy(&sa);
+	close(in[1]);
+	close(errp[1]);
+	in[1] = errp[1] = -1;
+	if (e != 0) {
+		pid = -1;
+		*err_out = xasprintf("cannot run %s: %s", sm->path, strerror(e));
+		goto out;
+	}
+	set_nonblock(in[0]);
+	set_nonblock(errp[0]);
+
+	long long deadline = now_ms() + timeout_ms;
+	size_t off = 0;
+	char errbuf[512];
+	size_t errlen = 0;
+	int in_open = 1, err_open = 1;
+	while (in_open || err_open) {
+		struct pollfd p[2] = { { in_open ? in[0] : -1, POLLOUT, 0 },
+				       { err_open ? errp[0] : -1, POLLIN, 0 } };
+		long long left = deadline - now_ms();
+		if (left <= 0)
+			break;
+		if (poll(p, 2, (int)left) < 0 && errno != EINTR)
+			break;
+		if (in_open && (p[0].revents & (POLLOUT | POLLERR | POLLHUP))) {
+			ssize_t w = off < len ? send(in[0], msg + off, len - off, MSG_NOSIGNAL) : 0;
+			if (w > 0)
+				off += (size_t)w;
+			if (off >= len || (w < 0 && errno != EAGAIN && errno != EINTR)) {
+				shutdown(in[0], SHUT_WR);
+				in_open = 0;
+			}
+		}
+		if (err_open && (p[1].revents & (POLLIN | POLLERR | POLLHUP))) {
+			char tmp[256];
+			ssize_t r = read(errp[0], tmp, sizeof tmp);
+			if (r > 0) {
+				size_t k = (size_t)r;
+				if (k > sizeof errbuf - 1 - errlen)
+					k = sizeof errbuf - 1 - errlen;
+				memcpy(errbuf + errlen, tmp, k);
+				errlen += k;
+			} else if (r == 0 || (errno != EAGAIN && errno != EINTR)) {
+				err_open = 0;
+			}
+		}
+	}
+	errbuf[errlen] = 0;
+	int status = 0;
+	for (;;) {
+		pid_t w = waitpid(pid, &status, WNOHANG);
+		if (w == pid)
+			break;
+		if (w < 0 && errno != EINTR) {
+			status = -1;
+			break;
+		}
+		if (now_ms() >= deadline) {
+			kill(pid, SIGKILL);
+			waitpid(pid, &status, 0);
+			*err_out = xasprintf("%s: timed out after %d ms", sm->path, timeout_ms);
+			goto out;
+		}
+		usleep(5000);
+	}
+	if (status != -1 && WIFEXITED(status) && WEXITSTATUS(status) == 0 && off >= len) {
+		rc = 0;
+	} else {
+		for (char *p = errbuf; *p; p++)
+			if (*p == '\n' || *p == '\r' || (unsigned char)*p < 32)
+				*p = ' ';
+		while (errlen > 0 && errbuf[errlen - 1] == ' ')
+			errbuf[--errlen] = 0;
+		if (status != -1 && WIFEXITED(status))
+			*err_out = xasprintf("exit %d: %s", WEXITSTATUS(status), errbuf);
+		else if (status != -1 && WIFSIGNALED(status))
+			*err_out = xasprintf("killed by signal %d: %s", WTERMSIG(status), errbuf);
+		else
+			*err_out = xasprintf("wait failed: %s", errbuf);
+	}
+out:
+	for (int i = 0; i < 2; i++) {
+		if (in[i] >= 0)
+			close(in[i]);
+		if (errp[i] >= 0)
+			close(errp[i]);
+	}
+	return rc;
+}
+
+/* ---- all of it ---- */
+
+const char *dmarc_failrep_status_name(enum dmarc_failrep_status s)
+{
+	switch (s) {
+	case DMARC_FAILREP_SENT: return "sent";
+	case DMARC_FAILREP_NOT_VERIFIED: return "not_verified";
+	case DMARC_FAILREP_DNS_TEMPERROR: return "temperror";
+	case DMARC_FAILREP_RATE_LIMITED: return "rate_limited";
+	case DMARC_FAILREP_TOO_BIG: return "too_big";
+	case DMARC_FAILREP_SEND_FAILED: return "send_failed";
+	}
+	return "unknown";
+}
+
+void dmarc_failrep_result_clear(struct dmarc_failrep_result *r)
+{
+	if (!r)
+		return;
+	for (size_t i = 0; i < r->n; i++)
+		free(r->dest[i].err);
+	memset(r, 0, sizeof *r);
+}
+
+/* the SPF record of the first MAIL FROM SPF domain that is reported in SPF-DNS */
+static char *spf_record_lookup(const struct dmarc_failrep_input *in,
+			       dmarc_failrep_lookup_fn lookup, void *arg)
+{
+	const struct dmarc_outcome *o = in->outcome;
+	for (size_t i = 0; i < in->nspf; i++) {
+		const struct dmarc_auth *s = &in->spf[i];
+		if (s->scope != DMARC_SCOPE_MFROM || s->result == DMARC_AUTH_PASS || !s->domain ||
+		    !report_aligned(o, s->domain, o->spf_mode))
+			continue;
+		char dom[DMARC_NAME_MAX + 1];
+		if (dmarc_domain_normalize(s->domain, dom, sizeof dom) < 0)
+			return NULL;
+		struct dns_answer *a = lookup(arg, dom, DNS_T_TXT);
+		char *rec = NULL;
+		for (size_t k = 0; a->status == DNS_OK && k < a->n && !rec; k++) {
+			const struct dns_rr *rr = &a->rr[k];
+			if (rr->type == DNS_T_TXT && rr->u.txt.len >= 6 && rr->u.txt.len < 4096 &&
+			    ascii_strncasecmp(rr->u.txt.data, "v=spf1", 6) == 0 &&
+			    (rr->u.txt.len == 6 || rr->u.txt.data[6] == ' ') &&
+			    !memchr(rr->u.txt.data, 0, rr->u.txt.len))
+				rec = xstrndup(rr->u.txt.data, rr->u.txt.len);
+		}
+		dns_answer_free(&a);
+		return rec;
+	}
+	return NULL;
+}
+
+unsigned dmarc_failrep_run(const struct dmarc_failrep_input *in,
+			   const struct dmarc_failrep_opts *opts, struct dmarc_failrep_rate *rate,
+			   enum dmarc_mode mode, const void *psl, dmarc_failrep_lookup_fn lookup,
+			   void *lookup_arg, dmarc_failrep_send_fn send, void *send_arg,
+			   struct dmarc_failrep_result *res)
+{
+	memset(res, 0, sizeof *res);
+	const struct dmarc_outcome *o = in->outcome;
+	unsigned hit = dmarc_failrep_due(o, in->spf, in->nspf, in->dkim, in->ndkim);
+	if (!hit)
+		return 0;
+	res->fo_hit = hit;
+
+	struct dmarc_failrep_dest d[DMARC_FAILREP_MAX_DEST];
+	size_t n = dmarc_failrep_ruf_parse(o->record->ruf, d, DMARC_FAILREP_MAX_DEST, &res->nskipped);
+	dmarc_failrep_verify(d, n, o->policy_domain, o->org_domain, mode, psl, lookup, lookup_arg);
+
+	struct dmarc_failrep_input in2 = *in;
+	char *spf_rec = NULL;
+	for (size_t i = 0; i < n && !in2.spf_record; i++)
+		if (d[i].verdict == DMARC_FAILREP_INTERNAL || d[i].verdict == DMARC_FAILREP_VERIFIED) {
+			spf_rec = spf_record_lookup(in, lookup, lookup_arg);
+			in2.spf_record = spf_rec;
+			break;
+		}
+
+	for (size_t i = 0; i < n; i++) {
+		res->dest[i].dest = d[i];
+		res->n = i + 1;
+		if (d[i].verdict == DMARC_FAILREP_TEMPERROR) {
+			res->dest[i].status = DMARC_FAILREP_DNS_TEMPERROR;
+			continue;
+		}
+		if (d[i].verdict != DMARC_FAILREP_INTERNAL && d[i].verdict != DMARC_FAILREP_VERIFIED) {
+			res->dest[i].status = DMARC_FAILREP_NOT_VERIFIED;
+			continue;
+		}
+		size_t len = 0;
+		char *msg = dmarc_failrep_build(&in2, opts, d[i].addr, hit, &len);
+		res->dest[i].bytes = len;
+		if (d[i].max_bytes && len > d[i].max_bytes) {
+			res->dest[i].status = DMARC_FAILREP_TOO_BIG;
+		} else if (rate && !dmarc_failrep_rate_take(rate, d[i].addr)) {
+			res->dest[i].status = DMARC_FAILREP_RATE_LIMITED;
+		} else if (send(send_arg, opts->reporter, d[i].addr, msg, len, &res->dest[i].err) != 0) {
+			res->dest[i].status = DMARC_FAILREP_SEND_FAILED;
+			if (!res->dest[i].err)
+				res->dest[i].err = xstrdup("failed");
+		} else {
+			res->dest[i].status = DMARC_FAILREP_SENT;
+		}
+		free(msg);
+	}
+	free(spf_rec);
+	return hit;
+}
