@@ -1,9 +1,11 @@
 /*
  * rl_lmdb: the embedded rl_store backend (rl_store.h). One LMDB file,
  * one write transaction per request (all its cells, so the plan is atomic
- * even with several processes on one file), MDB_NOSYNC with an explicit
- * flush every sync_ms: a crashed process loses nothing (the map is the
- * page cache); a crashed machine loses at most sync_ms of counting.
+ * even with several processes on one file), MDB_WRITEMAP | MDB_NOSYNC with
+ * an explicit flush every sync_ms: a commit is a few memory writes, a
+ * crashed process loses nothing (the shared map is the page cache), a
+ * crashed machine at most sync_ms of counting. With MDB_WRITEMAP the file
+ * is sparse at the map size (ratelimit_state_max_size).
  * Values: struct cellv, native byte order (the file is local).
  */
 #include "policyd/ratelimit/rl_store.h"
@@ -228,7 +230,7 @@ struct rl_store *rl_store_embedded_new(const char *path, long long map_bytes, lo
 	MDB_txn *txn;
 	MDB_dbi dbi;
 	char *tmp = NULL;
-	unsigned flags = MDB_NOSUBDIR | MDB_NOSYNC;
+	unsigned flags = MDB_NOSUBDIR | MDB_NOSYNC | MDB_WRITEMAP;
 	int rc;
 
 	if (!path || !*path) {
