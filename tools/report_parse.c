@@ -551,11 +551,16 @@ static const char *milter_name(struct rp_parser *p, const char *m)
 static int filter_kv(struct rp_parser *p, const char *t, struct rp_event *ev)
 {
 	const char *f = rp_kv_get(ev, "filter"), *m = rp_kv_get(ev, "milter");
-	int spf = starts(t, "spf: ");
-	if (!f && !m && !spf)
+	/* "spf: ...", "ratelimit: ..." with a result= token: a policy server's verdict */
+	size_t wl = 0;
+	while (t[wl] >= 'a' && t[wl] <= 'z')
+		wl++;
+	int prefixed = wl > 0 && t[wl] == ':' && t[wl + 1] == ' ' && rp_kv_get(ev, "result");
+	int spf = prefixed && wl == 3 && starts(t, "spf");
+	if (!f && !m && !prefixed)
 		return 0;
 	ev->kind = RP_EV_FILTER;
-	ev->filter = f ? keep_lower(p, f, strlen(f)) : m ? milter_name(p, m) : "spf";
+	ev->filter = f ? keep_lower(p, f, strlen(f)) : m ? milter_name(p, m) : keep(p, t, wl);
 	ev->action = first_word_lower(p, rp_kv_get(ev, "action"));
 	ev->reason = rp_kv_get(ev, "reason");
 	ev->stage = rp_kv_get(ev, "stage");
@@ -587,6 +592,10 @@ static int filter_kv(struct rp_parser *p, const char *t, struct rp_event *ev)
 			ev->score = d;
 			ev->has_score = 1;
 		}
+		/* sluice-spam: "milter=spam action=A score=S required=R ..." */
+		const char *req = rp_kv_get(ev, "required");
+		if (!ev->result && ev->has_score && req)
+			ev->result = ev->score >= num(req, 0) ? "spam" : "ham";
 	}
 	if ((v = rp_kv_get(ev, "sender")) || (v = rp_kv_get(ev, "from")))
 		ev->sender = unangle(p, v);
