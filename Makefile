@@ -95,7 +95,8 @@ $(BIN)/tests/test-milter: tests/milter/test_milter.c
 
 $(BIN)/tests/%: $(OBJ)/tests/unit/%.o $(DAEMON_LIBAS) $(LIBMTA) $(LIBSLUICE)
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDLIBS) $(ALL_DAEMON_LIBS) $(shell pkg-config --libs cmocka 2>/dev/null || echo -lcmocka) $(shell pkg-config --libs jansson 2>/dev/null || echo -ljansson)
+	$(CC) $(ALL_CFLAGS) -o $@ $< -Wl,--start-group $(DAEMON_LIBAS) $(LIBMTA) $(LIBSLUICE) -Wl,--end-group \
+	  $(LDLIBS) $(ALL_DAEMON_LIBS) $(shell pkg-config --libs cmocka 2>/dev/null || echo -lcmocka) $(shell pkg-config --libs jansson 2>/dev/null || echo -ljansson)
 
 -include $(shell find build -name '*.d' 2>/dev/null)
 
