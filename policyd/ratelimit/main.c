@@ -25,6 +25,7 @@
 #include "lib/util.h"
 #include "lib/version.h"
 #include "policyd/ratelimit/rl_cfg.h"
+#include "policyd/ratelimit/rl_limit.h"
 #include "policyd/ratelimit/rl_server.h"
 #include "policyd/ratelimit/rl_store.h"
 
@@ -132,24 +133,38 @@ static void on_hup(evutil_socket_t sig, short what, void *arg)
 
 /* ------------------------------------------------------------ show / reset */
 
+struct show {
+	enum rl_algo algo;
+	long long now_ms;
+};
+
+/* print_cell - one line per cell; a counter is shown as of now (drained). */
 static void print_cell(void *arg, const char *key, const struct rl_cell *c)
 {
+	const struct show *sh = arg;
 	char when[32];
 	time_t t = (time_t)(c->expires_ms / 1000);
 	struct tm tm;
+	long long max = 0, window_s = 0;
+	const char *limit = strchr(key, ':');
 
-	(void)arg;
 	gmtime_r(&t, &tm);
 	strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", &tm);
-	if (!strncmp(key, "grey:", 5))
+	if (!strncmp(key, "grey:", 5)) {
 		printf("%s first=%lld last=%lld passed=%s expires=%s\n", key, (long long)(c->a / 1000),
 		       (long long)(c->b / 1000), c->c != 0 ? "yes" : "no", when);
-	else if (!strncmp(key, "greyc:", 6))
+	} else if (!strncmp(key, "greyc:", 6)) {
 		printf("%s passed_triplets=%.0f expires=%s\n", key, c->a, when);
-	else	/* "kind:MAX/WINDOWs:..." carries its limit */
-		printf("%s count=%.2f limit=%.*s reset=%s\n", key, c->a,
-		       (int)strcspn(strchr(key, ':') ? strchr(key, ':') + 1 : "", ":"),
-		       strchr(key, ':') ? strchr(key, ':') + 1 : "", when);
+	} else if (limit && sscanf(limit + 1, "%lld/%llds:", &max, &window_s) == 2 && max > 0 &&
+		   window_s > 0) {
+		/* "kind:MAX/WINDOWs:..." carries its limit; cost 0 gives the count now */
+		struct rl_cell out;
+		struct rl_limit_res res;
+		rl_limit_take(sh->algo, max, window_s * 1000, 0, sh->now_ms, c, &out, &res);
+		printf("%s count=%.2f limit=%lld/%llds reset=%s\n", key, res.used, max, window_s, when);
+	} else {
+		printf("%s a=%g b=%g c=%g expires=%s\n", key, c->a, c->b, c->c, when);
+	}
 }
 
 static int admin(const struct rl_cfg *cfg, char **args, int nargs)
@@ -171,8 +186,8 @@ static int admin(const struct rl_cfg *cfg, char **args, int nargs)
 	}
 	int rc;
 	if (!strcmp(args[0], "show")) {
-		rc = rl_store_list(st, nargs > 1 ? args[1] : "", (long long)(wall_time() * 1000),
-				   print_cell, NULL, &err);
+		struct show sh = { cfg->algo, (long long)(wall_time() * 1000) };
+		rc = rl_store_list(st, nargs > 1 ? args[1] : "", sh.now_ms, print_cell, &sh, &err);
 	} else {
 		rc = rl_store_reset(st, args[1], &err);
 		if (rc >= 0)

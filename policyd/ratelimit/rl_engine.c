@@ -272,76 +272,105 @@ static void commit_instances(struct rl_engine *e, struct rl_req *req, struct rl_
 				    d->plan.now_ms);
 }
 
+static void log_head(struct sbuf *lg, struct rl_req *req)
+{
+	sbuf_adds(lg, "ratelimit: state=");
+	add_clean(lg, state_of(req));
+	add_val(lg, "instance", rl_req_get(req, "instance"), 0);
+	sbuf_adds(lg, ", client=[");
+	add_clean(lg, rl_req_get(req, "client_address"));
+	sbuf_adds(lg, "]");
+	add_val(lg, "sasl_username", rl_req_get(req, "sasl_username"), 0);
+	sbuf_adds(lg, ", from=<");
+	add_clean(lg, rl_req_get(req, "sender"));
+	sbuf_adds(lg, ">, to=<");
+	add_clean(lg, rl_req_get(req, "recipient"));
+	sbuf_adds(lg, ">");
+}
+
+/* terminal_action - the matching access rule's action, or DUNNO. */
+static char *terminal_action(const struct rl_cfg *cfg, struct rl_req *req, struct rl_decision *d,
+			     struct sbuf *lg)
+{
+	if (d->terminal < 0)
+		return xstrdup("DUNNO");
+	const struct rl_rule *rule = rl_rules_get(cfg->rules, (size_t)d->terminal);
+	sbuf_printf(lg, ", rule=%s", rule->id);
+	return subst(req, rule->action, 0);
+}
+
+static char *decide_over(const struct rl_cfg *cfg, struct rl_req *req, struct rl_decision *d,
+			 struct sbuf *lg)
+{
+	const struct rl_op *op = &d->plan.ops[d->plan.over];
+	const struct rl_rule *rule = rl_rules_get(cfg->rules, (size_t)op->rule);
+
+	sbuf_printf(lg, ", rule=%s, limit=%s", rule->id, kind_word(rule->kind));
+	add_val(lg, "key", op->key, 0);
+	sbuf_printf(lg, ", used=%.0f, cost=%lld, max=%lld, window_s=%lld, retry_s=%lld",
+		    op->res.used, op->cost, op->max, op->window_ms / 1000, secs(op->res.retry_ms));
+	return over_action(cfg, req, op);
+}
+
+static char *decide_grey(const struct rl_cfg *cfg, struct rl_req *req, struct rl_decision *d,
+			 struct sbuf *lg)
+{
+	const struct rl_rule *rule = rl_rules_get(cfg->rules, (size_t)d->plan.grey_rule);
+
+	sbuf_printf(lg, ", rule=%s, retry_s=%lld", rule->id, secs(d->plan.grey_retry_ms));
+	return grey_action(cfg, req, d->plan.grey_retry_ms);
+}
+
+/* decide_pass - under every limit (or none applied): what was counted, then the answer. */
+static char *decide_pass(const struct rl_cfg *cfg, struct rl_req *req, struct rl_decision *d,
+			 struct sbuf *lg)
+{
+	if (d->use_store && d->plan.has_grey)
+		sbuf_printf(lg, ", greylist=%s",
+			    d->plan.grey_verdict == RL_GREY_PASS_AUTO ? "auto_allowed" : "passed");
+	if (d->grey_allowed)
+		sbuf_adds(lg, ", greylist=allow_listed");
+	for (size_t i = 0; d->use_store && i < d->plan.nops; i++) {
+		const struct rl_op *op = &d->plan.ops[i];
+		sbuf_printf(lg, ", %s=%.0f/%lld", rl_rules_get(cfg->rules, (size_t)op->rule)->id,
+			    op->res.used, op->max);
+	}
+	return terminal_action(cfg, req, d, lg);
+}
+
 char *rl_engine_decide(struct rl_engine *e, const struct rl_cfg *cfg, struct rl_req *req,
 		       struct rl_decision *d, const char *store_err, char **log_out)
 {
 	struct sbuf lg;
-	char *act = NULL, *would = NULL;
-	const char *result = "none";
-	const struct rl_rule *rule = NULL;
+	char *act;
+	const char *result;
+	int limited = 0;
 
 	sbuf_init(&lg);
-	sbuf_adds(&lg, "ratelimit: state=");
-	add_clean(&lg, state_of(req));
-	add_val(&lg, "instance", rl_req_get(req, "instance"), 0);
-	sbuf_adds(&lg, ", client=[");
-	add_clean(&lg, rl_req_get(req, "client_address"));
-	sbuf_adds(&lg, "]");
-	add_val(&lg, "sasl_username", rl_req_get(req, "sasl_username"), 0);
-	sbuf_adds(&lg, ", from=<");
-	add_clean(&lg, rl_req_get(req, "sender"));
-	sbuf_adds(&lg, ">, to=<");
-	add_clean(&lg, rl_req_get(req, "recipient"));
-	sbuf_adds(&lg, ">");
-
+	log_head(&lg, req);
 	if (store_err) {
 		result = "backend_error";
-		act = xstrdup(cfg->on_error_defer ? cfg->error_action : "DUNNO");
 		add_val(&lg, "error", store_err, 1);
+		act = cfg->on_error_defer ? xstrdup(cfg->error_action) : terminal_action(cfg, req, d, &lg);
 	} else if (d->use_store && d->plan.result == RL_PLAN_OVER) {
-		const struct rl_op *op = &d->plan.ops[d->plan.over];
-		rule = rl_rules_get(cfg->rules, (size_t)op->rule);
 		result = "over";
-		act = over_action(cfg, req, op);
-		sbuf_printf(&lg, ", rule=%s, limit=%s", rule->id, kind_word(rule->kind));
-		add_val(&lg, "key", op->key, 0);
-		sbuf_printf(&lg, ", used=%.0f, cost=%lld, max=%lld, window_s=%lld, retry_s=%lld",
-			    op->res.used, op->cost, op->max, op->window_ms / 1000,
-			    secs(op->res.retry_ms));
+		limited = 1;
+		act = decide_over(cfg, req, d, &lg);
 	} else if (d->use_store && d->plan.result == RL_PLAN_GREY_DEFER) {
-		rule = rl_rules_get(cfg->rules, (size_t)d->plan.grey_rule);
 		result = d->plan.grey_verdict == RL_GREY_DEFER_NEW ? "greylisted" : "greylisted_early";
-		act = grey_action(cfg, req, d->plan.grey_retry_ms);
-		sbuf_printf(&lg, ", rule=%s, retry_s=%lld", rule->id, secs(d->plan.grey_retry_ms));
+		limited = 1;
+		act = decide_grey(cfg, req, d, &lg);
 	} else {
-		if (d->terminal >= 0) {
-			rule = rl_rules_get(cfg->rules, (size_t)d->terminal);
-			act = subst(req, rule->action, 0);
-			result = "rule";
-			sbuf_printf(&lg, ", rule=%s", rule->id);
-		} else {
-			act = xstrdup("DUNNO");
-			result = d->use_store ? "under" : "none";
-		}
-		if (d->use_store && d->plan.has_grey)
-			sbuf_printf(&lg, ", greylist=%s",
-				    d->plan.grey_verdict == RL_GREY_PASS_AUTO ? "auto_allowed" : "passed");
-		if (d->grey_allowed)
-			sbuf_adds(&lg, ", greylist=allow_listed");
-		for (size_t i = 0; d->use_store && i < d->plan.nops; i++) {
-			const struct rl_op *op = &d->plan.ops[i];
-			sbuf_printf(&lg, ", %s=%.0f/%lld", rl_rules_get(cfg->rules, (size_t)op->rule)->id,
-				    op->res.used, op->max);
-		}
+		result = d->terminal >= 0 ? "rule" : d->use_store ? "under" : "none";
+		act = decide_pass(cfg, req, d, &lg);
 	}
 	if (d->use_store && !store_err)
 		commit_instances(e, req, d);
-	if (cfg->dry_run && (!strcmp(result, "over") || !strncmp(result, "greylisted", 10))) {
-		would = act;
-		act = xstrdup("DUNNO");
+	if (cfg->dry_run && limited) {
 		sbuf_adds(&lg, ", dry_run=yes");
-		add_val(&lg, "would", would, 1);
-		free(would);
+		add_val(&lg, "would", act, 1);
+		free(act);
+		act = xstrdup("DUNNO");
 	}
 	sbuf_printf(&lg, ", result=%s", result);
 	add_val(&lg, "action", act, 1);

@@ -470,6 +470,36 @@ static void test_dry_run_and_no_rules(void **state)
 	world_close(&w);
 }
 
+static void test_backend_error(void **state)
+{
+	(void)state;
+	struct world w;
+	world_open(&w, "id=L; action=rate(sender/1/60/DEFER x)\nid=T; action=PREPEND X-T: y\n", NULL);
+	struct policy_attr a[] = { { "sender", "a@b.c" } };
+	struct policy_msg m = msg_of(a, 1);
+	struct rl_req req;
+	struct rl_decision *d = xmalloc(sizeof(*d));
+	char *log = NULL;
+
+	rl_req_init(&req, &m, 24, 64);
+	rl_engine_plan(w.eng, &w.cfg, &req, w.now, d);
+	assert_true(d->use_store);
+	/* dunno: the rules' answer without the limits */
+	char *act = rl_engine_decide(w.eng, &w.cfg, &req, d, "redis: not connected", &log);
+	assert_string_equal(act, "PREPEND X-T: y");
+	assert_non_null(strstr(log, "error=\"redis: not connected\""));
+	assert_non_null(strstr(log, "result=backend_error"));
+	free(act);
+	free(log);
+	w.cfg.on_error_defer = 1;
+	act = rl_engine_decide(w.eng, &w.cfg, &req, d, "redis: not connected", &log);
+	assert_string_equal(act, "DEFER_IF_PERMIT 4.3.0 Rate limit service temporarily unavailable");
+	free(act);
+	free(log);
+	free(d);
+	world_close(&w);
+}
+
 static void test_all_or_nothing(void **state)
 {
 	(void)state;
@@ -656,6 +686,7 @@ int main(void)
 		cmocka_unit_test(test_rule_order_and_actions),
 		cmocka_unit_test(test_dry_run_and_no_rules),
 		cmocka_unit_test(test_all_or_nothing),
+		cmocka_unit_test(test_backend_error),
 		cmocka_unit_test(test_greylist_engine),
 		cmocka_unit_test(test_allow_lists),
 		cmocka_unit_test(test_store_restart_keeps_counters),
