@@ -1,0 +1,286 @@
+"""sluice-spam behind sluiced (smtpd_milters), over unix and inet sockets.
+
+Proves: a message over spam_add_header_score is delivered with X-Spam-Flag,
+X-Spam-Level, X-Spam-Status (SpamAssassin's form) and X-Spam-Symbols; a
+clean one gets "X-Spam-Status: No"; X-Spam-* headers from outside are
+removed; a message at spam_reject_score is refused at end of DATA with
+550 5.7.1; mail from $mynetworks is not scanned; every log line carries
+the queue id, with one line per decision (score and symbols); SIGHUP
+reloads the rules while an SMTP session (and its milter connection) stays
+open; `-n` and `check --json` work on the same configuration."""
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+
+import pytest
+
+from conftest import SmtpRaw, wait_for
+from postfix_dkim_harness import BIN, free_port, headers
+
+RULES = """
+body     T_FLAG_ME     /flag-me-please/
+describe T_FLAG_ME     Test: enough for a header
+score    T_FLAG_ME     7
+body     T_REJECT_ME   /reject-me-please/
+score    T_REJECT_ME   20
+describe T_REJECT_ME   Test: enough for a reject
+header   T_SUBJ_HELLO  Subject =~ /^hello/i
+score    T_SUBJ_HELLO  0.5
+describe T_SUBJ_HELLO  Test: subject says hello
+"""
+
+MSG = (b"From: Olga <olga@example.org>\nTo: bob@example.com\nSubject: hello %s\n"
+       b"Date: Sat, 21 Nov 2026 12:00:00 +0000\nMessage-ID: <%s@example.org>\n"
+       b"X-Spam-Flag: YES\nX-Spam-Status: Yes, score=99 forged\n\n"
+       b"Body text: %s.\n")
+
+
+class SluiceSpam:
+    """bin/sluice-spam -c CONF -f. conf_path: a sluice.conf to append to
+    (shared with the MTA under test), or None for a fresh one in tmp."""
+
+    def __init__(self, tmp, spam_conf, spec, conf_path=None, umask=None):
+        self.tmp = str(tmp)
+        self.spec = spec
+        self.rules = os.path.join(self.tmp, "test_rules.cf")
+        with open(self.rules, "w") as f:
+            f.write(RULES)
+        self.conf_path = conf_path or os.path.join(self.tmp, "sluice.conf")
+        self.log = os.path.join(self.tmp, "spam.log") if conf_path is None else None
+        lines = ["spam_socket = " + spec, "spam_pid_file = %s/spam.pid" % self.tmp,
+                 "spam_rules_files = " + self.rules]
+        if conf_path is None:
+            lines += ["myhostname = mx.test", "maillog_file = " + self.log, "mail_owner = root"]
+        with open(self.conf_path, "a") as f:
+            f.write("\n" + "\n".join(lines) + "\n" + spam_conf.strip() + "\n")
+        self.umask = umask
+        self.proc = None
+
+    def start(self):
+        self.out = open(os.path.join(self.tmp, "spam.stdout"), "wb")
+        pre = (lambda: os.umask(self.umask)) if self.umask is not None else None
+        self.proc = subprocess.Popen([os.path.join(BIN, "sluice-spam"), "-c", self.conf_path, "-f"],
+                                     stdout=self.out, stderr=subprocess.STDOUT, preexec_fn=pre)
+        wait_for(self._up, 30, "sluice-spam listening on %s" % self.spec)
+        return self
+
+    def _up(self):
+        if self.proc.poll() is not None:
+            raise AssertionError("sluice-spam exited %s: %s" % (self.proc.returncode, self.output()))
+        try:
+            if self.spec.startswith("unix:"):
+                with socket.socket(socket.AF_UNIX) as s:
+                    s.connect(self.spec[5:])
+            else:
+                host, port = self.spec[5:].rsplit(":", 1)
+                socket.create_connection((host, int(port)), timeout=2).close()
+            return True
+        except OSError:
+            return False
+
+    def output(self):
+        text = open(os.path.join(self.tmp, "spam.stdout"), errors="replace").read()
+        if self.log and os.path.exists(self.log):
+            text += open(self.log, errors="replace").read()
+        return text
+
+    def hup(self):
+        self.proc.send_signal(signal.SIGHUP)
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if self.proc:
+            self.out.close()
+        return self.proc.returncode if self.proc else None
+
+
+def spam_spec(tmp, kind):
+    if kind == "unix":
+        return "unix:" + os.path.join(str(tmp), "spam.sock")
+    return "inet:127.0.0.1:%d" % free_port()
+
+
+@pytest.fixture
+def stack(sluiced_factory):
+    made = []
+
+    def make(kind="unix", spam_conf=""):
+        s = sluiced_factory()
+        spec = spam_spec(s.tmp, kind)
+        with open(s.conf_path, "a") as f:
+            f.write("smtpd_milters = %s\nmilter_default_action = tempfail\n" % spec)
+        # only 127.0.0.1 is "ours": tests send from 127.0.0.2 as an outside client
+        sp = SluiceSpam(s.tmp, "mynetworks = 127.0.0.1/32\n" + spam_conf, spec,
+                        conf_path=s.conf_path).start()
+        made.append(sp)
+        s.start()
+        return s, sp
+
+    yield make
+    for sp in made:
+        sp.stop()
+
+
+class Session:
+    def __init__(self, s, source="127.0.0.2"):
+        self.c = SmtpRaw("127.0.0.1", s.port, source=source)
+        assert self.c.reply()[0] == 220
+        assert self.c.cmd("EHLO client.test")[0] == 250
+
+    def send(self, body, rcpt="bob@example.com", sender="olga@example.org"):
+        assert self.c.cmd("MAIL FROM:<%s>" % sender)[0] == 250
+        assert self.c.cmd("RCPT TO:<%s>" % rcpt)[0] == 250
+        assert self.c.cmd("DATA")[0] == 354
+        self.c.send(body.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n") + b".\r\n")
+        return self.c.reply()
+
+    def close(self):
+        self.c.cmd("QUIT")
+        self.c.close()
+
+
+def send(s, body, source="127.0.0.2", **kw):
+    sess = Session(s, source)
+    try:
+        return sess.send(body, **kw)
+    finally:
+        sess.close()
+
+
+def read(p):
+    return open(p, "rb").read()
+
+
+def spam_lines(log):
+    return [l for l in log.splitlines() if "milter=spam" in l]
+
+
+@pytest.mark.parametrize("kind", ["unix", "inet"])
+def test_headers_reject_and_log(stack, kind):
+    s, sp = stack(kind)
+    code, text = send(s, MSG % (b"one", b"m1", b"flag-me-please"), rcpt="bob@example.com")
+    assert code == 250, text
+    code, text = send(s, MSG % (b"two", b"m2", b"nothing to see"), rcpt="carol@example.com")
+    assert code == 250, text
+    code, text = send(s, MSG % (b"three", b"m3", b"reject-me-please flag-me-please"),
+                      rcpt="user@example.com")
+    assert code == 550 and "5.7.1 Message rejected as spam" in text, (code, text)
+
+    (flagged,) = s.wait_delivered("bob", 1)
+    data = read(flagged)
+    assert headers(data, "X-Spam-Flag") == ["YES"], data
+    assert headers(data, "X-Spam-Level") == ["*******"]
+    (status,) = headers(data, "X-Spam-Status")
+    assert re.fullmatch(r"Yes, score=7\.5 required=6\.0 tests=T_FLAG_ME,T_SUBJ_HELLO autolearn=no "
+                        r"version=sluice-\d+\.\d+\.\d+", status), status
+    assert headers(data, "X-Spam-Symbols") == ["T_FLAG_ME(7.00), T_SUBJ_HELLO(0.50)"]
+    assert b"forged" not in data                      # the outside X-Spam-Status is gone
+
+    (clean,) = s.wait_delivered("carol", 1)
+    data = read(clean)
+    assert headers(data, "X-Spam-Flag") == []
+    (status,) = headers(data, "X-Spam-Status")
+    assert status.startswith("No, score=0.5 required=6.0 tests=T_SUBJ_HELLO "), status
+    assert s.delivered("user") == []
+
+    # one decision line per message, each with the queue id, score and symbols
+    log = s.log_text()
+    lines = wait_for(lambda: len(spam_lines(s.log_text())) >= 3 and spam_lines(s.log_text()),
+                     20, "3 decision lines")
+    for l in lines:
+        qid = re.search(r"sluice-spam\[\d+\]: ([0-9A-Za-z]{6,}): milter=spam action=", l)
+        assert qid, l
+        assert re.search(r"sluiced\[\d+\]: %s: " % qid.group(1), log), (qid.group(1), log)
+    acts = sorted(re.search(r"action=(\S+) score=(\S+)", l).groups() for l in lines)
+    assert acts == [("add_header", "7.50"), ("no_action", "0.50"), ("reject", "27.50")], (acts, log)
+    assert any("symbols=T_FLAG_ME(7.00),T_SUBJ_HELLO(0.50)" in l for l in lines)
+    # every sluice-spam line after start-up names a queue id or is a daemon event
+    for l in log.splitlines():
+        if "sluice-spam[" in l and "milter=spam" in l:
+            assert not re.search(r"sluice-spam\[\d+\]: milter=", l), l
+
+
+def test_mynetworks_not_scanned(stack):
+    s, sp = stack("unix")
+    code, text = send(s, MSG % (b"four", b"m4", b"reject-me-please"), source="127.0.0.1")
+    assert code == 250, text
+    (p,) = s.wait_delivered("bob", 1)
+    data = read(p)
+    assert headers(data, "X-Spam-Status") == ["Yes, score=99 forged"]   # untouched: not scanned
+    lines = wait_for(lambda: spam_lines(s.log_text()), 20, "decision line")
+    assert "skipped=mynetworks" in lines[0], lines
+
+
+def test_sighup_reloads_rules_on_open_session(stack):
+    s, sp = stack("unix")
+    sess = Session(s)
+    try:
+        code, text = sess.send(MSG % (b"five", b"m5", b"newword"))
+        assert code == 250, text
+        with open(sp.rules, "a") as f:
+            f.write("body T_NEW /newword/\nscore T_NEW 8\ndescribe T_NEW Test: added by reload\n")
+        sp.hup()
+        wait_for(lambda: "configuration reloaded" in s.log_text(), 30, "reload logged")
+        code, text = sess.send(MSG % (b"six", b"m6", b"newword"))
+        assert code == 250, text
+    finally:
+        sess.close()
+    files = s.wait_delivered("bob", 2)
+    stats = sorted(headers(read(p), "X-Spam-Status")[0] for p in files)
+    assert stats[0].startswith("No, score=0.5 "), stats
+    assert stats[1].startswith("Yes, score=8.5 required=6.0 tests=T_NEW,T_SUBJ_HELLO "), stats
+    # a broken rule file on reload keeps the old rules and says why (file:line)
+    with open(sp.rules, "a") as f:
+        f.write("body T_BROKEN /unterminated\n")
+    sp.hup()
+    wait_for(lambda: "reload failed" in s.log_text(), 30, "reload failure logged")
+    assert re.search(r"reload failed.*test_rules\.cf:\d+: body T_BROKEN: unterminated", s.log_text())
+    code, text = send(s, MSG % (b"seven", b"m7", b"newword"))
+    assert code == 250, text
+
+
+def test_check_mode_and_validation(tmp_path):
+    rules = tmp_path / "r.cf"
+    rules.write_text(RULES)
+    conf = tmp_path / "sluice.conf"
+    conf.write_text("spam_rules_files = %s\nspam_socket = unix:%s/s.sock\n" % (rules, tmp_path))
+    out = subprocess.run([os.path.join(BIN, "sluice-spam"), "-n", "-c", str(conf)],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert "spam configuration ok" in out.stdout and "loaded=3" in out.stdout, out.stdout
+    m1, m2 = tmp_path / "a.eml", tmp_path / "b.eml"
+    m1.write_bytes(MSG % (b"x", b"x", b"flag-me-please"))
+    m2.write_bytes(MSG % (b"y", b"y", b"reject-me-please"))
+    out = subprocess.run([os.path.join(BIN, "sluice-spam"), "check", "-c", str(conf), "--json",
+                          str(m1), str(m2)], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    objs = [json.loads(l) for l in out.stdout.splitlines()]
+    assert objs == [
+        {"file": str(m1), "score": 7.5, "required": 6.0, "action": "add header",
+         "symbols": {"T_FLAG_ME": 7.0, "T_SUBJ_HELLO": 0.5}},
+        {"file": str(m2), "score": 20.5, "required": 6.0, "action": "reject",
+         "symbols": {"T_REJECT_ME": 20.0, "T_SUBJ_HELLO": 0.5}},
+    ], objs
+    out = subprocess.run([os.path.join(BIN, "sluice-spam"), "check", "-c", str(conf), str(m1)],
+                         capture_output=True, text=True, timeout=60)
+    assert "action=add header" in out.stdout and "Test: enough for a header" in out.stdout, out.stdout
+    # a rule error stops start-up with file:line
+    rules.write_text(RULES + "meta T_BAD (T_FLAG_ME\n")
+    out = subprocess.run([os.path.join(BIN, "sluice-spam"), "-n", "-c", str(conf)],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode != 0
+    assert "r.cf:%d: meta T_BAD: missing )" % (RULES.count("\n") + 1) in out.stderr, out.stderr
+    for flag in ("--help", "--version"):
+        out = subprocess.run([os.path.join(BIN, "sluice-spam"), flag], capture_output=True, text=True)
+        assert out.returncode == 0
+    assert re.fullmatch(r"sluice-spam \(sluice\) \d+\.\d+\.\d+\n", out.stdout), out.stdout
