@@ -164,17 +164,21 @@ class RlDaemon:
 class RedisServer:
     """A private redis-server on a free loopback port in tmpdir; stopped by PID."""
 
-    def __init__(self, tmpdir, port=None):
+    def __init__(self, tmpdir, port=None, password=None, unix=False):
         self.dir = os.path.join(str(tmpdir), "redis-%d" % time.monotonic_ns())
         os.makedirs(self.dir)
         self.port = port or free_port()
+        self.password = password
+        self.unix = os.path.join(self.dir, "redis.sock") if unix else None
         self.proc = None
 
     def start(self):
+        extra = (["--requirepass", self.password] if self.password else []) + \
+            (["--unixsocket", self.unix, "--unixsocketperm", "700"] if self.unix else [])
         self.proc = subprocess.Popen(
             [REDIS, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", self.dir,
              "--save", "", "--appendonly", "no", "--daemonize", "no", "--protected-mode", "no",
-             "--logfile", os.path.join(self.dir, "redis.log")],
+             "--logfile", os.path.join(self.dir, "redis.log")] + extra,
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
         def up():
@@ -183,18 +187,23 @@ class RedisServer:
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=1) as s:
                     s.sendall(b"PING\r\n")
-                    return s.recv(64).startswith(b"+PONG")
+                    r = s.recv(64)
+                    return r.startswith(b"+PONG") or r.startswith(b"-NOAUTH")
             except OSError:
                 return False
         wait_for(up, what="redis-server on port %d" % self.port)
         return self
 
     def command(self, *args):
-        """One command in RESP; returns the raw reply bytes."""
-        out = b"*%d\r\n" % len(args) + b"".join(
-            b"$%d\r\n%s\r\n" % (len(a.encode()), a.encode()) for a in args)
+        """One command in RESP (after AUTH when there is a password); the raw reply bytes."""
+        def resp(*a):
+            return b"*%d\r\n" % len(a) + b"".join(
+                b"$%d\r\n%s\r\n" % (len(x.encode()), x.encode()) for x in a)
         with socket.create_connection(("127.0.0.1", self.port), timeout=10) as s:
-            s.sendall(out)
+            if self.password:
+                s.sendall(resp("AUTH", self.password))
+                assert s.recv(64).startswith(b"+OK")
+            s.sendall(resp(*args))
             time.sleep(0.05)
             return s.recv(65536)
 

@@ -1,10 +1,13 @@
 """sluice-ratelimit with ratelimit_backend = redis against a real
 redis-server started here (private dir, free loopback port, stopped by
 PID): two daemons share one limit exactly; the same requests give the same
-replies as the embedded backend; redis-server stopped -> the configured
-default, then recovery; SCRIPT FLUSH (NOSCRIPT) is survived; show/reset;
-greylisting through Redis."""
+replies as the embedded backend; redis-server stopped (killed, or
+SIGSTOPped past ratelimit_redis_timeout) -> the configured default, then
+recovery; SCRIPT FLUSH (NOSCRIPT) is survived; show/reset; greylisting
+through Redis; a unix socket with password and database; a wrong
+password."""
 import os
+import signal
 import threading
 import time
 
@@ -152,3 +155,39 @@ def test_script_flush_show_reset_greylist(rld, redis):
     assert "grey:203.0.113.0/24/s@b.c/u@example.org" in d.run("show", "grey").stdout.decode()
     time.sleep(1.1)
     assert policy(d.port, g) == "DUNNO"
+
+
+def test_unix_socket_password_db(rld, tmp_path):
+    with RedisServer(tmp_path, password="s3cret", unix=True) as r:
+        d = rld("id=L; action=rate(sender/1/3600/DEFER x)\n",
+                "ratelimit_backend = redis\nratelimit_redis_server = unix:%s\n"
+                "ratelimit_redis_password = s3cret\nratelimit_redis_db = 3\n" % r.unix)
+        ready(d)
+        assert policy(d.port, {"sender": "a@b.c"}) == "DUNNO"
+        assert policy(d.port, {"sender": "a@b.c"}).startswith("DEFER x")
+        out = r.command("EVAL", "redis.call('SELECT', 3) return redis.call('KEYS', '*')", "0")
+        assert b"sluice:rl:rate:1/3600s:sender=a@b.c" in out, out
+        # a wrong password: not connected, the default answers
+        d2 = rld("id=L; action=rate(sender/1/3600/DEFER x)\n",
+                 "ratelimit_backend = redis\nratelimit_redis_server = unix:%s\n"
+                 "ratelimit_redis_password = wrong\nratelimit_on_backend_error = defer\n" % r.unix)
+        wait_for(lambda: "redis:" in d2.log_text() and "warning" in d2.log_text(), what="auth failure")
+        assert policy(d2.port, {"sender": "z@b.c"}).startswith("DEFER_IF_PERMIT 4.3.0")
+
+
+def test_stopped_server_times_out_then_recovers(rld, redis):
+    d = rld("id=L; action=rate(sender/100/3600/DEFER x)\n",
+            redis_conf(redis, "ratelimit_redis_timeout = 1s\nratelimit_on_backend_error = defer\n"))
+    ready(d)
+    assert policy(d.port, {"sender": "a@b.c"}) == "DUNNO"
+    redis.proc.send_signal(signal.SIGSTOP)  # TCP stays open, nothing answers
+    try:
+        t = time.monotonic()
+        assert policy(d.port, {"sender": "a@b.c"}).startswith("DEFER_IF_PERMIT 4.3.0")
+        assert time.monotonic() - t < 4
+        assert "no reply within ratelimit_redis_timeout" in d.log_text()
+    finally:
+        redis.proc.send_signal(signal.SIGCONT)
+    wait_for(lambda: d.log_text().count("redis: connected") >= 2, timeout=15, what="reconnect")
+    assert policy(d.port, {"sender": "a@b.c"}) == "DUNNO"
+    assert "result=under" in d.log_text().split("redis: connected")[-1]
