@@ -9,6 +9,7 @@
 
 #include <ctype.h>
 #include <jansson.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -74,7 +75,7 @@ static const char *keep_lower(struct rp_parser *p, const char *s, size_t n)
 	return d;
 }
 
-static int starts(const char *s, const char *prefix)
+static inline int starts(const char *s, const char *prefix)
 {
 	return strncmp(s, prefix, strlen(prefix)) == 0;
 }
@@ -230,12 +231,14 @@ static const char *tag(struct rp_parser *p, const char *s, struct rp_event *ev)
 		return NULL;
 	const char *tagend = e;
 	if (*e == '[') {
-		char *end;
-		long pid = strtol(e + 1, &end, 10);
-		if (*end != ']')
+		long pid = 0;
+		const char *d = e + 1;
+		while (isdigit((unsigned char)*d) && pid < 100000000L)
+			pid = pid * 10 + (*d++ - '0');
+		if (*d != ']' || d == e + 1)
 			return NULL;
 		ev->pid = pid;
-		e = end + 1;
+		e = d + 1;
 	}
 	if (*e != ':')
 		return NULL;
@@ -367,7 +370,7 @@ static void split_kv(struct rp_parser *p, const char *msg, struct rp_event *ev)
 const char *rp_kv_get(const struct rp_event *ev, const char *key)
 {
 	for (size_t i = 0; i < ev->nkv; i++)
-		if (strcmp(ev->kv[i].key, key) == 0)
+		if (ev->kv[i].key[0] == key[0] && strcmp(ev->kv[i].key, key) == 0)
 			return ev->kv[i].value;
 	return NULL;
 }
@@ -468,6 +471,8 @@ static const struct {
 static int reject_line(struct rp_parser *p, const char *t, struct rp_event *ev)
 {
 	size_t k;
+	if (t[0] != 'r' && t[0] != 'm' && t[0] != 'h' && t[0] != 'd')
+		return 0;
 	for (k = 0; k < sizeof reject_types / sizeof reject_types[0]; k++)
 		if (starts(t, reject_types[k].prefix))
 			break;
@@ -550,6 +555,8 @@ static const char *milter_name(struct rp_parser *p, const char *m)
 /* key=value verdict lines: sluice-dkim, sluice-spf, filter=..., the MTA's milter=... */
 static int filter_kv(struct rp_parser *p, const char *t, struct rp_event *ev)
 {
+	if (!ev->nkv)
+		return 0;
 	const char *f = rp_kv_get(ev, "filter"), *m = rp_kv_get(ev, "milter");
 	/* "spf: ...", "ratelimit: ..." with a result= token: a policy server's verdict */
 	size_t wl = 0;
@@ -762,16 +769,18 @@ static void mta_line(struct rp_parser *p, const char *t, struct rp_event *ev)
 	}
 }
 
-static const char *program_family(const struct rp_event *ev)
+enum rp_family { FAM_MTA, FAM_OPENDKIM, FAM_OPENDMARC, FAM_POLICYD_SPF };
+
+static enum rp_family program_family(const struct rp_event *ev)
 {
 	const char *n = ev->syslog_name ? ev->syslog_name : "";
-	if (starts(n, "opendkim"))
-		return "opendkim";
-	if (starts(n, "opendmarc"))
-		return "opendmarc";
-	if (starts(n, "policyd-spf") || starts(n, "policy-spf"))
-		return "policyd-spf";
-	return "";
+	if (n[0] == 'o' && starts(n, "opendkim"))
+		return FAM_OPENDKIM;
+	if (n[0] == 'o' && starts(n, "opendmarc"))
+		return FAM_OPENDMARC;
+	if (n[0] == 'p' && (starts(n, "policyd-spf") || starts(n, "policy-spf")))
+		return FAM_POLICYD_SPF;
+	return FAM_MTA;
 }
 
 static void classify(struct rp_parser *p, const char *msg, struct rp_event *ev)
@@ -782,15 +791,22 @@ static void classify(struct rp_parser *p, const char *msg, struct rp_event *ev)
 		ev->qid = keep(p, msg, q);
 		t = msg + q + 2;
 	}
-	ev->msg = keep(p, t, strlen(t));
+	ev->msg = t;		/* in the arena already */
 	ev->kind = RP_EV_OTHER;
+	enum rp_family fam = program_family(ev);
+	if (fam == FAM_MTA && ((t[0] == 'c' && starts(t, "connect from ")) ||
+			       (t[0] == 'd' && starts(t, "disconnect from ")) ||
+			       (t[0] == 'm' && starts(t, "message-id=")) ||
+			       (t[0] == 'r' && !strcmp(t, "removed")))) {
+		mta_line(p, t, ev);	/* the most frequent lines need no key=value split */
+		return;
+	}
 	split_kv(p, t, ev);
-	const char *fam = program_family(ev);
-	if (!strcmp(fam, "opendkim"))
+	if (fam == FAM_OPENDKIM)
 		opendkim(p, t, ev);
-	else if (!strcmp(fam, "opendmarc"))
+	else if (fam == FAM_OPENDMARC)
 		opendmarc(p, t, ev);
-	else if (!strcmp(fam, "policyd-spf"))
+	else if (fam == FAM_POLICYD_SPF)
 		policyd_spf(p, t, ev);
 	else if (!filter_kv(p, t, ev))
 		mta_line(p, t, ev);
@@ -798,7 +814,8 @@ static void classify(struct rp_parser *p, const char *msg, struct rp_event *ev)
 
 static void ev_reset(struct rp_event *ev)
 {
-	memset(ev, 0, sizeof *ev);
+	memset(ev, 0, offsetof(struct rp_event, kv));	/* kv[] is valid up to nkv only */
+	ev->nkv = 0;
 	ev->pid = -1;
 	ev->delay_s = -1;
 	ev->size_bytes = -1;
@@ -870,11 +887,8 @@ enum rp_kind rp_parse_line(struct rp_parser *p, const char *line, size_t len, st
 		len--;
 	if (len && line[0] == '{')
 		return json_line(p, line, len, ev);
-	/* a NUL-terminated copy with NULs and other controls made spaces */
+	/* a NUL-terminated copy (a NUL inside the line just ends it early) */
 	char *s = (char *)keep(p, line, len);
-	for (size_t i = 0; i < len; i++)
-		if ((unsigned char)s[i] < 0x20)
-			s[i] = ' ';
 	const char *msg = NULL;
 	if (s[0] == '<') {	/* <PRI> */
 		size_t i = 1;

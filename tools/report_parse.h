@@ -99,7 +99,8 @@ struct rp_event {
 	double score;		/* spam score; valid when has_score */
 	int has_score;
 
-	/* key=value tokens of the text (any kind), in order */
+	/* key=value tokens of the text, in order (not split for CONNECT, DISCONNECT,
+	   MESSAGE_ID and REMOVED lines of MTAs) */
 	struct rp_kv kv[RP_MAX_KV];
 	size_t nkv;
 };

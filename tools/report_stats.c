@@ -231,6 +231,11 @@ struct report_stats {
 	long long lines, unreadable, out_of_range, cut, events_since_sweep;
 	double first, last, now;
 	long long hour[24][P_N];
+	long long p_minute;		/* period(): cache of the current minute's hour and day */
+	int p_hour;
+	const char *p_day;		/* a key of days (stable: keys are never freed) */
+	struct rs_ent *p_ent;		/* its entry, valid while days.cap == p_cap */
+	size_t p_cap;
 	struct rs_map days;		/* "YYYY-MM-DD" -> c[P_*] */
 	struct rs_map msgs;		/* qid -> rs_msg */
 	struct rs_map senders;		/* c0 messages, c1 bytes */
@@ -367,13 +372,26 @@ static void period(struct report_stats *st, int col)
 {
 	if (!st->now)
 		return;
-	time_t t = (time_t)st->now;
-	struct tm tm;
-	localtime_r(&t, &tm);
-	st->hour[tm.tm_hour][col]++;
-	char day[16];
-	strftime(day, sizeof day, "%Y-%m-%d", &tm);
-	bump(&st->days, day, col, 1);
+	long long minute = (long long)st->now / 60;
+	if (minute != st->p_minute || !st->p_day) {
+		/* local hour and day, worked out once a minute of log time */
+		time_t t = (time_t)st->now;
+		struct tm tm;
+		localtime_r(&t, &tm);
+		char day[16];
+		strftime(day, sizeof day, "%Y-%m-%d", &tm);
+		st->p_ent = map_get(&st->days, day, 1);
+		st->p_cap = st->days.cap;
+		st->p_day = st->p_ent->key;
+		st->p_hour = tm.tm_hour;
+		st->p_minute = minute;
+	}
+	st->hour[st->p_hour][col]++;
+	if (!st->p_ent || st->p_cap != st->days.cap) {	/* entries move when the map grows */
+		st->p_ent = map_get(&st->days, st->p_day, 1);
+		st->p_cap = st->days.cap;
+	}
+	st->p_ent->c[col]++;
 }
 
 const char *rs_reason_code(const char *stage, const char *dsn, const char *text)
@@ -574,6 +592,23 @@ static void on_filter(struct report_stats *st, const struct rp_event *ev)
 	}
 }
 
+/* "name[ip]" in buf (cut to fit) */
+static const char *client_key(const struct rp_event *ev, char *buf, size_t n)
+{
+	const char *name = ev->client_name ? ev->client_name : "", *ip = ev->client_ip ? ev->client_ip : "";
+	size_t a = strlen(name), b = strlen(ip);
+	if (a + b + 3 > n) {
+		snprintf(buf, n, "%s[%s]", name, ip);
+		return buf;
+	}
+	memcpy(buf, name, a);
+	buf[a] = '[';
+	memcpy(buf + a + 1, ip, b);
+	buf[a + 1 + b] = ']';
+	buf[a + 2 + b] = 0;
+	return buf;
+}
+
 static int service_is(const struct rp_event *ev, const char *a, const char *b)
 {
 	return !strcmp(ev->service, a) || (b && !strcmp(ev->service, b));
@@ -603,9 +638,7 @@ void rs_add(struct report_stats *st, const struct rp_event *ev)
 	case RP_EV_CONNECT: {
 		st->t[T_CONNECTIONS]++;
 		char key[300];
-		snprintf(key, sizeof key, "%s[%s]", ev->client_name ? ev->client_name : "",
-			 ev->client_ip ? ev->client_ip : "");
-		bump(&st->clients, key, 1, 1);
+		bump(&st->clients, client_key(ev, key, sizeof key), 1, 1);
 		break;
 	}
 	case RP_EV_CLIENT:
@@ -619,9 +652,7 @@ void rs_add(struct report_stats *st, const struct rp_event *ev)
 			free(m->client_dom);
 			m->client_dom = client_domain(ev->client_name, ev->client_ip);
 			char key[300];
-			snprintf(key, sizeof key, "%s[%s]", ev->client_name ? ev->client_name : "",
-				 ev->client_ip ? ev->client_ip : "");
-			bump(&st->clients, key, 0, 1);
+			bump(&st->clients, client_key(ev, key, sizeof key), 0, 1);
 		}
 		break;
 	case RP_EV_PICKUP:
