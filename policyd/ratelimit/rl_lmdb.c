@@ -79,23 +79,38 @@ static void io_put(void *arg, const char *key, const struct rl_cell *c)
 	x->rc = mdb_put(x->txn, x->s->dbi, &k, &v, 0);
 }
 
-static struct rl_store_job *lm_run(struct rl_store *base, struct rl_plan *p, rl_store_cb cb,
-				   void *arg)
+static void sweep(struct lmdb_store *s, long long now_ms);
+
+/* apply - p in one write transaction; 0 or an LMDB error. */
+static int apply(struct lmdb_store *s, struct rl_plan *p)
 {
-	struct lmdb_store *s = (struct lmdb_store *)base;
 	struct io_ctx x = { s, NULL, p->now_ms, 0 };
 	struct rl_cell_io io = { io_get, io_put, &x };
 
 	x.rc = mdb_txn_begin(s->env, NULL, 0, &x.txn);
-	if (!x.rc) {
-		rl_plan_apply(p, &io);
-		if (x.rc)
-			mdb_txn_abort(x.txn);
-		else
-			x.rc = mdb_txn_commit(x.txn);
-	}
+	if (x.rc)
+		return x.rc;
+	rl_plan_apply(p, &io);
 	if (x.rc) {
-		cb(arg, mdb_strerror(x.rc));
+		mdb_txn_abort(x.txn);
+		return x.rc;
+	}
+	return mdb_txn_commit(x.txn);
+}
+
+static struct rl_store_job *lm_run(struct rl_store *base, struct rl_plan *p, rl_store_cb cb,
+				   void *arg)
+{
+	struct lmdb_store *s = (struct lmdb_store *)base;
+	int rc = apply(s, p);
+
+	if (rc == MDB_MAP_FULL) {
+		/* Full: drop what has expired now rather than at the next sweep, and retry once. */
+		sweep(s, p->now_ms);
+		rc = apply(s, p);
+	}
+	if (rc) {
+		cb(arg, mdb_strerror(rc));
 		return NULL;
 	}
 	s->dirty = 1;

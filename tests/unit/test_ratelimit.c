@@ -650,6 +650,38 @@ static void test_store_restart_keeps_counters(void **state)
 	free(path);
 }
 
+static void test_store_full_sweeps_expired(void **state)
+{
+	(void)state;
+	char *err = NULL;
+	const char *st = NULL;
+	struct rl_plan *p = xcalloc(1, sizeof(*p));
+	struct rl_store *s = rl_store_embedded_new("", 256 * 1024, 1000, &err);
+	int i;
+
+	assert_non_null(s);
+	p->nops = 1;
+	p->ops[0].max = 1;
+	p->ops[0].window_ms = 1000;
+	p->ops[0].cost = 1;
+	p->now_ms = T0;
+	for (i = 0; i < 100000; i++) {
+		snprintf(p->ops[0].key, sizeof p->ops[0].key, "rate:1/1s:k=%0300d", i);
+		rl_store_run(s, p, store_done, &st);
+		if (!strcmp(st, "error"))
+			break;
+	}
+	assert_true(i > 10 && i < 100000);	/* the map filled up */
+	/* two seconds later every cell has expired: a full store makes room at once */
+	p->now_ms = T0 + 2000;
+	snprintf(p->ops[0].key, sizeof p->ops[0].key, "rate:1/1s:k=new");
+	rl_store_run(s, p, store_done, &st);
+	assert_string_equal(st, "ok");
+	assert_int_equal(p->result, RL_PLAN_PASSED);
+	rl_store_free(&s);
+	free(p);
+}
+
 static void test_cfg_errors(void **state)
 {
 	(void)state;
@@ -690,6 +722,7 @@ int main(void)
 		cmocka_unit_test(test_greylist_engine),
 		cmocka_unit_test(test_allow_lists),
 		cmocka_unit_test(test_store_restart_keeps_counters),
+		cmocka_unit_test(test_store_full_sweeps_expired),
 		cmocka_unit_test(test_cfg_errors),
 	};
 	return cmocka_run_group_tests(tests, setup_dir, teardown_dir);
