@@ -178,7 +178,8 @@ def check_same(doc, pf_text, what):
     assert mine[2] == theirs[2], "%s recipients: report %s, pflogsumm %s" % (what, mine[2], theirs[2])
 
 
-def test_sluiced_log_agrees_with_pflogsumm(report, sluiced_factory, sinks, tmp_path):
+def run_traffic(sluiced_factory, sinks, tmp_path, extra=""):
+    """sluiced with TRAFFIC sent through it, stopped; returns it (s.log is the log)."""
     bouncer, deferrer = sinks
     tm = tmp_path / "transport"
     tm.write_text("bounce.test smtp:[127.0.0.1]:%d\ndefer.test smtp:[127.0.0.1]:%d\n"
@@ -188,6 +189,7 @@ transport_maps = texthash:{tm}
 minimal_backoff_time = 300s
 maximal_backoff_time = 600s
 smtp_connect_timeout = 5s
+{extra}
 """).start()
     d = s.domain
     for sender, rcpts in TRAFFIC:
@@ -197,10 +199,12 @@ smtp_connect_timeout = 5s
     s.wait_delivered("bob", 2)
     s.wait_delivered("carol", 1)
     wait_for(lambda: "status=deferred" in s.log_text(), 30, "a deferral")
-    wait_for(lambda: s.log_text().count(": removed") >= 6, 30, "removed lines")
+    wait_for(lambda: len(re.findall(r"\bremoved\b", s.log_text())) >= 6, 30, "removed lines")
     s.stop()
-    log = s.log
-    doc = json.loads(run_report(report, "--format", "json", log))
+    return s
+
+
+def check_traffic_counts(doc):
     t = doc["totals"]
     # what the test sent: 6 messages accepted (one from each session but the last),
     # 2 recipients refused; 6 local deliveries (incl. the DSN), 1 bounce, 1 deferral
@@ -213,6 +217,28 @@ smtp_connect_timeout = 5s
     assert doc["rejects"]["by_code"] == {"unknown_recipient": 2}
     assert [b["dsn"][0] for b in doc["bounces"]] == ["5"]
     assert {x["transport"] for x in doc["delays"]} == {"virtual"}
+
+
+def test_sluiced_json_log_counts_the_same(report, sluiced_factory, sinks, tmp_path):
+    """log_format = json: every line one object; the same numbers as a plain log."""
+    s = run_traffic(sluiced_factory, sinks, tmp_path, "log_format = json")
+    lines = [l for l in open(s.log) if l.strip()]
+    assert lines and all(json.loads(l)["program"] for l in lines)
+    doc = json.loads(run_report(report, "--format", "json", s.log))
+    assert doc["input"]["unreadable"] == 0
+    check_traffic_counts(doc)
+    # pflogsumm's keys: the domain lower-cased, the null sender as from=<>
+    senders = {r["address"]: r["messages"] for r in doc["top"]["senders"]}
+    assert senders == {"joe@example.org": 2, "ann@example.net": 1, "from=<>": 1,
+                       "alice@example.com": 2}, senders
+
+
+def test_sluiced_log_agrees_with_pflogsumm(report, sluiced_factory, sinks, tmp_path):
+    s = run_traffic(sluiced_factory, sinks, tmp_path)
+    log = s.log
+    doc = json.loads(run_report(report, "--format", "json", log))
+    t = doc["totals"]
+    check_traffic_counts(doc)
     # pflogsumm reads Postfix's program form; sluiced logs "sluiced[pid]" until the
     # syslog_name/service form lands, so compare on a rewritten copy (and ours on both)
     pf_log = log
