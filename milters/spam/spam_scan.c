@@ -54,6 +54,8 @@ static char *addr_of(const char *v)
 	for (const char *p = v; *p;) {
 		while (*p == ' ' || *p == '\t' || *p == ',')
 			p++;
+		if (*p == 0)
+			break;
 		size_t n = strcspn(p, " \t,()");
 		if (n && memchr(p, '@', n))
 			return xstrndup(p, n);

@@ -398,6 +398,17 @@ static void test_pseudo_headers(void **state)
 	spam_net_free(&tn);
 	spam_mime_free(&m);
 
+	/* :addr of a value that ends in a separator (found by fuzz_spam_mime: read past the end) */
+	msg = "From: \"A\" ,\nTo: x (y),\n\nb\n";
+	m = spam_mime_parse(msg, strlen(msg), NULL);
+	v = spam_scan_header_value(m, NULL, "From", SPAM_HDR_ADDR);
+	assert_string_equal(v, "\"A\" ,\n");
+	free(v);
+	v = spam_scan_header_value(m, NULL, "To", SPAM_HDR_ADDR);
+	assert_string_equal(v, "x (y),\n");
+	free(v);
+	spam_mime_free(&m);
+
 	assert_int_equal(spam_net_new((const char *[]){ "10.0.0.0/33" }, 1, &err), NULL);
 	free(err);
 }
