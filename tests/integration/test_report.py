@@ -319,3 +319,64 @@ def test_postfix_log_agrees_with_pflogsumm(report, sinks, tmp_path):
     assert t["bounced"] == 1
     assert t["deferred"] == 1
     check_same(doc, pflogsumm(log, name), "Postfix log")
+
+
+def test_sluiced_milter_verdicts(report, sluiced_factory, tmp_path):
+    """A real libmilter filter (tests/milter/test_milter.c) rejecting at RCPT and at
+    end of message, tempfailing, quarantining (hold) and discarding: the report's
+    totals equal pflogsumm's but for the one deliberate difference (docs/REPORT.md):
+    smtpd's RCPT-stage milter-reject counts as rejected here, not in pflogsumm."""
+    milter = os.path.join(BIN, "tests", "test-milter")
+    if not os.path.exists(milter):
+        pytest.skip("test-milter not built")
+    spec = "unix:%s/m.sock" % tmp_path
+    m = subprocess.Popen([milter, "m1", spec], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        assert m.stdout.readline().strip() == b"ready"
+        s = sluiced_factory("smtpd_milters = %s\n" % spec,
+                            users=("alice", "bob", "carol", "reject-rcpt")).start()
+        from conftest import SmtpRaw
+
+        def one(rcpts, actions=None):
+            c = SmtpRaw("127.0.0.1", s.port)
+            c.reply()
+            c.cmd("EHLO client.test")
+            c.cmd("MAIL FROM:<ann@example.net>")
+            ok = [r for r in rcpts if c.cmd("RCPT TO:<%s>" % r)[0] == 250]
+            code = None
+            if ok:
+                c.cmd("DATA")
+                hdr = b"X-Test-Actions: %s\r\n" % actions.encode() if actions else b""
+                c.send(b"Subject: m\r\n" + hdr + b"\r\nhi\r\n.\r\n")
+                code = c.reply()[0]
+            c.cmd("QUIT")
+            c.close()
+            return code
+        assert one(["alice@example.com"]) == 250
+        assert one(["bob@example.com"], "reject") == 554
+        assert one(["reject-rcpt@example.com", "carol@example.com"]) == 250
+        assert one(["bob@example.com"], "quarantine") == 250
+        assert one(["bob@example.com"], "discard") == 250
+        assert one(["bob@example.com"], "tempfail") == 451
+        s.wait_delivered("alice", 1)
+        s.wait_delivered("carol", 1)
+        wait_for(lambda: len(re.findall(r": removed\b", s.log_text())) >= 2, 30, "removed lines")
+        s.stop()
+    finally:
+        m.kill()
+        m.wait()
+    doc = json.loads(run_report(report, "--format", "json", s.log))
+    t = doc["totals"]
+    assert (t["received"], t["delivered"], t["rejected"], t["held"], t["discarded"]) == (6, 2, 3, 1, 1), t
+    assert doc["rejects"]["by_stage"] == {"END-OF-MESSAGE": 2, "RCPT": 1}, doc["rejects"]
+    assert doc["milter_actions"]["m"]["reject"] == 2, doc["milter_actions"]  # m.sock -> "m"
+    pf_log = str(tmp_path / "maillog.postfix-form")
+    postfix_form(s.log, pf_log)
+    text = pflogsumm(pf_log, "sluice")
+    tot, _, rcpts = pflogsumm_numbers(text)
+    assert tot["received"] == t["received"] and tot["delivered"] == t["delivered"], (tot, t)
+    assert tot["rejected"] == t["rejected"] - 1, (tot, t)     # smtpd milter-reject at RCPT
+    for name in ("held", "discarded"):
+        m2 = re.search(r"^\s+(\d+)\s+%s\b" % name, text, re.M)
+        assert m2 and int(m2.group(1)) == t[name], (name, text)
+    assert rcpts == {r["address"]: r["messages"] for r in doc["top"]["recipients"]}
