@@ -55,6 +55,8 @@ unsigned dmarc_failrep_fo_parse(const char *fo)
 		if (*p != ':')
 			return DMARC_FAILREP_FO_0;
 		p++;
+		if (*p == 0)
+			return DMARC_FAILREP_FO_0;	/* "1:" */
 	}
 	if ((bits & DMARC_FAILREP_FO_0) && (bits & DMARC_FAILREP_FO_1))
 		return DMARC_FAILREP_FO_0;
@@ -628,6 +630,27 @@ static int is_domain_start(int c)
 }
 
 /*
+ * '=' is atext, so "smtp.mailfrom=u@d" (Authentication-Results) or
+ * "i=u@d" (DKIM-Signature) walk back to the tag: keep a known tag and its
+ * '=' (the local-part starts after it). Anything else stays one local-part
+ * (SRS0=...=local is hashed whole).
+ */
+static size_t keep_tag(const char *s, size_t st, size_t a)
+{
+	static const char *const tags[] = { "i", "smtp.mailfrom", "smtp.rcptto", "smtp.auth",
+					    "header.from", "header.sender", "header.i",
+					    "header.reply-to", "envelope-from", "sender", NULL };
+	const char *eq = memchr(s + st, '=', a - st);
+	if (!eq)
+		return st;
+	size_t tl = (size_t)(eq - (s + st));
+	for (int i = 0; tags[i]; i++)
+		if (strlen(tags[i]) == tl && ascii_strncasecmp(s + st, tags[i], tl) == 0)
+			return st + tl + 1;
+	return st;
+}
+
+/*
  * Replace every local-part in s[0..len) (the atext/dot run, or quoted
  * string, right before an '@' followed by a domain) by its keyed hash.
  */
@@ -662,8 +685,18 @@ static void redact_into(struct sbuf *out, const char *s, size_t len)
 		}
 		if (st == a)
 			continue;
+		size_t hs = st, he = a;	/* what is hashed */
+		if (s[st] == '"') {
+			hs++;
+			he--;
+		} else {
+			st = keep_tag(s, st, a);
+			hs = st;
+		}
+		if (st == a)
+			continue;
 		char h[17];
-		dmarc_failrep_redact_local(s + st, a - st, h);
+		dmarc_failrep_redact_local(s + hs, he - hs, h);
 		sbuf_add(out, s + copied, st - copied);
 		sbuf_adds(out, h);
 		copied = a;
