@@ -6,6 +6,7 @@
 const struct conf_param ratelimit_params[] = {
 	P("ratelimit_socket", CONF_STR, "inet:127.0.0.1:10046"),
 	P("ratelimit_pid_file", CONF_STR, ""),
+	PI("ratelimit_workers", "1", 1, 64),
 	P("ratelimit_rules", CONF_STR, ""),
 	PE("ratelimit_algorithm", "gcra", "gcra|fixed"),
 	P("ratelimit_dry_run", CONF_BOOL, "no"),

@@ -8,8 +8,11 @@
  *   sluice-ratelimit -c sluice.conf show [KEY-PREFIX]   list counters and greylist entries
  *   sluice-ratelimit -c sluice.conf reset KEY           remove one
  *   -o name=value                          override a parameter (repeatable)
+ * With ratelimit_workers > 1 the daemon forks that many workers sharing the
+ * listening socket and the state (supervise()).
  */
 #include <signal.h>
+#include <sys/wait.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -202,6 +205,146 @@ static int admin(const struct rl_cfg *cfg, char **args, int nargs)
 	return rc < 0 ? 1 : 0;
 }
 
+/* ------------------------------------------------------------ serving */
+
+/*
+ * serve - one event loop until SIGTERM; listen_fd -1 = spawn mode
+ * (stdin/stdout). cfg is moved into the server. Opens the store here, after
+ * any fork (neither an LMDB environment nor a Redis connection may cross one).
+ */
+static int serve(struct conf **c, struct rl_cfg *cfg, int listen_fd)
+{
+	char *err = NULL;
+	struct event_base *base = event_base_new();
+
+	if (!base)
+		fatal("event_base_new failed");
+	struct rl_store *store = open_store(base, cfg, &err);
+	if (!store)
+		fatal("%s: %s", cfg->backend_redis ? "ratelimit_redis_server" : "ratelimit_state_file",
+		      err);
+	struct rl_server *srv = rl_server_new(base, cfg, store);
+	struct policy_server *ps = rl_server_policy(srv);
+	if (listen_fd >= 0 && policy_server_listen(ps, listen_fd, &err) < 0)
+		fatal("ratelimit_socket: %s", err);
+	if (listen_fd < 0)
+		policy_server_add_stdio(ps, 0, 1);
+
+	struct sigctx sx = { srv, c };
+	struct event *ev_term = evsignal_new(base, SIGTERM, on_term, &sx);
+	struct event *ev_int = evsignal_new(base, SIGINT, on_term, &sx);
+	struct event *ev_hup = evsignal_new(base, SIGHUP, on_hup, &sx);
+	evsignal_add(ev_term, NULL);
+	evsignal_add(ev_int, NULL);
+	evsignal_add(ev_hup, NULL);
+	if (listen_fd >= 0)
+		log_event(NULL, "ratelimit: listening on %s, backend=%s", conf_str(*c, "ratelimit_socket"),
+			  conf_str(*c, "ratelimit_backend"));
+	event_base_dispatch(base);
+
+	const struct policy_server_stats *st = policy_server_stats(ps);
+	log_event(NULL, "ratelimit: stopped: connections=%llu, requests=%llu, malformed=%llu",
+		  st->conns, st->requests, st->malformed);
+	event_free(ev_term);
+	event_free(ev_int);
+	event_free(ev_hup);
+	rl_server_free(&srv);
+	event_base_free(base);
+	return 0;
+}
+
+#define MAX_WORKERS 64
+#define WORKER_MIN_LIFE_S 2
+
+struct worker {
+	pid_t pid;
+	time_t started;
+};
+
+static pid_t start_worker(struct conf **c, struct rl_cfg *cfg, int listen_fd, const sigset_t *mask)
+{
+	pid_t pid = fork();
+
+	if (pid < 0)
+		fatal("fork: %m");
+	if (pid == 0) {
+		sigprocmask(SIG_SETMASK, mask, NULL);
+		int rc = serve(c, cfg, listen_fd);
+		conf_free(c);
+		exit(rc);
+	}
+	return pid;
+}
+
+/*
+ * supervise - ratelimit_workers processes share the listening socket and
+ * the state (LMDB locks between processes; Redis is shared anyway), so
+ * counting stays exact. SIGHUP and SIGTERM are passed on; a worker that
+ * dies is replaced, unless it died at start (then everything stops).
+ */
+static int supervise(struct conf **c, struct rl_cfg *cfg, int listen_fd, int n)
+{
+	struct worker w[MAX_WORKERS] = { 0 };
+	sigset_t set, old;
+	int stopping = 0, alive = 0, rc = 0;
+
+	if (n > MAX_WORKERS)
+		n = MAX_WORKERS;
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGHUP);
+	sigaddset(&set, SIGCHLD);
+	sigprocmask(SIG_BLOCK, &set, &old);
+	for (int i = 0; i < n; i++, alive++) {
+		w[i].pid = start_worker(c, cfg, listen_fd, &old);
+		w[i].started = time(NULL);
+	}
+	log_event(NULL, "ratelimit: %d workers on %s", n, conf_str(*c, "ratelimit_socket"));
+	while (alive > 0) {
+		int sig, status;
+		if (sigwait(&set, &sig) != 0)
+			continue;
+		if (sig == SIGHUP || sig == SIGTERM || sig == SIGINT) {
+			stopping |= sig != SIGHUP;
+			for (int i = 0; i < n; i++)
+				if (w[i].pid > 0)
+					kill(w[i].pid, sig == SIGHUP ? SIGHUP : SIGTERM);
+			continue;
+		}
+		pid_t pid;
+		while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+			int i = 0;
+			while (i < n && w[i].pid != pid)
+				i++;
+			if (i == n)
+				continue;
+			w[i].pid = 0;
+			alive--;
+			if (stopping)
+				continue;
+			if (time(NULL) - w[i].started < WORKER_MIN_LIFE_S) {
+				log_event(NULL, "warning: ratelimit: worker %d exited at start (status %d); "
+					  "stopping", (int)pid, status);
+				stopping = 1;
+				rc = 1;
+				for (int j = 0; j < n; j++)
+					if (w[j].pid > 0)
+						kill(w[j].pid, SIGTERM);
+				continue;
+			}
+			log_event(NULL, "warning: ratelimit: worker %d exited (status %d); starting another",
+				  (int)pid, status);
+			w[i].pid = start_worker(c, cfg, listen_fd, &old);
+			w[i].started = time(NULL);
+			alive++;
+		}
+	}
+	sigprocmask(SIG_SETMASK, &old, NULL);
+	rl_cfg_free(cfg);
+	return rc;
+}
+
 /* ------------------------------------------------------------ main */
 
 int main(int argc, char **argv)
@@ -261,8 +404,13 @@ int main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 	if (log_setup(c, &lerr) < 0)
 		fatal("maillog_file %s: %s", conf_str(c, "maillog_file"), lerr);
+	int workers = spawn ? 1 : (int)conf_int(c, "ratelimit_workers");
+	if (workers > 1 && !cfg.backend_redis && !*cfg.state_file)
+		fatal("%s: ratelimit_workers > 1 needs a ratelimit_state_file (or redis) to share",
+		      conf_where(c, "ratelimit_workers"));
 
 	struct listener lst = { 0 };
+	lst.fd = -1;
 	if (!spawn) {
 		const char *spec = conf_str(c, "ratelimit_socket");
 		if (!strncmp(spec, "inet:", 5))
@@ -272,45 +420,20 @@ int main(int argc, char **argv)
 	}
 	if (daemon_drop_privs(conf_str(c, "mail_owner"), &err) < 0)
 		fatal("mail_owner: %s", err);
+	if (workers > 1 && !cfg.backend_redis) {
+		/* fail now, not in every worker (each opens its own environment after fork) */
+		struct rl_store *probe = rl_store_embedded_new(cfg.state_file, cfg.state_max_bytes,
+							       cfg.sync_ms, &err);
+		if (!probe)
+			fatal("ratelimit_state_file: %s", err);
+		rl_store_free(&probe);
+	}
 	if (!spawn && !foreground)
 		daemon_detach();
 	if (!spawn && daemon_pidfile(conf_str(c, "ratelimit_pid_file"), &err) < 0)
 		fatal("ratelimit_pid_file: %s", err);
 
-	struct event_base *base = event_base_new();
-	if (!base)
-		fatal("event_base_new failed");
-	struct rl_store *store = open_store(base, &cfg, &err);
-	if (!store)
-		fatal("%s: %s", cfg.backend_redis ? "ratelimit_redis_server" : "ratelimit_state_file",
-		      err);
-	struct rl_server *srv = rl_server_new(base, &cfg, store);
-	struct policy_server *ps = rl_server_policy(srv);
-	if (!spawn && policy_server_listen(ps, lst.fd, &err) < 0)
-		fatal("ratelimit_socket: %s", err);
-	if (spawn)
-		policy_server_add_stdio(ps, 0, 1);
-
-	struct sigctx sx = { srv, &c };
-	struct event *ev_term = evsignal_new(base, SIGTERM, on_term, &sx);
-	struct event *ev_int = evsignal_new(base, SIGINT, on_term, &sx);
-	struct event *ev_hup = evsignal_new(base, SIGHUP, on_hup, &sx);
-	evsignal_add(ev_term, NULL);
-	evsignal_add(ev_int, NULL);
-	evsignal_add(ev_hup, NULL);
-	if (!spawn)
-		log_event(NULL, "ratelimit: listening on %s, backend=%s", conf_str(c, "ratelimit_socket"),
-			  conf_str(c, "ratelimit_backend"));
-	event_base_dispatch(base);
-
-	const struct policy_server_stats *st = policy_server_stats(ps);
-	log_event(NULL, "ratelimit: stopped: connections=%llu, requests=%llu, malformed=%llu",
-		  st->conns, st->requests, st->malformed);
-	event_free(ev_term);
-	event_free(ev_int);
-	event_free(ev_hup);
-	rl_server_free(&srv);
-	event_base_free(base);
+	int rc = workers > 1 ? supervise(&c, &cfg, lst.fd, workers) : serve(&c, &cfg, lst.fd);
 	if (!spawn) {
 		listen_close(&lst);
 		const char *pf = conf_str(c, "ratelimit_pid_file");
@@ -318,5 +441,5 @@ int main(int argc, char **argv)
 			unlink(pf);
 	}
 	conf_free(&c);
-	return 0;
+	return rc;
 }

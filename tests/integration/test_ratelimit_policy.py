@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from test_ratelimit_driver import RL, Client, RlDaemon, policy, policy_bytes, read_reply, write_conf
+from test_ratelimit_driver import RL, Client, RlDaemon, policy, policy_bytes, read_reply, wait_for, write_conf
 
 SASL_RULES = """# outbound: 3 messages per hour per SASL user
 id=OUT; sasl_username=~.; action=rate(sasl_username/3/3600/DEFER_IF_PERMIT 4.7.1 sending limit reached)
@@ -248,3 +248,39 @@ def test_check_mode_help_version(tmp_path):
     p = subprocess.run([RL, "-c", write_conf(tmp_path, "", name="s.conf", state="/nonexistent/x.lmdb"),
                         "-f"], capture_output=True, timeout=30)
     assert p.returncode == 1 and b"/nonexistent/x.lmdb" in p.stdout + p.stderr
+
+
+def test_workers_share_state(rld, tmp_path):
+    d = rld("id=G; action=rate(global/300/3600/DEFER busy)\n", "ratelimit_workers = 2\n")
+    results, errors = [], []
+
+    def client(n):
+        try:
+            c = Client(d.port)
+            for i in range(20):
+                results.append(c.ask(instance="w%d-%d" % (n, i)))
+            c.close()
+        except Exception as e:  # noqa: BLE001
+            errors.append(repr(e))
+    threads = [threading.Thread(target=client, args=(n,)) for n in range(20)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors[:3]
+    assert results.count("DUNNO") == 300 and len(results) == 400
+    pids = set(line.split("[")[1].split("]")[0] for line in d.log_text().splitlines()
+               if "result=" in line)
+    assert len(pids) == 2, pids  # both workers answered
+    # SIGHUP reaches the workers; SIGTERM stops them all
+    with open(d.rules, "w") as f:
+        f.write("id=B; sender==x@y.z; action=REJECT no\n")
+    d.reload()
+    wait_for(lambda: d.log_text().count("configuration reloaded") >= 2, what="both workers reloaded")
+    assert policy(d.port, {"sender": "x@y.z"}) == "REJECT no"
+    assert d.stop() == 0
+    assert d.log_text().count("ratelimit: stopped:") == 2
+    # memory-only state cannot be shared between workers
+    p = subprocess.run([RL, "-c", write_conf(tmp_path, "", "ratelimit_workers = 2\n", name="w.conf", state=""),
+                        "-f"], capture_output=True, timeout=30)
+    assert p.returncode == 1 and b"ratelimit_workers > 1 needs a ratelimit_state_file" in p.stdout + p.stderr
