@@ -171,10 +171,14 @@ static void text_report(FILE *f, json_t *doc)
 					      "held", "discarded", "bytes_received", "bytes_delivered",
 					      "senders", "sending_domains", "recipients",
 					      "recipient_domains", "connections" };
-	struct table tt = { .nc = 2, .head = { "count", "" }, .right = { 1, 0 } };
+	int w = 1;
+	for (size_t i = 0; i < sizeof order / sizeof order[0]; i++) {
+		int n = (int)strlen(num(json_object_get(t, order[i]), b1, sizeof b1));
+		if (n > w)
+			w = n;
+	}
 	for (size_t i = 0; i < sizeof order / sizeof order[0]; i++)
-		tb_row(&tt, num(json_object_get(t, order[i]), b1, sizeof b1), order[i]);
-	tb_print(f, &tt);
+		fprintf(f, "  %*s  %s\n", w, num(json_object_get(t, order[i]), b1, sizeof b1), order[i]);
 
 	static const char *const pc[] = { "date", "received", "delivered", "deferred", "bounced",
 					   "rejected" };
