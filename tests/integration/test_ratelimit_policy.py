@@ -269,9 +269,7 @@ def test_workers_share_state(rld, tmp_path):
         t.join()
     assert not errors, errors[:3]
     assert results.count("DUNNO") == 300 and len(results) == 400
-    pids = set(line.split("[")[1].split("]")[0] for line in d.log_text().splitlines()
-               if "result=" in line)
-    assert len(pids) == 2, pids  # both workers answered
+    # (which worker accepts which connection is the kernel's business: not asserted)
     # SIGHUP reaches the workers; SIGTERM stops them all
     with open(d.rules, "w") as f:
         f.write("id=B; sender==x@y.z; action=REJECT no\n")
