@@ -742,6 +742,14 @@ static void add_value(struct sbuf *b, const char *v)
 	}
 }
 
+/* envelope values: printable bytes only (UTF-8 kept), never a line break */
+static void add_clean(struct sbuf *b, const char *v)
+{
+	for (const unsigned char *p = (const unsigned char *)v; *p; p++)
+		if (*p >= 0x20 && *p != 0x7f)
+			sbuf_addc(b, (char)*p);
+}
+
 static int msgid_field(const char *name)
 {
 	static const char *const ids[] = { "message-id", "in-reply-to", "references",
@@ -801,42 +809,65 @@ static void header_unfolded(const char *v, char *out, size_t outlen, int *ascii_
 	*ascii_out = ascii;
 }
 
-/* DNS zone-file quoting of a TXT string (RFC 1035 5.1) */
-static void add_dqs(struct sbuf *b, const char *s)
+/*
+ * DNS zone-file quoting of a TXT string (RFC 1035 5.1). A long record is
+ * folded at its own spaces ("\n " unfolds back to " ") so that no line
+ * gets near the 998-byte limit.
+ */
+static void add_dqs(struct sbuf *b, const char *s, size_t col)
 {
 	sbuf_addc(b, '"');
+	col++;
 	for (; *s; s++) {
 		unsigned char c = (unsigned char)*s;
-		if (c == '"' || c == '\\')
+		if (c == ' ' && col > 72) {
+			sbuf_adds(b, "\n ");
+			col = 1;
+		} else if (c == '"' || c == '\\') {
 			sbuf_printf(b, "\\%c", c);
-		else if (c < 32 || c >= 127)
+			col += 2;
+		} else if (c < 32 || c >= 127) {
 			sbuf_printf(b, "\\%03u", c);
-		else
+			col += 4;
+		} else {
 			sbuf_addc(b, (char)c);
+			col++;
+		}
 	}
 	sbuf_addc(b, '"');
 }
 
 static void feedback_part(struct sbuf *f, const struct dmarc_failrep_input *in,
-			  const struct dmarc_failrep_opts *opts, unsigned fo_hit, const char *authserv)
+			  const struct dmarc_failrep_opts *opts, unsigned fo_hit, const char *authserv,
+			  const char *arrival)
 {
 	const struct dmarc_outcome *o = in->outcome;
-	char date[64];
 
 	sbuf_adds(f, "Feedback-Type: auth-failure\n");
 	sbuf_printf(f, "User-Agent: %s\n",
 		    opts->user_agent ? opts->user_agent : "sluice-dmarc/" SLUICE_VERSION);
 	sbuf_adds(f, "Version: 1\n");
-	if (in->qid && *in->qid)
-		sbuf_printf(f, "Original-Envelope-Id: %s\n", in->qid);
-	if (in->mail_from)
-		sbuf_printf(f, "Original-Mail-From: <%s>\n", in->mail_from);
-	for (size_t i = 0; i < in->nrcpts && i < DMARC_FAILREP_MAX_RCPT; i++)
-		sbuf_printf(f, "Original-Rcpt-To: <%s>\n", in->rcpts[i]);
-	rfc5322_date(in->arrival ? in->arrival : time(NULL), date, sizeof date);
-	sbuf_printf(f, "Arrival-Date: %s\n", date);
-	if (in->client_ip && *in->client_ip)
-		sbuf_printf(f, "Source-IP: %s\n", in->client_ip);
+	if (in->qid && *in->qid) {
+		sbuf_adds(f, "Original-Envelope-Id: ");
+		add_clean(f, in->qid);
+		sbuf_addc(f, '\n');
+	}
+	if (in->mail_from) {
+		sbuf_adds(f, "Original-Mail-From: <");
+		add_clean(f, in->mail_from);
+		sbuf_adds(f, ">\n");
+	}
+	for (size_t i = 0; i < in->nrcpts && i < DMARC_FAILREP_MAX_RCPT; i++) {
+		sbuf_adds(f, "Original-Rcpt-To: <");
+		add_clean(f, in->rcpts[i]);
+		sbuf_adds(f, ">\n");
+	}
+	sbuf_printf(f, "Arrival-Date: %s\n", arrival);
+	if (in->client_ip && *in->client_ip) {
+		sbuf_adds(f, "Source-IP: ");
+		add_clean(f, in->client_ip);
+		sbuf_addc(f, '\n');
+	}
 	if (o->from_domain)
 		sbuf_printf(f, "Reported-Domain: %s\n", o->from_domain);
 	sbuf_adds(f, "Authentication-Results:");
@@ -884,8 +915,9 @@ static void feedback_part(struct sbuf *f, const struct dmarc_failrep_input *in,
 		    !report_aligned(o, s->domain, o->spf_mode) ||
 		    dmarc_domain_normalize(s->domain, dom, sizeof dom) < 0)
 			continue;
+		size_t l0 = f->len;
 		sbuf_printf(f, "SPF-DNS: txt : %s : ", dom);
-		add_dqs(f, in->spf_record);
+		add_dqs(f, in->spf_record, f->len - l0);
 		sbuf_addc(f, '\n');
 		break;
 	}
@@ -941,6 +973,10 @@ char *dmarc_failrep_build(const struct dmarc_failrep_input *in,
 
 	rfc5322_date(now, date, sizeof date);
 	rfc5322_date(in->arrival ? in->arrival : now, arrival, sizeof arrival);
+	char ip[64] = "";
+	for (size_t i = 0, k = 0; in->client_ip && in->client_ip[i] && k + 1 < sizeof ip; i++)
+		if (strchr("0123456789abcdefABCDEF.:", in->client_ip[i]))
+			ip[k++] = in->client_ip[i];
 	if (RAND_bytes(rnd, sizeof rnd) != 1)
 		panic("dmarc_failrep: RAND_bytes failed");
 	char rhex[2 * sizeof rnd + 1];
@@ -959,13 +995,12 @@ char *dmarc_failrep_build(const struct dmarc_failrep_input *in,
 		    "DMARC result: %s (policy domain %s, p=%s, disposition %s)\n"
 		    "Aligned SPF pass: %s. Aligned DKIM pass: %s.\n\n"
 		    "The original header fields follow%s; the body is not included.\n",
-		    fromdom, in->client_ip && *in->client_ip ? " from IP " : "",
-		    in->client_ip && *in->client_ip ? in->client_ip : "", arrival,
+		    fromdom, ip[0] ? " from IP " : "", ip, arrival,
 		    dmarc_result_name(o->result), o->policy_domain ? o->policy_domain : "-",
 		    dmarc_policy_name(o->policy), dmarc_disposition_name(o->disposition),
 		    o->spf_aligned ? "yes" : "no", o->dkim_aligned ? "yes" : "no",
 		    redact ? " with the local-parts of addresses replaced by keyed hashes" : "");
-	feedback_part(&tmp, in, opts, fo_hit, host);
+	feedback_part(&tmp, in, opts, fo_hit, host, arrival);
 	if (redact)
 		redact_into(&fb, tmp.buf, tmp.len);
 	else
@@ -1034,6 +1069,37 @@ char *dmarc_failrep_build(const struct dmarc_failrep_input *in,
 	return sbuf_steal(&m);
 }
 
+/* ASCII case-insensitive substring */
+static const char *ci_strstr(const char *h, const char *n)
+{
+	size_t nl = strlen(n);
+	for (; *h; h++)
+		if (ascii_strncasecmp(h, n, nl) == 0)
+			return h;
+	return NULL;
+}
+
+int dmarc_failrep_is_auto(const struct dmarc_failrep_header *h, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (!h[i].name || !h[i].value)
+			continue;
+		if (ascii_strcasecmp(h[i].name, "Auto-Submitted") == 0) {
+			const char *v = h[i].value;
+			while (*v == ' ' || *v == '\t' || *v == '\r' || *v == '\n')
+				v++;
+			size_t k = strcspn(v, " \t\r\n;(");
+			if (!(k == 2 && ascii_strncasecmp(v, "no", 2) == 0))
+				return 1;
+		}
+		if (ascii_strcasecmp(h[i].name, "Content-Type") == 0 &&
+		    ci_strstr(h[i].value, "multipart/report") &&
+		    ci_strstr(h[i].value, "feedback-report"))
+			return 1;
+	}
+	return 0;
+}
+
 /* ---- 5. sending ---- */
 
 static int set_nonblock(int fd)
@@ -1076,6 +1142,10 @@ int dmarc_failrep_send_exec(void *arg, const char *from, const char *rcpt, const
 	posix_spawn_file_actions_adddup2(&fa, in[1], 0);
 	posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
 	posix_spawn_file_actions_adddup2(&fa, errp[1], 2);
+#if defined(__GLIBC__) && __GLIBC_PREREQ(2, 34)
+	/* libmilter's sockets are not all close-on-exec: the child gets none */
+	posix_spawn_file_actions_addclosefrom_np(&fa, 3);
+#endif
 	posix_spawnattr_t sa;
 	posix_spawnattr_init(&sa);
 	sigset_t none, all;
@@ -1242,6 +1312,10 @@ unsigned dmarc_failrep_run(const struct dmarc_failrep_input *in,
 	if (!hit)
 		return 0;
 	res->fo_hit = hit;
+	if (dmarc_failrep_is_auto(in->headers, in->nheaders)) {
+		res->suppressed = 1;
+		return 0;
+	}
 
 	struct dmarc_failrep_dest d[DMARC_FAILREP_MAX_DEST];
 	size_t n = dmarc_failrep_ruf_parse(o->record->ruf, d, DMARC_FAILREP_MAX_DEST, &res->nskipped);

@@ -281,6 +281,14 @@ void dmarc_failrep_redact_local(const char *local, size_t len, char out[17]);
  */
 void dmarc_failrep_set_key(const unsigned char *key, size_t len);
 
+/*
+ * dmarc_failrep_is_auto - 1 when no report may be made about this message,
+ * to avoid report loops: it has an Auto-Submitted field whose value is not
+ * "no" (RFC 3834 5), or it is itself an ARF report (Content-Type
+ * multipart/report with report-type=feedback-report, RFC 5965). Else 0.
+ */
+int dmarc_failrep_is_auto(const struct dmarc_failrep_header *h, size_t n);
+
 /* ---- 5. sending ---- */
 
 /*
@@ -324,6 +332,8 @@ const char *dmarc_failrep_status_name(enum dmarc_failrep_status s);
 
 struct dmarc_failrep_result {
 	unsigned fo_hit;		/* dmarc_failrep_due() */
+	int suppressed;			/* a report was due but dmarc_failrep_is_auto():
+					 * nothing was done (n == 0) */
 	size_t nskipped;		/* ruf URIs not used (other schemes, malformed, ...) */
 	size_t n;
 	struct {
@@ -338,8 +348,9 @@ void dmarc_failrep_result_clear(struct dmarc_failrep_result *r);
 /*
  * dmarc_failrep_run - everything for one outcome: due? -> ruf= -> verify ->
  * (SPF-DNS look-up if needed) -> per destination: build, size check, rate
- * limit, send. Returns the fo= options that held (0: nothing was done and
- * *res is empty). *res is always initialised; clear it with
+ * limit, send. Returns the fo= options that held and were acted on (0:
+ * nothing was done, res->n == 0; res->suppressed = 1 when only the loop
+ * guard dmarc_failrep_is_auto stopped it). *res is always initialised; clear it with
  * dmarc_failrep_result_clear. rate may be NULL (no limit: tests only).
  * Nothing here is fatal; the caller logs each res->dest[i].
  */

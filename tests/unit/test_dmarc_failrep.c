@@ -751,6 +751,31 @@ static void test_report_plain(void **state)
 	free(out);
 	free(msg);
 
+	/* a long SPF record is folded at its spaces and unfolds to the same text */
+	x.o.spf_aligned = 0;
+	spf[0].result = DMARC_AUTH_FAIL;
+	struct sbuf longrec;
+	sbuf_init(&longrec);
+	sbuf_adds(&longrec, "v=spf1");
+	for (int i = 0; i < 60; i++)
+		sbuf_printf(&longrec, " ip4:198.51.%d.0/24", i);
+	sbuf_adds(&longrec, " -all");
+	in.spf_record = longrec.buf;
+	msg = dmarc_failrep_build(&in, &o, "failures@example.com", DMARC_FAILREP_FO_1, &len);
+	for (const char *l = msg; *l;) {
+		const char *e = strchr(l, '\n');
+		assert_non_null(e);
+		assert_true(e - l < 100);
+		l = e + 1;
+	}
+	out = python_parse(msg, len);
+	char *want_spf = xasprintf("F:SPF-DNS=txt : example.com : \"%s\"", longrec.buf);
+	expect_line(out, want_spf);
+	free(want_spf);
+	sbuf_free(&longrec);
+	free(out);
+	free(msg);
+
 	/* a null reverse-path, 8-bit header, the header cap */
 	static const struct dmarc_failrep_header h8[] = {
 		{ "Subject", " caf\xc3\xa9" },
@@ -773,6 +798,32 @@ static void test_report_plain(void **state)
 	free(out);
 	free(msg);
 	dmarc_record_free(&x.rec);
+}
+
+static void test_is_auto(void **state)
+{
+	(void)state;
+	static const struct {
+		const char *name, *value;
+		int want;
+	} c[] = {
+		{ "Auto-Submitted", " no", 0 },
+		{ "auto-submitted", " No (comment)", 0 },
+		{ "Auto-Submitted", " auto-generated", 1 },
+		{ "Auto-Submitted", " auto-replied", 1 },
+		{ "Auto-Submitted", " nope", 1 },
+		{ "Content-Type", " multipart/report; report-type=feedback-report;\n\tboundary=x", 1 },
+		{ "Content-Type", " Multipart/Report; report-type=\"Feedback-Report\"", 1 },
+		{ "Content-Type", " multipart/report; report-type=delivery-status", 0 },
+		{ "Content-Type", " text/plain", 0 },
+		{ "Subject", " Auto-Submitted: yes", 0 },
+	};
+	for (size_t i = 0; i < sizeof c / sizeof c[0]; i++) {
+		struct dmarc_failrep_header h[2] = { { "From", " a@b.example" }, { c[i].name, c[i].value } };
+		if (dmarc_failrep_is_auto(h, 2) != c[i].want)
+			fail_msg("%s:%s: want %d", c[i].name, c[i].value, c[i].want);
+	}
+	assert_int_equal(dmarc_failrep_is_auto(NULL, 0), 0);
 }
 
 static void test_redact_forms(void **state)
@@ -883,6 +934,23 @@ static void test_run(void **state)
 	assert_string_equal(res.dest[0].err, "exit 75: cannot connect");
 	dmarc_failrep_result_clear(&res);
 	assert_int_equal(res.n, 0);
+
+	/* the message is itself automatic: suppressed, nothing asked */
+	static const struct dmarc_failrep_header auto_h[] = {
+		{ "From", " a@example.com" }, { "Auto-Submitted", " auto-replied (vacation)" },
+	};
+	in.headers = auto_h;
+	in.nheaders = 2;
+	use_zone(zone_run);
+	assert_int_equal(dmarc_failrep_run(&in, &report_opts, rate, DMARC_MODE_DMARCBIS, NULL,
+					   fake_lookup, NULL, fake_send, &s, &res), 0);
+	assert_int_equal(res.suppressed, 1);
+	assert_int_equal(res.fo_hit, DMARC_FAILREP_FO_1);
+	assert_int_equal(res.n, 0);
+	assert_int_equal(nqueries, 0);
+	dmarc_failrep_result_clear(&res);
+	in.headers = orig_headers;
+	in.nheaders = sizeof orig_headers / sizeof orig_headers[0];
 
 	/* DMARC passed with both aligned, fo=1: nothing is due, nothing asked */
 	x.o.spf_aligned = x.o.dkim_aligned = 1;
@@ -1014,6 +1082,7 @@ int main(void)
 		cmocka_unit_test(test_rate_threads),
 		cmocka_unit_test(test_report_redacted),
 		cmocka_unit_test(test_report_plain),
+		cmocka_unit_test(test_is_auto),
 		cmocka_unit_test(test_redact_forms),
 		cmocka_unit_test(test_run),
 		cmocka_unit_test(test_send_exec),
