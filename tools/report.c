@@ -89,7 +89,7 @@ static void tb_print(FILE *f, struct table *t)
 	t->nr = 0;
 }
 
-static const char *num(json_t *v, char *buf, size_t n)
+static const char *cell_text(json_t *v, char *buf, size_t n)
 {
 	if (json_is_integer(v))
 		snprintf(buf, n, "%lld", (long long)json_integer_value(v));
@@ -131,7 +131,7 @@ static void array_table(FILE *f, const char *title, json_t *a, const char *const
 		const char *v[TB_MAXC];
 		for (int c = 0; c < nc; c++) {
 			json_t *m = json_object_get(o, cols[c]);
-			v[c] = json_is_string(m) ? json_string_value(m) : num(m, b[c], sizeof b[c]);
+			v[c] = json_is_string(m) ? json_string_value(m) : cell_text(m, b[c], sizeof b[c]);
 		}
 		tb_row(&t, v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7]);
 	}
@@ -148,7 +148,7 @@ static void counts_table(FILE *f, const char *head, json_t *o)
 	json_t *v;
 	json_object_foreach(o, k, v) {
 		char b[64];
-		tb_row(&t, k, num(v, b, sizeof b));
+		tb_row(&t, k, cell_text(v, b, sizeof b));
 	}
 	tb_print(f, &t);
 	fputc('\n', f);
@@ -159,10 +159,10 @@ static void text_report(FILE *f, json_t *doc)
 	char b1[64], b2[64];
 	json_t *in = json_object_get(doc, "input");
 	fprintf(f, "sluice report: %s .. %s  (%s lines read, %s unreadable)\n",
-		num(json_object_get(doc, "first_event"), b1, sizeof b1),
-		num(json_object_get(doc, "last_event"), b2, sizeof b2),
-		num(json_object_get(in, "lines"), (char[64]){ 0 }, 64),
-		num(json_object_get(in, "unreadable"), (char[64]){ 0 }, 64));
+		cell_text(json_object_get(doc, "first_event"), b1, sizeof b1),
+		cell_text(json_object_get(doc, "last_event"), b2, sizeof b2),
+		cell_text(json_object_get(in, "lines"), (char[64]){ 0 }, 64),
+		cell_text(json_object_get(in, "unreadable"), (char[64]){ 0 }, 64));
 
 	section(f, "Grand totals");
 	json_t *t = json_object_get(doc, "totals");
@@ -173,12 +173,12 @@ static void text_report(FILE *f, json_t *doc)
 					      "recipient_domains", "connections" };
 	int w = 1;
 	for (size_t i = 0; i < sizeof order / sizeof order[0]; i++) {
-		int n = (int)strlen(num(json_object_get(t, order[i]), b1, sizeof b1));
+		int n = (int)strlen(cell_text(json_object_get(t, order[i]), b1, sizeof b1));
 		if (n > w)
 			w = n;
 	}
 	for (size_t i = 0; i < sizeof order / sizeof order[0]; i++)
-		fprintf(f, "  %*s  %s\n", w, num(json_object_get(t, order[i]), b1, sizeof b1), order[i]);
+		fprintf(f, "  %*s  %s\n", w, cell_text(json_object_get(t, order[i]), b1, sizeof b1), order[i]);
 
 	static const char *const pc[] = { "date", "received", "delivered", "deferred", "bounced",
 					   "rejected" };
@@ -207,7 +207,7 @@ static void text_report(FILE *f, json_t *doc)
 		json_t *a = json_object_get(rej, "by_reason");
 		struct table rt = { .nc = 2, .head = { "count", "reason" }, .right = { 1, 0 } };
 		json_array_foreach(a, i, o)
-			tb_row(&rt, num(json_object_get(o, rc[0]), b1, sizeof b1),
+			tb_row(&rt, cell_text(json_object_get(o, rc[0]), b1, sizeof b1),
 			       json_string_value(json_object_get(o, rc[1])));
 		tb_print(f, &rt);
 	}
@@ -225,7 +225,7 @@ static void text_report(FILE *f, json_t *doc)
 				const char *key;
 				json_t *v;
 				json_object_foreach(json_object_get(fo, kinds[k]), key, v)
-					tb_row(&ft, name, kinds[k], key, num(v, b1, sizeof b1));
+					tb_row(&ft, name, kinds[k], key, cell_text(v, b1, sizeof b1));
 			}
 		}
 		tb_print(f, &ft);
@@ -238,10 +238,10 @@ static void text_report(FILE *f, json_t *doc)
 				const char *d = json_string_value(json_object_get(o, "domain")), *key;
 				json_t *v;
 				json_object_foreach(json_object_get(o, "results"), key, v)
-					tb_row(&dt, d, key, num(v, b1, sizeof b1));
+					tb_row(&dt, d, key, cell_text(v, b1, sizeof b1));
 				json_object_foreach(json_object_get(o, "dispositions"), key, v) {
 					snprintf(b2, sizeof b2, "disposition=%s", key);
-					tb_row(&dt, d, b2, num(v, b1, sizeof b1));
+					tb_row(&dt, d, b2, cell_text(v, b1, sizeof b1));
 				}
 			}
 			tb_print(f, &dt);
@@ -270,7 +270,7 @@ static void text_report(FILE *f, json_t *doc)
 		json_t *mo, *v;
 		json_object_foreach(ma, name, mo)
 			json_object_foreach(mo, key, v)
-				tb_row(&mt, name, key, num(v, b1, sizeof b1));
+				tb_row(&mt, name, key, cell_text(v, b1, sizeof b1));
 		tb_print(f, &mt);
 	}
 

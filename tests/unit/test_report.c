@@ -7,8 +7,10 @@
  *
  * XXX: the Makefile links unit tests with libsluice.a/libmta.a only, not
  * tools/; until it links tools/report*.o into test_report, the modules are
- * compiled in here.
+ * compiled in here (tools/report.c too: report_main, no main()).
  */
+#include "tools/report.c"
+#include "tools/report_html.c"
 #include "tools/report_input.c"
 #include "tools/report_parse.c"
 #include "tools/report_stats.c"
@@ -618,6 +620,72 @@ static void test_reason_codes(void **state)
 	assert_string_equal(rs_reason_code("RCPT", "5.7.1", "<a@b>: Recipient address rejected: Message rejected due to: 192.0.2.1 is not one of example.net's designated mail servers."), "spf");
 }
 
+/* ---- report_main: the three formats from one file, bad arguments ---- */
+
+static char *slurp(const char *path)
+{
+	FILE *f = fopen(path, "r");
+	assert_non_null(f);
+	static char buf[1 << 20];
+	size_t n = fread(buf, 1, sizeof buf - 1, f);
+	buf[n] = 0;
+	fclose(f);
+	return buf;
+}
+
+static int run_main(const char *const *args)
+{
+	char *argv[16];
+	int argc = 0;
+	for (; args[argc]; argc++)
+		argv[argc] = (char *)args[argc];
+	argv[argc] = NULL;
+	return report_main(argc, argv);
+}
+
+static void test_report_main(void **state)
+{
+	(void)state;
+	setenv("TZ", "UTC", 1);
+	tzset();
+	char *log = tmpfile_path("flow.log"), *out = tmpfile_path("out");
+	FILE *f = fopen(log, "w");
+	for (size_t i = 0; i < sizeof flow / sizeof flow[0]; i++)
+		fprintf(f, "%s\n", flow[i]);
+	fclose(f);
+	const char *json_args[] = { "report", "--format", "json", "--top", "5", "-o", out, log, NULL };
+	assert_int_equal(run_main(json_args), 0);
+	json_error_t e;
+	json_t *d = json_loads(slurp(out), 0, &e);
+	assert_non_null(d);
+	assert_int_equal(jint(d, "totals.received"), 2);
+	assert_int_equal(jint(d, "totals.rejected"), 3);
+	json_decref(d);
+	const char *text_args[] = { "report", "-o", out, log, NULL };
+	assert_int_equal(run_main(text_args), 0);
+	const char *t = slurp(out);
+	assert_non_null(strstr(t, " 2  received\n"));
+	assert_non_null(strstr(t, " 3  rejected\n"));
+	assert_non_null(strstr(t, "Relay access denied"));
+	const char *html_args[] = { "report", "--format=html", "--since", "2026-12-01", "-o", out, log, NULL };
+	assert_int_equal(run_main(html_args), 0);
+	t = slurp(out);
+	assert_non_null(strstr(t, "<svg"));
+	assert_null(strstr(t, "<script"));
+	const char *bad_format[] = { "report", "--format", "xml", log, NULL };
+	assert_int_equal(run_main(bad_format), 2);
+	const char *bad_time[] = { "report", "--since", "yesterday", log, NULL };
+	assert_int_equal(run_main(bad_time), 2);
+	const char *no_file[] = { "report", NULL };
+	assert_int_equal(run_main(no_file), 2);
+	const char *missing[] = { "report", "-o", out, "/nonexistent/maillog", NULL };
+	assert_int_equal(run_main(missing), 1);
+	unlink(log);
+	unlink(out);
+	free(log);
+	free(out);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -630,6 +698,7 @@ int main(void)
 		cmocka_unit_test(test_since_until),
 		cmocka_unit_test(test_memory_bound),
 		cmocka_unit_test(test_reason_codes),
+		cmocka_unit_test(test_report_main),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
