@@ -264,6 +264,17 @@ size_t dmarc_failrep_ruf_parse(const char *ruf, struct dmarc_failrep_dest *out, 
 	return n;
 }
 
+int dmarc_failrep_addr_ok(const char *addr)
+{
+	struct dmarc_failrep_dest d;
+	size_t n = strlen(addr);
+	if (n == 0 || n > DMARC_FAILREP_ADDR_MAX || strpbrk(addr, "%?!,"))
+		return -1;
+	char uri[DMARC_FAILREP_ADDR_MAX + 8];
+	snprintf(uri, sizeof uri, "mailto:%s", addr);
+	return parse_uri(uri, strlen(uri), &d) == 0 ? 0 : -1;
+}
+
 /* ---- external destination verification ---- */
 
 enum { ORG_OK = 0, ORG_TEMP = -1 };

@@ -123,6 +123,15 @@ size_t dmarc_failrep_ruf_parse(const char *ruf, struct dmarc_failrep_dest *out, 
 			       size_t *skipped_out);
 
 /*
+ * dmarc_failrep_addr_ok - 0 when addr is usable as the reporting address
+ * (dmarc_failure_report_from; it becomes sluice-sendmail's -f and the From:
+ * of reports): a dot-atom local-part, '@', a domain name with a dot, at most
+ * DMARC_FAILREP_ADDR_MAX bytes, the same rules as a ruf= mailto: address.
+ * Else -1. For start-up validation.
+ */
+int dmarc_failrep_addr_ok(const char *addr);
+
+/*
  * The caller's DNS: one blocking look-up, returning a new answer (never
  * NULL; freed here with dns_answer_free). Same shape as dmarc_dns_fake_fn.
  * TXT answers carry each RR's strings joined (struct dns_rr.u.txt).

@@ -295,6 +295,16 @@ static void test_ruf_parse(void **state)
 	assert_int_equal(n, DMARC_FAILREP_MAX_DEST);
 	assert_int_equal(skipped, 2);
 	assert_int_equal(dmarc_failrep_ruf_parse(NULL, d, DMARC_FAILREP_MAX_DEST, NULL), 0);
+	/* the reporting address is checked with the same rules */
+	assert_int_equal(dmarc_failrep_addr_ok("postmaster@mx.example.net"), 0);
+	assert_int_equal(dmarc_failrep_addr_ok("dmarc-reports+x@example.com"), 0);
+	static const char *const bad_from[] = { "", "postmaster", "postmaster@localhost", "a b@x.example",
+						"a@x.example\n", "-f@x.example!1k", "a%40b@x.example",
+						"<a@x.example>", "a@x.example,b@y.example" };
+	for (size_t i = 0; i < sizeof bad_from / sizeof bad_from[0]; i++)
+		if (dmarc_failrep_addr_ok(bad_from[i]) != -1)
+			fail_msg("reporting address \"%s\" accepted", bad_from[i]);
+
 	/* a huge size saturates rather than wrapping */
 	n = dmarc_failrep_ruf_parse("mailto:a@x.example!99999999999999999999999t", d, 1, NULL);
 	assert_int_equal(n, 1);
