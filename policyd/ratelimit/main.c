@@ -11,6 +11,8 @@
  * With ratelimit_workers > 1 the daemon forks that many workers sharing the
  * listening socket and the state (supervise()).
  */
+#include <errno.h>
+#include <limits.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <stdio.h>
@@ -72,7 +74,8 @@ static struct conf *load(struct rl_cfg *cfg, char **err_out)
 			return NULL;
 		}
 	}
-	if (rl_cfg_load(c, cfg, err_out) < 0) {
+	/* Relative paths (rules, state file, allow lists, log) are relative to the base directory. */
+	if (conf_enter_base_dir(c, err_out) < 0 || rl_cfg_load(c, cfg, err_out) < 0) {
 		conf_free(&c);
 		return NULL;
 	}
@@ -376,6 +379,13 @@ int main(int argc, char **argv)
 	}
 	if (!config_file)
 		usage(stderr, 2);
+	/* load() enters the base directory: reloads need the file's absolute name */
+	char *abs_conf = realpath(config_file, NULL);
+	if (!abs_conf) {
+		fprintf(stderr, PROG ": %s: %s\n", config_file, strerror(errno));
+		return 1;
+	}
+	config_file = abs_conf;
 
 	struct rl_cfg cfg;
 	char *err = NULL;
@@ -384,6 +394,7 @@ int main(int argc, char **argv)
 	if (!c) {
 		fprintf(stderr, PROG ": %s\n", err);
 		free(err);
+		free(abs_conf);
 		return 1;
 	}
 	size_t nw;
@@ -394,11 +405,13 @@ int main(int argc, char **argv)
 		int rc = admin(&cfg, argv + optind, argc - optind);
 		rl_cfg_free(&cfg);
 		conf_free(&c);
+		free(abs_conf);
 		return rc;
 	}
 	if (check_only) {
 		rl_cfg_free(&cfg);
 		conf_free(&c);
+		free(abs_conf);
 		return 0;
 	}
 	signal(SIGPIPE, SIG_IGN);
@@ -441,5 +454,6 @@ int main(int argc, char **argv)
 			unlink(pf);
 	}
 	conf_free(&c);
+	free(abs_conf);
 	return rc;
 }

@@ -3,6 +3,7 @@ LMDB backend): limits per SASL user with the rule's text, recipients vs
 messages, SIGHUP and restart keep counters, spawn mode, malformed input,
 many clients, -n, show/reset, dry run, greylisting with a short delay."""
 import os
+import signal
 import socket
 import subprocess
 import threading
@@ -10,7 +11,8 @@ import time
 
 import pytest
 
-from test_ratelimit_driver import RL, Client, RlDaemon, policy, policy_bytes, read_reply, wait_for, write_conf
+from test_ratelimit_driver import (RL, Client, RlDaemon, free_port, policy, policy_bytes, read_reply,
+                                   wait_for, write_conf)
 
 SASL_RULES = """# outbound: 3 messages per hour per SASL user
 id=OUT; sasl_username=~.; action=rate(sasl_username/3/3600/DEFER_IF_PERMIT 4.7.1 sending limit reached)
@@ -282,3 +284,29 @@ def test_workers_share_state(rld, tmp_path):
     p = subprocess.run([RL, "-c", write_conf(tmp_path, "", "ratelimit_workers = 2\n", name="w.conf", state=""),
                         "-f"], capture_output=True, timeout=30)
     assert p.returncode == 1 and b"ratelimit_workers > 1 needs a ratelimit_state_file" in p.stdout + p.stderr
+
+
+def test_relative_paths_from_the_config_directory(tmp_path):
+    """Relative ratelimit_rules / state / log paths are relative to the config file's
+    directory, whatever directory the daemon starts in (-c relative too); reload works."""
+    cdir = tmp_path / "etc"
+    cdir.mkdir()
+    (cdir / "rules.cf").write_text("id=L; action=rate(sender/1/3600/DEFER x)\n")
+    port = free_port()
+    (cdir / "rl.conf").write_text("mail_owner = root\nmaillog_file = rl.log\nratelimit_rules = rules.cf\n"
+                                  "ratelimit_state_file = state.lmdb\n"
+                                  "ratelimit_socket = inet:127.0.0.1:%d\n" % port)
+    proc = subprocess.Popen([RL, "-c", "etc/rl.conf", "-f"], cwd=str(tmp_path))
+    try:
+        wait_for(lambda: (cdir / "rl.log").exists() and "listening" in (cdir / "rl.log").read_text(),
+                 what="listening")
+        assert policy(port, {"sender": "a@b.c"}) == "DUNNO"
+        assert policy(port, {"sender": "a@b.c"}).startswith("DEFER x")
+        assert (cdir / "state.lmdb").exists()
+        (cdir / "rules.cf").write_text("id=B; sender==a@b.c; action=REJECT changed\n")
+        proc.send_signal(signal.SIGHUP)
+        wait_for(lambda: "configuration reloaded" in (cdir / "rl.log").read_text(), what="reload")
+        assert policy(port, {"sender": "a@b.c"}) == "REJECT changed"
+    finally:
+        proc.terminate()
+        assert proc.wait(timeout=20) == 0
