@@ -40,6 +40,11 @@ const struct conf_param spam_params[] = {
 	PI("spam_max_parts", "200", 1, 100000),
 	PI("spam_max_depth", "20", 1, 1000),
 	PI("spam_max_urls", "1000", 0, 1000000),
+	/* GeoIP/ASN (libmaxminddb files) and scores: "GB:1.0, XX:2.5", "64496:3.0" */
+	P("spam_geoip_country_db", CONF_STR, ""),
+	P("spam_geoip_asn_db", CONF_STR, ""),
+	P("spam_country_scores", CONF_LIST, ""),
+	P("spam_asn_scores", CONF_LIST, ""),
 	/* what to do when the milter itself fails on a message */
 	PE("spam_on_error", "accept", "accept|tempfail"),
 	{ NULL, 0, NULL, 0, 0, NULL, 0 },

@@ -415,9 +415,9 @@ static int check_main(int argc, char **argv)
 			printf("%s: score=%.2f required=%.2f action=%s\n", argv[i], out.score,
 			       out.required, spam_action_name(out.action));
 			for (size_t k = 0; k < out.result.nhits; k++) {
-				const struct spam_rule *r = out.result.hits[k].rule;
-				printf("  %7.2f %-28s %s\n", out.result.hits[k].score, r->name,
-				       r->describe ? r->describe : "");
+				const struct spam_hit *h = &out.result.hits[k];
+				printf("  %7.2f %-28s %s\n", h->score, h->name,
+				       h->describe ? h->describe : "");
 			}
 		}
 		spam_outcome_clear(&out);

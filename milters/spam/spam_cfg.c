@@ -2,6 +2,7 @@
  * spam_cfg: configuration generations for sluice-spam. See spam_cfg.h.
  */
 #include "milters/spam/spam_cfg.h"
+#include "milters/spam/spam_geo.h"
 #include "milters/spam/spam_net.h"
 #include "milters/spam/spam_rules.h"
 #include "conf/conf.h"
@@ -122,6 +123,16 @@ struct spam_cfg *spam_cfg_new(const struct conf *c, char **err_out)
 	if (open_table(c, "spam_allow_from", &cfg->allow_from, err_out) < 0 ||
 	    open_table(c, "spam_block_from", &cfg->block_from, err_out) < 0)
 		goto fail;
+	size_t ncs, nas;
+	const char *const *cs = conf_list(c, "spam_country_scores", &ncs);
+	const char *const *as = conf_list(c, "spam_asn_scores", &nas);
+	cfg->geo = spam_geo_new(conf_str(c, "spam_geoip_country_db"), conf_str(c, "spam_geoip_asn_db"),
+				cs, ncs, as, nas, &err);
+	if (cfg->geo == NULL) {
+		*err_out = xasprintf("%s: GeoIP: %s", conf_path(c), err);
+		free(err);
+		goto fail;
+	}
 	spam_mime_limits_default(&cfg->limits);
 	cfg->limits.max_scan_bytes = (size_t)conf_size(c, "spam_max_scan_size");
 	cfg->limits.max_parts = (size_t)conf_int(c, "spam_max_parts");
@@ -165,6 +176,7 @@ void spam_cfg_unref(struct spam_cfg **cp)
 	spam_net_free(&cfg->mynetworks);
 	table_free(&cfg->allow_from);
 	table_free(&cfg->block_from);
+	spam_geo_free(&cfg->geo);
 	pthread_mutex_destroy(&cfg->table_lock);
 	free(cfg);
 }

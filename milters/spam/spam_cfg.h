@@ -17,6 +17,7 @@
 
 struct conf;
 struct spam_rules;
+struct spam_geo;
 struct spam_net;
 struct table;
 
@@ -38,6 +39,7 @@ struct spam_cfg {
 	int scan_outbound;
 	int on_error_tempfail;
 	struct table *allow_from, *block_from;	/* NULL when unset */
+	struct spam_geo *geo;			/* GeoIP/ASN (never NULL; may have no databases) */
 	pthread_mutex_t table_lock;		/* table lookups return borrowed values */
 	int refs;				/* atomic */
 };

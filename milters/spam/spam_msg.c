@@ -3,6 +3,7 @@
  */
 #include "milters/spam/spam_msg.h"
 #include "milters/spam/spam_cfg.h"
+#include "milters/spam/spam_geo.h"
 #include "milters/spam/spam_net.h"
 #include "lib/util.h"
 #include "lib/version.h"
@@ -150,7 +151,7 @@ static void make_headers(struct spam_cfg *cfg, struct spam_outcome *o)
 	sbuf_adds(&b, " tests=");
 	size_t start = b.len;
 	for (size_t i = 0; i < o->result.nhits; i++) {
-		const char *n = o->result.hits[i].rule->name;
+		const char *n = o->result.hits[i].name;
 		if (b.len - start + strlen(n) > STATUS_MAX_TESTS_BYTES) {
 			sbuf_adds(&b, ",...");
 			break;
@@ -176,7 +177,7 @@ static void make_headers(struct spam_cfg *cfg, struct spam_outcome *o)
 	for (size_t i = 0; i < o->result.nhits; i++) {
 		if (i)
 			sbuf_adds(&b, ", ");
-		sbuf_printf(&b, "%s(%.2f)", o->result.hits[i].rule->name, o->result.hits[i].score);
+		sbuf_printf(&b, "%s(%.2f)", o->result.hits[i].name, o->result.hits[i].score);
 	}
 	o->symbols = sbuf_steal(&b);
 	(void)cfg;
@@ -196,7 +197,7 @@ static void make_log(const char *qid, struct spam_outcome *o, const char *extra,
 		sbuf_printf(&b, " %s", extra);
 	sbuf_printf(&b, " size=%zu symbols=", size);
 	for (size_t i = 0; i < o->result.nhits; i++)
-		sbuf_printf(&b, "%s%s(%.2f)", i ? "," : "", o->result.hits[i].rule->name,
+		sbuf_printf(&b, "%s%s(%.2f)", i ? "," : "", o->result.hits[i].name,
 			    o->result.hits[i].score);
 	if (o->result.nhits == 0)
 		sbuf_adds(&b, "none");
@@ -265,6 +266,7 @@ static void decide(struct spam_cfg *cfg, const char *raw, size_t len, size_t siz
 		.trusted = cfg->trusted,
 	};
 	spam_scan(cfg->rules, mime, &senv, &o->result);
+	spam_geo_symbols(cfg->geo, spam_scan_first_untrusted(mime, &senv), &o->result);
 	o->scanned = 1;
 	o->score = o->result.score;
 	o->action = spam_action_for(cfg, o->score);
@@ -366,7 +368,7 @@ char *spam_outcome_json(const char *file, const struct spam_outcome *o)
 	json_object_set_new(j, "action", json_string(spam_action_name(o->action)));
 	json_t *syms = json_object();
 	for (size_t i = 0; i < o->result.nhits; i++)
-		json_object_set_new(syms, o->result.hits[i].rule->name,
+		json_object_set_new(syms, o->result.hits[i].name,
 				    json_real(round2(o->result.hits[i].score)));
 	json_object_set_new(j, "symbols", syms);
 	char *s = json_dumps(j, JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(10));

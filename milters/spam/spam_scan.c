@@ -157,6 +157,23 @@ static char *relays(const struct spam_mime *m, const struct spam_env *env, int w
 	return sbuf_steal(&b);
 }
 
+const char *spam_scan_first_untrusted(const struct spam_mime *m, const struct spam_env *env)
+{
+	size_t first = 0;
+	if (env && env->client_ip && *env->client_ip) {
+		if (!spam_net_match(env->trusted, env->client_ip))
+			return env->client_ip;
+		if (m->nrelays && m->relays[0].ip && !strcmp(m->relays[0].ip, env->client_ip))
+			first = 1;
+	}
+	for (size_t i = first; i < m->nrelays; i++) {
+		const char *ip = m->relays[i].ip;
+		if (ip && !spam_net_match(env ? env->trusted : NULL, ip))
+			return ip;
+	}
+	return NULL;
+}
+
 static char *mime_facts(const struct spam_mime *m)
 {
 	return xasprintf("parts=%zu text=%u html=%u attachments=%u images=%u forms=%u scripts=%u "
@@ -373,7 +390,28 @@ static void run_kind(const struct spam_rules *rs, enum spam_rule_kind kind, cons
 
 static int hit_cmp(const void *a, const void *b)
 {
-	return strcmp(((const struct spam_hit *)a)->rule->name, ((const struct spam_hit *)b)->rule->name);
+	return strcmp(((const struct spam_hit *)a)->name, ((const struct spam_hit *)b)->name);
+}
+
+static void push_hit(struct spam_result *r, const char *name, const char *describe, double score)
+{
+	if (r->nhits == r->cap) {
+		r->cap = r->cap ? r->cap * 2 : 16;
+		r->hits = xrealloc(r->hits, r->cap * sizeof(*r->hits));
+	}
+	r->hits[r->nhits++] = (struct spam_hit){ name, describe, score };
+	r->score += score;
+}
+
+void spam_result_add(struct spam_result *r, const char *name, double score, const char *describe)
+{
+	r->owned = xrealloc(r->owned, (r->nowned + 2) * sizeof(*r->owned));
+	char *n = xstrdup(name);
+	char *d = describe ? xstrdup(describe) : NULL;
+	r->owned[r->nowned++] = n;
+	r->owned[r->nowned++] = d;
+	push_hit(r, n, d, score);
+	qsort(r->hits, r->nhits, sizeof(*r->hits), hit_cmp);
 }
 
 void spam_scan(const struct spam_rules *rs, const struct spam_mime *m, const struct spam_env *env,
@@ -434,17 +472,11 @@ void spam_scan(const struct spam_rules *rs, const struct spam_mime *m, const str
 		values[order[k]] = spam_meta_eval(r->meta, values);
 	}
 
-	size_t cap = 0;
 	for (size_t i = 0; i < nrules; i++) {
 		const struct spam_rule *r = spam_rules_get(rs, i);
 		if (!r->active || !r->reported || values[i] == 0)
 			continue;
-		if (out->nhits == cap) {
-			cap = cap ? cap * 2 : 16;
-			out->hits = xrealloc(out->hits, cap * sizeof(*out->hits));
-		}
-		out->hits[out->nhits++] = (struct spam_hit){ r, r->score };
-		out->score += r->score;
+		push_hit(out, r->name, r->describe, r->score);
 	}
 	if (out->nhits > 1)
 		qsort(out->hits, out->nhits, sizeof(*out->hits), hit_cmp);
@@ -455,6 +487,9 @@ void spam_scan(const struct spam_rules *rs, const struct spam_mime *m, const str
 
 void spam_result_clear(struct spam_result *r)
 {
+	for (size_t i = 0; i < r->nowned; i++)
+		free(r->owned[i]);
+	free(r->owned);
 	free(r->hits);
 	memset(r, 0, sizeof(*r));
 }

@@ -36,15 +36,24 @@ struct spam_env {
 };
 
 struct spam_hit {
-	const struct spam_rule *rule;	/* borrowed from the rule set */
+	const char *name;	/* the rule's (borrowed from the rule set) or the result's own */
+	const char *describe;	/* NULL if none */
 	double score;
 };
 
 struct spam_result {
 	double score;
-	struct spam_hit *hits;	/* reported rules that hit, in name order */
-	size_t nhits;
+	struct spam_hit *hits;	/* reported rules and other symbols that hit, in name order */
+	size_t nhits, cap;
+	char **owned;		/* names of symbols that are not rules (GEO_CC_GB, ...) */
+	size_t nowned;
 };
+
+/*
+ * spam_result_add - a symbol that is not a rule (GeoIP, DNS lists, ...):
+ * name and describe are copied; score is added to the total; order kept.
+ */
+void spam_result_add(struct spam_result *r, const char *name, double score, const char *describe);
 
 /*
  * spam_scan - evaluate every active rule of rs on m. *out is filled (free
@@ -53,6 +62,13 @@ struct spam_result {
 void spam_scan(const struct spam_rules *rs, const struct spam_mime *m, const struct spam_env *env,
 	       struct spam_result *out);
 void spam_result_clear(struct spam_result *r);
+
+/*
+ * spam_scan_first_untrusted - the address whose reputation counts: the
+ * client unless it is in env->trusted, else the first Received hop (top
+ * down) outside env->trusted. NULL if none. Borrowed from env or m.
+ */
+const char *spam_scan_first_untrusted(const struct spam_mime *m, const struct spam_env *env);
 
 /*
  * spam_scan_header_value - the text a header rule on field (with

@@ -328,7 +328,7 @@ static void test_default_rules(void **state)
 		for (int k = 0; k < 4 && cases[i].rules[k]; k++) {
 			int found = 0;
 			for (size_t h = 0; h < o.result.nhits; h++)
-				if (!strcmp(o.result.hits[h].rule->name, cases[i].rules[k]))
+				if (!strcmp(o.result.hits[h].name, cases[i].rules[k]))
 					found = 1;
 			if (!found)
 				fail_msg("%s: %s did not hit (%s)", cases[i].name, cases[i].rules[k], o.log);
@@ -370,6 +370,53 @@ static void test_truncation(void **state)
 	spam_cfg_unref(&cfg);
 }
 
+static void test_geoip(void **state)
+{
+	(void)state;
+	struct spam_cfg *cfg = cfg_ok(
+		"spam_geoip_country_db = tests/data/geoip/GeoIP2-Country-Test.mmdb\n"
+		"spam_geoip_asn_db = tests/data/geoip/GeoLite2-ASN-Test.mmdb\n"
+		"spam_country_scores = GB:1.0, xx:2.5\nspam_asn_scores = 1221:3.0\n"
+		"spam_trusted_networks = 10.0.0.0/8\n");
+	static const struct {
+		const char *name, *client, *received, *symbols;
+		double score;
+	} cases[] = {
+		{ "client in GB", "81.2.69.160", NULL, "GEO_CC_GB(1.00)", 1.0 },
+		{ "client in SE, score 0", "89.160.20.112", NULL, "ASN_29518(0.00), GEO_CC_SE(0.00)", 0 },
+		{ "ASN without country", "1.128.0.1", NULL, "ASN_1221(3.00), GEO_CC_XX(2.50)", 5.5 },
+		{ "trusted client: the first untrusted relay counts", "10.1.2.3",
+		  "from a (a [10.9.9.9]) by b; Mon, 1 Jan 2024 00:00:00 +0000", NULL, 0 },
+		{ "trusted client, relay in GB", "10.1.2.3",
+		  "from mx.example.co.uk (mx.example.co.uk [2.125.160.216]) by b; Mon, 1 Jan 2024", "GEO_CC_GB(1.00)", 1.0 },
+		{ "private client: no symbols", "192.168.1.1", NULL, "", 0 },
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		const char *hdrs[] = { "Received", cases[i].received ? cases[i].received : "from x by y",
+				       "From", "a@example.org", NULL };
+		struct spam_msg_env env = { .client_ip = cases[i].client };
+		struct spam_outcome o;
+		struct spam_msg *m;
+		run(cfg, &env, hdrs, "nothing\n", &o, &m);
+		if (cases[i].symbols && (strcmp(o.symbols, cases[i].symbols) || o.score != cases[i].score))
+			fail_msg("%s: %s %g", cases[i].name, o.symbols, o.score);
+		if (!cases[i].symbols && strstr(o.symbols, "GEO_CC_"))
+			fail_msg("%s: %s", cases[i].name, o.symbols);
+		spam_outcome_clear(&o);
+		spam_msg_free(&m);
+	}
+	spam_cfg_unref(&cfg);
+	char *err = NULL;
+	assert_null(cfg_from("spam_country_scores = GBR:1\n", &err));
+	assert_non_null(strstr(err, "spam_country_scores: bad item \"GBR:1\""));
+	free(err);
+	assert_null(cfg_from("spam_asn_scores = AS1:1\n", &err));
+	free(err);
+	assert_null(cfg_from("spam_geoip_asn_db = /nonexistent.mmdb\n", &err));
+	assert_non_null(strstr(err, "/nonexistent.mmdb"));
+	free(err);
+}
+
 static int setup(void **state)
 {
 	(void)state;
@@ -396,6 +443,7 @@ int main(void)
 		cmocka_unit_test(test_milter_conn),
 		cmocka_unit_test(test_default_rules),
 		cmocka_unit_test(test_truncation),
+		cmocka_unit_test(test_geoip),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

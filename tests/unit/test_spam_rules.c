@@ -41,7 +41,7 @@ static const struct spam_rule *rule(const struct spam_rules *rs, const char *nam
 static int hit(const struct spam_result *r, const char *name)
 {
 	for (size_t i = 0; i < r->nhits; i++)
-		if (!strcmp(r->hits[i].rule->name, name))
+		if (!strcmp(r->hits[i].name, name))
 			return 1;
 	return 0;
 }
