@@ -1318,6 +1318,8 @@ unsigned dmarc_failrep_run(const struct dmarc_failrep_input *in,
 			   struct dmarc_failrep_result *res)
 {
 	memset(res, 0, sizeof *res);
+	if (!opts->reporter || !send)
+		panic("dmarc_failrep_run: no reporter address or sender");
 	const struct dmarc_outcome *o = in->outcome;
 	unsigned hit = dmarc_failrep_due(o, in->spf, in->nspf, in->dkim, in->ndkim);
 	if (!hit)
