@@ -665,6 +665,22 @@ static size_t keep_tag(const char *s, size_t st, size_t a)
  * Replace every local-part in s[0..len) (the atext/dot run, or quoted
  * string, right before an '@' followed by a domain) by its keyed hash.
  */
+/* the opening quote of the quoted string that ends at s[end - 1]; -1 if none */
+static long quote_start(const char *s, size_t lo, size_t end)
+{
+	for (size_t q = end - 1; q > lo;) {
+		q--;
+		if (s[q] == '"' && (q == 0 || s[q - 1] != '\\'))
+			return (long)q;
+	}
+	return -1;
+}
+
+static int is_wsp(int c)
+{
+	return c == ' ' || c == '\t';
+}
+
 static void redact_into(struct sbuf *out, const char *s, size_t len)
 {
 	size_t copied = 0;	/* s[0..copied) is in out */
@@ -676,43 +692,64 @@ static void redact_into(struct sbuf *out, const char *s, size_t len)
 			break;
 		size_t a = (size_t)(at - s);
 		i = a + 1;
-		if (a + 1 >= len || !is_domain_start((unsigned char)s[a + 1]))
+		/* a domain must follow (obsolete syntax allows WSP after '@') */
+		size_t d = a + 1;
+		while (d < len && is_wsp((unsigned char)s[d]))
+			d++;
+		if (d >= len || !is_domain_start((unsigned char)s[d]))
 			continue;
-		size_t st = a;
-		if (st > copied && s[st - 1] == '"') {
-			/* quoted local-part: back to the opening quote (not escaped) */
-			size_t q = st - 1;
-			while (q > copied) {
-				q--;
-				if (s[q] == '"' && (q == 0 || s[q - 1] != '\\'))
+		/* the local-part ends before '@' (or before WSP, "alice @x") and is a
+		 * run of atoms, dots and quoted strings ("a"."b", a."b c") */
+		size_t end = a;
+		while (end > copied && is_wsp((unsigned char)s[end - 1]))
+			end--;
+		size_t st = end;
+		int words = 0, quoted_only = 0;
+		for (;;) {
+			if (st > copied && s[st - 1] == '"') {
+				long q = quote_start(s, copied, st);
+				if (q < 0)
 					break;
+				quoted_only = words == 0;
+				st = (size_t)q;
+			} else {
+				size_t k = st;
+				while (k > copied && (is_atext((unsigned char)s[k - 1]) || s[k - 1] == '.'))
+					k--;
+				if (k == st)
+					break;
+				quoted_only = 0;
+				st = k;
 			}
-			if (s[q] != '"' || q == st - 1)
-				continue;
-			st = q;
-		} else {
-			while (st > copied && (is_atext((unsigned char)s[st - 1]) || s[st - 1] == '.'))
-				st--;
+			words++;
 		}
-		if (st == a)
+		if (st == end)
 			continue;
-		size_t hs = st, he = a;	/* what is hashed */
-		if (s[st] == '"') {
-			hs++;
+		size_t hs = st, he = end;	/* what is hashed */
+		if (quoted_only && words == 1) {
+			hs++;	/* "carol q" hashes like the mailbox it names */
 			he--;
-		} else {
-			st = keep_tag(s, st, a);
+		} else if (words == 1) {
+			st = keep_tag(s, st, end);
 			hs = st;
 		}
-		if (st == a)
+		if (st == end)
 			continue;
 		char h[17];
 		dmarc_failrep_redact_local(s + hs, he - hs, h);
 		sbuf_add(out, s + copied, st - copied);
 		sbuf_adds(out, h);
-		copied = a;
+		copied = end;
 	}
 	sbuf_add(out, s + copied, len - copied);
+}
+
+char *dmarc_failrep_redact_text(const char *text)
+{
+	struct sbuf b;
+	sbuf_init(&b);
+	redact_into(&b, text, strlen(text));
+	return sbuf_steal(&b);
 }
 
 static char *redact_dup(const char *s, int redact)

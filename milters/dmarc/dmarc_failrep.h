@@ -285,6 +285,15 @@ char *dmarc_failrep_build(const struct dmarc_failrep_input *in,
  */
 void dmarc_failrep_redact_local(const char *local, size_t len, char out[17]);
 /*
+ * dmarc_failrep_redact_text - a copy of text with every local-part replaced
+ * as dmarc_failrep_build does it: before each '@' that is followed (after
+ * optional WSP) by a domain, the run of atoms, dots and quoted strings (and
+ * WSP before the '@') is the local-part; a lone quoted string is hashed
+ * without its quotes; a known tag and '=' in front ("smtp.mailfrom=",
+ * "i=", "header.from=", "envelope-from=", ...) is kept. Caller frees.
+ */
+char *dmarc_failrep_redact_text(const char *text);
+/*
  * dmarc_failrep_set_key - replace the per-process random key (tests). The
  * key is otherwise drawn once from RAND_bytes on first use.
  */

@@ -783,6 +783,7 @@ static void test_report_plain(void **state)
 	expect_line(out, want_spf);
 	free(want_spf);
 	sbuf_free(&longrec);
+	in.spf_record = "v=spf1 -all";
 	free(out);
 	free(msg);
 
@@ -848,6 +849,55 @@ static void test_redact_forms(void **state)
 	assert_string_equal(h, h2);	/* stable under one key */
 	dmarc_failrep_redact_local("Alice", 5, h2);
 	assert_string_not_equal(h, h2);
+	/* where local-parts are found; {x} is the hash of x */
+	static const struct {
+		const char *in, *want;
+	} c[] = {
+		{ "alice@example.com", "{alice}@example.com" },
+		{ "Alice <alice.smith@example.com>", "Alice <{alice.smith}@example.com>" },
+		{ "alice @example.com", "{alice} @example.com" },
+		{ "alice@ example.com", "{alice}@ example.com" },
+		{ "\"carol q\"@x.example", "{carol q}@x.example" },
+		{ "\"a\".\"b\"@x.example", "{\"a\".\"b\"}@x.example" },
+		{ "a.\"b c\"@x.example", "{a.\"b c\"}@x.example" },
+		{ "<@route.example:bob@x.example>", "<@route.example:{bob}@x.example>" },
+		{ "u@[192.0.2.1]", "{u}@[192.0.2.1]" },
+		{ "smtp.mailfrom=u.v@d.example; header.from=d.example",
+		  "smtp.mailfrom={u.v}@d.example; header.from=d.example" },
+		{ "i=signer@d.example; b=x", "i={signer}@d.example; b=x" },
+		{ "SRS0=ab=cd=example.org=carl@fwd.example", "{SRS0=ab=cd=example.org=carl}@fwd.example" },
+		{ "for <a@x.example>, <b@y.example>;", "for <{a}@x.example>, <{b}@y.example>;" },
+		{ "@x.example", "@x.example" },
+		{ "trailing a@", "trailing a@" },
+		{ "a@-x", "a@-x" },
+		{ "no at all", "no at all" },
+		{ "mailto:list+help@lists.example", "mailto:{list+help}@lists.example" },
+	};
+	for (size_t i = 0; i < sizeof c / sizeof c[0]; i++) {
+		/* expand {...} in want */
+		struct sbuf w;
+		sbuf_init(&w);
+		for (const char *p = c[i].want; *p;) {
+			const char *hp = strchr(p, '{');
+			if (!hp) {
+				sbuf_adds(&w, p);
+				break;
+			}
+			sbuf_add(&w, p, (size_t)(hp - p));
+			const char *e = strchr(hp, '}');
+			assert_non_null(e);
+			char hh[17];
+			dmarc_failrep_redact_local(hp + 1, (size_t)(e - hp - 1), hh);
+			sbuf_adds(&w, hh);
+			p = e + 1;
+		}
+		char *got = dmarc_failrep_redact_text(c[i].in);
+		if (strcmp(got, w.buf) != 0)
+			fail_msg("redact \"%s\": got \"%s\" want \"%s\"", c[i].in, got, w.buf);
+		free(got);
+		sbuf_free(&w);
+	}
+
 	unsigned char k[32] = { 1 };
 	dmarc_failrep_set_key(k, sizeof k);
 	dmarc_failrep_redact_local("alice", 5, h2);
