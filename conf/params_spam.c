@@ -40,6 +40,9 @@ const struct conf_param spam_params[] = {
 	PI("spam_max_parts", "200", 1, 100000),
 	PI("spam_max_depth", "20", 1, 1000),
 	PI("spam_max_urls", "1000", 0, 1000000),
+	/* DNS lists: a table file "zone ip|domain answer SYMBOL score"; one deadline per message */
+	P("spam_dns_lists", CONF_STR, ""),
+	PT("spam_dns_timeout", "2s", 1, 60, 's'),
 	/* GeoIP/ASN (libmaxminddb files) and scores: "GB:1.0, XX:2.5", "64496:3.0" */
 	P("spam_geoip_country_db", CONF_STR, ""),
 	P("spam_geoip_asn_db", CONF_STR, ""),

@@ -106,6 +106,8 @@ static void *reload_thread(void *arg)
 		pthread_mutex_unlock(&cfg_lock);
 		spam_cfg_unref(&old);	/* messages in flight keep their own reference */
 		log_event(NULL, "spam: configuration reloaded; %s", sum);
+		if (cfg->dnsl_status)
+			log_event(NULL, "spam: dns lists: %s", cfg->dnsl_status);
 		free(sum);
 	}
 	return NULL;
@@ -297,6 +299,8 @@ static sfsistat on_eom(SMFICTX *ctx)
 		rc = out.action == SPAM_ACT_REJECT ? SMFIS_REJECT : SMFIS_TEMPFAIL;
 	}
 	log_event(qid, "%s", out.log);
+	if (out.warn)
+		log_event(NULL, "warning: spam: %s", out.warn);
 	spam_outcome_clear(&out);
 	spam_msg_free(&c->msg);
 	return rc;
@@ -467,6 +471,8 @@ int main(int argc, char **argv)
 	char *sum = spam_rules_summary(cfg->rules);
 	if (check) {
 		printf("%s: spam configuration ok (socket %s); %s\n", config_file, conn, sum);
+		if (cfg->dnsl_status)
+			printf("dns lists: %s\n", cfg->dnsl_status);
 		free(sum);
 		free(conn);
 		spam_cfg_unref(&cfg);
@@ -528,6 +534,8 @@ int main(int argc, char **argv)
 	pthread_create(&th, NULL, reload_thread, NULL);
 	pthread_detach(th);
 	log_event(NULL, "spam: listening on %s; %s", conn, sum);
+	if (cfg->dnsl_status)
+		log_event(NULL, "spam: dns lists: %s", cfg->dnsl_status);
 	free(sum);
 	free(conn);
 	int rc = smfi_main();

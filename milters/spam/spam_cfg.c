@@ -2,6 +2,7 @@
  * spam_cfg: configuration generations for sluice-spam. See spam_cfg.h.
  */
 #include "milters/spam/spam_cfg.h"
+#include "milters/spam/spam_dnsl.h"
 #include "milters/spam/spam_geo.h"
 #include "milters/spam/spam_net.h"
 #include "milters/spam/spam_rules.h"
@@ -133,6 +134,18 @@ struct spam_cfg *spam_cfg_new(const struct conf *c, char **err_out)
 		free(err);
 		goto fail;
 	}
+	struct dns_opts dopts = { 0 };
+	dopts.servers = conf_list(c, "dns_servers", &dopts.nservers);
+	dopts.timeout_ms = (int)conf_time_s(c, "dns_timeout") * 1000;
+	dopts.tries = (int)conf_int(c, "dns_tries");
+	cfg->dnsl = spam_dnsl_new(conf_str(c, "spam_dns_lists"), &dopts,
+				  (int)conf_time_s(c, "spam_dns_timeout") * 1000, &err);
+	if (cfg->dnsl == NULL) {
+		*err_out = xasprintf("spam_dns_lists (%s): %s", conf_where(c, "spam_dns_lists"), err);
+		free(err);
+		goto fail;
+	}
+	cfg->dnsl_status = spam_dnsl_selftest(cfg->dnsl);
 	spam_mime_limits_default(&cfg->limits);
 	cfg->limits.max_scan_bytes = (size_t)conf_size(c, "spam_max_scan_size");
 	cfg->limits.max_parts = (size_t)conf_int(c, "spam_max_parts");
@@ -177,6 +190,8 @@ void spam_cfg_unref(struct spam_cfg **cp)
 	table_free(&cfg->allow_from);
 	table_free(&cfg->block_from);
 	spam_geo_free(&cfg->geo);
+	spam_dnsl_free(&cfg->dnsl);
+	free(cfg->dnsl_status);
 	pthread_mutex_destroy(&cfg->table_lock);
 	free(cfg);
 }

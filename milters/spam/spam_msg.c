@@ -3,11 +3,13 @@
  */
 #include "milters/spam/spam_msg.h"
 #include "milters/spam/spam_cfg.h"
+#include "milters/spam/spam_dnsl.h"
 #include "milters/spam/spam_geo.h"
 #include "milters/spam/spam_net.h"
 #include "lib/util.h"
 #include "lib/version.h"
 
+#include <arpa/inet.h>
 #include <jansson.h>
 #include <math.h>
 #include <stdio.h>
@@ -204,6 +206,82 @@ static void make_log(const char *qid, struct spam_outcome *o, const char *extra,
 	o->log = sbuf_steal(&b);
 }
 
+static char *domain_of(const char *addr_or_host)
+{
+	if (addr_or_host == NULL)
+		return NULL;
+	const char *at = strrchr(addr_or_host, '@');
+	const char *h = at ? at + 1 : addr_or_host;
+	if (*h == 0 || *h == '[')
+		return NULL;
+	char *lower = xstrdup(h);
+	ascii_lower(lower);
+	size_t l = strlen(lower);
+	while (l && (lower[l - 1] == '.' || lower[l - 1] == '>' || lower[l - 1] == ' '))
+		lower[--l] = 0;
+	char *d = l ? spam_url_registered_domain(lower) : NULL;
+	free(lower);
+	return d;
+}
+
+#define DNSL_MAX_DOMAINS 24
+
+/*
+ * dns_lists - the client (unless trusted) and the first untrusted Received
+ * hop in the ip lists; URL, From, envelope and HELO registered domains in
+ * the domain lists. All at once, one deadline (spam_dnsl).
+ */
+static void dns_lists(struct spam_cfg *cfg, const struct spam_mime *mime, const struct spam_env *env,
+		      const char *from_addr, struct spam_outcome *o, char **note_out)
+{
+	*note_out = NULL;
+	if (spam_dnsl_count(cfg->dnsl) == 0)
+		return;
+	const char *ips[2];
+	size_t nips = 0;
+	if (env->client_ip && !spam_net_match(cfg->trusted, env->client_ip))
+		ips[nips++] = env->client_ip;
+	/* the first untrusted Received hop before the client (our MTA's own line for it skipped) */
+	const char *relay = NULL;
+	for (size_t i = 0; i < mime->nrelays && relay == NULL; i++) {
+		const char *ip = mime->relays[i].ip;
+		if (ip && (env->client_ip == NULL || strcmp(ip, env->client_ip)) &&
+		    !spam_net_match(cfg->trusted, ip))
+			relay = ip;
+	}
+	if (relay)
+		ips[nips++] = relay;
+	char *doms[DNSL_MAX_DOMAINS];
+	size_t nd = 0;
+	char *cands[3] = { domain_of(from_addr), domain_of(env->env_from), domain_of(env->helo) };
+	for (int i = 0; i < 3; i++)
+		if (cands[i])
+			doms[nd++] = cands[i];
+	for (size_t i = 0; i < mime->nurls && nd < DNSL_MAX_DOMAINS; i++) {
+		const char *d = mime->urls[i].domain;
+		unsigned char b[16];
+		if (d == NULL || inet_pton(AF_INET, d, b) == 1 || strchr(d, ':') || !strchr(d, '.'))
+			continue;
+		doms[nd++] = xstrdup(d);
+	}
+	/* de-duplicate */
+	size_t w = 0;
+	for (size_t i = 0; i < nd; i++) {
+		int dup = 0;
+		for (size_t k = 0; k < w; k++)
+			if (!strcmp(doms[k], doms[i]))
+				dup = 1;
+		if (dup)
+			free(doms[i]);
+		else
+			doms[w++] = doms[i];
+	}
+	nd = w;
+	spam_dnsl_check(cfg->dnsl, ips, nips, (const char *const *)doms, nd, &o->result, note_out, &o->warn);
+	for (size_t i = 0; i < nd; i++)
+		free(doms[i]);
+}
+
 /* decide - the common path of the milter and of `check`. raw is the kept bytes. */
 static void decide(struct spam_cfg *cfg, const char *raw, size_t len, size_t size,
 		   const struct spam_msg_env *env, int subject_seen, struct spam_outcome *o)
@@ -267,6 +345,8 @@ static void decide(struct spam_cfg *cfg, const char *raw, size_t len, size_t siz
 	};
 	spam_scan(cfg->rules, mime, &senv, &o->result);
 	spam_geo_symbols(cfg->geo, spam_scan_first_untrusted(mime, &senv), &o->result);
+	char *dnsl_note = NULL;
+	dns_lists(cfg, mime, &senv, from_addr, o, &dnsl_note);
 	o->scanned = 1;
 	o->score = o->result.score;
 	o->action = spam_action_for(cfg, o->score);
@@ -283,8 +363,12 @@ static void decide(struct spam_cfg *cfg, const char *raw, size_t len, size_t siz
 		o->xcode = r->xcode;
 		o->text = r->text;
 	}
-	make_log(env ? env->qid : NULL, o, (mime->flags & SPAM_MIME_TRUNCATED) ? "truncated=yes" : NULL,
-		 size);
+	char *extra = xasprintf("%s%s%s", (mime->flags & SPAM_MIME_TRUNCATED) ? "truncated=yes" : "",
+				(mime->flags & SPAM_MIME_TRUNCATED) && dnsl_note ? " " : "",
+				dnsl_note ? dnsl_note : "");
+	make_log(env ? env->qid : NULL, o, *extra ? extra : NULL, size);
+	free(extra);
+	free(dnsl_note);
 out:
 	free(from_addr);
 	spam_mime_free(&mime);
@@ -328,6 +412,7 @@ void spam_outcome_clear(struct spam_outcome *o)
 	free(o->symbols);
 	free(o->subject);
 	free(o->log);
+	free(o->warn);
 	memset(o, 0, sizeof(*o));
 }
 

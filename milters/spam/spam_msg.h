@@ -49,6 +49,7 @@ struct spam_outcome {
 	int subject_index;	/* 1 = change the existing one, 0 = add */
 	const char *code, *xcode, *text;	/* reject/greylist reply, borrowed from cfg */
 	char *log;		/* "milter=spam action=... score=... symbols=..." */
+	char *warn;		/* NULL, or a warning to log on its own line (a DNS list refuses us) */
 };
 void spam_outcome_clear(struct spam_outcome *o);
 
