@@ -604,8 +604,15 @@ void spam_bayes_digest(const struct spam_bayes *b, const struct spam_mime *m,
 		EVP_DigestUpdate(ctx, names[i], strlen(names[i]) + 1);
 		EVP_DigestUpdate(ctx, v, strlen(v) + 1);
 	}
-	if (m->text)
-		EVP_DigestUpdate(ctx, m->text, strlen(m->text));
+	/* the text without white space: line ends (CRLF or LF) and the blank
+	 * line an mbox puts between messages do not make another message */
+	for (const char *p = m->text ? m->text : ""; *p;) {
+		size_t run = strcspn(p, " \t\r\n");
+		if (run)
+			EVP_DigestUpdate(ctx, p, run);
+		p += run;
+		p += strspn(p, " \t\r\n");
+	}
 	EVP_DigestFinal_ex(ctx, md, &mdlen);
 	EVP_MD_CTX_free(ctx);
 	memcpy(out, md, SPAM_BAYES_DIGEST_BYTES);

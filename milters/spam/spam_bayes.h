@@ -46,7 +46,7 @@ struct spam_bayes_opts {
 	size_t max_tokens_per_msg;	/* distinct tokens per message (3000) */
 	size_t max_word_bytes;		/* longer words become "sk:" tokens (40) */
 	size_t max_text_bytes;		/* text of a message tokenized (300 KiB) */
-	unsigned osb_window;		/* words paired with the next osb_window-1 (4; 1 = none) */
+	unsigned osb_window;		/* words paired with the next osb_window-1 (3; 1 = none) */
 	uint64_t max_tokens;		/* store bound; expiry down to 3/4 of it (1,000,000) */
 	long long token_max_age_s;	/* not seen for this long -> expired (0 = never; 180 d) */
 	long long expire_period_s;	/* automatic expiry at most this often (12 h) */
@@ -111,9 +111,10 @@ uint64_t spam_bayes_siphash(const uint8_t key[16], const void *data, size_t len)
 
 /*
  * spam_bayes_digest - the salted digest that identifies m in the seen
- * database: SHA-256 over the salt, Message-ID, Date, From, Subject and the
- * decoded text, first 16 bytes. Headers added on the way (Received,
- * X-Spam-*) and the mbox "From " line do not change it.
+ * database: SHA-256 over the salt, Message-ID, Date, From and the
+ * decoded text without its white space, first 16 bytes. Headers added on
+ * the way (Received, X-Spam-*), a rewritten Subject, line ends and the
+ * mbox "From " line do not change it.
  */
 void spam_bayes_digest(const struct spam_bayes *b, const struct spam_mime *m,
 		       uint8_t out[SPAM_BAYES_DIGEST_BYTES]);

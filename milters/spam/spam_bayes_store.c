@@ -210,7 +210,9 @@ static int lm_open(struct spam_bayes_store *s, const struct spam_bayes_store_opt
 	rc = mdb_get(txn, s->meta, &k, &v);
 	if (rc == 0 && v.mv_size == SPAM_BAYES_SALT_BYTES) {
 		memcpy(s->salt, v.mv_data, SPAM_BAYES_SALT_BYTES);
-		mdb_txn_abort(txn);
+		/* commit, not abort: the handles opened in an aborted transaction close */
+		if ((rc = mdb_txn_commit(txn)))
+			return lm_err(rc, err_out);
 		return 0;
 	}
 	if (fill_random(s->salt, sizeof s->salt) < 0) {
