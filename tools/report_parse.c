@@ -75,6 +75,13 @@ static const char *keep_lower(struct rp_parser *p, const char *s, size_t n)
 	return d;
 }
 
+/* ASCII classes without the locale (ctype's calls cost more than the parse) */
+#define C_DIGIT(c) ((unsigned)(unsigned char)(c) - '0' < 10u)
+#define C_UPPER(c) ((unsigned)(unsigned char)(c) - 'A' < 26u)
+#define C_LOWER(c) ((unsigned)(unsigned char)(c) - 'a' < 26u)
+#define C_ALPHA(c) (C_UPPER(c) || C_LOWER(c))
+#define C_ALNUM(c) (C_ALPHA(c) || C_DIGIT(c))
+
 static inline int starts(const char *s, const char *prefix)
 {
 	return strncmp(s, prefix, strlen(prefix)) == 0;
@@ -86,7 +93,7 @@ static int digits(const char *s, int n, int *out)
 {
 	int v = 0;
 	for (int i = 0; i < n; i++) {
-		if (!isdigit((unsigned char)s[i]))
+		if (!C_DIGIT(s[i]))
 			return -1;
 		v = v * 10 + (s[i] - '0');
 	}
@@ -127,7 +134,7 @@ static size_t iso_time(struct rp_parser *p, const char *s, double *t_out)
 			i += 3;
 		if (s[i] == '.' || s[i] == ',') {
 			double scale = 0.1;
-			for (i++; isdigit((unsigned char)s[i]); i++, scale /= 10)
+			for (i++; C_DIGIT(s[i]); i++, scale /= 10)
 				frac += (s[i] - '0') * scale;
 		}
 	}
@@ -175,19 +182,26 @@ static const char *const months[] = { "Jan", "Feb", "Mar", "Apr", "May", "Jun",
 static size_t bsd_time(struct rp_parser *p, const char *s, double *t_out)
 {
 	int mon = -1;
-	for (int i = 0; i < 12; i++)
-		if (memcmp(s, months[i], 3) == 0)
-			mon = i;
-	if (mon < 0 || s[3] != ' ')
+	switch (s[0]) {	/* the first letter narrows it to three at most */
+	case 'J': mon = s[1] == 'a' ? 0 : s[2] == 'n' ? 5 : 6; break;
+	case 'F': mon = 1; break;
+	case 'M': mon = s[2] == 'r' ? 2 : 4; break;
+	case 'A': mon = s[1] == 'p' ? 3 : 7; break;
+	case 'S': mon = 8; break;
+	case 'O': mon = 9; break;
+	case 'N': mon = 10; break;
+	case 'D': mon = 11; break;
+	}
+	if (mon < 0 || memcmp(s, months[mon], 3) != 0 || s[3] != ' ')
 		return 0;
 	size_t i = 4;
 	if (s[i] == ' ')
 		i++;
 	int d, h, mi, sec;
-	if (isdigit((unsigned char)s[i]) && isdigit((unsigned char)s[i + 1])) {
+	if (C_DIGIT(s[i]) && C_DIGIT(s[i + 1])) {
 		d = (s[i] - '0') * 10 + (s[i + 1] - '0');
 		i += 2;
-	} else if (isdigit((unsigned char)s[i])) {
+	} else if (C_DIGIT(s[i])) {
 		d = s[i] - '0';
 		i += 1;
 	} else {
@@ -201,7 +215,7 @@ static size_t bsd_time(struct rp_parser *p, const char *s, double *t_out)
 	double frac = 0;
 	if (s[i] == '.') {
 		double scale = 0.1;
-		for (i++; isdigit((unsigned char)s[i]); i++, scale /= 10)
+		for (i++; C_DIGIT(s[i]); i++, scale /= 10)
 			frac += (s[i] - '0') * scale;
 	}
 	int year = mon > p->month_hint ? p->year_hint - 1 : p->year_hint;
@@ -224,16 +238,14 @@ static const char *word(struct rp_parser *p, const char **s)
 /* "name/service[pid]: " or "name[pid]: " or "name: " at s; returns the message or NULL. */
 static const char *tag(struct rp_parser *p, const char *s, struct rp_event *ev)
 {
-	const char *e = s;
-	while (*e && *e != '[' && *e != ':' && *e != ' ')
-		e++;
+	const char *e = s + strcspn(s, "[: ");
 	if (e == s)
 		return NULL;
 	const char *tagend = e;
 	if (*e == '[') {
 		long pid = 0;
 		const char *d = e + 1;
-		while (isdigit((unsigned char)*d) && pid < 100000000L)
+		while (C_DIGIT(*d) && pid < 100000000L)
 			pid = pid * 10 + (*d++ - '0');
 		if (*d != ']' || d == e + 1)
 			return NULL;
@@ -306,8 +318,8 @@ static const char *rfc5424(struct rp_parser *p, const char *s, struct rp_event *
 static size_t kv_key(const char *s)
 {
 	size_t i = 0;
-	while (isalpha((unsigned char)s[i]) || s[i] == '_' ||
-	       (i > 0 && (isdigit((unsigned char)s[i]) || s[i] == '-' || s[i] == '.')))
+	while (C_ALPHA(s[i]) || s[i] == '_' ||
+	       (i > 0 && (C_DIGIT(s[i]) || s[i] == '-' || s[i] == '.')))
 		i++;
 	return (i > 0 && s[i] == '=') ? i : 0;
 }
@@ -337,31 +349,44 @@ static size_t kv_value(const char *s)
 	return i;
 }
 
+/*
+ * Keys and values point into one copy of msg, cut in place with NULs (the
+ * scan reads msg itself, which stays whole).
+ */
 static void split_kv(struct rp_parser *p, const char *msg, struct rp_event *ev)
 {
+	size_t len = strlen(msg);
+	char *w = NULL;
 	for (const char *s = msg; *s && ev->nkv < RP_MAX_KV;) {
 		size_t k = (s == msg || s[-1] == ' ') ? kv_key(s) : 0;
 		if (!k) {
 			s++;
 			continue;
 		}
+		if (!w) {
+			if (!(w = arena_alloc(p, len + 1)))
+				return;
+			memcpy(w, msg, len + 1);
+		}
 		const char *v = s + k + 1;
 		size_t vl = kv_value(v);
+		size_t ko = (size_t)(s - msg), vo = (size_t)(v - msg);
 		struct rp_kv *kv = &ev->kv[ev->nkv++];
-		kv->key = keep(p, s, k);
+		w[ko + k] = 0;
+		kv->key = w + ko;
 		if (vl >= 2 && v[0] == '"' && v[vl - 1] == '"') {
-			/* unquote, dropping backslashes before " and \ */
-			char *d = (char *)keep(p, v + 1, vl - 2);
-			char *w = d;
-			for (char *r = d; *r; r++) {
-				if (*r == '\\' && (r[1] == '"' || r[1] == '\\'))
+			/* unquote in place, dropping backslashes before " and \ */
+			char *d = w + vo + 1, *end = w + vo + vl - 1, *o = d;
+			for (char *r = d; r < end; r++) {
+				if (*r == '\\' && r + 1 < end && (r[1] == '"' || r[1] == '\\'))
 					r++;
-				*w++ = *r;
+				*o++ = *r;
 			}
-			*w = 0;
+			*o = 0;
 			kv->value = d;
 		} else {
-			kv->value = keep(p, v, vl);
+			w[vo + vl] = 0;
+			kv->value = w + vo;
 		}
 		s = v + vl;
 	}
@@ -391,15 +416,16 @@ static size_t qid_len(const char *s)
 {
 	if (starts(s, "NOQUEUE: "))
 		return 7;
+	/* one table look-up per byte: 8 alnum, 1 digit, 2 lower case, 4 upper case past F */
+	static const unsigned char cls[256] = { ['0' ... '9'] = 9, ['a' ... 'z'] = 10,
+						['A' ... 'F'] = 8, ['G' ... 'Z'] = 12 };
 	size_t n = 0;
-	int digit = 0, lower = 0, nonhex = 0;
-	while (isalnum((unsigned char)s[n])) {
-		unsigned char c = (unsigned char)s[n];
-		digit |= isdigit(c) != 0;
-		lower |= islower(c) != 0;
-		nonhex |= isupper(c) && c > 'F';
+	unsigned seen = 0, k;
+	while ((k = cls[(unsigned char)s[n]]) & 8) {
+		seen |= k;
 		n++;
 	}
+	int digit = seen & 1, lower = seen & 2, nonhex = seen & 4;
 	if (n < 5 || n > 31 || s[n] != ':' || s[n + 1] != ' ')
 		return 0;
 	return (digit || (!lower && !nonhex)) ? n : 0;
@@ -434,14 +460,14 @@ static double num(const char *v, double dflt)
 static void reply_split(struct rp_parser *p, const char *s, size_t n, struct rp_event *ev)
 {
 	ev->code = -1;
-	if (n >= 4 && isdigit((unsigned char)s[0]) && isdigit((unsigned char)s[1]) &&
-	    isdigit((unsigned char)s[2]) && s[3] == ' ') {
+	if (n >= 4 && C_DIGIT(s[0]) && C_DIGIT(s[1]) &&
+	    C_DIGIT(s[2]) && s[3] == ' ') {
 		ev->code = (s[0] - '0') * 100 + (s[1] - '0') * 10 + (s[2] - '0');
 		s += 4, n -= 4;
 	}
-	if (n >= 6 && isdigit((unsigned char)s[0]) && s[1] == '.') {
+	if (n >= 6 && C_DIGIT(s[0]) && s[1] == '.') {
 		size_t i = 2;
-		while (i < n && (isdigit((unsigned char)s[i]) || s[i] == '.'))
+		while (i < n && (C_DIGIT(s[i]) || s[i] == '.'))
 			i++;
 		if (i < n && s[i] == ' ') {
 			ev->dsn = keep(p, s, i);
@@ -708,21 +734,51 @@ static void policyd_spf(struct rp_parser *p, const char *t, struct rp_event *ev)
 		ev->kind = RP_EV_FILTER;
 		const char *r = d + strlen("due to: SPF ");
 		ev->result = keep_lower(p, r, strcspn(r, " "));
-		ev->action = isdigit((unsigned char)t[0]) ? "reject" : first_word_lower(p, t);
+		ev->action = C_DIGIT(t[0]) ? "reject" : first_word_lower(p, t);
 		ev->reason = keep(p, t, strlen(t));
 	}
+}
+
+/* client= and from=<>, size= lines read directly (no key=value split): they are frequent */
+static int mta_fast(struct rp_parser *p, const char *t, struct rp_event *ev)
+{
+	if (!ev->qid || !strcmp(ev->qid, "NOQUEUE"))
+		return 0;
+	if (t[0] == 'c' && starts(t, "client=")) {
+		ev->kind = RP_EV_CLIENT;
+		client_at(p, t + 7, ev);
+		const char *u = strstr(t, " sasl_username=");
+		if (u) {
+			u += 15;
+			ev->sasl_username = keep(p, u, kv_value(u));
+		}
+		return 1;
+	}
+	if (t[0] == 'f' && starts(t, "from=<")) {
+		size_t vl = kv_value(t + 5);
+		const char *sz = strstr(t + 5 + vl, " size=");
+		if (!sz)
+			return 0;
+		ev->kind = RP_EV_FROM;
+		ev->sender = unangle(p, keep(p, t + 5, vl));
+		ev->size_bytes = strtoll(sz + 6, NULL, 10);
+		const char *nr = strstr(sz, " nrcpt=");
+		ev->nrcpt = nr ? strtol(nr + 7, NULL, 10) : -1;
+		return 1;
+	}
+	return 0;
 }
 
 static void mta_line(struct rp_parser *p, const char *t, struct rp_event *ev)
 {
 	const char *v;
 	if (!ev->qid || !strcmp(ev->qid, "NOQUEUE")) {
-		if (starts(t, "connect from ")) {
+		if (t[0] == 'c' && starts(t, "connect from ")) {
 			ev->kind = RP_EV_CONNECT;
 			client_at(p, t + 13, ev);
 			return;
 		}
-		if (starts(t, "disconnect from ")) {
+		if (t[0] == 'd' && starts(t, "disconnect from ")) {
 			ev->kind = RP_EV_DISCONNECT;
 			client_at(p, t + 16, ev);
 			return;
@@ -732,23 +788,23 @@ static void mta_line(struct rp_parser *p, const char *t, struct rp_event *ev)
 		return;
 	if (!ev->qid || !strcmp(ev->qid, "NOQUEUE"))
 		return;
-	if (starts(t, "client=")) {
+	if (t[0] == 'c' && starts(t, "client=")) {
 		ev->kind = RP_EV_CLIENT;
 		client_at(p, t + 7, ev);
 		ev->sasl_username = rp_kv_get(ev, "sasl_username");
-	} else if (starts(t, "uid=") || starts(t, "sender=")) {
+	} else if ((t[0] == 'u' && starts(t, "uid=")) || (t[0] == 's' && starts(t, "sender="))) {
 		ev->kind = RP_EV_PICKUP;
 		if ((v = rp_kv_get(ev, "from")) || (v = rp_kv_get(ev, "sender")))
 			ev->sender = unangle(p, v);
-	} else if (starts(t, "message-id=")) {
+	} else if (t[0] == 'm' && starts(t, "message-id=")) {
 		ev->kind = RP_EV_MESSAGE_ID;
 		ev->message_id = keep(p, t + 11, strlen(t + 11));
-	} else if (starts(t, "from=<") && (v = rp_kv_get(ev, "size"))) {
+	} else if (t[0] == 'f' && starts(t, "from=<") && (v = rp_kv_get(ev, "size"))) {
 		ev->kind = RP_EV_FROM;
 		ev->sender = unangle(p, rp_kv_get(ev, "from"));
 		ev->size_bytes = strtoll(v, NULL, 10);
 		ev->nrcpt = (long)num(rp_kv_get(ev, "nrcpt"), -1);
-	} else if (starts(t, "to=<") && (v = rp_kv_get(ev, "status"))) {
+	} else if (t[0] == 't' && starts(t, "to=<") && (v = rp_kv_get(ev, "status"))) {
 		ev->kind = RP_EV_DELIVERY;
 		ev->recipient = unangle(p, rp_kv_get(ev, "to"));
 		if ((v = rp_kv_get(ev, "orig_to")))
@@ -801,6 +857,8 @@ static void classify(struct rp_parser *p, const char *msg, struct rp_event *ev)
 		mta_line(p, t, ev);	/* the most frequent lines need no key=value split */
 		return;
 	}
+	if (fam == FAM_MTA && mta_fast(p, t, ev))
+		return;
 	split_kv(p, t, ev);
 	if (fam == FAM_OPENDKIM)
 		opendkim(p, t, ev);
@@ -892,7 +950,7 @@ enum rp_kind rp_parse_line(struct rp_parser *p, const char *line, size_t len, st
 	const char *msg = NULL;
 	if (s[0] == '<') {	/* <PRI> */
 		size_t i = 1;
-		while (isdigit((unsigned char)s[i]) && i < 5)
+		while (C_DIGIT(s[i]) && i < 5)
 			i++;
 		if (s[i] == '>' && i > 1) {
 			s += i + 1;
@@ -904,7 +962,7 @@ enum rp_kind rp_parse_line(struct rp_parser *p, const char *line, size_t len, st
 		}
 	}
 	if (!msg) {
-		size_t n = isdigit((unsigned char)s[0]) ? iso_time(p, s, &ev->time) : bsd_time(p, s, &ev->time);
+		size_t n = C_DIGIT(s[0]) ? iso_time(p, s, &ev->time) : bsd_time(p, s, &ev->time);
 		if (!n || s[n] != ' ')
 			return ev->kind = RP_EV_NONE;
 		s += n + 1;

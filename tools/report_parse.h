@@ -99,8 +99,8 @@ struct rp_event {
 	double score;		/* spam score; valid when has_score */
 	int has_score;
 
-	/* key=value tokens of the text, in order (not split for CONNECT, DISCONNECT,
-	   MESSAGE_ID and REMOVED lines of MTAs) */
+	/* key=value tokens of the text, in order (not split for the frequent MTA
+	   lines: CONNECT, DISCONNECT, CLIENT, MESSAGE_ID, FROM, REMOVED) */
 	struct rp_kv kv[RP_MAX_KV];
 	size_t nkv;
 };

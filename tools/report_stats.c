@@ -323,15 +323,22 @@ static char *client_domain(const char *name, const char *ip)
 	return d;
 }
 
-/* pflogsumm: the domain part lower-cased ("User@Example.COM" -> "User@example.com") */
-static char *norm_addr(const char *a)
+/*
+ * pflogsumm: the domain part lower-cased ("User@Example.COM" -> "User@example.com"),
+ * in buf (n bytes; longer addresses are cut).
+ */
+static char *norm_addr(const char *a, char *buf, size_t n)
 {
-	char *s = xstrdup(a);
-	char *at = strchr(s, '@');
+	size_t l = strlen(a);
+	if (l >= n)
+		l = n - 1;
+	memcpy(buf, a, l);
+	buf[l] = 0;
+	char *at = strchr(buf, '@');
 	if (at)
 		for (char *c = at; *c; c++)
 			*c = (char)tolower((unsigned char)*c);
-	return s;
+	return buf;
 }
 
 static struct rs_msg *msg_get(struct report_stats *st, const char *qid, int create)
@@ -505,7 +512,8 @@ static const char *transport_of(const struct rp_event *ev, char *buf, size_t buf
 static void on_delivery(struct report_stats *st, const struct rp_event *ev)
 {
 	struct rs_msg *m = msg_get(st, ev->qid, 1);
-	char *addr = norm_addr(ev->recipient ? ev->recipient : "");
+	char abuf[512];
+	char *addr = norm_addr(ev->recipient ? ev->recipient : "", abuf, sizeof abuf);
 	const char *at = strchr(addr, '@');
 	const char *dom = at ? at + 1 : addr;
 	double delay = ev->delay_s > 0 ? ev->delay_s : 0;
@@ -513,7 +521,6 @@ static void on_delivery(struct report_stats *st, const struct rp_event *ev)
 	if (ev->status == RP_ST_SENT) {
 		if (ev->status_text && strstr(ev->status_text, "forwarded as ")) {
 			st->t[T_FORWARDED]++;
-			free(addr);
 			return;
 		}
 		st->t[T_DELIVERED]++;
@@ -547,7 +554,6 @@ static void on_delivery(struct report_stats *st, const struct rp_event *ev)
 		period(st, P_BOUNCED);
 		bump2(&st->bounces, ev->dsn ? ev->dsn : "", ev->status_text ? ev->status_text : "", 1);
 	}
-	free(addr);
 }
 
 static void on_from(struct report_stats *st, const struct rp_event *ev)
@@ -560,13 +566,14 @@ static void on_from(struct report_stats *st, const struct rp_event *ev)
 	if (!m->received)
 		return;
 	m->received = 0;
-	char *addr = ev->sender && *ev->sender ? norm_addr(ev->sender) : xstrdup("from=<>");
+	char abuf[512];
+	char *addr = ev->sender && *ev->sender ? norm_addr(ev->sender, abuf, sizeof abuf)
+					       : strcpy(abuf, "from=<>");
 	const char *at = strchr(addr, '@');
 	const char *dom = at ? at + 1 : m->client_dom ? m->client_dom : addr;
 	bump(&st->sender_doms, dom, 0, 1)->c[1] += m->size;
 	bump(&st->senders, addr, 0, 1)->c[1] += m->size;
 	st->t[T_BYTES_RCVD] += m->size;
-	free(addr);
 }
 
 static void on_filter(struct report_stats *st, const struct rp_event *ev)
