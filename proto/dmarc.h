@@ -229,7 +229,9 @@ enum dmarc_disposition dmarc_disposition_stricter(enum dmarc_disposition a,
 enum dmarc_applied {
 	DMARC_APPLIED_NONE = 0,		/* no record */
 	DMARC_APPLIED_P, DMARC_APPLIED_SP, DMARC_APPLIED_NP,
-	DMARC_APPLIED_FALLBACK,		/* invalid p/sp/np with a valid rua: p=none */
+	DMARC_APPLIED_FALLBACK,		/* p=none by the fallback: p missing or invalid,
+					 * or sp/np invalid, with a valid rua (a valid
+					 * sp/np of that record still applies as SP/NP) */
 };
 /* "none", "p", "sp", "np", "fallback" */
 const char *dmarc_applied_name(enum dmarc_applied a);

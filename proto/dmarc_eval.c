@@ -725,19 +725,22 @@ static enum step pick_policy(struct dmarc_check *c, int is_author, int failed)
 	const struct dm_slot *ps = c->pol;
 	const struct dmarc_record *r = &ps->rec;
 
-	if (ps->usable == 2) {
-		c->out.applied = DMARC_APPLIED_FALLBACK;
-		c->out.policy = DMARC_POLICY_NONE;
+	/* the p=none fallback (9989 4.10.1, 7489 6.6.3 step 6): the record as
+	 * if it said p=none; valid sp= and np= still count, invalid ones are
+	 * absent (the parser left them UNSET) */
+	enum dmarc_policy p = ps->usable == 2 ? DMARC_POLICY_NONE : r->p;
+	enum dmarc_applied p_tag = ps->usable == 2 ? DMARC_APPLIED_FALLBACK : DMARC_APPLIED_P;
+	enum dmarc_policy np = c->mode == DMARC_MODE_DMARCBIS ? r->np : DMARC_POLICY_UNSET;
+
+	c->out.applied = p_tag;
+	c->out.policy = p;
+	if (is_author)
 		return ST_DONE;
+	if (r->sp) {
+		c->out.applied = DMARC_APPLIED_SP;
+		c->out.policy = r->sp;
 	}
-	if (is_author) {
-		c->out.applied = DMARC_APPLIED_P;
-		c->out.policy = r->p;
-		return ST_DONE;
-	}
-	c->out.applied = r->sp ? DMARC_APPLIED_SP : DMARC_APPLIED_P;
-	c->out.policy = r->sp ? r->sp : r->p;
-	if (c->mode != DMARC_MODE_DMARCBIS || !r->np || r->np == c->out.policy || !failed)
+	if (!np || np == c->out.policy || !failed)
 		return ST_DONE;
 	int e = from_exists(c);
 	if (e == -1)
@@ -750,7 +753,7 @@ static enum step pick_policy(struct dmarc_check *c, int is_author, int failed)
 	c->out.from_exists = e;
 	if (e == 0) {
 		c->out.applied = DMARC_APPLIED_NP;
-		c->out.policy = r->np;
+		c->out.policy = np;
 	}
 	return ST_DONE;
 }
