@@ -28,6 +28,8 @@ const struct conf_param dmarc_params[] = {
 	P("dmarc_public_suffix_list", CONF_STR, "/usr/share/publicsuffix/public_suffix_list.dat"),
 	/* all SPF and DMARC look-ups of one message (RFC 7208 4.6.4: at least 20 s for SPF) */
 	PT("dmarc_dns_deadline", "20s", 1, 300, 's'),
+	/* SPF and DMARC answers kept for their TTL; 0 = none */
+	PI("dmarc_dns_cache_size", "10000", 0, 10000000),
 	P("dmarc_failure_reports", CONF_BOOL, "no"),
 	P("dmarc_failure_report_redact", CONF_BOOL, "yes"),
 	PI("dmarc_failure_report_rate", "10", 0, 100000),

@@ -119,7 +119,7 @@ struct dmarc_cfg *dmarc_cfg_new(struct conf *c, const struct dmarc_cfg_test *tes
 		o.servers = conf_list(c, "dns_servers", &o.nservers);
 		o.timeout_ms = (int)conf_time_s(c, "dns_timeout") * 1000;
 		o.tries = (int)conf_int(c, "dns_tries");
-		cfg->dns = dmarc_dns_new(&o, &err);
+		cfg->dns = dmarc_dns_new(&o, (size_t)conf_int(c, "dmarc_dns_cache_size"), &err);
 		if (cfg->dns == NULL) {
 			*err_out = xasprintf("%s: dns_servers: %s", conf_where(c, "dns_servers"), err);
 			free(err);

@@ -4,8 +4,18 @@
 #include <arpa/inet.h>
 #include <pthread.h>
 #include <stdio.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+
+/* One cached answer (see dmarc_dns_new). */
+struct centry {
+	struct centry *next;
+	enum dns_type type;
+	char *name;			/* lower-cased */
+	struct dns_answer *ans;
+	long long expires_ms;		/* now_ms() clock */
+};
 
 struct dmarc_dns {
 	struct dns_opts opts;
@@ -16,12 +26,141 @@ struct dmarc_dns {
 	dmarc_dns_fake_fn fake;
 	void *fake_arg;
 	unsigned long count;		/* atomic */
+	/* the answer cache (under lock) */
+	size_t cache_max, cache_n, nbuckets;
+	struct centry **buckets;
+	unsigned long hits;
 };
 
-struct dmarc_dns *dmarc_dns_new(const struct dns_opts *o, char **err_out)
+static void centry_free(struct centry *e)
+{
+	free(e->name);
+	dns_answer_free(&e->ans);
+	free(e);
+}
+
+static void cache_clear(struct dmarc_dns *d, int expired_only)
+{
+	long long now = now_ms();
+	for (size_t i = 0; i < d->nbuckets; i++) {
+		struct centry **pp = &d->buckets[i];
+		while (*pp) {
+			struct centry *e = *pp;
+			if (!expired_only || e->expires_ms <= now) {
+				*pp = e->next;
+				centry_free(e);
+				d->cache_n--;
+			} else {
+				pp = &e->next;
+			}
+		}
+	}
+}
+
+static size_t bucket_of(const struct dmarc_dns *d, const char *lname, enum dns_type t)
+{
+	unsigned long h = 5381u + (unsigned)t;
+	for (const char *p = lname; *p; p++)
+		h = h * 33u + (unsigned char)*p;
+	return h % d->nbuckets;
+}
+
+static struct dns_answer *answer_copy(const struct dns_answer *a)
+{
+	struct dns_answer *c = dmarc_dns_answer_new(a->qname ? a->qname : "", a->qtype, a->status);
+	c->ttl = a->ttl;
+	if (a->n) {
+		c->rr = xcalloc(a->n, sizeof(*c->rr));
+		c->n = a->n;
+	}
+	for (size_t i = 0; i < a->n; i++) {
+		const struct dns_rr *r = &a->rr[i];
+		struct dns_rr *o = &c->rr[i];
+		*o = *r;
+		switch (r->type) {
+		case DNS_T_TXT:
+			o->u.txt.data = xmalloc(r->u.txt.len + 1);
+			memcpy(o->u.txt.data, r->u.txt.data, r->u.txt.len);
+			o->u.txt.data[r->u.txt.len] = 0;
+			break;
+		case DNS_T_MX:
+			o->u.mx.host = xstrdup(r->u.mx.host ? r->u.mx.host : "");
+			break;
+		case DNS_T_PTR:
+		case DNS_T_CNAME:
+		case DNS_T_NS:
+			o->u.name = xstrdup(r->u.name ? r->u.name : "");
+			break;
+		default:
+			break;
+		}
+	}
+	return c;
+}
+
+/* cache_get - a copy of a live cached answer, or NULL. Under lock. */
+static struct dns_answer *cache_get(struct dmarc_dns *d, const char *lname, enum dns_type t)
+{
+	if (d->cache_max == 0)
+		return NULL;
+	for (struct centry *e = d->buckets[bucket_of(d, lname, t)]; e; e = e->next)
+		if (e->type == t && strcmp(e->name, lname) == 0) {
+			if (e->expires_ms <= now_ms())
+				return NULL;
+			d->hits++;
+			return answer_copy(e->ans);
+		}
+	return NULL;
+}
+
+/*
+ * cache_put - keep records, NODATA and NXDOMAIN for their TTL (the negative
+ * TTL of RFC 2308 for the latter; at most a day; TTL 0 not kept); errors
+ * and time-outs never. Under lock.
+ */
+static void cache_put(struct dmarc_dns *d, const char *lname, enum dns_type t,
+		      const struct dns_answer *a)
+{
+	if (d->cache_max == 0 || a->ttl == 0 ||
+	    (a->status != DNS_OK && a->status != DNS_NODATA && a->status != DNS_NXDOMAIN))
+		return;
+	uint32_t ttl = a->ttl > 86400 ? 86400 : a->ttl;
+	size_t b = bucket_of(d, lname, t);
+	for (struct centry **pp = &d->buckets[b]; *pp; pp = &(*pp)->next)
+		if ((*pp)->type == t && strcmp((*pp)->name, lname) == 0) {
+			struct centry *old = *pp;
+			*pp = old->next;
+			centry_free(old);
+			d->cache_n--;
+			break;
+		}
+	if (d->cache_n >= d->cache_max) {
+		cache_clear(d, 1);
+		if (d->cache_n >= d->cache_max)
+			cache_clear(d, 0);
+	}
+	struct centry *e = xcalloc(1, sizeof(*e));
+	e->type = t;
+	e->name = xstrdup(lname);
+	e->ans = answer_copy(a);
+	e->expires_ms = now_ms() + (long long)ttl * 1000;
+	e->next = d->buckets[b];
+	d->buckets[b] = e;
+	d->cache_n++;
+}
+
+static void cache_init(struct dmarc_dns *d, size_t cache_size)
+{
+	d->cache_max = cache_size;
+	d->nbuckets = cache_size ? (cache_size < 64 ? 64 : cache_size) : 1;
+	d->buckets = xcalloc(d->nbuckets, sizeof(*d->buckets));
+}
+
+struct dmarc_dns *dmarc_dns_new(const struct dns_opts *o, size_t cache_size, char **err_out)
 {
 	struct dmarc_dns *d = xcalloc(1, sizeof(*d));
 	pthread_mutex_init(&d->lock, NULL);
+	cache_init(d, cache_size);
 	d->opts = *o;
 	d->servers = xcalloc(o->nservers + 1, sizeof(char *));
 	for (size_t i = 0; i < o->nservers; i++)
@@ -39,10 +178,11 @@ struct dmarc_dns *dmarc_dns_new(const struct dns_opts *o, char **err_out)
 	return d;
 }
 
-struct dmarc_dns *dmarc_dns_new_fake(dmarc_dns_fake_fn fn, void *arg)
+struct dmarc_dns *dmarc_dns_new_fake(dmarc_dns_fake_fn fn, void *arg, size_t cache_size)
 {
 	struct dmarc_dns *d = xcalloc(1, sizeof(*d));
 	pthread_mutex_init(&d->lock, NULL);
+	cache_init(d, cache_size);
 	d->fake = fn;
 	d->fake_arg = arg;
 	return d;
@@ -56,6 +196,10 @@ void dmarc_dns_free(struct dmarc_dns **dp)
 	for (size_t i = 0; i < d->nidle; i++)
 		dns_free(&d->idle[i]);
 	free(d->idle);
+	if (d->buckets) {
+		cache_clear(d, 0);
+		free(d->buckets);
+	}
 	if (d->servers) {
 		for (char **s = d->servers; *s; s++)
 			free(*s);
@@ -71,15 +215,39 @@ unsigned long dmarc_dns_count(const struct dmarc_dns *d)
 	return __atomic_load_n(&d->count, __ATOMIC_SEQ_CST);
 }
 
+unsigned long dmarc_dns_cache_hits(struct dmarc_dns *d)
+{
+	pthread_mutex_lock(&d->lock);
+	unsigned long h = d->hits;
+	pthread_mutex_unlock(&d->lock);
+	return h;
+}
+
 struct dns_answer *dmarc_dns_lookup(struct dmarc_dns *d, const char *name, enum dns_type type,
 				    long long deadline_ms)
 {
 	long long left_ms = deadline_ms - now_ms();
 	if (left_ms <= 0)
 		return dmarc_dns_answer_new(name, type, DNS_TIMEOUT);
+	char lname[DMARC_NAME_MAX + 2];
+	snprintf(lname, sizeof(lname), "%s", name);
+	ascii_lower(lname);
+	size_t ll = strlen(lname);
+	if (ll > 1 && lname[ll - 1] == '.')
+		lname[ll - 1] = 0;
+	pthread_mutex_lock(&d->lock);
+	struct dns_answer *hit = cache_get(d, lname, type);
+	pthread_mutex_unlock(&d->lock);
+	if (hit)
+		return hit;
 	__atomic_add_fetch(&d->count, 1, __ATOMIC_SEQ_CST);
-	if (d->fake)
-		return d->fake(d->fake_arg, name, type);
+	if (d->fake) {
+		struct dns_answer *fa = d->fake(d->fake_arg, name, type);
+		pthread_mutex_lock(&d->lock);
+		cache_put(d, lname, type, fa);
+		pthread_mutex_unlock(&d->lock);
+		return fa;
+	}
 	pthread_mutex_lock(&d->lock);
 	struct dns_resolver *r = d->nidle ? d->idle[--d->nidle] : NULL;
 	pthread_mutex_unlock(&d->lock);
@@ -93,6 +261,7 @@ struct dns_answer *dmarc_dns_lookup(struct dmarc_dns *d, const char *name, enum 
 	}
 	struct dns_answer *a = dns_query_sync(r, name, type, left_ms > 0x7fffffff ? 0x7fffffff : (int)left_ms);
 	pthread_mutex_lock(&d->lock);
+	cache_put(d, lname, type, a);
 	if (d->nidle == d->capidle) {
 		d->capidle *= 2;
 		d->idle = xrealloc(d->idle, d->capidle * sizeof(*d->idle));

@@ -6,8 +6,11 @@
  * per-message deadline (every question of one message shares it), and
  * building answers by hand (for fakes).
  * Leaves: what the answers mean (proto/spf, proto/dmarc), caching.
- * XXX: no answer cache yet (OpenDMARC has none either); sluice-dkim's key
- * cache serves the DKIM key look-ups.
+ * The answer cache: records, NODATA and NXDOMAIN are kept for their TTL
+ * (negative TTL per RFC 2308; at most a day; TTL 0 not kept), errors and
+ * time-outs never; when full, expired entries go, and if none has expired
+ * the cache starts again empty (sluice-dkim's key cache does the same).
+ * sluice-dkim's own cache serves the DKIM key look-ups.
  */
 #ifndef SLUICE_DMARC_DNS_H
 #define SLUICE_DMARC_DNS_H
@@ -18,15 +21,18 @@
 
 struct dmarc_dns;
 
-/* dmarc_dns_new - pool over real DNS; NULL with *err_out (caller frees) on a bad server list. */
-struct dmarc_dns *dmarc_dns_new(const struct dns_opts *o, char **err_out);
+/*
+ * dmarc_dns_new - pool over real DNS with a cache of cache_size answers
+ * (0 = none); NULL with *err_out (caller frees) on a bad server list.
+ */
+struct dmarc_dns *dmarc_dns_new(const struct dns_opts *o, size_t cache_size, char **err_out);
 
 /*
  * A look-up function for tests: returns a new answer (never NULL), built
  * with dmarc_dns_answer_new() and the add helpers below.
  */
 typedef struct dns_answer *(*dmarc_dns_fake_fn)(void *arg, const char *name, enum dns_type type);
-struct dmarc_dns *dmarc_dns_new_fake(dmarc_dns_fake_fn fn, void *arg);
+struct dmarc_dns *dmarc_dns_new_fake(dmarc_dns_fake_fn fn, void *arg, size_t cache_size);
 /* dmarc_dns_free - only when no thread uses it any more. NULL is ignored. */
 void dmarc_dns_free(struct dmarc_dns **d);
 
@@ -37,8 +43,9 @@ void dmarc_dns_free(struct dmarc_dns **d);
  */
 struct dns_answer *dmarc_dns_lookup(struct dmarc_dns *d, const char *name, enum dns_type type,
 				    long long deadline_ms);
-/* Questions asked so far (all threads), for tests. */
+/* Questions asked so far (all threads; cache hits not counted), and cache hits. */
 unsigned long dmarc_dns_count(const struct dmarc_dns *d);
+unsigned long dmarc_dns_cache_hits(struct dmarc_dns *d);
 
 /*
  * dmarc_dns_run_spf / dmarc_dns_run_dmarc - drive a machine to its end:

@@ -144,7 +144,7 @@ static struct dmarc_cfg *cfg_of(const char *extra, struct conf **conf_out)
 {
 	struct conf *c = conf_of(extra);
 	struct dmarc_cfg_test t = { 0 };
-	t.dns = dmarc_dns_new_fake(fake_dns, NULL);
+	t.dns = dmarc_dns_new_fake(fake_dns, NULL, 0);
 	t.dkim_dns = dkim_dns_new_fake(fake_dkim_dns, NULL);
 	t.pct_roll = 0;
 	char *err = NULL;
@@ -208,7 +208,7 @@ static void test_params_defaults(void **state)
 		struct conf *bc = conf_of(badcfg[i]);
 		char *err = NULL;
 		struct dmarc_cfg_test t = { 0 };
-		t.dns = dmarc_dns_new_fake(fake_dns, NULL);
+		t.dns = dmarc_dns_new_fake(fake_dns, NULL, 0);
 		t.dkim_dns = dkim_dns_new_fake(fake_dkim_dns, NULL);
 		struct dmarc_cfg *cfg = dmarc_cfg_new(bc, &t, &err);
 		if (cfg != NULL || err == NULL)
@@ -666,6 +666,48 @@ static void test_hostile_headers(void **state)
 	conf_free(&conf);
 }
 
+/* ---- the answer cache ---- */
+
+static void test_dns_cache(void **state)
+{
+	(void)state;
+	struct dmarc_dns *d = dmarc_dns_new_fake(fake_dns, NULL, 2);
+	long long far = now_ms() + 10000;
+	static const struct { const char *name; enum dns_type t; enum dns_status st; int hit; } q[] = {
+		{ "_dmarc.reject.example", DNS_T_TXT, DNS_OK, 0 },
+		{ "_DMARC.Reject.Example.", DNS_T_TXT, DNS_OK, 1 },	/* same name: from the cache */
+		{ "_dmarc.reject.example", DNS_T_A, DNS_NODATA, 0 },	/* another type */
+		{ "_dmarc.temp.example", DNS_T_TXT, DNS_SERVFAIL, 0 },	/* errors never kept */
+		{ "_dmarc.temp.example", DNS_T_TXT, DNS_SERVFAIL, 0 },
+	};
+	unsigned long asked = 0;
+	for (size_t i = 0; i < sizeof(q) / sizeof(q[0]); i++) {
+		struct dns_answer *a = dmarc_dns_lookup(d, q[i].name, q[i].t, far);
+		if (a->status != q[i].st)
+			fail_msg("%s: %s", q[i].name, dns_status_name(a->status));
+		if (a->status == DNS_OK)
+			assert_string_equal(a->rr[0].u.txt.data, "v=DMARC1; p=reject; rua=mailto:agg@reject.example");
+		dns_answer_free(&a);
+		if (!q[i].hit)
+			asked++;
+		if (dmarc_dns_count(d) != asked)
+			fail_msg("%s: %lu questions, expected %lu", q[i].name, dmarc_dns_count(d), asked);
+	}
+	assert_int_equal(dmarc_dns_cache_hits(d), 1);
+	/* full (2 entries): a third starts the cache again; answers stay right */
+	for (int round = 0; round < 3; round++) {
+		struct dns_answer *a = dmarc_dns_lookup(d, "quar.example", DNS_T_TXT, far);
+		assert_int_equal(a->status, DNS_OK);
+		assert_string_equal(a->rr[0].u.txt.data, "v=spf1 ip4:192.0.2.1 -all");
+		dns_answer_free(&a);
+	}
+	/* past the deadline: a time-out, not asked, not kept */
+	struct dns_answer *a = dmarc_dns_lookup(d, "none.example", DNS_T_TXT, now_ms() - 1);
+	assert_int_equal(a->status, DNS_TIMEOUT);
+	dns_answer_free(&a);
+	dmarc_dns_free(&d);
+}
+
 /* ---- header readers (dmarc_hdr) ---- */
 
 static void test_hdr_readers(void **state)
@@ -732,6 +774,7 @@ int main(void)
 		cmocka_unit_test(test_two_messages),
 		cmocka_unit_test(test_hostile_headers),
 		cmocka_unit_test(test_hdr_readers),
+		cmocka_unit_test(test_dns_cache),
 	};
 	return cmocka_run_group_tests(tests, setup_key, teardown_key);
 }
