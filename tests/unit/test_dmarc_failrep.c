@@ -1130,6 +1130,76 @@ static void test_send_exec(void **state)
 	free(hang);
 }
 
+/* ---- hostile input: random bytes through every parser (ASan/UBSan in CI) ---- */
+
+static uint32_t rnd_state = 12345;
+static uint32_t rnd(void)
+{
+	rnd_state ^= rnd_state << 13;
+	rnd_state ^= rnd_state >> 17;
+	rnd_state ^= rnd_state << 5;
+	return rnd_state;
+}
+
+static void rnd_text(char *buf, size_t max)
+{
+	static const char alpha[] = "a@.\"\\ \t\r\n!%?,:;=<>()[]-_0123456789mailto:MAILTO:kmgt\x80\xff";
+	size_t n = rnd() % max;
+	for (size_t i = 0; i < n; i++)
+		buf[i] = rnd() % 4 ? alpha[rnd() % (sizeof alpha - 1)] : (char)(rnd() % 255 + 1);
+	buf[n] = 0;
+}
+
+static void test_hostile(void **state)
+{
+	(void)state;
+	struct oc x;
+	struct dmarc_auth spf[1], dkim[1];
+	struct dmarc_failrep_input in;
+	input_make(&in, &x, spf, dkim);
+	struct dmarc_failrep_opts o = report_opts;
+	char a[512], b[512], c[512];
+	for (int round = 0; round < 3000; round++) {
+		rnd_text(a, sizeof a);
+		rnd_text(b, sizeof b);
+		rnd_text(c, sizeof c);
+		struct dmarc_failrep_dest d[DMARC_FAILREP_MAX_DEST];
+		size_t n = dmarc_failrep_ruf_parse(a, d, DMARC_FAILREP_MAX_DEST, NULL);
+		for (size_t i = 0; i < n; i++) {
+			/* whatever was accepted is a plain address */
+			assert_null(strpbrk(d[i].addr, " \t\r\n<>\"(),;"));
+			assert_non_null(strchr(d[i].addr, '@'));
+		}
+		dmarc_failrep_fo_parse(b);
+		free(dmarc_failrep_redact_text(a));
+		struct dmarc_failrep_header h[3] = { { "Subject", a }, { "From", b }, { "X", c } };
+		dmarc_failrep_is_auto(h, 3);
+		in.headers = h;
+		in.nheaders = 3;
+		in.mail_from = b;
+		in.spf_record = c;
+		o.redact = round & 1;
+		size_t len;
+		char *msg = dmarc_failrep_build(&in, &o, "failures@example.com", DMARC_FAILREP_FO_1, &len);
+		assert_int_equal(strlen(msg), len);
+		/* no CR; the boundary delimits exactly three parts */
+		assert_null(strchr(msg, '\r'));
+		const char *bp = strstr(msg, "boundary=\"");
+		assert_non_null(bp);
+		bp += 10;
+		char bnd[80];
+		size_t bl = strcspn(bp, "\"");
+		assert_true(bl < sizeof bnd - 3);
+		snprintf(bnd, sizeof bnd, "\n--%.*s", (int)bl, bp);
+		int delims = 0;
+		for (const char *p = strstr(msg, bnd); p; p = strstr(p + 1, bnd))
+			delims++;
+		assert_int_equal(delims, 4);	/* 3 parts + the close */
+		free(msg);
+	}
+	dmarc_record_free(&x.rec);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1146,6 +1216,7 @@ int main(void)
 		cmocka_unit_test(test_redact_forms),
 		cmocka_unit_test(test_run),
 		cmocka_unit_test(test_send_exec),
+		cmocka_unit_test(test_hostile),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
