@@ -130,6 +130,15 @@ static void bump2(struct rs_map *m, const char *a, const char *b, long long by)
 	bump(m, key, 0, by);
 }
 
+/* "dsn\ttext" with the text cut at 120 bytes (as pflogsumm trims), so that
+   per-message details past that point do not make every key distinct */
+static void bump_dsn(struct rs_map *m, const char *dsn, const char *text)
+{
+	char key[192];
+	snprintf(key, sizeof key, "%.16s\t%.120s", dsn ? dsn : "", text ? text : "");
+	bump(m, key, 0, 1);
+}
+
 /* ---- delay distribution: exact up to RS_EXACT values, then log buckets ---- */
 
 #define RS_EXACT 1024
@@ -548,11 +557,11 @@ static void on_delivery(struct report_stats *st, const struct rp_event *ev)
 		struct rs_ent *d = bump(&st->rcpt_doms, dom, 2, 1);
 		if (delay > d->d[1])
 			d->d[1] = delay;
-		bump2(&st->deferrals, ev->dsn ? ev->dsn : "", ev->status_text ? ev->status_text : "", 1);
+		bump_dsn(&st->deferrals, ev->dsn, ev->status_text);
 	} else if (ev->status == RP_ST_BOUNCED) {
 		st->t[T_BOUNCED]++;
 		period(st, P_BOUNCED);
-		bump2(&st->bounces, ev->dsn ? ev->dsn : "", ev->status_text ? ev->status_text : "", 1);
+		bump_dsn(&st->bounces, ev->dsn, ev->status_text);
 	}
 }
 

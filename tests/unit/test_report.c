@@ -406,6 +406,15 @@ static void test_input(void **state)
 	read_all(gz, &lines, &maxlen, &cut);
 	assert_int_equal(lines, 1002);
 	assert_int_equal(cut, 1);
+	/* two gzip members back to back (rotated files concatenated) read as one stream */
+	g = gzopen(gz, "wb");
+	gzputs(g, "first member\n");
+	gzclose(g);
+	g = gzopen(gz, "ab");
+	gzputs(g, "second member\n");
+	gzclose(g);
+	read_all(gz, &lines, &maxlen, &cut);
+	assert_int_equal(lines, 2);
 	const char *err = NULL;
 	assert_null(ri_open("/nonexistent/x.log", &err));
 	assert_non_null(err);
