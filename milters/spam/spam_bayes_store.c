@@ -215,7 +215,9 @@ static int lm_open(struct spam_bayes_store *s, const struct spam_bayes_store_opt
 			return lm_err(rc, err_out);
 		return 0;
 	}
-	if (fill_random(s->salt, sizeof s->salt) < 0) {
+	if (o->new_salt)
+		memcpy(s->salt, o->new_salt, SPAM_BAYES_SALT_BYTES);
+	else if (fill_random(s->salt, sizeof s->salt) < 0) {
 		mdb_txn_abort(txn);
 		*err_out = xasprintf("getrandom: %s", strerror(errno));
 		return -1;
@@ -568,7 +570,7 @@ static void rd_fill_totals(const redisReply *r, struct spam_bayes_totals *t)
 	t->last_expire_s = v[3];
 }
 
-static int rd_salt(struct spam_bayes_store *s, char **err_out)
+static int rd_salt(struct spam_bayes_store *s, const uint8_t *new_salt, char **err_out)
 {
 	char key[1024];
 	uint8_t fresh[SPAM_BAYES_SALT_BYTES];
@@ -578,7 +580,9 @@ static int rd_salt(struct spam_bayes_store *s, char **err_out)
 
 	if (!c)
 		return -1;
-	if (fill_random(fresh, sizeof fresh) < 0) {
+	if (new_salt)
+		memcpy(fresh, new_salt, sizeof fresh);
+	else if (fill_random(fresh, sizeof fresh) < 0) {
 		*err_out = xasprintf("getrandom: %s", strerror(errno));
 		rd_put(s, c, 1);
 		return -1;
@@ -628,7 +632,7 @@ static int rd_open(struct spam_bayes_store *s, const struct spam_bayes_store_opt
 	}
 	s->db = o->redis_db;
 	s->timeout_ms = o->redis_timeout_ms > 0 ? o->redis_timeout_ms : 1000;
-	return rd_salt(s, err_out);
+	return rd_salt(s, o->new_salt, err_out);
 }
 
 /* Token keys for h[0..n): argv[base + i] (strings in one block, caller frees). */

@@ -37,6 +37,9 @@ struct spam_bayes_store_opts {
 	int redis_db;			/* SELECT n when not 0 */
 	const char *redis_prefix;	/* every key starts with it, e.g. "sluice:bayes:" */
 	int redis_timeout_ms;		/* connect and command time-out */
+	const uint8_t *new_salt;	/* salt of a database created now (16 bytes; NULL =
+					 * random); an existing one keeps its own. Two stores
+					 * with the same salt hash tokens alike (tests, moves) */
 };
 
 /* Per token. atime_s: Unix time it was last learned or used (0: absent). */
