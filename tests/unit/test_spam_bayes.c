@@ -921,6 +921,14 @@ static void test_accuracy_sample(void **state)
 	struct spam_bayes *b = open_lmdb("sample.lmdb", &o);
 	learn_sample(b, &train);
 	totals(b, &t);
+	/* no clear text in the file: words every training message has are not in it */
+	size_t dblen;
+	char *db = slurp(db_paths[ndb_paths - 1], &dblen);
+	static const char *const words[] = { "localhost", "received", "H:received", "Subject", "example" };
+	for (size_t i = 0; i < sizeof words / sizeof words[0]; i++)
+		if (memmem(db, dblen, words[i], strlen(words[i])))
+			fail_msg("\"%s\" in clear in the database", words[i]);
+	free(db);
 	double *probs = xcalloc(test.n, sizeof *probs);
 	size_t correct = classify_sample(b, &test, probs, &fp, &fn);
 	size_t nspam_test = 0;
@@ -968,6 +976,8 @@ static void test_redis_same_as_lmdb(void **state)
 	orr.store.redis_server = addr;
 	char *prefix = xasprintf("test:%d:", (int)getpid());
 	orr.store.redis_prefix = prefix;
+	orr.store.redis_password = getenv("REDIS_PASSWORD") ? getenv("REDIS_PASSWORD") : "";
+	orr.store.redis_db = getenv("REDIS_DB") ? atoi(getenv("REDIS_DB")) : 0;
 	struct spam_bayes *br = spam_bayes_open(&orr, &err);
 	if (!br)
 		fail_msg("redis %s: %s", addr, err);
