@@ -34,5 +34,7 @@ const struct conf_param dmarc_params[] = {
 	P("dmarc_failure_report_redact", CONF_BOOL, "yes"),
 	PI("dmarc_failure_report_rate", "10", 0, 100000),
 	P("dmarc_failure_report_from", CONF_STR, "postmaster@$myhostname"),
+	/* the Sendmail-compatible command reports leave through; "" = sluice-sendmail beside us */
+	P("dmarc_failure_report_sendmail", CONF_STR, ""),
 	{ NULL, 0, NULL, 0, 0, NULL, 0 },
 };

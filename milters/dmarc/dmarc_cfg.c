@@ -1,12 +1,15 @@
 #include "milters/dmarc/dmarc_cfg.h"
 #include "milters/dmarc/dmarc_dns.h"
+#include "milters/dmarc/dmarc_failrep.h"
 #include "milters/dkim/dkim_cfg.h"
 #include "milters/dkim/dkim_dns.h"
 #include "milters/dkim/dkim_keys.h"
 #include "conf/conf.h"
+#include "lib/daemon.h"
 #include "lib/util.h"
 
 #include <libpsl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -49,6 +52,52 @@ static int reply_ok(const char *s)
 	return 1;
 }
 
+static char *config_file;
+
+void dmarc_cfg_set_config_file(const char *path)
+{
+	free(config_file);
+	config_file = path ? xstrdup(path) : NULL;
+}
+
+/* One rate limiter per process: its counts survive SIGHUP. */
+static pthread_once_t rate_once = PTHREAD_ONCE_INIT;
+static struct dmarc_failrep_rate *rate;
+
+static void rate_make(void)
+{
+	rate = dmarc_failrep_rate_new(0, NULL, NULL);
+}
+
+static int failrep_setup(struct dmarc_cfg *cfg, const struct conf *c, char **err_out)
+{
+	cfg->failrep = conf_bool(c, "dmarc_failure_reports");
+	cfg->failrep_redact = conf_bool(c, "dmarc_failure_report_redact");
+	cfg->failrep_from = xstrdup(conf_str(c, "dmarc_failure_report_from"));
+	if (cfg->failrep && dmarc_failrep_addr_ok(cfg->failrep_from) != 0) {
+		*err_out = xasprintf("%s: dmarc_failure_report_from %s: not a plain address "
+				     "(local@domain.example)",
+				     conf_where(c, "dmarc_failure_report_from"), cfg->failrep_from);
+		return -1;
+	}
+	const char *sm = conf_str(c, "dmarc_failure_report_sendmail");
+	if (sm[0]) {
+		cfg->failrep_sendmail = xstrdup(sm);
+	} else {
+		char *dir = daemon_self_dir();
+		cfg->failrep_sendmail = xasprintf("%s/sluice-sendmail", dir);
+		free(dir);
+	}
+	const char *base = strrchr(cfg->failrep_sendmail, '/');
+	base = base ? base + 1 : cfg->failrep_sendmail;
+	if (strcmp(base, "sluice-sendmail") == 0)
+		cfg->failrep_sendmail_conf = xstrdup(config_file ? config_file : conf_path(c));
+	pthread_once(&rate_once, rate_make);
+	dmarc_failrep_rate_set(rate, (unsigned)conf_int(c, "dmarc_failure_report_rate"));
+	cfg->failrep_rate = rate;
+	return 0;
+}
+
 struct dmarc_cfg *dmarc_cfg_new(struct conf *c, const struct dmarc_cfg_test *test, char **err_out)
 {
 	struct dmarc_cfg *cfg = xcalloc(1, sizeof(*cfg));
@@ -86,12 +135,8 @@ struct dmarc_cfg *dmarc_cfg_new(struct conf *c, const struct dmarc_cfg_test *tes
 	cfg->deadline_ms = conf_time_s(c, "dmarc_dns_deadline") * 1000;
 	cfg->ignore_domains = copy_list(c, "dmarc_ignore_domains", &cfg->nignore_domains, 1);
 	cfg->trusted_ids = copy_list(c, "dmarc_trusted_authserv_ids", &cfg->ntrusted, 0);
-	if (conf_bool(c, "dmarc_failure_reports")) {
-		/* XXX: RFC 9991 failure reports are a later issue; refuse rather than ignore */
-		*err_out = xasprintf("%s: dmarc_failure_reports = yes is not implemented yet",
-				     conf_where(c, "dmarc_failure_reports"));
+	if (failrep_setup(cfg, c, err_out) < 0)
 		goto fail;
-	}
 
 	size_t n;
 	const char *const *hosts = conf_list(c, "dmarc_ignore_hosts", &n);
@@ -179,6 +224,9 @@ void dmarc_cfg_unref(struct dmarc_cfg **cfgp)
 	free(cfg->authserv_id);
 	free(cfg->reject_reply);
 	free(cfg->receiver);
+	free(cfg->failrep_from);
+	free(cfg->failrep_sendmail);
+	free(cfg->failrep_sendmail_conf);
 	free(cfg);
 }
 

@@ -20,6 +20,7 @@ struct dkim_cfg;
 struct dkim_dns;
 struct dkim_hosts;
 struct dmarc_dns;
+struct dmarc_failrep_rate;
 
 struct dmarc_cfg {
 	struct dkim_cfg *dkim;		/* sluice-dkim's verifier (no signing keys) */
@@ -44,6 +45,13 @@ struct dmarc_cfg {
 	size_t max_from_domains;
 	long long deadline_ms;		/* DNS time for one message */
 	int pct_roll;			/* tests: fixed 0..99; -1 = random per message */
+	/* RFC 9991 failure reports (milters/dmarc/dmarc_failrep.c) */
+	int failrep;			/* dmarc_failure_reports */
+	int failrep_redact;
+	char *failrep_from;		/* checked with dmarc_failrep_addr_ok */
+	char *failrep_sendmail;		/* the command (absolute) */
+	char *failrep_sendmail_conf;	/* its -C when it is sluice-sendmail, else NULL */
+	struct dmarc_failrep_rate *failrep_rate;	/* one per process (counts survive SIGHUP) */
 	int refs;			/* atomic */
 };
 
@@ -53,6 +61,12 @@ struct dmarc_cfg_test {
 	struct dkim_dns *dkim_dns;
 	int pct_roll;
 };
+
+/*
+ * dmarc_cfg_set_config_file - the absolute path of the configuration file,
+ * passed to sluice-sendmail as -C for failure reports (main.c, once).
+ */
+void dmarc_cfg_set_config_file(const char *path);
 
 /*
  * dmarc_cfg_new - a generation from loaded conf (refs = 1); test may be

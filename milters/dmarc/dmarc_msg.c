@@ -1,5 +1,6 @@
 #include "milters/dmarc/dmarc_msg.h"
 #include "milters/dmarc/dmarc_dns.h"
+#include "milters/dmarc/dmarc_failrep.h"
 #include "milters/dmarc/dmarc_hdr.h"
 #include "milters/dkim/dkim_cfg.h"
 #include "milters/dkim/dkim_keys.h"
@@ -40,6 +41,12 @@ struct dmarc_msg {
 	int over_cap;
 	int eoh_done;
 	struct dkim_msg *dk;		/* our DKIM verification, or NULL */
+	/* for failure reports only (cfg->failrep): the whole header, the recipients */
+	struct dmarc_failrep_header *all;
+	size_t nall, capall;
+	char **rcpts;
+	size_t nrcpts;
+	time_t arrival;
 };
 
 const char *dmarc_msg_action_name(enum dmarc_msg_action a)
@@ -78,6 +85,7 @@ struct dmarc_msg *dmarc_msg_new(struct dmarc_cfg *cfg, const char *qid,
 	m->mail_from = xstrdup(mail_from ? mail_from : "");
 	m->authenticated = ci ? ci->authenticated : 0;
 	m->rcpt_domains = xstrdup("");
+	m->arrival = time(NULL);
 	if (m->authenticated && cfg->ignore_authenticated) {
 		m->skip = 1;
 		m->skip_why = "authenticated_client";
@@ -114,6 +122,10 @@ static int tokenish(const char *s)
 
 void dmarc_msg_rcpt(struct dmarc_msg *m, const char *rcpt)
 {
+	if (m->cfg->failrep && m->nrcpts < DMARC_FAILREP_MAX_RCPT) {
+		m->rcpts = xrealloc(m->rcpts, (m->nrcpts + 1) * sizeof(*m->rcpts));
+		m->rcpts[m->nrcpts++] = xstrdup(rcpt);
+	}
 	const char *d = dmarc_hdr_addr_domain(rcpt);
 	if (d == NULL || !tokenish(d) || strlen(m->rcpt_domains) > 1000)
 		return;
@@ -157,6 +169,15 @@ void dmarc_msg_header(struct dmarc_msg *m, const char *name, const char *value)
 		hl_add(&m->rspf, value, vl);
 	else if (ascii_strcasecmp(name, "X-Sluice-DMARC") == 0)
 		m->nxsd++;
+	if (m->cfg->failrep) {
+		if (m->nall == m->capall) {
+			m->capall = m->capall ? 2 * m->capall : 32;
+			m->all = xrealloc(m->all, m->capall * sizeof(*m->all));
+		}
+		m->all[m->nall].name = xstrdup(name);
+		m->all[m->nall].value = xstrdup(value);
+		m->nall++;
+	}
 	if (m->dk)
 		dkim_msg_header(m->dk, name, value);
 }
@@ -665,6 +686,84 @@ static int result_rank(enum dmarc_result r)
 	return 0;
 }
 
+/* ---- failure reports (RFC 9991; docs/DMARC-FAILURE-REPORTS.md) ---- */
+
+struct failrep_dns {
+	struct dmarc_dns *dns;
+	long long deadline_ms;
+};
+
+static struct dns_answer *failrep_lookup(void *arg, const char *name, enum dns_type type)
+{
+	struct failrep_dns *x = arg;
+	return dmarc_dns_lookup(x->dns, name, type, x->deadline_ms);
+}
+
+static void failure_reports(struct dmarc_msg *m, struct dmarc_msg_outcome *out,
+			    const struct dom_eval *ev, size_t ndom, const struct dmarc_auth *spf,
+			    size_t nspf, const struct dmarc_auth *dkim, size_t ndkim,
+			    long long deadline)
+{
+	struct dmarc_cfg *cfg = m->cfg;
+	struct failrep_dns fd = { cfg->dns, deadline };
+	struct dmarc_failrep_sendmail sm = { cfg->failrep_sendmail, cfg->failrep_sendmail_conf,
+					     10000 };
+	struct dmarc_failrep_opts o = { 0 };
+	o.reporter = cfg->failrep_from;
+	o.hostname = cfg->authserv_id;
+	o.redact = cfg->failrep_redact;
+	enum dmarc_failrep_delivery del =
+		out->action == DMARC_MSG_REJECT ? DMARC_FAILREP_REJECT
+		: out->action == DMARC_MSG_TEMPFAIL ? DMARC_FAILREP_POLICY
+		: out->action == DMARC_MSG_QUARANTINE || out->add_header ? DMARC_FAILREP_SPAM
+		: DMARC_FAILREP_DELIVERED;
+	for (size_t i = 0; i < ndom; i++) {
+		if (!ev[i].o || ev[i].ignored)	/* dmarc_ignore_domains: no reports either */
+			continue;
+		struct dmarc_failrep_input in = { 0 };
+		in.outcome = ev[i].o;
+		in.spf = spf;
+		in.nspf = nspf;
+		in.dkim = dkim;
+		in.ndkim = ndkim;
+		in.qid = m->qid;
+		in.mail_from = m->mail_from;
+		in.rcpts = (const char *const *)m->rcpts;
+		in.nrcpts = m->nrcpts;
+		in.client_ip = m->client_ip;
+		in.arrival = m->arrival;
+		in.headers = m->all;
+		in.nheaders = m->nall;
+		in.auth_results = out->ar_value;
+		in.delivery = del;
+		struct dmarc_failrep_result res;
+		dmarc_failrep_run(&in, &o, cfg->failrep_rate, cfg->mode, cfg->psl, failrep_lookup, &fd,
+				  dmarc_failrep_send_exec, &sm, &res);
+		const char *fromd = ev[i].o->from_domain ? ev[i].o->from_domain : ev[i].domain;
+		if (res.suppressed && out->nlog < DMARC_MSG_MAX_LOG) {
+			struct sbuf b;
+			sbuf_init(&b);
+			sbuf_adds(&b, "milter=dmarc failure_report=suppressed reason=auto_submitted");
+			kv(&b, "header_from", fromd);
+			out->log[out->nlog++] = sbuf_steal(&b);
+		}
+		for (size_t k = 0; k < res.n && out->nlog < DMARC_MSG_MAX_LOG; k++) {
+			struct sbuf b;
+			sbuf_init(&b);
+			sbuf_adds(&b, "milter=dmarc");
+			kv(&b, "failure_report", dmarc_failrep_status_name(res.dest[k].status));
+			kv(&b, "header_from", fromd);
+			kv(&b, "ruf", res.dest[k].dest.addr);
+			kv(&b, "verification", dmarc_failrep_verdict_name(res.dest[k].dest.verdict));
+			sbuf_printf(&b, " bytes=%zu", res.dest[k].bytes);
+			if (res.dest[k].err)
+				kv(&b, "error", res.dest[k].err);
+			out->log[out->nlog++] = sbuf_steal(&b);
+		}
+		dmarc_failrep_result_clear(&res);
+	}
+}
+
 static void evaluate(struct dmarc_msg *m, struct dmarc_msg_outcome *out,
 		     const char *const *doms, size_t ndom)
 {
@@ -800,6 +899,9 @@ static void evaluate(struct dmarc_msg *m, struct dmarc_msg_outcome *out,
 		log_auth(&b, m, &spf, dk, ndk, dk_self);
 		out->log[out->nlog++] = sbuf_steal(&b);
 	}
+	if (cfg->failrep)
+		failure_reports(m, out, ev, ndom, spf.have && spf.domain[0] ? &sa : NULL,
+				spf.have && spf.domain[0] ? 1 : 0, da, ndk, deadline);
 	for (size_t i = 0; i < ndom; i++)
 		dmarc_check_free(&ev[i].chk);
 }
@@ -935,6 +1037,14 @@ void dmarc_msg_free(struct dmarc_msg **mp)
 	free(m->helo);
 	free(m->mail_from);
 	free(m->rcpt_domains);
+	for (size_t i = 0; i < m->nall; i++) {
+		free((char *)m->all[i].name);
+		free((char *)m->all[i].value);
+	}
+	free(m->all);
+	for (size_t i = 0; i < m->nrcpts; i++)
+		free(m->rcpts[i]);
+	free(m->rcpts);
 	dmarc_cfg_unref(&m->cfg);
 	free(m);
 	*mp = NULL;

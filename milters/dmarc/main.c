@@ -384,6 +384,11 @@ int main(int argc, char **argv)
 	if (optind != argc)
 		usage(stderr, 2);
 	log_set_stderr_only("sluice-dmarc");
+	/* absolute: we chdir to the base directory, reload, and hand it to sluice-sendmail */
+	char *abs_config = realpath(config_file, NULL);
+	if (abs_config)
+		config_file = abs_config;
+	dmarc_cfg_set_config_file(config_file);
 	char *err = NULL;
 	struct conf *c = conf_load(config_file, params_all, NULL, &err);
 	if (c == NULL)

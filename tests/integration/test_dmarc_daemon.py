@@ -152,3 +152,32 @@ def test_dns_timeout(solo, on_temperror, code):
         assert "dmarc=temperror" in our_ar(read(p))[0]
     assert re.search(r"milter=dmarc action=(accept|tempfail) dmarc=temperror", s.log_text())
     assert dm.alive()
+
+
+def test_failure_report_through_sluice_sendmail(solo):
+    """dmarc_failure_reports = yes: a fo=1 failure at rep.example makes an
+    RFC 9991 report that the real sluice-sendmail hands to sluiced, which
+    delivers it to the verified ruf= address; the unverified one gets none."""
+    import email
+    import email.policy
+    s, dm = solo("dmarc_failure_reports = yes\ndmarc_failure_report_from = dmarc-reports@example.com")
+    code, text = Session(s.port, BAD_IP).send(message(b"Olga <olga@rep.example>"), "olga@rep.example")
+    assert code == 550 and "rep.example" in text, text
+    (p,) = s.wait_delivered("postmaster", 1)
+    msg = email.message_from_bytes(read(p), policy=email.policy.default)
+    assert msg.get_content_type() == "multipart/report", msg
+    assert msg.get_param("report-type") == "feedback-report"
+    assert msg["Auto-Submitted"] == "auto-generated"
+    parts = list(msg.iter_parts())
+    fb = parts[1].get_payload()[0] if parts[1].is_multipart() else parts[1]
+    text = read(p).decode(errors="replace")
+    assert "Feedback-Type: auth-failure" in text and "Reported-Domain: rep.example" in text, text
+    assert "Delivery-Result: reject" in text and "Source-IP: 127.0.0.3" in text, text
+    assert "olga@" not in text                       # redacted by default
+    assert fb is not None
+    log = s.log_text()
+    assert re.search(r"milter=dmarc failure_report=sent header_from=rep\.example "
+                     r"ruf=postmaster@example\.com verification=verified", log), log[-3000:]
+    assert re.search(r"milter=dmarc failure_report=not_verified header_from=rep\.example "
+                     r"ruf=x@unverified\.example", log), log[-3000:]
+    assert dm.alive()

@@ -37,6 +37,9 @@ none.example. 300 IN TXT "v=spf1 ip4:127.0.0.2 -all"
 _dmarc.none.example. 300 IN TXT "v=DMARC1; p=none"
 elsewhere.example. 300 IN TXT "v=spf1 ip4:127.0.0.3 -all"
 helo.reject.example. 300 IN TXT "v=spf1 ip4:127.0.0.3 -all"
+rep.example. 300 IN TXT "v=spf1 ip4:127.0.0.2 -all"
+_dmarc.rep.example. 300 IN TXT "v=DMARC1; p=reject; fo=1; ruf=mailto:postmaster@example.com,mailto:x@unverified.example"
+rep.example._report._dmarc.example.com. 300 IN TXT "v=DMARC1"
 """
 
 

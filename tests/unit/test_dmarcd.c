@@ -27,6 +27,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <cmocka.h>
 
 /* ---- fake DNS ---- */
@@ -55,6 +57,8 @@ static const struct rr zone[] = {
 	{ "elsewhere.example", DNS_T_TXT, "v=spf1 ip4:198.51.100.9 -all", DNS_OK },
 	{ "sel._domainkey.reject.example", DNS_T_TXT, dkim_key_txt, DNS_OK },
 	{ "_dmarc.xn--bcher-kva.example", DNS_T_TXT, "v=DMARC1; p=reject", DNS_OK },
+	{ "_dmarc.rep.example", DNS_T_TXT, "v=DMARC1; p=quarantine; fo=1; ruf=mailto:fail@rep.example", DNS_OK },
+	{ "rep.example", DNS_T_TXT, "v=spf1 ip4:192.0.2.1 -all", DNS_OK },
 	{ NULL, 0, NULL, 0 },
 };
 
@@ -202,7 +206,7 @@ static void test_params_defaults(void **state)
 	static const char *const badcfg[] = {
 		"dmarc_reject_reply = 100%% %s", "dmarc_ignore_hosts = 300.1.1.1/99",
 		"dmarc_mode = rfc7489\ndmarc_public_suffix_list = /nonexistent/psl.dat",
-		"dmarc_failure_reports = yes",
+		"dmarc_failure_reports = yes\ndmarc_failure_report_from = not an address",
 	};
 	for (size_t i = 0; i < sizeof(badcfg) / sizeof(badcfg[0]); i++) {
 		struct conf *bc = conf_of(badcfg[i]);
@@ -666,6 +670,68 @@ static void test_hostile_headers(void **state)
 	conf_free(&conf);
 }
 
+/* ---- failure reports wired in (the module itself: test_dmarc_failrep) ---- */
+
+static void test_failure_report(void **state)
+{
+	(void)state;
+	char dir[] = "/tmp/test_dmarcd.XXXXXX";
+	assert_non_null(mkdtemp(dir));
+	char *script = xasprintf("%s/sendmail", dir);
+	FILE *f = fopen(script, "w");
+	assert_non_null(f);
+	fprintf(f, "#!/bin/sh\necho \"$@\" > %s/args\ncat > %s/report.eml\n", dir, dir);
+	fclose(f);
+	chmod(script, 0755);
+	char *extra = xasprintf("dmarc_failure_reports = yes\ndmarc_failure_report_sendmail = %s\n"
+				"dmarc_failure_report_from = reports@mx.test", script);
+	struct conf *conf;
+	struct dmarc_cfg *cfg = cfg_of(extra, &conf);
+	struct mcase c = { "fo=1 report", NULL, "198.51.100.7", "x.example", "someone@rep.example",
+			   0, "From: Someone <someone@rep.example>\n" STD_HDRS, NULL,
+			   DMARC_MSG_QUARANTINE, DMARC_RESULT_FAIL, "dmarc=fail", NULL, NULL, 0 };
+	struct dmarc_msg_outcome out;
+	run_case(cfg, &c, &out);
+	check_case(&c, &out);
+	assert_int_equal(out.nlog, 2);
+	if (strstr(out.log[1], "failure_report=sent") == NULL ||
+	    strstr(out.log[1], "ruf=fail@rep.example") == NULL ||
+	    strstr(out.log[1], "verification=internal") == NULL)
+		fail_msg("report line: %s", out.log[1]);
+	dmarc_msg_outcome_clear(&out);
+	char *rp = xasprintf("%s/report.eml", dir), *ap = xasprintf("%s/args", dir);
+	char buf[16384] = "", args[512] = "";
+	f = fopen(rp, "r");
+	assert_non_null(f);
+	size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+	buf[n] = 0;
+	fclose(f);
+	f = fopen(ap, "r");
+	assert_non_null(f);
+	n = fread(args, 1, sizeof(args) - 1, f);
+	args[n] = 0;
+	fclose(f);
+	assert_non_null(strstr(args, "-f reports@mx.test -i -- fail@rep.example"));
+	assert_non_null(strstr(buf, "Feedback-Type: auth-failure"));
+	assert_non_null(strstr(buf, "Reported-Domain: rep.example"));
+	assert_non_null(strstr(buf, "Delivery-Result: spam"));
+	assert_null(strstr(buf, "someone@"));	/* redacted by default */
+	/* a second message: the log says rate limit or sent, never a crash */
+	run_case(cfg, &c, &out);
+	assert_int_equal(out.nlog, 2);
+	dmarc_msg_outcome_clear(&out);
+	unlink(rp);
+	unlink(ap);
+	unlink(script);
+	rmdir(dir);
+	free(rp);
+	free(ap);
+	free(script);
+	free(extra);
+	dmarc_cfg_unref(&cfg);
+	conf_free(&conf);
+}
+
 /* ---- the answer cache ---- */
 
 static void test_dns_cache(void **state)
@@ -775,6 +841,7 @@ int main(void)
 		cmocka_unit_test(test_hostile_headers),
 		cmocka_unit_test(test_hdr_readers),
 		cmocka_unit_test(test_dns_cache),
+		cmocka_unit_test(test_failure_report),
 	};
 	return cmocka_run_group_tests(tests, setup_key, teardown_key);
 }
