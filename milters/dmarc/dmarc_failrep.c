@@ -190,7 +190,7 @@ static int parse_uri(const char *u, size_t len, struct dmarc_failrep_dest *d)
 	for (size_t i = 7; i < ulen && u[i] != '?'; i++) {
 		int c = (unsigned char)u[i];
 		if (c == '%') {
-			if (i + 2 >= ulen + 0 || hexval(u[i + 1]) < 0 || hexval(u[i + 2]) < 0)
+			if (i + 2 >= ulen || hexval(u[i + 1]) < 0 || hexval(u[i + 2]) < 0)
 				return -1;
 			c = hexval(u[i + 1]) * 16 + hexval(u[i + 2]);
 			i += 2;
@@ -399,14 +399,20 @@ static enum dmarc_failrep_verdict verify_host(struct dmarc_failrep_dest *d, cons
 				continue;
 			v = DMARC_FAILREP_VERIFIED;
 			/* step 9 with ruf: the consumer may name another address at the same host */
+			int elsewhere = 0;
 			struct dmarc_record r;
 			dmarc_record_parse(rr->u.txt.data, rr->u.txt.len, &r, NULL);
 			struct dmarc_failrep_dest o[DMARC_FAILREP_MAX_DEST];
 			size_t no = r.ruf ? dmarc_failrep_ruf_parse(r.ruf, o, DMARC_FAILREP_MAX_DEST, NULL) : 0;
 			for (size_t i = 0; i < no; i++)
 				if (strcmp(o[i].host, d->host) != 0)
-					v = DMARC_FAILREP_REFUSED;
-			if (v == DMARC_FAILREP_VERIFIED && no > 0) {
+					elsewhere = 1;
+			if (elsewhere) {
+				dmarc_record_free(&r);
+				dns_answer_free(&a);
+				return DMARC_FAILREP_REFUSED;	/* MUST NOT, whatever else */
+			}
+			if (no > 0) {
 				memcpy(d->addr, o[0].addr, sizeof d->addr);
 				d->max_bytes = o[0].max_bytes;
 			}
@@ -420,12 +426,36 @@ static enum dmarc_failrep_verdict verify_host(struct dmarc_failrep_dest *d, cons
 	return v;
 }
 
+/* the caller's look-up under a budget: past it, a timeout without asking */
+struct budget {
+	dmarc_failrep_lookup_fn fn;
+	void *arg;
+	unsigned left;
+};
+
+static struct dns_answer *budget_lookup(void *arg, const char *name, enum dns_type type)
+{
+	struct budget *b = arg;
+	if (b->left == 0) {
+		struct dns_answer *a = xcalloc(1, sizeof *a);
+		a->status = DNS_TIMEOUT;
+		a->qname = xstrdup(name);
+		a->qtype = type;
+		return a;
+	}
+	b->left--;
+	return b->fn(b->arg, name, type);
+}
+
 void dmarc_failrep_verify(struct dmarc_failrep_dest *d, size_t n, const char *policy_domain,
 			  const char *policy_org, enum dmarc_mode mode, const void *psl,
-			  dmarc_failrep_lookup_fn lookup, void *lookup_arg)
+			  dmarc_failrep_lookup_fn lookup_fn, void *lookup_fn_arg)
 {
 	char pdom[DMARC_NAME_MAX + 1], porg[DMARC_NAME_MAX + 1];
-	int porg_ok = 0;
+	int porg_ok = 0, porg_tried = 0;
+	struct budget bud = { lookup_fn, lookup_fn_arg, DMARC_FAILREP_MAX_QUERIES };
+	dmarc_failrep_lookup_fn lookup = budget_lookup;
+	void *lookup_arg = &bud;
 
 	if (!policy_domain || dmarc_domain_normalize(policy_domain, pdom, sizeof pdom) < 0) {
 		for (size_t i = 0; i < n; i++)
@@ -448,7 +478,8 @@ void dmarc_failrep_verify(struct dmarc_failrep_dest *d, size_t n, const char *po
 			d[i].verdict = DMARC_FAILREP_INTERNAL;
 			continue;
 		}
-		if (!porg_ok) {
+		if (!porg_ok && !porg_tried) {
+			porg_tried = 1;
 			if (org_of(pdom, mode, psl, porg, sizeof porg, lookup, lookup_arg) == ORG_OK)
 				porg_ok = 1;
 		}
@@ -531,6 +562,25 @@ static void rate_expire(struct dmarc_failrep_rate *r, long long now)
 			}
 		}
 	}
+}
+
+/* 1 when a take would succeed now (nothing is counted) */
+static int rate_peek(struct dmarc_failrep_rate *r, const char *addr)
+{
+	int ok;
+
+	pthread_mutex_lock(&r->mu);
+	long long now = r->clock(r->clock_arg);
+	struct rate_ent *e;
+	for (e = r->b[key_hash(addr) % RATE_BUCKETS]; e; e = e->next)
+		if (ascii_strcasecmp(e->key, addr) == 0)
+			break;
+	if (!e || now - e->start_s >= DMARC_FAILREP_RATE_WINDOW_S)
+		ok = r->per_hour > 0;
+	else
+		ok = e->count < r->per_hour;
+	pthread_mutex_unlock(&r->mu);
+	return ok;
 }
 
 int dmarc_failrep_rate_take(struct dmarc_failrep_rate *r, const char *addr)
@@ -1369,7 +1419,21 @@ unsigned dmarc_failrep_run(const struct dmarc_failrep_input *in,
 
 	struct dmarc_failrep_dest d[DMARC_FAILREP_MAX_DEST];
 	size_t n = dmarc_failrep_ruf_parse(o->record->ruf, d, DMARC_FAILREP_MAX_DEST, &res->nskipped);
-	dmarc_failrep_verify(d, n, o->policy_domain, o->org_domain, mode, psl, lookup, lookup_arg);
+	/* an address already at its limit costs no DNS (the flood case) */
+	int limited[DMARC_FAILREP_MAX_DEST] = { 0 };
+	struct dmarc_failrep_dest v[DMARC_FAILREP_MAX_DEST];
+	size_t map[DMARC_FAILREP_MAX_DEST], nv = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (rate && !rate_peek(rate, d[i].addr)) {
+			limited[i] = 1;
+			continue;
+		}
+		v[nv] = d[i];
+		map[nv++] = i;
+	}
+	dmarc_failrep_verify(v, nv, o->policy_domain, o->org_domain, mode, psl, lookup, lookup_arg);
+	for (size_t k = 0; k < nv; k++)
+		d[map[k]] = v[k];
 
 	struct dmarc_failrep_input in2 = *in;
 	char *spf_rec = NULL;
@@ -1383,6 +1447,10 @@ unsigned dmarc_failrep_run(const struct dmarc_failrep_input *in,
 	for (size_t i = 0; i < n; i++) {
 		res->dest[i].dest = d[i];
 		res->n = i + 1;
+		if (limited[i]) {
+			res->dest[i].status = DMARC_FAILREP_RATE_LIMITED;
+			continue;
+		}
 		if (d[i].verdict == DMARC_FAILREP_TEMPERROR) {
 			res->dest[i].status = DMARC_FAILREP_DNS_TEMPERROR;
 			continue;

@@ -83,6 +83,7 @@ unsigned dmarc_failrep_due(const struct dmarc_outcome *o, const struct dmarc_aut
 /* ---- 2. destinations (ruf=) and their verification ---- */
 
 #define DMARC_FAILREP_MAX_DEST 8	/* more mailto: URIs in one ruf= are ignored */
+#define DMARC_FAILREP_MAX_QUERIES 24	/* DNS questions of one dmarc_failrep_verify */
 #define DMARC_FAILREP_ADDR_MAX 254	/* local@domain, RFC 5321 4.5.3.1.3 path limit */
 
 enum dmarc_failrep_verdict {
@@ -157,7 +158,9 @@ typedef struct dns_answer *(*dmarc_failrep_lookup_fn)(void *arg, const char *nam
  * Organizational Domain cannot be found (a temporary failure in its walk),
  * the _report._dmarc record still decides VERIFIED, and its absence gives
  * TEMPERROR (it might have been internal). Look-ups are shared between
- * destinations with the same host. Sets d[i].verdict for every i.
+ * destinations with the same host; one call asks at most
+ * DMARC_FAILREP_MAX_QUERIES questions (past that, look-ups count as timed
+ * out: TEMPERROR). Sets d[i].verdict for every i.
  */
 void dmarc_failrep_verify(struct dmarc_failrep_dest *d, size_t n, const char *policy_domain,
 			  const char *policy_org, enum dmarc_mode mode, const void *psl,
@@ -364,9 +367,10 @@ struct dmarc_failrep_result {
 void dmarc_failrep_result_clear(struct dmarc_failrep_result *r);
 
 /*
- * dmarc_failrep_run - everything for one outcome: due? -> ruf= -> verify ->
- * (SPF-DNS look-up if needed) -> per destination: build, size check, rate
- * limit, send. Returns the fo= options that held and were acted on (0:
+ * dmarc_failrep_run - everything for one outcome: due? -> loop guard ->
+ * ruf= -> addresses already at their rate limit are RATE_LIMITED without
+ * any DNS -> verify the others -> (SPF-DNS look-up if needed) -> per
+ * destination: build, size check, rate limit, send. Returns the fo= options that held and were acted on (0:
  * nothing was done, res->n == 0; res->suppressed = 1 when only the loop
  * guard dmarc_failrep_is_auto stopped it). *res is always initialised; clear it with
  * dmarc_failrep_result_clear. rate may be NULL (no limit: tests only).

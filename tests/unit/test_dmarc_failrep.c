@@ -339,6 +339,8 @@ static const struct rr zone_verify[] = {
 	{ "_dmarc.walkfail.example", NULL, DNS_SERVFAIL },
 	{ "example.com._report._dmarc.walkfail.example", NULL, DNS_NXDOMAIN },
 	{ "_dmarc.walkfail2.example", NULL, DNS_SERVFAIL },
+	{ "_dmarc.hijack2.example", NULL, DNS_SERVFAIL },
+	{ "example.com._report._dmarc.hijack2.example", "v=DMARC1; ruf=mailto:x@elsewhere.example", DNS_OK },
 	{ "example.com._report._dmarc.walkfail2.example", "v=DMARC1;", DNS_OK },
 	{ NULL, NULL, 0 },
 };
@@ -394,6 +396,9 @@ static void test_verify(void **state)
 				    DMARC_MODE_DMARCBIS, NULL), DMARC_FAILREP_TEMPERROR);
 	assert_int_equal(verify_one("mailto:x@walkfail2.example", "example.com", "example.com",
 				    DMARC_MODE_DMARCBIS, NULL), DMARC_FAILREP_VERIFIED);
+	/* an override to another host is refused even when the host's walk failed */
+	assert_int_equal(verify_one("mailto:x@hijack2.example", "example.com", "example.com",
+				    DMARC_MODE_DMARCBIS, NULL), DMARC_FAILREP_REFUSED);
 	/* policy org unknown: determined here */
 	use_zone(zone_verify);
 	assert_int_equal(verify_one("mailto:f@a.example.com", "example.com", NULL,
@@ -422,6 +427,22 @@ static void test_verify(void **state)
 	assert_int_equal(verify_one("mailto:r@thirdparty.example", "example.com", "example.com",
 				    DMARC_MODE_RFC7489, NULL), DMARC_FAILREP_VERIFIED);
 	assert_int_equal(nqueries, 1);
+
+	/* the question budget: 8 external hosts of 4 questions each stop at 24 */
+	use_zone(zone_verify);
+	struct dmarc_failrep_dest m8[DMARC_FAILREP_MAX_DEST];
+	assert_int_equal(dmarc_failrep_ruf_parse("mailto:r@h1.a.example,mailto:r@h2.a.example,"
+						 "mailto:r@h3.a.example,mailto:r@h4.a.example,"
+						 "mailto:r@h5.a.example,mailto:r@h6.a.example,"
+						 "mailto:r@h7.a.example,mailto:r@h8.a.example",
+						 m8, DMARC_FAILREP_MAX_DEST, NULL), 8);
+	dmarc_failrep_verify(m8, 8, "example.com", "example.com", DMARC_MODE_DMARCBIS, NULL,
+			     fake_lookup, NULL);
+	assert_int_equal(nqueries, DMARC_FAILREP_MAX_QUERIES);
+	assert_int_equal(m8[0].verdict, DMARC_FAILREP_REFUSED);
+	assert_int_equal(m8[5].verdict, DMARC_FAILREP_REFUSED);
+	assert_int_equal(m8[6].verdict, DMARC_FAILREP_TEMPERROR);
+	assert_int_equal(m8[7].verdict, DMARC_FAILREP_TEMPERROR);
 
 	/* several destinations: one look-up per host */
 	use_zone(zone_verify);
@@ -977,11 +998,17 @@ static void test_run(void **state)
 	assert_string_equal(dmarc_failrep_status_name(res.dest[2].status), "not_verified");
 	dmarc_failrep_result_clear(&res);
 
-	/* the next message within the hour: rate limited, nothing sent */
+	/* the next message within the hour: rate limited, nothing sent, and the
+	 * limited addresses cost no DNS (a flood of forgeries asks nothing for them) */
+	use_zone(zone_run);
 	hit = dmarc_failrep_run(&in, &report_opts, rate, DMARC_MODE_DMARCBIS, NULL, fake_lookup,
 				NULL, fake_send, &s, &res);
 	assert_int_equal(res.dest[0].status, DMARC_FAILREP_RATE_LIMITED);
 	assert_int_equal(res.dest[1].status, DMARC_FAILREP_RATE_LIMITED);
+	assert_int_equal(res.dest[1].dest.verdict, DMARC_FAILREP_UNCHECKED);
+	assert_int_equal(res.dest[2].status, DMARC_FAILREP_NOT_VERIFIED);
+	for (unsigned i = 0; i < nqueries; i++)
+		assert_null(strstr(asked[i], "thirdparty"));
 	assert_int_equal(s.n, 2);
 	dmarc_failrep_result_clear(&res);
 
