@@ -8,6 +8,7 @@
  *    caches the result; getters only read the cache.
  */
 #include "conf/conf.h"
+#include "lib/privfile.h"
 #include "lib/util.h"
 
 #include <errno.h>
@@ -39,7 +40,8 @@ static int is_name_char(int c)
 int conf_read_file(const char *path, size_t max_bytes, char **text_out, size_t *len_out,
 		   char **err_out)
 {
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	/* plain open(), or through the root helper once a daemon dropped privileges */
+	int fd = privfile_open(path, O_RDONLY | O_CLOEXEC, 0);
 	if (fd < 0) {
 		*err_out = xasprintf("%s: cannot open: %s", path, strerror(errno));
 		return -1;

@@ -1,4 +1,5 @@
 #include "lib/log.h"
+#include "lib/privfile.h"
 #include "lib/util.h"
 
 #include <errno.h>
@@ -96,7 +97,7 @@ int log_init(const char *progname, const char *file, enum log_format fmt, const 
 		if (strcmp(file, "/dev/stderr") == 0) {
 			fd = 2;
 		} else {
-			fd = open(file, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+			fd = privfile_open(file, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
 			if (fd < 0) {
 				if (err_out)
 					*err_out = strerror(errno);
