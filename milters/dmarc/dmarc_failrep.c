@@ -1328,7 +1328,10 @@ int dmarc_failrep_send_exec(void *arg, const char *from, const char *rcpt, const
 				*p = ' ';
 		while (errlen > 0 && errbuf[errlen - 1] == ' ')
 			errbuf[--errlen] = 0;
-		if (status != -1 && WIFEXITED(status))
+		if (status != -1 && WIFEXITED(status) && WEXITSTATUS(status) == 0)
+			*err_out = xasprintf("exited before reading the whole report (%zu of %zu bytes)",
+					     off, len);
+		else if (status != -1 && WIFEXITED(status))
 			*err_out = xasprintf("exit %d: %s", WEXITSTATUS(status), errbuf);
 		else if (status != -1 && WIFSIGNALED(status))
 			*err_out = xasprintf("killed by signal %d: %s", WTERMSIG(status), errbuf);
