@@ -123,10 +123,15 @@ static struct rs_ent *bump(struct rs_map *m, const char *key, int col, long long
 	return e;
 }
 
+/* "a\tb" (each cut to 255 bytes) */
 static void bump2(struct rs_map *m, const char *a, const char *b, long long by)
 {
 	char key[512];
-	snprintf(key, sizeof key, "%s\t%s", a, b);
+	size_t la = strnlen(a, 255), lb = strnlen(b, 255);
+	memcpy(key, a, la);
+	key[la] = '\t';
+	memcpy(key + la + 1, b, lb);
+	key[la + 1 + lb] = 0;
 	bump(m, key, 0, by);
 }
 
@@ -510,11 +515,13 @@ static const char *transport_of(const struct rp_event *ev, char *buf, size_t buf
 	if (ev->service && *ev->service)
 		return ev->service;
 	const char *r = ev->relay ? ev->relay : "none";
-	size_t n = strcspn(r, "[:, ");
-	if (!strchr(r, '['))
-		snprintf(buf, bufsz, "%.*s", (int)n, r);	/* virtual, local, none, ... */
-	else
-		snprintf(buf, bufsz, "smtp");
+	if (strchr(r, '['))
+		return "smtp";
+	size_t n = strcspn(r, "[:, ");	/* virtual, local, none, ... */
+	if (n >= bufsz)
+		n = bufsz - 1;
+	memcpy(buf, r, n);
+	buf[n] = 0;
 	return buf;
 }
 
