@@ -43,6 +43,11 @@ const struct conf_param spam_params[] = {
 	/* DNS lists: a table file "zone ip|domain answer SYMBOL score"; one deadline per message */
 	P("spam_dns_lists", CONF_STR, ""),
 	PT("spam_dns_timeout", "2s", 1, 60, 's'),
+	/* SPF/DKIM/DMARC from Authentication-Results of these authserv-ids only */
+	P("spam_trusted_authserv_ids", CONF_LIST, "$myhostname"),
+	P("spam_auth_scores", CONF_LIST,
+	  "SPF_FAIL:1.0, SPF_SOFTFAIL:0.5, SPF_PERMERROR:0.3, DKIM_FAIL:0.5, DKIM_PERMERROR:0.3, "
+	  "DMARC_FAIL:2.0, SPF_PASS:-0.1, DKIM_PASS:-0.1, DMARC_PASS:-0.2"),
 	/* GeoIP/ASN (libmaxminddb files) and scores: "GB:1.0, XX:2.5", "64496:3.0" */
 	P("spam_geoip_country_db", CONF_STR, ""),
 	P("spam_geoip_asn_db", CONF_STR, ""),

@@ -2,6 +2,7 @@
  * spam_cfg: configuration generations for sluice-spam. See spam_cfg.h.
  */
 #include "milters/spam/spam_cfg.h"
+#include "milters/spam/spam_ar.h"
 #include "milters/spam/spam_dnsl.h"
 #include "milters/spam/spam_geo.h"
 #include "milters/spam/spam_net.h"
@@ -134,6 +135,14 @@ struct spam_cfg *spam_cfg_new(const struct conf *c, char **err_out)
 		free(err);
 		goto fail;
 	}
+	size_t nids, nsc;
+	const char *const *ids = conf_list(c, "spam_trusted_authserv_ids", &nids);
+	const char *const *sc = conf_list(c, "spam_auth_scores", &nsc);
+	if ((cfg->ar = spam_ar_new(ids, nids, sc, nsc, &err)) == NULL) {
+		*err_out = xasprintf("%s: %s", conf_where(c, "spam_auth_scores"), err);
+		free(err);
+		goto fail;
+	}
 	struct dns_opts dopts = { 0 };
 	dopts.servers = conf_list(c, "dns_servers", &dopts.nservers);
 	dopts.timeout_ms = (int)conf_time_s(c, "dns_timeout") * 1000;
@@ -191,6 +200,7 @@ void spam_cfg_unref(struct spam_cfg **cp)
 	table_free(&cfg->block_from);
 	spam_geo_free(&cfg->geo);
 	spam_dnsl_free(&cfg->dnsl);
+	spam_ar_free(&cfg->ar);
 	free(cfg->dnsl_status);
 	pthread_mutex_destroy(&cfg->table_lock);
 	free(cfg);

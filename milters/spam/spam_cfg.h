@@ -17,6 +17,7 @@
 
 struct conf;
 struct spam_rules;
+struct spam_ar;
 struct spam_dnsl;
 struct spam_geo;
 struct spam_net;
@@ -41,6 +42,7 @@ struct spam_cfg {
 	int on_error_tempfail;
 	struct table *allow_from, *block_from;	/* NULL when unset */
 	struct spam_geo *geo;			/* GeoIP/ASN (never NULL; may have no databases) */
+	struct spam_ar *ar;			/* Authentication-Results symbols */
 	struct spam_dnsl *dnsl;			/* DNS lists (never NULL; may have no lists) */
 	char *dnsl_status;			/* the start-up test of the lists, for the log; or NULL */
 	pthread_mutex_t table_lock;		/* table lookups return borrowed values */

@@ -3,6 +3,7 @@
  */
 #include "milters/spam/spam_msg.h"
 #include "milters/spam/spam_cfg.h"
+#include "milters/spam/spam_ar.h"
 #include "milters/spam/spam_dnsl.h"
 #include "milters/spam/spam_geo.h"
 #include "milters/spam/spam_net.h"
@@ -345,6 +346,7 @@ static void decide(struct spam_cfg *cfg, const char *raw, size_t len, size_t siz
 	};
 	spam_scan(cfg->rules, mime, &senv, &o->result);
 	spam_geo_symbols(cfg->geo, spam_scan_first_untrusted(mime, &senv), &o->result);
+	spam_ar_symbols(cfg->ar, mime, &o->result);
 	char *dnsl_note = NULL;
 	dns_lists(cfg, mime, &senv, from_addr, o, &dnsl_note);
 	o->scanned = 1;

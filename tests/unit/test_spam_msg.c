@@ -417,6 +417,33 @@ static void test_geoip(void **state)
 	free(err);
 }
 
+static void test_authentication_results(void **state)
+{
+	(void)state;
+	struct spam_cfg *cfg = cfg_ok("myhostname = mx.example.net\n"
+				      "spam_auth_scores = DMARC_FAIL:3.0, SPF_PASS:-0.5\n");
+	const char *hdrs[] = {
+		"Authentication-Results", " mx.example.net; spf=pass smtp.mailfrom=example.org; "
+					  "dkim=fail header.d=example.org; dkim=pass header.d=x.example",
+		"Authentication-Results", " MX.EXAMPLE.NET; dmarc=fail header.from=example.org",
+		"Authentication-Results", " evil.example; dmarc=pass header.from=example.org",
+		"Authentication-Results", " mx.example.net; garbage here",
+		"From", " a@example.org", NULL,
+	};
+	struct spam_outcome o;
+	struct spam_msg *m;
+	run(cfg, NULL, hdrs, "body\n", &o, &m);
+	assert_string_equal(o.symbols, "DKIM_FAIL(0.00), DKIM_PASS(0.00), DMARC_FAIL(3.00), SPF_PASS(-0.50)");
+	assert_true(o.score == 2.5);
+	spam_outcome_clear(&o);
+	spam_msg_free(&m);
+	spam_cfg_unref(&cfg);
+	char *err = NULL;
+	assert_null(cfg_from("spam_auth_scores = dmarc_fail:1\n", &err));
+	assert_non_null(strstr(err, "bad item \"dmarc_fail:1\""));
+	free(err);
+}
+
 static int setup(void **state)
 {
 	(void)state;
@@ -444,6 +471,7 @@ int main(void)
 		cmocka_unit_test(test_default_rules),
 		cmocka_unit_test(test_truncation),
 		cmocka_unit_test(test_geoip),
+		cmocka_unit_test(test_authentication_results),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
