@@ -190,7 +190,11 @@ struct dmarc_request {
  * Bounds. A tree walk asks at most DMARC_MAX_WALK look-ups (RFC 9989 4.10);
  * the whole check at most DMARC_MAX_QUERIES (answers are shared between the
  * walks of the Author Domain and of the authenticated identifiers). When the
- * limit stops an alignment walk, that identifier does not align.
+ * limit (or a temporary DNS failure) stops the walk for a passing
+ * identifier, its alignment is unknown: DMARC_RESULT_TEMPERROR unless
+ * another identifier aligns. Relaxed alignment walks only for identifiers
+ * at or under the Author Domain's Organizational Domain (others cannot
+ * align), identical names need no walk, strict mode never walks.
  */
 #define DMARC_MAX_WALK 8
 #define DMARC_MAX_QUERIES 40
