@@ -92,6 +92,10 @@ struct dmarc_msg *dmarc_msg_new(struct dmarc_cfg *cfg, const char *qid,
 	} else if (m->client_ip[0] && dkim_hosts_match(cfg->ignore_hosts, m->client_ip)) {
 		m->skip = 1;
 		m->skip_why = "ignored_host";
+	} else if (m->client_ip[0] == 0) {
+		/* no client address: local submission (Postfix pickup, non_smtpd_milters) */
+		m->skip = 1;
+		m->skip_why = "local_submission";
 	}
 	if (!m->skip)
 		m->dk = dkim_msg_new(cfg->dkim, m->qid, 0);

@@ -29,7 +29,7 @@
 
 /* What we know of the SMTP session when the message starts (MAIL FROM). */
 struct dmarc_msg_conn {
-	const char *client_ip;		/* NULL or "": unknown (no SPF) */
+	const char *client_ip;		/* NULL or "": no address, a local submission: skipped */
 	const char *helo;		/* NULL = none */
 	int authenticated;		/* SMTP AUTH ({auth_authen} set) */
 };

@@ -183,8 +183,13 @@ static sfsistat on_connect(SMFICTX *ctx, char *host, struct sockaddr *sa)
 	c->addr[0] = 0;
 	if (sa && sa->sa_family == AF_INET)
 		inet_ntop(AF_INET, &((struct sockaddr_in *)sa)->sin_addr, c->addr, sizeof(c->addr));
-	else if (sa && sa->sa_family == AF_INET6)
-		inet_ntop(AF_INET6, &((struct sockaddr_in6 *)sa)->sin6_addr, c->addr, sizeof(c->addr));
+	else if (sa && sa->sa_family == AF_INET6) {
+		const struct in6_addr *a6 = &((struct sockaddr_in6 *)sa)->sin6_addr;
+		if (IN6_IS_ADDR_V4MAPPED(a6))	/* ::ffff:192.0.2.1 is 192.0.2.1 (ignore hosts, SPF) */
+			inet_ntop(AF_INET, &a6->s6_addr[12], c->addr, sizeof(c->addr));
+		else
+			inet_ntop(AF_INET6, a6, c->addr, sizeof(c->addr));
+	}
 	free(c->helo);
 	c->helo = NULL;
 	return done(c, SMFIP_NR_CONN);
