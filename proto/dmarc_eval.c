@@ -12,6 +12,7 @@
  * re-run costs little and the code reads like the RFC's steps.
  */
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,8 +31,7 @@ struct dm_slot {
 	enum slot_state st;
 	unsigned id;
 	enum dns_type type;
-	char dom[NAME_BUF];		/* the domain (TXT: without "_dmarc.") */
-	char qname[NAME_BUF];
+	char dom[NAME_BUF];		/* the domain (TXT: asked as "_dmarc.<dom>") */
 	enum dns_status status;
 	int ndmarc;			/* TXT: v=DMARC1 records in the answer */
 	int usable;			/* the single record: 0 no, 1 valid, 2 p=none fallback */
@@ -67,7 +67,6 @@ struct dmarc_check {
 	unsigned pct_roll;
 	const void *psl;
 
-	struct dm_slot slot[MAX_SLOTS];
 	size_t nslots;
 	unsigned next_id;
 	unsigned nasked;		/* questions counted against DMARC_MAX_QUERIES */
@@ -80,7 +79,23 @@ struct dmarc_check {
 	char policy_domain[NAME_BUF];
 	char org_domain[NAME_BUF];
 	char reason[512];
+	struct dm_slot slot[MAX_SLOTS];	/* last: only [0, nslots) is initialized */
 };
+
+/* Copy a name known to fit (at most DMARC_NAME_MAX bytes) into a NAME_BUF. */
+static void copy_name(char *dst, const char *src)
+{
+	size_t n = strnlen(src, DMARC_NAME_MAX);
+
+	memcpy(dst, src, n);
+	dst[n] = 0;
+}
+
+/* The question name of a slot. */
+static void slot_qname(const struct dm_slot *s, char *out, size_t outlen)
+{
+	snprintf(out, outlen, "%s%s", s->type == DNS_T_TXT ? "_dmarc." : "", s->dom);
+}
 
 /* ---- labels ---- */
 
@@ -137,7 +152,9 @@ static struct dm_auth *copy_auth(const struct dmarc_auth *in, size_t n, size_t *
 
 struct dmarc_check *dmarc_check_new(const struct dmarc_request *req)
 {
-	struct dmarc_check *c = xcalloc(1, sizeof(*c));
+	struct dmarc_check *c = xmalloc(sizeof(*c));
+
+	memset(c, 0, offsetof(struct dmarc_check, slot));	/* slots: as used */
 
 	c->mode = req->mode == DMARC_MODE_RFC7489 ? DMARC_MODE_RFC7489 : DMARC_MODE_DMARCBIS;
 	if (req->from_domain && strlen(req->from_domain) <= DMARC_NAME_MAX + 1)
@@ -202,7 +219,7 @@ static enum lk lookup(struct dmarc_check *c, const char *dom, enum dns_type type
 	s = &c->slot[c->nslots];
 	memset(s, 0, sizeof(*s));
 	s->type = type;
-	snprintf(s->dom, sizeof(s->dom), "%s", dom);
+	copy_name(s->dom, dom);
 	if (type == DNS_T_TXT) {
 		if (strlen(dom) + 7 > DMARC_NAME_MAX) {
 			/* _dmarc.<dom> cannot exist: a name too long for the DNS */
@@ -212,9 +229,6 @@ static enum lk lookup(struct dmarc_check *c, const char *dom, enum dns_type type
 			*s_out = s;
 			return LK_DONE;
 		}
-		snprintf(s->qname, sizeof(s->qname), "_dmarc.%s", dom);
-	} else {
-		snprintf(s->qname, sizeof(s->qname), "%s", dom);
 	}
 	if (c->nasked >= DMARC_MAX_QUERIES) {
 		c->budget_hit = 1;
@@ -323,14 +337,14 @@ static void walk(struct dmarc_check *c, const char *dom, struct walk *w)
 	}
 	w->st = W_DONE;
 	if (w->nrec == 0) {
-		snprintf(w->org, sizeof(w->org), "%s", dom);
+		copy_name(w->org, dom);
 		return;
 	}
 	const struct dm_slot *last = w->rec[w->nrec - 1];
 	if (last->rec.psd == 'y' && last_k != n) {
-		snprintf(w->org, sizeof(w->org), "%s", suffix(dom, starts, n, last_k + 1));
+		copy_name(w->org, suffix(dom, starts, n, last_k + 1));
 	} else {
-		snprintf(w->org, sizeof(w->org), "%s", last->dom);
+		copy_name(w->org, last->dom);
 	}
 }
 
@@ -357,7 +371,7 @@ static void finish(struct dmarc_check *c, enum dmarc_result r)
 
 static void set_policy_domain(struct dmarc_check *c, const struct dm_slot *s)
 {
-	snprintf(c->policy_domain, sizeof(c->policy_domain), "%s", s->dom);
+	copy_name(c->policy_domain, s->dom);
 	c->out.policy_domain = c->policy_domain;
 	c->out.record = &s->rec;
 	c->pol = s;
@@ -365,7 +379,7 @@ static void set_policy_domain(struct dmarc_check *c, const struct dm_slot *s)
 
 static void set_org(struct dmarc_check *c, const char *org)
 {
-	snprintf(c->org_domain, sizeof(c->org_domain), "%s", org);
+	copy_name(c->org_domain, org);
 	c->out.org_domain = c->org_domain;
 }
 
@@ -430,7 +444,7 @@ static enum step discover_bis(struct dmarc_check *c, int *is_author_out)
 		finish(c, DMARC_RESULT_TEMPERROR);
 		return ST_STOP;
 	case W_TEMP:
-		reason(c, "DNS %s for %s", dns_status_name(w.temp->status), w.temp->qname);
+		reason(c, "DNS %s for _dmarc.%s", dns_status_name(w.temp->status), w.temp->dom);
 		finish(c, DMARC_RESULT_TEMPERROR);
 		return ST_STOP;
 	case W_DONE:
@@ -465,7 +479,7 @@ static enum step discover_7489(struct dmarc_check *c, int *is_author_out)
 	if (dmarc_org_domain_psl(c->psl, c->from, org, sizeof(org)) == 0)
 		set_org(c, org);
 	else
-		snprintf(org, sizeof(org), "%s", c->from);
+		copy_name(org, c->from);
 	if (s->status == DNS_OK && s->ndmarc > 1) {
 		reason(c, "%d DMARC records at _dmarc.%s", s->ndmarc, s->dom);
 		finish(c, DMARC_RESULT_NONE);
@@ -792,7 +806,7 @@ int dmarc_check_next(struct dmarc_check *c, struct dmarc_query *q_out)
 			s->id = c->next_id++;
 			q_out->id = s->id;
 			q_out->type = s->type;
-			snprintf(q_out->name, sizeof(q_out->name), "%s", s->qname);
+			slot_qname(s, q_out->name, sizeof(q_out->name));
 			c->out.dns_queries = c->nasked;
 			return DMARC_NEED_DNS;
 		}
