@@ -2,7 +2,8 @@
  * spam_bayes_store: LMDB and Redis backends of the Bayes counts.
  *
  * LMDB layout (named databases in one file):
- *   tok:  8-byte big-endian hash -> uint32 spam, ham, atime_s (host order)
+ *   tok:  hash as a native uint64 (MDB_INTEGERKEY: integer compares)
+ *         -> uint32 spam, ham, atime_s (host order)
  *   seen: 16-byte digest -> 1 byte class
  *   meta: "salt" -> 16 bytes; "nspam", "nham", "ntokens", "expire" -> 8 bytes
  * Redis layout (P = redis_prefix):
@@ -122,6 +123,20 @@ static int lm_err(int rc, char **err_out)
 	return -1;
 }
 
+/*
+ * lm_begin - a transaction; when another process grew the map
+ * (spam_bayes_db_max_size raised there), adopt its size and retry.
+ */
+static int lm_begin(struct spam_bayes_store *s, unsigned flags, MDB_txn **txn)
+{
+	int rc = mdb_txn_begin(s->env, NULL, flags, txn);
+	if (rc == MDB_MAP_RESIZED) {
+		mdb_env_set_mapsize(s->env, 0);
+		rc = mdb_txn_begin(s->env, NULL, flags, txn);
+	}
+	return rc;
+}
+
 static uint64_t lm_meta_u64(struct spam_bayes_store *s, MDB_txn *txn, const char *name)
 {
 	MDB_val k = { strlen(name), (void *)name }, v;
@@ -148,10 +163,8 @@ static void lm_totals(struct spam_bayes_store *s, MDB_txn *txn, struct spam_baye
 static int lm_get_tok(struct spam_bayes_store *s, MDB_txn *txn, uint64_t h,
 		      struct spam_bayes_counts *c)
 {
-	unsigned char kb[8];
 	uint32_t w[3];
-	MDB_val k = { 8, kb }, v;
-	key_be(h, kb);
+	MDB_val k = { sizeof h, &h }, v;
 	int rc = mdb_get(txn, s->tok, &k, &v);
 	if (rc == 0 && v.mv_size == sizeof w) {
 		memcpy(w, v.mv_data, sizeof w);
@@ -165,18 +178,14 @@ static int lm_get_tok(struct spam_bayes_store *s, MDB_txn *txn, uint64_t h,
 static int lm_put_tok(struct spam_bayes_store *s, MDB_txn *txn, uint64_t h,
 		      const struct spam_bayes_counts *c)
 {
-	unsigned char kb[8];
 	uint32_t w[3] = { c->spam, c->ham, c->atime_s };
-	MDB_val k = { 8, kb }, v = { sizeof w, w };
-	key_be(h, kb);
+	MDB_val k = { sizeof h, &h }, v = { sizeof w, w };
 	return mdb_put(txn, s->tok, &k, &v, 0);
 }
 
 static int lm_del_tok(struct spam_bayes_store *s, MDB_txn *txn, uint64_t h)
 {
-	unsigned char kb[8];
-	MDB_val k = { 8, kb };
-	key_be(h, kb);
+	MDB_val k = { sizeof h, &h };
 	return mdb_del(txn, s->tok, &k, NULL);
 }
 
@@ -198,9 +207,9 @@ static int lm_open(struct spam_bayes_store *s, const struct spam_bayes_store_opt
 		*err_out = xasprintf("%s: %s", o->db_path, mdb_strerror(rc));
 		return -1;
 	}
-	if ((rc = mdb_txn_begin(s->env, NULL, 0, &txn)))
+	if ((rc = lm_begin(s, 0, &txn)))
 		return lm_err(rc, err_out);
-	if ((rc = mdb_dbi_open(txn, "tok", MDB_CREATE, &s->tok)) ||
+	if ((rc = mdb_dbi_open(txn, "tok", MDB_CREATE | MDB_INTEGERKEY, &s->tok)) ||
 	    (rc = mdb_dbi_open(txn, "seen", MDB_CREATE, &s->seen)) ||
 	    (rc = mdb_dbi_open(txn, "meta", MDB_CREATE, &s->meta))) {
 		mdb_txn_abort(txn);
@@ -238,7 +247,7 @@ static int lm_lookup(struct spam_bayes_store *s, const uint64_t *h, size_t n,
 		     char **err_out)
 {
 	MDB_txn *txn;
-	int rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn);
+	int rc = lm_begin(s, MDB_RDONLY, &txn);
 	if (rc)
 		return lm_err(rc, err_out);
 	for (size_t i = 0; i < n; i++) {
@@ -272,7 +281,7 @@ static int lm_learn(struct spam_bayes_store *s, const uint8_t *digest, enum spam
 	enum spam_bayes_class prev, nc;
 	int ds, dh, rc;
 
-	if ((rc = mdb_txn_begin(s->env, NULL, 0, &txn)))
+	if ((rc = lm_begin(s, 0, &txn)))
 		return lm_err(rc, err_out);
 	if ((rc = lm_seen(s, txn, digest, &prev)))
 		goto fail;
@@ -338,7 +347,7 @@ static int lm_touch(struct spam_bayes_store *s, const uint64_t *h, size_t n, uin
 {
 	MDB_txn *txn;
 	int rc;
-	if ((rc = mdb_txn_begin(s->env, NULL, 0, &txn)))
+	if ((rc = lm_begin(s, 0, &txn)))
 		return lm_err(rc, err_out);
 	for (size_t i = 0; i < n; i++) {
 		struct spam_bayes_counts c;
@@ -367,7 +376,7 @@ static int lm_scan(struct spam_bayes_store *s, spam_bayes_store_each_fn fn, void
 	MDB_txn *txn;
 	MDB_cursor *cur;
 	MDB_val k, v;
-	int rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn);
+	int rc = lm_begin(s, MDB_RDONLY, &txn);
 	if (rc)
 		return lm_err(rc, err_out);
 	if ((rc = mdb_cursor_open(txn, s->tok, &cur))) {
@@ -376,11 +385,13 @@ static int lm_scan(struct spam_bayes_store *s, spam_bayes_store_each_fn fn, void
 	}
 	for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); !rc; rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
 		uint32_t w[3];
-		if (k.mv_size != 8 || v.mv_size != sizeof w)
+		uint64_t h;
+		if (k.mv_size != sizeof h || v.mv_size != sizeof w)
 			continue;
 		memcpy(w, v.mv_data, sizeof w);
+		memcpy(&h, k.mv_data, sizeof h);
 		struct spam_bayes_counts c = { w[0], w[1], w[2] };
-		if (fn(arg, key_from_be(k.mv_data), &c))
+		if (fn(arg, h, &c))
 			break;
 	}
 	mdb_cursor_close(cur);
@@ -396,7 +407,7 @@ static int lm_delete(struct spam_bayes_store *s, const uint64_t *h, size_t n, in
 	MDB_txn *txn;
 	int rc;
 	uint64_t removed = 0;
-	if ((rc = mdb_txn_begin(s->env, NULL, 0, &txn)))
+	if ((rc = lm_begin(s, 0, &txn)))
 		return lm_err(rc, err_out);
 	for (size_t i = 0; i < n; i++) {
 		rc = lm_del_tok(s, txn, h[i]);
@@ -1030,7 +1041,7 @@ int spam_bayes_store_seen(struct spam_bayes_store *s, const uint8_t digest[SPAM_
 	if (s->backend == SPAM_BAYES_REDIS)
 		return rd_seen(s, digest, class_out, err_out);
 	MDB_txn *txn;
-	int rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn);
+	int rc = lm_begin(s, MDB_RDONLY, &txn);
 	if (rc)
 		return lm_err(rc, err_out);
 	rc = lm_seen(s, txn, digest, class_out);

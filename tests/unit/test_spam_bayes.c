@@ -20,6 +20,7 @@
 
 #include <dirent.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -28,6 +29,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 #include <cmocka.h>
 
@@ -948,6 +950,134 @@ static void test_accuracy_sample(void **state)
 	sample_free(&test);
 }
 
+/* Threads classify while another learns: one handle, no errors, no races. */
+struct thr {
+	struct spam_bayes *b;
+	struct spam_mime **msgs;
+	size_t n;
+	int errors;
+};
+
+static void *classify_thread(void *arg)
+{
+	struct thr *t = arg;
+	for (int round = 0; round < 5; round++)
+		for (size_t i = 0; i < t->n; i++) {
+			struct spam_bayes_verdict v;
+			char *err = NULL;
+			if (spam_bayes_classify(t->b, t->msgs[i], T0 + 86400 * (round + 2), &v, &err) < 0) {
+				t->errors++;
+				free(err);
+			}
+		}
+	return NULL;
+}
+
+static void test_threads_and_speed(void **state)
+{
+	(void)state;
+	struct sample train, test;
+	struct spam_bayes_opts o;
+	sample_load(&train, 1);
+	sample_load(&test, 0);
+	spam_bayes_opts_default(&o);
+	o.min_spam = o.min_ham = 1;
+	struct spam_bayes *b = open_lmdb("threads.lmdb", &o);
+	learn_sample(b, &train);
+	struct spam_mime **msgs = xcalloc(test.n, sizeof *msgs);
+	for (size_t i = 0; i < test.n; i++) {
+		size_t len;
+		char *raw = slurp(test.path[i], &len);
+		msgs[i] = spam_mime_parse(raw, len, NULL);
+		free(raw);
+	}
+	/* speed of classification alone (parsed messages, LMDB, no touching) */
+	struct spam_bayes_opts *live = (struct spam_bayes_opts *)spam_bayes_get_opts(b);
+	live->touch_on_classify = 0;
+	struct timespec t0, t1;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	size_t runs = 0;
+	for (int round = 0; round < 10; round++)
+		for (size_t i = 0; i < test.n; i++, runs++) {
+			struct spam_bayes_verdict v;
+			char *err = NULL;
+			assert_int_equal(spam_bayes_classify(b, msgs[i], T0, &v, &err), 0);
+		}
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	double s = (double)(t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) / 1e9;
+	print_message("bayes classify: %zu messages in %.3f s (%.0f msg/s, one thread)\n", runs, s,
+		      runs / s);
+	live->touch_on_classify = 1;
+
+	pthread_t th[3];
+	struct thr t[3];
+	for (int k = 0; k < 3; k++) {
+		t[k] = (struct thr){ b, msgs, test.n, 0 };
+		assert_int_equal(pthread_create(&th[k], NULL, classify_thread, &t[k]), 0);
+	}
+	for (int i = 0; i < 40; i++) {
+		enum spam_bayes_learn_result r;
+		char *msg = make_msg(i % 2, 200 + i, NULL);
+		learn_str(b, msg, i % 2 ? SPAM_BAYES_LEARN_SPAM : SPAM_BAYES_LEARN_HAM, T0 + 86400 * 3, &r);
+		free(msg);
+	}
+	for (int k = 0; k < 3; k++) {
+		pthread_join(th[k], NULL);
+		assert_int_equal(t[k].errors, 0);
+	}
+	struct spam_bayes_totals tt;
+	totals(b, &tt);
+	assert_int_equal(tt.ntokens, scan_count(b));
+	for (size_t i = 0; i < test.n; i++)
+		spam_mime_free(&msgs[i]);
+	free(msgs);
+	spam_bayes_close(&b);
+	sample_free(&train);
+	sample_free(&test);
+}
+
+/* Mangled sample messages: learn, classify and forget give results, never a crash. */
+static void test_mangled_input(void **state)
+{
+	(void)state;
+	struct sample train;
+	struct spam_bayes_opts o;
+	sample_load(&train, 1);
+	spam_bayes_opts_default(&o);
+	o.min_spam = o.min_ham = 0;
+	o.max_tokens = 5000;
+	struct spam_bayes *b = open_lmdb("mangled.lmdb", &o);
+	uint32_t rnd = 12345;
+	for (int iter = 0; iter < 300; iter++) {
+		size_t len;
+		char *raw = slurp(train.path[iter % train.n], &len);
+		for (int k = 0; k < 20 && len; k++) {
+			rnd = rnd * 1103515245u + 12345u;
+			raw[(rnd >> 8) % len] = (char)(rnd >> 24);
+		}
+		rnd = rnd * 1103515245u + 12345u;
+		if (iter % 3 == 0)
+			len = (rnd >> 8) % (len + 1);
+		enum spam_bayes_learn_result r;
+		char *err = NULL;
+		assert_int_equal(spam_bayes_learn_raw(b, raw, len, iter % 2 ? SPAM_BAYES_LEARN_SPAM
+									: SPAM_BAYES_LEARN_HAM, T0, &r, &err), 0);
+		struct spam_mime *m = spam_mime_parse(raw, len, NULL);
+		struct spam_bayes_verdict v;
+		assert_int_equal(spam_bayes_classify(b, m, T0, &v, &err), 0);
+		assert_true(v.prob >= 0 && v.prob <= 1);
+		spam_mime_free(&m);
+		if (iter % 5 == 0)
+			assert_int_equal(spam_bayes_learn_raw(b, raw, len, SPAM_BAYES_FORGET, T0, &r, &err), 0);
+		free(raw);
+	}
+	struct spam_bayes_totals t;
+	totals(b, &t);
+	assert_int_equal(t.ntokens, scan_count(b));
+	spam_bayes_close(&b);
+	sample_free(&train);
+}
+
 /* --------------------------------------------------------------- Redis */
 
 static void test_redis_same_as_lmdb(void **state)
@@ -1083,6 +1213,8 @@ int main(void)
 		cmocka_unit_test(test_lmdb_persistence),
 		cmocka_unit_test(test_learn_paths),
 		cmocka_unit_test(test_accuracy_sample),
+		cmocka_unit_test(test_threads_and_speed),
+		cmocka_unit_test(test_mangled_input),
 		cmocka_unit_test(test_redis_same_as_lmdb),
 	};
 	return cmocka_run_group_tests(tests, setup_tmp, teardown_tmp);
