@@ -4,12 +4,14 @@
  * that hand the message to dkim_msg.c and apply its outcome.
  */
 #include "milters/dkim/dkim_cfg.h"
+#include "milters/dkim/dkim_keys.h"
 #include "milters/dkim/dkim_msg.h"
 #include "milters/dkim/dkim_pubkey.h"
 #include "conf/conf.h"
 #include "conf/params.h"
 #include "lib/daemon.h"
 #include "lib/log.h"
+#include "lib/privfile.h"
 #include "lib/util.h"
 #include "lib/version.h"
 
@@ -54,6 +56,61 @@ static struct dkim_cfg *load(struct conf **conf_out, char **err_out)
 	}
 	*conf_out = c;
 	return cfg;
+}
+
+/*
+ * enter_base_dir - relative paths in the config are relative to its base
+ * directory (conf.h): work there, and keep the config file's absolute name
+ * for reloads.
+ */
+static void enter_base_dir(void)
+{
+	char *err = NULL;
+	struct conf *c = conf_load(config_file, params_all, NULL, &err);
+	if (c == NULL)
+		fatal("%s", err);
+	char *abs = realpath(config_file, NULL);
+	if (abs == NULL)
+		fatal("%s: %s", config_file, strerror(errno));
+	if (conf_enter_base_dir(c, &err) < 0)
+		fatal("%s", err);
+	conf_free(&c);
+	config_file = abs;
+}
+
+/*
+ * The root helper (lib/privfile) opens only what the config names: the
+ * key files listed in a KeyTable too. Runs in the helper, as root.
+ */
+static void key_table_files(const struct conf *c, struct privfile_names *names)
+{
+	const char *spec = conf_str(c, "dkim_key_table");
+	const char *path = strncmp(spec, "file:", 5) == 0 ? spec + 5 : spec;
+	char *text, *err = NULL;
+	size_t len;
+	if (*path == 0 || conf_read_file(path, 64u * 1024 * 1024, &text, &len, &err) < 0) {
+		free(err);
+		return;
+	}
+	struct dkim_tab_line *lines;
+	long n = dkim_keys_parse_table(text, len, path, &lines, &err);
+	free(text);
+	if (n < 0) {
+		free(err);
+		return;
+	}
+	for (long i = 0; i < n; i++) {
+		char *dom, *sel, *data;
+		const char *why;
+		if (dkim_keys_parse_keyvalue(lines[i].value, &dom, &sel, &data, &why) < 0)
+			continue;
+		if (data[0] == '/' || data[0] == '.')	/* a file, not the key itself */
+			privfile_names_add(names, data);
+		free(dom);
+		free(sel);
+		free(data);
+	}
+	dkim_keys_lines_free(lines, (size_t)n);
 }
 
 /*
@@ -360,6 +417,7 @@ int main(int argc, char **argv)
 	if (optind != argc)
 		usage();
 	log_set_stderr_only("sluice-dkim");
+	enter_base_dir();
 	char *err = NULL;
 	struct conf *c = NULL;
 	struct dkim_cfg *cfg = load(&c, &err);
@@ -422,10 +480,20 @@ int main(int argc, char **argv)
 			fatal("dkim_socket %s: chmod: %s", conn, strerror(errno));
 	}
 	nodelay_listeners();
-	if (daemon_drop_privs(conf_str(c, "mail_owner"), &err) < 0)
-		fatal("mail_owner: %s", err);
 	if (!foreground)
 		daemon_detach();
+	/*
+	 * Root-only files (0600 keys, the key tables, maillog_file in a root
+	 * directory) are re-read at SIGHUP as mail_owner: through a helper
+	 * that stays root. After detaching (the helper follows this process),
+	 * from the main thread (which lives as long as the milter).
+	 */
+	struct privfile_opts priv = { .config_file = config_file, .tables = params_all,
+				    .more_paths = key_table_files };
+	if (geteuid() == 0 && privfile_install(&priv, &err) < 0)
+		fatal("privfile: %s", err);
+	if (daemon_drop_privs(conf_str(c, "mail_owner"), &err) < 0)
+		fatal("mail_owner: %s", err);
 	if (daemon_pidfile(conf_str(c, "dkim_pid_file"), &err) < 0)
 		fatal("dkim_pid_file: %s", err);
 

@@ -20,6 +20,7 @@
 #include "conf/params.h"
 #include "lib/daemon.h"
 #include "lib/log.h"
+#include "lib/privfile.h"
 #include "lib/util.h"
 #include "lib/version.h"
 #include "policyd/spf/spfd_policy.h"
@@ -184,6 +185,24 @@ int main(int argc, char **argv)
 		free(err);
 		return 1;
 	}
+	/*
+	 * Relative paths are relative to the config's base directory
+	 * (conf.h): work there, and keep the config file's absolute name for
+	 * reloads.
+	 */
+	char *abs_conf = realpath(config_file, NULL);
+	if (!abs_conf || conf_enter_base_dir(c, &err) < 0) {
+		if (abs_conf)
+			fprintf(stderr, "sluice-spf: %s\n", err);
+		else
+			fprintf(stderr, "sluice-spf: %s: %s\n", config_file, strerror(errno));
+		free(err);
+		free(abs_conf);
+		spfd_opts_free(&o);
+		conf_free(&c);
+		return 1;
+	}
+	config_file = abs_conf;
 	size_t nw;
 	const char *const *w = conf_warnings(c, &nw);
 	for (size_t i = 0; i < nw; i++)
@@ -213,10 +232,18 @@ int main(int argc, char **argv)
 		if (listen_open(spec, 511, 0, &lst, &err) < 0)
 			fatal("%s: spf_socket: %s", conf_where(c, "spf_socket"), err);
 	}
-	if (daemon_drop_privs(conf_str(c, "mail_owner"), &err) < 0)
-		fatal("mail_owner: %s", err);
 	if (listening && !foreground)
 		daemon_detach();
+	/*
+	 * maillog_file (and anything else root-only the config names) is
+	 * reopened at SIGHUP as mail_owner: through a helper that stays root.
+	 * After detaching: the helper follows this process.
+	 */
+	struct privfile_opts priv = { .config_file = config_file, .tables = params_all };
+	if (!query && geteuid() == 0 && privfile_install(&priv, &err) < 0)
+		fatal("privfile: %s", err);
+	if (daemon_drop_privs(conf_str(c, "mail_owner"), &err) < 0)
+		fatal("mail_owner: %s", err);
 	if (listening && daemon_pidfile(conf_str(c, "spf_pid_file"), &err) < 0)
 		fatal("spf_pid_file: %s", err);
 
@@ -261,5 +288,7 @@ int main(int argc, char **argv)
 			unlink(pf);
 	}
 	conf_free(&c);
+	privfile_uninstall();
+	free(abs_conf);
 	return 0;
 }
