@@ -304,11 +304,19 @@ static void __attribute__((noreturn)) helper_main(int sock, pid_t parent,
 	sigset_t none;
 	sigemptyset(&none);
 	sigprocmask(SIG_SETMASK, &none, NULL);
-	/* none of the daemon's sockets or files: only our end, as fd 3 */
+	/*
+	 * None of the daemon's sockets or files: only our end, as fd 3, and
+	 * stdin/stdout on /dev/null (in Postfix spawn mode they are the client).
+	 */
 	if (sock != 3) {
 		if (dup2(sock, 3) < 0)
 			_exit(1);
 		sock = 3;
+	}
+	int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+	if (null >= 0) {
+		dup2(null, 0);
+		dup2(null, 1);
 	}
 	close_range(4, ~0u, 0);
 	static struct pf_req req;

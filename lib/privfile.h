@@ -36,9 +36,9 @@
  *  - nothing else: no other flags, no writing, no creating elsewhere.
  *
  * The helper exits when the daemon does: PR_SET_PDEATHSIG (SIGKILL) and end
- * of file on the socket. It keeps no other descriptor of the daemon (all
- * but stdin/out/err are closed), ignores SIGHUP, SIGINT and SIGPIPE, and
- * holds no secrets beyond the moment of an open.
+ * of file on the socket. It keeps no other descriptor of the daemon (stdin
+ * and stdout on /dev/null, stderr kept, the rest closed), ignores SIGHUP,
+ * SIGINT and SIGPIPE, and holds no secrets beyond the moment of an open.
  *
  * Adopting it in a daemon (sluice-dmarc, sluice-spam, sluice-ratelimit, ...),
  * three lines in main(), after daemon_detach() (PR_SET_PDEATHSIG follows the
