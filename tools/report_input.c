@@ -92,6 +92,16 @@ int ri_next(struct report_input *in, const char **line_out, size_t *len_out, con
 		size_t avail = in->len - in->pos;
 		const char *nl = memchr(s, '\n', avail);
 		size_t n = nl ? (size_t)(nl - s) : avail;
+		if (nl && ll == 0) {	/* the whole line is in the buffer: no copy */
+			in->pos += n + 1;
+			if (n > RP_MAX_LINE_BYTES) {
+				in->cut++;
+				n = RP_MAX_LINE_BYTES;
+			}
+			*line_out = s;
+			*len_out = n;
+			return 1;
+		}
 		size_t room = RP_MAX_LINE_BYTES - ll;
 		if (n > room) {
 			if (!cut)

@@ -21,8 +21,9 @@ struct report_input *ri_open(const char *path, const char **err_out);
 void ri_close(struct report_input **in);
 
 /*
- * ri_next - the next line without its '\n': *line_out valid until the next
- * call. Returns 1, 0 at the end, -1 on a read error (*err_out).
+ * ri_next - the next line without its '\n': *len_out bytes at *line_out (not
+ * NUL-terminated), valid until the next call. Returns 1, 0 at the end, -1 on
+ * a read error (*err_out).
  */
 int ri_next(struct report_input *in, const char **line_out, size_t *len_out, const char **err_out);
 

@@ -861,7 +861,9 @@ static void classify(struct rp_parser *p, const char *msg, struct rp_event *ev)
 	}
 	if (fam == FAM_MTA && mta_fast(p, t, ev))
 		return;
-	split_kv(p, t, ev);
+	/* of the other programs' lines only OpenDKIM's "s=SEL d=DOM ..." needs the split */
+	if (fam == FAM_MTA || (fam == FAM_OPENDKIM && t[0] == 's' && t[1] == '='))
+		split_kv(p, t, ev);
 	if (fam == FAM_OPENDKIM)
 		opendkim(p, t, ev);
 	else if (fam == FAM_OPENDMARC)

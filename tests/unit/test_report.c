@@ -367,7 +367,7 @@ static void read_all(const char *path, int *lines_out, size_t *maxlen_out, long 
 	*maxlen_out = 0;
 	while (ri_next(in, &l, &n, &err) == 1) {
 		k++;
-		assert_int_equal(strlen(l), n);
+		assert_null(memchr(l, '\n', n));
 		if (n > *maxlen_out)
 			*maxlen_out = n;
 	}
@@ -381,14 +381,20 @@ static void test_input(void **state)
 {
 	(void)state;
 	char *plain = tmpfile_path("log"), *gz = tmpfile_path("log.gz");
-	/* 1000 short lines, one of 100 000 bytes, and a last line without '\n' */
+	/* 1000 short lines, one of 20 000 and one of 100 000 bytes, a last line without '\n' */
 	FILE *f = fopen(plain, "w");
 	gzFile g = gzopen(gz, "wb");
 	for (int i = 0; i < 1000; i++) {
 		fprintf(f, "line %d\n", i);
 		gzprintf(g, "line %d\n", i);
 	}
-	for (int i = 0; i < 100000; i++) {
+	for (int i = 0; i < 20000; i++) {	/* too long, but inside one read buffer */
+		fputc('y', f);
+		gzputc(g, 'y');
+	}
+	fputc('\n', f);
+	gzputc(g, '\n');
+	for (int i = 0; i < 100000; i++) {	/* longer than the read buffer */
 		fputc('x', f);
 		gzputc(g, 'x');
 	}
@@ -400,12 +406,12 @@ static void test_input(void **state)
 	size_t maxlen;
 	long long cut;
 	read_all(plain, &lines, &maxlen, &cut);
-	assert_int_equal(lines, 1002);
+	assert_int_equal(lines, 1003);
 	assert_int_equal(maxlen, RP_MAX_LINE_BYTES);
-	assert_int_equal(cut, 1);
+	assert_int_equal(cut, 2);
 	read_all(gz, &lines, &maxlen, &cut);
-	assert_int_equal(lines, 1002);
-	assert_int_equal(cut, 1);
+	assert_int_equal(lines, 1003);
+	assert_int_equal(cut, 2);
 	/* two gzip members back to back (rotated files concatenated) read as one stream */
 	g = gzopen(gz, "wb");
 	gzputs(g, "first member\n");
