@@ -245,6 +245,8 @@ int spam_rules_compile(struct spam_rules *rs, char **err_out)
 	if (rs->compiled)
 		return 0;
 	rs->compiled = 1;
+	static unsigned gens;
+	rs->gen = __atomic_add_fetch(&gens, 1, __ATOMIC_SEQ_CST);
 	int *unresolved = xcalloc(rs->n + 1, sizeof(int));
 	for (size_t i = 0; i < rs->n; i++) {
 		struct spam_rule *r = &rs->rules[i];
@@ -392,6 +394,11 @@ const size_t *spam_rules_meta_order(const struct spam_rules *rs, size_t *n_out)
 {
 	*n_out = rs->n_meta_order;
 	return rs->meta_order;
+}
+
+unsigned spam_rules_generation(const struct spam_rules *rs)
+{
+	return rs->gen;
 }
 
 const void *spam_rules_hs_db(const struct spam_rules *rs, enum spam_rule_kind kind)

@@ -134,6 +134,8 @@ long spam_rules_find(const struct spam_rules *rs, const char *name);
 /* For spam_scan: the active metas in evaluation order, and the Vectorscan database of a kind. */
 const size_t *spam_rules_meta_order(const struct spam_rules *rs, size_t *n_out);
 const void *spam_rules_hs_db(const struct spam_rules *rs, enum spam_rule_kind kind);
+/* spam_rules_generation - unique per compiled set (never 0). */
+unsigned spam_rules_generation(const struct spam_rules *rs);
 /* Active rule indexes of one kind (all, including Vectorscan ones). */
 const size_t *spam_rules_of_kind(const struct spam_rules *rs, enum spam_rule_kind kind,
 				 size_t *n_out);

@@ -17,12 +17,20 @@
 
 /* ---- per-thread Vectorscan scratch ---- */
 
+/* One scratch per thread, grown for every database of the last rule set seen. */
+struct scratch {
+	hs_scratch_t *s;
+	unsigned gen;
+};
+
 static pthread_key_t scratch_key;
 static pthread_once_t scratch_once = PTHREAD_ONCE_INIT;
 
 static void scratch_free(void *p)
 {
-	hs_free_scratch(p);
+	struct scratch *sc = p;
+	hs_free_scratch(sc->s);
+	free(sc);
 }
 
 static void scratch_init(void)
@@ -30,14 +38,25 @@ static void scratch_init(void)
 	pthread_key_create(&scratch_key, scratch_free);
 }
 
-static hs_scratch_t *scratch_for(const hs_database_t *db)
+static hs_scratch_t *scratch_for(const struct spam_rules *rs)
 {
 	pthread_once(&scratch_once, scratch_init);
-	hs_scratch_t *s = pthread_getspecific(scratch_key);
-	if (hs_alloc_scratch(db, &s) != HS_SUCCESS)
-		panic("spam_scan: hs_alloc_scratch failed");
-	pthread_setspecific(scratch_key, s);
-	return s;
+	struct scratch *sc = pthread_getspecific(scratch_key);
+	if (sc == NULL) {
+		sc = xcalloc(1, sizeof(*sc));
+		pthread_setspecific(scratch_key, sc);
+	}
+	unsigned gen = spam_rules_generation(rs);
+	if (sc->gen != gen) {
+		static const enum spam_rule_kind kinds[] = { SPAM_RULE_BODY, SPAM_RULE_RAWBODY, SPAM_RULE_URI };
+		for (int i = 0; i < 3; i++) {
+			const hs_database_t *db = spam_rules_hs_db(rs, kinds[i]);
+			if (db && hs_alloc_scratch(db, &sc->s) != HS_SUCCESS)
+				panic("spam_scan: hs_alloc_scratch failed");
+		}
+		sc->gen = gen;
+	}
+	return sc->s;
 }
 
 /* ---- header views ---- */
@@ -368,7 +387,7 @@ static void run_kind(const struct spam_rules *rs, enum spam_rule_kind kind, cons
 {
 	const hs_database_t *db = spam_rules_hs_db(rs, kind);
 	if (db) {
-		hs_scratch_t *s = scratch_for(db);
+		hs_scratch_t *s = scratch_for(rs);
 		for (size_t i = 0; i < e->n; i++)
 			hs_scan(db, e->p[i], (unsigned)e->len[i], 0, s, on_hs_match, values);
 	}
