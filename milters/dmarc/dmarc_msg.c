@@ -1,4 +1,5 @@
 #include "milters/dmarc/dmarc_msg.h"
+#include "milters/dmarc/dmarc_auth.h"
 #include "milters/dmarc/dmarc_dns.h"
 #include "milters/dmarc/dmarc_failrep.h"
 #include "milters/dmarc/dmarc_hdr.h"
@@ -17,13 +18,9 @@
 #include <sys/random.h>
 #include <time.h>
 
-/* A header we read ourselves (sluice-dkim keeps its own copy of all of them). */
-struct hv {
-	char *value;
-	size_t len;
-};
+/* Headers we read ourselves (sluice-dkim keeps its own copy of all of them). */
 struct hlist {
-	struct hv *v;
+	struct dmarc_auth_hv *v;
 	size_t n, cap;
 };
 
@@ -186,25 +183,27 @@ void dmarc_msg_header(struct dmarc_msg *m, const char *name, const char *value)
 		dkim_msg_header(m->dk, name, value);
 }
 
-/* ---- trusted results (dmarc_self_validate = no) ---- */
-
-/* Does a trusted A-R carry a result of this method? */
-static int trusted_has(struct dmarc_msg *m, const char *method)
+/* view - what dmarc_auth reads of the message. */
+static struct dmarc_auth_msg view(const struct dmarc_msg *m)
 {
-	for (size_t i = 0; i < m->ar.n; i++) {
-		struct authres *a;
-		if (authres_parse(m->ar.v[i].value, m->ar.v[i].len, &a, NULL) != 0)
-			continue;
-		int has = 0;
-		if (dmarc_cfg_trusted_id(m->cfg, a->authserv_id))
-			for (size_t k = 0; k < a->nresults; k++)
-				if (strcmp(a->results[k].method, method) == 0)
-					has = 1;
-		authres_free(&a);
-		if (has)
-			return 1;
-	}
-	return 0;
+	struct dmarc_auth_msg v = { 0 };
+	v.cfg = m->cfg;
+	v.mail_from = m->mail_from;
+	v.helo = m->helo;
+	v.client_ip = m->client_ip;
+	v.ar = m->ar.v;
+	v.nar = m->ar.n;
+	v.sig = m->sig.v;
+	v.nsig = m->sig.n;
+	v.rspf = m->rspf.v;
+	v.nrspf = m->rspf.n;
+	return v;
+}
+
+static int trusted_has(const struct dmarc_msg *m)
+{
+	struct dmarc_auth_msg v = view(m);
+	return dmarc_auth_trusted_has(&v, "dkim");
 }
 
 void dmarc_msg_eoh(struct dmarc_msg *m)
@@ -215,7 +214,7 @@ void dmarc_msg_eoh(struct dmarc_msg *m)
 	if (m->dk == NULL)
 		return;
 	/* DKIM is verified here unless a trusted header already says it */
-	if (m->over_cap || m->from.n != 1 || (!m->cfg->self_validate && trusted_has(m, "dkim"))) {
+	if (m->over_cap || m->from.n != 1 || (!m->cfg->self_validate && trusted_has(m))) {
 		dkim_msg_free(&m->dk);
 		return;
 	}
@@ -231,257 +230,6 @@ void dmarc_msg_body(struct dmarc_msg *m, const unsigned char *buf, size_t len)
 {
 	if (m->dk && m->eoh_done && m->sig.n > 0)
 		dkim_msg_body(m->dk, buf, len);
-}
-
-/* ---- results ---- */
-
-static enum dmarc_auth_result auth_of(const char *s)
-{
-	static const struct { const char *n; enum dmarc_auth_result r; } t[] = {
-		{ "pass", DMARC_AUTH_PASS }, { "fail", DMARC_AUTH_FAIL },
-		{ "softfail", DMARC_AUTH_SOFTFAIL }, { "neutral", DMARC_AUTH_NEUTRAL },
-		{ "temperror", DMARC_AUTH_TEMPERROR }, { "permerror", DMARC_AUTH_PERMERROR },
-		{ "policy", DMARC_AUTH_POLICY }, { "hardfail", DMARC_AUTH_FAIL },
-	};
-	for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++)
-		if (ascii_strcasecmp(s, t[i].n) == 0)
-			return t[i].r;
-	return DMARC_AUTH_NONE;
-}
-
-static enum dmarc_auth_result auth_of_spf(enum spf_result r)
-{
-	switch (r) {
-	case SPF_PASS: return DMARC_AUTH_PASS;
-	case SPF_FAIL: return DMARC_AUTH_FAIL;
-	case SPF_SOFTFAIL: return DMARC_AUTH_SOFTFAIL;
-	case SPF_NEUTRAL: return DMARC_AUTH_NEUTRAL;
-	case SPF_TEMPERROR: return DMARC_AUTH_TEMPERROR;
-	case SPF_PERMERROR: return DMARC_AUTH_PERMERROR;
-	case SPF_NONE: break;
-	}
-	return DMARC_AUTH_NONE;
-}
-
-static enum spf_result spf_of_auth(enum dmarc_auth_result r)
-{
-	switch (r) {
-	case DMARC_AUTH_PASS: return SPF_PASS;
-	case DMARC_AUTH_FAIL: return SPF_FAIL;
-	case DMARC_AUTH_SOFTFAIL: return SPF_SOFTFAIL;
-	case DMARC_AUTH_NEUTRAL: return SPF_NEUTRAL;
-	case DMARC_AUTH_TEMPERROR: return SPF_TEMPERROR;
-	case DMARC_AUTH_PERMERROR: return SPF_PERMERROR;
-	default: break;
-	}
-	return SPF_NONE;
-}
-
-/* One DKIM result as DMARC uses it and we report it. */
-struct dk_res {
-	char d[256], s[256], b[64];
-	enum dmarc_auth_result res;
-	char reason[128];
-};
-
-/* One SPF result. */
-struct spf_res {
-	int have;
-	int self;
-	char domain[256];
-	int helo_scope;		/* null MAIL FROM: the HELO identity */
-	enum dmarc_auth_result res;
-	enum spf_result spf;
-};
-
-/* Is there a DKIM-Signature with d= (case-insensitive) and a b= starting with b? */
-static int sig_present(struct dmarc_msg *m, const char *d, const char *b)
-{
-	for (size_t i = 0; i < m->sig.n; i++) {
-		char sd[256], sb[2048];
-		if (dmarc_hdr_tag(m->sig.v[i].value, "d", sd, sizeof(sd)) < 0 ||
-		    ascii_strcasecmp(sd, d) != 0)
-			continue;
-		if (b == NULL || *b == 0)
-			return 1;
-		if (dmarc_hdr_tag(m->sig.v[i].value, "b", sb, sizeof(sb)) == 0 &&
-		    strncmp(sb, b, strlen(b)) == 0 && strlen(b) >= 8)
-			return 1;
-	}
-	return 0;
-}
-
-static void copy_str(char *dst, size_t n, const char *src)
-{
-	snprintf(dst, n, "%s", src ? src : "");
-}
-
-/*
- * dkim_from_ar - the dkim= results of one parsed A-R into r[] (up to max).
- * verify_sigs: a pass counts only when its signature is in the message.
- */
-static size_t dkim_from_ar(struct dmarc_msg *m, const struct authres *a, struct dk_res *r,
-			   size_t n, size_t max, int verify_sigs)
-{
-	for (size_t k = 0; k < a->nresults && n < max; k++) {
-		const struct authres_result *x = &a->results[k];
-		if (strcmp(x->method, "dkim") != 0)
-			continue;
-		struct dk_res *o = &r[n];
-		memset(o, 0, sizeof(*o));
-		o->res = auth_of(x->result);
-		const char *d = authres_prop_get(x, "header", "d");
-		const char *i = authres_prop_get(x, "header", "i");
-		if (d == NULL && i && dmarc_hdr_addr_domain(i))
-			d = dmarc_hdr_addr_domain(i);
-		if (o->res == DMARC_AUTH_NONE || d == NULL)
-			continue;	/* dkim=none (no signature) or no domain: nothing to align */
-		copy_str(o->d, sizeof(o->d), d);
-		copy_str(o->s, sizeof(o->s), authres_prop_get(x, "header", "s"));
-		copy_str(o->b, sizeof(o->b), authres_prop_get(x, "header", "b"));
-		copy_str(o->reason, sizeof(o->reason), x->reason);
-		if (verify_sigs && o->res == DMARC_AUTH_PASS &&
-		    !sig_present(m, o->d, o->b[0] ? o->b : NULL)) {
-			/* XXX: a claimed pass for a signature that is not here */
-			o->res = DMARC_AUTH_PERMERROR;
-			copy_str(o->reason, sizeof(o->reason), "claimed pass without that signature");
-		}
-		n++;
-	}
-	return n;
-}
-
-/* Trusted A-R: dkim results. A pass contradicted by another trusted result is not a pass. */
-static size_t dkim_trusted(struct dmarc_msg *m, struct dk_res *r, size_t max)
-{
-	size_t n = 0;
-	for (size_t i = 0; i < m->ar.n; i++) {
-		struct authres *a;
-		if (authres_parse(m->ar.v[i].value, m->ar.v[i].len, &a, NULL) != 0)
-			continue;
-		if (dmarc_cfg_trusted_id(m->cfg, a->authserv_id))
-			n = dkim_from_ar(m, a, r, n, max, 1);
-		authres_free(&a);
-	}
-	for (size_t i = 0; i < n; i++)
-		for (size_t j = 0; j < n; j++)
-			if (r[i].res == DMARC_AUTH_PASS && r[j].res != DMARC_AUTH_PASS &&
-			    ascii_strcasecmp(r[i].d, r[j].d) == 0 && strcmp(r[i].b, r[j].b) == 0)
-				r[i].res = r[j].res;
-	return n;
-}
-
-/* Our own verification with sluice-dkim's verifier: its A-R carries d=, s=, b=. */
-static size_t dkim_self(struct dmarc_msg *m, struct dk_res *r, size_t max)
-{
-	if (m->dk == NULL)
-		return 0;
-	struct dkim_outcome out;
-	dkim_msg_eom(m->dk, &out);
-	size_t n = 0;
-	struct authres *a;
-	if (out.ar_value && authres_parse(out.ar_value, strlen(out.ar_value), &a, NULL) == 0) {
-		n = dkim_from_ar(m, a, r, 0, max, 0);
-		authres_free(&a);
-	}
-	dkim_outcome_clear(&out);
-	return n;
-}
-
-/* Topmost Received-SPF, if trusted by configuration and about our MAIL FROM. */
-static int spf_received(struct dmarc_msg *m, struct spf_res *o)
-{
-	if (!m->cfg->trust_received_spf || m->rspf.n == 0 || m->mail_from[0] == 0)
-		return 0;
-	const char *v = m->rspf.v[0].value;
-	char word[32], id[32], ef[512];
-	dmarc_hdr_rspf_result(v, word, sizeof(word));
-	if (dmarc_hdr_rspf_field(v, "identity", id, sizeof(id)) < 0 || ascii_strcasecmp(id, "mailfrom") != 0)
-		return 0;
-	if (dmarc_hdr_rspf_field(v, "envelope-from", ef, sizeof(ef)) < 0)
-		return 0;
-	dmarc_hdr_strip_angle(ef);
-	if (ascii_strcasecmp(ef, m->mail_from) != 0)
-		return 0;
-	const char *d = dmarc_hdr_addr_domain(m->mail_from);
-	if (d == NULL)
-		return 0;
-	o->have = 1;
-	o->self = 0;
-	copy_str(o->domain, sizeof(o->domain), d);
-	o->res = auth_of(word);
-	o->spf = spf_of_auth(o->res);
-	return 1;
-}
-
-/* Trusted A-R: spf= with smtp.mailfrom of our MAIL FROM's domain (or smtp.helo for <>). */
-static int spf_trusted(struct dmarc_msg *m, struct spf_res *o)
-{
-	int found = 0;
-	const char *mfd = dmarc_hdr_addr_domain(m->mail_from);
-	for (size_t i = 0; i < m->ar.n && !found; i++) {
-		struct authres *a;
-		if (authres_parse(m->ar.v[i].value, m->ar.v[i].len, &a, NULL) != 0)
-			continue;
-		for (size_t k = 0; dmarc_cfg_trusted_id(m->cfg, a->authserv_id) && k < a->nresults &&
-				   !found; k++) {
-			const struct authres_result *x = &a->results[k];
-			if (strcmp(x->method, "spf") != 0)
-				continue;
-			const char *mf = authres_prop_get(x, "smtp", "mailfrom");
-			const char *helo = authres_prop_get(x, "smtp", "helo");
-			const char *d = NULL;
-			if (m->mail_from[0]) {
-				const char *xd = mf ? dmarc_hdr_addr_domain(mf) : NULL;
-				if (mf && !xd)
-					xd = mf;	/* smtp.mailfrom=domain */
-				if (xd && mfd && ascii_strcasecmp(xd, mfd) == 0)
-					d = mfd;
-			} else if (helo && m->helo[0] && ascii_strcasecmp(helo, m->helo) == 0) {
-				d = m->helo;
-				o->helo_scope = 1;
-			}
-			if (d == NULL)
-				continue;
-			found = 1;
-			o->have = 1;
-			o->self = 0;
-			copy_str(o->domain, sizeof(o->domain), d);
-			o->res = auth_of(x->result);
-			o->spf = spf_of_auth(o->res);
-		}
-		authres_free(&a);
-	}
-	return found;
-}
-
-static void spf_self(struct dmarc_msg *m, struct spf_res *o, long long deadline_ms)
-{
-	memset(o, 0, sizeof(*o));
-	o->self = 1;
-	o->have = 1;
-	o->helo_scope = m->mail_from[0] == 0;
-	struct spf_request req = { 0 };
-	req.ip = m->client_ip;
-	req.sender = m->mail_from;
-	req.helo = m->helo;
-	req.receiver = m->cfg->receiver;
-	req.scope = SPF_SCOPE_MFROM;	/* <> is postmaster@helo in this scope (RFC 7208 2.4) */
-	req.now_s = (long long)time(NULL);
-	const char *d = o->helo_scope ? m->helo : dmarc_hdr_addr_domain(m->mail_from);
-	copy_str(o->domain, sizeof(o->domain), d);
-	if (m->client_ip[0] == 0 || d == NULL || *d == 0) {
-		o->spf = SPF_NONE;
-		o->res = DMARC_AUTH_NONE;
-		return;
-	}
-	struct spf_check *c = spf_check_new(&req, NULL);
-	if (dmarc_dns_run_spf(m->cfg->dns, c, deadline_ms) < 0)
-		o->spf = SPF_TEMPERROR;
-	else
-		o->spf = spf_check_result(c);
-	spf_check_free(&c);
-	o->res = auth_of_spf(o->spf);
 }
 
 /* ---- the decision ---- */
@@ -558,8 +306,8 @@ static char *reply_text(const struct dmarc_cfg *cfg, const char *dom)
 }
 
 /* Common fields of every log line: the session and the auth results. */
-static void log_auth(struct sbuf *b, struct dmarc_msg *m, const struct spf_res *spf,
-		     const struct dk_res *dk, size_t ndk, int dk_self)
+static void log_auth(struct sbuf *b, struct dmarc_msg *m, const struct dmarc_auth_spf *spf,
+		     const struct dmarc_auth_dkim *dk, size_t ndk, int dk_self)
 {
 	kv(b, "source_ip", m->client_ip[0] ? m->client_ip : "unknown");
 	kv(b, "helo", m->helo);
@@ -626,8 +374,8 @@ static void log_domain(struct sbuf *b, const struct dom_eval *e, size_t ndom)
 	kv(b, "reason", o ? o->reason : "DNS deadline passed");
 }
 
-static void ar_spf_dkim(struct authres_fmt *f, struct dmarc_msg *m, const struct spf_res *spf,
-			const struct dk_res *dk, size_t ndk, int dkim_self_done)
+static void ar_spf_dkim(struct authres_fmt *f, struct dmarc_msg *m, const struct dmarc_auth_spf *spf,
+			const struct dmarc_auth_dkim *dk, size_t ndk, int dkim_self_done)
 {
 	if (spf->have && spf->self) {
 		authres_fmt_result(f, "spf", spf_result_name(spf->spf), NULL, NULL);
@@ -652,7 +400,7 @@ static void ar_spf_dkim(struct authres_fmt *f, struct dmarc_msg *m, const struct
 }
 
 static void malformed(struct dmarc_msg *m, struct dmarc_msg_outcome *out, const char *why,
-		      const struct spf_res *spf)
+		      const struct dmarc_auth_spf *spf)
 {
 	struct dmarc_cfg *cfg = m->cfg;
 	out->malformed_from = 1;
@@ -775,15 +523,16 @@ static void evaluate(struct dmarc_msg *m, struct dmarc_msg_outcome *out,
 	long long deadline = now_ms() + cfg->deadline_ms;
 
 	/* whose results count */
-	struct spf_res spf = { 0 };
-	if (!cfg->self_validate && (spf_trusted(m, &spf) || spf_received(m, &spf)))
-		;
-	else
-		spf_self(m, &spf, deadline);
-	struct dk_res dk[DMARC_MAX_AUTH];
+	struct dmarc_auth_msg v = view(m);
+	struct dmarc_auth_spf spf = { 0 };
+	if (cfg->self_validate ||
+	    (!dmarc_auth_spf_trusted(&v, &spf) && !dmarc_auth_spf_received(&v, &spf)))
+		dmarc_auth_spf_self(&v, &spf, deadline);
+	struct dmarc_auth_dkim dk[DMARC_MAX_AUTH];
 	size_t ndk;
 	int dk_self = m->dk != NULL;
-	ndk = dk_self ? dkim_self(m, dk, DMARC_MAX_AUTH) : dkim_trusted(m, dk, DMARC_MAX_AUTH);
+	ndk = dk_self ? dmarc_auth_dkim_self(&v, m->dk, dk, DMARC_MAX_AUTH)
+		      : dmarc_auth_dkim_trusted(&v, dk, DMARC_MAX_AUTH);
 	out->spf = spf.spf;
 	out->spf_self = spf.self;
 	out->dkim_self = dk_self;

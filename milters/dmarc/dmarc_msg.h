@@ -1,16 +1,15 @@
 /*
  * dmarc_msg: one message through sluice-dmarc, without sockets.
  * Owns: the RFC5322.From identifiers (exactly one From field with a
- * parsable mailbox list; every distinct domain is checked and the strictest
- * disposition applies), whose SPF and DKIM results count (computed here with
- * proto/spf and sluice-dkim's verifier, or read from trusted
- * Authentication-Results / Received-SPF), one proto/dmarc check per From
- * domain, the local decision (dmarc_enforce, ignored hosts, authenticated
- * clients and domains, dmarc_on_temperror, quarantine action), our
- * Authentication-Results value and the report-data log lines.
+ * parsable mailbox list; every distinct domain, U-labels as A-labels, is
+ * checked and the strictest disposition applies), one proto/dmarc check per
+ * From domain, the local decision (dmarc_enforce, ignored hosts,
+ * authenticated clients and domains, dmarc_on_temperror, quarantine action),
+ * our Authentication-Results value, the report-data log lines, and handing
+ * failures to dmarc_failrep when reports are on.
  * Leaves: libmilter calls to main.c, configuration to dmarc_cfg.c, DNS to
- * dmarc_dns.c, DMARC itself to proto/dmarc, header syntax to proto/rfc5322
- * and proto/authres.
+ * dmarc_dns.c, whose SPF and DKIM results count to dmarc_auth.c, DMARC
+ * itself to proto/dmarc, header syntax to proto/rfc5322 and proto/authres.
  * Input is untrusted: headers are capped (DMARC_MSG_MAX_HEADERS,
  * DMARC_MSG_MAX_HEADER_BYTES; beyond them the message counts as malformed),
  * nothing from a header is logged unquoted.
