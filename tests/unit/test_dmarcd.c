@@ -639,6 +639,60 @@ static void test_two_messages(void **state)
 	conf_free(&conf);
 }
 
+/* Crafted From fields (OpenDMARC crashed on some): caps give a malformed From, never a crash. */
+static void test_crafted_from(void **state)
+{
+	(void)state;
+	struct conf *conf;
+	struct dmarc_cfg *cfg = cfg_of(NULL, &conf);
+	struct sbuf many, doms, deep, longv;
+	sbuf_init(&many);
+	sbuf_init(&doms);
+	sbuf_init(&deep);
+	sbuf_init(&longv);
+	for (int i = 0; i < 101; i++)		/* RFC5322_MAX_ADDRS + 1 addresses, one domain */
+		sbuf_printf(&many, "%su%d@none.example", i ? ", " : " ", i);
+	for (int i = 0; i < 11; i++)		/* dmarc_max_from_domains + 1 domains */
+		sbuf_printf(&doms, "%su@d%d.example", i ? ", " : " ", i);
+	sbuf_adds(&deep, " ");
+	for (int i = 0; i < 5000; i++)
+		sbuf_addc(&deep, '(');
+	sbuf_adds(&deep, "a@reject.example");
+	sbuf_adds(&longv, " a@reject.example (");
+	for (int i = 0; i < 70000; i++)
+		sbuf_addc(&longv, 'x');
+	sbuf_addc(&longv, ')');
+	const struct { const char *desc, *value; const char *why; } t[] = {
+		{ "101 addresses", many.buf, "too many" },
+		{ "11 domains", doms.buf, "too many From domains" },
+		{ "5000 open comments", deep.buf, "" },
+		{ "70 kB value", longv.buf, "" },
+		{ "NUL-free control char", " a@reject.example\x01", "" },
+		{ "empty", "", "" },
+		{ "only a group", " undisclosed-recipients:;", "" },
+	};
+	for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+		struct dmarc_msg_conn ci = { "198.51.100.7", "x.example", 0 };
+		struct dmarc_msg *m = dmarc_msg_new(cfg, NULL, &ci, "a@none.example");
+		dmarc_msg_header(m, "From", t[i].value);
+		dmarc_msg_eoh(m);
+		struct dmarc_msg_outcome out;
+		dmarc_msg_eom(m, &out);
+		if (out.action != DMARC_MSG_REJECT || !out.malformed_from ||
+		    strstr(out.reply_text, t[i].why) == NULL)
+			fail_msg("%s: %s %s", t[i].desc, dmarc_msg_action_name(out.action),
+				 out.reply_text ? out.reply_text : "-");
+		dmarc_msg_outcome_clear(&out);
+		dmarc_msg_free(&m);
+	}
+	sbuf_free(&many);
+	sbuf_free(&doms);
+	sbuf_free(&deep);
+	sbuf_free(&longv);
+	dmarc_cfg_unref(&cfg);
+	conf_free(&conf);
+}
+
 /* Hostile headers: never a crash, always a decision. */
 static void test_hostile_headers(void **state)
 {
@@ -842,6 +896,7 @@ int main(void)
 		cmocka_unit_test(test_log_fields),
 		cmocka_unit_test(test_two_messages),
 		cmocka_unit_test(test_hostile_headers),
+		cmocka_unit_test(test_crafted_from),
 		cmocka_unit_test(test_hdr_readers),
 		cmocka_unit_test(test_dns_cache),
 		cmocka_unit_test(test_failure_report),
