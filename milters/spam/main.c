@@ -68,6 +68,26 @@ static struct spam_cfg *load(const char *path, struct conf **conf_out, char **er
 }
 
 /*
+ * enter_base_dir - relative paths in the config are relative to its base
+ * directory (conf/conf.h): work there, and keep the config file's absolute
+ * name for reloads.
+ */
+static void enter_base_dir(const char **path)
+{
+	char *err = NULL;
+	struct conf *c = conf_load(*path, params_all, NULL, &err);
+	if (c == NULL)
+		fatal("%s", err);
+	char *abs = realpath(*path, NULL);
+	if (abs == NULL)
+		fatal("%s: %s", *path, strerror(errno));
+	if (conf_enter_base_dir(c, &err) < 0)
+		fatal("%s", err);
+	conf_free(&c);
+	*path = abs;
+}
+
+/*
  * XXX: libmilter's signal thread stops the milter on SIGHUP (it sigwait()s
  * for HUP, TERM and INT). SIGHUP must reload, so its sigwait() is
  * interposed: SIGHUP is taken out of the set, and our own thread waits for
@@ -396,6 +416,11 @@ static int check_main(int argc, char **argv)
 	if (optind == argc)
 		usage(stderr, 2);
 	log_set_stderr_only("sluice-spam");
+	char *cwd = getcwd(NULL, 0);	/* FILE arguments stay relative to where we were started */
+	if (cwd == NULL)
+		fatal("getcwd: %s", strerror(errno));
+	if (conf_path)
+		enter_base_dir(&conf_path);
 	char *err = NULL;
 	struct spam_cfg *cfg = load(conf_path, NULL, &err);
 	if (cfg == NULL)
@@ -403,7 +428,10 @@ static int check_main(int argc, char **argv)
 	int rc = 0;
 	for (int i = optind; i < argc; i++) {
 		size_t len;
-		char *msg = read_file(argv[i], &len);
+		char *path = argv[i][0] == '/' || !strcmp(argv[i], "-") ? xstrdup(argv[i]) :
+			     xasprintf("%s/%s", cwd, argv[i]);
+		char *msg = read_file(path, &len);
+		free(path);
 		if (msg == NULL) {
 			fprintf(stderr, "sluice-spam: %s: %s\n", argv[i], strerror(errno));
 			rc = 1;
@@ -428,6 +456,7 @@ static int check_main(int argc, char **argv)
 		free(msg);
 	}
 	spam_cfg_unref(&cfg);
+	free(cwd);
 	return rc;
 }
 
@@ -454,6 +483,7 @@ int main(int argc, char **argv)
 	if (optind != argc)
 		usage(stderr, 2);
 	log_set_stderr_only("sluice-spam");
+	enter_base_dir(&config_file);
 	char *err = NULL;
 	struct conf *c = NULL;
 	struct spam_cfg *cfg = load(config_file, &c, &err);

@@ -12,6 +12,8 @@
 #include "lib/util.h"
 
 #include <ctype.h>
+#include <glob.h>
+#include <unistd.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -72,6 +74,32 @@ static int open_table(const struct conf *c, const char *name, struct table **out
 		return -1;
 	}
 	return 0;
+}
+
+/*
+ * default_rules - the default spam_rules_files is the tree's rules
+ * directory, relative: when it matches nothing from the base directory,
+ * look beside the binary (bin/sluice-spam -> ../milters/spam/rules).
+ * NULL = use the value as it is.
+ */
+static char *default_rules(const char *pattern)
+{
+	glob_t g;
+	if (pattern[0] == '/' || glob(pattern, 0, NULL, &g) == 0) {
+		if (pattern[0] != '/')
+			globfree(&g);
+		return NULL;
+	}
+	char exe[4096];
+	ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+	if (n <= 0)
+		return NULL;
+	exe[n] = 0;
+	char *slash = strrchr(exe, '/');
+	if (slash == NULL)
+		return NULL;
+	*slash = 0;
+	return xasprintf("%s/../%s", exe, pattern);
 }
 
 struct spam_cfg *spam_cfg_new(const struct conf *c, char **err_out)
@@ -163,7 +191,12 @@ struct spam_cfg *spam_cfg_new(const struct conf *c, char **err_out)
 
 	cfg->rules = spam_rules_new((int)conf_int(c, "spam_score_set"));
 	l = conf_list(c, "spam_rules_files", &n);
-	if (spam_rules_load_globs(cfg->rules, l, n, &err) < 0 ||
+	char *tree_rules = NULL;
+	if (!conf_is_set(c, "spam_rules_files") && n == 1 && (tree_rules = default_rules(l[0])) != NULL)
+		l = (const char *const *)&tree_rules;
+	int lrc = spam_rules_load_globs(cfg->rules, l, n, &err);
+	free(tree_rules);
+	if (lrc < 0 ||
 	    spam_rules_compile(cfg->rules, &err) < 0) {
 		*err_out = xasprintf("spam_rules_files (%s): %s", conf_where(c, "spam_rules_files"), err);
 		free(err);

@@ -280,6 +280,23 @@ def test_check_mode_and_validation(tmp_path):
                          capture_output=True, text=True, timeout=60)
     assert out.returncode != 0
     assert "r.cf:%d: meta T_BAD: missing )" % (RULES.count("\n") + 1) in out.stderr, out.stderr
+    # relative paths in the config are relative to its directory; FILE arguments to ours
+    rel = tmp_path / "rel"
+    rel.mkdir()
+    (rel / "mine.cf").write_text(RULES)
+    (rel / "sluice.conf").write_text("spam_rules_files = mine.cf\n")
+    out = subprocess.run([os.path.join(BIN, "sluice-spam"), "check", "-c", "rel/sluice.conf", "--json", "a.eml"],
+                         capture_output=True, text=True, timeout=60, cwd=str(tmp_path))
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["symbols"] == {"T_FLAG_ME": 7.0, "T_SUBJ_HELLO": 0.5}, out.stdout
+    # without spam_rules_files: the project's default rules (found beside the binary)
+    (rel / "sluice.conf").write_text("spam_add_header_score = 6\n")
+    gtube = tmp_path / "gtube.eml"
+    gtube.write_bytes(b"Subject: test\n\nXJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X\n")
+    out = subprocess.run([os.path.join(BIN, "sluice-spam"), "check", "-c", str(rel / "sluice.conf"), "--json",
+                          str(gtube)], capture_output=True, text=True, timeout=60, cwd="/")
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["action"] == "reject" and "SL_GTUBE" in json.loads(out.stdout)["symbols"]
     for flag in ("--help", "--version"):
         out = subprocess.run([os.path.join(BIN, "sluice-spam"), flag], capture_output=True, text=True)
         assert out.returncode == 0
