@@ -17,7 +17,8 @@
 #include "lib/util.h"
 
 struct spam_bayes {
-	struct spam_bayes_opts o;
+	struct spam_bayes_opts o;	/* strings point at strs */
+	char *strs[4];
 	struct spam_bayes_store *store;
 	uint8_t salt[SPAM_BAYES_SALT_BYTES];
 };
@@ -708,19 +709,54 @@ const struct spam_bayes_band *spam_bayes_band_for(const struct spam_bayes_opts *
 
 /* -------------------------------------------------------------- handle */
 
-struct spam_bayes *spam_bayes_open(const struct spam_bayes_opts *o, char **err_out)
+static int same_str(const char *a, const char *b)
+{
+	return !strcmp(a ? a : "", b ? b : "");
+}
+
+static int same_store(const struct spam_bayes_store_opts *a, const struct spam_bayes_store_opts *b)
+{
+	if (a->backend != b->backend)
+		return 0;
+	if (a->backend == SPAM_BAYES_LMDB)
+		return same_str(a->db_path, b->db_path);
+	return same_str(a->redis_server, b->redis_server) &&
+	       same_str(a->redis_password, b->redis_password) && a->redis_db == b->redis_db &&
+	       same_str(a->redis_prefix, b->redis_prefix) && a->redis_timeout_ms == b->redis_timeout_ms;
+}
+
+struct spam_bayes *spam_bayes_open_shared(const struct spam_bayes_opts *o, struct spam_bayes *prev,
+					  char **err_out)
 {
 	struct spam_bayes *b = xcalloc(1, sizeof *b);
 	b->o = *o;
+	b->o.store.db_path = b->strs[0] = xstrdup(o->store.db_path ? o->store.db_path : "");
+	b->o.store.redis_server = b->strs[1] = xstrdup(o->store.redis_server ? o->store.redis_server : "");
+	b->o.store.redis_password = b->strs[2] = xstrdup(o->store.redis_password ? o->store.redis_password : "");
+	b->o.store.redis_prefix = b->strs[3] = xstrdup(o->store.redis_prefix ? o->store.redis_prefix : "");
+	b->o.store.new_salt = NULL;
 	if (b->o.max_word_bytes > WORD_MAX)
 		b->o.max_word_bytes = WORD_MAX;
-	b->store = spam_bayes_store_open(&b->o.store, err_out);
+	if (prev && same_store(&prev->o.store, &b->o.store)) {
+		b->store = spam_bayes_store_ref(prev->store);
+	} else {
+		struct spam_bayes_store_opts so = b->o.store;
+		so.new_salt = o->store.new_salt;
+		b->store = spam_bayes_store_open(&so, err_out);
+	}
 	if (!b->store) {
+		for (size_t i = 0; i < 4; i++)
+			free(b->strs[i]);
 		free(b);
 		return NULL;
 	}
 	spam_bayes_store_salt(b->store, b->salt);
 	return b;
+}
+
+struct spam_bayes *spam_bayes_open(const struct spam_bayes_opts *o, char **err_out)
+{
+	return spam_bayes_open_shared(o, NULL, err_out);
 }
 
 void spam_bayes_close(struct spam_bayes **bp)
@@ -730,6 +766,8 @@ void spam_bayes_close(struct spam_bayes **bp)
 		return;
 	*bp = NULL;
 	spam_bayes_store_close(&b->store);
+	for (size_t i = 0; i < 4; i++)
+		free(b->strs[i]);
 	free(b);
 }
 

@@ -77,11 +77,20 @@ int spam_bayes_parse_scores(struct spam_bayes_opts *o, const char *text, char **
 struct spam_bayes;
 
 /*
- * spam_bayes_open - open the store of o (o is copied; its strings must
- * live as long as the handle). NULL with *err_out (caller frees).
+ * spam_bayes_open - a handle on the store of o (o and its strings are
+ * copied). NULL with *err_out (caller frees).
  */
 struct spam_bayes *spam_bayes_open(const struct spam_bayes_opts *o, char **err_out);
-/* spam_bayes_close - flushes; NULL ignored; *b = NULL. */
+/*
+ * spam_bayes_open_shared - the same for a new configuration generation:
+ * when prev (may be NULL) uses the same store (backend, file or server,
+ * password, db, prefix, time-out), the new handle shares prev's open store
+ * (LMDB must not open one file twice in a process); other options (gate,
+ * scores, limits, expiry) come from o. Handles are closed independently.
+ */
+struct spam_bayes *spam_bayes_open_shared(const struct spam_bayes_opts *o, struct spam_bayes *prev,
+					  char **err_out);
+/* spam_bayes_close - the last handle on a store flushes and closes it; NULL ignored; *b = NULL. */
 void spam_bayes_close(struct spam_bayes **b);
 /* spam_bayes_opts - the options in use (borrowed). */
 const struct spam_bayes_opts *spam_bayes_get_opts(const struct spam_bayes *b);

@@ -29,6 +29,7 @@
 #include "lib/util.h"
 
 struct spam_bayes_store {
+	int refs;	/* atomic */
 	enum spam_bayes_backend backend;
 	uint8_t salt[SPAM_BAYES_SALT_BYTES];
 	/* lmdb */
@@ -975,6 +976,7 @@ struct spam_bayes_store *spam_bayes_store_open(const struct spam_bayes_store_opt
 	struct spam_bayes_store *s = xcalloc(1, sizeof *s);
 	int rc;
 
+	s->refs = 1;
 	s->backend = o->backend;
 	pthread_mutex_init(&s->lock, NULL);
 	rc = s->backend == SPAM_BAYES_REDIS ? rd_open(s, o, err_out) : lm_open(s, o, err_out);
@@ -989,6 +991,8 @@ void spam_bayes_store_close(struct spam_bayes_store **sp)
 	if (!s)
 		return;
 	*sp = NULL;
+	if (__atomic_sub_fetch(&s->refs, 1, __ATOMIC_ACQ_REL) > 0)
+		return;
 	if (s->env) {
 		mdb_env_sync(s->env, 1);
 		mdb_env_close(s->env);
@@ -1002,6 +1006,12 @@ void spam_bayes_store_close(struct spam_bayes_store **sp)
 	free(s->prefix);
 	pthread_mutex_destroy(&s->lock);
 	free(s);
+}
+
+struct spam_bayes_store *spam_bayes_store_ref(struct spam_bayes_store *s)
+{
+	__atomic_add_fetch(&s->refs, 1, __ATOMIC_RELAXED);
+	return s;
 }
 
 void spam_bayes_store_salt(const struct spam_bayes_store *s, uint8_t salt_out[SPAM_BAYES_SALT_BYTES])

@@ -63,8 +63,17 @@ struct spam_bayes_store;
  */
 struct spam_bayes_store *spam_bayes_store_open(const struct spam_bayes_store_opts *o,
 					       char **err_out);
-/* spam_bayes_store_close - flushes LMDB to disk; NULL ignored; *s = NULL. */
+/*
+ * spam_bayes_store_close - drop one reference; the last one flushes LMDB to
+ * disk and closes. NULL ignored; *s = NULL.
+ */
 void spam_bayes_store_close(struct spam_bayes_store **s);
+/*
+ * spam_bayes_store_ref - one more reference (each closed once). LMDB must
+ * not open one file twice in a process: a new configuration generation
+ * shares the open store (spam_bayes_open_shared).
+ */
+struct spam_bayes_store *spam_bayes_store_ref(struct spam_bayes_store *s);
 
 /* spam_bayes_store_salt - the database's salt (random, made at creation). */
 void spam_bayes_store_salt(const struct spam_bayes_store *s, uint8_t salt_out[SPAM_BAYES_SALT_BYTES]);

@@ -17,6 +17,9 @@
 #include "milters/spam/spam_bayes_store.h"
 #include "milters/spam/spam_mime.h"
 #include "lib/util.h"
+#include "conf/conf.h"
+#include "conf/params_spam.h"
+#include "conf/params_table.h"
 
 #include <dirent.h>
 #include <math.h>
@@ -796,6 +799,154 @@ static void test_learn_paths(void **state)
 	spam_bayes_close(&b);
 }
 
+/*
+ * The parameter lines docs/SPAM-BAYES.md asks for in conf/params_spam.c;
+ * used here only while spam_params does not have them yet.
+ */
+static const struct conf_param bayes_params[] = {
+	P("spam_bayes_enable", CONF_BOOL, "yes"),
+	PE("spam_bayes_backend", "lmdb", "lmdb|redis"),
+	P("spam_bayes_db", CONF_STR, "/var/lib/sluice/spam-bayes.lmdb"),
+	PS("spam_bayes_db_max_size", "256m", 1048576, 0),
+	P("spam_redis_server", CONF_STR, "127.0.0.1:6379"),
+	P("spam_redis_password", CONF_STR, ""),
+	PI("spam_redis_db", "0", 0, 1000000),
+	P("spam_redis_prefix", CONF_STR, "sluice:bayes:"),
+	PT("spam_redis_timeout", "1s", 1, 600, 's'),
+	PI("spam_bayes_min_spam", "200", 0, 1000000000),
+	PI("spam_bayes_min_ham", "200", 0, 1000000000),
+	P("spam_bayes_scores", CONF_STR, ""),
+	P("spam_bayes_autolearn_spam", CONF_STR, "off"),
+	P("spam_bayes_autolearn_ham", CONF_STR, "off"),
+	PI("spam_bayes_max_tokens", "1000000", 0, 1000000000),
+	PT("spam_bayes_token_max_age", "180d", 0, 86400LL * 3650, 'd'),
+	PT("spam_bayes_expire_period", "12h", 0, 86400LL * 365, 'h'),
+	{ NULL, 0, NULL, 0, 0, NULL, 0 },
+};
+
+static int spam_params_have(const char *name)
+{
+	for (const struct conf_param *p = spam_params; p->name; p++)
+		if (!strcmp(p->name, name))
+			return 1;
+	return 0;
+}
+
+static struct conf *load_conf(const char *text, char **err_out)
+{
+	const struct conf_param *with[] = { spam_params, bayes_params, NULL };
+	const struct conf_param *without[] = { spam_params, NULL };
+	return conf_load_string(text, "test.conf", spam_params_have("spam_bayes_db") ? without : with,
+				NULL, err_out);
+}
+
+static void test_opts_from_conf(void **state)
+{
+	(void)state;
+	struct spam_bayes_opts o;
+	char *err = NULL;
+	struct conf *c = load_conf("", &err);
+	if (!c)
+		fail_msg("%s", err);
+	assert_int_equal(spam_bayes_opts_from_conf(c, &o, &err), 0);
+	assert_int_equal(o.store.backend, SPAM_BAYES_LMDB);
+	assert_string_equal(o.store.db_path, "/var/lib/sluice/spam-bayes.lmdb");
+	assert_int_equal(o.min_spam, 200);
+	assert_int_equal(o.min_ham, 200);
+	assert_true(o.autolearn_spam == SPAM_BAYES_OFF);
+	assert_int_equal(o.token_max_age_s, 180 * 86400);
+	assert_int_equal(o.expire_period_s, 12 * 3600);
+	assert_int_equal(o.store.redis_timeout_ms, 1000);
+	conf_free(&c);
+
+	c = load_conf("spam_bayes_backend = redis\nspam_redis_server = unix:/run/redis.sock\n"
+		      "spam_redis_prefix = bx:\nspam_redis_db = 2\nspam_bayes_min_spam = 50\n"
+		      "spam_bayes_min_ham = 60\nspam_bayes_autolearn_spam = 12\n"
+		      "spam_bayes_autolearn_ham = -0.5\nspam_bayes_scores = BAYES_99:5, BAYES_00:-4\n"
+		      "spam_bayes_max_tokens = 5000\nspam_bayes_token_max_age = 30d\n"
+		      "spam_max_scan_size = 2m\n", &err);
+	if (!c)
+		fail_msg("%s", err);
+	assert_int_equal(spam_bayes_opts_from_conf(c, &o, &err), 0);
+	assert_int_equal(o.store.backend, SPAM_BAYES_REDIS);
+	assert_string_equal(o.store.redis_server, "unix:/run/redis.sock");
+	assert_string_equal(o.store.redis_prefix, "bx:");
+	assert_int_equal(o.store.redis_db, 2);
+	assert_int_equal(o.min_spam, 50);
+	assert_int_equal(o.min_ham, 60);
+	assert_double_equal(o.autolearn_spam, 12, 0);
+	assert_double_equal(o.autolearn_ham, -0.5, 0);
+	assert_double_equal(o.bands[8].score, 5, 0);
+	assert_double_equal(o.bands[0].score, -4, 0);
+	assert_int_equal(o.max_tokens, 5000);
+	assert_int_equal(o.token_max_age_s, 30 * 86400);
+	assert_int_equal(o.limits.max_scan_bytes, 2 << 20);
+	conf_free(&c);
+
+	c = load_conf("spam_bayes_scores = BAYES_77:1\n", &err);
+	assert_non_null(c);
+	assert_int_equal(spam_bayes_opts_from_conf(c, &o, &err), -1);
+	assert_non_null(strstr(err, "test.conf"));
+	assert_non_null(strstr(err, "BAYES_77"));
+	free(err);
+	err = NULL;
+	conf_free(&c);
+	c = load_conf("spam_bayes_autolearn_spam = lots\n", &err);
+	assert_non_null(c);
+	assert_int_equal(spam_bayes_opts_from_conf(c, &o, &err), -1);
+	free(err);
+	conf_free(&c);
+}
+
+/* A reload: the new generation shares the open LMDB store, with its own options. */
+static void test_open_shared(void **state)
+{
+	(void)state;
+	struct spam_bayes_opts o1, o2, o3;
+	struct spam_bayes_verdict v;
+	enum spam_bayes_learn_result r;
+	char *err = NULL;
+	spam_bayes_opts_default(&o1);
+	o1.min_spam = o1.min_ham = 1000;
+	struct spam_bayes *b1 = open_lmdb("shared.lmdb", &o1);
+	for (int i = 0; i < 3; i++) {
+		char *s = make_msg(1, i, NULL), *h = make_msg(0, i, NULL);
+		learn_str(b1, s, SPAM_BAYES_LEARN_SPAM, T0, &r);
+		learn_str(b1, h, SPAM_BAYES_LEARN_HAM, T0, &r);
+		free(s);
+		free(h);
+	}
+	o2 = o1;
+	o2.min_spam = o2.min_ham = 1;
+	char *path_copy = xstrdup(o1.store.db_path);	/* equal path, another string */
+	o2.store.db_path = path_copy;
+	struct spam_bayes *b2 = spam_bayes_open_shared(&o2, b1, &err);
+	free(path_copy);
+	assert_non_null(b2);
+	assert_ptr_equal(spam_bayes_get_store(b1), spam_bayes_get_store(b2));
+	char *probe = make_msg(1, 9, NULL);
+	classify_str(b1, probe, &v);
+	assert_int_equal(v.status, SPAM_BAYES_UNTRAINED);
+	classify_str(b2, probe, &v);
+	assert_int_equal(v.status, SPAM_BAYES_CLASSIFIED);
+	spam_bayes_close(&b1);	/* the old generation goes; the store stays open */
+	classify_str(b2, probe, &v);
+	assert_int_equal(v.status, SPAM_BAYES_CLASSIFIED);
+	/* another file: another store */
+	o3 = o2;
+	char *other = tmp_path("shared2.lmdb");
+	o3.store.db_path = other;
+	struct spam_bayes *b4 = spam_bayes_open_shared(&o3, b2, &err);
+	free(other);
+	assert_non_null(b4);
+	assert_true(spam_bayes_get_store(b4) != spam_bayes_get_store(b2));
+	classify_str(b4, probe, &v);
+	assert_int_equal(v.status, SPAM_BAYES_UNTRAINED);
+	spam_bayes_close(&b4);
+	spam_bayes_close(&b2);
+	free(probe);
+}
+
 /* ------------------------------------------------------------ the sample */
 
 /* The split: FNV-1a of the file name; even = training, odd = test. */
@@ -1212,6 +1363,8 @@ int main(void)
 		cmocka_unit_test(test_expiry),
 		cmocka_unit_test(test_lmdb_persistence),
 		cmocka_unit_test(test_learn_paths),
+		cmocka_unit_test(test_opts_from_conf),
+		cmocka_unit_test(test_open_shared),
 		cmocka_unit_test(test_accuracy_sample),
 		cmocka_unit_test(test_threads_and_speed),
 		cmocka_unit_test(test_mangled_input),
