@@ -8,6 +8,7 @@
  * Differences are deliberate and listed in docs/REPORT.md.
  */
 #include "tools/report_stats.h"
+#include "tools/report_map.h"
 #include "lib/util.h"
 
 #include <ctype.h>
@@ -18,130 +19,13 @@
 #include <string.h>
 #include <time.h>
 
-/* ---- a string-keyed hash map with a few counters per key ---- */
-
-#define RS_NC 6
-
-struct rs_ent {
-	char *key;
-	uint64_t h;
-	long long c[RS_NC];
-	double d[2];
-	void *ptr;
-};
-
-struct rs_map {
-	struct rs_ent *v;
-	size_t cap, n;
-};
-
-static uint64_t hash_str(const char *s)
-{
-	uint64_t h = 1469598103934665603ULL;	/* FNV-1a */
-	for (; *s; s++) {
-		h ^= (unsigned char)*s;
-		h *= 1099511628211ULL;
-	}
-	return h;
-}
-
-static void map_grow(struct rs_map *m)
-{
-	size_t ncap = m->cap ? m->cap * 2 : 64;
-	struct rs_ent *nv = xcalloc(ncap, sizeof *nv);
-	for (size_t i = 0; i < m->cap; i++) {
-		if (!m->v[i].key)
-			continue;
-		size_t j = m->v[i].h & (ncap - 1);
-		while (nv[j].key)
-			j = (j + 1) & (ncap - 1);
-		nv[j] = m->v[i];
-	}
-	free(m->v);
-	m->v = nv;
-	m->cap = ncap;
-}
-
-static struct rs_ent *map_get(struct rs_map *m, const char *key, int create)
-{
-	if (create && (m->n + 1) * 4 > m->cap * 3)
-		map_grow(m);
-	if (!m->cap)
-		return NULL;
-	uint64_t h = hash_str(key);
-	size_t j = h & (m->cap - 1);
-	while (m->v[j].key) {
-		if (m->v[j].h == h && strcmp(m->v[j].key, key) == 0)
-			return &m->v[j];
-		j = (j + 1) & (m->cap - 1);
-	}
-	if (!create)
-		return NULL;
-	m->v[j].key = xstrdup(key);
-	m->v[j].h = h;
-	m->n++;
-	return &m->v[j];
-}
-
-/* delete e (linear probing: shift the following run back) */
-static void map_del(struct rs_map *m, struct rs_ent *e, void (*free_ptr)(void *))
-{
-	size_t i = (size_t)(e - m->v), mask = m->cap - 1;
-	free(e->key);
-	if (free_ptr)
-		free_ptr(e->ptr);
-	memset(e, 0, sizeof *e);
-	m->n--;
-	for (size_t j = (i + 1) & mask; m->v[j].key; j = (j + 1) & mask) {
-		size_t home = m->v[j].h & mask;
-		/* can entry j move to the hole at i? (is i cyclically in [home, j)?) */
-		if ((j > i && (home <= i || home > j)) || (j < i && (home <= i && home > j))) {
-			m->v[i] = m->v[j];
-			memset(&m->v[j], 0, sizeof m->v[j]);
-			i = j;
-		}
-	}
-}
-
-static void map_free(struct rs_map *m, void (*free_ptr)(void *))
-{
-	for (size_t i = 0; i < m->cap; i++) {
-		if (!m->v[i].key)
-			continue;
-		free(m->v[i].key);
-		if (free_ptr)
-			free_ptr(m->v[i].ptr);
-	}
-	free(m->v);
-	memset(m, 0, sizeof *m);
-}
-
-static struct rs_ent *bump(struct rs_map *m, const char *key, int col, long long by)
-{
-	struct rs_ent *e = map_get(m, key, 1);
-	e->c[col] += by;
-	return e;
-}
-
-/* "a\tb" (each cut to 255 bytes) */
-static void bump2(struct rs_map *m, const char *a, const char *b, long long by)
-{
-	char key[512];
-	size_t la = strnlen(a, 255), lb = strnlen(b, 255);
-	memcpy(key, a, la);
-	key[la] = '\t';
-	memcpy(key + la + 1, b, lb);
-	key[la + 1 + lb] = 0;
-	bump(m, key, 0, by);
-}
-
 /* "dsn\ttext" with the text cut at 120 bytes (as pflogsumm trims), so that
    per-message details past that point do not make every key distinct */
-static void bump_dsn(struct rs_map *m, const char *dsn, const char *text)
+static void bump_dsn(struct rmap *m, const char *dsn, const char *text)
 {
 	char key[192];
 	snprintf(key, sizeof key, "%.16s\t%.120s", dsn ? dsn : "", text ? text : "");
-	bump(m, key, 0, 1);
+	rmap_bump(m, key, 0, 1);
 }
 
 /* ---- delay distribution: exact up to RS_EXACT values, then log buckets ---- */
@@ -248,25 +132,25 @@ struct report_stats {
 	long long p_minute;		/* period(): cache of the current minute's hour and day */
 	int p_hour;
 	const char *p_day;		/* a key of days (stable: keys are never freed) */
-	struct rs_ent *p_ent;		/* its entry, valid while days.cap == p_cap */
+	struct rmap_ent *p_ent;		/* its entry, valid while days.cap == p_cap */
 	size_t p_cap;
-	struct rs_map days;		/* "YYYY-MM-DD" -> c[P_*] */
-	struct rs_map msgs;		/* qid -> rs_msg */
-	struct rs_map senders;		/* c0 messages, c1 bytes */
-	struct rs_map sender_doms;
-	struct rs_map rcpts;		/* c0 delivered, c1 bytes */
-	struct rs_map rcpt_doms;	/* c0 delivered, c1 bytes, c2 deferrals; d0 delay sum, d1 max */
-	struct rs_map clients;		/* c0 messages, c1 connections */
-	struct rs_map rej_stage, rej_reason, rej_code;
-	struct rs_map filter_res;	/* "filter\tresult" */
-	struct rs_map filter_act;	/* "filter\taction" */
-	struct rs_map dmarc_dom;	/* "domain\tresult" */
-	struct rs_map dmarc_disp;	/* "domain\tdisposition" */
-	struct rs_map spam_hist;	/* "%d" floor(score) */
-	struct rs_map milter_act;	/* "milter\taction" (the MTA's) */
-	struct rs_map delays;		/* transport -> rs_delays */
-	struct rs_map bounces;		/* "dsn\ttext" */
-	struct rs_map deferrals;	/* "dsn\ttext" */
+	struct rmap days;		/* "YYYY-MM-DD" -> c[P_*] */
+	struct rmap msgs;		/* qid -> rs_msg */
+	struct rmap senders;		/* c0 messages, c1 bytes */
+	struct rmap sender_doms;
+	struct rmap rcpts;		/* c0 delivered, c1 bytes */
+	struct rmap rcpt_doms;	/* c0 delivered, c1 bytes, c2 deferrals; d0 delay sum, d1 max */
+	struct rmap clients;		/* c0 messages, c1 connections */
+	struct rmap rej_stage, rej_reason, rej_code;
+	struct rmap filter_res;	/* "filter\tresult" */
+	struct rmap filter_act;	/* "filter\taction" */
+	struct rmap dmarc_dom;	/* "domain\tresult" */
+	struct rmap dmarc_disp;	/* "domain\tdisposition" */
+	struct rmap spam_hist;	/* "%d" floor(score) */
+	struct rmap milter_act;	/* "milter\taction" (the MTA's) */
+	struct rmap delays;		/* transport -> rs_delays */
+	struct rmap bounces;		/* "dsn\ttext" */
+	struct rmap deferrals;	/* "dsn\ttext" */
 };
 
 struct report_stats *rs_new(const struct rs_opts *o)
@@ -285,15 +169,15 @@ void rs_free(struct report_stats **pst)
 	if (!pst || !*pst)
 		return;
 	struct report_stats *st = *pst;
-	struct rs_map *plain[] = { &st->days, &st->senders, &st->sender_doms, &st->rcpts,
+	struct rmap *plain[] = { &st->days, &st->senders, &st->sender_doms, &st->rcpts,
 				   &st->rcpt_doms, &st->clients, &st->rej_stage, &st->rej_reason,
 				   &st->rej_code, &st->filter_res, &st->filter_act, &st->dmarc_dom,
 				   &st->dmarc_disp, &st->spam_hist, &st->milter_act, &st->bounces,
 				   &st->deferrals };
 	for (size_t i = 0; i < sizeof plain / sizeof plain[0]; i++)
-		map_free(plain[i], NULL);
-	map_free(&st->msgs, msg_free);
-	map_free(&st->delays, free);
+		rmap_free(plain[i], NULL);
+	rmap_free(&st->msgs, msg_free);
+	rmap_free(&st->delays, free);
 	free(st);
 	*pst = NULL;
 }
@@ -357,7 +241,7 @@ static char *norm_addr(const char *a, char *buf, size_t n)
 
 static struct rs_msg *msg_get(struct report_stats *st, const char *qid, int create)
 {
-	struct rs_ent *e = map_get(&st->msgs, qid, create);
+	struct rmap_ent *e = rmap_get(&st->msgs, qid, create);
 	if (!e)
 		return NULL;
 	if (!e->ptr)
@@ -370,9 +254,9 @@ static struct rs_msg *msg_get(struct report_stats *st, const char *qid, int crea
 /* forget messages whose last line is RS_EXPIRE_S behind the log's clock */
 static void sweep(struct report_stats *st)
 {
-	struct rs_map old = st->msgs, keep = { 0 };
+	struct rmap old = st->msgs, keep = { 0 };
 	for (size_t i = 0; i < old.cap; i++) {
-		struct rs_ent *e = &old.v[i];
+		struct rmap_ent *e = &old.v[i];
 		if (!e->key)
 			continue;
 		struct rs_msg *m = e->ptr;
@@ -381,7 +265,7 @@ static void sweep(struct report_stats *st)
 			msg_free(m);
 			continue;
 		}
-		struct rs_ent *k = map_get(&keep, e->key, 1);
+		struct rmap_ent *k = rmap_get(&keep, e->key, 1);
 		k->ptr = e->ptr;
 		free(e->key);
 	}
@@ -401,7 +285,7 @@ static void period(struct report_stats *st, int col)
 		localtime_r(&t, &tm);
 		char day[16];
 		strftime(day, sizeof day, "%Y-%m-%d", &tm);
-		st->p_ent = map_get(&st->days, day, 1);
+		st->p_ent = rmap_get(&st->days, day, 1);
 		st->p_cap = st->days.cap;
 		st->p_day = st->p_ent->key;
 		st->p_hour = tm.tm_hour;
@@ -409,7 +293,7 @@ static void period(struct report_stats *st, int col)
 	}
 	st->hour[st->p_hour][col]++;
 	if (!st->p_ent || st->p_cap != st->days.cap) {	/* entries move when the map grows */
-		st->p_ent = map_get(&st->days, st->p_day, 1);
+		st->p_ent = rmap_get(&st->days, st->p_day, 1);
 		st->p_cap = st->days.cap;
 	}
 	st->p_ent->c[col]++;
@@ -500,14 +384,14 @@ static void on_reject(struct report_stats *st, const struct rp_event *ev)
 	}
 	st->t[T_REJECTED]++;
 	period(st, P_REJECTED);
-	bump(&st->rej_stage, ev->stage ? ev->stage : "unknown", 0, 1);
+	rmap_bump(&st->rej_stage, ev->stage ? ev->stage : "unknown", 0, 1);
 	char key[128];
 	reason_key(ev->reason, key, sizeof key);
-	bump(&st->rej_reason, key, 0, 1);
+	rmap_bump(&st->rej_reason, key, 0, 1);
 	const char *code = rs_reason_code(ev->stage, ev->dsn, ev->reason);
 	if (!strcmp(code, "other") && ev->reject == RP_REJ_MILTER)
 		code = "milter";
-	bump(&st->rej_code, code, 0, 1);
+	rmap_bump(&st->rej_code, code, 0, 1);
 }
 
 static const char *transport_of(const struct rp_event *ev, char *buf, size_t bufsz)
@@ -542,15 +426,15 @@ static void on_delivery(struct report_stats *st, const struct rp_event *ev)
 		st->t[T_DELIVERED]++;
 		period(st, P_DELIVERED);
 		long long sz = m->size_known ? m->size : 0;
-		struct rs_ent *d = bump(&st->rcpt_doms, dom, 0, 1);
+		struct rmap_ent *d = rmap_bump(&st->rcpt_doms, dom, 0, 1);
 		d->c[1] += sz;
 		d->d[0] += delay;
 		if (delay > d->d[1])
 			d->d[1] = delay;
-		bump(&st->rcpts, addr, 0, 1)->c[1] += sz;
+		rmap_bump(&st->rcpts, addr, 0, 1)->c[1] += sz;
 		st->t[T_BYTES_DLVD] += sz;
 		const char *tr = transport_of(ev, tbuf, sizeof tbuf);
-		struct rs_ent *e = map_get(&st->delays, tr, 1);
+		struct rmap_ent *e = rmap_get(&st->delays, tr, 1);
 		if (!e->ptr)
 			e->ptr = xcalloc(1, sizeof(struct rs_delays));
 		if (ev->delay_s >= 0)
@@ -561,7 +445,7 @@ static void on_delivery(struct report_stats *st, const struct rp_event *ev)
 		if (!m->deferred)
 			st->t[T_DEFERRED]++;
 		m->deferred = 1;
-		struct rs_ent *d = bump(&st->rcpt_doms, dom, 2, 1);
+		struct rmap_ent *d = rmap_bump(&st->rcpt_doms, dom, 2, 1);
 		if (delay > d->d[1])
 			d->d[1] = delay;
 		bump_dsn(&st->deferrals, ev->dsn, ev->status_text);
@@ -587,31 +471,31 @@ static void on_from(struct report_stats *st, const struct rp_event *ev)
 					       : strcpy(abuf, "from=<>");
 	const char *at = strchr(addr, '@');
 	const char *dom = at ? at + 1 : m->client_dom ? m->client_dom : addr;
-	bump(&st->sender_doms, dom, 0, 1)->c[1] += m->size;
-	bump(&st->senders, addr, 0, 1)->c[1] += m->size;
+	rmap_bump(&st->sender_doms, dom, 0, 1)->c[1] += m->size;
+	rmap_bump(&st->senders, addr, 0, 1)->c[1] += m->size;
 	st->t[T_BYTES_RCVD] += m->size;
 }
 
 static void on_filter(struct report_stats *st, const struct rp_event *ev)
 {
 	if (ev->mta_milter) {
-		bump2(&st->milter_act, ev->filter, ev->action ? ev->action : "?", 1);
+		rmap_bump2(&st->milter_act, ev->filter, ev->action ? ev->action : "?", 1);
 		return;
 	}
 	if (ev->result)
-		bump2(&st->filter_res, ev->filter, ev->result, 1);
+		rmap_bump2(&st->filter_res, ev->filter, ev->result, 1);
 	if (ev->action)
-		bump2(&st->filter_act, ev->filter, ev->action, 1);
+		rmap_bump2(&st->filter_act, ev->filter, ev->action, 1);
 	if (!strcmp(ev->filter, "dmarc") && ev->domain && ev->result) {
-		bump2(&st->dmarc_dom, ev->domain, ev->result, 1);
+		rmap_bump2(&st->dmarc_dom, ev->domain, ev->result, 1);
 		if (ev->disposition)
-			bump2(&st->dmarc_disp, ev->domain, ev->disposition, 1);
+			rmap_bump2(&st->dmarc_disp, ev->domain, ev->disposition, 1);
 	}
 	if (ev->has_score) {
 		double s = ev->score < -10 ? -10 : ev->score > 50 ? 50 : ev->score;
 		char key[16];
 		snprintf(key, sizeof key, "%d", (int)floor(s));
-		bump(&st->spam_hist, key, 0, 1);
+		rmap_bump(&st->spam_hist, key, 0, 1);
 	}
 }
 
@@ -661,7 +545,7 @@ void rs_add(struct report_stats *st, const struct rp_event *ev)
 	case RP_EV_CONNECT: {
 		st->t[T_CONNECTIONS]++;
 		char key[300];
-		bump(&st->clients, client_key(ev, key, sizeof key), 1, 1);
+		rmap_bump(&st->clients, client_key(ev, key, sizeof key), 1, 1);
 		break;
 	}
 	case RP_EV_CLIENT:
@@ -675,7 +559,7 @@ void rs_add(struct report_stats *st, const struct rp_event *ev)
 			free(m->client_dom);
 			m->client_dom = client_domain(ev->client_name, ev->client_ip);
 			char key[300];
-			bump(&st->clients, client_key(ev, key, sizeof key), 0, 1);
+			rmap_bump(&st->clients, client_key(ev, key, sizeof key), 0, 1);
 		}
 		break;
 	case RP_EV_PICKUP:
@@ -699,9 +583,9 @@ void rs_add(struct report_stats *st, const struct rp_event *ev)
 			on_delivery(st, ev);
 		break;
 	case RP_EV_REMOVED: {
-		struct rs_ent *e = map_get(&st->msgs, ev->qid, 0);
+		struct rmap_ent *e = rmap_get(&st->msgs, ev->qid, 0);
 		if (e)
-			map_del(&st->msgs, e, msg_free);
+			rmap_del(&st->msgs, e, msg_free);
 		break;
 	}
 	case RP_EV_REJECT:
@@ -721,38 +605,11 @@ void rs_add(struct report_stats *st, const struct rp_event *ev)
 
 /* ---- JSON ---- */
 
-struct row {
-	const struct rs_ent *e;
-	int col;
-};
-
-static int row_cmp(const void *a, const void *b)
-{
-	const struct row *x = a, *y = b;
-	long long cx = x->e->c[x->col], cy = y->e->c[y->col];
-	if (cx != cy)
-		return cx > cy ? -1 : 1;
-	return strcmp(x->e->key, y->e->key);
-}
-
-/* entries sorted by c[col] descending, then key; caller frees */
-static struct row *sorted(const struct rs_map *m, int col, size_t *n_out)
-{
-	struct row *r = xcalloc(m->n + 1, sizeof *r);
-	size_t n = 0;
-	for (size_t i = 0; i < m->cap; i++)
-		if (m->v[i].key)
-			r[n++] = (struct row){ &m->v[i], col };
-	qsort(r, n, sizeof *r, row_cmp);
-	*n_out = n;
-	return r;
-}
-
-static json_t *top(const struct rs_map *m, const char *keyname, size_t limit,
+static json_t *top(const struct rmap *m, const char *keyname, size_t limit,
 		   const char *const *cols, int ncols)
 {
 	size_t n;
-	struct row *r = sorted(m, 0, &n);
+	struct rmap_row *r = rmap_sorted(m, 0, &n);
 	json_t *a = json_array();
 	for (size_t i = 0; i < n && (!limit || i < limit); i++) {
 		json_t *o = json_object();
@@ -767,10 +624,10 @@ static json_t *top(const struct rs_map *m, const char *keyname, size_t limit,
 }
 
 /* {"a": n, ...} from a plain counter map */
-static json_t *counts(const struct rs_map *m)
+static json_t *counts(const struct rmap *m)
 {
 	size_t n;
-	struct row *r = sorted(m, 0, &n);
+	struct rmap_row *r = rmap_sorted(m, 0, &n);
 	json_t *o = json_object();
 	for (size_t i = 0; i < n; i++)
 		json_object_set_new(o, r[i].e->key, json_integer(r[i].e->c[0]));
@@ -779,10 +636,10 @@ static json_t *counts(const struct rs_map *m)
 }
 
 /* "a\tb" -> {a: {b: n}} */
-static json_t *nested(const struct rs_map *m)
+static json_t *nested(const struct rmap *m)
 {
 	size_t n;
-	struct row *r = sorted(m, 0, &n);
+	struct rmap_row *r = rmap_sorted(m, 0, &n);
 	json_t *o = json_object();
 	for (size_t i = 0; i < n; i++) {
 		const char *k = r[i].e->key, *tab = strchr(k, '\t');
@@ -802,10 +659,10 @@ static json_t *nested(const struct rs_map *m)
 }
 
 /* "dsn\ttext" -> [{"dsn":..,"text":..,"count":..}] */
-static json_t *dsn_rows(const struct rs_map *m, size_t limit)
+static json_t *dsn_rows(const struct rmap *m, size_t limit)
 {
 	size_t n;
-	struct row *r = sorted(m, 0, &n);
+	struct rmap_row *r = rmap_sorted(m, 0, &n);
 	json_t *a = json_array();
 	for (size_t i = 0; i < n && i < limit; i++) {
 		const char *k = r[i].e->key, *tab = strchr(k, '\t');
@@ -886,7 +743,7 @@ static json_t *filters_json(struct report_stats *st)
 		for (int s = -10; s <= 50; s++) {
 			char key[16];
 			snprintf(key, sizeof key, "%d", s);
-			struct rs_ent *e = map_get(&st->spam_hist, key, 0);
+			struct rmap_ent *e = rmap_get(&st->spam_hist, key, 0);
 			if (!e)
 				continue;
 			json_t *r = json_object();
@@ -925,12 +782,12 @@ json_t *rs_json(struct report_stats *st)
 
 	json_t *days = json_array();
 	size_t n;
-	struct row *r = sorted(&st->days, 0, &n);
+	struct rmap_row *r = rmap_sorted(&st->days, 0, &n);
 	/* by date, not by count */
 	for (size_t i = 0; i < n; i++)
 		for (size_t j = i + 1; j < n; j++)
 			if (strcmp(r[j].e->key, r[i].e->key) < 0) {
-				struct row x = r[i];
+				struct rmap_row x = r[i];
 				r[i] = r[j];
 				r[j] = x;
 			}
@@ -970,9 +827,9 @@ json_t *rs_json(struct report_stats *st)
 	json_object_set_new(tp, "sender_domains", top(&st->sender_doms, "domain", st->o.top_n, msz, 2));
 	json_object_set_new(tp, "recipients", top(&st->rcpts, "address", st->o.top_n, msz, 2));
 	json_t *rd = json_array();
-	r = sorted(&st->rcpt_doms, 0, &n);
+	r = rmap_sorted(&st->rcpt_doms, 0, &n);
 	for (size_t i = 0; i < n && i < st->o.top_n; i++) {
-		const struct rs_ent *e = r[i].e;
+		const struct rmap_ent *e = r[i].e;
 		json_t *o = json_object();
 		json_object_set_new(o, "domain", json_string(e->key));
 		json_object_set_new(o, "messages", json_integer(e->c[0]));
@@ -988,7 +845,7 @@ json_t *rs_json(struct report_stats *st)
 	json_object_set_new(doc, "top", tp);
 
 	json_t *dl = json_array();
-	r = sorted(&st->delays, 0, &n);
+	r = rmap_sorted(&st->delays, 0, &n);
 	for (size_t i = 0; i < n; i++) {
 		struct rs_delays *d = r[i].e->ptr;
 		json_t *o = json_object();

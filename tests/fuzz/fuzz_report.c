@@ -6,6 +6,7 @@
  * XXX: `make fuzz` links libmta.a + libsluice.a only, not tools/; until it
  * links tools/report*.o, the modules are compiled in here.
  */
+#include "tools/report_map.c"
 #include "tools/report_parse.c"
 #include "tools/report_stats.c"
 

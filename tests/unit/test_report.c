@@ -12,6 +12,7 @@
 #include "tools/report.c"
 #include "tools/report_html.c"
 #include "tools/report_input.c"
+#include "tools/report_map.c"
 #include "tools/report_parse.c"
 #include "tools/report_stats.c"
 
@@ -635,6 +636,52 @@ static void test_reason_codes(void **state)
 	assert_string_equal(rs_reason_code("RCPT", "5.7.1", "<a@b>: Recipient address rejected: Message rejected due to: 192.0.2.1 is not one of example.net's designated mail servers."), "spf");
 }
 
+/* ---- report_map: deletion by backward shift keeps every other key reachable ---- */
+
+static void test_map(void **state)
+{
+	(void)state;
+	struct rmap m = { 0 };
+	char key[32];
+	enum { N = 5000 };
+	for (int i = 0; i < N; i++) {
+		snprintf(key, sizeof key, "k%d", i);
+		rmap_bump(&m, key, 0, i);
+	}
+	assert_int_equal(m.n, N);
+	/* delete every key whose number is not a multiple of 3, in a scrambled order */
+	for (int j = 0; j < N; j++) {
+		int i = (int)(((long long)j * 7919) % N);
+		if (i % 3 == 0)
+			continue;
+		snprintf(key, sizeof key, "k%d", i);
+		struct rmap_ent *e = rmap_get(&m, key, 0);
+		assert_non_null(e);
+		rmap_del(&m, e, NULL);
+	}
+	for (int i = 0; i < N; i++) {
+		snprintf(key, sizeof key, "k%d", i);
+		struct rmap_ent *e = rmap_get(&m, key, 0);
+		if (i % 3 == 0) {
+			assert_non_null(e);
+			assert_int_equal(e->c[0], i);
+		} else {
+			assert_null(e);
+		}
+	}
+	size_t n;
+	struct rmap_row *r = rmap_sorted(&m, 0, &n);
+	assert_int_equal(n, m.n);
+	for (size_t i = 1; i < n; i++)
+		assert_true(r[i - 1].e->c[0] >= r[i].e->c[0]);
+	free(r);
+	rmap_bump2(&m, "a", "b", 2);
+	assert_int_equal(rmap_get(&m, "a\tb", 0)->c[0], 2);
+	rmap_free(&m, NULL);
+	assert_int_equal(m.n, 0);
+	assert_null(rmap_get(&m, "k0", 0));
+}
+
 /* ---- report_main: the three formats from one file, bad arguments ---- */
 
 static char *slurp(const char *path)
@@ -713,6 +760,7 @@ int main(void)
 		cmocka_unit_test(test_since_until),
 		cmocka_unit_test(test_memory_bound),
 		cmocka_unit_test(test_reason_codes),
+		cmocka_unit_test(test_map),
 		cmocka_unit_test(test_report_main),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
