@@ -40,15 +40,24 @@
  * and stdout on /dev/null, stderr kept, the rest closed), ignores SIGHUP,
  * SIGINT and SIGPIPE, and holds no secrets beyond the moment of an open.
  *
- * Adopting it in a daemon (sluice-dmarc, sluice-spam, sluice-ratelimit, ...),
- * three lines in main(), after daemon_detach() (PR_SET_PDEATHSIG follows the
- * forking process and thread: detach first, fork the helper from the thread
- * that lives as long as the daemon, i.e. main) and before daemon_drop_privs(),
- * with config_file already absolute (realpath) and conf_enter_base_dir() done:
+ * Adopting it in a daemon (sluice-dmarc, sluice-spam, sluice-ratelimit, ...):
+ * these lines in main(), after daemon_detach() (PR_SET_PDEATHSIG follows
+ * the forking process and thread: detach first, fork the helper from the
+ * thread that lives as long as the daemon, i.e. main) and before
+ * daemon_drop_privs(), with config_file already absolute (realpath) and
+ * conf_enter_base_dir() done (see milters/dkim/main.c, policyd/spf/main.c):
  *
- *	struct privfile_opts pf = { .config_file = config_file, .tables = params_all };
- *	if (geteuid() == 0 && privfile_install(&pf, &err) < 0)
+ *	static const struct conf_param *const own[] = { common_params, dmarc_params, NULL };
+ *	struct privfile_opts priv = { .config_file = config_file, .tables = own };
+ *	if (geteuid() == 0 && privfile_install(&priv, &err) < 0)
  *		fatal("privfile: %s", err);
+ *
+ * (your own table instead of dmarc_params: conf/params.h and
+ * conf/params_<name>.h). Give the helper common_params and the daemon's
+ * own table only, not params_all: it names the files of the tables it is
+ * given, and params_all would let a compromised filter read sluiced's TLS
+ * key. The other daemons' parameters in a shared sluice.conf are then only
+ * unknown to the helper, not an error.
  *
  * Files the daemon opens with open()/fopen() of its own (not through
  * conf_read_file, table_open or log_init) switch to privfile_open() /

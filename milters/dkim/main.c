@@ -9,6 +9,7 @@
 #include "milters/dkim/dkim_pubkey.h"
 #include "conf/conf.h"
 #include "conf/params.h"
+#include "conf/params_dkim.h"
 #include "lib/daemon.h"
 #include "lib/log.h"
 #include "lib/privfile.h"
@@ -486,9 +487,11 @@ int main(int argc, char **argv)
 	 * Root-only files (0600 keys, the key tables, maillog_file in a root
 	 * directory) are re-read at SIGHUP as mail_owner: through a helper
 	 * that stays root. After detaching (the helper follows this process),
-	 * from the main thread (which lives as long as the milter).
+	 * from the main thread (which lives as long as the milter). Our own
+	 * tables only: the helper opens no file of sluiced's (its TLS key).
 	 */
-	struct privfile_opts priv = { .config_file = config_file, .tables = params_all,
+	static const struct conf_param *const own_tables[] = { common_params, dkim_params, NULL };
+	struct privfile_opts priv = { .config_file = config_file, .tables = own_tables,
 				    .more_paths = key_table_files };
 	if (geteuid() == 0 && privfile_install(&priv, &err) < 0)
 		fatal("privfile: %s", err);

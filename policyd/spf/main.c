@@ -18,6 +18,7 @@
 
 #include "conf/conf.h"
 #include "conf/params.h"
+#include "conf/params_spf.h"
 #include "lib/daemon.h"
 #include "lib/log.h"
 #include "lib/privfile.h"
@@ -237,9 +238,11 @@ int main(int argc, char **argv)
 	/*
 	 * maillog_file (and anything else root-only the config names) is
 	 * reopened at SIGHUP as mail_owner: through a helper that stays root.
-	 * After detaching: the helper follows this process.
+	 * After detaching: the helper follows this process. Our own tables
+	 * only: the helper opens no file of sluiced's (its TLS key, its maps).
 	 */
-	struct privfile_opts priv = { .config_file = config_file, .tables = params_all };
+	static const struct conf_param *const own_tables[] = { common_params, spf_params, NULL };
+	struct privfile_opts priv = { .config_file = config_file, .tables = own_tables };
 	if (!query && geteuid() == 0 && privfile_install(&priv, &err) < 0)
 		fatal("privfile: %s", err);
 	if (daemon_drop_privs(conf_str(c, "mail_owner"), &err) < 0)
