@@ -2,8 +2,11 @@
  * fuzz_dmarc_record: proto/dmarc record parser, and whole checks driven by
  * fuzzed DNS answers.
  * First byte: mode (low 2 bits) and flags; the rest is the data.
- *   0, 1: dmarc_record_parse / dmarc_record_is_dmarc / dmarc_record_fallback
- *         on the data (an exact-size heap copy, so ASan sees overreads)
+ *   0: dmarc_record_parse / dmarc_record_is_dmarc / dmarc_record_fallback
+ *      on the data (an exact-size heap copy, so ASan sees overreads)
+ *   1: the same, then the data up to the first '\n' and the rest as two
+ *      domain names: dmarc_domain_normalize, dmarc_org_domain_psl and
+ *      dmarc_aligned_psl (libpsl's built-in list)
  *   2, 3: a whole check (bit 2: RFC 7489 mode). The data, split at '\n':
  *         chunk 0 is the From domain, chunk 1 the SPF domain, chunk 2 the
  *         DKIM domain; the rest are TXT records served at the names asked
@@ -50,6 +53,23 @@ static void fuzz_record(const uint8_t *d, size_t n)
 	(void)dmarc_record_fallback(&r, DMARC_MODE_RFC7489);
 	dmarc_record_free(&r);
 	free(cp);
+}
+
+static void fuzz_names(const uint8_t *d, size_t n)
+{
+	const char *nl = memchr(d, '\n', n);
+	size_t la = nl ? (size_t)(nl - (const char *)d) : n;
+	char *a = xstrndup((const char *)d, la);
+	char *b = nl ? xstrndup(nl + 1, n - la - 1) : xstrdup("example.com");
+	char out[DMARC_NAME_MAX + 1];
+
+	(void)dmarc_domain_normalize(a, out, sizeof(out));
+	(void)dmarc_domain_normalize(a, out, 3);
+	(void)dmarc_org_domain_psl(NULL, a, out, sizeof(out));
+	(void)dmarc_aligned_psl(NULL, a, b, 0);
+	(void)dmarc_aligned_psl(NULL, a, b, 1);
+	free(a);
+	free(b);
 }
 
 static char *chunk_str(const struct fz *f, size_t i, const char *dflt)
@@ -159,6 +179,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	size--;
 	if ((f.flags & 3) < 2) {
 		fuzz_record(data, size);
+		if (f.flags & 1)
+			fuzz_names(data, size);
 		return 0;
 	}
 	f.n = 0;
