@@ -5,6 +5,7 @@
  * (a value runs to ", " / "; " / " " outside <>, [], (), "").
  */
 #include "tools/report_parse.h"
+#include "tools/report_time.h"
 #include "lib/util.h"
 
 #include <ctype.h>
@@ -19,9 +20,7 @@
 
 struct rp_parser {
 	int year_hint, month_hint;
-	/* local-time cache for RFC 3164 stamps: epoch of YYYY-MM-DD HH:00:00 */
-	int c_year, c_mon, c_day, c_hour;
-	double c_epoch;
+	struct rtime_cache tc;	/* local-time conversions */
 	char *arena;
 	size_t used;
 };
@@ -31,7 +30,7 @@ struct rp_parser *rp_parser_new(int year_hint, int month_hint)
 	struct rp_parser *p = xcalloc(1, sizeof *p);
 	p->year_hint = year_hint;
 	p->month_hint = month_hint;
-	p->c_year = -1;
+	rtime_cache_init(&p->tc);
 	p->arena = xmalloc(RP_ARENA_BYTES);
 	return p;
 }
@@ -89,80 +88,6 @@ static inline int starts(const char *s, const char *prefix)
 	return *prefix == 0;
 }
 
-/* ---- time ---- */
-
-static int digits(const char *s, int n, int *out)
-{
-	int v = 0;
-	for (int i = 0; i < n; i++) {
-		if (!C_DIGIT(s[i]))
-			return -1;
-		v = v * 10 + (s[i] - '0');
-	}
-	*out = v;
-	return 0;
-}
-
-static double local_epoch(struct rp_parser *p, int y, int mon, int d, int h, int mi, int s)
-{
-	if (p && p->c_year == y && p->c_mon == mon && p->c_day == d && p->c_hour == h)
-		return p->c_epoch + mi * 60 + s;
-	struct tm tm = { .tm_year = y - 1900, .tm_mon = mon, .tm_mday = d, .tm_hour = h,
-			 .tm_isdst = -1 };
-	double e = (double)mktime(&tm);
-	if (p) {
-		p->c_year = y, p->c_mon = mon, p->c_day = d, p->c_hour = h;
-		p->c_epoch = e;
-	}
-	return e + mi * 60 + s;
-}
-
-/*
- * ISO 8601 / RFC 3339 at s: "YYYY-MM-DD[T ]HH:MM[:SS[.frac]][Z|+HH:MM|+HHMM]"
- * or a date alone. Returns bytes used, 0 when s is not one.
- */
-static size_t iso_time(struct rp_parser *p, const char *s, double *t_out)
-{
-	int y, mo, d, h = 0, mi = 0, sec = 0;
-	if (digits(s, 4, &y) || s[4] != '-' || digits(s + 5, 2, &mo) || s[7] != '-' ||
-	    digits(s + 8, 2, &d) || mo < 1 || mo > 12 || d < 1 || d > 31)
-		return 0;
-	size_t i = 10;
-	double frac = 0;
-	if ((s[i] == 'T' || s[i] == ' ') && !digits(s + i + 1, 2, &h) && s[i + 3] == ':' &&
-	    !digits(s + i + 4, 2, &mi)) {
-		i += 6;
-		if (s[i] == ':' && !digits(s + i + 1, 2, &sec))
-			i += 3;
-		if (s[i] == '.' || s[i] == ',') {
-			double scale = 0.1;
-			for (i++; C_DIGIT(s[i]); i++, scale /= 10)
-				frac += (s[i] - '0') * scale;
-		}
-	}
-	if (h > 23 || mi > 59 || sec > 60)
-		return 0;
-	struct tm tm = { .tm_year = y - 1900, .tm_mon = mo - 1, .tm_mday = d, .tm_hour = h,
-			 .tm_min = mi, .tm_sec = sec };
-	if (s[i] == 'Z') {
-		*t_out = (double)timegm(&tm) + frac;
-		return i + 1;
-	}
-	int oh, om;
-	if ((s[i] == '+' || s[i] == '-') && !digits(s + i + 1, 2, &oh)) {
-		size_t j = i + 3;
-		if (s[j] == ':')
-			j++;
-		if (!digits(s + j, 2, &om)) {
-			int off = (oh * 60 + om) * 60 * (s[i] == '-' ? -1 : 1);
-			*t_out = (double)timegm(&tm) - off + frac;
-			return j + 2;
-		}
-	}
-	*t_out = local_epoch(p, y, mo - 1, d, h, mi, sec) + frac;
-	return i;
-}
-
 int rp_time_parse(const char *s, double *t_out)
 {
 	if (s[0] == '@') {
@@ -173,56 +98,8 @@ int rp_time_parse(const char *s, double *t_out)
 		*t_out = v;
 		return 0;
 	}
-	size_t n = iso_time(NULL, s, t_out);
+	size_t n = rtime_iso(NULL, s, t_out);
 	return n && s[n] == 0 ? 0 : -1;
-}
-
-static const char *const months[] = { "Jan", "Feb", "Mar", "Apr", "May", "Jun",
-				       "Jul", "Aug", "Sep", "Oct", "Nov", "Dec" };
-
-/* RFC 3164 "Mmm dd HH:MM:SS[.frac]" at s; bytes used or 0. */
-static size_t bsd_time(struct rp_parser *p, const char *s, double *t_out)
-{
-	int mon = -1;
-	switch (s[0]) {	/* the first letter narrows it to three at most */
-	case 'J': mon = s[1] == 'a' ? 0 : s[2] == 'n' ? 5 : 6; break;
-	case 'F': mon = 1; break;
-	case 'M': mon = s[2] == 'r' ? 2 : 4; break;
-	case 'A': mon = s[1] == 'p' ? 3 : 7; break;
-	case 'S': mon = 8; break;
-	case 'O': mon = 9; break;
-	case 'N': mon = 10; break;
-	case 'D': mon = 11; break;
-	}
-	if (mon < 0 || memcmp(s, months[mon], 3) != 0 || s[3] != ' ')
-		return 0;
-	size_t i = 4;
-	if (s[i] == ' ')
-		i++;
-	int d, h, mi, sec;
-	if (C_DIGIT(s[i]) && C_DIGIT(s[i + 1])) {
-		d = (s[i] - '0') * 10 + (s[i + 1] - '0');
-		i += 2;
-	} else if (C_DIGIT(s[i])) {
-		d = s[i] - '0';
-		i += 1;
-	} else {
-		return 0;
-	}
-	if (s[i] != ' ' || digits(s + i + 1, 2, &h) || s[i + 3] != ':' || digits(s + i + 4, 2, &mi) ||
-	    s[i + 6] != ':' || digits(s + i + 7, 2, &sec) || d < 1 || d > 31 || h > 23 || mi > 59 ||
-	    sec > 60)
-		return 0;
-	i += 9;
-	double frac = 0;
-	if (s[i] == '.') {
-		double scale = 0.1;
-		for (i++; C_DIGIT(s[i]); i++, scale /= 10)
-			frac += (s[i] - '0') * scale;
-	}
-	int year = mon > p->month_hint ? p->year_hint - 1 : p->year_hint;
-	*t_out = local_epoch(p, year, mon, d, h, mi, sec) + frac;
-	return i;
 }
 
 /* ---- envelope ---- */
@@ -277,7 +154,7 @@ static const char *tag(struct rp_parser *p, const char *s, struct rp_event *ev)
 /* RFC 5424 after "<PRI>1 ": TIME HOST APP PROCID MSGID SD MSG */
 static const char *rfc5424(struct rp_parser *p, const char *s, struct rp_event *ev)
 {
-	size_t n = iso_time(p, s, &ev->time);
+	size_t n = rtime_iso(&p->tc, s, &ev->time);
 	if (!n || s[n] != ' ')
 		return NULL;
 	s += n + 1;
@@ -902,7 +779,7 @@ static enum rp_kind json_line(struct rp_parser *p, const char *line, size_t len,
 		return RP_EV_NONE;
 	}
 	const char *ts = json_string_value(json_object_get(o, "time"));
-	if (ts && !iso_time(p, ts, &ev->time))
+	if (ts && !rtime_iso(&p->tc, ts, &ev->time))
 		ev->time = 0;
 	const char *host = json_string_value(json_object_get(o, "host"));
 	ev->host = host ? keep(p, host, strlen(host)) : NULL;
@@ -966,7 +843,8 @@ enum rp_kind rp_parse_line(struct rp_parser *p, const char *line, size_t len, st
 		}
 	}
 	if (!msg) {
-		size_t n = C_DIGIT(s[0]) ? iso_time(p, s, &ev->time) : bsd_time(p, s, &ev->time);
+		size_t n = C_DIGIT(s[0]) ? rtime_iso(&p->tc, s, &ev->time)
+					 : rtime_bsd(&p->tc, s, p->year_hint, p->month_hint, &ev->time);
 		if (!n || s[n] != ' ')
 			return ev->kind = RP_EV_NONE;
 		s += n + 1;

@@ -8,6 +8,7 @@
  */
 #include "tools/report_map.c"
 #include "tools/report_parse.c"
+#include "tools/report_time.c"
 #include "tools/report_stats.c"
 
 #include <stdint.h>
