@@ -7,8 +7,8 @@
  * smtp, lmtp, virtual, local, bounce, pickup), sluiced (same texts, program
  * "sluiced" or "<syslog_name>/<service>"), sluice-dkim, sluice-spf, any
  * filter's key=value line, OpenDKIM, OpenDMARC and policyd-spf.
- * Leaves files, gzip and line splitting to report_input, counting to
- * report_stats. No I/O, no clock, no globals: the year of RFC 3164 stamps
+ * Leaves files, gzip and line splitting to report_input, time stamps to
+ * report_time, counting to report_stats. No I/O, no clock, no globals: the year of RFC 3164 stamps
  * comes from the caller (rp_parser_new).
  * Input is untrusted: any bytes; lines longer than RP_MAX_LINE_BYTES are cut.
  */
