@@ -60,11 +60,18 @@ static struct dmarc_cfg *load(struct conf **conf_out, char **err_out)
 	return cfg;
 }
 
+/* Messages between MAIL FROM and their end (or abort): a stop waits for them. */
+static int inflight;	/* atomic */
+#define STOP_WAIT_MS 10000
+
 /*
- * XXX: libmilter's signal thread stops the milter on SIGHUP (it sigwait()s
- * for HUP, TERM and INT). SIGHUP must reload, so its sigwait() is
- * interposed here (as in sluice-dkim): SIGHUP is taken out of the set it
- * waits for, and our own thread waits for it instead.
+ * XXX: libmilter's signal thread sigwait()s for SIGHUP, SIGTERM and SIGINT
+ * and stops the milter on any of them; its listener then notices only at
+ * its next poll time-out (seconds) and does not wait for messages in
+ * flight. Its sigwait() is interposed here (as in sluice-dkim, which takes
+ * only SIGHUP): all three are taken out of its set, and our signal thread
+ * handles them: SIGHUP reloads, SIGTERM/SIGINT stop once the messages in
+ * flight are done (at most STOP_WAIT_MS). Every thread blocks the three.
  */
 int sigwait(const sigset_t *set, int *sig)
 {
@@ -73,36 +80,63 @@ int sigwait(const sigset_t *set, int *sig)
 		real = (int (*)(const sigset_t *, int *))dlsym(RTLD_NEXT, "sigwait");
 	sigset_t s = *set;
 	sigdelset(&s, SIGHUP);
+	sigdelset(&s, SIGTERM);
+	sigdelset(&s, SIGINT);
 	return real(&s, sig);
 }
 
-static void *reload_thread(void *arg)
+static void reload(void)
+{
+	char *err = NULL;
+	struct conf *c = NULL;
+	struct dmarc_cfg *cfg = load(&c, &err);
+	if (cfg == NULL) {
+		log_event(NULL, "dmarc: reload failed, keeping the old configuration: %s", err);
+		free(err);
+		return;
+	}
+	pthread_mutex_lock(&cfg_lock);
+	struct dmarc_cfg *old = current;
+	current = cfg;
+	current_conf = c;
+	pthread_mutex_unlock(&cfg_lock);
+	dmarc_cfg_unref(&old);	/* messages in flight keep their own reference */
+	/* XXX: the old conf is kept (strings may still be borrowed); small, per reload */
+	log_event(NULL, "dmarc: configuration reloaded (mode %s, self_validate %s)",
+		  cfg->mode == DMARC_MODE_RFC7489 ? "rfc7489" : "dmarcbis",
+		  cfg->self_validate ? "yes" : "no");
+}
+
+static void stop(int sig)
+{
+	int n = __atomic_load_n(&inflight, __ATOMIC_SEQ_CST);
+	log_event(NULL, "dmarc: %s: stopping (%d messages in flight)", sig == SIGINT ? "SIGINT"
+									     : "SIGTERM", n);
+	/* no smfi_stop(): it waits for libmilter's listener to wake up (seconds) */
+	long long end = now_ms() + STOP_WAIT_MS;
+	while (__atomic_load_n(&inflight, __ATOMIC_SEQ_CST) > 0 && now_ms() < end)
+		usleep(10000);
+	size_t hits, misses;
+	dkim_pubkey_stats(&hits, &misses);	/* also links sluice-dkim's public-key cache in */
+	log_event(NULL, "dmarc: stopped (%d messages unfinished); DKIM public keys decoded %zu, "
+		  "served from cache %zu", __atomic_load_n(&inflight, __ATOMIC_SEQ_CST), misses, hits);
+	_exit(0);
+}
+
+static void *signal_thread(void *arg)
 {
 	(void)arg;
 	sigset_t set;
 	sigemptyset(&set);
 	sigaddset(&set, SIGHUP);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
 	for (;;) {
-		if (sigwaitinfo(&set, NULL) != SIGHUP)
-			continue;
-		char *err = NULL;
-		struct conf *c = NULL;
-		struct dmarc_cfg *cfg = load(&c, &err);
-		if (cfg == NULL) {
-			log_event(NULL, "dmarc: reload failed, keeping the old configuration: %s", err);
-			free(err);
-			continue;
-		}
-		pthread_mutex_lock(&cfg_lock);
-		struct dmarc_cfg *old = current;
-		current = cfg;
-		current_conf = c;
-		pthread_mutex_unlock(&cfg_lock);
-		dmarc_cfg_unref(&old);	/* messages in flight keep their own reference */
-		/* XXX: the old conf is kept (strings may still be borrowed); small, per reload */
-		log_event(NULL, "dmarc: configuration reloaded (mode %s, self_validate %s)",
-			  cfg->mode == DMARC_MODE_RFC7489 ? "rfc7489" : "dmarcbis",
-			  cfg->self_validate ? "yes" : "no");
+		int sig = sigwaitinfo(&set, NULL);
+		if (sig == SIGHUP)
+			reload();
+		else if (sig == SIGTERM || sig == SIGINT)
+			stop(sig);
 	}
 	return NULL;
 }
@@ -126,6 +160,15 @@ static sfsistat done(const struct conn *c, unsigned long nr_flag)
 static struct conn *conn_of(SMFICTX *ctx)
 {
 	return smfi_getpriv(ctx);
+}
+
+/* msg_end - the connection's message (if any) is done. */
+static void msg_end(struct conn *c)
+{
+	if (c->msg) {
+		dmarc_msg_free(&c->msg);
+		__atomic_sub_fetch(&inflight, 1, __ATOMIC_SEQ_CST);
+	}
 }
 
 static const char *qid_of(SMFICTX *ctx)
@@ -217,12 +260,13 @@ static char *addr_of(const char *arg)
 static sfsistat on_envfrom(SMFICTX *ctx, char **argv)
 {
 	struct conn *c = conn_get(ctx);
-	dmarc_msg_free(&c->msg);	/* a new transaction: nothing of the last one stays */
+	msg_end(c);	/* a new transaction: nothing of the last one stays */
 	struct dmarc_cfg *cfg = cfg_get();
 	const char *auth = smfi_getsymval(ctx, "{auth_authen}");
 	struct dmarc_msg_conn ci = { c->addr, c->helo, auth && *auth };
 	char *from = addr_of(argv ? argv[0] : NULL);
 	c->msg = dmarc_msg_new(cfg, qid_of(ctx), &ci, from);
+	__atomic_add_fetch(&inflight, 1, __ATOMIC_SEQ_CST);
 	free(from);
 	dmarc_cfg_unref(&cfg);
 	return done(c, SMFIP_NR_MAIL);
@@ -314,7 +358,7 @@ static sfsistat on_eom(SMFICTX *ctx)
 	for (size_t i = 0; i < out.nlog; i++)
 		log_event(qid, "%s", out.log[i]);
 	dmarc_msg_outcome_clear(&out);
-	dmarc_msg_free(&c->msg);
+	msg_end(c);
 	return rc;
 }
 
@@ -322,7 +366,7 @@ static sfsistat on_abort(SMFICTX *ctx)
 {
 	struct conn *c = conn_of(ctx);
 	if (c)
-		dmarc_msg_free(&c->msg);
+		msg_end(c);
 	return SMFIS_CONTINUE;
 }
 
@@ -330,7 +374,7 @@ static sfsistat on_close(SMFICTX *ctx)
 {
 	struct conn *c = conn_of(ctx);
 	if (c) {
-		dmarc_msg_free(&c->msg);
+		msg_end(c);
 		free(c->helo);
 		free(c);
 		smfi_setpriv(ctx, NULL);
@@ -471,21 +515,21 @@ int main(int argc, char **argv)
 	if (daemon_pidfile(conf_str(c, "dmarc_pid_file"), &err) < 0)
 		fatal("dmarc_pid_file: %s", err);
 
+	/* blocked before any thread exists: only signal_thread takes them */
 	sigset_t set;
 	sigemptyset(&set);
 	sigaddset(&set, SIGHUP);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
 	pthread_t th;
-	pthread_create(&th, NULL, reload_thread, NULL);
+	pthread_create(&th, NULL, signal_thread, NULL);
 	pthread_detach(th);
 	log_event(NULL, "dmarc: listening on %s (mode %s, self_validate %s)", conn,
 		  cfg->mode == DMARC_MODE_RFC7489 ? "rfc7489" : "dmarcbis",
 		  cfg->self_validate ? "yes" : "no");
 	free(conn);
-	int rc = smfi_main();
-	size_t hits, misses;
-	dkim_pubkey_stats(&hits, &misses);	/* also links sluice-dkim's public-key cache in */
-	log_event(NULL, "dmarc: stopped; DKIM public keys decoded %zu, served from cache %zu", misses,
-		  hits);
+	int rc = smfi_main();	/* returns only on a libmilter failure: stop() exits */
+	log_event(NULL, "dmarc: milter loop ended (%s)", rc == MI_SUCCESS ? "ok" : "failure");
 	return rc == MI_SUCCESS ? 0 : 1;
 }

@@ -181,3 +181,32 @@ def test_failure_report_through_sluice_sendmail(solo):
     assert re.search(r"milter=dmarc failure_report=not_verified header_from=rep\.example "
                      r"ruf=x@unverified\.example", log), log[-3000:]
     assert dm.alive()
+
+
+def test_sigterm_waits_for_the_message_in_flight(solo):
+    """SIGTERM: a message between MAIL FROM and its end is still judged, then
+    the daemon exits (0) with its "stopped" line; idle, it exits at once."""
+    import signal
+    import time
+    s, dm = solo()
+    sess = Session(s.port, BAD_IP)
+    try:
+        assert sess.c.cmd("MAIL FROM:<a@reject.example>")[0] == 250
+        assert sess.c.cmd("RCPT TO:<bob@example.com>")[0] == 250
+        dm.proc.send_signal(signal.SIGTERM)
+        wait_for(lambda: "stopping (1 messages in flight)" in s.log_text(), what="stopping logged")
+        time.sleep(0.3)
+        assert dm.proc.poll() is None                 # still serving the message
+        assert sess.c.cmd("DATA")[0] == 354
+        sess.c.send(message().replace(b"\n", b"\r\n") + b".\r\n")
+        code, text = sess.c.reply()
+        assert code == 550 and "5.7.1" in text, text
+    finally:
+        sess.close()
+    assert dm.proc.wait(timeout=10) == 0
+    assert "dmarc: stopped (0 messages unfinished)" in s.log_text()
+    # idle: at once
+    s2, dm2 = solo()
+    t0 = time.monotonic()
+    dm2.proc.send_signal(signal.SIGTERM)
+    assert dm2.proc.wait(timeout=10) == 0 and time.monotonic() - t0 < 2
