@@ -756,6 +756,11 @@ static json_t *filters_json(struct report_stats *st)
 	return f;
 }
 
+static int row_by_key(const void *a, const void *b)
+{
+	return strcmp(((const struct rmap_row *)a)->e->key, ((const struct rmap_row *)b)->e->key);
+}
+
 json_t *rs_json(struct report_stats *st)
 {
 	json_t *doc = json_object();
@@ -783,14 +788,7 @@ json_t *rs_json(struct report_stats *st)
 	json_t *days = json_array();
 	size_t n;
 	struct rmap_row *r = rmap_sorted(&st->days, 0, &n);
-	/* by date, not by count */
-	for (size_t i = 0; i < n; i++)
-		for (size_t j = i + 1; j < n; j++)
-			if (strcmp(r[j].e->key, r[i].e->key) < 0) {
-				struct rmap_row x = r[i];
-				r[i] = r[j];
-				r[j] = x;
-			}
+	qsort(r, n, sizeof *r, row_by_key);	/* by date, not by count */
 	for (size_t i = 0; i < n; i++) {
 		json_t *o = json_object();
 		json_object_set_new(o, "date", json_string(r[i].e->key));
