@@ -27,6 +27,10 @@ MTA_SRCS  := $(filter-out mta/main.c,$(wildcard mta/*.c))
 TOOL_SRCS := $(wildcard tools/*.c)
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 FUZZ_SRCS := $(wildcard tests/fuzz/fuzz_*.c)
+# Test drivers (tests/tools/*.c): small programs integration tests run, e.g.
+# dmarc_eval (proto/dmarc over real DNS, for the Mail::DMARC differential).
+TESTTOOL_SRCS := $(wildcard tests/tools/*.c)
+TESTTOOL_BINS := $(patsubst tests/tools/%.c,$(BIN)/tests/tools/%,$(TESTTOOL_SRCS))
 
 LIBSLUICE := $(OBJ)/libsluice.a
 LIBMTA    := $(OBJ)/libmta.a
@@ -54,7 +58,7 @@ ALL_DAEMON_LIBS = $(foreach d,$(EXTRA_DAEMON_DIRS),$(DAEMON_LIBS_$(notdir $(d)))
 BINARIES := $(BIN)/sluiced $(BIN)/sluice $(BIN)/sluice-sendmail $(EXTRA_DAEMONS) $(BIN)/tests/test-milter
 
 .PHONY: all asan test unit integration run fuzz bench deps deps-check clean install man
-all: $(BINARIES) $(UNIT_BINS)
+all: $(BINARIES) $(UNIT_BINS) $(TESTTOOL_BINS)
 
 $(OBJ)/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -97,6 +101,10 @@ $(BIN)/tests/%: $(OBJ)/tests/unit/%.o $(DAEMON_LIBAS) $(LIBMTA) $(LIBSLUICE)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -o $@ $< -Wl,--start-group $(DAEMON_LIBAS) $(LIBMTA) $(LIBSLUICE) -Wl,--end-group \
 	  $(LDLIBS) $(ALL_DAEMON_LIBS) $(shell pkg-config --libs cmocka 2>/dev/null || echo -lcmocka) $(shell pkg-config --libs jansson 2>/dev/null || echo -ljansson)
+
+$(BIN)/tests/tools/%: $(OBJ)/tests/tools/%.o $(LIBSLUICE)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDLIBS)
 
 -include $(shell find build -name '*.d' 2>/dev/null)
 
