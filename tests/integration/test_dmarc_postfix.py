@@ -134,7 +134,7 @@ def test_postfix_trusted_mode_with_forged_headers(dmarc_dns, dkey, kind):
 class OpenDKIMVerifier:
     """Debian's OpenDKIM (Mode v, AuthservID mx.test, its DNS = our server)."""
 
-    def __init__(self, tmp, kind, dns):
+    def __init__(self, tmp, kind, dns, extra=()):
         import subprocess
         from test_dmarc_sluiced import free_port
         self.sock = ("local:" + os.path.join(tmp, "od.sock")) if kind == "unix" else \
@@ -145,7 +145,8 @@ class OpenDKIMVerifier:
         with open(conf, "w") as f:
             f.write("\n".join(["Syslog no", "Background no", "Mode v", "Socket " + self.sock,
                                "UMask 000", "PidFile %s/od.pid" % tmp, "UserID root",
-                               "AuthservID mx.test", "Nameservers 127.0.0.1@%d" % dns.port]) + "\n")
+                               "AuthservID mx.test", "Nameservers 127.0.0.1@%d" % dns.port]
+                              + list(extra)) + "\n")
         self.out = open(os.path.join(tmp, "od.out"), "wb")
         self.proc = subprocess.Popen(["/usr/sbin/opendkim", "-f", "-x", conf], stdout=self.out,
                                      stderr=subprocess.STDOUT)
@@ -170,10 +171,13 @@ class OpenDKIMVerifier:
 def test_postfix_after_opendkim(dmarc_dns, dkey, kind, mode):
     """smtpd_milters = OpenDKIM, sluice-dmarc. With dmarc_self_validate = no
     the DKIM result is OpenDKIM's A-R (its header.b prefix matched against
-    the signature); with yes we verify ourselves. Same main cases."""
+    the signature); with yes we verify ourselves. Same main cases.
+    With no, OpenDKIM must remove every A-R claiming our id (RemoveARAll
+    yes; by default it removes only those with DKIM results, and a forged
+    `mx.test; spf=pass` would be trusted, as by OpenDMARC): checked."""
     tmp = tempfile.mkdtemp(prefix="sluice-dmarc-od-")
     os.chmod(tmp, 0o755)
-    od = OpenDKIMVerifier(tmp, kind, dmarc_dns)
+    od = OpenDKIMVerifier(tmp, kind, dmarc_dns, ["RemoveARAll yes"] if mode == "no" else [])
     dm = SluiceDmarc(tmp, "dmarc_self_validate = %s" % mode, kind, dns=dmarc_dns).start()
     pf = Postfix(tmp, domains=["example.com"], users=["bob", "carol"], mynetworks="127.0.0.1/32",
                  main_cf={"smtpd_milters": "%s, %s" % (od.spec, dm.spec),
@@ -185,6 +189,9 @@ def test_postfix_after_opendkim(dmarc_dns, dkey, kind, mode):
         log = dm.output()
         src = "self" if mode == "yes" else "trusted"
         assert re.search(r"dkim=reject\.example/s1/pass dkim_source=%s" % src, log), log[-3000:]
+        forged_spf = b"Authentication-Results: mx.test; spf=pass smtp.mailfrom=a@reject.example\n"
+        code, text = Session(pf.port, BAD_IP).send(message(extra=forged_spf), "a@reject.example")
+        assert code == 550 and "5.7.1" in text, text
         # OpenDKIM's own A-R is there too (so the trusted one was OpenDKIM's)
         files = delivered(pf)
         assert any(re.search(r"dkim=pass .*header\.d=reject\.example", v) and "dmarc=" not in v
