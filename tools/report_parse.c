@@ -114,13 +114,16 @@ static const char *word(struct rp_parser *p, const char **s)
 	return keep(p, b, (size_t)(e - b));
 }
 
-/* "name/service[pid]: " or "name[pid]: " or "name: " at s; returns the message or NULL. */
-static const char *tag(struct rp_parser *p, const char *s, struct rp_event *ev)
+/*
+ * "name/service[pid]: " or "name[pid]: " or "name: " at s (the parser's own
+ * copy of the line: cut with NULs); returns the message or NULL.
+ */
+static const char *tag(char *s, struct rp_event *ev)
 {
-	const char *e = s + strcspn(s, "[: ");
+	char *e = s + strcspn(s, "[: ");
 	if (e == s)
 		return NULL;
-	const char *tagend = e;
+	char *tagend = e;
 	if (*e == '[') {
 		long pid = 0;
 		const char *d = e + 1;
@@ -129,24 +132,20 @@ static const char *tag(struct rp_parser *p, const char *s, struct rp_event *ev)
 		if (*d != ']' || d == e + 1)
 			return NULL;
 		ev->pid = pid;
-		e = d + 1;
+		e = (char *)d + 1;
 	}
 	if (*e != ':')
 		return NULL;
 	e++;
 	if (*e == ' ')
 		e++;
-	const char *slash1 = memchr(s, '/', (size_t)(tagend - s));
+	*tagend = 0;
+	char *slash1 = strchr(s, '/');
+	ev->syslog_name = s;
+	ev->service = "";
 	if (slash1) {
-		const char *last = slash1;
-		for (const char *c = slash1; c < tagend; c++)
-			if (*c == '/')
-				last = c;
-		ev->syslog_name = keep(p, s, (size_t)(slash1 - s));
-		ev->service = keep(p, last + 1, (size_t)(tagend - last - 1));
-	} else {
-		ev->syslog_name = keep(p, s, (size_t)(tagend - s));
-		ev->service = "";
+		ev->service = strrchr(s, '/') + 1;
+		*slash1 = 0;
 	}
 	return e;
 }
@@ -848,8 +847,12 @@ enum rp_kind rp_parse_line(struct rp_parser *p, const char *line, size_t len, st
 		if (!n || s[n] != ' ')
 			return ev->kind = RP_EV_NONE;
 		s += n + 1;
-		ev->host = word(p, (const char **)&s);
-		msg = tag(p, s, ev);
+		char *sp = s + strcspn(s, " ");	/* the host, cut in place */
+		if (!*sp)
+			return ev->kind = RP_EV_NONE;
+		*sp = 0;
+		ev->host = s;
+		msg = tag(sp + 1, ev);
 		if (!msg)
 			return ev->kind = RP_EV_NONE;
 	}
