@@ -266,11 +266,17 @@ def main_cases(port, dkey, deliveries, hold_count, log_text):
             code, text = good.send(message(subject=b"pass %d" % i), "a@reject.example")
             assert code == 250, text
         files = wait_for(lambda: len(deliveries()) == n + 2 and deliveries(), what="two deliveries")
+        import authres
         for p in files[-2:]:
             ar = our_ar(read(p))
             assert len(ar) == 1, ar
             assert re.search(r"dmarc=pass \(p=reject dis=none\) header\.from=reject\.example "
                              r"policy\.dmarc=none", ar[0]), ar
+            # what downstream filters parse (python-authres)
+            h = authres.AuthenticationResultsHeader.parse("Authentication-Results: " + ar[0])
+            assert h.authserv_id == "mx.test" and h.results[0].method == "dmarc", ar
+            props = {(q.type, q.name): q.value for q in h.results[0].properties}
+            assert h.results[0].result == "pass" and props[("header", "from")] == "reject.example", props
     finally:
         good.close()
     log = log_text()
