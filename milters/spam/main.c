@@ -419,8 +419,11 @@ static int check_main(int argc, char **argv)
 	char *cwd = getcwd(NULL, 0);	/* FILE arguments stay relative to where we were started */
 	if (cwd == NULL)
 		fatal("getcwd: %s", strerror(errno));
-	if (conf_path)
+	char *abs_conf = NULL;
+	if (conf_path) {
 		enter_base_dir(&conf_path);
+		abs_conf = (char *)conf_path;
+	}
 	char *err = NULL;
 	struct spam_cfg *cfg = load(conf_path, NULL, &err);
 	if (cfg == NULL)
@@ -457,6 +460,7 @@ static int check_main(int argc, char **argv)
 	}
 	spam_cfg_unref(&cfg);
 	free(cwd);
+	free(abs_conf);
 	return rc;
 }
 

@@ -9,7 +9,6 @@
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <event2/event.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -196,64 +195,34 @@ size_t spam_dnsl_count(const struct spam_dnsl *d)
 	return d ? d->nl : 0;
 }
 
-/* ---- per-thread loop and resolver ---- */
-
-struct tl {
-	struct event_base *base;
-	struct dns_resolver *res;
-	unsigned gen;
-};
-
-static pthread_key_t tl_key;
-static pthread_once_t tl_once = PTHREAD_ONCE_INIT;
-
-static void tl_free(void *p)
-{
-	struct tl *t = p;
-	dns_free(&t->res);
-	if (t->base)
-		event_base_free(t->base);
-	free(t);
-}
-
-static void tl_init(void)
-{
-	pthread_key_create(&tl_key, tl_free);
-}
-
-static struct tl *tl_get(const struct spam_dnsl *d)
-{
-	pthread_once(&tl_once, tl_init);
-	struct tl *t = pthread_getspecific(tl_key);
-	if (t && t->gen == d->gen)
-		return t;
-	if (t == NULL) {
-		t = xcalloc(1, sizeof(*t));
-		pthread_setspecific(tl_key, t);
-	}
-	dns_free(&t->res);
-	if (t->base == NULL)
-		t->base = event_base_new();
-	char *err = NULL;
-	t->res = t->base ? dns_new(t->base, &d->opts, &err) : NULL;
-	free(err);
-	t->gen = t->res ? d->gen : 0;
-	return t->res ? t : NULL;
-}
-
-/* ---- one batch of queries ---- */
+/* ---- one message's look-ups: a batch with its own loop and resolver ---- */
 
 struct q {
 	struct list *l;
-	const char *subject;	/* borrowed: the ip or domain */
+	char *subject;		/* the ip or domain */
 	int test;		/* the list's test entry */
 	struct dns_req *req;
 	int done;
 	enum dns_status st;
 	uint32_t a[16];
 	size_t na;
-	size_t *pending;
+	struct spam_dnsl_batch *b;
+};
+
+/*
+ * A batch lives from the first input (MAIL FROM) to end of data; libmilter
+ * may run one connection's callbacks on different threads, so the loop and
+ * the resolver belong to the batch, not to a thread. Queries go out when
+ * added (c-ares writes them at once); answers wait in the socket until
+ * spam_dnsl_finish runs the loop.
+ */
+struct spam_dnsl_batch {
+	struct spam_dnsl *d;
 	struct event_base *base;
+	struct dns_resolver *res;
+	struct q **qs;
+	size_t n, cap;
+	size_t pending;
 };
 
 static void on_answer(void *arg, const struct dns_answer *ans)
@@ -265,8 +234,8 @@ static void on_answer(void *arg, const struct dns_answer *ans)
 	for (size_t i = 0; i < ans->n && q->na < 16; i++)
 		if (ans->rr[i].type == DNS_T_A)
 			q->a[q->na++] = ntohl(ans->rr[i].u.a.s_addr);
-	if (--*q->pending == 0)
-		event_base_loopbreak(q->base);
+	if (--q->b->pending == 0)
+		event_base_loopbreak(q->b->base);
 }
 
 static void on_deadline(evutil_socket_t fd, short what, void *arg)
@@ -276,43 +245,110 @@ static void on_deadline(evutil_socket_t fd, short what, void *arg)
 	event_base_loopbreak(arg);
 }
 
-/* run - all queries, one deadline; unanswered ones end as DNS_TIMEOUT. */
-static void run(const struct spam_dnsl *d, struct q *qs, size_t n)
+static void batch_add(struct spam_dnsl_batch *b, struct list *l, const char *subject, int test)
 {
-	struct tl *t = tl_get(d);
-	for (size_t i = 0; i < n; i++)
-		qs[i].st = DNS_TIMEOUT;
-	if (t == NULL || n == 0)
+	if (b->n >= DNSL_MAX_QUERIES || subject == NULL || *subject == 0)
 		return;
-	size_t pending = 0;
-	for (size_t i = 0; i < n; i++) {
-		char name[320];
-		int ok = qs[i].l->domain ?
-				 snprintf(name, sizeof(name), "%s.%s", qs[i].subject, qs[i].l->zone) < (int)sizeof(name) :
-				 dns_dnsbl_name(qs[i].subject, qs[i].l->zone, name, sizeof(name)) == 0;
-		if (!ok) {
-			qs[i].done = 1;
-			qs[i].st = DNS_ERROR;
-			continue;
-		}
-		qs[i].pending = &pending;
-		qs[i].base = t->base;
-		pending++;
-		qs[i].req = dns_query(t->res, name, DNS_T_A, on_answer, &qs[i]);
+	for (size_t i = 0; i < b->n; i++)
+		if (b->qs[i]->l == l && b->qs[i]->test == test && !strcmp(b->qs[i]->subject, subject))
+			return;
+	if (b->n == b->cap) {
+		b->cap = b->cap ? b->cap * 2 : 16;
+		b->qs = xrealloc(b->qs, b->cap * sizeof(*b->qs));
 	}
-	if (pending) {
-		struct event *timer = evtimer_new(t->base, on_deadline, t->base);
-		struct timeval tv = { d->timeout_ms / 1000, (d->timeout_ms % 1000) * 1000 };
+	struct q *q = xcalloc(1, sizeof(*q));
+	q->l = l;
+	q->subject = xstrdup(subject);
+	q->test = test;
+	q->b = b;
+	q->st = DNS_TIMEOUT;
+	b->qs[b->n++] = q;
+	char name[320];
+	int ok = l->domain ? snprintf(name, sizeof(name), "%s.%s", subject, l->zone) < (int)sizeof(name) :
+			     dns_dnsbl_name(subject, l->zone, name, sizeof(name)) == 0;
+	if (!ok || b->res == NULL) {
+		q->done = 1;
+		q->st = DNS_ERROR;
+		return;
+	}
+	b->pending++;
+	q->req = dns_query(b->res, name, DNS_T_A, on_answer, q);
+}
+
+struct spam_dnsl_batch *spam_dnsl_begin(struct spam_dnsl *d)
+{
+	if (d == NULL || d->nl == 0)
+		return NULL;
+	struct spam_dnsl_batch *b = xcalloc(1, sizeof(*b));
+	b->d = d;
+	b->base = event_base_new();
+	char *err = NULL;
+	b->res = b->base ? dns_new(b->base, &d->opts, &err) : NULL;
+	free(err);
+	/* disabled lists: their test entry again, at most once a minute */
+	long long now = (long long)time(NULL);
+	for (size_t i = 0; i < d->nl; i++) {
+		struct list *l = &d->l[i];
+		if (!__atomic_load_n(&l->disabled, __ATOMIC_SEQ_CST))
+			continue;
+		long long last = __atomic_load_n(&l->last_test, __ATOMIC_SEQ_CST);
+		if (now - last >= DNSL_RETEST_S &&
+		    __atomic_compare_exchange_n(&l->last_test, &last, now, 0, __ATOMIC_SEQ_CST,
+						__ATOMIC_SEQ_CST))
+			batch_add(b, l, l->domain ? "test" : "127.0.0.2", 1);
+	}
+	return b;
+}
+
+void spam_dnsl_add(struct spam_dnsl_batch *b, const char *const *ips, size_t nips,
+		   const char *const *domains, size_t ndomains)
+{
+	if (b == NULL)
+		return;
+	for (size_t i = 0; i < b->d->nl; i++) {
+		struct list *l = &b->d->l[i];
+		if (__atomic_load_n(&l->disabled, __ATOMIC_SEQ_CST))
+			continue;
+		const char *const *subj = l->domain ? domains : ips;
+		size_t ns = l->domain ? ndomains : nips;
+		for (size_t k = 0; k < ns; k++)
+			batch_add(b, l, subj[k], 0);
+	}
+}
+
+/* wait - until every query is answered or timeout_ms have passed; then cancel the rest. */
+static void wait_answers(struct spam_dnsl_batch *b, int timeout_ms)
+{
+	if (b->pending && b->base) {
+		struct event *timer = evtimer_new(b->base, on_deadline, b->base);
+		struct timeval tv = { timeout_ms / 1000, (timeout_ms % 1000) * 1000 };
 		evtimer_add(timer, &tv);
 		/* one pass: the last answer or the deadline breaks the loop */
-		event_base_dispatch(t->base);
+		event_base_dispatch(b->base);
 		event_free(timer);
 	}
-	for (size_t i = 0; i < n; i++)
-		if (!qs[i].done && qs[i].req) {
-			dns_cancel(qs[i].req);
-			qs[i].req = NULL;
+	for (size_t i = 0; i < b->n; i++)
+		if (!b->qs[i]->done && b->qs[i]->req) {
+			dns_cancel(b->qs[i]->req);
+			b->qs[i]->req = NULL;
 		}
+}
+
+void spam_dnsl_abort(struct spam_dnsl_batch **bp)
+{
+	struct spam_dnsl_batch *b = bp ? *bp : NULL;
+	if (b == NULL)
+		return;
+	dns_free(&b->res);	/* cancels what is still pending; no callbacks */
+	if (b->base)
+		event_base_free(b->base);
+	for (size_t i = 0; i < b->n; i++) {
+		free(b->qs[i]->subject);
+		free(b->qs[i]);
+	}
+	free(b->qs);
+	free(b);
+	*bp = NULL;
 }
 
 static int entry_match(const struct entry *e, uint32_t v)
@@ -347,28 +383,31 @@ char *spam_dnsl_selftest(struct spam_dnsl *d)
 {
 	if (d == NULL || d->nl == 0)
 		return NULL;
-	struct q *qs = xcalloc(d->nl, sizeof(*qs));
-	for (size_t i = 0; i < d->nl; i++) {
-		qs[i].l = &d->l[i];
-		qs[i].subject = d->l[i].domain ? "test" : "127.0.0.2";
-		qs[i].test = 1;
-	}
-	run(d, qs, d->nl);
-	struct sbuf b;
-	sbuf_init(&b);
+	struct spam_dnsl_batch *b = xcalloc(1, sizeof(*b));
+	b->d = d;
+	b->base = event_base_new();
+	char *err = NULL;
+	b->res = b->base ? dns_new(b->base, &d->opts, &err) : NULL;
+	free(err);
+	for (size_t i = 0; i < d->nl; i++)
+		batch_add(b, &d->l[i], d->l[i].domain ? "test" : "127.0.0.2", 1);
+	wait_answers(b, d->timeout_ms);
+	struct sbuf out;
+	sbuf_init(&out);
 	long long now = (long long)time(NULL);
-	for (size_t i = 0; i < d->nl; i++) {
-		int ok = test_ok(&qs[i]);
-		__atomic_store_n(&d->l[i].disabled, !ok, __ATOMIC_SEQ_CST);
-		__atomic_store_n(&d->l[i].last_test, now, __ATOMIC_SEQ_CST);
-		sbuf_printf(&b, "%s%s %s %s", i ? ", " : "", d->l[i].zone, d->l[i].domain ? "domain" : "ip",
+	for (size_t i = 0; i < b->n; i++) {
+		struct q *q = b->qs[i];
+		int ok = test_ok(q);
+		__atomic_store_n(&q->l->disabled, !ok, __ATOMIC_SEQ_CST);
+		__atomic_store_n(&q->l->last_test, now, __ATOMIC_SEQ_CST);
+		sbuf_printf(&out, "%s%s %s %s", i ? ", " : "", q->l->zone, q->l->domain ? "domain" : "ip",
 			    ok ? "ok" : "disabled");
 		if (!ok)
-			sbuf_printf(&b, " (test entry: %s)", qs[i].st == DNS_OK ? "not listed as documented" :
-								    dns_status_name(qs[i].st));
+			sbuf_printf(&out, " (test entry: %s)", q->st == DNS_OK ? "not listed as documented" :
+								     dns_status_name(q->st));
 	}
-	free(qs);
-	return sbuf_steal(&b);
+	spam_dnsl_abort(&b);
+	return sbuf_steal(&out);
 }
 
 static int has_symbol(const struct spam_result *r, const char *name)
@@ -379,39 +418,21 @@ static int has_symbol(const struct spam_result *r, const char *name)
 	return 0;
 }
 
-void spam_dnsl_check(struct spam_dnsl *d, const char *const *ips, size_t nips,
-		     const char *const *domains, size_t ndomains, struct spam_result *r,
-		     char **note_out, char **warn_out)
+void spam_dnsl_finish(struct spam_dnsl_batch **bp, struct spam_result *r, char **note_out,
+		      char **warn_out)
 {
 	*note_out = NULL;
 	*warn_out = NULL;
-	if (d == NULL || d->nl == 0)
+	struct spam_dnsl_batch *b = bp ? *bp : NULL;
+	if (b == NULL)
 		return;
-	struct q *qs = xcalloc(DNSL_MAX_QUERIES, sizeof(*qs));
-	size_t n = 0;
+	wait_answers(b, b->d->timeout_ms);
 	long long now = (long long)time(NULL);
-	for (size_t i = 0; i < d->nl && n < DNSL_MAX_QUERIES; i++) {
-		struct list *l = &d->l[i];
-		if (__atomic_load_n(&l->disabled, __ATOMIC_SEQ_CST)) {
-			long long last = __atomic_load_n(&l->last_test, __ATOMIC_SEQ_CST);
-			if (now - last >= DNSL_RETEST_S &&
-			    __atomic_compare_exchange_n(&l->last_test, &last, now, 0, __ATOMIC_SEQ_CST,
-							__ATOMIC_SEQ_CST))
-				qs[n++] = (struct q){ .l = l, .subject = l->domain ? "test" : "127.0.0.2", .test = 1 };
-			continue;
-		}
-		const char *const *subj = l->domain ? domains : ips;
-		size_t ns = l->domain ? ndomains : nips;
-		for (size_t k = 0; k < ns && n < DNSL_MAX_QUERIES; k++)
-			if (subj[k] && *subj[k])
-				qs[n++] = (struct q){ .l = l, .subject = subj[k] };
-	}
-	run(d, qs, n);
 	struct sbuf note, warn;
 	sbuf_init(&note);
 	sbuf_init(&warn);
-	for (size_t i = 0; i < n; i++) {
-		struct q *q = &qs[i];
+	for (size_t i = 0; i < b->n; i++) {
+		struct q *q = b->qs[i];
 		struct list *l = q->l;
 		if (q->test) {
 			if (test_ok(q))
@@ -454,7 +475,16 @@ void spam_dnsl_check(struct spam_dnsl *d, const char *const *ips, size_t nips,
 					    q->a[a] >> 24, (q->a[a] >> 16) & 255, (q->a[a] >> 8) & 255, q->a[a] & 255);
 		}
 	}
-	free(qs);
+	spam_dnsl_abort(bp);
 	*note_out = note.len ? sbuf_steal(&note) : (sbuf_free(&note), NULL);
 	*warn_out = warn.len ? sbuf_steal(&warn) : (sbuf_free(&warn), NULL);
+}
+
+void spam_dnsl_check(struct spam_dnsl *d, const char *const *ips, size_t nips,
+		     const char *const *domains, size_t ndomains, struct spam_result *r,
+		     char **note_out, char **warn_out)
+{
+	struct spam_dnsl_batch *b = spam_dnsl_begin(d);
+	spam_dnsl_add(b, ips, nips, domains, ndomains);
+	spam_dnsl_finish(&b, r, note_out, warn_out);
 }

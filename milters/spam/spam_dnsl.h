@@ -12,7 +12,7 @@
  * answer it is disabled and re-tested at most once a minute until it does.
  * Leaves: which addresses and domains to ask about (spam_msg), logging
  * (the caller logs what spam_dnsl_check reports).
- * Thread-safe: list health uses atomics; resolvers are per thread.
+ * Thread-safe: list health uses atomics; each batch has its own resolver.
  */
 #ifndef SLUICE_SPAM_DNSL_H
 #define SLUICE_SPAM_DNSL_H
@@ -42,6 +42,24 @@ size_t spam_dnsl_count(const struct spam_dnsl *d);	/* distinct (zone, kind) list
  * (timeout)"), or NULL without lists.
  */
 char *spam_dnsl_selftest(struct spam_dnsl *d);
+
+/*
+ * A batch: one message's look-ups, sent as soon as their inputs are known
+ * and collected at end of data. spam_dnsl_begin returns NULL without lists
+ * (the other calls accept NULL). spam_dnsl_add sends the queries at once
+ * (duplicates of earlier ones are skipped). spam_dnsl_finish waits at most
+ * spam_dns_timeout for what is still unanswered, adds the symbols to r, sets
+ * *note_out / *warn_out as spam_dnsl_check does, and frees the batch;
+ * spam_dnsl_abort frees it without results (aborted transaction).
+ * A batch may move between threads but is used by one at a time.
+ */
+struct spam_dnsl_batch;
+struct spam_dnsl_batch *spam_dnsl_begin(struct spam_dnsl *d);
+void spam_dnsl_add(struct spam_dnsl_batch *b, const char *const *ips, size_t nips,
+		   const char *const *domains, size_t ndomains);
+void spam_dnsl_finish(struct spam_dnsl_batch **b, struct spam_result *r, char **note_out,
+		      char **warn_out);
+void spam_dnsl_abort(struct spam_dnsl_batch **b);
 
 /*
  * spam_dnsl_check - look up ips (IPv4/IPv6 text) in the ip lists and

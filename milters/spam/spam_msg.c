@@ -55,7 +55,10 @@ struct spam_msg {
 	struct { char *name; int count; } *names;	/* header counts for indexes */
 	size_t nnames;
 	int subject_seen;
+	struct spam_dnsl_batch *dnsl;	/* list look-ups started at MAIL FROM */
 };
+
+static void start_lists(struct spam_msg *m);
 
 static char *dup_or_null(const char *s)
 {
@@ -75,6 +78,7 @@ struct spam_msg *spam_msg_new(struct spam_cfg *cfg, const struct spam_msg_env *e
 		m->auth = dup_or_null(env->auth);
 	}
 	sbuf_init(&m->raw);
+	start_lists(m);
 	return m;
 }
 
@@ -233,7 +237,8 @@ static char *domain_of(const char *addr_or_host)
  * the domain lists. All at once, one deadline (spam_dnsl).
  */
 static void dns_lists(struct spam_cfg *cfg, const struct spam_mime *mime, const struct spam_env *env,
-		      const char *from_addr, struct spam_outcome *o, char **note_out)
+		      const char *from_addr, struct spam_dnsl_batch **batch, struct spam_outcome *o,
+		      char **note_out)
 {
 	*note_out = NULL;
 	if (spam_dnsl_count(cfg->dnsl) == 0)
@@ -278,14 +283,47 @@ static void dns_lists(struct spam_cfg *cfg, const struct spam_mime *mime, const 
 			doms[w++] = doms[i];
 	}
 	nd = w;
-	spam_dnsl_check(cfg->dnsl, ips, nips, (const char *const *)doms, nd, &o->result, note_out, &o->warn);
+	if (*batch == NULL)
+		*batch = spam_dnsl_begin(cfg->dnsl);
+	spam_dnsl_add(*batch, ips, nips, (const char *const *)doms, nd);	/* repeats of MAIL's skipped */
+	spam_dnsl_finish(batch, &o->result, note_out, &o->warn);
+	for (size_t i = 0; i < nd; i++)
+		free(doms[i]);
+}
+
+/*
+ * start_lists - at MAIL FROM the client, the envelope sender and the HELO
+ * name are known: their look-ups go out now and answer while the message
+ * is transferred (unless the message will not be scanned at all).
+ */
+static void start_lists(struct spam_msg *m)
+{
+	struct spam_cfg *cfg = m->cfg;
+	if (spam_dnsl_count(cfg->dnsl) == 0)
+		return;
+	int outbound = m->auth || (m->client_ip && spam_net_match(cfg->mynetworks, m->client_ip));
+	if (outbound && !cfg->scan_outbound)
+		return;
+	m->dnsl = spam_dnsl_begin(cfg->dnsl);
+	const char *ips[1];
+	size_t nips = 0;
+	if (m->client_ip && !spam_net_match(cfg->trusted, m->client_ip))
+		ips[nips++] = m->client_ip;
+	char *doms[2];
+	size_t nd = 0;
+	if ((doms[nd] = domain_of(m->env_from)) != NULL)
+		nd++;
+	if ((doms[nd] = domain_of(m->helo)) != NULL)
+		nd++;
+	spam_dnsl_add(m->dnsl, ips, nips, (const char *const *)doms, nd);
 	for (size_t i = 0; i < nd; i++)
 		free(doms[i]);
 }
 
 /* decide - the common path of the milter and of `check`. raw is the kept bytes. */
 static void decide(struct spam_cfg *cfg, const char *raw, size_t len, size_t size,
-		   const struct spam_msg_env *env, int subject_seen, struct spam_outcome *o)
+		   const struct spam_msg_env *env, int subject_seen, struct spam_dnsl_batch **batch,
+		   struct spam_outcome *o)
 {
 	o->required = cfg->add_header_score == SPAM_SCORE_OFF ? cfg->reject_score : cfg->add_header_score;
 	if (o->required == SPAM_SCORE_OFF)
@@ -348,7 +386,7 @@ static void decide(struct spam_cfg *cfg, const char *raw, size_t len, size_t siz
 	spam_geo_symbols(cfg->geo, spam_scan_first_untrusted(mime, &senv), &o->result);
 	spam_ar_symbols(cfg->ar, mime, &o->result);
 	char *dnsl_note = NULL;
-	dns_lists(cfg, mime, &senv, from_addr, o, &dnsl_note);
+	dns_lists(cfg, mime, &senv, from_addr, batch, o, &dnsl_note);
 	o->scanned = 1;
 	o->score = o->result.score;
 	o->action = spam_action_for(cfg, o->score);
@@ -381,7 +419,9 @@ void spam_msg_eom(struct spam_msg *m, struct spam_outcome *out)
 	memset(out, 0, sizeof(*out));
 	struct spam_msg_env env = { m->qid, m->client_ip, m->client_name, m->helo, m->env_from,
 				    m->auth };
-	decide(m->cfg, m->raw.buf ? m->raw.buf : "", m->raw.len, m->size, &env, m->subject_seen, out);
+	decide(m->cfg, m->raw.buf ? m->raw.buf : "", m->raw.len, m->size, &env, m->subject_seen,
+	       &m->dnsl, out);
+	spam_dnsl_abort(&m->dnsl);	/* not scanned after all (allow/block list) */
 	if (out->scanned && m->ndel) {
 		out->del = xcalloc(m->ndel, sizeof(*out->del));
 		for (size_t i = 0; i < m->ndel; i++) {
@@ -399,7 +439,9 @@ void spam_check_buffer(struct spam_cfg *cfg, const char *msg, size_t len,
 	size_t keep_len = len;
 	if (cfg->limits.max_scan_bytes && keep_len > cfg->limits.max_scan_bytes)
 		keep_len = cfg->limits.max_scan_bytes;
-	decide(cfg, msg, keep_len, len, env, 0, out);
+	struct spam_dnsl_batch *batch = NULL;
+	decide(cfg, msg, keep_len, len, env, 0, &batch, out);
+	spam_dnsl_abort(&batch);
 }
 
 void spam_outcome_clear(struct spam_outcome *o)
@@ -423,6 +465,7 @@ void spam_msg_free(struct spam_msg **mp)
 	struct spam_msg *m = mp ? *mp : NULL;
 	if (m == NULL)
 		return;
+	spam_dnsl_abort(&m->dnsl);	/* before the cfg: the batch points into its lists */
 	spam_cfg_unref(&m->cfg);
 	free(m->qid);
 	free(m->client_ip);
