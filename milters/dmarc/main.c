@@ -7,6 +7,7 @@
  * events we do not use are not sent at all.
  */
 #include "milters/dmarc/dmarc_cfg.h"
+#include "milters/dmarc/dmarc_dns.h"
 #include "milters/dmarc/dmarc_msg.h"
 #include "milters/dkim/dkim_cfg.h"
 #include "milters/dkim/dkim_pubkey.h"
@@ -118,8 +119,12 @@ static void stop(int sig)
 		usleep(10000);
 	size_t hits, misses;
 	dkim_pubkey_stats(&hits, &misses);	/* also links sluice-dkim's public-key cache in */
-	log_event(NULL, "dmarc: stopped (%d messages unfinished); DKIM public keys decoded %zu, "
-		  "served from cache %zu", __atomic_load_n(&inflight, __ATOMIC_SEQ_CST), misses, hits);
+	struct dmarc_cfg *cfg = cfg_get();
+	log_event(NULL, "dmarc: stopped (%d messages unfinished); DNS questions %lu, answers from "
+		  "cache %lu; DKIM public keys decoded %zu, served from cache %zu",
+		  __atomic_load_n(&inflight, __ATOMIC_SEQ_CST), dmarc_dns_count(cfg->dns),
+		  dmarc_dns_cache_hits(cfg->dns), misses, hits);
+	dmarc_cfg_unref(&cfg);
 	_exit(0);
 }
 
