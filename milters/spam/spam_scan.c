@@ -474,8 +474,11 @@ void spam_scan(const struct spam_rules *rs, const struct spam_mime *m, const str
 	el_free(&raw);
 
 	struct elems uris = { 0 };
-	for (size_t i = 0; i < m->nurls; i++)
+	for (size_t i = 0; i < m->nurls; i++) {
 		el_add(&uris, m->urls[i].url, strlen(m->urls[i].url));
+		if (m->urls[i].raw && strcmp(m->urls[i].raw, m->urls[i].url))
+			el_add(&uris, m->urls[i].raw, strlen(m->urls[i].raw));
+	}
 	run_kind(rs, SPAM_RULE_URI, &uris, values, md);
 	el_free(&uris);
 

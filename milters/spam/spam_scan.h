@@ -4,7 +4,8 @@
  * RFC 2047-decoded unless :raw, one line per instance; body = the Subject
  * then the rendered text paragraph by paragraph, each paragraph on one
  * line; rawbody = decoded text parts line by line, HTML unrendered; uri =
- * each normalised URL; full = the scanned raw message), the pseudo headers
+ * each normalised URL and, when it differs, the URL as written; full = the
+ * scanned raw message), the pseudo headers
  * (ALL, ToCc, MESSAGEID, EnvelopeFrom, X-Spam-Relays-{Trusted,Untrusted,
  * Internal,External} in SpamAssassin's form, and ours: X-Sluice-Mime,
  * X-Sluice-Attachments, X-Sluice-Date), running Vectorscan databases and

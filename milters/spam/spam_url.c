@@ -279,6 +279,12 @@ int spam_url_normalise(const char *raw, size_t len, struct spam_url *out)
 		goto fail;
 	}
 	out->host = ah;
+	out->raw = xmalloc(len + 1);
+	size_t rl = 0;
+	for (size_t i = 0; i < len; i++)
+		if ((unsigned char)raw[i] > 0x20 && raw[i] != 0x7f)
+			out->raw[rl++] = raw[i];
+	out->raw[rl] = 0;
 	out->domain = is_ip_literal(ah) ? NULL : spam_url_registered_domain(ah);
 	if (out->domain == NULL)
 		out->domain = xstrdup(ah);
@@ -309,7 +315,8 @@ void spam_url_clear(struct spam_url *u)
 	free(u->url);
 	free(u->host);
 	free(u->domain);
-	u->url = u->host = u->domain = NULL;
+	free(u->raw);
+	u->url = u->host = u->domain = u->raw = NULL;
 }
 
 /* ---- finding URLs in text ---- */

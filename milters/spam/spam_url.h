@@ -19,6 +19,8 @@ struct spam_url {
 	char *url;	/* normalised: scheme://host/path, host lower-case ASCII (punycode) */
 	char *host;	/* ASCII host (punycode for IDN), or an IP literal */
 	char *domain;	/* registered domain (libpsl), or the host itself for IPs/unknowns */
+	char *raw;	/* as found (white space and controls dropped), for uri rules that
+			 * look at obfuscation (%-escapes, userinfo, ...) */
 };
 
 /*

@@ -329,6 +329,8 @@ static void test_vectorscan_and_pcre(void **state)
 		"tflags MULTI multiple maxhits=5\n"
 		"meta MULTI_3 MULTI >= 3\n"
 		"uri HS_URI /\\.example\\.biz\\//\n"
+		"uri RAW_ESCAPED_HOST m{^https?://[^/]*%[0-9a-f]{2}}i\n"
+		"uri NORM_HOST m{^http://zz\\.example\\.org/}\n"
 		"rawbody HS_RAW /<font color=red>/i\n");
 	assert_true(rule(rs, "HS_SIMPLE")->hs);
 	assert_true(rule(rs, "HS_URI")->hs);
@@ -337,12 +339,13 @@ static void test_vectorscan_and_pcre(void **state)
 	assert_false(rule(rs, "PCRE_X")->hs);
 	assert_false(rule(rs, "MULTI")->hs);
 	const char *msg = "Content-Type: text/html\n\n<p><font color=red>FREE MONEY</font> abc-abc winner win "
-			  "cash cash cash <a href=\"http://x.example.biz/y\">x</a></p>\n";
+			  "cash cash cash <a href=\"http://x.example.biz/y\">x</a> <a href=\"http://%7Az.example.org/\">z</a></p>\n";
 	struct spam_mime *m = spam_mime_parse(msg, strlen(msg), NULL);
 	struct spam_result res;
 	spam_scan(rs, m, NULL, &res);
 	static const char *const want[] = { "HS_SIMPLE", "PCRE_BACKREF", "PCRE_LOOKAHEAD", "PCRE_X",
-					    "MULTI", "MULTI_3", "HS_URI", "HS_RAW" };
+					    "MULTI", "MULTI_3", "HS_URI", "HS_RAW", "RAW_ESCAPED_HOST",
+					    "NORM_HOST" };
 	for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++)
 		if (!hit(&res, want[i]))
 			fail_msg("%s did not hit", want[i]);
