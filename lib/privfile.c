@@ -14,8 +14,10 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <glob.h>
+#include <grp.h>
 #include <limits.h>
 #include <poll.h>
+#include <pwd.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdint.h>
@@ -182,42 +184,138 @@ static int type_error(mode_t m)
 	return S_ISDIR(m) ? EISDIR : EINVAL;
 }
 
-/* helper_read - a read-only descriptor for req, or -1 with *err_out. */
-static int helper_read(const struct privfile_opts *o, const char *path, int *err_out)
+/* The daemon as it is when it asks: its uid and groups (SCM_CREDENTIALS). */
+struct pf_peer {
+	uid_t uid;
+	gid_t groups[64];
+	int ngroups;
+};
+
+static void peer_fill(struct pf_peer *pr, uid_t uid, gid_t gid)
 {
-	struct stat st;
-	if (stat(path, &st) < 0) {
-		*err_out = errno;
-		return -1;
+	pr->uid = uid;
+	pr->groups[0] = gid;
+	pr->ngroups = 1;
+	struct passwd *pw = uid ? getpwuid(uid) : NULL;
+	int n = (int)(sizeof(pr->groups) / sizeof(pr->groups[0]));
+	if (pw && getgrouplist(pw->pw_name, gid, pr->groups, &n) >= 0)
+		pr->ngroups = n;	/* what initgroups() gave it in daemon_drop_privs() */
+}
+
+static int peer_in_group(const struct pf_peer *pr, gid_t g)
+{
+	for (int i = 0; i < pr->ngroups; i++)
+		if (pr->groups[i] == g)
+			return 1;
+	return 0;
+}
+
+/*
+ * tamperable - 1 when the daemon could have changed where path leads: a
+ * directory on the way that it can write (owner, group or world write; in
+ * a sticky directory only when it owns the next entry). Such a directory
+ * lets it put a symbolic link to any file where a named file was.
+ */
+static int tamperable(const char *path, const struct pf_peer *pr)
+{
+	if (pr->uid == 0 || pr->uid == geteuid())
+		return 0;	/* the daemon could open all we can: nothing to guard */
+	size_t len = strlen(path);
+	char *buf = xstrdup(path);
+	int bad = 0;
+	for (size_t k = 0; k < len && !bad; k++) {
+		if (path[k] != '/')
+			continue;
+		size_t end = k + 1;
+		while (end < len && path[end] != '/')
+			end++;
+		if (end == k + 1)
+			continue;	/* "//" or a trailing '/' */
+		buf[k ? k : 1] = 0;	/* the directory: "/" or path[0..k) */
+		struct stat st;
+		if (stat(buf, &st) < 0) {
+			bad = 1;
+			break;
+		}
+		memcpy(buf, path, len + 1);
+		int w = st.st_uid == pr->uid || (st.st_mode & S_IWOTH) ||
+			((st.st_mode & S_IWGRP) && peer_in_group(pr, st.st_gid));
+		if (w && st.st_uid != pr->uid && (st.st_mode & S_ISVTX)) {
+			buf[end] = 0;	/* sticky (as /tmp): only its own entries */
+			struct stat e;
+			w = lstat(buf, &e) < 0 || e.st_uid == pr->uid;
+			memcpy(buf, path, len + 1);
+		}
+		bad = w;
 	}
-	if (!S_ISREG(st.st_mode)) {	/* before open(): no device is ever opened */
-		*err_out = type_error(st.st_mode);
-		return -1;
-	}
-	int fd = open(path, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
-	if (fd < 0) {
-		*err_out = errno;
-		return -1;
-	}
-	if (fstat(fd, &st) < 0) {
-		*err_out = errno;
-		close(fd);
-		return -1;
-	}
-	if (!S_ISREG(st.st_mode)) {	/* swapped between stat() and open() */
-		*err_out = type_error(st.st_mode);
-		close(fd);
-		return -1;
-	}
+	free(buf);
+	return bad;
+}
+
+/* tamperable_fd - tamperable() for where fd really is (/proc/self/fd). */
+static int tamperable_fd(int fd, const struct pf_peer *pr)
+{
+	if (pr->uid == 0 || pr->uid == geteuid())
+		return 0;
+	char link[64], real[PATH_MAX];
+	snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
+	ssize_t n = readlink(link, real, sizeof(real) - 1);
+	if (n <= 0 || real[0] != '/')
+		return 1;
+	real[n] = 0;
+	return tamperable(real, pr);
+}
+
+/* names_match - 1 when a name the daemon cannot have pointed elsewhere is st's file */
+static int names_match(const struct privfile_names *nm, const struct stat *st,
+		       const struct pf_peer *pr)
+{
+	for (size_t i = 0; i < nm->n; i++)
+		if (same_file(st, nm->paths[i]) && !tamperable(nm->paths[i], pr))
+			return 1;
+	return 0;
+}
+
+static int names_have(const struct privfile_names *nm, const char *path)
+{
+	for (size_t i = 0; i < nm->n; i++)
+		if (strcmp(nm->paths[i], path) == 0)
+			return 1;
+	return 0;
+}
+
+/*
+ * helper_read - a read-only descriptor for path, or -1 with *err_out. The
+ * names are checked first, so a path the config does not name gets EPERM
+ * whatever it is (the daemon learns nothing about root's files); a
+ * directory, device or FIFO is never opened.
+ */
+static int helper_read(const struct privfile_opts *o, const char *path,
+		       const struct pf_peer *pr, int *err_out)
+{
 	struct privfile_names nm;
 	names_collect(o, 0, &nm);
-	int ok = 0;
-	for (size_t i = 0; i < nm.n && !ok; i++)
-		ok = same_file(&st, nm.paths[i]);
+	struct stat st, fst;
+	int fd = -1, e = 0;
+	if (stat(path, &st) < 0)
+		e = names_have(&nm, path) ? errno : EPERM;
+	else if (!names_match(&nm, &st, pr))
+		e = EPERM;
+	else if (!S_ISREG(st.st_mode))
+		e = type_error(st.st_mode);
+	else if ((fd = open(path, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC)) < 0)
+		e = errno;
+	else if (fstat(fd, &fst) < 0)
+		e = errno;
+	else if (fst.st_dev != st.st_dev || fst.st_ino != st.st_ino)
+		e = EPERM;	/* swapped between stat() and open() */
+	else if (tamperable(path, pr) || tamperable_fd(fd, pr))
+		e = EPERM;
 	names_free(&nm);
-	if (!ok) {
-		close(fd);
-		*err_out = EPERM;
+	if (e) {
+		if (fd >= 0)
+			close(fd);
+		*err_out = e;
 		return -1;
 	}
 	int fl = fcntl(fd, F_GETFL);
@@ -228,15 +326,13 @@ static int helper_read(const struct privfile_opts *o, const char *path, int *err
 
 /* helper_append - the maillog_file, opened for appending; -1 with *err_out. */
 static int helper_append(const struct privfile_opts *o, const char *path, mode_t mode,
-			 int *err_out)
+			 const struct pf_peer *pr, int *err_out)
 {
 	struct privfile_names nm;
 	names_collect(o, 1, &nm);
-	int named = 0;
-	for (size_t i = 0; i < nm.n && !named; i++)
-		named = strcmp(nm.paths[i], path) == 0;
+	int named = names_have(&nm, path);
 	names_free(&nm);
-	if (!named) {
+	if (!named || tamperable(path, pr)) {
 		*err_out = EPERM;
 		return -1;
 	}
@@ -252,8 +348,8 @@ static int helper_append(const struct privfile_opts *o, const char *path, mode_t
 		e = errno;
 	else if (!S_ISREG(st.st_mode))
 		e = type_error(st.st_mode);
-	else if (st.st_nlink != 1)
-		e = EPERM;	/* a hard link to some other file */
+	else if (st.st_nlink != 1 || tamperable_fd(fd, pr))
+		e = EPERM;	/* a hard link to some other file; a swapped directory */
 	if (e) {
 		*err_out = e;
 		close(fd);
@@ -319,22 +415,39 @@ static void __attribute__((noreturn)) helper_main(int sock, pid_t parent,
 		dup2(null, 1);
 	}
 	close_range(4, ~0u, 0);
+	int one = 1;
+	if (setsockopt(sock, SOL_SOCKET, SO_PASSCRED, &one, sizeof(one)) < 0)
+		_exit(1);	/* without the asker's uid no request is safe */
 	static struct pf_req req;
 	for (;;) {
-		ssize_t n = recv(sock, &req, sizeof(req), 0);
+		struct iovec iov = { &req, sizeof(req) };
+		union {
+			struct cmsghdr h;
+			char buf[CMSG_SPACE(sizeof(struct ucred))];
+		} u;
+		struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf,
+				    .msg_controllen = sizeof(u.buf) };
+		ssize_t n = recvmsg(sock, &m, 0);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n <= 0)
 			_exit(0);	/* end of file: the daemon is gone */
+		struct ucred cr = { .pid = 0, .uid = (uid_t)-1, .gid = (gid_t)-1 };
+		for (struct cmsghdr *c = CMSG_FIRSTHDR(&m); c; c = CMSG_NXTHDR(&m, c))
+			if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_CREDENTIALS &&
+			    c->cmsg_len == CMSG_LEN(sizeof(cr)))
+				memcpy(&cr, CMSG_DATA(c), sizeof(cr));
+		struct pf_peer peer;
+		peer_fill(&peer, cr.uid, cr.gid);
 		size_t plen = (size_t)n > offsetof(struct pf_req, path)
 				      ? (size_t)n - offsetof(struct pf_req, path) : 0;
 		int err = 0, fd = -1;
 		if (plen == 0 || memchr(req.path, 0, plen) == NULL || req.path[0] != '/')
 			err = EINVAL;
 		else if (req.op == PF_OP_READ)
-			fd = helper_read(o, req.path, &err);
+			fd = helper_read(o, req.path, &peer, &err);
 		else if (req.op == PF_OP_APPEND)
-			fd = helper_append(o, req.path, (mode_t)req.mode, &err);
+			fd = helper_append(o, req.path, (mode_t)req.mode, &peer, &err);
 		else
 			err = EINVAL;
 		int rc = send_reply(sock, fd >= 0 ? 0 : (err ? err : EIO), fd);

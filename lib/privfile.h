@@ -16,19 +16,23 @@
  *
  * What the helper opens (an attacker who took over the unprivileged
  * daemon can read no more than the config names):
- *  - read-only: regular files only (no directories: EISDIR; no devices,
- *    FIFOs or sockets: EINVAL; opened with O_NONBLOCK|O_NOCTTY, so a FIFO
- *    swapped in cannot block it), and only files that the current config
- *    names (else EPERM). The helper re-reads the config file itself, as
- *    root, for every request, so a reload sees the new names. Named are:
+ *  - read-only: only files that the current config names (else EPERM,
+ *    whatever the path is, even when it does not exist: the daemon learns
+ *    nothing of root's other files), and of those only regular files (a
+ *    directory: EISDIR; a device, FIFO or socket: EINVAL; never opened;
+ *    opened with O_NONBLOCK|O_NOCTTY and checked to be the file that was
+ *    checked, so nothing swapped in can block it). The helper re-reads
+ *    the config file itself, as root, for every request, so a reload sees
+ *    the new names. Named are:
  *    the config file; the values (list items, "type:" prefix such as
  *    hash:, texthash:, cidr:, pcre:, regexp:, file:, refile: removed; glob
  *    patterns expanded) of every parameter of the daemon's tables whose
  *    name ends in _file, _files, _table, _tables, _maps or _list, or is in
  *    opts->more_params; and what opts->more_paths() adds (e.g. the key files
  *    listed in a DKIM KeyTable). A file matches a name when it is the same
- *    file (device and inode), so relative and absolute spellings agree and
- *    a name swapped between the check and the open is caught.
+ *    file (device and inode), so relative and absolute spellings agree; a
+ *    named file that does not exist gets ENOENT when asked for by the
+ *    name's own spelling (absolute, from the base directory).
  *  - append (O_WRONLY|O_APPEND, O_CREAT allowed, mode 0640): only the file
  *    that maillog_file names, spelled the same (absolute) way; never
  *    through a symbolic link (O_NOFOLLOW), regular, one link only (no hard
@@ -64,10 +68,14 @@
  * privfile_fopen(). A parameter that names a file without one of the
  * suffixes above goes in .more_params (e.g. { "ratelimit_rules", NULL }).
  *
- * XXX: the helper trusts the directories on the way to a named file: a
- * directory that mail_owner can write lets it swap a named read-only file
- * for a symbolic link to another file (the final component of an append
- * is safe). Keep root-only files in root-owned directories, as Postfix asks.
+ * The daemon's uid and groups come with each request (SCM_CREDENTIALS).
+ * When they are not root's, a file is refused (EPERM) when a directory on
+ * the way to it, as asked or where it really is, is one the daemon can
+ * write (owner, group or world write; in a sticky directory such as /tmp
+ * only when the daemon owns the next entry), and a name in such a
+ * directory names nothing: there the daemon could have put a symbolic
+ * link to any file in place of a named one. Keep root-only files
+ * in directories that mail_owner cannot write, as Postfix asks.
  * XXX: directories (spam rules *.cf read with opendir) cannot be listed
  * through the helper; name the files or a glob in a *_files parameter.
  */

@@ -4,7 +4,8 @@
  * names the config does not give, appending elsewhere than maillog_file,
  * a symbolic link as the log), re-reading the config per request, and the
  * helper's exit when the daemon closes the socket or goes away. As root,
- * also the real case: a 0600 root file read after setuid(nobody).
+ * also the real case: a 0600 root file read after setuid(nobody), and a
+ * named file refused when nobody could have swapped it (its directory).
  */
 #include "lib/privfile.h"
 #include "conf/conf.h"
@@ -102,7 +103,7 @@ static int setup(void **state)
 	char *f = at("fifo");
 	mkfifo(f, 0644);
 	free(f);
-	put_conf("test_key_file = data.txt, adir, fifo\n"
+	put_conf("test_key_file = data.txt, adir, fifo, missing.txt\n"
 		 "test_maps = hash:hashed, inline:{ a = b }\n"
 		 "test_rules_files = rules*.cf\n"
 		 "test_other = other.txt\n"
@@ -178,7 +179,8 @@ static void test_refuses(void **state)
 		{ "a directory the config names", "adir", O_RDONLY, EISDIR },
 		{ "a FIFO the config names (and does not block)", "fifo", O_RDONLY, EINVAL },
 		{ "a file the config does not name", "unnamed.txt", O_RDONLY, EPERM },
-		{ "a file that does not exist", "missing.txt", O_RDONLY, ENOENT },
+		{ "a named file that does not exist", "missing.txt", O_RDONLY, ENOENT },
+		{ "a file that does not exist, not named", "nothing.txt", O_RDONLY, EPERM },
 		{ "read-write", "data.txt", O_RDWR, EINVAL },
 		{ "write without append", "data.txt", O_WRONLY, EINVAL },
 		{ "appending to a named file that is not maillog_file", "data.txt",
@@ -196,7 +198,7 @@ static void test_refuses(void **state)
 	}
 	errno = 0;
 	assert_int_equal(privfile_helper_open("/dev/null", O_RDONLY, 0), -1);
-	assert_int_equal(errno, EINVAL);	/* a device: refused before opening */
+	assert_int_equal(errno, EPERM);		/* not named: whatever it is */
 }
 
 static void test_rereads_the_config_per_request(void **state)
@@ -367,7 +369,17 @@ static void test_root_only_files_after_dropping_privileges(void **state)
 	free(sub);
 	put("private/key.pem", "secret\n", 0600);
 	put("private/not-named.pem", "other secret\n", 0600);
-	put_conf("test_key_file = private/key.pem\nmaillog_file = private/maillog\n");
+	/* a directory nobody may write: what a named file there is, nobody decides */
+	char *own = at("owned");
+	mkdir(own, 0755);
+	assert_int_equal(chown(own, 65534, 65534), 0);
+	char *target = at("private/not-named.pem"), *lnk = at("owned/key.pem");
+	assert_int_equal(symlink(target, lnk), 0);
+	free(target);
+	free(lnk);
+	free(own);
+	put_conf("test_key_file = private/key.pem, owned/key.pem\n"
+		 "maillog_file = private/maillog\n");
 	pid_t pid = fork();
 	assert_true(pid >= 0);
 	if (pid == 0) {
@@ -383,6 +395,10 @@ static void test_root_only_files_after_dropping_privileges(void **state)
 			_exit(12);
 		if (privfile_open(n, O_RDONLY, 0) >= 0 || errno != EPERM)
 			_exit(13);
+		/* named, but through a symbolic link in a directory nobody owns */
+		char *o = at("owned/key.pem");
+		if (privfile_open(o, O_RDONLY, 0) >= 0 || errno != EPERM)
+			_exit(15);
 		const char *lerr;	/* what a reload of maillog_file does */
 		if (log_init("test_privfile", lf, LOG_FORMAT_PLAIN, &lerr) < 0)
 			_exit(14);
