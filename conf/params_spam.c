@@ -18,6 +18,8 @@ const struct conf_param spam_params[] = {
 	P("spam_pid_file", CONF_STR, ""),
 	/* rule files (globs, loaded in order; later definitions win) */
 	P("spam_rules_files", CONF_LIST, SLUICE_SPAM_RULES_DIR "/*.cf"),
+	/* compiled Vectorscan databases are kept here ("" = recompile at every start and reload) */
+	P("spam_cache_directory", CONF_STR, "$data_directory"),
 	/* SpamAssassin score set: 0 no Bayes/no network tests, 1 network, 2 Bayes, 3 both */
 	PI("spam_score_set", "0", 0, 3),
 	/* thresholds: a number, or "off" */

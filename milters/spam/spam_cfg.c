@@ -190,6 +190,7 @@ struct spam_cfg *spam_cfg_new(const struct conf *c, char **err_out)
 	cfg->limits.max_urls = (size_t)conf_int(c, "spam_max_urls");
 
 	cfg->rules = spam_rules_new((int)conf_int(c, "spam_score_set"));
+	spam_rules_set_cache_dir(cfg->rules, conf_str(c, "spam_cache_directory"));
 	l = conf_list(c, "spam_rules_files", &n);
 	char *tree_rules = NULL;
 	if (!conf_is_set(c, "spam_rules_files") && n == 1 && (tree_rules = default_rules(l[0])) != NULL)

@@ -10,6 +10,8 @@
 
 #include <ctype.h>
 #include <limits.h>
+#include <stdint.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -170,6 +172,121 @@ static int hs_heavy(const char *p)
 	return 0;
 }
 
+/*
+ * The Vectorscan database cache (spam_cache_directory): compiling
+ * SpamAssassin's set takes seconds, so a compiled database is kept in a
+ * file named after a hash of everything it was built from (the candidate
+ * patterns, flags and rule numbers, and the Vectorscan version). The file
+ * holds the rule numbers the database kept, then the serialised database.
+ */
+#define CACHE_MAGIC 0x73706873u	/* "sphs" */
+
+static uint64_t fnv64(uint64_t h, const void *p, size_t n)
+{
+	const unsigned char *b = p;
+	for (size_t i = 0; i < n; i++)
+		h = (h ^ b[i]) * 1099511628211ULL;
+	return h;
+}
+
+static char *cache_path(const struct spam_rules *rs, enum spam_rule_kind kind, const char **exprs,
+			const unsigned *flags, const unsigned *ids, size_t m)
+{
+	if (rs->cache_dir == NULL || *rs->cache_dir == 0)
+		return NULL;
+	uint64_t h = 1469598103934665603ULL;
+	const char *v = hs_version();
+	h = fnv64(h, v, strlen(v));
+	h = fnv64(h, &kind, sizeof(kind));
+	for (size_t i = 0; i < m; i++) {
+		h = fnv64(h, exprs[i], strlen(exprs[i]) + 1);
+		h = fnv64(h, &flags[i], sizeof(flags[i]));
+		h = fnv64(h, &ids[i], sizeof(ids[i]));
+	}
+	return xasprintf("%s/spam-hs-%d-%016llx.db", rs->cache_dir, (int)kind, (unsigned long long)h);
+}
+
+static int cache_load(struct spam_rules *rs, enum spam_rule_kind kind, const char **exprs,
+		      const unsigned *flags, const unsigned *ids, size_t m)
+{
+	char *path = cache_path(rs, kind, exprs, flags, ids, m);
+	if (path == NULL)
+		return 0;
+	FILE *f = fopen(path, "rb");
+	free(path);
+	if (f == NULL)
+		return 0;
+	int ok = 0;
+	uint32_t hdr[2];
+	unsigned *kept = NULL;
+	char *blob = NULL;
+	long size;
+	if (fread(hdr, sizeof(hdr), 1, f) != 1 || hdr[0] != CACHE_MAGIC || hdr[1] == 0 || hdr[1] > m)
+		goto out;
+	kept = xmalloc(hdr[1] * sizeof(*kept));
+	if (fread(kept, sizeof(*kept), hdr[1], f) != hdr[1])
+		goto out;
+	for (uint32_t i = 0; i < hdr[1]; i++)
+		if (kept[i] >= rs->n)
+			goto out;
+	long start = ftell(f);
+	if (fseek(f, 0, SEEK_END) < 0 || (size = ftell(f) - start) <= 0 || fseek(f, start, SEEK_SET) < 0)
+		goto out;
+	blob = xmalloc((size_t)size);
+	if (fread(blob, 1, (size_t)size, f) != (size_t)size)
+		goto out;
+	hs_database_t *db = NULL;
+	if (hs_deserialize_database(blob, (size_t)size, &db) != HS_SUCCESS)
+		goto out;
+	rs->hs[kind] = db;
+	for (uint32_t i = 0; i < hdr[1]; i++)
+		rs->rules[kept[i]].hs = 1;
+	rs->st.hs_patterns += hdr[1];
+	rs->st.hs_cached++;
+	ok = 1;
+out:
+	free(kept);
+	free(blob);
+	fclose(f);
+	return ok;
+}
+
+static void cache_store(const struct spam_rules *rs, enum spam_rule_kind kind, const unsigned *ids0,
+			size_t m0, const unsigned *kept, size_t m)
+{
+	(void)ids0;
+	/* the key is the candidate list: recompute it from the rules (exprs/flags were compacted) */
+	const char **exprs = xcalloc(m0 + 1, sizeof(*exprs));
+	unsigned *flags = xcalloc(m0 + 1, sizeof(*flags));
+	for (size_t i = 0; i < m0; i++) {
+		exprs[i] = rs->rules[ids0[i]].pattern;
+		flags[i] = hs_flags(rs->rules[ids0[i]].re_opts);
+	}
+	char *path = cache_path(rs, kind, exprs, flags, ids0, m0);
+	free(exprs);
+	free(flags);
+	if (path == NULL)
+		return;
+	char *bytes = NULL;
+	size_t len = 0;
+	if (hs_serialize_database(rs->hs[kind], &bytes, &len) != HS_SUCCESS) {
+		free(path);
+		return;
+	}
+	char *tmp = xasprintf("%s.%d.tmp", path, (int)getpid());
+	FILE *f = fopen(tmp, "wb");
+	uint32_t hdr[2] = { CACHE_MAGIC, (uint32_t)m };
+	int ok = f && fwrite(hdr, sizeof(hdr), 1, f) == 1 &&
+		 fwrite(kept, sizeof(*kept), m, f) == m && fwrite(bytes, 1, len, f) == len;
+	if (f && fclose(f) != 0)
+		ok = 0;
+	if (!ok || rename(tmp, path) < 0)
+		unlink(tmp);	/* a cache that cannot be written is only slower */
+	free(tmp);
+	free(path);
+	free(bytes);	/* hs_serialize_database uses the default allocator (malloc) */
+}
+
 /* build_hs - one Vectorscan database for the active rules of kind that it accepts. */
 static void build_hs(struct spam_rules *rs, enum spam_rule_kind kind)
 {
@@ -197,6 +314,15 @@ static void build_hs(struct spam_rules *rs, enum spam_rule_kind kind)
 		ids[m] = (unsigned)rs->kind_idx[kind][k];
 		m++;
 	}
+	if (m > 0 && cache_load(rs, kind, exprs, flags, ids, m)) {
+		free(exprs);
+		free(flags);
+		free(ids);
+		return;
+	}
+	size_t m0 = m;
+	unsigned *ids0 = xmalloc((m0 + 1) * sizeof(*ids0));
+	memcpy(ids0, ids, m0 * sizeof(*ids0));
 	while (m > 0) {
 		hs_database_t *db = NULL;
 		hs_compile_error_t *cerr = NULL;
@@ -217,6 +343,9 @@ static void build_hs(struct spam_rules *rs, enum spam_rule_kind kind)
 		memmove(&ids[bad], &ids[bad + 1], (m - (size_t)bad - 1) * sizeof(*ids));
 		m--;
 	}
+	if (rs->hs[kind])
+		cache_store(rs, kind, ids0, m0, ids, m);
+	free(ids0);
 	free(exprs);
 	free(flags);
 	free(ids);
@@ -351,6 +480,12 @@ int spam_rules_compile(struct spam_rules *rs, char **err_out)
 	return 0;
 }
 
+void spam_rules_set_cache_dir(struct spam_rules *rs, const char *dir)
+{
+	free(rs->cache_dir);
+	rs->cache_dir = dir && *dir ? xstrdup(dir) : NULL;
+}
+
 const struct spam_rules_stats *spam_rules_stats(const struct spam_rules *rs)
 {
 	return &rs->st;
@@ -360,14 +495,14 @@ char *spam_rules_summary(const struct spam_rules *rs)
 {
 	const struct spam_rules_stats *s = &rs->st;
 	return xasprintf("rules: files=%zu, loaded=%zu (header %zu, body %zu, rawbody %zu, uri %zu, "
-			 "full %zu, meta %zu; vectorscan %zu, pcre2 %zu), skipped=%zu (eval %zu, "
+			 "full %zu, meta %zu; vectorscan %zu (databases from cache %zu), pcre2 %zu), skipped=%zu (eval %zu, "
 			 "plugin rule types %zu, if/ifplugin blocks %zu, metas on skipped rules %zu, "
 			 "regex too large %zu), "
 			 "not run (score 0)=%zu, ignored settings=%zu",
 			 s->files, s->loaded, s->by_kind[SPAM_RULE_HEADER], s->by_kind[SPAM_RULE_BODY],
 			 s->by_kind[SPAM_RULE_RAWBODY], s->by_kind[SPAM_RULE_URI],
 			 s->by_kind[SPAM_RULE_FULL], s->by_kind[SPAM_RULE_META], s->hs_patterns,
-			 s->pcre_patterns,
+			 s->hs_cached, s->pcre_patterns,
 			 s->skipped_eval + s->skipped_type + s->skipped_block + s->skipped_meta +
 				 s->skipped_regex,
 			 s->skipped_eval, s->skipped_type, s->skipped_block, s->skipped_meta,

@@ -128,6 +128,7 @@ void spam_rules_free(struct spam_rules **rsp)
 		free(rs->files[i]);
 	free(rs->files);
 	free(rs->meta_order);
+	free(rs->cache_dir);
 	for (int k = 0; k < 6; k++) {
 		free(rs->kind_idx[k]);
 		if (rs->hs[k])

@@ -84,6 +84,7 @@ struct spam_rules_stats {
 	size_t by_kind[6];	/* active, per spam_rule_kind */
 	size_t hs_patterns;	/* in Vectorscan databases */
 	size_t pcre_patterns;
+	size_t hs_cached;	/* Vectorscan databases read from the cache */
 	size_t skipped_eval;	/* eval: tests */
 	size_t skipped_type;	/* plugin-only rule types (mimeheader, askdns, uri_detail, ...) */
 	size_t skipped_block;	/* inside if/ifplugin blocks we cannot honour */
@@ -113,6 +114,14 @@ int spam_rules_load_string(struct spam_rules *rs, const char *text, const char *
  */
 int spam_rules_load_globs(struct spam_rules *rs, const char *const *globs, size_t n,
 			  char **err_out);
+
+/*
+ * spam_rules_set_cache_dir - keep compiled Vectorscan databases in dir
+ * (before spam_rules_compile; NULL or "" = no cache). A database is reused
+ * only when its patterns, flags, rule numbers and the Vectorscan version
+ * are the same; a cache that cannot be read or written only costs time.
+ */
+void spam_rules_set_cache_dir(struct spam_rules *rs, const char *dir);
 
 /*
  * spam_rules_compile - resolve scores, metas, compile regexes and the

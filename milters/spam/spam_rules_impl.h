@@ -54,7 +54,8 @@ struct spam_rules {
 	hs_database_t *hs[6];
 	struct spam_rules_stats st;
 	int compiled;
-	unsigned gen;		/* unique per compiled set: per-thread scratch is sized once per set */
+	unsigned gen;
+	char *cache_dir;	/* Vectorscan database cache, or NULL */		/* unique per compiled set: per-thread scratch is sized once per set */
 };
 
 #endif

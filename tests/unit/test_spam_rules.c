@@ -416,6 +416,42 @@ static void test_pseudo_headers(void **state)
 	free(err);
 }
 
+static void test_vectorscan_cache(void **state)
+{
+	(void)state;
+	char dir[] = "/tmp/test_spam_rules.XXXXXX";
+	assert_non_null(mkdtemp(dir));
+	static const char rules[] = "body B1 /free money/i\nbody B2 /cheap pills/\nrawbody R1 /<blink>/i\n"
+				    "uri U1 /\\.example\\.biz\\//\nbody P1 /(a)\\1/\n";
+	const char *msg = "Subject: x\n\nFREE MONEY and <blink> http://a.example.biz/ aa\n";
+	struct spam_mime *m = spam_mime_parse(msg, strlen(msg), NULL);
+	for (int round = 0; round < 3; round++) {
+		struct spam_rules *rs = spam_rules_new(0);
+		spam_rules_set_cache_dir(rs, dir);
+		char *err = NULL;
+		if (spam_rules_load_string(rs, rules, "c.cf", &err) < 0 || spam_rules_compile(rs, &err) < 0)
+			fail_msg("%s", err);
+		/* round 0 compiles and stores, 1 reads the cache, 2 reads broken files and compiles */
+		assert_int_equal(spam_rules_stats(rs)->hs_cached, round == 1 ? 3 : 0);
+		assert_int_equal(spam_rules_stats(rs)->hs_patterns, 4);
+		assert_true(rule(rs, "B1")->hs && rule(rs, "U1")->hs && !rule(rs, "P1")->hs);
+		struct spam_result res;
+		spam_scan(rs, m, NULL, &res);
+		assert_int_equal(res.nhits, 4);	/* B1 R1 U1 P1 */
+		spam_result_clear(&res);
+		spam_rules_free(&rs);
+		if (round == 1) {
+			char *cmd = xasprintf("for f in %s/*.db; do printf garbage > $f; done", dir);
+			assert_int_equal(system(cmd), 0);
+			free(cmd);
+		}
+	}
+	spam_mime_free(&m);
+	char *cmd = xasprintf("rm -rf %s", dir);
+	assert_int_equal(system(cmd), 0);
+	free(cmd);
+}
+
 static char *read_all(const char *path)
 {
 	FILE *f = fopen(path, "rb");
@@ -497,6 +533,7 @@ int main(void)
 		cmocka_unit_test(test_replace_tags),
 		cmocka_unit_test(test_vectorscan_and_pcre),
 		cmocka_unit_test(test_pseudo_headers),
+		cmocka_unit_test(test_vectorscan_cache),
 		cmocka_unit_test(test_spamassassin_rules),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
