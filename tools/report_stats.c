@@ -332,6 +332,7 @@ const char *rs_reason_code(const char *stage, const char *dsn, const char *text)
 		{ "rate limit", "ratelimit" },
 		{ "Rate limit", "ratelimit" },
 		{ "too many", "ratelimit" },
+		{ "(limit ", "ratelimit" },	/* sluice-ratelimit appends "(limit ID: N ... per S s ...)" */
 		{ "Too many", "ratelimit" },
 		{ "pipelining", "pipelining" },
 		{ "Protocol error", "protocol" },
