@@ -125,6 +125,16 @@ static void names_add_item(struct privfile_names *nm, const char *item)
 		privfile_names_add(nm, item);
 }
 
+/* tables_have - conf_str() panics on a name that is in none of the tables */
+static int tables_have(const struct conf_param *const *tables, const char *name)
+{
+	for (; *tables; tables++)
+		for (const struct conf_param *p = *tables; p->name; p++)
+			if (strcmp(p->name, name) == 0)
+				return 1;
+	return 0;
+}
+
 /*
  * names_collect - what the config file names now (read as root). With
  * append set: only maillog_file. A config that does not load names only
@@ -150,7 +160,9 @@ static void names_collect(const struct privfile_opts *o, int append, struct priv
 	}
 	nm->base = base;
 	if (append) {
-		const char *lf = conf_str(c, "maillog_file");
+		const char *lf = "";
+		if (tables_have(o->tables, "maillog_file"))
+			lf = conf_str(c, "maillog_file");
 		if (*lf && strcmp(lf, "/dev/stderr") != 0)
 			privfile_names_add(nm, lf);
 	} else {
