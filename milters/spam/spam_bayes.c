@@ -9,6 +9,7 @@
 
 #include <math.h>
 #include <openssl/evp.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -303,13 +304,21 @@ static uint32_t lower_cp(uint32_t c)
 
 enum { CH_BREAK, CH_WORD, CH_INNER, CH_IGNORE, CH_ALONE };
 
+/* ASCII classes, filled on first use (CH_BREAK is 0). */
+static unsigned char ascii_class[128];
+
+static void ascii_class_init(void)
+{
+	for (int c = 0; c < 128; c++)
+		ascii_class[c] = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')
+					 ? CH_WORD
+				 : c && strchr("-'._@$", c) ? CH_INNER : CH_BREAK;
+}
+
 static int char_class(uint32_t c)
 {
-	if (c < 0x80) {
-		if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'))
-			return CH_WORD;
-		return c && strchr("-'._@$", (int)c) ? CH_INNER : CH_BREAK;
-	}
+	if (c < 0x80)
+		return ascii_class[c];
 	if (c == 0xad || (c >= 0x200b && c <= 0x200d) || c == 0x2060 || c == 0xfeff ||
 	    (c >= 0xfe00 && c <= 0xfe0f))
 		return CH_IGNORE;	/* invisible: used to split words past filters */
@@ -390,9 +399,24 @@ static void words(struct wordst *w, const char *text, size_t len)
 
 	while (p < end && w->e->n < w->e->max) {
 		size_t l;
-		uint32_t c = utf8_next(p, (size_t)(end - p), &l);
-		int cls = char_class(c);
-		p += l;
+		uint32_t c;
+		int cls;
+		if (*p < 0x80) {
+			c = *p++;
+			cls = ascii_class[c];
+			if (cls == CH_WORD) {
+				/* the common case: an ASCII letter or digit */
+				if (bl < WORD_MAX)
+					buf[bl++] = (char)(c >= 'A' && c <= 'Z' ? c + 32 : c);
+				true_len++;
+				inner_tail = 0;
+				continue;
+			}
+		} else {
+			c = utf8_next(p, (size_t)(end - p), &l);
+			cls = char_class(c);
+			p += l;
+		}
 		if (cls == CH_IGNORE)
 			continue;
 		if (cls == CH_INNER && (bl || c == '$')) {
@@ -544,8 +568,11 @@ static void features_body(struct femit *e, const struct spam_bayes_opts *o, cons
 static size_t gen_features(const struct spam_bayes_opts *o, const struct spam_mime *m,
 			   const uint8_t *key, spam_bayes_feature_fn fn, void *arg, uint64_t *out)
 {
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
 	struct femit e;
 	size_t cap = 16;
+
+	pthread_once(&once, ascii_class_init);
 	memset(&e, 0, sizeof e);
 	e.key = key;
 	e.max = o->max_tokens_per_msg ? o->max_tokens_per_msg : 1;
@@ -795,6 +822,45 @@ static int cmp_sig(const void *a, const void *b)
 	return x->h < y->h ? -1 : x->h > y->h;
 }
 
+/*
+ * select_strongest - reorder sg so that its k first entries are the k
+ * first in cmp_sig order (quickselect; cmp_sig is a total order, so the
+ * set is the same whatever the input order).
+ */
+static void select_strongest(struct sig *sg, size_t n, size_t k)
+{
+	size_t lo = 0, hi = n;	/* the k-th lies in [lo, hi) */
+	while (hi - lo > 1) {
+		size_t mid = lo + (hi - lo) / 2;
+		/* median of three as the pivot, moved to hi - 1 */
+		size_t a = lo, b = mid, c = hi - 1, m;
+		if (cmp_sig(&sg[a], &sg[b]) > 0) { size_t t = a; a = b; b = t; }
+		if (cmp_sig(&sg[b], &sg[c]) > 0) { size_t t = b; b = c; c = t; }
+		if (cmp_sig(&sg[a], &sg[b]) > 0) { size_t t = a; a = b; b = t; }
+		m = b;
+		struct sig t = sg[m];
+		sg[m] = sg[hi - 1];
+		sg[hi - 1] = t;
+		size_t store = lo;
+		for (size_t i = lo; i < hi - 1; i++)
+			if (cmp_sig(&sg[i], &sg[hi - 1]) < 0) {
+				struct sig x = sg[i];
+				sg[i] = sg[store];
+				sg[store++] = x;
+			}
+		t = sg[store];
+		sg[store] = sg[hi - 1];
+		sg[hi - 1] = t;
+		/* sg[store] is in place: [lo, store) before it, (store, hi) after */
+		if (store == k || store + 1 == k)
+			return;
+		if (store > k)
+			hi = store;
+		else
+			lo = store + 1;
+	}
+}
+
 int spam_bayes_classify(struct spam_bayes *b, const struct spam_mime *m, time_t now,
 			struct spam_bayes_verdict *out, char **err_out)
 {
@@ -837,8 +903,9 @@ int spam_bayes_classify(struct spam_bayes *b, const struct spam_mime *m, time_t 
 	}
 	/* the strongest max_significant; fewer are combined in hash order */
 	if (ns > o->max_significant) {
-		qsort(sg, ns, sizeof *sg, cmp_sig);
+		select_strongest(sg, ns, o->max_significant);
 		ns = o->max_significant;
+		qsort(sg, ns, sizeof *sg, cmp_sig);
 	}
 	if (!ns) {
 		out->status = SPAM_BAYES_NO_TOKENS;

@@ -248,15 +248,34 @@ static int lm_lookup(struct spam_bayes_store *s, const uint64_t *h, size_t n,
 		     char **err_out)
 {
 	MDB_txn *txn;
+	MDB_cursor *cur = NULL;
 	int rc = lm_begin(s, MDB_RDONLY, &txn);
 	if (rc)
 		return lm_err(rc, err_out);
+	/* one cursor: LMDB looks on its current page first, and callers pass
+	 * the hashes sorted, so neighbours are often found without a descent */
+	if (n && (rc = mdb_cursor_open(txn, s->tok, &cur))) {
+		mdb_txn_abort(txn);
+		return lm_err(rc, err_out);
+	}
 	for (size_t i = 0; i < n; i++) {
-		if ((rc = lm_get_tok(s, txn, h[i], &counts_out[i])) < 0) {
+		uint64_t key = h[i];
+		uint32_t w[3];
+		MDB_val k = { sizeof key, &key }, v;
+		rc = mdb_cursor_get(cur, &k, &v, MDB_SET);
+		if (rc == 0 && v.mv_size == sizeof w) {
+			memcpy(w, v.mv_data, sizeof w);
+			counts_out[i].spam = w[0], counts_out[i].ham = w[1], counts_out[i].atime_s = w[2];
+		} else if (rc == 0 || rc == MDB_NOTFOUND) {
+			memset(&counts_out[i], 0, sizeof counts_out[i]);
+		} else {
+			mdb_cursor_close(cur);
 			mdb_txn_abort(txn);
-			return lm_err(-rc, err_out);
+			return lm_err(rc, err_out);
 		}
 	}
+	if (cur)
+		mdb_cursor_close(cur);
 	if (totals_out)
 		lm_totals(s, txn, totals_out);
 	mdb_txn_abort(txn);

@@ -474,6 +474,85 @@ static void token_counts(struct spam_bayes *b, const char *msg, struct spam_baye
 	spam_mime_free(&m);
 }
 
+struct ref_sig {
+	double f, st;
+	uint64_t h;
+};
+
+static int cmp_ref(const void *a, const void *b)
+{
+	const struct ref_sig *x = a, *y = b;
+	if (x->st != y->st)
+		return x->st > y->st ? -1 : 1;
+	return x->h < y->h ? -1 : x->h > y->h;
+}
+
+/* classify against the definition: every token's f(w), sorted in full, the strongest k combined */
+static void test_classify_by_hand(void **state)
+{
+	(void)state;
+	struct spam_bayes_opts o;
+	enum spam_bayes_learn_result r;
+	char *err = NULL;
+	spam_bayes_opts_default(&o);
+	o.min_spam = o.min_ham = 1;
+	o.touch_on_classify = 0;
+	struct spam_bayes *b = open_lmdb("byhand.lmdb", &o);
+	for (int i = 0; i < 6; i++) {
+		char *sp = make_msg(1, i, NULL), *hm = make_msg(0, i, NULL);
+		learn_str(b, sp, SPAM_BAYES_LEARN_SPAM, T0, &r);
+		learn_str(b, hm, SPAM_BAYES_LEARN_HAM, T0, &r);
+		free(sp);
+		free(hm);
+	}
+	static const unsigned ks[] = { 1, 2, 7, 20, 150 };
+	for (size_t t = 0; t < 2 * sizeof ks / sizeof ks[0]; t++) {
+		struct spam_bayes_opts *live = (struct spam_bayes_opts *)spam_bayes_get_opts(b);
+		unsigned k = ks[t / 2];
+		live->max_significant = k;
+		char *probe = make_msg((int)(t % 2), 40 + (int)t, "cheap meeting lunch winner\r\n");
+		struct spam_mime *m = parse(probe);
+		struct spam_bayes_verdict v;
+		assert_int_equal(spam_bayes_classify(b, m, T0, &v, &err), 0);
+		uint64_t *h;
+		size_t n = spam_bayes_tokens(b, m, &h);
+		struct spam_bayes_counts *c = xcalloc(n, sizeof *c);
+		struct spam_bayes_totals tt;
+		assert_int_equal(spam_bayes_store_lookup(spam_bayes_get_store(b), h, n, c, &tt, &err), 0);
+		struct ref_sig *rs = xcalloc(n, sizeof *rs);
+		size_t nr = 0;
+		for (size_t i = 0; i < n; i++) {
+			if (!c[i].spam && !c[i].ham)
+				continue;
+			double f = spam_bayes_robinson_f(c[i].spam, c[i].ham, tt.nspam, tt.nham, 0.45, 0.5);
+			if (fabs(f - 0.5) >= 0.1)
+				rs[nr++] = (struct ref_sig){ f, fabs(f - 0.5), h[i] };
+		}
+		double *f = xcalloc(nr + 1, sizeof *f);
+		size_t used = nr;
+		if (nr > k) {
+			qsort(rs, nr, sizeof *rs, cmp_ref);
+			used = k;
+		} /* else in hash order, as the tokens came */
+		for (size_t i = 0; i < used; i++)
+			f[i] = rs[i].f;
+		double expect = spam_bayes_combine(f, used, NULL, NULL);
+		assert_int_equal(v.nused, used);
+		assert_true(nr > 20);
+		if (v.prob != expect)
+			fail_msg("k=%u: classify %.17g, by hand %.17g", k, v.prob, expect);
+		if (k >= 20)
+			assert_true(t % 2 ? v.prob > 0.5 : v.prob < 0.5);
+		free(f);
+		free(rs);
+		free(c);
+		free(h);
+		spam_mime_free(&m);
+		free(probe);
+	}
+	spam_bayes_close(&b);
+}
+
 static void test_learn_twice_and_move(void **state)
 {
 	(void)state;
@@ -1359,6 +1438,7 @@ int main(void)
 		cmocka_unit_test(test_combiner),
 		cmocka_unit_test(test_deltas),
 		cmocka_unit_test(test_min_gate),
+		cmocka_unit_test(test_classify_by_hand),
 		cmocka_unit_test(test_learn_twice_and_move),
 		cmocka_unit_test(test_expiry),
 		cmocka_unit_test(test_lmdb_persistence),
