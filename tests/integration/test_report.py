@@ -27,7 +27,7 @@ pytestmark = [pytest.mark.skipif(not os.path.exists(PFLOGSUMM), reason="pflogsum
               pytest.mark.skipif(not os.path.exists(SINK), reason="smtp-sink not installed")]
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def report(tmp_path_factory):
     """argv prefix that runs `sluice report`."""
     sluice = os.path.join(BIN, "sluice")
