@@ -489,6 +489,8 @@ static void features_headers(struct femit *e, const struct spam_bayes_opts *o,
 	for (size_t i = 0; i < m->nhdrs && i < MAX_HDRS; i++) {
 		const struct spam_hdr *h = &m->hdrs[i];
 		char name[80];
+		if (!h->name)
+			continue;
 		size_t nl = strlen(h->name);
 		if (nl >= sizeof name)
 			nl = sizeof name - 1;
