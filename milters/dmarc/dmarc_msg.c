@@ -309,7 +309,7 @@ static char *reply_text(const struct dmarc_cfg *cfg, const char *dom)
 static void log_auth(struct sbuf *b, struct dmarc_msg *m, const struct dmarc_auth_spf *spf,
 		     const struct dmarc_auth_dkim *dk, size_t ndk, int dk_self)
 {
-	kv(b, "source_ip", m->client_ip[0] ? m->client_ip : "unknown");
+	kv(b, "client_ip", m->client_ip[0] ? m->client_ip : "unknown");
 	kv(b, "helo", m->helo);
 	const char *efd = dmarc_hdr_addr_domain(m->mail_from);
 	kv(b, "envelope_from", m->mail_from[0] == 0 ? "<>" : efd ? efd : m->mail_from);
@@ -709,7 +709,7 @@ void dmarc_msg_eom(struct dmarc_msg *m, struct dmarc_msg_outcome *out)
 		sbuf_init(&b);
 		sbuf_adds(&b, "milter=dmarc action=accept dmarc=skipped");
 		kv(&b, "skipped", m->skip_why);
-		kv(&b, "source_ip", m->client_ip[0] ? m->client_ip : "unknown");
+		kv(&b, "client_ip", m->client_ip[0] ? m->client_ip : "unknown");
 		out->log[out->nlog++] = sbuf_steal(&b);
 		return;
 	}

@@ -115,7 +115,7 @@ def test_sighup_reload_and_json_log(solo):
     assert len(events) == 3, events
     e = events[-1]
     assert e["action"] == "reject" and e["dmarc"] == "fail" and e["header_from"] == "reject.example"
-    assert e["policy_domain"] == "reject.example" and e["p"] == "reject" and e["source_ip"] == BAD_IP
+    assert e["policy_domain"] == "reject.example" and e["p"] == "reject" and e["client_ip"] == BAD_IP
     assert e["spf"] == "reject.example/mfrom/fail" and e["envelope_to"] == "example.com"
     assert e["queue_id"] and e["queue_id"] != "NOQUEUE"
     assert events[0]["enforced"] == "no" and events[0]["disposition"] == "reject"

@@ -281,7 +281,7 @@ def main_cases(port, dkey, deliveries, hold_count, log_text):
         good.close()
     log = log_text()
     assert re.search(r"milter=dmarc action=reject dmarc=fail .*header_from=reject\.example "
-                     r".*policy_domain=reject\.example .*source_ip=127\.0\.0\.3", log), log[-3000:]
+                     r".*policy_domain=reject\.example .*client_ip=127\.0\.0\.3", log), log[-3000:]
     # every event carries the queue id (macro i), never NOQUEUE
     lines = [l for l in log.splitlines() if "milter=dmarc" in l]
     assert lines and not any("NOQUEUE" in l for l in lines), lines

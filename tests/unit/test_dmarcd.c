@@ -598,7 +598,7 @@ static void test_log_fields(void **state)
 		" aspf=r", " t=n", " psd=", " pct=100", " fo=-", " rua=mailto:agg@reject.example",
 		" ruf=-", " policy_applied=p", " policy=reject", " disposition=reject",
 		" override=none", " spf_aligned=fail", " dkim_aligned=fail", " dns_queries=",
-		" reason=", " source_ip=198.51.100.7", " helo=x.example",
+		" reason=", " client_ip=198.51.100.7", " helo=x.example",
 		" envelope_from=reject.example", " envelope_to=example.net",
 		" spf=reject.example/mfrom/fail", " spf_source=self", " dkim=none", " dkim_source=self",
 	};
