@@ -427,9 +427,6 @@ static void __attribute__((noreturn)) helper_main(int sock, pid_t parent,
 		dup2(null, 1);
 	}
 	close_range(4, ~0u, 0);
-	int one = 1;
-	if (setsockopt(sock, SOL_SOCKET, SO_PASSCRED, &one, sizeof(one)) < 0)
-		_exit(1);	/* without the asker's uid no request is safe */
 	static struct pf_req req;
 	for (;;) {
 		struct iovec iov = { &req, sizeof(req) };
@@ -478,34 +475,32 @@ int privfile_install(const struct privfile_opts *opts, char **err_out)
 		*err_out = xstrdup("privfile_install: config_file and tables are required");
 		return -1;
 	}
+	int sv[2] = { -1, -1 }, one = 1;
+	char *abs = NULL;
 	pthread_mutex_lock(&PF.lock);
 	if (PF.fd >= 0) {
-		pthread_mutex_unlock(&PF.lock);
 		*err_out = xstrdup("privfile_install: already installed");
-		return -1;
+		goto fail;
 	}
-	char *abs = realpath(opts->config_file, NULL);
+	abs = realpath(opts->config_file, NULL);
 	if (abs == NULL) {
-		pthread_mutex_unlock(&PF.lock);
 		*err_out = xasprintf("%s: %s", opts->config_file, strerror(errno));
-		return -1;
+		goto fail;
 	}
-	int sv[2];
 	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) {
-		pthread_mutex_unlock(&PF.lock);
 		*err_out = xasprintf("socketpair: %s", strerror(errno));
-		free(abs);
-		return -1;
+		goto fail;
+	}
+	/* before any request: each one carries the asker's uid and gid */
+	if (setsockopt(sv[1], SOL_SOCKET, SO_PASSCRED, &one, sizeof(one)) < 0) {
+		*err_out = xasprintf("SO_PASSCRED: %s", strerror(errno));
+		goto fail;
 	}
 	pid_t parent = getpid();
 	pid_t pid = fork();
 	if (pid < 0) {
-		pthread_mutex_unlock(&PF.lock);
 		*err_out = xasprintf("fork: %s", strerror(errno));
-		close(sv[0]);
-		close(sv[1]);
-		free(abs);
-		return -1;
+		goto fail;
 	}
 	if (pid == 0) {
 		close(sv[0]);
@@ -522,6 +517,14 @@ int privfile_install(const struct privfile_opts *opts, char **err_out)
 	PF.broken = 0;
 	pthread_mutex_unlock(&PF.lock);
 	return 0;
+fail:
+	pthread_mutex_unlock(&PF.lock);
+	if (sv[0] >= 0) {
+		close(sv[0]);
+		close(sv[1]);
+	}
+	free(abs);
+	return -1;
 }
 
 void privfile_uninstall(void)
