@@ -617,6 +617,61 @@ static void policyd_spf(struct rp_parser *p, const char *t, struct rp_event *ev)
 	}
 }
 
+/*
+ * "to=<R>[, orig_to=<O>], relay=X[, conn_use=N], delay=D, delays=a/b/c/d, dsn=X, status=S (TEXT)"
+ * walked token by token; 0 (the general path takes it) when it has another shape.
+ */
+static int delivery_fast(struct rp_parser *p, const char *t, struct rp_event *ev)
+{
+	const char *to = NULL, *orig = NULL, *relay = NULL, *delay = NULL, *dsn = NULL, *status = NULL;
+	size_t tol = 0, origl = 0, relayl = 0, dsnl = 0, statusl = 0;
+	const char *s = t;
+	while (*s) {
+		size_t k = kv_key(s);
+		if (!k)
+			return 0;
+		const char *v = s + k + 1;
+		size_t vl = kv_value(v);
+		if (k == 2 && !memcmp(s, "to", 2))
+			to = v, tol = vl;
+		else if (k == 7 && !memcmp(s, "orig_to", 7))
+			orig = v, origl = vl;
+		else if (k == 5 && !memcmp(s, "relay", 5))
+			relay = v, relayl = vl;
+		else if (k == 5 && !memcmp(s, "delay", 5))
+			delay = v;
+		else if (k == 3 && !memcmp(s, "dsn", 3))
+			dsn = v, dsnl = vl;
+		else if (k == 6 && !memcmp(s, "status", 6))
+			status = v, statusl = vl;
+		s = v + vl;
+		if (status)
+			break;
+		if (s[0] != ',' || s[1] != ' ')
+			return 0;
+		s += 2;
+	}
+	if (!to || !status || tol < 2)
+		return 0;
+	ev->kind = RP_EV_DELIVERY;
+	ev->recipient = keep(p, to + 1, tol - 2);
+	if (orig && origl >= 2)
+		ev->orig_to = keep(p, orig + 1, origl - 2);
+	if (relay)
+		ev->relay = keep(p, relay, relayl);
+	ev->delay_s = num(delay, -1);
+	if (dsn)
+		ev->dsn = keep(p, dsn, dsnl);
+	ev->status = statusl == 4 && !memcmp(status, "sent", 4) ? RP_ST_SENT
+		   : statusl == 8 && !memcmp(status, "deferred", 8) ? RP_ST_DEFERRED
+		   : statusl == 7 && !memcmp(status, "bounced", 7) ? RP_ST_BOUNCED : RP_ST_OTHER;
+	const char *lp = strchr(status + statusl, '(');
+	const char *rp = strrchr(status + statusl, ')');
+	if (lp && rp && rp > lp)
+		ev->status_text = keep(p, lp + 1, (size_t)(rp - lp - 1));
+	return 1;
+}
+
 /* client= and from=<>, size= lines read directly (no key=value split): they are frequent */
 static int mta_fast(struct rp_parser *p, const char *t, struct rp_event *ev)
 {
@@ -632,6 +687,8 @@ static int mta_fast(struct rp_parser *p, const char *t, struct rp_event *ev)
 		}
 		return 1;
 	}
+	if (t[0] == 't' && starts(t, "to=<"))
+		return delivery_fast(p, t, ev);
 	if (t[0] == 'f' && starts(t, "from=<")) {
 		size_t vl = kv_value(t + 5);
 		const char *sz = strstr(t + 5 + vl, " size=");

@@ -100,8 +100,8 @@ struct rp_event {
 	int has_score;
 
 	/* key=value tokens of the text, in order (not split for the frequent MTA
-	   lines: CONNECT, DISCONNECT, CLIENT, MESSAGE_ID, FROM, REMOVED, nor for
-	   OpenDMARC's and policyd-spf's texts) */
+	   lines: CONNECT, DISCONNECT, CLIENT, MESSAGE_ID, FROM, DELIVERY, REMOVED,
+	   nor for OpenDMARC's and policyd-spf's texts) */
 	struct rp_kv kv[RP_MAX_KV];
 	size_t nkv;
 };
