@@ -35,6 +35,7 @@
 #include <time.h>
 #include <unistd.h>
 #include <cmocka.h>
+#include <hiredis/hiredis.h>
 
 #define SAMPLE "tests/data/spam/spamassassin-sample"
 #define T0 1700000000
@@ -1425,6 +1426,95 @@ static void test_redis_same_as_lmdb(void **state)
 	free(err);
 }
 
+/* kill_other_clients - CLIENT KILL TYPE normal from a connection of our own. */
+static void kill_other_clients(const char *addr, const char *password)
+{
+	redisContext *c;
+	if (!strncmp(addr, "unix:", 5)) {
+		c = redisConnectUnix(addr + 5);
+	} else {
+		char host[256];
+		const char *colon = strrchr(addr, ':');
+		assert_non_null(colon);
+		snprintf(host, sizeof host, "%.*s", (int)(colon - addr), addr);
+		c = redisConnect(host, atoi(colon + 1));
+	}
+	assert_true(c && !c->err);
+	redisReply *r;
+	if (password && *password) {
+		r = redisCommand(c, "AUTH %s", password);
+		assert_non_null(r);
+		freeReplyObject(r);
+	}
+	r = redisCommand(c, "CLIENT KILL TYPE normal SKIPME yes");
+	assert_non_null(r);
+	assert_int_equal(r->type, REDIS_REPLY_INTEGER);
+	assert_true(r->integer >= 1);
+	freeReplyObject(r);
+	redisFree(c);
+}
+
+/* Connections killed by the server: one call may fail, the next reconnects. */
+static void test_redis_reconnect(void **state)
+{
+	(void)state;
+	const char *addr = getenv("REDIS_ADDR");
+	if (!addr || !*addr)
+		skip();
+	struct spam_bayes_opts o;
+	char *err = NULL;
+	spam_bayes_opts_default(&o);
+	o.min_spam = o.min_ham = 1;
+	o.store.backend = SPAM_BAYES_REDIS;
+	o.store.redis_server = addr;
+	o.store.redis_password = getenv("REDIS_PASSWORD") ? getenv("REDIS_PASSWORD") : "";
+	o.store.redis_db = getenv("REDIS_DB") ? atoi(getenv("REDIS_DB")) : 0;
+	char *prefix = xasprintf("recon:%d:", (int)getpid());
+	o.store.redis_prefix = prefix;
+	struct spam_bayes *b = spam_bayes_open(&o, &err);
+	if (!b)
+		fail_msg("%s", err);
+	enum spam_bayes_learn_result r;
+	char *sp = make_msg(1, 1, NULL), *hm = make_msg(0, 1, NULL);
+	learn_str(b, sp, SPAM_BAYES_LEARN_SPAM, T0, &r);
+	learn_str(b, hm, SPAM_BAYES_LEARN_HAM, T0, &r);
+	struct spam_mime *m = parse(sp);
+	for (int round = 0; round < 3; round++) {
+		struct spam_bayes_verdict v;
+		kill_other_clients(addr, o.store.redis_password);
+		int fails = 0;
+		for (int i = 0; i < 3; i++) {
+			if (spam_bayes_classify(b, m, T0, &v, &err) < 0) {
+				fails++;
+				free(err);
+				err = NULL;
+			}
+		}
+		assert_true(fails <= 1);
+		assert_int_equal(v.status, SPAM_BAYES_CLASSIFIED);
+		assert_true(v.prob > 0.5);
+	}
+	/* learning after a kill: at most one failure, and nothing half-done */
+	kill_other_clients(addr, o.store.redis_password);
+	char *sp2 = make_msg(1, 2, NULL);
+	if (spam_bayes_learn_raw(b, sp2, strlen(sp2), SPAM_BAYES_LEARN_SPAM, T0, &r, &err) < 0) {
+		free(err);
+		err = NULL;
+		learn_str(b, sp2, SPAM_BAYES_LEARN_SPAM, T0, &r);
+	}
+	assert_int_equal(r, SPAM_BAYES_LEARNED);
+	struct spam_bayes_totals t;
+	totals(b, &t);
+	assert_int_equal(t.nspam, 2);
+	assert_int_equal(t.ntokens, scan_count(b));
+	spam_mime_free(&m);
+	free(sp);
+	free(sp2);
+	free(hm);
+	spam_bayes_close(&b);
+	free(prefix);
+}
+
 int main(void)
 {
 	spam_mime_init();
@@ -1449,6 +1539,7 @@ int main(void)
 		cmocka_unit_test(test_threads_and_speed),
 		cmocka_unit_test(test_mangled_input),
 		cmocka_unit_test(test_redis_same_as_lmdb),
+		cmocka_unit_test(test_redis_reconnect),
 	};
 	return cmocka_run_group_tests(tests, setup_tmp, teardown_tmp);
 }
