@@ -565,12 +565,25 @@ static redisContext *rd_get(struct spam_bayes_store *s, char **err_out)
 	return c ? c : rd_connect(s, err_out);
 }
 
-/* rd_put - back to the pool, or closed after an error (the next call reconnects). */
-static void rd_put(struct spam_bayes_store *s, redisContext *c, int ok)
+/*
+ * rd_put - back to the pool after success (returns 0); closed after an
+ * error: -2 when the connection itself broke (the pooled ones are dropped
+ * too: a restarted or failed-over server broke them all, and the caller
+ * retries once on a new one), else -1.
+ */
+static int rd_put(struct spam_bayes_store *s, redisContext *c, int ok)
 {
 	if (!ok || c->err) {
+		int broken = c->err != 0;
 		redisFree(c);
-		return;
+		if (!ok && broken) {
+			pthread_mutex_lock(&s->lock);
+			for (size_t i = 0; i < s->npool; i++)
+				redisFree(s->pool[i]);
+			s->npool = 0;
+			pthread_mutex_unlock(&s->lock);
+		}
+		return ok ? 0 : broken ? -2 : -1;
 	}
 	pthread_mutex_lock(&s->lock);
 	if (s->npool == s->cappool) {
@@ -579,6 +592,7 @@ static void rd_put(struct spam_bayes_store *s, redisContext *c, int ok)
 	}
 	s->pool[s->npool++] = c;
 	pthread_mutex_unlock(&s->lock);
+	return 0;
 }
 
 static int64_t rd_int(const redisReply *r)
@@ -635,8 +649,7 @@ static int rd_salt(struct spam_bayes_store *s, const uint8_t *new_salt, char **e
 out:
 	if (r)
 		freeReplyObject(r);
-	rd_put(s, c, ok);
-	return ok ? 0 : -1;
+	return rd_put(s, c, ok);
 }
 
 static int rd_open(struct spam_bayes_store *s, const struct spam_bayes_store_opts *o, char **err_out)
@@ -700,8 +713,7 @@ static int rd_totals(struct spam_bayes_store *s, struct spam_bayes_totals *out, 
 		rd_reply_err(c, r, "HMGET totals", err_out);
 		if (r)
 			freeReplyObject(r);
-		rd_put(s, c, 0);
-		return -1;
+		return rd_put(s, c, 0);
 	}
 	rd_fill_totals(r, out);
 	freeReplyObject(r);
@@ -753,8 +765,7 @@ static int rd_lookup(struct spam_bayes_store *s, const uint64_t *h, size_t n,
 	free(block);
 	free(keys);
 	free(klen);
-	rd_put(s, c, ok);
-	return ok ? 0 : -1;
+	return rd_put(s, c, ok);
 }
 
 /* rd_eval - EVAL script with keys (2 fixed + n token keys) and args; reply or NULL. */
@@ -808,8 +819,7 @@ static int rd_learn(struct spam_bayes_store *s, const uint8_t *digest, enum spam
 		rd_reply_err(c, r, "learn script", err_out);
 		if (r)
 			freeReplyObject(r);
-		rd_put(s, c, 0);
-		return -1;
+		return rd_put(s, c, 0);
 	}
 	const char *p = r->element[0]->str;
 	*prev_out = *p == 's' ? SPAM_BAYES_SPAM : *p == 'h' ? SPAM_BAYES_HAM : SPAM_BAYES_NONE;
@@ -832,8 +842,7 @@ static int rd_seen(struct spam_bayes_store *s, const uint8_t *digest, enum spam_
 		rd_reply_err(c, r, "GET", err_out);
 		if (r)
 			freeReplyObject(r);
-		rd_put(s, c, 0);
-		return -1;
+		return rd_put(s, c, 0);
 	}
 	*out = SPAM_BAYES_NONE;
 	if (r->type == REDIS_REPLY_STRING && r->len == 1)
@@ -859,8 +868,7 @@ static int rd_touch(struct spam_bayes_store *s, const uint64_t *h, size_t n, uin
 		rd_reply_err(c, r, "touch script", err_out);
 	if (r)
 		freeReplyObject(r);
-	rd_put(s, c, ok);
-	return ok ? 0 : -1;
+	return rd_put(s, c, ok);
 }
 
 /* The MATCH pattern for token keys: the prefix with glob characters escaped, then "t*". */
@@ -928,8 +936,7 @@ static int rd_scan(struct spam_bayes_store *s, spam_bayes_store_each_fn fn, void
 		freeReplyObject(r);
 	} while (ok && !stop && strcmp(cursor, "0"));
 	free(pat);
-	rd_put(s, c, ok);
-	return ok ? 0 : -1;
+	return rd_put(s, c, ok);
 }
 
 static int rd_delete(struct spam_bayes_store *s, const uint64_t *h, size_t n, int64_t now_s,
@@ -983,11 +990,25 @@ static int rd_delete(struct spam_bayes_store *s, const uint64_t *h, size_t n, in
 				freeReplyObject(r);
 		}
 	}
-	rd_put(s, c, ok);
-	return ok ? 0 : -1;
+	return rd_put(s, c, ok);
 }
 
 /* ---------------------------------------------------------- interface */
+
+/*
+ * RD_RETRY - run a Redis operation; when its connection broke (-2), once
+ * more on a new one: every operation may run twice (learning is recorded
+ * by digest, so a learn step that did run is "already" the second time).
+ */
+#define RD_RETRY(call) do { \
+	int rc_ = (call); \
+	if (rc_ == -2) { \
+		free(*err_out); \
+		*err_out = NULL; \
+		rc_ = (call); \
+	} \
+	return rc_ < 0 ? -1 : rc_; \
+} while (0)
 
 struct spam_bayes_store *spam_bayes_store_open(const struct spam_bayes_store_opts *o,
 					       char **err_out)
@@ -1042,7 +1063,7 @@ int spam_bayes_store_totals(struct spam_bayes_store *s, struct spam_bayes_totals
 			    char **err_out)
 {
 	if (s->backend == SPAM_BAYES_REDIS)
-		return rd_totals(s, out, err_out);
+		RD_RETRY(rd_totals(s, out, err_out));
 	return lm_lookup(s, NULL, 0, NULL, out, err_out);
 }
 
@@ -1051,7 +1072,7 @@ int spam_bayes_store_lookup(struct spam_bayes_store *s, const uint64_t *h, size_
 			    char **err_out)
 {
 	if (s->backend == SPAM_BAYES_REDIS)
-		return rd_lookup(s, h, n, counts_out, totals_out, err_out);
+		RD_RETRY(rd_lookup(s, h, n, counts_out, totals_out, err_out));
 	return lm_lookup(s, h, n, counts_out, totals_out, err_out);
 }
 
@@ -1060,7 +1081,7 @@ int spam_bayes_store_learn(struct spam_bayes_store *s, const uint8_t digest[SPAM
 			   enum spam_bayes_class *prev_out, char **err_out)
 {
 	if (s->backend == SPAM_BAYES_REDIS)
-		return rd_learn(s, digest, op, h, n, now_s, prev_out, err_out);
+		RD_RETRY(rd_learn(s, digest, op, h, n, now_s, prev_out, err_out));
 	return lm_learn(s, digest, op, h, n, now_s, prev_out, err_out);
 }
 
@@ -1068,7 +1089,7 @@ int spam_bayes_store_seen(struct spam_bayes_store *s, const uint8_t digest[SPAM_
 			  enum spam_bayes_class *class_out, char **err_out)
 {
 	if (s->backend == SPAM_BAYES_REDIS)
-		return rd_seen(s, digest, class_out, err_out);
+		RD_RETRY(rd_seen(s, digest, class_out, err_out));
 	MDB_txn *txn;
 	int rc = lm_begin(s, MDB_RDONLY, &txn);
 	if (rc)
@@ -1082,7 +1103,7 @@ int spam_bayes_store_touch(struct spam_bayes_store *s, const uint64_t *h, size_t
 			   char **err_out)
 {
 	if (s->backend == SPAM_BAYES_REDIS)
-		return rd_touch(s, h, n, now_s, err_out);
+		RD_RETRY(rd_touch(s, h, n, now_s, err_out));
 	return lm_touch(s, h, n, now_s, err_out);
 }
 
@@ -1090,7 +1111,7 @@ int spam_bayes_store_scan(struct spam_bayes_store *s, spam_bayes_store_each_fn f
 			  char **err_out)
 {
 	if (s->backend == SPAM_BAYES_REDIS)
-		return rd_scan(s, fn, arg, err_out);
+		RD_RETRY(rd_scan(s, fn, arg, err_out));
 	return lm_scan(s, fn, arg, err_out);
 }
 
@@ -1098,7 +1119,7 @@ int spam_bayes_store_delete(struct spam_bayes_store *s, const uint64_t *h, size_
 			    char **err_out)
 {
 	if (s->backend == SPAM_BAYES_REDIS)
-		return rd_delete(s, h, n, now_s, err_out);
+		RD_RETRY(rd_delete(s, h, n, now_s, err_out));
 	return lm_delete(s, h, n, now_s, err_out);
 }
 

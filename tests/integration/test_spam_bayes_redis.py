@@ -6,7 +6,7 @@ tests/data/spam/spamassassin-sample into LMDB and into Redis, and checks
 that both give the same totals, the same probability for every message of
 the other half, the same learn-twice / move / forget results and the same
 expiry, and its test_redis_reconnect checks that connections killed by
-the server cost at most one failed call. Here we also check what Redis holds: only hashed keys and
+the server cost no failed call (one retry on a new connection). Here we also check what Redis holds: only hashed keys and
 numbers, no text of the messages."""
 import os
 import shutil
