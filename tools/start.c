@@ -134,6 +134,15 @@ static void select_filters(const struct conf *c)
 	}
 }
 
+/* kid_named - whether the filter called name is among the started ones. */
+static int kid_named(const char *name)
+{
+	for (size_t i = 0; i < nkids; i++)
+		if (!strcmp(kids[i].name, name))
+			return 1;
+	return 0;
+}
+
 /*
  * write_generated - the admin's config followed by the wiring for the
  * filters in kids[]. Returns 0 or -1 with *err_out (caller frees).
@@ -162,6 +171,14 @@ static int write_generated(const struct conf *c, char **err_out)
 	for (size_t i = 0; i < nkids; i++)
 		if (kids[i].sock)
 			sbuf_printf(&out, "%s_socket = unix:%s\n", kids[i].name, kids[i].sock);
+	/*
+	 * In the integrated chain sluiced removes forged Authentication-Results
+	 * at ingress and sluice-dkim verifies ahead of sluice-dmarc: DMARC takes
+	 * the DKIM results from our own header instead of verifying twice
+	 * (OpenDMARC's model), unless the admin chose otherwise.
+	 */
+	if (kid_named("dkim") && kid_named("dmarc") && !conf_is_set(c, "dmarc_self_validate"))
+		sbuf_adds(&out, "dmarc_self_validate = no\n");
 	if (milters.len) {
 		sbuf_printf(&out, "smtpd_milters = %s", milters.buf);
 		struct sbuf rest;

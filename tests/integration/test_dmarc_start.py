@@ -32,6 +32,8 @@ def test_sluice_start_runs_dmarc_after_dkim(tmp_path, dmarc_dns):
         wait_for(s._greets, timeout=60, what="sluiced behind sluice start (log: %s)" % s.log_text())
         gen = open(tmp_path / "run" / "sluice.conf").read()
         assert re.search(r"smtpd_milters = unix:\S+/dkim\.sock,? unix:\S+/dmarc\.sock", gen), gen
+        # the chain strips forged A-R and verifies DKIM ahead: DMARC trusts our own header
+        assert re.search(r"^dmarc_self_validate = no$", gen, re.M), gen
         bad = Session(s.port, BAD_IP)
         try:
             code, text = bad.send(message(), "a@reject.example")
