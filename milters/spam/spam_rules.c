@@ -129,11 +129,11 @@ void spam_rules_free(struct spam_rules **rsp)
 	free(rs->files);
 	free(rs->meta_order);
 	free(rs->cache_dir);
-	for (int k = 0; k < 6; k++) {
+	for (int k = 0; k < 6; k++)
 		free(rs->kind_idx[k]);
+	for (int k = 0; k < 12; k++)
 		if (rs->hs[k])
 			hs_free_database(rs->hs[k]);
-	}
 	free(rs);
 	*rsp = NULL;
 }

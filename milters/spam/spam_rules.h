@@ -67,6 +67,7 @@ struct spam_rule {
 	uint32_t re_opts;	/* PCRE2_CASELESS, ... */
 	pcre2_code *re;
 	int hs;			/* 1: matched through the Vectorscan database of its kind */
+	int pf;			/* 1: PCRE2 runs only when the kind's prefilter database says so */
 	/* meta */
 	char *meta_expr;
 	struct spam_meta *meta;
@@ -85,6 +86,7 @@ struct spam_rules_stats {
 	size_t hs_patterns;	/* in Vectorscan databases */
 	size_t pcre_patterns;
 	size_t hs_cached;	/* Vectorscan databases read from the cache */
+	size_t pf_patterns;	/* PCRE2 rules behind a Vectorscan prefilter */
 	size_t skipped_eval;	/* eval: tests */
 	size_t skipped_type;	/* plugin-only rule types (mimeheader, askdns, uri_detail, ...) */
 	size_t skipped_block;	/* inside if/ifplugin blocks we cannot honour */
@@ -143,6 +145,8 @@ long spam_rules_find(const struct spam_rules *rs, const char *name);
 /* For spam_scan: the active metas in evaluation order, and the Vectorscan database of a kind. */
 const size_t *spam_rules_meta_order(const struct spam_rules *rs, size_t *n_out);
 const void *spam_rules_hs_db(const struct spam_rules *rs, enum spam_rule_kind kind);
+/* The prefilter database of a kind (HS_FLAG_PREFILTER: may say yes wrongly, never no wrongly). */
+const void *spam_rules_pf_db(const struct spam_rules *rs, enum spam_rule_kind kind);
 /* spam_rules_generation - unique per compiled set (never 0). */
 unsigned spam_rules_generation(const struct spam_rules *rs);
 /* Active rule indexes of one kind (all, including Vectorscan ones). */

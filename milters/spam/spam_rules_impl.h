@@ -51,7 +51,7 @@ struct spam_rules {
 	size_t n_meta_order;
 	size_t *kind_idx[6];
 	size_t n_kind[6];
-	hs_database_t *hs[6];
+	hs_database_t *hs[12];	/* [kind]: matching; [6 + kind]: prefilter for PCRE2 rules */
 	struct spam_rules_stats st;
 	int compiled;
 	unsigned gen;

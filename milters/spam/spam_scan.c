@@ -53,6 +53,9 @@ static hs_scratch_t *scratch_for(const struct spam_rules *rs)
 			const hs_database_t *db = spam_rules_hs_db(rs, kinds[i]);
 			if (db && hs_alloc_scratch(db, &sc->s) != HS_SUCCESS)
 				panic("spam_scan: hs_alloc_scratch failed");
+			db = spam_rules_pf_db(rs, kinds[i]);
+			if (db && hs_alloc_scratch(db, &sc->s) != HS_SUCCESS)
+				panic("spam_scan: hs_alloc_scratch failed");
 		}
 		sc->gen = gen;
 	}
@@ -383,7 +386,7 @@ static double re_count(const struct spam_rule *r, pcre2_match_data *md, const ch
 }
 
 static void run_kind(const struct spam_rules *rs, enum spam_rule_kind kind, const struct elems *e,
-		     double *values, pcre2_match_data *md)
+		     double *values, double *cand, pcre2_match_data *md)
 {
 	const hs_database_t *db = spam_rules_hs_db(rs, kind);
 	if (db) {
@@ -391,11 +394,17 @@ static void run_kind(const struct spam_rules *rs, enum spam_rule_kind kind, cons
 		for (size_t i = 0; i < e->n; i++)
 			hs_scan(db, e->p[i], (unsigned)e->len[i], 0, s, on_hs_match, values);
 	}
+	db = spam_rules_pf_db(rs, kind);
+	if (db) {
+		hs_scratch_t *s = scratch_for(rs);
+		for (size_t i = 0; i < e->n; i++)
+			hs_scan(db, e->p[i], (unsigned)e->len[i], 0, s, on_hs_match, cand);
+	}
 	size_t n;
 	const size_t *idx = spam_rules_of_kind(rs, kind, &n);
 	for (size_t k = 0; k < n; k++) {
 		const struct spam_rule *r = spam_rules_get(rs, idx[k]);
-		if (r->hs || !r->active || r->re == NULL)
+		if (r->hs || !r->active || r->re == NULL || (r->pf && cand[idx[k]] == 0))
 			continue;
 		double total = 0;
 		for (size_t i = 0; i < e->n; i++) {
@@ -439,6 +448,7 @@ void spam_scan(const struct spam_rules *rs, const struct spam_mime *m, const str
 	memset(out, 0, sizeof(*out));
 	size_t nrules = spam_rules_count(rs);
 	double *values = xcalloc(nrules + 1, sizeof(double));
+	double *cand = xcalloc(nrules + 1, sizeof(double));	/* prefilter said: may match */
 	pcre2_match_data *md = pcre2_match_data_create(1, NULL);
 
 	size_t n;
@@ -465,12 +475,12 @@ void spam_scan(const struct spam_rules *rs, const struct spam_mime *m, const str
 	if (subj)
 		el_add(&body, subj->value, strlen(subj->value));
 	paragraphs(text, &body);
-	run_kind(rs, SPAM_RULE_BODY, &body, values, md);
+	run_kind(rs, SPAM_RULE_BODY, &body, values, cand, md);
 	el_free(&body);
 
 	struct elems raw = { 0 };
 	lines(m->rawtext ? m->rawtext : "", &raw);
-	run_kind(rs, SPAM_RULE_RAWBODY, &raw, values, md);
+	run_kind(rs, SPAM_RULE_RAWBODY, &raw, values, cand, md);
 	el_free(&raw);
 
 	struct elems uris = { 0 };
@@ -479,12 +489,12 @@ void spam_scan(const struct spam_rules *rs, const struct spam_mime *m, const str
 		if (m->urls[i].raw && strcmp(m->urls[i].raw, m->urls[i].url))
 			el_add(&uris, m->urls[i].raw, strlen(m->urls[i].raw));
 	}
-	run_kind(rs, SPAM_RULE_URI, &uris, values, md);
+	run_kind(rs, SPAM_RULE_URI, &uris, values, cand, md);
 	el_free(&uris);
 
 	struct elems full = { 0 };
 	el_add(&full, m->scanned, m->scanned_len);
-	run_kind(rs, SPAM_RULE_FULL, &full, values, md);
+	run_kind(rs, SPAM_RULE_FULL, &full, values, cand, md);
 	el_free(&full);
 
 	size_t nm;
@@ -505,6 +515,7 @@ void spam_scan(const struct spam_rules *rs, const struct spam_mime *m, const str
 	pcre2_match_data_free(md);
 	free(text);
 	free(values);
+	free(cand);
 }
 
 void spam_result_clear(struct spam_result *r)
