@@ -500,9 +500,14 @@ int main(int argc, char **argv)
 	if (daemon_pidfile(conf_str(c, "dkim_pid_file"), &err) < 0)
 		fatal("dkim_pid_file: %s", err);
 
+	/* every thread blocks HUP (ours), TERM and INT (libmilter's signal thread
+	 * sigwait()s for them and stops gracefully); a thread that left TERM
+	 * unblocked would let it kill the process */
 	sigset_t set;
 	sigemptyset(&set);
 	sigaddset(&set, SIGHUP);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
 	pthread_t th;
 	pthread_create(&th, NULL, reload_thread, NULL);

@@ -350,3 +350,11 @@ def test_sighup_reloads_keys_while_connection_open(stack, keys, tmp_path):
     assert sorted(sels) == [(b"1", "sel"), (b"2", "sel2"), (b"3", "sel2")], sels
     # one milter connection for the whole SMTP session (no reconnect after the reloads)
     assert "reload failed" in s.log_text()
+
+
+def test_sigterm_stops_gracefully(tmp_path, keys):
+    """SIGTERM goes to libmilter's signal thread (every thread blocks it):
+    exit 0 with the stop line, not death by the signal (status -15)."""
+    dk = SluiceDkim(tmp_path, simple_signing(keys), "unix").start()
+    assert dk.stop() == 0, dk.output()
+    assert "dkim: stopped" in dk.output()
