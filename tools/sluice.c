@@ -6,6 +6,7 @@
  *   sluice params [-c FILE] [-d]  every parameter's value (like postconf; -d defaults)
  *   sluice keygen ...          DKIM keys and DNS records (tools/keygen.c)
  *   sluice start|stop|status|reload   the integrated server (tools/start.c)
+ *   sluice report ...          summaries of mail logs (tools/report.c)
  */
 #include "conf/params.h"
 #include "mta/smtpd.h"
@@ -26,6 +27,7 @@
 #include <unistd.h>
 
 int keygen_main(int argc, char **argv);
+int report_main(int argc, char **argv);
 int start_dispatch(int argc, char **argv);
 
 #define USAGE "usage: sluice check -c FILE\n" \
@@ -34,6 +36,8 @@ int start_dispatch(int argc, char **argv);
 	      "       sluice keygen --check -d DOMAIN -s SELECTOR -k KEYFILE [-c FILE]\n" \
 	      "       sluice params [-c FILE] [-d] [NAME...]\n" \
 	      "       sluice start [-f] -c FILE | stop -c FILE | status -c FILE | reload -c FILE\n" \
+	      "       sluice report [--format text|json|html] [--since TIME] [--until TIME] [--top N]\n" \
+	      "                     [-o FILE] LOGFILE...\n" \
 	      "       sluice --help | --version\n"
 
 static void usage(void)
@@ -431,6 +435,8 @@ int main(int argc, char **argv)
 		return cmd_queue(argc, argv);
 	if (!strcmp(argv[1], "keygen"))
 		return keygen_main(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "report"))
+		return report_main(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "params"))
 		return cmd_params(argc, argv);
 	int rc = start_dispatch(argc, argv);
