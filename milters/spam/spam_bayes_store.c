@@ -203,6 +203,8 @@ static int lm_open(struct spam_bayes_store *s, const struct spam_bayes_store_opt
 		return lm_err(rc, err_out);
 	mdb_env_set_maxdbs(s->env, 4);
 	mdb_env_set_mapsize(s->env, o->db_max_bytes ? o->db_max_bytes : (size_t)256 << 20);
+	/* no MDB_WRITEMAP: it learns about twice as fast, but with MDB_NOSYNC a
+	 * crash of the machine could then corrupt months of learning */
 	rc = mdb_env_open(s->env, o->db_path, MDB_NOSUBDIR | MDB_NOSYNC | MDB_NOTLS, 0600);
 	if (rc) {
 		*err_out = xasprintf("%s: %s", o->db_path, mdb_strerror(rc));
@@ -312,29 +314,43 @@ static int lm_learn(struct spam_bayes_store *s, const uint8_t *digest, enum spam
 		return 0;
 	}
 	long long created = 0, removed = 0;
+	MDB_cursor *cur;
+	if ((rc = mdb_cursor_open(txn, s->tok, &cur)))
+		goto fail;
+	/* one cursor over the sorted hashes: find, then update in place */
 	for (size_t i = 0; i < n; i++) {
-		struct spam_bayes_counts c;
-		int existed = lm_get_tok(s, txn, h[i], &c);
-		if (existed < 0) {
-			rc = -existed;
-			goto fail;
-		}
-		c.spam = clamp_add(c.spam, ds);
-		c.ham = clamp_add(c.ham, dh);
+		uint64_t key = h[i];
+		uint32_t w[3] = { 0, 0, 0 };
+		MDB_val k = { sizeof key, &key }, v;
+		rc = mdb_cursor_get(cur, &k, &v, MDB_SET);
+		int existed = rc == 0;
+		if (rc && rc != MDB_NOTFOUND)
+			break;
+		if (existed && v.mv_size == sizeof w)
+			memcpy(w, v.mv_data, sizeof w);
+		w[0] = clamp_add(w[0], ds);
+		w[1] = clamp_add(w[1], dh);
 		if (ds > 0 || dh > 0)
-			c.atime_s = now_s;
-		if (!c.spam && !c.ham) {
+			w[2] = now_s;
+		rc = 0;
+		if (!w[0] && !w[1]) {
 			if (existed) {
-				if ((rc = lm_del_tok(s, txn, h[i])))
-					goto fail;
+				if ((rc = mdb_cursor_del(cur, 0)))
+					break;
 				removed++;
 			}
 			continue;
 		}
-		if ((rc = lm_put_tok(s, txn, h[i], &c)))
-			goto fail;
+		MDB_val nv = { sizeof w, w };
+		k.mv_size = sizeof key;
+		k.mv_data = &key;
+		if ((rc = mdb_cursor_put(cur, &k, &nv, existed ? MDB_CURRENT : 0)))
+			break;
 		created += !existed;
 	}
+	mdb_cursor_close(cur);
+	if (rc)
+		goto fail;
 	struct spam_bayes_totals t;
 	lm_totals(s, txn, &t);
 	uint64_t ntok = (long long)t.ntokens + created - removed < 0 ? 0 : t.ntokens + created - removed;
