@@ -40,7 +40,7 @@ struct spam_bayes_opts {
 	struct spam_bayes_store_opts store;
 	unsigned min_spam, min_ham;	/* classify only after this many were learned (200, 200) */
 	double robinson_s;		/* strength of the prior x (0.45) */
-	double robinson_x;		/* f(w) of a token never seen (0.5) */
+	double robinson_x;		/* the prior: f(w) of a token with no counts (0.5; such tokens are not combined) */
 	double min_prob_strength;	/* |f(w) - 0.5| below this is ignored (0.10) */
 	unsigned max_significant;	/* tokens combined (150) */
 	size_t max_tokens_per_msg;	/* distinct tokens per message (3000) */
@@ -92,9 +92,9 @@ struct spam_bayes *spam_bayes_open_shared(const struct spam_bayes_opts *o, struc
 					  char **err_out);
 /* spam_bayes_close - the last handle on a store flushes and closes it; NULL ignored; *b = NULL. */
 void spam_bayes_close(struct spam_bayes **b);
-/* spam_bayes_opts - the options in use (borrowed). */
+/* spam_bayes_get_opts - the options in use (borrowed). */
 const struct spam_bayes_opts *spam_bayes_get_opts(const struct spam_bayes *b);
-/* spam_bayes_store - the store (borrowed; for tests and `learn` statistics). */
+/* spam_bayes_get_store - the store (borrowed; for tests and `learn` statistics). */
 struct spam_bayes_store *spam_bayes_get_store(struct spam_bayes *b);
 
 /*
@@ -115,7 +115,7 @@ size_t spam_bayes_features(const struct spam_bayes_opts *o, const struct spam_mi
  */
 size_t spam_bayes_tokens(const struct spam_bayes *b, const struct spam_mime *m, uint64_t **h_out);
 
-/* spam_bayes_hash - SipHash-2-4 of data with the 16-byte key. */
+/* spam_bayes_siphash - SipHash-2-4 (64 bits) of data with the 16-byte key. */
 uint64_t spam_bayes_siphash(const uint8_t key[16], const void *data, size_t len);
 
 /*
