@@ -14,6 +14,14 @@
 
 #define SCAN_MAX_ELEMENTS 20000	/* body paragraphs / rawbody lines looked at */
 #define SCAN_MAX_MULTIPLE 1000	/* tflags multiple without maxhits */
+/*
+ * PCRE2 limits per match, so no regex (SpamAssassin's included) can spend
+ * unbounded CPU on a crafted message: a match that hits them counts as no
+ * match. The JIT stack may grow to 1 MiB.
+ */
+#define SCAN_MATCH_LIMIT 500000
+#define SCAN_DEPTH_LIMIT 50000
+#define SCAN_JIT_STACK_MAX (1024 * 1024)
 
 /* ---- per-thread Vectorscan scratch ---- */
 
@@ -368,14 +376,28 @@ static int on_hs_match(unsigned id, unsigned long long from, unsigned long long 
 	return 0;
 }
 
+static pcre2_match_context *mctx_new(pcre2_jit_stack **jit_out)
+{
+	pcre2_match_context *mc = pcre2_match_context_create(NULL);
+	if (mc == NULL)
+		panic("spam_scan: pcre2_match_context_create failed");
+	pcre2_set_match_limit(mc, SCAN_MATCH_LIMIT);
+	pcre2_set_depth_limit(mc, SCAN_DEPTH_LIMIT);
+	*jit_out = pcre2_jit_stack_create(32 * 1024, SCAN_JIT_STACK_MAX, NULL);
+	if (*jit_out)
+		pcre2_jit_stack_assign(mc, NULL, *jit_out);
+	return mc;
+}
+
 /* re_count - matches of re in s (1 at most unless multiple; capped). */
-static double re_count(const struct spam_rule *r, pcre2_match_data *md, const char *s, size_t len)
+static double re_count(const struct spam_rule *r, pcre2_match_data *md, pcre2_match_context *mc,
+		       const char *s, size_t len)
 {
 	unsigned max = r->tflags & SPAM_TF_MULTIPLE ? (r->maxhits ? r->maxhits : SCAN_MAX_MULTIPLE) : 1;
 	unsigned n = 0;
 	PCRE2_SIZE off = 0;
 	while (n < max && off <= len) {
-		int rc = pcre2_match(r->re, (PCRE2_SPTR)s, len, off, 0, md, NULL);
+		int rc = pcre2_match(r->re, (PCRE2_SPTR)s, len, off, 0, md, mc);
 		if (rc < 0)
 			break;
 		n++;
@@ -386,7 +408,7 @@ static double re_count(const struct spam_rule *r, pcre2_match_data *md, const ch
 }
 
 static void run_kind(const struct spam_rules *rs, enum spam_rule_kind kind, const struct elems *e,
-		     double *values, double *cand, pcre2_match_data *md)
+		     double *values, double *cand, pcre2_match_data *md, pcre2_match_context *mc)
 {
 	const hs_database_t *db = spam_rules_hs_db(rs, kind);
 	if (db) {
@@ -408,7 +430,7 @@ static void run_kind(const struct spam_rules *rs, enum spam_rule_kind kind, cons
 			continue;
 		double total = 0;
 		for (size_t i = 0; i < e->n; i++) {
-			total += re_count(r, md, e->p[i], e->len[i]);
+			total += re_count(r, md, mc, e->p[i], e->len[i]);
 			if (total && !(r->tflags & SPAM_TF_MULTIPLE))
 				break;
 		}
@@ -450,6 +472,8 @@ void spam_scan(const struct spam_rules *rs, const struct spam_mime *m, const str
 	double *values = xcalloc(nrules + 1, sizeof(double));
 	double *cand = xcalloc(nrules + 1, sizeof(double));	/* prefilter said: may match */
 	pcre2_match_data *md = pcre2_match_data_create(1, NULL);
+	pcre2_jit_stack *jit;
+	pcre2_match_context *mc = mctx_new(&jit);
 
 	size_t n;
 	const size_t *idx = spam_rules_of_kind(rs, SPAM_RULE_HEADER, &n);
@@ -462,7 +486,7 @@ void spam_scan(const struct spam_rules *rs, const struct spam_mime *m, const str
 			values[idx[k]] = v != NULL;
 		} else if (r->re) {
 			const char *s = v ? v : r->if_unset ? r->if_unset : "";
-			int hit = pcre2_match(r->re, (PCRE2_SPTR)s, strlen(s), 0, 0, md, NULL) >= 0;
+			int hit = pcre2_match(r->re, (PCRE2_SPTR)s, strlen(s), 0, 0, md, mc) >= 0;
 			values[idx[k]] = hit != r->negate;
 		}
 		free(v);
@@ -475,12 +499,12 @@ void spam_scan(const struct spam_rules *rs, const struct spam_mime *m, const str
 	if (subj)
 		el_add(&body, subj->value, strlen(subj->value));
 	paragraphs(text, &body);
-	run_kind(rs, SPAM_RULE_BODY, &body, values, cand, md);
+	run_kind(rs, SPAM_RULE_BODY, &body, values, cand, md, mc);
 	el_free(&body);
 
 	struct elems raw = { 0 };
 	lines(m->rawtext ? m->rawtext : "", &raw);
-	run_kind(rs, SPAM_RULE_RAWBODY, &raw, values, cand, md);
+	run_kind(rs, SPAM_RULE_RAWBODY, &raw, values, cand, md, mc);
 	el_free(&raw);
 
 	struct elems uris = { 0 };
@@ -489,12 +513,12 @@ void spam_scan(const struct spam_rules *rs, const struct spam_mime *m, const str
 		if (m->urls[i].raw && strcmp(m->urls[i].raw, m->urls[i].url))
 			el_add(&uris, m->urls[i].raw, strlen(m->urls[i].raw));
 	}
-	run_kind(rs, SPAM_RULE_URI, &uris, values, cand, md);
+	run_kind(rs, SPAM_RULE_URI, &uris, values, cand, md, mc);
 	el_free(&uris);
 
 	struct elems full = { 0 };
 	el_add(&full, m->scanned, m->scanned_len);
-	run_kind(rs, SPAM_RULE_FULL, &full, values, cand, md);
+	run_kind(rs, SPAM_RULE_FULL, &full, values, cand, md, mc);
 	el_free(&full);
 
 	size_t nm;
@@ -513,6 +537,8 @@ void spam_scan(const struct spam_rules *rs, const struct spam_mime *m, const str
 	if (out->nhits > 1)
 		qsort(out->hits, out->nhits, sizeof(*out->hits), hit_cmp);
 	pcre2_match_data_free(md);
+	pcre2_match_context_free(mc);
+	pcre2_jit_stack_free(jit);
 	free(text);
 	free(values);
 	free(cand);

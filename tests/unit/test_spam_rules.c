@@ -452,6 +452,39 @@ static void test_vectorscan_cache(void **state)
 	free(cmd);
 }
 
+/* A catastrophically backtracking rule on a crafted message: bounded by the match limits. */
+static void test_backtracking_bounded(void **state)
+{
+	(void)state;
+	struct spam_rules *rs = load("body EVIL /(?:a|a)+ b/x\nheader EVIL_H Subject =~ /(?:a|a)+b/\n");
+	assert_false(rule(rs, "EVIL")->hs);
+	struct sbuf b;
+	sbuf_init(&b);
+	sbuf_adds(&b, "Subject: ");
+	/* the 'b' is there (so PCRE2 cannot give up at once), just not after the a's */
+	for (int i = 0; i < 60; i++)
+		sbuf_addc(&b, 'a');
+	sbuf_adds(&b, "c b\n\n");
+	for (int p = 0; p < 20; p++) {
+		for (int i = 0; i < 60; i++)
+			sbuf_addc(&b, 'a');
+		sbuf_adds(&b, "c b\n\n");
+	}
+	struct spam_mime *m = spam_mime_parse(b.buf, b.len, NULL);
+	long long t0 = now_ms();
+	struct spam_result res;
+	spam_scan(rs, m, NULL, &res);
+	long long took = now_ms() - t0;
+	assert_int_equal(res.nhits, 0);
+	print_message("backtracking scan: %lld ms\n", took);
+	if (took > 5000)
+		fail_msg("scan took %lld ms", took);
+	spam_result_clear(&res);
+	spam_mime_free(&m);
+	sbuf_free(&b);
+	spam_rules_free(&rs);
+}
+
 static char *read_all(const char *path)
 {
 	FILE *f = fopen(path, "rb");
@@ -534,6 +567,7 @@ int main(void)
 		cmocka_unit_test(test_vectorscan_and_pcre),
 		cmocka_unit_test(test_pseudo_headers),
 		cmocka_unit_test(test_vectorscan_cache),
+		cmocka_unit_test(test_backtracking_bounded),
 		cmocka_unit_test(test_spamassassin_rules),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
