@@ -475,22 +475,43 @@ void spam_scan(const struct spam_rules *rs, const struct spam_mime *m, const str
 	pcre2_jit_stack *jit;
 	pcre2_match_context *mc = mctx_new(&jit);
 
+	/* header rules: each (field, modifiers) value is built once per message */
 	size_t n;
 	const size_t *idx = spam_rules_of_kind(rs, SPAM_RULE_HEADER, &n);
+	struct hview {
+		const char *field;
+		unsigned mods;
+		char *value;	/* NULL: no such header */
+		size_t len;
+	} *views = xcalloc(n + 1, sizeof(*views));
+	size_t nviews = 0;
 	for (size_t k = 0; k < n; k++) {
 		const struct spam_rule *r = spam_rules_get(rs, idx[k]);
 		if (!r->active)
 			continue;
-		char *v = spam_scan_header_value(m, env, r->field, r->hdr_mods);
+		struct hview *hv = NULL;
+		for (size_t i = 0; i < nviews && hv == NULL; i++)
+			if (views[i].mods == r->hdr_mods && !strcmp(views[i].field, r->field))
+				hv = &views[i];
+		if (hv == NULL) {
+			hv = &views[nviews++];
+			hv->field = r->field;
+			hv->mods = r->hdr_mods;
+			hv->value = spam_scan_header_value(m, env, r->field, r->hdr_mods);
+			hv->len = hv->value ? strlen(hv->value) : 0;
+		}
 		if (r->exists) {
-			values[idx[k]] = v != NULL;
+			values[idx[k]] = hv->value != NULL;
 		} else if (r->re) {
-			const char *s = v ? v : r->if_unset ? r->if_unset : "";
-			int hit = pcre2_match(r->re, (PCRE2_SPTR)s, strlen(s), 0, 0, md, mc) >= 0;
+			const char *s = hv->value ? hv->value : r->if_unset ? r->if_unset : "";
+			size_t sl = hv->value ? hv->len : strlen(s);
+			int hit = pcre2_match(r->re, (PCRE2_SPTR)s, sl, 0, 0, md, mc) >= 0;
 			values[idx[k]] = hit != r->negate;
 		}
-		free(v);
 	}
+	for (size_t i = 0; i < nviews; i++)
+		free(views[i].value);
+	free(views);
 
 	/* body: Subject, then paragraphs of the rendered text */
 	char *text = xstrdup(m->text ? m->text : "");
