@@ -45,7 +45,7 @@ DAEMON_LIBAS := $(foreach d,$(EXTRA_DAEMON_DIRS),$(OBJ)/libd-$(notdir $(d)).a)
 # Extra link flags per daemon (DAEMON_LIBS_<dir>); unit tests get all of them.
 DAEMON_LIBS_dkim := -lmilter $(shell pkg-config --libs opendkim 2>/dev/null || echo -lopendkim)
 DAEMON_LIBS_dmarc := -lmilter $(shell pkg-config --libs opendkim 2>/dev/null || echo -lopendkim)
-DAEMON_LIBS_spam := -lmilter $(shell pkg-config --libs gmime-3.0 libxml-2.0 libhs libmaxminddb 2>/dev/null)
+DAEMON_LIBS_spam := -lmilter -llmdb -lhiredis $(shell pkg-config --libs gmime-3.0 libxml-2.0 libhs libmaxminddb 2>/dev/null)
 DAEMON_LIBS_ratelimit := -llmdb -lhiredis
 # Compile flags for the sources of one daemon and its unit tests.
 SPAM_CFLAGS = $(shell pkg-config --cflags gmime-3.0 libxml-2.0 libhs libmaxminddb 2>/dev/null)
