@@ -4,6 +4,7 @@
  * libmilter callbacks that hand the message to spam_msg.c and apply its
  * outcome.
  */
+#include "milters/spam/spam_bayes_learn.h"
 #include "milters/spam/spam_cfg.h"
 #include "milters/spam/spam_msg.h"
 #include "milters/spam/spam_rules.h"
@@ -114,6 +115,10 @@ static void *reload_thread(void *arg)
 			continue;
 		char *err = NULL;
 		struct spam_cfg *cfg = load(config_file, NULL, &err);
+		struct spam_cfg *prev = cfg ? cfg_get() : NULL;
+		if (cfg && spam_cfg_open_bayes(cfg, prev, &err) < 0)
+			spam_cfg_unref(&cfg);
+		spam_cfg_unref(&prev);
 		if (cfg == NULL) {
 			log_event(NULL, "spam: reload failed, keeping the old configuration: %s", err);
 			free(err);
@@ -369,10 +374,12 @@ static void usage(FILE *f, int rc)
 {
 	fprintf(f, "usage: sluice-spam -c sluice.conf [-f] [-n]\n"
 		   "       sluice-spam check [-c sluice.conf] [--json] FILE...\n"
+		   "       sluice-spam learn --spam|--ham|--forget [-c sluice.conf] PATH...\n"
 		   "  -c FILE   configuration (default /etc/sluice/sluice.conf)\n"
 		   "  -f        stay in the foreground\n"
 		   "  -n        check the configuration and the rules, then exit\n"
 		   "  check     score messages without a milter: score, action, symbols\n"
+		   "  learn     teach Bayes: files, Maildirs, mboxes\n"
 		   "  --help, --version\n");
 	exit(rc);
 }
@@ -428,6 +435,12 @@ static int check_main(int argc, char **argv)
 	struct spam_cfg *cfg = load(conf_path, NULL, &err);
 	if (cfg == NULL)
 		fatal("%s", err);
+	if (spam_cfg_open_bayes(cfg, NULL, &err) < 0) {
+		/* the admin's tool still answers: without Bayes, and says so */
+		fprintf(stderr, "sluice-spam: warning: scoring without Bayes: %s\n", err);
+		free(err);
+		err = NULL;
+	}
 	int rc = 0;
 	for (int i = optind; i < argc; i++) {
 		size_t len;
@@ -464,10 +477,92 @@ static int check_main(int argc, char **argv)
 	return rc;
 }
 
+static void learn_progress(void *arg, const struct spam_bayes_progress *p)
+{
+	(void)arg;
+	if (p->error)
+		fprintf(stderr, "sluice-spam: %s: %s\n", p->path, p->error);
+	else if (p->messages % 100 == 0)
+		fprintf(stderr, "%llu messages, %llu learned\n", (unsigned long long)p->messages,
+			(unsigned long long)p->learned);
+}
+
+/* learn_main - sluice-spam learn --spam|--ham|--forget [-c conf] PATH... (docs/SPAM-BAYES.md) */
+static int learn_main(int argc, char **argv)
+{
+	const char *conf_path = NULL;
+	int op = -1, ch;
+	static const struct option opts[] = {
+		{ "spam", no_argument, NULL, 's' },
+		{ "ham", no_argument, NULL, 'H' },
+		{ "forget", no_argument, NULL, 'F' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	optind = 1;
+	while ((ch = getopt_long(argc, argv, "c:", opts, NULL)) != -1) {
+		switch (ch) {
+		case 'c': conf_path = optarg; break;
+		case 's': op = SPAM_BAYES_LEARN_SPAM; break;
+		case 'H': op = SPAM_BAYES_LEARN_HAM; break;
+		case 'F': op = SPAM_BAYES_FORGET; break;
+		case 'h': usage(stdout, 0); break;
+		default: usage(stderr, 2);
+		}
+	}
+	if (op < 0 || optind == argc)
+		usage(stderr, 2);
+	log_set_stderr_only("sluice-spam");
+	/* PATHs are the caller's: absolute before entering the config's base directory */
+	char *cwd = getcwd(NULL, 0);
+	if (cwd == NULL)
+		fatal("getcwd: %s", strerror(errno));
+	size_t n = (size_t)(argc - optind);
+	char **paths = xcalloc(n + 1, sizeof(char *));
+	for (size_t i = 0; i < n; i++) {
+		const char *a = argv[optind + (int)i];
+		paths[i] = a[0] == '/' ? xstrdup(a) : xasprintf("%s/%s", cwd, a);
+	}
+	char *abs_conf = NULL;
+	if (conf_path == NULL)
+		conf_path = config_file;
+	enter_base_dir(&conf_path);
+	abs_conf = (char *)conf_path;
+	char *err = NULL;
+	struct conf *c = load_conf(conf_path, &err);
+	struct spam_bayes_opts bo;
+	if (c == NULL || spam_bayes_opts_from_conf(c, &bo, &err) < 0)
+		fatal("%s", err);
+	struct spam_bayes *b = spam_bayes_open(&bo, &err);
+	if (b == NULL)
+		fatal("%s", err);
+	struct spam_bayes_progress total;
+	int rc = spam_bayes_learn_paths(b, (enum spam_bayes_op)op, (const char *const *)paths, n,
+					learn_progress, NULL, &total, &err);
+	if (rc < 0)
+		fprintf(stderr, "sluice-spam: %s\n", err);
+	printf("%llu messages: %llu learned, %llu already learned, %llu forgotten, %llu unknown, "
+	       "%llu unreadable\n", (unsigned long long)total.messages,
+	       (unsigned long long)total.learned, (unsigned long long)total.already,
+	       (unsigned long long)total.forgotten, (unsigned long long)total.unknown,
+	       (unsigned long long)total.errors);
+	spam_bayes_close(&b);
+	conf_free(&c);
+	for (size_t i = 0; i < n; i++)
+		free(paths[i]);
+	free(paths);
+	free(cwd);
+	free(abs_conf);
+	free(err);
+	return rc < 0 || total.errors ? 1 : 0;
+}
+
 int main(int argc, char **argv)
 {
 	if (argc > 1 && !strcmp(argv[1], "check"))
 		return check_main(argc - 1, argv + 1);
+	if (argc > 1 && !strcmp(argv[1], "learn"))
+		return learn_main(argc - 1, argv + 1);
 	int foreground = 0, check = 0, ch;
 	static const struct option opts[] = {
 		{ "help", no_argument, NULL, 'h' },
@@ -559,6 +654,9 @@ int main(int argc, char **argv)
 		daemon_detach();
 	if (daemon_pidfile(conf_str(c, "spam_pid_file"), &err) < 0)
 		fatal("spam_pid_file: %s", err);
+	/* after the fork and the privilege drop: LMDB must not cross a fork, the file is the user's */
+	if (spam_cfg_open_bayes(cfg, NULL, &err) < 0)
+		fatal("%s", err);
 
 	sigset_t set;
 	sigemptyset(&set);

@@ -163,6 +163,18 @@ struct spam_cfg *spam_cfg_new(const struct conf *c, char **err_out)
 		free(err);
 		goto fail;
 	}
+	if (spam_bayes_opts_from_conf(c, &cfg->bayes_opts, &err) < 0) {
+		*err_out = err;
+		goto fail;
+	}
+	/* the options borrow conf's strings; a generation outlives its conf */
+	const char **bs[4] = { &cfg->bayes_opts.store.db_path, &cfg->bayes_opts.store.redis_server,
+			       &cfg->bayes_opts.store.redis_password, &cfg->bayes_opts.store.redis_prefix };
+	for (int i = 0; i < 4; i++) {
+		cfg->bayes_str[i] = xstrdup(*bs[i] ? *bs[i] : "");
+		*bs[i] = cfg->bayes_str[i];
+	}
+	cfg->bayes_enable = conf_bool(c, "spam_bayes_enable");
 	size_t nids, nsc;
 	const char *const *ids = conf_list(c, "spam_trusted_authserv_ids", &nids);
 	const char *const *sc = conf_list(c, "spam_auth_scores", &nsc);
@@ -235,9 +247,26 @@ void spam_cfg_unref(struct spam_cfg **cp)
 	spam_geo_free(&cfg->geo);
 	spam_dnsl_free(&cfg->dnsl);
 	spam_ar_free(&cfg->ar);
+	spam_bayes_close(&cfg->bayes);
+	for (int i = 0; i < 4; i++)
+		free(cfg->bayes_str[i]);
 	free(cfg->dnsl_status);
 	pthread_mutex_destroy(&cfg->table_lock);
 	free(cfg);
+}
+
+int spam_cfg_open_bayes(struct spam_cfg *cfg, struct spam_cfg *prev, char **err_out)
+{
+	if (!cfg->bayes_enable || cfg->bayes)
+		return 0;
+	char *err = NULL;
+	cfg->bayes = spam_bayes_open_shared(&cfg->bayes_opts, prev ? prev->bayes : NULL, &err);
+	if (cfg->bayes == NULL) {
+		*err_out = xasprintf("spam_bayes_db / spam_redis_server: %s", err);
+		free(err);
+		return -1;
+	}
+	return 0;
 }
 
 int spam_cfg_sender_listed(struct spam_cfg *cfg, struct table *t, const char *addr)

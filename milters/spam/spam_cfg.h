@@ -13,6 +13,7 @@
 
 #include <pthread.h>
 
+#include "milters/spam/spam_bayes.h"
 #include "milters/spam/spam_mime.h"
 
 struct conf;
@@ -45,6 +46,10 @@ struct spam_cfg {
 	struct spam_ar *ar;			/* Authentication-Results symbols */
 	struct spam_dnsl *dnsl;			/* DNS lists (never NULL; may have no lists) */
 	char *dnsl_status;			/* the start-up test of the lists, for the log; or NULL */
+	int bayes_enable;			/* spam_bayes_enable */
+	struct spam_bayes_opts bayes_opts;	/* validated at load; strings in bayes_str */
+	char *bayes_str[4];
+	struct spam_bayes *bayes;		/* NULL until spam_cfg_open_bayes (or disabled) */
 	pthread_mutex_t table_lock;		/* table lookups return borrowed values */
 	int refs;				/* atomic */
 };
@@ -57,6 +62,15 @@ struct spam_cfg *spam_cfg_new(const struct conf *c, char **err_out);
 struct spam_cfg *spam_cfg_ref(struct spam_cfg *cfg);
 /* spam_cfg_unref - frees on the last reference; sets *cfg NULL. */
 void spam_cfg_unref(struct spam_cfg **cfg);
+
+/*
+ * spam_cfg_open_bayes - open the Bayes store of cfg (spam_bayes_enable =
+ * no: nothing to do). After the daemon forked and dropped privileges (an
+ * LMDB environment must not cross a fork); prev (may be NULL) is the
+ * generation before, whose open store is shared when it is the same.
+ * 0, or -1 with *err_out (caller frees).
+ */
+int spam_cfg_open_bayes(struct spam_cfg *cfg, struct spam_cfg *prev, char **err_out);
 
 /* spam_cfg_sender_listed - 1 if addr is in t (access(5) order); thread-safe. */
 int spam_cfg_sender_listed(struct spam_cfg *cfg, struct table *t, const char *addr);

@@ -169,7 +169,7 @@ static void make_headers(struct spam_cfg *cfg, struct spam_outcome *o)
 	}
 	if (o->result.nhits == 0)
 		sbuf_adds(&b, "none");
-	sbuf_printf(&b, " autolearn=no version=sluice-%s", SLUICE_VERSION);
+	sbuf_printf(&b, " autolearn=%s version=sluice-%s", o->autolearn ? o->autolearn : "no", SLUICE_VERSION);
 	o->status = sbuf_steal(&b);
 
 	int stars = o->score > 0 ? (int)o->score : 0;
@@ -320,6 +320,46 @@ static void start_lists(struct spam_msg *m)
 		free(doms[i]);
 }
 
+/*
+ * bayes - the BAYES_xx symbol (once enough was learned) and autolearn from
+ * the score without it. A store failure scores the message without Bayes.
+ * Returns the note for the decision line (new string) or NULL.
+ */
+static char *bayes(struct spam_cfg *cfg, const struct spam_mime *mime, struct spam_outcome *o)
+{
+	if (cfg->bayes == NULL)
+		return NULL;
+	double without = o->result.score;
+	struct spam_bayes_verdict v;
+	char *err = NULL, *note;
+	if (spam_bayes_classify(cfg->bayes, mime, 0, &v, &err) < 0) {
+		note = xasprintf("bayes=error bayes_reason=\"%s\"", err);
+		free(err);
+		return note;
+	}
+	if (v.status == SPAM_BAYES_CLASSIFIED) {
+		char *desc = xasprintf("Bayes spam probability is %.3f", v.prob);
+		spam_result_add(&o->result, v.symbol, v.score, desc);
+		free(desc);
+		note = xasprintf("bayes=%.4f", v.prob);
+	} else {
+		note = xstrdup(v.status == SPAM_BAYES_UNTRAINED ? "bayes=untrained" : "bayes=no_tokens");
+	}
+	enum spam_bayes_op op;
+	enum spam_bayes_learn_result lr;
+	if (spam_bayes_autolearn_op(spam_bayes_get_opts(cfg->bayes), without, &op)) {
+		if (spam_bayes_learn(cfg->bayes, mime, op, 0, &lr, &err) == 0) {
+			o->autolearn = op == SPAM_BAYES_LEARN_SPAM ? "spam" : "ham";
+		} else {
+			char *n2 = xasprintf("%s autolearn=error", note);
+			free(note);
+			note = n2;
+			free(err);
+		}
+	}
+	return note;
+}
+
 /* decide - the common path of the milter and of `check`. raw is the kept bytes. */
 static void decide(struct spam_cfg *cfg, const char *raw, size_t len, size_t size,
 		   const struct spam_msg_env *env, int subject_seen, struct spam_dnsl_batch **batch,
@@ -387,6 +427,7 @@ static void decide(struct spam_cfg *cfg, const char *raw, size_t len, size_t siz
 	spam_ar_symbols(cfg->ar, mime, &o->result);
 	char *dnsl_note = NULL;
 	dns_lists(cfg, mime, &senv, from_addr, batch, o, &dnsl_note);
+	char *bayes_note = bayes(cfg, mime, o);
 	o->scanned = 1;
 	o->score = o->result.score;
 	o->action = spam_action_for(cfg, o->score);
@@ -403,12 +444,18 @@ static void decide(struct spam_cfg *cfg, const char *raw, size_t len, size_t siz
 		o->xcode = r->xcode;
 		o->text = r->text;
 	}
-	char *extra = xasprintf("%s%s%s", (mime->flags & SPAM_MIME_TRUNCATED) ? "truncated=yes" : "",
-				(mime->flags & SPAM_MIME_TRUNCATED) && dnsl_note ? " " : "",
-				dnsl_note ? dnsl_note : "");
-	make_log(env ? env->qid : NULL, o, *extra ? extra : NULL, size);
-	free(extra);
+	struct sbuf extra;
+	sbuf_init(&extra);
+	if (mime->flags & SPAM_MIME_TRUNCATED)
+		sbuf_adds(&extra, "truncated=yes");
+	if (bayes_note)
+		sbuf_printf(&extra, "%s%s", extra.len ? " " : "", bayes_note);
+	if (dnsl_note)
+		sbuf_printf(&extra, "%s%s", extra.len ? " " : "", dnsl_note);
+	make_log(env ? env->qid : NULL, o, extra.len ? extra.buf : NULL, size);
+	sbuf_free(&extra);
 	free(dnsl_note);
+	free(bayes_note);
 out:
 	free(from_addr);
 	spam_mime_free(&mime);

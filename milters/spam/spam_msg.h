@@ -48,6 +48,7 @@ struct spam_outcome {
 	char *subject;		/* new Subject value, or NULL */
 	int subject_index;	/* 1 = change the existing one, 0 = add */
 	const char *code, *xcode, *text;	/* reject/greylist reply, borrowed from cfg */
+	const char *autolearn;	/* "no", "spam" or "ham" (X-Spam-Status autolearn=) */
 	char *log;		/* "milter=spam action=... score=... symbols=..." */
 	char *warn;		/* NULL, or a warning to log on its own line (a DNS list refuses us) */
 };

@@ -52,7 +52,8 @@ class SluiceSpam:
         self.conf_path = conf_path or os.path.join(self.tmp, "sluice.conf")
         self.log = os.path.join(self.tmp, "spam.log") if conf_path is None else None
         lines = ["spam_socket = " + spec, "spam_pid_file = %s/spam.pid" % self.tmp,
-                 "spam_rules_files = " + self.rules]
+                 "spam_rules_files = " + self.rules,
+                 "spam_bayes_db = %s/bayes.lmdb" % self.tmp]
         if conf_path is None:
             lines += ["myhostname = mx.test", "maillog_file = " + self.log, "mail_owner = root"]
         with open(self.conf_path, "a") as f:

@@ -1,6 +1,6 @@
 """sluice-spam in the integrated server: `sluice start` with spam_enable = yes
-wires it into smtpd_milters; with no spam_* settings at all it scores with
-the project's default rules, adds the headers and rejects GTUBE."""
+wires it into smtpd_milters; with no spam_* settings but the Bayes file it
+scores with the project's default rules, adds the headers and rejects GTUBE."""
 
 import os
 import subprocess
@@ -35,6 +35,7 @@ def send(s, user, body):
 
 def test_start_with_spam_enabled(tmp_path):
     conf = (f"run_directory = {tmp_path}/run\nspam_enable = yes\nmynetworks = 127.0.0.1/32\n"
+            f"spam_bayes_db = {tmp_path}/bayes.lmdb\n"
             "smtpd_recipient_restrictions = reject_unauth_destination\n")
     s = Sluiced(tmp_path, conf)
     sup = subprocess.Popen([os.path.join(BIN, "sluice"), "start", "-f", "-c", s.conf_path],
