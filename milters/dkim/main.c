@@ -10,6 +10,7 @@
 #include "conf/conf.h"
 #include "conf/params.h"
 #include "conf/params_dkim.h"
+#include "lib/sdnotify.h"
 #include "lib/daemon.h"
 #include "lib/log.h"
 #include "lib/privfile.h"
@@ -515,6 +516,7 @@ int main(int argc, char **argv)
 	log_event(NULL, "dkim: listening on %s (%zu signing keys)", conn,
 		  dkim_keyset_count(cfg->keys));
 	free(conn);
+	sdnotify("READY=1");	/* Type=notify units (sluice-dkim.service) */
 	int rc = smfi_main();
 	size_t hits, misses;
 	dkim_pubkey_stats(&hits, &misses);

@@ -13,6 +13,7 @@
 #include "milters/dkim/dkim_pubkey.h"
 #include "conf/conf.h"
 #include "conf/params.h"
+#include "lib/sdnotify.h"
 #include "lib/daemon.h"
 #include "lib/log.h"
 #include "lib/util.h"
@@ -534,6 +535,7 @@ int main(int argc, char **argv)
 		  cfg->mode == DMARC_MODE_RFC7489 ? "rfc7489" : "dmarcbis",
 		  cfg->self_validate ? "yes" : "no");
 	free(conn);
+	sdnotify("READY=1");	/* Type=notify units (sluice-dmarc.service) */
 	int rc = smfi_main();	/* returns only on a libmilter failure: stop() exits */
 	log_event(NULL, "dmarc: milter loop ended (%s)", rc == MI_SUCCESS ? "ok" : "failure");
 	return rc == MI_SUCCESS ? 0 : 1;

@@ -10,6 +10,7 @@
 #include "milters/spam/spam_rules.h"
 #include "conf/conf.h"
 #include "conf/params.h"
+#include "lib/sdnotify.h"
 #include "lib/daemon.h"
 #include "lib/log.h"
 #include "lib/util.h"
@@ -661,6 +662,10 @@ int main(int argc, char **argv)
 	sigset_t set;
 	sigemptyset(&set);
 	sigaddset(&set, SIGHUP);
+	/* TERM and INT too: libmilter's signal thread sigwait()s for them and
+	 * stops gracefully; a thread with TERM open would die by it instead */
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
 	pthread_t th;
 	pthread_create(&th, NULL, reload_thread, NULL);
@@ -670,6 +675,7 @@ int main(int argc, char **argv)
 		log_event(NULL, "spam: dns lists: %s", cfg->dnsl_status);
 	free(sum);
 	free(conn);
+	sdnotify("READY=1");	/* Type=notify units (sluice-spam.service) */
 	int rc = smfi_main();
 	log_event(NULL, "spam: stopped");
 	return rc == MI_SUCCESS ? 0 : 1;

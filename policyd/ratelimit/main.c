@@ -24,6 +24,7 @@
 
 #include "conf/conf.h"
 #include "conf/params.h"
+#include "lib/sdnotify.h"
 #include "lib/daemon.h"
 #include "lib/log.h"
 #include "lib/policy_server.h"
@@ -243,6 +244,7 @@ static int serve(struct conf **c, struct rl_cfg *cfg, int listen_fd)
 	if (listen_fd >= 0)
 		log_event(NULL, "ratelimit: listening on %s, backend=%s", conf_str(*c, "ratelimit_socket"),
 			  conf_str(*c, "ratelimit_backend"));
+	sdnotify("READY=1");	/* Type=notify units (sluice-ratelimit.service) */
 	event_base_dispatch(base);
 
 	const struct policy_server_stats *st = policy_server_stats(ps);

@@ -19,6 +19,7 @@
 #include "conf/conf.h"
 #include "conf/params.h"
 #include "conf/params_spf.h"
+#include "lib/sdnotify.h"
 #include "lib/daemon.h"
 #include "lib/log.h"
 #include "lib/privfile.h"
@@ -272,6 +273,7 @@ int main(int argc, char **argv)
 	evsignal_add(ev_hup, NULL);
 	if (listening)
 		log_event(NULL, "spf: listening on %s", conf_str(c, "spf_socket"));
+	sdnotify("READY=1");	/* Type=notify units (sluice-spf.service) */
 	event_base_dispatch(base);
 
 	const struct spfd_server_stats *st = spfd_server_stats(srv);
