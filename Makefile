@@ -168,6 +168,8 @@ UNITDIR     ?= $(PREFIX)/lib/systemd/system
 SYSUSERSDIR ?= $(PREFIX)/lib/sysusers.d
 TMPFILESDIR ?= $(PREFIX)/lib/tmpfiles.d
 CREATE_USER ?= yes
+STATEDIR    ?= /var/lib/sluice
+SPOOLDIR    ?= /var/spool/sluice
 INSTALL_BINS := $(BIN)/sluiced $(BIN)/sluice $(BIN)/sluice-sendmail $(EXTRA_DAEMONS)
 SUBST = sed -e 's|@SBINDIR@|$(SBINDIR)|g' -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g' -e 's|@DATADIR@|$(DATADIR)|g'
 
@@ -202,6 +204,10 @@ install: $(INSTALL_BINS) $(OBJ)/man/sluice.conf.5
 	if [ -z "$(DESTDIR)" ] && [ "$(CREATE_USER)" = yes ] && [ "$$(id -u)" = 0 ] && ! getent passwd sluice >/dev/null; then \
 	  useradd --system --user-group --home-dir /var/lib/sluice --shell /usr/sbin/nologin \
 	    --comment "sluice mail system" sluice; fi
+	@# state (Bayes, rate limits, compiled rules) and the queue; tmpfiles.d makes them at boot too
+	install -d -m 750 $(DESTDIR)$(STATEDIR) $(DESTDIR)$(SPOOLDIR)
+	if [ -z "$(DESTDIR)" ] && [ "$$(id -u)" = 0 ] && getent passwd sluice >/dev/null; then \
+	  chown sluice:sluice $(STATEDIR); fi
 
 clean:
 	rm -rf build bin bin-asan bin-fuzz

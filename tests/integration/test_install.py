@@ -48,6 +48,12 @@ def test_tree(dest):
         assert os.access(p, os.X_OK), p
     conf = os.path.join(dest, "etc/sluice/sluice.conf")
     assert os.path.isfile(conf)
+    # sluice-spam's default rules, and the installed config names them
+    rules = glob.glob(os.path.join(dest, "usr/local/share/sluice/rules/*.cf"))
+    assert rules and {os.path.basename(r) for r in rules} == {
+        os.path.basename(r) for r in glob.glob(os.path.join(REPO, "milters/spam/rules/*.cf"))}
+    assert "spam_rules_files = /usr/local/share/sluice/rules/*.cf" in open(conf).read()
+    assert os.path.isdir(os.path.join(dest, "var/lib/sluice"))
     man = os.path.join(dest, "usr/local/share/man")
     assert os.path.isfile(os.path.join(man, "man5/sluice.conf.5"))
     for b in ["sluiced", "sluice", "sluice-sendmail"] + daemons():
