@@ -138,14 +138,18 @@ run: deps-check all
 
 FUZZ_CC := clang
 FUZZ_OBJ := build/fuzz
+# every daemon's library: fuzz targets of daemon code (fuzz_spam_*, fuzz_ratelimit_*, ...) link them
+FUZZ_DAEMON_LIBAS = $(foreach d,$(EXTRA_DAEMON_DIRS),$(FUZZ_OBJ)/libd-$(notdir $(d)).a)
 fuzz:
 	$(MAKE) CC=$(FUZZ_CC) OBJ=$(FUZZ_OBJ) BIN=bin-fuzz \
 	  OPT="-O1 -g -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined" \
-	  $(FUZZ_OBJ)/libmta.a $(FUZZ_OBJ)/libsluice.a
+	  $(FUZZ_OBJ)/libmta.a $(FUZZ_OBJ)/libsluice.a $(FUZZ_DAEMON_LIBAS)
 	@mkdir -p bin-fuzz
 	@set -e; for f in $(FUZZ_SRCS); do n=$$(basename $$f .c); \
-	  $(FUZZ_CC) -std=gnu11 -O1 -g -D_GNU_SOURCE -I. $(PKG_CFLAGS) -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
-	    -o bin-fuzz/$$n $$f $(FUZZ_OBJ)/libmta.a $(FUZZ_OBJ)/libsluice.a $(LDLIBS); \
+	  $(FUZZ_CC) -std=gnu11 -O1 -g -D_GNU_SOURCE -I. $(PKG_CFLAGS) $(SPAM_CFLAGS) \
+	    -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -o bin-fuzz/$$n $$f \
+	    -Wl,--start-group $(FUZZ_DAEMON_LIBAS) $(FUZZ_OBJ)/libmta.a $(FUZZ_OBJ)/libsluice.a -Wl,--end-group \
+	    $(LDLIBS) $(ALL_DAEMON_LIBS); \
 	  mkdir -p build/fuzz-corpus/$$n; \
 	  seeds=; [ -d tests/fuzz/corpus/$$n ] && seeds=tests/fuzz/corpus/$$n; \
 	  echo "== fuzz $$n ($(FUZZ_SECONDS)s)"; \
