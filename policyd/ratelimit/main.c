@@ -24,10 +24,12 @@
 
 #include "conf/conf.h"
 #include "conf/params.h"
+#include "conf/params_ratelimit.h"
 #include "lib/sdnotify.h"
 #include "lib/daemon.h"
 #include "lib/log.h"
 #include "lib/policy_server.h"
+#include "lib/privfile.h"
 #include "lib/util.h"
 #include "lib/version.h"
 #include "policyd/ratelimit/rl_cfg.h"
@@ -433,6 +435,22 @@ int main(int argc, char **argv)
 		if (listen_open(spec, 511, 0, &lst, &err) < 0)
 			fatal("%s: ratelimit_socket: %s", conf_where(c, "ratelimit_socket"), err);
 	}
+	if (!spawn && !foreground)
+		daemon_detach();
+	/*
+	 * Root-only files (rules, allow lists, a root-made maillog_file) stay
+	 * readable on reload through a root helper (lib/privfile), installed by
+	 * the process that lives on, before the privilege drop.
+	 * XXX: not with ratelimit_workers > 1 (the workers would share one
+	 * helper socket); they re-read what mail_owner can read.
+	 */
+	if (!spawn && workers == 1 && geteuid() == 0) {
+		static const struct conf_param *const own[] = { common_params, ratelimit_params, NULL };
+		static const char *const more[] = { "ratelimit_rules", NULL };
+		struct privfile_opts priv = { .config_file = abs_conf, .tables = own, .more_params = more };
+		if (privfile_install(&priv, &err) < 0)
+			fatal("privfile: %s", err);
+	}
 	if (daemon_drop_privs(conf_str(c, "mail_owner"), &err) < 0)
 		fatal("mail_owner: %s", err);
 	if (workers > 1 && !cfg.backend_redis) {
@@ -443,8 +461,6 @@ int main(int argc, char **argv)
 			fatal("ratelimit_state_file: %s", err);
 		rl_store_free(&probe);
 	}
-	if (!spawn && !foreground)
-		daemon_detach();
 	if (!spawn && daemon_pidfile(conf_str(c, "ratelimit_pid_file"), &err) < 0)
 		fatal("ratelimit_pid_file: %s", err);
 

@@ -426,9 +426,6 @@ def test_systemd_notify_ready_when_every_daemon_answers():
 
 @pytest.mark.skipif(not os.path.exists(os.path.join(BIN, "sluice-ratelimit")) or os.geteuid() != 0,
                     reason="needs sluice-ratelimit, root and a privilege drop")
-@pytest.mark.xfail(reason="sluice-ratelimit does not reopen root-only files (maillog_file) through "
-                          "lib/privfile on SIGHUP: 'warning: ratelimit: maillog_file: Permission denied'",
-                   strict=False)
 def test_reload_ratelimit_with_a_root_made_log():
     # the shipped config switches sluice-ratelimit on: after dropping to
     # mail_owner it must reopen the root-made 0640 maillog_file on reload,
