@@ -10,6 +10,8 @@
 #include "milters/spam/spam_rules.h"
 #include "conf/conf.h"
 #include "conf/params.h"
+#include "conf/params_spam.h"
+#include "lib/privfile.h"
 #include "lib/sdnotify.h"
 #include "lib/daemon.h"
 #include "lib/log.h"
@@ -649,10 +651,20 @@ int main(int argc, char **argv)
 			fatal("spam_socket %s: chmod: %s", conn, strerror(errno));
 	}
 	nodelay_listeners();
-	if (daemon_drop_privs(conf_str(c, "mail_owner"), &err) < 0)
-		fatal("mail_owner: %s", err);
 	if (!foreground)
 		daemon_detach();
+	/*
+	 * Root-only files (a root-made maillog_file, tables) stay readable on
+	 * SIGHUP through a root helper (lib/privfile), installed after
+	 * detaching (it follows this process) and before the privilege drop;
+	 * our own parameters only, so it opens no file of sluiced's.
+	 */
+	static const struct conf_param *const own_tables[] = { common_params, spam_params, NULL };
+	struct privfile_opts priv = { .config_file = config_file, .tables = own_tables };
+	if (geteuid() == 0 && privfile_install(&priv, &err) < 0)
+		fatal("privfile: %s", err);
+	if (daemon_drop_privs(conf_str(c, "mail_owner"), &err) < 0)
+		fatal("mail_owner: %s", err);
 	if (daemon_pidfile(conf_str(c, "spam_pid_file"), &err) < 0)
 		fatal("spam_pid_file: %s", err);
 	/* after the fork and the privilege drop: LMDB must not cross a fork, the file is the user's */

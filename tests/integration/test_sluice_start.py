@@ -359,15 +359,15 @@ def test_start_fails_when_a_daemon_does_not_come_up():
 
 @pytest.mark.skipif(not HAVE_FILTERS or os.geteuid() != 0, reason="needs the filters, root and a privilege drop")
 def test_reload_filters_with_root_only_files():
-    # dkim and spf (the shipped config switches on the other filters too:
-    # dmarc and spam reload the same way; sluice-ratelimit not yet, below)
-    t = EmbeddedTree(DKIM_SPF + "ratelimit_enable = no\n")
+    # every filter the shipped config switches on reloads as mail_owner
+    t = EmbeddedTree(DKIM_SPF)
     try:
         assert t.sluice("keygen", "-d", "example.com", "-s", "sel", "-D", t.path("var/dkim")).returncode == 0
         r = t.sluice("start", "-c", t.conf, timeout=120)
         assert r.returncode == 0, r.stdout + r.stderr + t.log()
         assert t.sluice("reload", "-c", t.conf).returncode == 0
-        wait_for(lambda: t.log().count("reload") >= 3, timeout=30, what="reloads in the log: %s" % t.log())
+        wait_for(lambda: sum(("%s: configuration reloaded" % n) in t.log()
+                               for n in ("dkim", "spf", "dmarc", "spam", "ratelimit")) == 5, timeout=30, what="reloads in the log: %s" % t.log())
         import time
         time.sleep(1)
         bad = [line for line in t.log().splitlines() if "reload failed" in line or "Permission denied" in line]
@@ -378,9 +378,11 @@ def test_reload_filters_with_root_only_files():
         assert key.st_uid == 0 and key.st_mode & 0o077 == 0, oct(key.st_mode)
         assert "dkim: configuration reloaded (1 signing keys)" in t.log(), t.log()
         assert "spf: configuration reloaded" in t.log(), t.log()
+        for n in ("dmarc", "spam", "ratelimit"):
+            assert ("%s: configuration reloaded" % n) in t.log(), t.log()
         rows = [line.split() for line in t.sluice("status", "-c", t.conf).stdout.splitlines()[2:]]
         nobody = pwd.getpwnam("nobody").pw_uid
-        for name in ("dkim", "spf"):
+        for name in ("dkim", "spf", "dmarc", "spam", "ratelimit"):
             (pid,) = [int(r[1]) for r in rows if r and r[0] == name]
             with open("/proc/%d/status" % pid) as f:
                 uids = [line for line in f if line.startswith("Uid:")][0].split()[1:]
