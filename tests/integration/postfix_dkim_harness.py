@@ -2,7 +2,7 @@
 (test_dkim_sluiced.py, test_dkim_postfix.py).
 
 Owns: key pairs made by `sluice keygen` and their zone lines, one
-sluice-dkim process per SluiceDkim (started with -f, stopped by PID),
+sluice-dkim process per SluiceDkim (tests/fixtures/filterd.py's FilterDaemon),
 dkimpy helpers (sign, verify with the zone's records), OpenDKIM as a
 reference signer (driven by miltertest), and opendkim-testmsg run inside a
 private network namespace whose system resolver is our test DNS server.
@@ -17,37 +17,21 @@ import base64
 import json
 import os
 import re
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.abspath(os.path.join(HERE, "..", ".."))
 sys.path.insert(0, os.path.join(REPO, "tests", "fixtures"))
-BIN = os.environ.get("SLUICE_BIN", os.path.join(REPO, "bin"))
+import filterd  # noqa: E402  (tests/fixtures)
+
+BIN = filterd.BIN
 PY = "/usr/bin/python3"
 
 
-def _wait(pred, timeout, what):
-    deadline = time.monotonic() + timeout
-    delay = 0.005
-    while True:
-        v = pred()
-        if v:
-            return v
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out waiting for " + what)
-        time.sleep(delay)
-        delay = min(delay * 2, 0.1)
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+free_port = filterd.free_port
+milter_socket_up = filterd.socket_up   # unix:/path, local:/path, inet:host:port, inet:port@host
 
 
 # ---------------------------------------------------------------- keys
@@ -148,98 +132,18 @@ def sig_tags(value):
 
 # ---------------------------------------------------------------- sluice-dkim
 
-def milter_socket_up(spec):
-    """True when something accepts connections on a milter socket given as
-    unix:/path, local:/path, inet:host:port or Sendmail's inet:port@host."""
-    try:
-        if spec.startswith(("unix:", "local:")):
-            with socket.socket(socket.AF_UNIX) as s:
-                s.connect(spec.split(":", 1)[1])
-        elif "@" in spec:
-            port, host = spec.split(":", 1)[1].split("@")
-            socket.create_connection((host, int(port)), 2).close()
-        else:
-            host, port = spec.split(":", 1)[1].rsplit(":", 1)
-            socket.create_connection((host.strip("[]"), int(port)), 2).close()
-        return True
-    except OSError:
-        return False
-
-
 def socket_spec(tmp, kind):
     """A dkim_socket value: "unix" -> unix:TMP/dkim.sock, "inet" -> a free loopback port."""
-    if kind == "unix":
-        return "unix:" + os.path.join(str(tmp), "dkim.sock")
-    return "inet:127.0.0.1:%d" % free_port()
+    return filterd.socket_spec(tmp, kind, "dkim")
 
 
-class SluiceDkim:
+class SluiceDkim(filterd.FilterDaemon):
     """sluice-dkim -c CONF -f. conf_path: an existing sluice.conf (e.g. the
     one sluiced reads: they share it) to which dkim lines are appended, or
     None to write a fresh one in tmp. socket: "unix" or "inet"."""
 
     def __init__(self, tmp, dkim_conf, socket_kind="unix", conf_path=None, dns=None, umask=None):
-        self.tmp = str(tmp)
-        self.spec = socket_kind if ":" in socket_kind else socket_spec(self.tmp, socket_kind)
-        if self.spec.startswith("unix:"):
-            self.sock_path = self.spec[5:]
-        else:
-            self.port = int(self.spec.rsplit(":", 1)[1])
-        self.log = os.path.join(self.tmp, "dkim.log")
-        self.conf_path = conf_path or os.path.join(self.tmp, "sluice.conf")
-        self.umask = umask
-        lines = ["dkim_socket = " + self.spec, "dkim_pid_file = %s/dkim.pid" % self.tmp]
-        if conf_path is None:
-            lines += ["myhostname = mx.test", "maillog_file = " + self.log, "mail_owner = root"]
-        else:
-            self.log = None
-        if dns is not None:
-            lines += ["dns_servers = " + dns.addr, "dns_timeout = 1s", "dns_tries = 1"]
-        with open(self.conf_path, "a") as f:
-            f.write("\n" + "\n".join(lines) + "\n" + dkim_conf.strip() + "\n")
-        self.proc = None
-
-    def start(self):
-        self.out = open(os.path.join(self.tmp, "dkim.stdout"), "wb")
-        pre = (lambda: os.umask(self.umask)) if self.umask is not None else None
-        self.proc = subprocess.Popen([os.path.join(BIN, "sluice-dkim"), "-c", self.conf_path, "-f"],
-                                     stdout=self.out, stderr=subprocess.STDOUT, preexec_fn=pre)
-        _wait(self._up, 20, "sluice-dkim listening on %s" % self.spec)
-        return self
-
-    def _up(self):
-        if self.proc.poll() is not None:
-            raise AssertionError("sluice-dkim exited %s: %s" % (self.proc.returncode, self.output()))
-        try:
-            if self.spec.startswith("unix:"):
-                with socket.socket(socket.AF_UNIX) as s:
-                    s.connect(self.sock_path)
-            else:
-                socket.create_connection(("127.0.0.1", self.port), timeout=2).close()
-            return True
-        except OSError:
-            return False
-
-    def output(self):
-        text = open(os.path.join(self.tmp, "dkim.stdout"), errors="replace").read()
-        if self.log and os.path.exists(self.log):
-            text += open(self.log, errors="replace").read()
-        return text
-
-    def hup(self):
-        self.proc.send_signal(signal.SIGHUP)
-
-    def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        if self.proc:
-            self.out.close()
-        return self.proc.returncode if self.proc else None
+        super().__init__("dkim", tmp, dkim_conf, socket_kind, conf_path=conf_path, dns=dns, umask=umask)
 
 
 # ---------------------------------------------------------------- OpenDKIM as a signer

@@ -10,13 +10,10 @@ becomes Postfix's 451 4.7.5 at end of data."""
 
 import os
 import re
-import shutil
-import tempfile
 
 import pytest
 
-from conftest import SmtpRaw
-from postfix import Postfix
+from filterd import postfix_stack, smtp_send
 from postfix_dkim_harness import (SluiceDkim, dkimpy_sign, dkimpy_verify_all, headers, opendkim_sign,
                                   opendkim_testmsg_netns, sig_tags, socket_spec)
 from test_dkim_sluiced import IN_MSG, OUT_MSG, dns, keys, simple_signing, zone  # noqa: F401 (fixtures)
@@ -26,38 +23,12 @@ pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="a private Postfix nee
 
 @pytest.fixture(scope="module", params=["unix", "inet"])
 def pfstack(request, keys, dns):
-    # Postfix's smtpd (user postfix) and virtual (nobody) must reach the socket and
-    # Maildirs: a 0755 directory outside pytest's 0700 tree.
-    tmp = tempfile.mkdtemp(prefix="sluice-dkim-pf-")
-    os.chmod(tmp, 0o755)
-    spec = socket_spec(tmp, request.param)
-    dk = SluiceDkim(tmp, simple_signing(keys), spec, dns=dns, umask=0).start()
-    pf = Postfix(tmp, domains=["example.com"], users=["bob", "carol", "user", "sue"],
-                 mynetworks="127.0.0.1/32",
-                 main_cf={"smtpd_milters": spec, "milter_default_action": "tempfail",
-                          "smtpd_relay_restrictions": "permit_mynetworks, reject_unauth_destination"})
-    try:
-        pf.start()
-        yield pf, dk
-    finally:
-        pf.stop()
-        dk.stop()
-        shutil.rmtree(tmp, ignore_errors=True)
+    yield from postfix_stack("sluice-dkim-pf-", lambda tmp: SluiceDkim(
+        tmp, simple_signing(keys), socket_spec(tmp, request.param), dns=dns, umask=0))
 
 
 def send(pf, body, source, rcpt="bob@example.com", sender="alice@example.com"):
-    c = SmtpRaw("127.0.0.1", pf.port, source=source)
-    try:
-        assert c.reply()[0] == 220
-        assert c.cmd("EHLO client.test")[0] == 250
-        assert c.cmd("MAIL FROM:<%s>" % sender)[0] == 250
-        code, text = c.cmd("RCPT TO:<%s>" % rcpt)
-        assert code == 250, text
-        assert c.cmd("DATA")[0] == 354
-        c.send(body.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n") + b".\r\n")
-        return c.reply()
-    finally:
-        c.close()
+    return smtp_send(pf.port, body, source, rcpt, sender)
 
 
 def read(p):

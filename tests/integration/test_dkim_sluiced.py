@@ -16,8 +16,9 @@ import subprocess
 
 import pytest
 
-from conftest import SmtpRaw, wait_for
+from conftest import wait_for
 from dnsserver import DnsServer
+from filterd import SmtpSession
 from postfix_dkim_harness import (BIN, SluiceDkim, dkimpy_sign, dkimpy_verify_all, headers, keygen,
                                   opendkim_sign, sig_tags, socket_spec, opendkim_testmsg_netns)
 
@@ -78,30 +79,12 @@ def stack(sluiced_factory, dns, keys):
         dk.stop()
 
 
-class Session:
-    def __init__(self, s, source="127.0.0.1"):
-        self.c = SmtpRaw("127.0.0.1", s.port, source=source)
-        assert self.c.reply()[0] == 220
-        assert self.c.cmd("EHLO client.test")[0] == 250
-
-    def send(self, body, rcpt="bob@example.com", sender="alice@example.com"):
-        assert self.c.cmd("MAIL FROM:<%s>" % sender)[0] == 250
-        assert self.c.cmd("RCPT TO:<%s>" % rcpt)[0] == 250
-        assert self.c.cmd("DATA")[0] == 354
-        self.c.send(body.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n") + b".\r\n")
-        return self.c.reply()
-
-    def close(self):
-        self.c.cmd("QUIT")
-        self.c.close()
+class Session(SmtpSession):
+    """From 127.0.0.1 (an internal host: signed), MAIL FROM alice@example.com."""
+    source, sender = "127.0.0.1", "alice@example.com"
 
 
-def send(s, body, source="127.0.0.1", **kw):
-    sess = Session(s, source)
-    try:
-        return sess.send(body, **kw)
-    finally:
-        sess.close()
+send = Session.once   # send(s, body, source="127.0.0.1", rcpt=, sender=)
 
 
 def read(path):

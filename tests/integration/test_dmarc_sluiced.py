@@ -3,8 +3,8 @@ sluice-dkim, sluice-dmarc), over unix and inet sockets, with a real DNS
 server on loopback serving SPF, DMARC and DKIM records.
 
 Also the shared pieces of the sluice-dmarc integration tests (the zone, the
-messages, SluiceDmarc: one sluice-dmarc process started with -f and stopped
-by PID); test_dmarc_postfix.py imports them.
+messages, SluiceDmarc: one sluice-dmarc process, tests/fixtures/filterd.py's
+FilterDaemon); test_dmarc_postfix.py imports them.
 
 Proves: p=reject with failing alignment -> 550 5.7.1 naming the From domain;
 p=quarantine -> hold/; aligned SPF or DKIM pass -> delivered with
@@ -15,15 +15,13 @@ on one SMTP session do not leak state into each other."""
 
 import os
 import re
-import signal
-import socket
-import subprocess
 
 import pytest
 
 from conftest import SmtpRaw, wait_for
 from dnsserver import DnsServer
-from postfix_dkim_harness import BIN, SluiceDkim, dkimpy_sign, headers, keygen
+from filterd import FilterDaemon, free_port
+from postfix_dkim_harness import SluiceDkim, dkimpy_sign, headers, keygen
 
 # Source addresses: 127.0.0.2 is in the SPF records below, 127.0.0.3 is not
 # (127.0.0.1 is in dmarc_ignore_hosts by default).
@@ -85,89 +83,14 @@ def dmarc_dns(dkey):
         yield d
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class SluiceDmarc:
+class SluiceDmarc(FilterDaemon):
     """sluice-dmarc -c CONF -f. conf_path: an existing sluice.conf to append to
-    (shared with sluiced), or None for a fresh one in tmp. kind: "unix" or "inet"."""
+    (shared with sluiced), or None for a fresh one in tmp. kind: "unix" or "inet".
+    alive(): the process runs and is the one in the pid file."""
 
     def __init__(self, tmp, conf="", kind="unix", conf_path=None, dns=None, umask=None):
-        self.tmp = str(tmp)
-        if kind == "unix":
-            self.spec = "unix:" + os.path.join(self.tmp, "dmarc.sock")
-        else:
-            self.port = free_port()
-            self.spec = "inet:127.0.0.1:%d" % self.port
-        self.umask = umask
-        self.pid_file = os.path.join(self.tmp, "dmarc.pid")
-        self.conf_path = conf_path or os.path.join(self.tmp, "dmarc.conf")
-        lines = ["dmarc_socket = " + self.spec, "dmarc_pid_file = " + self.pid_file]
-        if conf_path is None:
-            self.log = os.path.join(self.tmp, "dmarc.log")
-            lines += ["myhostname = mx.test", "maillog_file = " + self.log, "mail_owner = root"]
-        else:
-            self.log = None
-        if dns is not None:
-            lines += ["dns_servers = " + dns.addr, "dns_timeout = 1s", "dns_tries = 1"]
-        with open(self.conf_path, "a") as f:
-            f.write("\n" + "\n".join(lines) + "\n" + conf.strip() + "\n")
-        self.proc = None
-
-    def start(self):
-        self.out = open(os.path.join(self.tmp, "dmarc.stdout"), "wb")
-        pre = (lambda: os.umask(self.umask)) if self.umask is not None else None
-        self.proc = subprocess.Popen([os.path.join(BIN, "sluice-dmarc"), "-c", self.conf_path, "-f"],
-                                     stdout=self.out, stderr=subprocess.STDOUT, preexec_fn=pre)
-        wait_for(self._up, 20, "sluice-dmarc listening on %s" % self.spec)
-        return self
-
-    def _up(self):
-        if self.proc.poll() is not None:
-            raise AssertionError("sluice-dmarc exited %s: %s" % (self.proc.returncode, self.output()))
-        try:
-            if self.spec.startswith("unix:"):
-                with socket.socket(socket.AF_UNIX) as s:
-                    s.connect(self.spec[5:])
-            else:
-                socket.create_connection(("127.0.0.1", self.port), timeout=2).close()
-            return True
-        except OSError:
-            return False
-
-    def alive(self):
-        """The process runs and is the one in the pid file."""
-        if self.proc.poll() is not None:
-            return False
-        with open(self.pid_file) as f:
-            pid = int(f.read().split()[0])
-        os.kill(pid, 0)
-        return pid == self.proc.pid
-
-    def output(self, logfile=None):
-        text = open(os.path.join(self.tmp, "dmarc.stdout"), errors="replace").read()
-        for p in (self.log, logfile):
-            if p and os.path.exists(p):
-                text += open(p, errors="replace").read()
-        return text
-
-    def hup(self):
-        self.proc.send_signal(signal.SIGHUP)
-
-    def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        if self.proc:
-            self.out.close()
-        return self.proc.returncode if self.proc else None
+        super().__init__("dmarc", tmp, conf, kind, conf_path=conf_path, dns=dns, umask=umask,
+                         conf_name="dmarc.conf")
 
 
 class Session:

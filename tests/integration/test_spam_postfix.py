@@ -9,13 +9,11 @@ with Postfix's queue id (macro i)."""
 
 import os
 import re
-import shutil
-import tempfile
 
 import pytest
 
-from conftest import SmtpRaw, wait_for
-from postfix import Postfix
+from conftest import wait_for
+from filterd import postfix_stack, smtp_send
 from postfix_dkim_harness import headers
 from test_spam_sluiced import MSG, SluiceSpam, spam_spec
 
@@ -24,37 +22,12 @@ pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="a private Postfix nee
 
 @pytest.fixture(scope="module", params=["unix", "inet"])
 def pfstack(request):
-    # Postfix's smtpd (user postfix) must reach the socket: a 0755 directory
-    tmp = tempfile.mkdtemp(prefix="sluice-spam-pf-")
-    os.chmod(tmp, 0o755)
-    spec = spam_spec(tmp, request.param)
-    sp = SluiceSpam(tmp, "mynetworks = 127.0.0.1/32\n", spec, umask=0).start()
-    pf = Postfix(tmp, domains=["example.com"], users=["bob", "carol", "user", "sue"],
-                 mynetworks="127.0.0.1/32",
-                 main_cf={"smtpd_milters": spec, "milter_default_action": "tempfail",
-                          "smtpd_relay_restrictions": "permit_mynetworks, reject_unauth_destination"})
-    try:
-        pf.start()
-        yield pf, sp
-    finally:
-        pf.stop()
-        sp.stop()
-        shutil.rmtree(tmp, ignore_errors=True)
+    yield from postfix_stack("sluice-spam-pf-", lambda tmp: SluiceSpam(
+        tmp, "mynetworks = 127.0.0.1/32\n", spam_spec(tmp, request.param), umask=0))
 
 
 def send(pf, body, source, rcpt="bob@example.com", sender="olga@example.org"):
-    c = SmtpRaw("127.0.0.1", pf.port, source=source)
-    try:
-        assert c.reply()[0] == 220
-        assert c.cmd("EHLO client.test")[0] == 250
-        assert c.cmd("MAIL FROM:<%s>" % sender)[0] == 250
-        code, text = c.cmd("RCPT TO:<%s>" % rcpt)
-        assert code == 250, text
-        assert c.cmd("DATA")[0] == 354
-        c.send(body.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n") + b".\r\n")
-        return c.reply()
-    finally:
-        c.close()
+    return smtp_send(pf.port, body, source, rcpt, sender)
 
 
 def read(p):

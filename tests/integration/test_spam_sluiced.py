@@ -12,14 +12,13 @@ open; `-n` and `check --json` work on the same configuration."""
 import json
 import os
 import re
-import signal
-import socket
 import subprocess
 
 import pytest
 
-from conftest import SmtpRaw, wait_for
-from postfix_dkim_harness import BIN, free_port, headers
+from conftest import wait_for
+from filterd import FilterDaemon, SmtpSession, socket_spec
+from postfix_dkim_harness import BIN, headers
 
 RULES = """
 body     T_FLAG_ME     /flag-me-please/
@@ -39,76 +38,24 @@ MSG = (b"From: Olga <olga@example.org>\nTo: bob@example.com\nSubject: hello %s\n
        b"Body text: %s.\n")
 
 
-class SluiceSpam:
-    """bin/sluice-spam -c CONF -f. conf_path: a sluice.conf to append to
-    (shared with the MTA under test), or None for a fresh one in tmp."""
+class SluiceSpam(FilterDaemon):
+    """bin/sluice-spam -c CONF -f with RULES in TMP/test_rules.cf (.rules) and
+    a Bayes store in TMP. conf_path: a sluice.conf to append to (shared with
+    the MTA under test), or None for a fresh one in tmp."""
+
+    start_timeout = 30
 
     def __init__(self, tmp, spam_conf, spec, conf_path=None, umask=None):
-        self.tmp = str(tmp)
-        self.spec = spec
-        self.rules = os.path.join(self.tmp, "test_rules.cf")
+        self.rules = os.path.join(str(tmp), "test_rules.cf")
         with open(self.rules, "w") as f:
             f.write(RULES)
-        self.conf_path = conf_path or os.path.join(self.tmp, "sluice.conf")
-        self.log = os.path.join(self.tmp, "spam.log") if conf_path is None else None
-        lines = ["spam_socket = " + spec, "spam_pid_file = %s/spam.pid" % self.tmp,
-                 "spam_rules_files = " + self.rules,
-                 "spam_bayes_db = %s/bayes.lmdb" % self.tmp]
-        if conf_path is None:
-            lines += ["myhostname = mx.test", "maillog_file = " + self.log, "mail_owner = root"]
-        with open(self.conf_path, "a") as f:
-            f.write("\n" + "\n".join(lines) + "\n" + spam_conf.strip() + "\n")
-        self.umask = umask
-        self.proc = None
-
-    def start(self):
-        self.out = open(os.path.join(self.tmp, "spam.stdout"), "wb")
-        pre = (lambda: os.umask(self.umask)) if self.umask is not None else None
-        self.proc = subprocess.Popen([os.path.join(BIN, "sluice-spam"), "-c", self.conf_path, "-f"],
-                                     stdout=self.out, stderr=subprocess.STDOUT, preexec_fn=pre)
-        wait_for(self._up, 30, "sluice-spam listening on %s" % self.spec)
-        return self
-
-    def _up(self):
-        if self.proc.poll() is not None:
-            raise AssertionError("sluice-spam exited %s: %s" % (self.proc.returncode, self.output()))
-        try:
-            if self.spec.startswith("unix:"):
-                with socket.socket(socket.AF_UNIX) as s:
-                    s.connect(self.spec[5:])
-            else:
-                host, port = self.spec[5:].rsplit(":", 1)
-                socket.create_connection((host, int(port)), timeout=2).close()
-            return True
-        except OSError:
-            return False
-
-    def output(self):
-        text = open(os.path.join(self.tmp, "spam.stdout"), errors="replace").read()
-        if self.log and os.path.exists(self.log):
-            text += open(self.log, errors="replace").read()
-        return text
-
-    def hup(self):
-        self.proc.send_signal(signal.SIGHUP)
-
-    def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        if self.proc:
-            self.out.close()
-        return self.proc.returncode if self.proc else None
+        super().__init__("spam", tmp, spam_conf, spec, conf_path=conf_path, umask=umask,
+                         extra=["spam_rules_files = " + self.rules,
+                                "spam_bayes_db = %s/bayes.lmdb" % str(tmp)])
 
 
 def spam_spec(tmp, kind):
-    if kind == "unix":
-        return "unix:" + os.path.join(str(tmp), "spam.sock")
-    return "inet:127.0.0.1:%d" % free_port()
+    return socket_spec(tmp, kind, "spam")
 
 
 @pytest.fixture
@@ -132,30 +79,12 @@ def stack(sluiced_factory):
         sp.stop()
 
 
-class Session:
-    def __init__(self, s, source="127.0.0.2"):
-        self.c = SmtpRaw("127.0.0.1", s.port, source=source)
-        assert self.c.reply()[0] == 220
-        assert self.c.cmd("EHLO client.test")[0] == 250
-
-    def send(self, body, rcpt="bob@example.com", sender="olga@example.org"):
-        assert self.c.cmd("MAIL FROM:<%s>" % sender)[0] == 250
-        assert self.c.cmd("RCPT TO:<%s>" % rcpt)[0] == 250
-        assert self.c.cmd("DATA")[0] == 354
-        self.c.send(body.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n") + b".\r\n")
-        return self.c.reply()
-
-    def close(self):
-        self.c.cmd("QUIT")
-        self.c.close()
+class Session(SmtpSession):
+    """From 127.0.0.2 (outside mynetworks), MAIL FROM olga@example.org."""
+    source, sender = "127.0.0.2", "olga@example.org"
 
 
-def send(s, body, source="127.0.0.2", **kw):
-    sess = Session(s, source)
-    try:
-        return sess.send(body, **kw)
-    finally:
-        sess.close()
+send = Session.once   # send(s, body, source="127.0.0.2", rcpt=, sender=)
 
 
 def read(p):
