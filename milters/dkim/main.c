@@ -13,6 +13,7 @@
 #include "lib/sdnotify.h"
 #include "lib/daemon.h"
 #include "lib/log.h"
+#include "lib/milterd.h"
 #include "lib/privfile.h"
 #include "lib/util.h"
 #include "lib/version.h"
@@ -360,24 +361,6 @@ static sfsistat on_close(SMFICTX *ctx)
 	return SMFIS_CONTINUE;
 }
 
-/* TCP_NODELAY on our listening inet sockets: Linux passes it on to accepted ones. */
-static void nodelay_listeners(void)
-{
-	for (int fd = 3; fd < 1024; fd++) {
-		int v = 0, dom = 0;
-		socklen_t l = sizeof(v);
-		if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &v, &l) < 0 || !v)
-			continue;
-		l = sizeof(dom);
-		if (getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &dom, &l) < 0)
-			continue;
-		if (dom == AF_INET || dom == AF_INET6) {
-			int one = 1;
-			setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-		}
-	}
-}
-
 static void usage(void)
 {
 	fprintf(stderr, "usage: sluice-dkim -c sluice.conf [-f] [-n]\n");
@@ -465,41 +448,11 @@ int main(int argc, char **argv)
 		.xxfi_close = on_close,
 		.xxfi_negotiate = on_negotiate,
 	};
-	if (smfi_setconn(conn) == MI_FAILURE)
-		fatal("%s: dkim_socket %s: rejected by libmilter", conf_where(c, "dkim_socket"), conn);
-	if (smfi_register(desc) == MI_FAILURE)
-		fatal("smfi_register failed");
-	if (smfi_opensocket(1) == MI_FAILURE)
-		fatal("%s: dkim_socket %s: cannot listen", conf_where(c, "dkim_socket"), conn);
-	if (!strncmp(conn, "unix:", 5) || !strncmp(conn, "local:", 6)) {
-		char *end;
-		const char *ms = conf_str(c, "dkim_socket_mode");
-		long mode = strtol(ms, &end, 8);
-		if (*end || mode < 0 || mode > 0777)
-			fatal("%s: dkim_socket_mode %s: expected an octal mode such as 0660",
-			      conf_where(c, "dkim_socket_mode"), ms);
-		if (chmod(strchr(conn, ':') + 1, (mode_t)mode) < 0)
-			fatal("dkim_socket %s: chmod: %s", conn, strerror(errno));
-	}
-	nodelay_listeners();
-	if (!foreground)
-		daemon_detach();
-	/*
-	 * Root-only files (0600 keys, the key tables, maillog_file in a root
-	 * directory) are re-read at SIGHUP as mail_owner: through a helper
-	 * that stays root. After detaching (the helper follows this process),
-	 * from the main thread (which lives as long as the milter). Our own
-	 * tables only: the helper opens no file of sluiced's (its TLS key).
-	 */
+	milterd_listen(c, "dkim", &desc, conn);
 	static const struct conf_param *const own_tables[] = { common_params, dkim_params, NULL };
 	struct privfile_opts priv = { .config_file = config_file, .tables = own_tables,
 				    .more_paths = key_table_files };
-	if (geteuid() == 0 && privfile_install(&priv, &err) < 0)
-		fatal("privfile: %s", err);
-	if (daemon_drop_privs(conf_str(c, "mail_owner"), &err) < 0)
-		fatal("mail_owner: %s", err);
-	if (daemon_pidfile(conf_str(c, "dkim_pid_file"), &err) < 0)
-		fatal("dkim_pid_file: %s", err);
+	milterd_privileges(c, "dkim", foreground, &priv);
 
 	/* every thread blocks HUP (ours), TERM and INT (libmilter's signal thread
 	 * sigwait()s for them and stops gracefully); a thread that left TERM

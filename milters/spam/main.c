@@ -11,6 +11,7 @@
 #include "conf/conf.h"
 #include "conf/params.h"
 #include "conf/params_spam.h"
+#include "lib/milterd.h"
 #include "lib/privfile.h"
 #include "lib/sdnotify.h"
 #include "lib/daemon.h"
@@ -355,24 +356,6 @@ static sfsistat on_close(SMFICTX *ctx)
 	return SMFIS_CONTINUE;
 }
 
-/* TCP_NODELAY on our listening inet sockets: Linux passes it on to accepted ones. */
-static void nodelay_listeners(void)
-{
-	for (int fd = 3; fd < 1024; fd++) {
-		int v = 0, dom = 0;
-		socklen_t l = sizeof(v);
-		if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &v, &l) < 0 || !v)
-			continue;
-		l = sizeof(dom);
-		if (getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &dom, &l) < 0)
-			continue;
-		if (dom == AF_INET || dom == AF_INET6) {
-			int one = 1;
-			setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-		}
-	}
-}
-
 static void usage(FILE *f, int rc)
 {
 	fprintf(f, "usage: sluice-spam -c sluice.conf [-f] [-n]\n"
@@ -634,39 +617,10 @@ int main(int argc, char **argv)
 		.xxfi_close = on_close,
 		.xxfi_negotiate = on_negotiate,
 	};
-	if (smfi_setconn(conn) == MI_FAILURE)
-		fatal("%s: spam_socket %s: rejected by libmilter", conf_where(c, "spam_socket"), conn);
-	if (smfi_register(desc) == MI_FAILURE)
-		fatal("smfi_register failed");
-	if (smfi_opensocket(1) == MI_FAILURE)
-		fatal("%s: spam_socket %s: cannot listen", conf_where(c, "spam_socket"), conn);
-	if (!strncmp(conn, "unix:", 5) || !strncmp(conn, "local:", 6)) {
-		char *end;
-		const char *ms = conf_str(c, "spam_socket_mode");
-		long mode = strtol(ms, &end, 8);
-		if (*end || mode < 0 || mode > 0777)
-			fatal("%s: spam_socket_mode %s: expected an octal mode such as 0660",
-			      conf_where(c, "spam_socket_mode"), ms);
-		if (chmod(strchr(conn, ':') + 1, (mode_t)mode) < 0)
-			fatal("spam_socket %s: chmod: %s", conn, strerror(errno));
-	}
-	nodelay_listeners();
-	if (!foreground)
-		daemon_detach();
-	/*
-	 * Root-only files (a root-made maillog_file, tables) stay readable on
-	 * SIGHUP through a root helper (lib/privfile), installed after
-	 * detaching (it follows this process) and before the privilege drop;
-	 * our own parameters only, so it opens no file of sluiced's.
-	 */
+	milterd_listen(c, "spam", &desc, conn);
 	static const struct conf_param *const own_tables[] = { common_params, spam_params, NULL };
 	struct privfile_opts priv = { .config_file = config_file, .tables = own_tables };
-	if (geteuid() == 0 && privfile_install(&priv, &err) < 0)
-		fatal("privfile: %s", err);
-	if (daemon_drop_privs(conf_str(c, "mail_owner"), &err) < 0)
-		fatal("mail_owner: %s", err);
-	if (daemon_pidfile(conf_str(c, "spam_pid_file"), &err) < 0)
-		fatal("spam_pid_file: %s", err);
+	milterd_privileges(c, "spam", foreground, &priv);
 	/* after the fork and the privilege drop: LMDB must not cross a fork, the file is the user's */
 	if (spam_cfg_open_bayes(cfg, NULL, &err) < 0)
 		fatal("%s", err);
