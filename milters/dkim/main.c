@@ -116,6 +116,9 @@ static void key_table_files(const struct conf *c, struct privfile_names *names)
 	dkim_keys_lines_free(lines, (size_t)n);
 }
 
+/* set when libmilter's signal thread took SIGTERM or SIGINT: a stop we asked for */
+static volatile sig_atomic_t stop_requested;
+
 /*
  * XXX: libmilter's signal thread stops the milter on SIGHUP (it sigwait()s
  * for HUP, TERM and INT). We want SIGHUP to reload, so its sigwait() is
@@ -129,7 +132,10 @@ int sigwait(const sigset_t *set, int *sig)
 		real = (int (*)(const sigset_t *, int *))dlsym(RTLD_NEXT, "sigwait");
 	sigset_t s = *set;
 	sigdelset(&s, SIGHUP);
-	return real(&s, sig);
+	int rc = real(&s, sig);
+	if (rc == 0 && (*sig == SIGTERM || *sig == SIGINT))
+		stop_requested = 1;
+	return rc;
 }
 
 static void *reload_thread(void *arg)
@@ -471,6 +477,10 @@ int main(int argc, char **argv)
 	free(conn);
 	sdnotify("READY=1");	/* Type=notify units (sluice-dkim.service) */
 	int rc = smfi_main();
+	/* a TERM that arrives before libmilter's listener loop runs makes
+	 * smfi_main() report a failure; it is the stop we were asked for */
+	if (stop_requested)
+		rc = MI_SUCCESS;
 	size_t hits, misses;
 	dkim_pubkey_stats(&hits, &misses);
 	log_event(NULL, "dkim: stopped; public keys decoded %zu, served from cache %zu", misses, hits);

@@ -92,6 +92,9 @@ static void enter_base_dir(const char **path)
 	*path = abs;
 }
 
+/* set when libmilter's signal thread took SIGTERM or SIGINT: a stop we asked for */
+static volatile sig_atomic_t stop_requested;
+
 /*
  * XXX: libmilter's signal thread stops the milter on SIGHUP (it sigwait()s
  * for HUP, TERM and INT). SIGHUP must reload, so its sigwait() is
@@ -105,7 +108,10 @@ int sigwait(const sigset_t *set, int *sig)
 		real = (int (*)(const sigset_t *, int *))dlsym(RTLD_NEXT, "sigwait");
 	sigset_t s = *set;
 	sigdelset(&s, SIGHUP);
-	return real(&s, sig);
+	int rc = real(&s, sig);
+	if (rc == 0 && (*sig == SIGTERM || *sig == SIGINT))
+		stop_requested = 1;
+	return rc;
 }
 
 static void *reload_thread(void *arg)
@@ -643,6 +649,10 @@ int main(int argc, char **argv)
 	free(conn);
 	sdnotify("READY=1");	/* Type=notify units (sluice-spam.service) */
 	int rc = smfi_main();
+	/* a TERM that arrives before libmilter's listener loop runs makes
+	 * smfi_main() report a failure; it is the stop we were asked for */
+	if (stop_requested)
+		rc = MI_SUCCESS;
 	log_event(NULL, "spam: stopped");
 	return rc == MI_SUCCESS ? 0 : 1;
 }
