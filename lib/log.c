@@ -1,4 +1,6 @@
 #include "lib/log.h"
+
+#include "conf/conf.h"
 #include "lib/privfile.h"
 #include "lib/util.h"
 
@@ -266,4 +268,11 @@ void log_event(const char *qid, const char *fmt, ...)
 	va_start(ap, fmt);
 	log_eventv(qid, fmt, ap);
 	va_end(ap);
+}
+
+int log_init_conf(const char *progname, const struct conf *c, const char **err_out)
+{
+	return log_init(progname, conf_str(c, "maillog_file"),
+			!strcmp(conf_str(c, "log_format"), "json") ? LOG_FORMAT_JSON : LOG_FORMAT_PLAIN,
+			err_out);
 }

@@ -28,6 +28,13 @@ enum log_format { LOG_FORMAT_PLAIN, LOG_FORMAT_JSON };
  */
 int log_init(const char *progname, const char *file, enum log_format fmt, const char **err_out);
 
+/*
+ * log_init_conf - log_init() from a loaded config: maillog_file and
+ * log_format (plain | json). Same returns as log_init.
+ */
+struct conf;
+int log_init_conf(const char *progname, const struct conf *c, const char **err_out);
+
 /* log_set_stderr_only - before config is read: everything to stderr, plain. */
 void log_set_stderr_only(const char *progname);
 

@@ -433,10 +433,8 @@ int main(int argc, char **argv)
 	}
 	current = cfg;
 	current_conf = c;
-	const char *fmt = conf_str(c, "log_format");
 	const char *lerr;
-	if (log_init("sluice-dkim", conf_str(c, "maillog_file"),
-		     !strcmp(fmt, "json") ? LOG_FORMAT_JSON : LOG_FORMAT_PLAIN, &lerr) < 0)
+	if (log_init_conf("sluice-dkim", c, &lerr) < 0)
 		fatal("maillog_file %s: %s", conf_str(c, "maillog_file"), lerr);
 	signal(SIGPIPE, SIG_IGN);
 

@@ -87,9 +87,7 @@ static struct conf *load(struct rl_cfg *cfg, char **err_out)
 
 static int log_setup(const struct conf *c, const char **err_out)
 {
-	return log_init(PROG, conf_str(c, "maillog_file"),
-			!strcmp(conf_str(c, "log_format"), "json") ? LOG_FORMAT_JSON : LOG_FORMAT_PLAIN,
-			err_out);
+	return log_init_conf(PROG, c, err_out);
 }
 
 static struct rl_store *open_store(struct event_base *base, const struct rl_cfg *cfg, char **err_out)

@@ -100,9 +100,7 @@ static struct conf *load(struct spfd_opts *o, struct dns_opts *d, char **err_out
 
 static int log_setup(const struct conf *c, const char **err_out)
 {
-	const char *fmt = conf_str(c, "log_format");
-	return log_init("sluice-spf", conf_str(c, "maillog_file"),
-			!strcmp(fmt, "json") ? LOG_FORMAT_JSON : LOG_FORMAT_PLAIN, err_out);
+	return log_init_conf("sluice-spf", c, err_out);
 }
 
 static const char *socket_spec(const char *s)
