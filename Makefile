@@ -74,9 +74,12 @@ $(LIBMTA): $(MTA_SRCS:%.c=$(OBJ)/%.o)
 $(BIN)/sluiced: $(OBJ)/mta/main.o $(LIBMTA) $(LIBSLUICE)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDLIBS)
+# sluice (tools/): libxml2 for DMARC aggregate report XML
+TOOL_PKGS := libxml-2.0
+$(OBJ)/tools/%.o $(OBJ)/tests/unit/test_report%.o $(OBJ)/tests/fuzz/fuzz_report%.o: EXTRA_CFLAGS += $(shell pkg-config --cflags $(TOOL_PKGS) 2>/dev/null)
 $(BIN)/sluice: $(TOOL_SRCS:%.c=$(OBJ)/%.o) $(LIBMTA) $(LIBSLUICE)
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDLIBS)
+	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDLIBS) $(shell pkg-config --libs $(TOOL_PKGS) 2>/dev/null)
 
 define daemon_rule
 $(OBJ)/libd-$(notdir $(1)).a: $(patsubst %.c,$(OBJ)/%.o,$(filter-out $(1)/main.c,$(wildcard $(1)/*.c)))

@@ -29,6 +29,16 @@ const struct conf_param common_params[] = {
 	P("dmarc_enable", CONF_BOOL, "no"),
 	P("spam_enable", CONF_BOOL, "no"),
 	P("ratelimit_enable", CONF_BOOL, "no"),
+	/* Postfix's syslog_name: sluiced logs as <syslog_name>/<service>[pid] */
+	P("syslog_name", CONF_STR, "sluice"),
+	/* Prometheus /metrics (host:port, empty = off): sluiced's own, or, under
+	 * `sluice start`, every daemon's on one port; each filter its own too */
+	P("metrics_listen", CONF_STR, ""),
+	P("dkim_metrics_listen", CONF_STR, ""),
+	P("spf_metrics_listen", CONF_STR, ""),
+	P("dmarc_metrics_listen", CONF_STR, ""),
+	P("spam_metrics_listen", CONF_STR, ""),
+	P("ratelimit_metrics_listen", CONF_STR, ""),
 	{ NULL, 0, NULL, 0, 0, NULL, 0 },
 };
 

@@ -13,6 +13,7 @@ python3-spf postfix-policyd-spf-python spfquery opendmarc
 libcrypt-dev dovecot-core dovecot-lmtpd
 libpsl-dev publicsuffix libmail-dmarc-perl liblmdb-dev libhiredis-dev redis-server postfwd
 zlib1g-dev pflogsumm libjansson-dev libgmime-3.0-dev libxml2-dev libvectorscan-dev libmaxminddb-dev spamassassin
+prometheus chromium python3-pytest-xdist
 m4 libdb5.3 libldap-2.5-0 libnsl2 libsasl2-2 libwrap0 liblockfile1"
 
 # Sendmail for the drop-in tests. Installing sendmail-bin would remove Postfix

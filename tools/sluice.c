@@ -28,6 +28,9 @@
 
 int keygen_main(int argc, char **argv);
 int report_main(int argc, char **argv);
+int report_dmarc_main(int argc, char **argv);	/* tools/report_dmarc.c */
+int why_main(int argc, char **argv);		/* tools/why.c */
+int ratelimit_cli_main(int argc, char **argv);	/* tools/ratelimit_cli.c */
 int start_dispatch(int argc, char **argv);
 
 #define USAGE "usage: sluice check -c FILE\n" \
@@ -435,8 +438,14 @@ int main(int argc, char **argv)
 		return cmd_queue(argc, argv);
 	if (!strcmp(argv[1], "keygen"))
 		return keygen_main(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "report") && argc > 2 && !strcmp(argv[2], "dmarc"))
+		return report_dmarc_main(argc - 2, argv + 2);
 	if (!strcmp(argv[1], "report"))
 		return report_main(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "why"))
+		return why_main(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "ratelimit"))
+		return ratelimit_cli_main(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "params"))
 		return cmd_params(argc, argv);
 	int rc = start_dispatch(argc, argv);
