@@ -14,7 +14,8 @@ libcrypt-dev dovecot-core dovecot-lmtpd
 libpsl-dev publicsuffix libmail-dmarc-perl liblmdb-dev libhiredis-dev redis-server postfwd
 zlib1g-dev pflogsumm libjansson-dev libgmime-3.0-dev libxml2-dev libvectorscan-dev libmaxminddb-dev spamassassin
 prometheus chromium python3-pytest-xdist
-m4 libdb5.3 libldap-2.5-0 libnsl2 libsasl2-2 libwrap0 liblockfile1"
+m4 libdb5.3 libldap-2.5-0 libnsl2 libsasl2-2 libwrap0 liblockfile1
+libglib2.0-0 libicu72 libluajit-5.1-2 libsodium23 libsqlite3-0 libunwind8 libstdc++6 libssl3 zlib1g"
 
 # Sendmail for the drop-in tests. Installing sendmail-bin would remove Postfix
 # (both provide mail-transport-agent), which other tests need, so its packages
@@ -33,6 +34,25 @@ unpack_sendmail() {
 	rm -rf "$tmp"
 }
 
+# Rspamd for the spam benchmark (tests/bench/bench_spam.py). Debian's rspamd
+# depends on libhyperscan5, which conflicts with libvectorscan5 (sluice-spam
+# builds against it), so rspamd and libhyperscan5 are unpacked with dpkg -x into
+# RSPAMD_DIR like Sendmail; the bench runs usr/bin/rspamd from there with
+# LD_LIBRARY_PATH=usr/lib/<arch>:usr/lib/rspamd and its own config directory.
+# Its other runtime libraries are ordinary packages above (the libjs/fonts
+# dependencies are for its web UI only and are left out).
+RSPAMD_DIR=${SLUICE_RSPAMD_DIR:-/var/cache/sluice/rspamd}
+RSPAMD_DEBS="rspamd libhyperscan5"
+rspamd_ok() { [ -x "$RSPAMD_DIR/usr/bin/rspamd" ] && [ -f "$RSPAMD_DIR/etc/rspamd/rspamd.conf" ] && ls "$RSPAMD_DIR"/usr/lib/*/libhs.so.5 >/dev/null 2>&1; }
+unpack_rspamd() {
+	tmp=$(mktemp -d)
+	chmod 755 "$tmp"
+	(cd "$tmp" && apt-get download $RSPAMD_DEBS)
+	mkdir -p "$RSPAMD_DIR"
+	for d in "$tmp"/*.deb; do dpkg -x "$d" "$RSPAMD_DIR"; done
+	rm -rf "$tmp"
+}
+
 missing=""
 for p in $PKGS; do
 	st=$(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null || true)
@@ -40,13 +60,15 @@ for p in $PKGS; do
 done
 
 if [ "${1:-}" = "--check" ]; then
-	[ -z "$missing" ] && sendmail_ok && exit 0
-	echo "missing packages:$missing${missing:+ }$(sendmail_ok || echo "(sendmail unpacked in $SENDMAIL_DIR)")" >&2
+	[ -z "$missing" ] && sendmail_ok && rspamd_ok && exit 0
+	echo "missing packages:$missing${missing:+ }$(sendmail_ok || echo "(sendmail unpacked in $SENDMAIL_DIR)")$(rspamd_ok || echo " (rspamd unpacked in $RSPAMD_DIR)")" >&2
 	exit 1
 fi
 if [ -z "$missing" ]; then
 	sendmail_ok || { [ "$(id -u)" = 0 ] && unpack_sendmail; }
 	sendmail_ok || { echo "deps: cannot unpack sendmail into $SENDMAIL_DIR" >&2; exit 1; }
+	rspamd_ok || { [ "$(id -u)" = 0 ] && unpack_rspamd; }
+	rspamd_ok || { echo "deps: cannot unpack rspamd into $RSPAMD_DIR" >&2; exit 1; }
 	echo "deps: all packages present"
 	exit 0
 fi
@@ -70,3 +92,4 @@ trap '[ -n "$added_policy" ] && rm -f /usr/sbin/policy-rc.d' EXIT
 apt-get update
 apt-get install -y --no-install-recommends $missing
 sendmail_ok || unpack_sendmail
+rspamd_ok || unpack_rspamd
