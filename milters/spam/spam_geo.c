@@ -3,11 +3,10 @@
  */
 #include "milters/spam/spam_geo.h"
 #include "milters/spam/spam_scan.h"
+#include "lib/geoip.h"
 #include "lib/util.h"
 
-#include <arpa/inet.h>
 #include <ctype.h>
-#include <maxminddb.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,8 +17,7 @@ struct score {
 };
 
 struct spam_geo {
-	MMDB_s country, asn;
-	int has_country, has_asn;
+	struct geoip *db;	/* lib/geoip: the look-ups */
 	struct score *cc, *as;
 	size_t ncc, nas;
 };
@@ -52,19 +50,6 @@ static int parse_scores(const char *const *items, size_t n, int numeric, struct 
 	return 0;
 }
 
-static int open_db(const char *path, MMDB_s *db, int *has, char **err_out)
-{
-	if (path == NULL || *path == 0)
-		return 0;
-	int rc = MMDB_open(path, MMDB_MODE_MMAP, db);
-	if (rc != MMDB_SUCCESS) {
-		*err_out = xasprintf("%s: %s", path, MMDB_strerror(rc));
-		return -1;
-	}
-	*has = 1;
-	return 0;
-}
-
 struct spam_geo *spam_geo_new(const char *country_db, const char *asn_db,
 			      const char *const *country_scores, size_t ncountry,
 			      const char *const *asn_scores, size_t nasn, char **err_out)
@@ -72,8 +57,7 @@ struct spam_geo *spam_geo_new(const char *country_db, const char *asn_db,
 	struct spam_geo *g = xcalloc(1, sizeof(*g));
 	if (parse_scores(country_scores, ncountry, 0, &g->cc, &g->ncc, "spam_country_scores", err_out) < 0 ||
 	    parse_scores(asn_scores, nasn, 1, &g->as, &g->nas, "spam_asn_scores", err_out) < 0 ||
-	    open_db(country_db, &g->country, &g->has_country, err_out) < 0 ||
-	    open_db(asn_db, &g->asn, &g->has_asn, err_out) < 0) {
+	    (g->db = geoip_open(country_db, asn_db, err_out)) == NULL) {
 		spam_geo_free(&g);
 		return NULL;
 	}
@@ -85,58 +69,16 @@ void spam_geo_free(struct spam_geo **gp)
 	struct spam_geo *g = gp ? *gp : NULL;
 	if (g == NULL)
 		return;
-	if (g->has_country)
-		MMDB_close(&g->country);
-	if (g->has_asn)
-		MMDB_close(&g->asn);
+	geoip_free(&g->db);
 	free(g->cc);
 	free(g->as);
 	free(g);
 	*gp = NULL;
 }
 
-/* is_public - not loopback, private, link-local, documentation or unique-local. */
-static int is_public(const char *addr)
-{
-	unsigned char b[16];
-	if (inet_pton(AF_INET, addr, b) == 1)
-		return !(b[0] == 10 || b[0] == 127 || b[0] == 0 || (b[0] == 172 && (b[1] & 0xf0) == 16) ||
-			 (b[0] == 192 && b[1] == 168) || (b[0] == 169 && b[1] == 254) ||
-			 (b[0] == 100 && (b[1] & 0xc0) == 64) || b[0] >= 224);
-	if (inet_pton(AF_INET6, addr, b) == 1)
-		return !((b[0] & 0xfe) == 0xfc || (b[0] == 0xfe && (b[1] & 0xc0) == 0x80) ||
-			 (memcmp(b, "\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0", 15) == 0 && b[15] <= 1) ||
-			 b[0] == 0xff);
-	return 0;
-}
-
 void spam_geo_lookup(const struct spam_geo *g, const char *addr, char cc_out[3], unsigned *asn_out)
 {
-	cc_out[0] = 0;
-	*asn_out = 0;
-	if (g == NULL || addr == NULL || !is_public(addr))
-		return;
-	int gai, mmerr;
-	MMDB_entry_data_s d;
-	if (g->has_country) {
-		MMDB_lookup_result_s r = MMDB_lookup_string((MMDB_s *)&g->country, addr, &gai, &mmerr);
-		strcpy(cc_out, "XX");
-		if (gai == 0 && mmerr == MMDB_SUCCESS && r.found_entry &&
-		    MMDB_get_value(&r.entry, &d, "country", "iso_code", NULL) == MMDB_SUCCESS &&
-		    d.has_data && d.type == MMDB_DATA_TYPE_UTF8_STRING && d.data_size == 2 &&
-		    isalpha((unsigned char)d.utf8_string[0]) && isalpha((unsigned char)d.utf8_string[1])) {
-			cc_out[0] = (char)toupper((unsigned char)d.utf8_string[0]);
-			cc_out[1] = (char)toupper((unsigned char)d.utf8_string[1]);
-			cc_out[2] = 0;
-		}
-	}
-	if (g->has_asn) {
-		MMDB_lookup_result_s r = MMDB_lookup_string((MMDB_s *)&g->asn, addr, &gai, &mmerr);
-		if (gai == 0 && mmerr == MMDB_SUCCESS && r.found_entry &&
-		    MMDB_get_value(&r.entry, &d, "autonomous_system_number", NULL) == MMDB_SUCCESS &&
-		    d.has_data && d.type == MMDB_DATA_TYPE_UINT32)
-			*asn_out = d.uint32;
-	}
+	geoip_lookup(g ? g->db : NULL, addr, cc_out, asn_out);
 }
 
 static double score_of(const struct score *s, size_t n, const char *code)

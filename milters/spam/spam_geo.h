@@ -1,10 +1,11 @@
 /*
  * spam_geo: country and ASN of an address with libmaxminddb, as symbols.
- * Owns: opening the databases (spam_geoip_country_db, spam_geoip_asn_db),
- * the score lists (spam_country_scores "GB:1.0, XX:2.5",
- * spam_asn_scores "64496:3.0"), and the look-up: GEO_CC_<cc> from the
+ * Owns: the score lists (spam_country_scores "GB:1.0, XX:2.5",
+ * spam_asn_scores "64496:3.0") and the symbols: GEO_CC_<cc> from the
  * database's "country" record (not "registered_country"; GEO_CC_XX when a
  * public address has none), ASN_<n> from "autonomous_system_number".
+ * The databases (spam_geoip_country_db, spam_geoip_asn_db) are opened and
+ * read by lib/geoip.
  * Leaves: which address to look up (spam_msg: the client, or the first
  * untrusted relay when the client is trusted).
  * Thread-safe after spam_geo_new (libmaxminddb look-ups only read).
