@@ -17,11 +17,13 @@
 
 static struct {
 	char progname[64];
+	char syslog_name[64];	/* "" = program field is progname */
+	char service[32];	/* this process's default service */
 	int fd;			/* -1 = syslog */
 	int own_fd;		/* fd opened by us (close on re-init) */
 	enum log_format fmt;
 	char host[256];
-} L = { "sluice", 2, 0, LOG_FORMAT_PLAIN, "" };
+} L = { "sluice", "", "", 2, 0, LOG_FORMAT_PLAIN, "" };
 
 static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
 
@@ -92,6 +94,48 @@ void log_set_stderr_only(const char *progname)
 	pthread_mutex_unlock(&log_lock);
 }
 
+void log_set_syslog_name(const char *name)
+{
+	pthread_mutex_lock(&log_lock);
+	snprintf(L.syslog_name, sizeof L.syslog_name, "%s", name ? name : "");
+	pthread_mutex_unlock(&log_lock);
+}
+
+void log_set_service(const char *service)
+{
+	pthread_mutex_lock(&log_lock);
+	snprintf(L.service, sizeof L.service, "%s", service ? service : "");
+	pthread_mutex_unlock(&log_lock);
+}
+
+/* The program field of one line into buf: progname, or syslog_name[/service]. */
+static const char *log_program(char *buf, size_t size, const char *service)
+{
+	if (!L.syslog_name[0])
+		return L.progname;
+	if (!service || !*service)
+		service = L.service;
+	snprintf(buf, size, "%s%s%s", L.syslog_name, *service ? "/" : "", service);
+	return buf;
+}
+
+/*
+ * syslog(3) keeps the ident pointer openlog was given: each distinct
+ * program field is kept here for the life of the process (a handful:
+ * one per service).
+ */
+static const char *log_ident(const char *program)
+{
+	static char *idents[32];
+	static size_t nidents;
+	for (size_t i = 0; i < nidents; i++)
+		if (strcmp(idents[i], program) == 0)
+			return idents[i];
+	if (nidents == sizeof idents / sizeof idents[0])
+		return NULL;
+	return idents[nidents++] = xstrdup(program);
+}
+
 int log_init(const char *progname, const char *file, enum log_format fmt, const char **err_out)
 {
 	int fd = -1, own = 0;
@@ -112,8 +156,11 @@ int log_init(const char *progname, const char *file, enum log_format fmt, const 
 	if (L.own_fd && L.fd >= 0)
 		close(L.fd);
 	snprintf(L.progname, sizeof L.progname, "%s", progname);
-	if (fd < 0)
-		openlog(L.progname, LOG_PID | LOG_NDELAY, LOG_MAIL);
+	if (fd < 0) {
+		char prog[160];
+		const char *id = log_ident(log_program(prog, sizeof prog, NULL));
+		openlog(id ? id : "sluice", LOG_PID | LOG_NDELAY, LOG_MAIL);
+	}
 	L.fd = fd;
 	L.own_fd = own;
 	L.fmt = fmt;
@@ -176,7 +223,7 @@ static size_t kv_value(const char *s)
 	return i;
 }
 
-char *log_json_render(const char *progname, const char *qid, const char *msg)
+char *log_json_render(const char *program, const char *qid, const char *msg)
 {
 	struct sbuf b;
 	sbuf_init(&b);
@@ -189,7 +236,7 @@ char *log_json_render(const char *progname, const char *qid, const char *msg)
 	sbuf_printf(&b, "{\"time\":\"%s.%03dZ\",\"host\":", ts, (int)(tv.tv_usec / 1000));
 	json_str(&b, L.host[0] ? L.host : "localhost", strlen(L.host[0] ? L.host : "localhost"));
 	sbuf_adds(&b, ",\"program\":");
-	json_str(&b, progname, strlen(progname));
+	json_str(&b, program, strlen(program));
 	sbuf_printf(&b, ",\"pid\":%d", log_pid());
 	if (qid) {
 		sbuf_adds(&b, ",\"queue_id\":");
@@ -227,30 +274,41 @@ char *log_json_render(const char *progname, const char *qid, const char *msg)
 	return sbuf_steal(&b);
 }
 
-void log_eventv(const char *qid, const char *fmt, va_list ap)
+void log_service_eventv(const char *service, const char *qid, const char *fmt, va_list ap)
 {
 	char *msg = xvasprintf(fmt, ap);
 	/* never let a peer's bytes break the one-line rule */
 	for (char *p = msg; *p; p++)
 		if (*p == '\n' || *p == '\r')
 			*p = ' ';
+	char prog[160];
+	const char *program = log_program(prog, sizeof prog, service);
 	if (L.fd < 0) {
+		/* the ident is process-wide in syslog(3): switch it under our lock */
+		static const char *ident;
+		pthread_mutex_lock(&log_lock);
+		const char *id = log_ident(program);
+		if (id && id != ident) {
+			openlog(id, LOG_PID | LOG_NDELAY, LOG_MAIL);
+			ident = id;
+		}
 		if (qid)
 			syslog(LOG_INFO, "%s: %s", qid, msg);
 		else
 			syslog(LOG_INFO, "%s", msg);
+		pthread_mutex_unlock(&log_lock);
 		free(msg);
 		return;
 	}
 	struct sbuf b;
 	sbuf_init(&b);
 	if (L.fmt == LOG_FORMAT_JSON) {
-		char *j = log_json_render(L.progname, qid, msg);
+		char *j = log_json_render(program, qid, msg);
 		sbuf_adds(&b, j);
 		free(j);
 	} else {
 		sbuf_printf(&b, "%s %s %s[%d]: ", log_stamp(), L.host[0] ? L.host : "localhost",
-			    L.progname, log_pid());
+			    program, log_pid());
 		if (qid)
 			sbuf_printf(&b, "%s: ", qid);
 		sbuf_adds(&b, msg);
@@ -262,11 +320,24 @@ void log_eventv(const char *qid, const char *fmt, va_list ap)
 	free(msg);
 }
 
+void log_eventv(const char *qid, const char *fmt, va_list ap)
+{
+	log_service_eventv(NULL, qid, fmt, ap);
+}
+
 void log_event(const char *qid, const char *fmt, ...)
 {
 	va_list ap;
 	va_start(ap, fmt);
-	log_eventv(qid, fmt, ap);
+	log_service_eventv(NULL, qid, fmt, ap);
+	va_end(ap);
+}
+
+void log_service_event(const char *service, const char *qid, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	log_service_eventv(service, qid, fmt, ap);
 	va_end(ap);
 }
 

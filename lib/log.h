@@ -4,8 +4,8 @@
  * the format (plain Postfix-style lines or JSON objects).
  * Leaves what to say to the callers; never log secrets.
  *
- * Plain:  "5F2A1C9D0B: from=<a@example.com>, size=1234, nrcpt=1"
- * JSON:   {"time":"2026-11-21T21:00:00.123Z","host":"mx","program":"sluiced",
+ * Plain:  "Dec  2 08:44:02 mx sluice/qmgr[123]: 5F2A1C9D0B: from=<a@example.com>, size=1234, nrcpt=1"
+ * JSON:   {"time":"2026-11-21T21:00:00.123Z","host":"mx","program":"sluice/qmgr",
  *          "pid":123,"queue_id":"5F2A1C9D0B","message":"from=<a@...>, size=1234, nrcpt=1",
  *          "from":"<a@example.com>","size":"1234","nrcpt":"1"}
  * In JSON every key=value token of the message is also a member: the value
@@ -39,16 +39,48 @@ int log_init_conf(const char *progname, const struct conf *c, const char **err_o
 void log_set_stderr_only(const char *progname);
 
 /*
+ * Postfix's program field "<syslog_name>/<service>[pid]" (sluiced; Postfix's
+ * syslog_name parameter), so pflogsumm --syslog-name=NAME and other Postfix
+ * log tools read the log. Without a syslog name (the default, and every
+ * filter daemon) the program field is log_init's progname and services are
+ * ignored.
+ *
+ * log_set_syslog_name - NULL or "" switches the form off; copied (63 bytes
+ * kept at most). Survives log_init (the master sets it once; children
+ * inherit it through fork).
+ * log_set_service - this process's default service ("master", "smtpd",
+ * "qmgr", ...; Postfix's names); copied. NULL or "" = none: the program is
+ * then the syslog name alone.
+ */
+void log_set_syslog_name(const char *name);
+void log_set_service(const char *service);
+
+/*
+ * log_service_event - log_event with this line's service instead of the
+ * process default (a receiver logs message-id as "cleanup", the queue
+ * manager a delivery as "virtual", "lmtp" or "smtp"). service NULL = the
+ * default. Thread-safe.
+ */
+void log_service_event(const char *service, const char *qid, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+void log_service_eventv(const char *service, const char *qid, const char *fmt, va_list ap);
+
+/*
  * log_event - one line. qid: queue id, NULL means no prefix (daemon-level
  * events), "NOQUEUE" before a queue id exists. Thread-safe (one write(2)).
  */
 void log_event(const char *qid, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void log_eventv(const char *qid, const char *fmt, va_list ap);
 
-/* log_json_render - the JSON form of one event, for tests; caller frees. */
-char *log_json_render(const char *progname, const char *qid, const char *msg);
+/*
+ * log_json_render - the JSON form of one event (no newline), for tests.
+ * program: the program field as it goes out ("sluice/smtpd", "sluice-spf").
+ * Returns a string the caller frees.
+ */
+char *log_json_render(const char *program, const char *qid, const char *msg);
 
 int log_to_stderr(void);
+/* log_progname - log_init's progname ("sluiced"), not the program field. */
 const char *log_progname(void);
 
 #endif

@@ -299,6 +299,8 @@ int main(int argc, char **argv)
 		fatal("%s", err);
 	const struct conf *c = probe.conf;
 	const char *logerr;
+	log_set_syslog_name(conf_str(c, "syslog_name"));
+	log_set_service("master");
 	if (log_init("sluiced", conf_str(c, "maillog_file"),
 		     strcmp(conf_str(c, "log_format"), "json") ? LOG_FORMAT_PLAIN : LOG_FORMAT_JSON, &logerr) < 0)
 		fatal("maillog_file %s: %s", conf_str(c, "maillog_file"), logerr);

@@ -559,7 +559,15 @@ static void job_run_finish(struct qjob *j)
 
 struct qm_times {
 	double start, end;	/* of the delivery; both "now" for routing decisions */
+	const char *service;	/* the log's service: the transport's, NULL = qmgr */
 };
+
+/* Postfix's delivery agent names, for the log's program field */
+static const char *route_service(enum qmgr_route_kind k)
+{
+	return k == QMGR_ROUTE_MAILDIR ? "virtual" : k == QMGR_ROUTE_LMTP ? "lmtp"
+		: k == QMGR_ROUTE_SMTP ? "smtp" : NULL;
+}
 
 static void log_rcpt(struct qmgr_msg *m, size_t i, const char *relay, const struct qm_times *t,
 		     const char *status, const char *reason)
@@ -573,11 +581,12 @@ static void log_rcpt(struct qmgr_msg *m, size_t i, const char *relay, const stru
 	double arr = m->m.env.arrival;
 	char *orig = r->orig && strcmp(r->orig, r->addr) != 0 ? xasprintf(", orig_to=<%s>", r->orig)
 							    : NULL;
-	log_event(m->id, "to=<%s>%s, relay=%s, delay=%s, delays=%s/%s/0/%s, dsn=%s, status=%s (%s)",
-		  r->addr, orig ? orig : "", relay, fmt_delay(d0, sizeof d0, t->end - arr),
-		  fmt_delay(d1, sizeof d1, m->pickup - arr),
-		  fmt_delay(d2, sizeof d2, t->start - m->pickup),
-		  fmt_delay(d3, sizeof d3, t->end - t->start), dsn, status, text);
+	log_service_event(t->service, m->id,
+			  "to=<%s>%s, relay=%s, delay=%s, delays=%s/%s/0/%s, dsn=%s, status=%s (%s)",
+			  r->addr, orig ? orig : "", relay, fmt_delay(d0, sizeof d0, t->end - arr),
+			  fmt_delay(d1, sizeof d1, m->pickup - arr),
+			  fmt_delay(d2, sizeof d2, t->start - m->pickup),
+			  fmt_delay(d3, sizeof d3, t->end - t->start), dsn, status, text);
 	free(orig);
 }
 
@@ -643,7 +652,7 @@ static void msg_route(struct qmgr *q, struct qmgr_msg *m, size_t i, double now,
 		      struct qm_groups *g)
 {
 	struct qmgr_route r;
-	struct qm_times t = { now, now };
+	struct qm_times t = { now, now, NULL };
 	memset(&r, 0, sizeof r);
 	if (q->o.route(q->o.route_arg, m->m.env.rcpt[i].addr, &r) < 0) {
 		rcpt_defer(q, m, i, xstrdup("4.3.0 routing failed"), "none", &t);
@@ -741,7 +750,7 @@ static void open_done(struct qmgr *q, struct qjob *j)
 static void deliver_done(struct qmgr *q, struct qjob *j)
 {
 	struct qmgr_msg *m = j->msg;
-	struct qm_times t = { j->t_start, j->t_end };
+	struct qm_times t = { j->t_start, j->t_end, route_service(j->route) };
 	q->busy_deliver--;
 	dest_release(q, j);
 	m->todo--;
@@ -771,7 +780,7 @@ static void finish_done(struct qmgr *q, struct qjob *j)
 {
 	struct qmgr_msg *m = j->msg;
 	double now = wall_time();
-	struct qm_times t = { now, now };
+	struct qm_times t = { now, now, NULL };
 	for (size_t i = 0; j->marks_ok && i < m->m.env.nrcpt; i++) {
 		if (!m->fail[i] || m->m.env.rcpt[i].status != QUEUE_RCPT_FAILED)
 			continue;
@@ -785,14 +794,16 @@ static void finish_done(struct qmgr *q, struct qjob *j)
 		}
 	}
 	if (j->dsn_err)
-		log_event(m->id, "warning: cannot queue delivery status notification: %s (will retry)",
-			  j->dsn_err);
+		log_service_event("bounce", m->id,
+				  "warning: cannot queue delivery status notification: %s (will retry)",
+				  j->dsn_err);
 	if (j->delay_err)
-		log_event(m->id, "warning: cannot queue delay notification: %s", j->delay_err);
+		log_service_event("bounce", m->id, "warning: cannot queue delay notification: %s",
+				  j->delay_err);
 	if (j->dsn_id)
-		log_event(m->id, "sender non-delivery notification: %s", j->dsn_id);
+		log_service_event("bounce", m->id, "sender non-delivery notification: %s", j->dsn_id);
 	if (j->delay_id)
-		log_event(m->id, "sender delay notification: %s", j->delay_id);
+		log_service_event("bounce", m->id, "sender delay notification: %s", j->delay_id);
 	if (j->rc < 0) {
 		log_event(m->id, "%s (will retry)", j->err);
 	} else if (j->next_attempt == 0) {

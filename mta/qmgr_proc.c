@@ -184,6 +184,7 @@ static void on_usr1(evutil_socket_t fd, short what, void *arg)
 void qmgr_main(const char *conf_path, int notify_rd_fd)
 {
 	char *err = NULL;
+	log_set_service("qmgr");
 	Q.conf_path = conf_path;
 	if (load(&err) < 0)
 		fatal("%s", err);

@@ -127,6 +127,7 @@ static void on_hup(evutil_socket_t fd, short what, void *arg)
 void receiver_main(const char *conf_path, struct listener *ls, size_t nls, int notify_wr_fd)
 {
 	char *err = NULL;
+	log_set_service("smtpd");
 	evthread_use_pthreads();
 	srv.base = event_base_new();
 	srv.notify_fd = notify_wr_fd;

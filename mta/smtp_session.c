@@ -114,7 +114,8 @@ static void log_reject(struct smtp_session *s, const struct check_reply *r, int 
 	sbuf_printf(&b, " proto=%s", proto_name(s));
 	if (s->helo)
 		sbuf_printf(&b, " helo=<%s>", s->helo);
-	log_event(qid(s), "%s", b.buf);
+	/* Postfix's cleanup logs the rejects after the end of the message */
+	log_service_event(strcmp(verb, "END-OF-MESSAGE") ? NULL : "cleanup", qid(s), "%s", b.buf);
 	sbuf_free(&b);
 }
 
@@ -370,8 +371,9 @@ static void commit_done(void *arg, int ok, const char *err)
 	s->commit_pending = 0;
 	if (ok && s->fx.hold) {
 		if (queue_move(s->srv->cfg.qdir, s->committed_id, QUEUE_ACTIVE, QUEUE_HOLD, 0) == 0)
-			log_event(s->committed_id, "hold: END-OF-MESSAGE from %s[%s]: <%s>: message placed on hold",
-				  s->name, s->addr, s->sender);
+			log_service_event("cleanup", s->committed_id,
+					  "hold: END-OF-MESSAGE from %s[%s]: <%s>: message placed on hold",
+					  s->name, s->addr, s->sender);
 		else
 			notify_qmgr(s, s->committed_id);
 	} else if (ok) {
@@ -426,10 +428,11 @@ void sess_commit_message(struct smtp_session *s)
 {
 	const char *id = queue_writer_id(s->writer);
 	if (s->message_id)
-		log_event(id, "message-id=%s", s->message_id);
+		log_service_event("cleanup", id, "message-id=%s", s->message_id);
 	if (s->fx.discard || s->discard_all) {
-		log_event(id, "discard: END-OF-MESSAGE from %s[%s]: <%s>: message discarded by an access table",
-			  s->name, s->addr, s->sender);
+		log_service_event("cleanup", id,
+				  "discard: END-OF-MESSAGE from %s[%s]: <%s>: message discarded by an access table",
+				  s->name, s->addr, s->sender);
 		sess_out(s, "250 2.0.0 Ok: queued as %s", id);
 		sess_count(s, s->bdat ? SMTP_VERB_BDAT : SMTP_VERB_DATA, 1);
 		sess_txn_reset(s);
@@ -522,7 +525,8 @@ static void finish_rcpt(struct smtp_session *s)
 		}
 		s->arrival = wall_time();
 		if (s->local)
-			log_event(queue_writer_id(s->writer), "uid=%ld from=<%s>", s->local_uid, s->sender);
+			log_service_event("pickup", queue_writer_id(s->writer), "uid=%ld from=<%s>",
+					  s->local_uid, s->sender);
 		else if (s->sasl_username)
 			log_event(queue_writer_id(s->writer), "client=%s[%s], sasl_method=%s, sasl_username=%s", s->name,
 				  s->addr, s->sasl_method, s->sasl_username);

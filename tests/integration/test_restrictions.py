@@ -186,7 +186,9 @@ def test_json_log_format(sluiced_factory, dns):
     rcpt_reply(s, rcpt="x@outside.test", source="127.0.0.2")
     wait_for(lambda: "disconnect from unknown[127.0.0.2]" in s.log_text(), what="disconnect line")
     events = [json.loads(l) for l in s.log_text().splitlines() if l.strip()]
-    assert all(e["program"] == "sluiced" for e in events)
+    # Postfix's program field: syslog_name (default sluice) / service
+    assert {e["program"] for e in events} <= {"sluice/master", "sluice/smtpd", "sluice/qmgr"}, events
+    assert [e for e in events if e["program"] == "sluice/smtpd"]
     conn = [e for e in events if e["message"].startswith("connect from")]
     assert conn and "queue_id" not in conn[0]
     disc = [e for e in events if e["message"].startswith("disconnect from unknown[127.0.0.2]")]

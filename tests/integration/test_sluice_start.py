@@ -303,7 +303,7 @@ def test_make_run_layout_with_dkim_and_spf():
             c.sendmail("alice@example.com", ["user@example.com"],
                        b"From: alice@example.com\r\nSubject: after reload\r\n\r\nhi\r\n")
         wait_for(lambda: len(os.listdir(new)) == 2, timeout=30, what="second delivery (log: %s)" % t.log())
-        assert not [line for line in t.log().splitlines() if "sluiced[" in line and "reload failed" in line]
+        assert not [line for line in t.log().splitlines() if " sluice/" in line and "reload failed" in line]
         r = t.sluice("stop", "-c", t.conf, timeout=90)
         assert r.returncode == 0, r.stderr
         sup.wait(timeout=30)
