@@ -41,6 +41,7 @@ int start_dispatch(int argc, char **argv);
 	      "       sluice start [-f] -c FILE | stop -c FILE | status -c FILE | reload -c FILE\n" \
 	      "       sluice report [--format text|json|html] [--since TIME] [--until TIME] [--top N]\n" \
 	      "                     [-o FILE] LOGFILE...\n" \
+	      "       sluice ratelimit [-c FILE] show [KEY-PREFIX] | reset KEY\n" \
 	      "       sluice --help | --version\n"
 
 static void usage(void)
@@ -62,6 +63,9 @@ static void help_or_version(int argc, char **argv)
 			      "  start    the integrated server: sluiced and every enabled filter (-f: foreground);\n"
 			      "           returns once every daemon answers\n"
 			      "  stop, status, reload   the running integrated server\n"
+			      "  ratelimit  sluice-ratelimit's counters and greylist entries (show), clear one\n"
+			      "           (reset); either backend; -c defaults to $SLUICE_CONF, else\n"
+			      "           /etc/sluice/sluice.conf, else the built-in defaults\n"
 			      "Relative paths in FILE are relative to its directory.\n", stdout);
 			exit(0);
 		}
