@@ -6,6 +6,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <jansson.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -170,21 +171,40 @@ int log_init(const char *progname, const char *file, enum log_format fmt, const 
 	return 0;
 }
 
-static void json_str(struct sbuf *b, const char *s, size_t n)
+/* jansson returns NULL only when out of memory here (strings are made valid) */
+static json_t *log_json_ok(json_t *j)
 {
-	sbuf_addc(b, '"');
-	for (size_t i = 0; i < n; i++) {
-		unsigned char c = (unsigned char)s[i];
-		if (c == '"' || c == '\\') {
-			sbuf_addc(b, '\\');
-			sbuf_addc(b, (char)c);
-		} else if (c < 0x20 || c == 0x7f) {
-			sbuf_printf(b, "\\u%04x", c);
-		} else {
-			sbuf_addc(b, (char)c);
-		}
+	if (!j) {
+		static const char m[] = "sluice: out of memory (log)\n";
+		ssize_t w = write(2, m, sizeof m - 1);
+		(void)w;
+		exit(1);
 	}
-	sbuf_addc(b, '"');
+	return j;
+}
+
+/*
+ * A JSON string of s[0..n): jansson takes valid UTF-8 only; bytes a peer
+ * sent are not always that, and then every byte >= 0x80 becomes '?'.
+ */
+static json_t *log_json_str(const char *s, size_t n)
+{
+	json_t *j = json_stringn(s, n);
+	if (j)
+		return j;
+	char *t = xmalloc(n + 1);
+	for (size_t i = 0; i < n; i++)
+		t[i] = (unsigned char)s[i] >= 0x80 || !s[i] ? '?' : s[i];
+	t[n] = 0;
+	j = log_json_ok(json_stringn(t, n));
+	free(t);
+	return j;
+}
+
+static void log_json_set(json_t *o, const char *key, json_t *v)
+{
+	if (json_object_set_new(o, key, log_json_ok(v)) < 0)
+		log_json_ok(NULL);
 }
 
 /* Is s[0..] the start of a key=value token? Returns key length or 0. */
@@ -225,28 +245,28 @@ static size_t kv_value(const char *s)
 
 char *log_json_render(const char *program, const char *qid, const char *msg)
 {
-	struct sbuf b;
-	sbuf_init(&b);
 	struct timeval tv;
 	gettimeofday(&tv, NULL);
 	struct tm tm;
 	gmtime_r(&tv.tv_sec, &tm);
-	char ts[64];
+	char ts[64], stamp[80];
 	strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%S", &tm);
-	sbuf_printf(&b, "{\"time\":\"%s.%03dZ\",\"host\":", ts, (int)(tv.tv_usec / 1000));
-	json_str(&b, L.host[0] ? L.host : "localhost", strlen(L.host[0] ? L.host : "localhost"));
-	sbuf_adds(&b, ",\"program\":");
-	json_str(&b, program, strlen(program));
-	sbuf_printf(&b, ",\"pid\":%d", log_pid());
-	if (qid) {
-		sbuf_adds(&b, ",\"queue_id\":");
-		json_str(&b, qid, strlen(qid));
-	}
-	sbuf_adds(&b, ",\"message\":");
-	json_str(&b, msg, strlen(msg));
-	/* key=value members, first occurrence of a key wins */
-	const char *seen[64];
-	size_t seen_len[64], nseen = 0;
+	snprintf(stamp, sizeof stamp, "%s.%03dZ", ts, (int)(tv.tv_usec / 1000));
+	const char *host = L.host[0] ? L.host : "localhost";
+	json_t *o = log_json_ok(json_object());
+	log_json_set(o, "time", json_string(stamp));
+	log_json_set(o, "host", log_json_str(host, strlen(host)));
+	log_json_set(o, "program", log_json_str(program, strlen(program)));
+	log_json_set(o, "pid", json_integer(log_pid()));
+	if (qid)
+		log_json_set(o, "queue_id", log_json_str(qid, strlen(qid)));
+	log_json_set(o, "message", log_json_str(msg, strlen(msg)));
+	/*
+	 * key=value members: the first occurrence of a key wins, and the
+	 * envelope's members above (time, host, program, pid, queue_id,
+	 * message) are never replaced.
+	 */
+	char key[128];
 	for (const char *p = msg; *p;) {
 		size_t k = (p == msg || p[-1] == ' ') ? kv_key(p) : 0;
 		if (!k) {
@@ -255,23 +275,20 @@ char *log_json_render(const char *program, const char *qid, const char *msg)
 		}
 		const char *v = p + k + 1;
 		size_t vl = kv_value(v);
-		int dup = 0;
-		for (size_t i = 0; i < nseen; i++)
-			if (seen_len[i] == k && memcmp(seen[i], p, k) == 0)
-				dup = 1;
-		if (!dup && nseen < 64 && !(k == 7 && memcmp(p, "message", 7) == 0) &&
-		    !(k == 8 && memcmp(p, "queue_id", 8) == 0)) {
-			seen[nseen] = p;
-			seen_len[nseen++] = k;
-			sbuf_addc(&b, ',');
-			json_str(&b, p, k);
-			sbuf_addc(&b, ':');
-			json_str(&b, v, vl);
+		if (k < sizeof key) {
+			memcpy(key, p, k);
+			key[k] = 0;
+			if (!json_object_get(o, key) && strcmp(key, "queue_id") != 0)
+				log_json_set(o, key, log_json_str(v, vl));
 		}
 		p = v + vl;
 	}
-	sbuf_addc(&b, '}');
-	return sbuf_steal(&b);
+	char *out = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
+	json_decref(o);
+	if (!out)
+		log_json_ok(NULL);
+	/* the caller frees with free(): jansson allocates with malloc unless told otherwise */
+	return out;
 }
 
 void log_service_eventv(const char *service, const char *qid, const char *fmt, va_list ap)

@@ -8,8 +8,12 @@
  * JSON:   {"time":"2026-11-21T21:00:00.123Z","host":"mx","program":"sluice/qmgr",
  *          "pid":123,"queue_id":"5F2A1C9D0B","message":"from=<a@...>, size=1234, nrcpt=1",
  *          "from":"<a@example.com>","size":"1234","nrcpt":"1"}
- * In JSON every key=value token of the message is also a member: the value
- * runs to the next ", " (or "; " / end), with <...>, [...] and (...) kept whole.
+ * In JSON (written with jansson, one object per line) every key=value token
+ * of the message is also a member: the value runs to the next ", " (or "; ",
+ * " " / end), with <...>, [...], (...) and "..." kept whole; the first
+ * occurrence of a key wins and the envelope members (time, host, program,
+ * pid, queue_id, message) are never replaced by a token. Bytes that are not
+ * UTF-8 are written as '?' in that string (docs/EVENTS.md).
  */
 #ifndef SLUICE_LOG_H
 #define SLUICE_LOG_H

@@ -32,8 +32,10 @@ def report(tmp_path_factory):
     """argv prefix that runs `sluice report`."""
     sluice = os.path.join(BIN, "sluice")
     if os.path.exists(sluice):
-        p = subprocess.run([sluice, "report", "--version"], capture_output=True, text=True)
-        if p.returncode == 0 and "report" in p.stdout:
+        # dispatched by bin/sluice: an empty log gives a JSON report
+        p = subprocess.run([sluice, "report", "--format", "json", "/dev/null"],
+                           capture_output=True, text=True)
+        if p.returncode == 0 and p.stdout.lstrip().startswith("{"):
             return [sluice, "report"]
     d = tmp_path_factory.mktemp("report-driver")
     main = d / "main.c"
