@@ -456,6 +456,8 @@ static int check_policy(struct check_ctx *ctx, struct check_run *run, const char
 		cc->policy_index = run->i;
 		cc->call = policy_call_start(ctx->srv->policy, service, &b, policy_done, ctx);
 		sbuf_free(&b);
+		if (ctx->fx)
+			ctx->fx->policy_asked = 1;
 		return -1;
 	}
 	cc->policy_done = 0;
@@ -985,4 +987,5 @@ void check_effects_reset(struct check_effects *fx)
 	sbuf_reset(&fx->prepend);
 	fx->hold = 0;
 	fx->discard = 0;
+	fx->policy_asked = 0;
 }

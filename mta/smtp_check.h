@@ -41,6 +41,7 @@ struct check_effects {
 	struct sbuf prepend;	/* header lines (LF-terminated) to put on top of the message */
 	int hold;		/* HOLD: commit into hold/ */
 	int discard;		/* DISCARD: accept and drop */
+	int policy_asked;	/* a policy service was asked (sluiced logs the instance) */
 };
 
 /*

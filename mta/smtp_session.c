@@ -532,6 +532,9 @@ static void finish_rcpt(struct smtp_session *s)
 				  s->addr, s->sasl_method, s->sasl_username);
 		else
 			log_event(queue_writer_id(s->writer), "client=%s[%s]", s->name, s->addr);
+		/* the policy servers were asked before the queue id existed: join them */
+		if (s->fx.policy_asked)
+			log_event(queue_writer_id(s->writer), "policy instance=%s", s->instance);
 		mc_set_qid(s->mc, queue_writer_id(s->writer));
 	}
 	if (!s->pending_relay) {
