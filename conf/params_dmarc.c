@@ -36,5 +36,14 @@ const struct conf_param dmarc_params[] = {
 	P("dmarc_failure_report_from", CONF_STR, "postmaster@$myhostname"),
 	/* the Sendmail-compatible command reports leave through; "" = sluice-sendmail beside us */
 	P("dmarc_failure_report_sendmail", CONF_STR, ""),
+	/* `sluice report dmarc` (docs/DMARC-REPORTS.md): the Reporting Organization */
+	P("dmarc_report_org_name", CONF_STR, "$myhostname"),
+	P("dmarc_report_email", CONF_STR, "postmaster@$myhostname"),
+	/* --send: reports mailed to one destination address in one run at most */
+	PI("dmarc_report_max_per_destination", "50", 0, 1000000),
+	/* --send: a file of addresses never mailed (one a line); bounced ones are added; "" = none */
+	P("dmarc_report_suppress", CONF_STR, ""),
+	/* --send: the Sendmail-compatible command; "" = sluice-sendmail beside sluice, -C our file */
+	P("dmarc_report_sendmail", CONF_STR, ""),
 	{ NULL, 0, NULL, 0, 0, NULL, 0 },
 };

@@ -1,0 +1,442 @@
+/*
+ * report_dmarc_send: see report_dmarc_send.h.
+ */
+#include "tools/report_dmarc_send.h"
+#include "proto/dmarc.h"
+#include "lib/util.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <openssl/evp.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+extern char **environ;
+
+const char *rds_verdict_name(enum rds_verdict v)
+{
+	switch (v) {
+	case RDS_INTERNAL: return "internal";
+	case RDS_VERIFIED: return "verified";
+	case RDS_REFUSED: return "refused";
+	case RDS_TEMPERROR: return "temperror";
+	default: return "unchecked";
+	}
+}
+
+/* ---- rua= ---- */
+
+static int atext(char c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+	       strchr("!#$%&'*+-/=?^_`{|}~", c) != NULL;
+}
+
+/* dot-atom-text (RFC 5322 3.2.3) */
+static int dot_atom(const char *s, size_t n)
+{
+	if (n == 0 || s[0] == '.' || s[n - 1] == '.')
+		return 0;
+	for (size_t i = 0; i < n; i++)
+		if (!(atext(s[i]) || (s[i] == '.' && s[i + 1] != '.')))
+			return 0;
+	return 1;
+}
+
+static int hexval(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	c = (char)(c | 0x20);
+	return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+}
+
+/* one URI (trimmed, len n) -> d; 0 or -1 */
+static int mailto(const char *u, size_t n, struct rds_dest *d)
+{
+	if (n < 7 || strncasecmp(u, "mailto:", 7) != 0)
+		return -1;
+	u += 7;
+	n -= 7;
+	/* "!size" after the address; "?hfields" ignored */
+	const char *bang = memchr(u, '!', n);
+	size_t an = bang ? (size_t)(bang - u) : n;
+	const char *q = memchr(u, '?', an);
+	if (q)
+		an = (size_t)(q - u);
+	char addr[RDS_ADDR_MAX + 1];
+	size_t o = 0;
+	for (size_t i = 0; i < an; i++) {
+		char c = u[i];
+		if (c == '%' && i + 2 < an && hexval(u[i + 1]) >= 0 && hexval(u[i + 2]) >= 0) {
+			c = (char)(hexval(u[i + 1]) * 16 + hexval(u[i + 2]));
+			i += 2;
+		} else if (c == '%') {
+			return -1;
+		}
+		if (o >= RDS_ADDR_MAX || (unsigned char)c <= ' ' || (unsigned char)c >= 0x7f)
+			return -1;
+		addr[o++] = c;
+	}
+	addr[o] = 0;
+	char *at = strrchr(addr, '@');
+	if (!at || !dot_atom(addr, (size_t)(at - addr)) || !rda_domain_ok(at + 1) ||
+	    !strchr(at + 1, '.'))
+		return -1;
+	for (char *p = at + 1; *p; p++)
+		if (*p >= 'A' && *p <= 'Z')
+			*p = (char)(*p - 'A' + 'a');
+	unsigned long long size = 0;
+	if (bang) {
+		const char *s = bang + 1, *end = u + n;
+		if (s >= end || *s < '0' || *s > '9')
+			return -1;
+		while (s < end && *s >= '0' && *s <= '9') {
+			if (size > (1ULL << 40))
+				return -1;
+			size = size * 10 + (unsigned)(*s++ - '0');
+		}
+		if (s < end) {
+			const char *units = "kmgt", *k = strchr(units, *s | 0x20);
+			if (!k || !*k || s + 1 != end)
+				return -1;
+			for (const char *x = units; x <= k; x++)
+				size *= 1024;
+		}
+	}
+	memset(d, 0, sizeof *d);
+	memcpy(d->addr, addr, o + 1);
+	snprintf(d->host, sizeof d->host, "%s", d->addr + (at + 1 - addr));
+	d->max_bytes = size;
+	return 0;
+}
+
+size_t rds_rua_parse(const char *rua, struct rds_dest *out, size_t max)
+{
+	size_t n = 0;
+	if (!rua || !strcmp(rua, "-"))
+		return 0;
+	for (const char *s = rua; *s && n < max;) {
+		while (*s == ' ' || *s == '\t' || *s == ',')
+			s++;
+		const char *e = s + strcspn(s, ",");
+		const char *t = e;
+		while (t > s && (t[-1] == ' ' || t[-1] == '\t'))
+			t--;
+		if (t > s && mailto(s, (size_t)(t - s), &out[n]) == 0) {
+			int dup = 0;
+			for (size_t i = 0; i < n; i++)
+				if (!strcasecmp(out[i].addr, out[n].addr))
+					dup = 1;
+			if (!dup)
+				n++;
+		}
+		s = e;
+	}
+	return n;
+}
+
+/* ---- external destination verification ---- */
+
+static int under(const char *host, const char *org)
+{
+	size_t h = strlen(host), o = strlen(org);
+	return o > 0 && (strcasecmp(host, org) == 0 ||
+			 (h > o && host[h - o - 1] == '.' && strcasecmp(host + h - o, org) == 0));
+}
+
+static enum rds_verdict check_host(struct rds_dest *d, const char *policy_domain,
+				   rds_lookup_fn lookup, void *arg)
+{
+	char q[600];
+	int ql = snprintf(q, sizeof q, "%s._report._dmarc.%s", policy_domain, d->host);
+	if (ql < 0 || ql > 253)
+		return RDS_REFUSED;	/* step 4: over DNS limits */
+	struct dns_answer *a = lookup(arg, q, DNS_T_TXT);
+	enum rds_verdict v = RDS_REFUSED;
+	if (dns_status_is_temp(a->status)) {
+		v = RDS_TEMPERROR;
+	} else {
+		for (size_t k = 0; a->status == DNS_OK && k < a->n; k++) {
+			const struct dns_rr *rr = &a->rr[k];
+			if (rr->type != DNS_T_TXT || !dmarc_record_is_dmarc(rr->u.txt.data, rr->u.txt.len))
+				continue;
+			v = RDS_VERIFIED;
+			struct dmarc_record r;
+			dmarc_record_parse(rr->u.txt.data, rr->u.txt.len, &r, NULL);
+			struct rds_dest o[RDS_MAX_DEST];
+			size_t no = rds_rua_parse(r.rua, o, RDS_MAX_DEST);
+			for (size_t i = 0; i < no; i++)
+				if (strcmp(o[i].host, d->host) != 0)
+					v = RDS_REFUSED;	/* step 9: MUST NOT, to either */
+			if (v == RDS_VERIFIED && no > 0) {
+				memcpy(d->addr, o[0].addr, sizeof d->addr);
+				d->max_bytes = o[0].max_bytes;
+			}
+			dmarc_record_free(&r);
+			break;
+		}
+	}
+	dns_answer_free(&a);
+	return v;
+}
+
+void rds_verify(struct rds_dest *d, size_t n, const char *policy_domain, const char *policy_org,
+		rds_lookup_fn lookup, void *lookup_arg)
+{
+	char porg[256], horg[256];
+	int have_porg = dmarc_org_domain_psl(NULL, policy_domain, porg, sizeof porg) == 0;
+	int logged_org = policy_org && *policy_org && strcmp(policy_org, "-") != 0;
+	for (size_t i = 0; i < n; i++) {
+		d[i].verdict = RDS_UNCHECKED;
+		for (size_t j = 0; j < i; j++)	/* one question per host */
+			if (!strcmp(d[j].host, d[i].host) && d[j].verdict != RDS_VERIFIED)
+				d[i].verdict = d[j].verdict;
+		if (d[i].verdict != RDS_UNCHECKED)
+			continue;
+		if ((have_porg && dmarc_org_domain_psl(NULL, d[i].host, horg, sizeof horg) == 0 &&
+		     !strcmp(porg, horg)) ||
+		    (logged_org && under(d[i].host, policy_org)))
+			d[i].verdict = RDS_INTERNAL;
+		else
+			d[i].verdict = check_host(&d[i], policy_domain, lookup, lookup_arg);
+	}
+}
+
+/* ---- suppress list ---- */
+
+struct rds_suppress {
+	char *path;
+	struct rmap set;	/* lower-case addresses */
+};
+
+static char *lower_dup(const char *s, size_t n)
+{
+	char *d = xstrndup(s, n);
+	for (char *p = d; *p; p++)
+		if (*p >= 'A' && *p <= 'Z')
+			*p = (char)(*p - 'A' + 'a');
+	return d;
+}
+
+struct rds_suppress *rds_suppress_load(const char *path, char **err_out)
+{
+	struct rds_suppress *s = xcalloc(1, sizeof *s);
+	if (!path || !*path)
+		return s;
+	s->path = xstrdup(path);
+	FILE *f = fopen(path, "r");
+	if (!f) {
+		if (errno == ENOENT)
+			return s;
+		*err_out = xasprintf("%s: %s", path, strerror(errno));
+		rds_suppress_free(&s);
+		return NULL;
+	}
+	char line[1024];
+	while (fgets(line, sizeof line, f)) {
+		char *p = line + strspn(line, " \t");
+		size_t n = strcspn(p, " \t\r\n#");
+		if (n == 0)
+			continue;
+		char *a = lower_dup(p, n);
+		rmap_get(&s->set, a, 1);
+		free(a);
+	}
+	fclose(f);
+	return s;
+}
+
+int rds_suppress_has(const struct rds_suppress *s, const char *addr)
+{
+	char *a = lower_dup(addr, strlen(addr));
+	int r = rmap_get((struct rmap *)&s->set, a, 0) != NULL;
+	free(a);
+	return r;
+}
+
+int rds_suppress_add(struct rds_suppress *s, const char *addr, const char *why, char **err_out)
+{
+	if (rds_suppress_has(s, addr))
+		return 0;
+	if (!s->path) {
+		*err_out = xstrdup("dmarc_report_suppress is not set");
+		return -1;
+	}
+	FILE *f = fopen(s->path, "a");
+	if (!f || fprintf(f, "# %s\n%s\n", why, addr) < 0 || fclose(f) != 0) {
+		*err_out = xasprintf("%s: %s", s->path, strerror(errno));
+		return -1;
+	}
+	char *a = lower_dup(addr, strlen(addr));
+	rmap_get(&s->set, a, 1);
+	free(a);
+	return 1;
+}
+
+void rds_suppress_free(struct rds_suppress **sp)
+{
+	struct rds_suppress *s = *sp;
+	if (!s)
+		return;
+	free(s->path);
+	rmap_free(&s->set, NULL);
+	free(s);
+	*sp = NULL;
+}
+
+/* ---- bounces ---- */
+
+void rds_bounces_feed(struct rmap *ids, struct rmap *out, const struct rp_event *ev,
+		      const char *sender)
+{
+	if (!ev->qid || !strcmp(ev->qid, "NOQUEUE"))
+		return;
+	switch (ev->kind) {
+	case RP_EV_FROM:
+	case RP_EV_PICKUP:
+		if (ev->sender && !strcasecmp(ev->sender, sender))
+			rmap_get(ids, ev->qid, 1);
+		break;
+	case RP_EV_DELIVERY:
+		if (ev->status == RP_ST_BOUNCED && ev->recipient && rmap_get(ids, ev->qid, 0)) {
+			char *a = lower_dup(ev->recipient, strlen(ev->recipient));
+			rmap_get(out, a, 1);
+			free(a);
+		}
+		break;
+	case RP_EV_REMOVED: {
+		struct rmap_ent *e = rmap_get(ids, ev->qid, 0);
+		if (e)
+			rmap_del(ids, e, NULL);
+		break;
+	}
+	default:
+		break;
+	}
+}
+
+/* ---- the message ---- */
+
+static void date_822(time_t t, char *out, size_t n)
+{
+	struct tm tm;
+	gmtime_r(&t, &tm);
+	static const char *const wd[] = { "Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat" };
+	static const char *const mo[] = { "Jan", "Feb", "Mar", "Apr", "May", "Jun",
+					  "Jul", "Aug", "Sep", "Oct", "Nov", "Dec" };
+	snprintf(out, n, "%s, %d %s %d %02d:%02d:%02d +0000", wd[tm.tm_wday], tm.tm_mday,
+		 mo[tm.tm_mon], tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec);
+}
+
+static void iso(long long t, char *out, size_t n)
+{
+	time_t tt = (time_t)t;
+	struct tm tm;
+	gmtime_r(&tt, &tm);
+	strftime(out, n, "%Y-%m-%d %H:%M:%S", &tm);
+}
+
+char *rds_message(const struct rds_mail *m, size_t *len_out)
+{
+	struct sbuf b;
+	sbuf_init(&b);
+	char date[64], from[32], to[32];
+	date_822(m->now ? m->now : time(NULL), date, sizeof date);
+	iso(m->begin, from, sizeof from);
+	iso(m->end, to, sizeof to);
+	char boundary[64];
+	snprintf(boundary, sizeof boundary, "=_sluice_dmarc_%lld", m->begin);
+	sbuf_printf(&b, "From: %s\nTo: %s\n", m->from, m->to);
+	sbuf_printf(&b, "Subject: Report Domain: %s\n Submitter: %s\n Report-ID: <%s>\n",
+		    m->policy_domain, m->receiver, m->report_id);
+	sbuf_printf(&b, "Date: %s\nMessage-ID: <%s>\nMIME-Version: 1.0\n"
+		    "Auto-Submitted: auto-generated\n"
+		    "Content-Type: multipart/mixed; boundary=\"%s\"\n\n"
+		    "This is a MIME-formatted message.\n\n", date, m->report_id, boundary);
+	sbuf_printf(&b, "--%s\nContent-Type: text/plain; charset=us-ascii\n"
+		    "Content-Transfer-Encoding: 7bit\n\n"
+		    "DMARC aggregate report (RFC 9990) from %s for %s,\n"
+		    "%s to %s UTC: %lld messages in %lld rows.\n\n",
+		    boundary, m->receiver, m->policy_domain, from, to, m->messages, m->rows);
+	sbuf_printf(&b, "--%s\nContent-Type: application/gzip; name=\"%s\"\n"
+		    "Content-Disposition: attachment; filename=\"%s\"\n"
+		    "Content-Transfer-Encoding: base64\n\n", boundary, m->filename, m->filename);
+	/* base64 (OpenSSL), 76 characters a line: 57 input bytes each */
+	unsigned char line[80];
+	const unsigned char *p = m->gz;
+	for (size_t off = 0; off < m->gz_len; off += 57) {
+		size_t k = m->gz_len - off < 57 ? m->gz_len - off : 57;
+		int w = EVP_EncodeBlock(line, p + off, (int)k);
+		sbuf_add(&b, line, (size_t)w);
+		sbuf_addc(&b, '\n');
+	}
+	sbuf_printf(&b, "\n--%s--\n", boundary);
+	*len_out = b.len;
+	return sbuf_steal(&b);
+}
+
+int rds_sendmail(const char *path, const char *conf, const char *from, const char *rcpt,
+		 const char *msg, size_t len, char **err_out)
+{
+	*err_out = NULL;
+	int fd = memfd_create("dmarc-report", MFD_CLOEXEC);
+	if (fd < 0) {
+		*err_out = xasprintf("memfd_create: %s", strerror(errno));
+		return -1;
+	}
+	for (size_t off = 0; off < len;) {
+		ssize_t w = write(fd, msg + off, len - off);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0) {
+			*err_out = xasprintf("memfd write: %s", strerror(errno));
+			close(fd);
+			return -1;
+		}
+		off += (size_t)w;
+	}
+	lseek(fd, 0, SEEK_SET);
+	char *argv[10];
+	int ac = 0;
+	argv[ac++] = (char *)path;
+	if (conf) {
+		argv[ac++] = (char *)"-C";
+		argv[ac++] = (char *)conf;
+	}
+	argv[ac++] = (char *)"-f";
+	argv[ac++] = (char *)from;
+	argv[ac++] = (char *)"-i";
+	argv[ac++] = (char *)"--";
+	argv[ac++] = (char *)rcpt;
+	argv[ac] = NULL;
+	posix_spawn_file_actions_t fa;
+	posix_spawn_file_actions_init(&fa);
+	posix_spawn_file_actions_adddup2(&fa, fd, 0);
+	posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
+	pid_t pid;
+	int e = posix_spawn(&pid, path, &fa, NULL, argv, environ);
+	posix_spawn_file_actions_destroy(&fa);
+	close(fd);
+	if (e != 0) {
+		*err_out = xasprintf("cannot run %s: %s", path, strerror(e));
+		return -1;
+	}
+	int st;
+	while (waitpid(pid, &st, 0) < 0)
+		if (errno != EINTR) {
+			*err_out = xasprintf("waitpid: %s", strerror(errno));
+			return -1;
+		}
+	if (WIFEXITED(st) && WEXITSTATUS(st) == 0)
+		return 0;
+	*err_out = WIFEXITED(st) ? xasprintf("exit %d", WEXITSTATUS(st))
+				 : xasprintf("signal %d", WTERMSIG(st));
+	return -1;
+}
