@@ -226,6 +226,7 @@ static int send_report(struct sender *s, const struct rda_report *r, const struc
 		const char *status;
 		char *err = NULL;
 		struct rmap_ent *e;
+		int x;
 		if (d[i].verdict != RDS_INTERNAL && d[i].verdict != RDS_VERIFIED) {
 			status = d[i].verdict == RDS_TEMPERROR ? "temperror" : "not_verified";
 		} else if (rds_suppress_has(s->sup, d[i].addr)) {
@@ -243,10 +244,17 @@ static int send_report(struct sender *s, const struct rda_report *r, const struc
 			} else if (s->dry_run) {
 				e->c[0]++;
 				status = "dry_run";
-			} else if (rds_sendmail(s->sendmail, s->sendmail_conf, s->email, d[i].addr, msg,
-						len, &err) == 0) {
+			} else if ((x = rds_sendmail(s->sendmail, s->sendmail_conf, s->email, d[i].addr,
+						     msg, len, &err)) == 0) {
 				e->c[0]++;
 				status = "sent";
+			} else if (x == RDS_EX_NOUSER) {
+				/* refused for good at submission: a bounce, never again */
+				char *e2 = NULL;
+				status = "bounced";
+				if (rds_suppress_add(s->sup, d[i].addr, "refused at submission", &e2) > 0)
+					printf("suppress: %s added (refused at submission)\n", d[i].addr);
+				free(e2);
 			} else {
 				status = "send_failed";
 				rc = 1;

@@ -436,7 +436,10 @@ int rds_sendmail(const char *path, const char *conf, const char *from, const cha
 		}
 	if (WIFEXITED(st) && WEXITSTATUS(st) == 0)
 		return 0;
-	*err_out = WIFEXITED(st) ? xasprintf("exit %d", WEXITSTATUS(st))
-				 : xasprintf("signal %d", WTERMSIG(st));
+	if (WIFEXITED(st)) {
+		*err_out = xasprintf("exit %d", WEXITSTATUS(st));
+		return WEXITSTATUS(st);
+	}
+	*err_out = xasprintf("signal %d", WTERMSIG(st));
 	return -1;
 }
