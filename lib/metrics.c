@@ -11,6 +11,7 @@
  * are their sum, so a scrape never shows a count below its buckets).
  */
 #include "lib/metrics.h"
+#include "conf/conf.h"
 #include "lib/daemon.h"
 #include "lib/util.h"
 
@@ -28,6 +29,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <event2/buffer.h>
@@ -76,6 +78,8 @@ struct metrics {
 	size_t nslots;	/* power of two */
 	size_t max_series;
 	int with_process;
+	void (*on_render)(struct metrics *m, void *arg);
+	void *on_render_arg;
 	size_t nfam;
 	struct mfamily fam[METRICS_FAMILIES_MAX];
 };
@@ -307,6 +311,13 @@ double metrics_get(struct metrics *m, int fam, const char *const *values)
 	return bitsd(atomic_load(&s->value));
 }
 
+double metrics_now_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
 /* fmt_value - Prometheus float: +Inf, -Inf, NaN or %.15g */
 static void add_value(struct sbuf *b, double v)
 {
@@ -407,10 +418,18 @@ static void render_process(struct sbuf *b)
 	}
 }
 
+void metrics_on_render(struct metrics *m, void (*fn)(struct metrics *m, void *arg), void *arg)
+{
+	m->on_render = fn;
+	m->on_render_arg = arg;
+}
+
 char *metrics_render(struct metrics *m, size_t *len_out)
 {
 	static const char *const tname[] = { "counter", "gauge", "histogram" };
 	struct sbuf b;
+	if (m->on_render)
+		m->on_render(m, m->on_render_arg);
 	sbuf_init(&b);
 	for (size_t fi = 0; fi < m->nfam; fi++) {
 		const struct mfamily *f = &m->fam[fi];
@@ -570,6 +589,61 @@ void metrics_http_stop(struct metrics_http **hp)
 	*hp = NULL;
 }
 
+struct metrics_filter metrics_filter = { .m = NULL, .name = "" };
+
+void metrics_filter_init(struct metrics *m, const char *name, const char *unit)
+{
+	struct metrics_filter *f = &metrics_filter;
+	char *n = xasprintf("sluice_filter_%s_total", unit);
+	char *h = xasprintf("Filter %s done, by result and action.", unit);
+	f->m = m;
+	f->name = name;
+	f->decisions = metrics_family(m, n, METRICS_COUNTER, h, "filter,result,action", NULL, 0);
+	free(n);
+	free(h);
+	h = xasprintf("Time the filter took per %s, in seconds.", strcmp(unit, "messages") ? "request" : "message");
+	f->seconds = metrics_family(m, "sluice_filter_duration_seconds", METRICS_HISTOGRAM, h, "filter", NULL, 0);
+	free(h);
+	f->dns_queries = metrics_family(m, "sluice_dns_queries_total", METRICS_COUNTER,
+					"DNS queries sent (cache hits not counted).", "filter", NULL, 0);
+	f->dns_timeouts = metrics_family(m, "sluice_dns_timeouts_total", METRICS_COUNTER,
+					 "DNS queries that got no answer in time.", "filter", NULL, 0);
+	f->errors = metrics_family(m, "sluice_filter_errors_total", METRICS_COUNTER,
+				   "Filter failures by reason.", "filter,reason", NULL, 0);
+	metrics_touch(m, f->dns_queries, METRICS_L(name));
+	metrics_touch(m, f->dns_timeouts, METRICS_L(name));
+	/* an empty histogram has no series: show the zero one */
+	metrics_touch(m, f->seconds, METRICS_L(name));
+}
+
+void metrics_filter_decision(const char *result, const char *action, double seconds)
+{
+	struct metrics_filter *f = &metrics_filter;
+	if (!f->m)
+		return;
+	metrics_add(f->m, f->decisions, METRICS_L(f->name, result, action), 1);
+	if (seconds >= 0)
+		metrics_observe(f->m, f->seconds, METRICS_L(f->name), seconds);
+}
+
+void metrics_filter_dns_query(void)
+{
+	if (metrics_filter.m)
+		metrics_add(metrics_filter.m, metrics_filter.dns_queries, METRICS_L(metrics_filter.name), 1);
+}
+
+void metrics_filter_dns_timeout(void)
+{
+	if (metrics_filter.m)
+		metrics_add(metrics_filter.m, metrics_filter.dns_timeouts, METRICS_L(metrics_filter.name), 1);
+}
+
+void metrics_filter_error(const char *reason)
+{
+	if (metrics_filter.m)
+		metrics_add(metrics_filter.m, metrics_filter.errors, METRICS_L(metrics_filter.name, reason), 1);
+}
+
 int metrics_listen(const char *spec, int *fd_out, char **err_out)
 {
 	if (!strncmp(spec, "unix:", 5) || spec[0] == '/') {
@@ -583,4 +657,16 @@ int metrics_listen(const char *spec, int *fd_out, char **err_out)
 		return -1;
 	*fd_out = l.fd;
 	return 0;
+}
+
+int metrics_conf_listen(const struct conf *c, const char *param)
+{
+	const char *spec = conf_str(c, param);
+	char *err = NULL;
+	int fd;
+	if (!spec || !*spec)
+		return -1;
+	if (metrics_listen(spec, &fd, &err) < 0)
+		fatal("%s: %s: %s", conf_where(c, param), param, err);
+	return fd;
 }

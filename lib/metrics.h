@@ -89,12 +89,22 @@ void metrics_set(struct metrics *m, int fam, const char *const *values, double v
 void metrics_observe(struct metrics *m, int fam, const char *const *values, double v);
 void metrics_touch(struct metrics *m, int fam, const char *const *values);
 
+/* metrics_now_s - CLOCK_MONOTONIC in seconds (for durations to observe). */
+double metrics_now_s(void);
+
 /*
  * metrics_get - the current value of a counter or gauge series, or a
  * histogram's observation count; 0 when the series does not exist.
  * For tests and the daemons' stop lines.
  */
 double metrics_get(struct metrics *m, int fam, const char *const *values);
+
+/*
+ * metrics_on_render - fn(m, arg) runs at the start of every
+ * metrics_render, in the rendering thread, to set gauges that are cheaper
+ * to read than to track (queue sizes). One per registry; fn NULL = none.
+ */
+void metrics_on_render(struct metrics *m, void (*fn)(struct metrics *m, void *arg), void *arg);
 
 /*
  * metrics_render - the whole registry in the Prometheus text format
@@ -123,5 +133,49 @@ void metrics_http_stop(struct metrics_http **h);
  * dropping privileges. 0 with *fd_out, or -1 with *err_out (caller frees).
  */
 int metrics_listen(const char *spec, int *fd_out, char **err_out);
+
+struct conf;
+/*
+ * metrics_conf_listen - metrics_listen on the address in parameter param
+ * (e.g. "spf_metrics_listen"): the socket, or -1 when param is empty
+ * (metrics off). A bad address is fatal() naming the parameter's file and
+ * line (start-up only).
+ */
+int metrics_conf_listen(const struct conf *c, const char *param);
+
+/*
+ * The families every filter daemon (sluice-dkim, -dmarc, -spam, -spf,
+ * -ratelimit) shares, each with the label filter="<name>", so one
+ * Prometheus query covers all of them. One per process: metrics_filter.
+ * Until metrics_filter_init (metrics off) m is NULL and the helpers below
+ * do nothing.
+ */
+struct metrics_filter {
+	struct metrics *m;
+	const char *name;	/* "dkim", "spf", ... (static) */
+	int decisions;		/* sluice_filter_{messages|requests}_total{filter,result,action} */
+	int seconds;		/* sluice_filter_duration_seconds{filter} (histogram) */
+	int dns_queries;	/* sluice_dns_queries_total{filter} */
+	int dns_timeouts;	/* sluice_dns_timeouts_total{filter} */
+	int errors;		/* sluice_filter_errors_total{filter,reason} */
+};
+extern struct metrics_filter metrics_filter;
+
+/*
+ * metrics_filter_init - register the shared families in m for filter name
+ * (a static string); unit is "messages" (milters) or "requests" (policy
+ * servers). Sets metrics_filter.
+ */
+void metrics_filter_init(struct metrics *m, const char *name, const char *unit);
+/* metrics_filter_decision - one message or request done: its result and
+ * action (docs/EVENTS.md's names) and the time it took in seconds (< 0: none). */
+void metrics_filter_decision(const char *result, const char *action, double seconds);
+/* metrics_filter_dns_query - one DNS query sent (not answered from a cache);
+ * metrics_filter_dns_timeout - one answered with DNS_TIMEOUT. */
+void metrics_filter_dns_query(void);
+void metrics_filter_dns_timeout(void);
+/* metrics_filter_error - a failure with a stable reason code (e.g.
+ * "backend", "internal", "malformed"). */
+void metrics_filter_error(const char *reason);
 
 #endif

@@ -5,10 +5,12 @@
 #include "mta/procs.h"
 #include "conf/params.h"
 #include "mta/smtpd.h"
+#include "mta/mta_metrics.h"
 #include "mta/queue.h"
 #include "conf/conf.h"
 #include "lib/daemon.h"
 #include "lib/log.h"
+#include "lib/metrics.h"
 #include "lib/util.h"
 #include "lib/version.h"
 
@@ -89,6 +91,9 @@ static const char *config_file;
 static struct listener *listeners;
 static size_t nlisteners, nslots;
 static int notify_pipe[2];
+/* metrics_listen: bound by the master, served from a thread of the master;
+ * the children update the shared registry */
+static int metrics_fd = -1;
 static const char *mail_owner;
 
 /* listen_shared - is listener (slot, i) the same socket as (0, i)? */
@@ -116,6 +121,8 @@ static pid_t spawn(int is_qmgr, size_t slot)
 	sigset_t none;
 	sigemptyset(&none);
 	sigprocmask(SIG_SETMASK, &none, NULL);
+	if (metrics_fd >= 0)
+		close(metrics_fd);	/* the master's; its HTTP thread did not come along */
 	if (is_qmgr) {
 		for (size_t k = 0; k < nslots * nlisteners; k++)
 			if (!listen_shared(k / nlisteners, k % nlisteners))
@@ -405,6 +412,7 @@ int main(int argc, char **argv)
 	free(specs);
 	free(sparams);
 	free(skinds);
+	metrics_fd = metrics_conf_listen(c, "metrics_listen");
 	long long graceful = conf_time_s(c, "graceful_stop_timeout");
 	char *pidfile = xstrdup(conf_str(c, "pid_file"));
 	if (!foreground)
@@ -431,6 +439,19 @@ int main(int argc, char **argv)
 	sigaction(SIGCHLD, &sa, NULL);
 	sigaction(SIGUSR1, &sa, NULL);
 	signal(SIGPIPE, SIG_IGN);
+	/*
+	 * The registry is made before any child is forked: its mapping is
+	 * shared. XXX: children are forked (and re-forked) while the HTTP
+	 * thread runs; they only close its socket and never touch its state.
+	 */
+	struct metrics *metrics = NULL;
+	struct metrics_http *metrics_srv = NULL;
+	if (metrics_fd >= 0) {
+		metrics = metrics_new(0, 1);
+		mta_metrics_init(metrics, qdir);
+		if (!(metrics_srv = metrics_http_start(metrics, NULL, metrics_fd, &err)))
+			fatal("metrics_listen: %s", err);
+	}
 	log_event(NULL, "daemon started -- listening on %zu address(es), %lld receiver(s), queue %s", nlisteners,
 		  workers, qdir);
 	smtpd_free_config(&probe);
@@ -442,6 +463,8 @@ int main(int argc, char **argv)
 	for (size_t i = 0; i < nchildren; i++)
 		start_child(&children[i]);
 	master_loop(graceful);
+	metrics_http_stop(&metrics_srv);
+	metrics_free(&metrics);
 	if (*pidfile)
 		unlink(pidfile);
 	log_event(NULL, "daemon stopped");

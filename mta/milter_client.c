@@ -1,4 +1,5 @@
 #include "mta/milter_client.h"
+#include "mta/mta_metrics.h"
 #include "conf/conf.h"
 #include "lib/daemon.h"
 #include "lib/log.h"
@@ -409,6 +410,7 @@ static void milter_fail(struct mc_milter *m, const char *why)
 	struct mc_session *ms = m->ms;
 	enum mc_default d = m->conf.default_action;
 	log_event(qid(ms), "warning: milter %s: %s; default_action=%s", m->conf.name, why, mc_default_name(d));
+	mta_metrics_milter_failure(m->conf.name, mc_default_name(d));
 	milter_close(m);
 	m->state = M_DEAD;
 	int current = ms->kind && ms->cur < ms->n && &ms->m[ms->cur] == m;

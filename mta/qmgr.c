@@ -10,6 +10,7 @@
  * scan, open), so work in progress completes before new work starts.
  */
 #include "mta/qmgr.h"
+#include "mta/mta_metrics.h"
 #include "mta/maildir.h"
 #include "lib/log.h"
 #include "lib/util.h"
@@ -587,6 +588,7 @@ static void log_rcpt(struct qmgr_msg *m, size_t i, const char *relay, const stru
 			  fmt_delay(d1, sizeof d1, m->pickup - arr),
 			  fmt_delay(d2, sizeof d2, t->start - m->pickup),
 			  fmt_delay(d3, sizeof d3, t->end - t->start), dsn, status, text);
+	mta_metrics_delivery(status, t->service);
 	free(orig);
 }
 

@@ -1,4 +1,5 @@
 #include "mta/smtp_check.h"
+#include "mta/mta_metrics.h"
 #include "mta/smtpd.h"
 #include "mta/router.h"
 #include "mta/netlist.h"
@@ -461,6 +462,8 @@ static int check_policy(struct check_ctx *ctx, struct check_run *run, const char
 		return -1;
 	}
 	cc->policy_done = 0;
+	if (!cc->policy_action)
+		mta_metrics_policy_failure(service);
 	char what[600];
 	const char *prefix;
 	stage_what(ctx, run->stage, what, sizeof what, &prefix);

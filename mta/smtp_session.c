@@ -1,4 +1,6 @@
 #include "mta/smtp_session_int.h"
+#include "lib/metrics.h"
+#include "mta/mta_metrics.h"
 
 #define READ_CHUNK (64 * 1024)
 #define MAX_HDR_LINE 998
@@ -117,6 +119,8 @@ static void log_reject(struct smtp_session *s, const struct check_reply *r, int 
 	/* Postfix's cleanup logs the rejects after the end of the message */
 	log_service_event(strcmp(verb, "END-OF-MESSAGE") ? NULL : "cleanup", qid(s), "%s", b.buf);
 	sbuf_free(&b);
+	if (!warning)
+		mta_metrics_reject(verb, r->dsn, r->text, s->milter_reject);
 }
 
 static void ctx_log_reject(void *arg, const struct check_reply *r, int warning)
@@ -141,6 +145,10 @@ void sess_txn_reset(struct smtp_session *s)
 	static _Atomic unsigned long long instance_seq;
 	snprintf(s->instance, sizeof s->instance, "%x.%llx.%llx", (unsigned)getpid(),
 		 (unsigned long long)time(NULL), ++instance_seq);
+	if (s->eod_start_s > 0) {	/* the final reply to a message's data went out */
+		mta_metrics_end_of_data(metrics_now_s() - s->eod_start_s);
+		s->eod_start_s = 0;
+	}
 	if (s->in_mail || s->writer)
 		mc_abort(s->mc);
 	s->in_mail = 0;
@@ -390,6 +398,7 @@ static void commit_done(void *arg, int ok, const char *err)
 		sess_count(s, v, 0);
 	} else {
 		sess_out(s, "250 2.0.0 Ok: queued as %s", s->committed_id);
+		mta_metrics_received();
 		sess_count(s, v, 1);
 	}
 	sess_txn_reset(s);
@@ -403,11 +412,13 @@ static void finish_message(struct smtp_session *s)
 {
 	enum smtp_verb v = s->bdat ? SMTP_VERB_BDAT : SMTP_VERB_DATA;
 	s->in_data = 0;
+	s->eod_start_s = metrics_now_s();	/* observed at the final reply (sess_txn_reset) */
 	if (s->too_big) {
 		log_event(qid(s), "reject: %s from %s[%s]: 552 5.3.4 Message size exceeds fixed limit; from=<%s> proto=%s%s%s%s",
 			  smtp_verb_name(v), s->name, s->addr, s->sender, proto_name(s), s->helo ? " helo=<" : "",
 			  s->helo ? s->helo : "", s->helo ? ">" : "");
 		sess_reply_error(s, 552, "5.3.4", "Message size exceeds fixed limit");
+		mta_metrics_reject(smtp_verb_name(v), "5.3.4", "Message size exceeds fixed limit", 0);
 		sess_count(s, v, 0);
 		sess_txn_reset(s);
 		return;
@@ -1015,6 +1026,7 @@ static void on_item(struct smtp_session *s, const struct smtp_item *it)
 			  s->name, s->addr, it->code, it->dsn, it->text, proto_name(s), s->helo ? " helo=<" : "",
 			  s->helo ? s->helo : "", s->helo ? ">" : "");
 		sess_out(s, "%d %s %s %s", it->code, it->dsn, sess_hostname(s), it->text);
+		mta_metrics_reject(s->in_data ? "DATA content" : "command", it->dsn, it->text, 0);
 		sess_txn_reset(s);
 		s->closing = 1;
 		break;
@@ -1216,6 +1228,7 @@ void sess_free(struct smtp_session *s)
 	free(s->pending_rcpt);
 	free(s->pending_orcpt);
 	s->srv->nsessions--;
+	mta_metrics_session(-1);
 	free(s);
 }
 
@@ -1303,6 +1316,7 @@ void smtp_session_start(struct smtpd *srv, int fd, const struct sockaddr *sa, so
 	s->local = local;
 	s->submission = kind == SMTPD_LISTEN_SUBMISSION || kind == SMTPD_LISTEN_SMTPS;
 	srv->nsessions++;
+	mta_metrics_session(1);
 	if (sa->sa_family == AF_INET) {
 		const struct sockaddr_in *in = (const void *)sa;
 		inet_ntop(AF_INET, &in->sin_addr, s->addr, sizeof s->addr);

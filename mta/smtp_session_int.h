@@ -72,6 +72,7 @@ struct smtp_session {
 	int closing;		/* close when output is flushed */
 	int dead;		/* connection gone; free when the pending commit returns */
 	int commit_pending;
+	double eod_start_s;	/* metrics: CLOCK_MONOTONIC at the end of data, 0 = none */
 	unsigned errors;
 	struct event *sleep_ev;
 	struct event *close_ev;

@@ -1,4 +1,5 @@
 #include "milters/dkim/dkim_dns.h"
+#include "lib/metrics.h"
 #include "lib/util.h"
 
 #include <opendkim/dkim.h>
@@ -357,6 +358,9 @@ static int dns_start(void *srv, int type, unsigned char *query, unsigned char *b
 		ans = dns_query_sync(r, name, DNS_T_TXT, 0);
 		pool_give(d, r);
 		st = ans->status;
+		metrics_filter_dns_query();
+		if (st == DNS_TIMEOUT)
+			metrics_filter_dns_timeout();
 		owned = 0;
 		if (st == DNS_OK) {
 			n = ans->n;

@@ -332,6 +332,7 @@ static void verify_eom(struct dkim_msg *m, struct dkim_outcome *out)
 	out->best = best;
 	if (m->failed) {
 		set_action(out, cfg->on_internal, 0);
+		out->result = "internal-error";
 		sbuf_printf(&log, "milter=dkim action=%s dkim=internal-error reason=\"%s\"",
 			    dkim_action_name(out->action), m->fail_why);
 		out->log = sbuf_steal(&log);
@@ -354,6 +355,7 @@ static void verify_eom(struct dkim_msg *m, struct dkim_outcome *out)
 		break;
 	}
 	set_action(out, a, best == DKIM_RES_TEMPERROR);
+	out->result = dkim_res_name(best);
 	sbuf_printf(&log, "milter=dkim action=%s dkim=%s", dkim_action_name(a), dkim_res_name(best));
 	for (size_t i = 0; i < nv; i++) {
 		sbuf_printf(&log, ", sig%zu=%s d=%s s=%s a=%s", i + 1, dkim_res_name(hs[i].res),
@@ -393,11 +395,14 @@ static void sign_eom(struct dkim_msg *m, struct dkim_outcome *out)
 			free(out->sig_values[i]);
 		out->nsig_values = 0;
 		set_action(out, m->cfg->on_internal, 0);
+		out->result = "sign-error";
 		sbuf_printf(&log, "milter=dkim action=%s sign=error reason=\"%s\"",
 			    dkim_action_name(out->action), m->fail_why);
 	} else if (m->nsd == 0) {
+		out->result = "not-signed";
 		sbuf_printf(&log, "milter=dkim action=accept sign=none reason=\"no key for author domain\"");
 	} else {
+		out->result = "signed";
 		sbuf_printf(&log, "milter=dkim action=accept sign=ok");
 		for (size_t k = 0; k < m->nsd; k++)
 			sbuf_printf(&log, ", d=%s s=%s a=%s", m->choice[k].domain,

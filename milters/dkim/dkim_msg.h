@@ -48,6 +48,8 @@ struct dkim_outcome {
 	size_t ar_delete[32];	/* 1-based indexes among A-R headers, descending */
 	size_t n_ar_delete;
 	char *log;		/* the log line (without queue id) */
+	const char *result;	/* for metrics (static): a dkim_res_name, "internal-error",
+				 * "signed", "not-signed" or "sign-error" (docs/EVENTS.md) */
 	enum dkim_res res[DKIM_MSG_MAX_RESULTS];	/* per signature (verify) */
 	size_t nres;
 	enum dkim_res best;	/* message summary: pass > fail > ... (verify) */

@@ -13,6 +13,7 @@
 #include "lib/sdnotify.h"
 #include "lib/daemon.h"
 #include "lib/log.h"
+#include "lib/metrics.h"
 #include "lib/milterd.h"
 #include "lib/privfile.h"
 #include "lib/util.h"
@@ -315,6 +316,7 @@ static sfsistat on_eom(SMFICTX *ctx)
 	struct conn *c = conn_of(ctx);
 	if (c == NULL || c->msg == NULL)
 		return SMFIS_CONTINUE;
+	double t0 = metrics_now_s();
 	dkim_msg_set_qid(c->msg, qid_of(ctx));
 	struct dkim_outcome out;
 	dkim_msg_eom(c->msg, &out);
@@ -343,6 +345,8 @@ static sfsistat on_eom(SMFICTX *ctx)
 		break;
 	}
 	log_event(qid, "%s", out.log ? out.log : "milter=dkim");
+	metrics_filter_decision(out.result ? out.result : "none", dkim_action_name(out.action),
+				metrics_now_s() - t0);
 	dkim_outcome_clear(&out);
 	dkim_msg_free(&c->msg);
 	return rc;
@@ -453,6 +457,7 @@ int main(int argc, char **argv)
 		.xxfi_negotiate = on_negotiate,
 	};
 	milterd_listen(c, "dkim", &desc, conn);
+	int metrics_fd = metrics_conf_listen(c, "dkim_metrics_listen");	/* before the privilege drop */
 	static const struct conf_param *const own_tables[] = { common_params, dkim_params, NULL };
 	struct privfile_opts priv = { .config_file = config_file, .tables = own_tables,
 				    .more_paths = key_table_files };
@@ -470,6 +475,16 @@ int main(int argc, char **argv)
 	pthread_t th;
 	pthread_create(&th, NULL, reload_thread, NULL);
 	pthread_detach(th);
+	/* metrics from a thread of their own: libmilter owns the main thread */
+	struct metrics *metrics = NULL;
+	struct metrics_http *metrics_srv = NULL;
+	if (metrics_fd >= 0) {
+		char *merr = NULL;
+		metrics = metrics_new(0, 1);
+		metrics_filter_init(metrics, "dkim", "messages");
+		if (!(metrics_srv = metrics_http_start(metrics, NULL, metrics_fd, &merr)))
+			fatal("dkim_metrics_listen: %s", merr);
+	}
 	log_event(NULL, "dkim: listening on %s (%zu signing keys)", conn,
 		  dkim_keyset_count(cfg->keys));
 	free(conn);
@@ -482,5 +497,7 @@ int main(int argc, char **argv)
 	size_t hits, misses;
 	dkim_pubkey_stats(&hits, &misses);
 	log_event(NULL, "dkim: stopped; public keys decoded %zu, served from cache %zu", misses, hits);
+	metrics_http_stop(&metrics_srv);
+	/* libmilter's worker threads may still be finishing: the registry stays mapped */
 	return rc == MI_SUCCESS ? 0 : 1;
 }

@@ -1,4 +1,5 @@
 #include "milters/dmarc/dmarc_dns.h"
+#include "lib/metrics.h"
 #include "lib/util.h"
 
 #include <arpa/inet.h>
@@ -260,6 +261,9 @@ struct dns_answer *dmarc_dns_lookup(struct dmarc_dns *d, const char *name, enum 
 		}
 	}
 	struct dns_answer *a = dns_query_sync(r, name, type, left_ms > 0x7fffffff ? 0x7fffffff : (int)left_ms);
+	metrics_filter_dns_query();
+	if (a->status == DNS_TIMEOUT)
+		metrics_filter_dns_timeout();
 	pthread_mutex_lock(&d->lock);
 	cache_put(d, lname, type, a);
 	if (d->nidle == d->capidle) {

@@ -19,6 +19,7 @@
 #include "lib/sdnotify.h"
 #include "lib/daemon.h"
 #include "lib/log.h"
+#include "lib/metrics.h"
 #include "lib/util.h"
 #include "lib/version.h"
 
@@ -341,6 +342,7 @@ static sfsistat on_eom(SMFICTX *ctx)
 	struct conn *c = conn_get(ctx);
 	if (c->msg == NULL)
 		return SMFIS_CONTINUE;
+	double t0 = metrics_now_s();
 	dmarc_msg_set_qid(c->msg, qid_of(ctx));
 	const char *qid = qid_of(ctx) ? qid_of(ctx) : "NOQUEUE";
 	struct dmarc_msg_outcome out;
@@ -366,6 +368,8 @@ static sfsistat on_eom(SMFICTX *ctx)
 	}
 	for (size_t i = 0; i < out.nlog; i++)
 		log_event(qid, "%s", out.log[i]);
+	metrics_filter_decision(dmarc_result_name(out.result), dmarc_msg_action_name(out.action),
+				metrics_now_s() - t0);
 	dmarc_msg_outcome_clear(&out);
 	msg_end(c);
 	return rc;
@@ -487,6 +491,7 @@ int main(int argc, char **argv)
 		.xxfi_negotiate = on_negotiate,
 	};
 	milterd_listen(c, "dmarc", &desc, conn);
+	int metrics_fd = metrics_conf_listen(c, "dmarc_metrics_listen");	/* before the privilege drop */
 	static const struct conf_param *const own_tables[] = { common_params, dmarc_params, NULL };
 	struct privfile_opts priv = { .config_file = config_file, .tables = own_tables };
 	milterd_privileges(c, "dmarc", foreground, &priv);
@@ -501,6 +506,15 @@ int main(int argc, char **argv)
 	pthread_t th;
 	pthread_create(&th, NULL, signal_thread, NULL);
 	pthread_detach(th);
+	/* metrics from a thread of their own: libmilter owns the main thread;
+	 * stop() ends the process with the thread running */
+	if (metrics_fd >= 0) {
+		char *merr = NULL;
+		struct metrics *metrics = metrics_new(0, 1);
+		metrics_filter_init(metrics, "dmarc", "messages");
+		if (!metrics_http_start(metrics, NULL, metrics_fd, &merr))
+			fatal("dmarc_metrics_listen: %s", merr);
+	}
 	log_event(NULL, "dmarc: listening on %s (mode %s, self_validate %s)", conn,
 		  cfg->mode == DMARC_MODE_RFC7489 ? "rfc7489" : "dmarcbis",
 		  cfg->self_validate ? "yes" : "no");

@@ -16,6 +16,7 @@
 #include "lib/sdnotify.h"
 #include "lib/daemon.h"
 #include "lib/log.h"
+#include "lib/metrics.h"
 #include "lib/util.h"
 #include "lib/version.h"
 
@@ -302,11 +303,14 @@ static void add(SMFICTX *ctx, const struct conn *c, const char *name, const char
 	free(t);
 }
 
+static int fam_score;	/* sluice_spam_score histogram (metrics on) */
+
 static sfsistat on_eom(SMFICTX *ctx)
 {
 	struct conn *c = conn_of(ctx);
 	if (c == NULL || c->msg == NULL)
 		return SMFIS_CONTINUE;
+	double t0 = metrics_now_s();
 	spam_msg_set_qid(c->msg, qid_of(ctx));
 	const char *qid = qid_of(ctx) ? qid_of(ctx) : "NOQUEUE";
 	struct spam_outcome out;
@@ -336,6 +340,12 @@ static sfsistat on_eom(SMFICTX *ctx)
 	log_event(qid, "%s", out.log);
 	if (out.warn)
 		log_event(NULL, "warning: spam: %s", out.warn);
+	metrics_filter_decision(!out.scanned ? "skipped" : out.flag ? "spam" : "ham",
+				spam_action_name(out.action), metrics_now_s() - t0);
+	if (out.scanned)
+		metrics_observe(metrics_filter.m, fam_score, NULL, out.score);
+	if (out.warn)
+		metrics_filter_error("dns_list");
 	spam_outcome_clear(&out);
 	spam_msg_free(&c->msg);
 	return rc;
@@ -622,6 +632,7 @@ int main(int argc, char **argv)
 		.xxfi_negotiate = on_negotiate,
 	};
 	milterd_listen(c, "spam", &desc, conn);
+	int metrics_fd = metrics_conf_listen(c, "spam_metrics_listen");	/* before the privilege drop */
 	static const struct conf_param *const own_tables[] = { common_params, spam_params, NULL };
 	struct privfile_opts priv = { .config_file = config_file, .tables = own_tables };
 	milterd_privileges(c, "spam", foreground, &priv);
@@ -640,6 +651,19 @@ int main(int argc, char **argv)
 	pthread_t th;
 	pthread_create(&th, NULL, reload_thread, NULL);
 	pthread_detach(th);
+	/* metrics from a thread of their own: libmilter owns the main thread */
+	struct metrics_http *metrics_srv = NULL;
+	if (metrics_fd >= 0) {
+		static const double score_bounds[] = { -5, 0, 2, 4, 5, 6, 8, 10, 15, 20, 30 };
+		char *merr = NULL;
+		struct metrics *metrics = metrics_new(0, 1);
+		metrics_filter_init(metrics, "spam", "messages");
+		fam_score = metrics_family(metrics, "sluice_spam_score", METRICS_HISTOGRAM,
+					   "Spam scores of the messages scanned.", NULL, score_bounds,
+					   sizeof score_bounds / sizeof score_bounds[0]);
+		if (!(metrics_srv = metrics_http_start(metrics, NULL, metrics_fd, &merr)))
+			fatal("spam_metrics_listen: %s", merr);
+	}
 	log_event(NULL, "spam: listening on %s; %s", conn, sum);
 	if (cfg->dnsl_status)
 		log_event(NULL, "spam: dns lists: %s", cfg->dnsl_status);
@@ -652,5 +676,7 @@ int main(int argc, char **argv)
 	if (stop_requested)
 		rc = MI_SUCCESS;
 	log_event(NULL, "spam: stopped");
+	metrics_http_stop(&metrics_srv);
+	/* libmilter's worker threads may still be finishing: the registry stays mapped */
 	return rc == MI_SUCCESS ? 0 : 1;
 }

@@ -28,6 +28,7 @@
 #include "lib/sdnotify.h"
 #include "lib/daemon.h"
 #include "lib/log.h"
+#include "lib/metrics.h"
 #include "lib/policy_server.h"
 #include "lib/privfile.h"
 #include "lib/util.h"
@@ -90,11 +91,136 @@ static int log_setup(const struct conf *c, const char **err_out)
 	return log_init_conf(PROG, c, err_out);
 }
 
+/*
+ * Metrics (ratelimit_metrics_listen): the registry is made before any
+ * worker forks, so every worker's counts land in it. The store is wrapped
+ * (metered_*) to count backend errors and time each backend call; the
+ * decisions are counted where rl_server answers (metrics_filter_decision).
+ */
+static struct metrics *metrics;
+static int metrics_fd = -1;
+static int served_by_supervisor;	/* ratelimit_workers > 1 */
+static int fam_backend_errors, fam_backend_seconds;
+
+struct metered_store {
+	struct rl_store base;	/* first: rl_store's functions dispatch through it */
+	struct rl_store *inner;
+	const char *backend;	/* "redis" or "lmdb" */
+};
+
+struct metered_job {
+	const struct rl_store_ops *ops;	/* first: rl_store_cancel dispatches through it */
+	struct metered_store *ms;
+	struct rl_store_job *inner;
+	rl_store_cb cb;
+	void *arg;
+	long long start_ms;
+	int in_run, done;
+};
+
+static void metered_done(void *arg, const char *err)
+{
+	struct metered_job *j = arg;
+	const char *be = j->ms->backend;
+
+	metrics_observe(metrics, fam_backend_seconds, METRICS_L(be), (double)(now_ms() - j->start_ms) / 1000.0);
+	if (err) {
+		metrics_add(metrics, fam_backend_errors, METRICS_L(be), 1);
+		metrics_filter_error("backend");
+	}
+	j->cb(j->arg, err);
+	if (j->in_run)
+		j->done = 1;	/* answered before run returned: run frees it */
+	else
+		free(j);
+}
+
+static const struct rl_store_ops metered_ops;
+
+static struct rl_store_job *metered_run(struct rl_store *s, struct rl_plan *p, rl_store_cb cb, void *arg)
+{
+	struct metered_job *j = xcalloc(1, sizeof(*j));
+
+	j->ops = &metered_ops;
+	j->ms = (struct metered_store *)s;
+	j->cb = cb;
+	j->arg = arg;
+	j->start_ms = now_ms();
+	j->in_run = 1;
+	j->inner = rl_store_run(j->ms->inner, p, metered_done, j);
+	j->in_run = 0;
+	if (j->done) {
+		free(j);
+		return NULL;
+	}
+	/* no job to cancel: the answer still comes, metered_done frees j then */
+	return j->inner ? (struct rl_store_job *)j : NULL;
+}
+
+static void metered_cancel(struct rl_store_job *sj)
+{
+	struct metered_job *j = (struct metered_job *)sj;
+
+	rl_store_cancel(j->inner);
+	free(j);
+}
+
+static void metered_tick(struct rl_store *s, long long now)
+{
+	rl_store_tick(((struct metered_store *)s)->inner, now);
+}
+
+static void metered_free(struct rl_store *s)
+{
+	struct metered_store *ms = (struct metered_store *)s;
+
+	rl_store_free(&ms->inner);
+	free(ms);
+}
+
+static int metered_list(struct rl_store *s, const char *prefix, long long now, rl_store_each_fn fn, void *arg,
+			char **err_out)
+{
+	return rl_store_list(((struct metered_store *)s)->inner, prefix, now, fn, arg, err_out);
+}
+
+static int metered_reset(struct rl_store *s, const char *key, char **err_out)
+{
+	return rl_store_reset(((struct metered_store *)s)->inner, key, err_out);
+}
+
+static const struct rl_store_ops metered_ops = { metered_run, metered_cancel, metered_tick,
+						 metered_free, metered_list, metered_reset };
+
 static struct rl_store *open_store(struct event_base *base, const struct rl_cfg *cfg, char **err_out)
 {
+	struct rl_store *st;
+
 	if (cfg->backend_redis)
-		return rl_store_redis_new(base, cfg, err_out);
-	return rl_store_embedded_new(cfg->state_file, cfg->state_max_bytes, cfg->sync_ms, err_out);
+		st = rl_store_redis_new(base, cfg, err_out);
+	else
+		st = rl_store_embedded_new(cfg->state_file, cfg->state_max_bytes, cfg->sync_ms, err_out);
+	if (!st || !metrics)
+		return st;
+	struct metered_store *ms = xcalloc(1, sizeof(*ms));
+	ms->base.ops = &metered_ops;
+	ms->inner = st;
+	ms->backend = cfg->backend_redis ? "redis" : "lmdb";
+	metrics_touch(metrics, fam_backend_errors, METRICS_L(ms->backend));
+	return &ms->base;
+}
+
+/* metrics_setup - the registry and its families (before any worker forks) */
+static void metrics_setup(void)
+{
+	metrics = metrics_new(0, 1);
+	metrics_filter_init(metrics, "ratelimit", "requests");
+	fam_backend_errors = metrics_family(metrics, "sluice_ratelimit_backend_errors_total", METRICS_COUNTER,
+					    "State backend calls that failed (ratelimit_on_backend_error applied).",
+					    "backend", NULL, 0);
+	fam_backend_seconds = metrics_family(metrics, "sluice_ratelimit_backend_duration_seconds",
+					     METRICS_HISTOGRAM, "Time of one state backend call, in seconds.",
+					     "backend", NULL, 0);
 }
 
 struct sigctx {
@@ -233,6 +359,13 @@ static int serve(struct conf **c, struct rl_cfg *cfg, int listen_fd)
 		fatal("ratelimit_socket: %s", err);
 	if (listen_fd < 0)
 		policy_server_add_stdio(ps, 0, 1);
+	struct metrics_http *mh = NULL;
+	if (metrics_fd >= 0 && !served_by_supervisor) {
+		mh = metrics_http_start(metrics, base, metrics_fd, &err);
+		if (!mh)
+			fatal("ratelimit_metrics_listen: %s", err);
+		metrics_fd = -1;	/* the server's now */
+	}
 
 	struct sigctx sx = { srv, c };
 	struct event *ev_term = evsignal_new(base, SIGTERM, on_term, &sx);
@@ -253,6 +386,7 @@ static int serve(struct conf **c, struct rl_cfg *cfg, int listen_fd)
 	event_free(ev_term);
 	event_free(ev_int);
 	event_free(ev_hup);
+	metrics_http_stop(&mh);
 	rl_server_free(&srv);
 	event_base_free(base);
 	return 0;
@@ -274,6 +408,9 @@ static pid_t start_worker(struct conf **c, struct rl_cfg *cfg, int listen_fd, co
 		fatal("fork: %m");
 	if (pid == 0) {
 		sigprocmask(SIG_SETMASK, mask, NULL);
+		if (metrics_fd >= 0)
+			close(metrics_fd);	/* the supervisor serves the metrics */
+		metrics_fd = -1;
 		int rc = serve(c, cfg, listen_fd);
 		conf_free(c);
 		exit(rc);
@@ -301,6 +438,12 @@ static int supervise(struct conf **c, struct rl_cfg *cfg, int listen_fd, int n)
 	sigaddset(&set, SIGHUP);
 	sigaddset(&set, SIGCHLD);
 	sigprocmask(SIG_BLOCK, &set, &old);
+	/* the workers share the registry; this process serves it, from a thread */
+	struct metrics_http *mh = NULL;
+	char *err = NULL;
+	served_by_supervisor = 1;
+	if (metrics_fd >= 0 && !(mh = metrics_http_start(metrics, NULL, metrics_fd, &err)))
+		fatal("ratelimit_metrics_listen: %s", err);
 	for (int i = 0; i < n; i++, alive++) {
 		w[i].pid = start_worker(c, cfg, listen_fd, &old);
 		w[i].started = time(NULL);
@@ -345,6 +488,8 @@ static int supervise(struct conf **c, struct rl_cfg *cfg, int listen_fd, int n)
 			alive++;
 		}
 	}
+	metrics_http_stop(&mh);
+	metrics_fd = -1;
 	sigprocmask(SIG_SETMASK, &old, NULL);
 	rl_cfg_free(cfg);
 	return rc;
@@ -433,6 +578,8 @@ int main(int argc, char **argv)
 		if (listen_open(spec, 511, 0, &lst, &err) < 0)
 			fatal("%s: ratelimit_socket: %s", conf_where(c, "ratelimit_socket"), err);
 	}
+	if (!spawn)
+		metrics_fd = metrics_conf_listen(c, "ratelimit_metrics_listen");
 	if (!spawn && !foreground)
 		daemon_detach();
 	/*
@@ -461,6 +608,8 @@ int main(int argc, char **argv)
 	}
 	if (!spawn && daemon_pidfile(conf_str(c, "ratelimit_pid_file"), &err) < 0)
 		fatal("ratelimit_pid_file: %s", err);
+	if (metrics_fd >= 0)
+		metrics_setup();
 
 	int rc = workers > 1 ? supervise(&c, &cfg, lst.fd, workers) : serve(&c, &cfg, lst.fd);
 	if (!spawn) {
@@ -471,5 +620,7 @@ int main(int argc, char **argv)
 	}
 	conf_free(&c);
 	free(abs_conf);
+	metrics_filter.m = NULL;
+	metrics_free(&metrics);
 	return rc;
 }

@@ -22,6 +22,7 @@
 #include "lib/sdnotify.h"
 #include "lib/daemon.h"
 #include "lib/log.h"
+#include "lib/metrics.h"
 #include "lib/privfile.h"
 #include "lib/util.h"
 #include "lib/version.h"
@@ -232,6 +233,8 @@ int main(int argc, char **argv)
 		if (listen_open(spec, 511, 0, &lst, &err) < 0)
 			fatal("%s: spf_socket: %s", conf_where(c, "spf_socket"), err);
 	}
+	/* metrics: bound before the privilege drop, served from the event loop */
+	int metrics_fd = listening ? metrics_conf_listen(c, "spf_metrics_listen") : -1;
 	if (listening && !foreground)
 		daemon_detach();
 	/*
@@ -257,6 +260,15 @@ int main(int argc, char **argv)
 		fatal("dns_servers: %s", err);
 	if (listening && spfd_server_listen(srv, lst.fd, &err) < 0)
 		fatal("spf_socket: %s", err);
+	struct metrics *metrics = NULL;
+	struct metrics_http *metrics_srv = NULL;
+	if (metrics_fd >= 0) {
+		metrics = metrics_new(0, 1);
+		metrics_filter_init(metrics, "spf", "requests");
+		metrics_srv = metrics_http_start(metrics, base, metrics_fd, &err);
+		if (!metrics_srv)
+			fatal("spf_metrics_listen: %s", err);
+	}
 	if (query)
 		spfd_server_query_stdio(srv, 0, 1);
 	else if (spawn)
@@ -282,6 +294,9 @@ int main(int argc, char **argv)
 	event_free(ev_term);
 	event_free(ev_int);
 	event_free(ev_hup);
+	metrics_http_stop(&metrics_srv);
+	metrics_filter.m = NULL;
+	metrics_free(&metrics);
 	spfd_server_free(&srv);
 	event_base_free(base);
 	if (listening) {

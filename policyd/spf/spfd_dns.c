@@ -8,6 +8,7 @@
 #include <string.h>
 #include <event2/event.h>
 
+#include "lib/metrics.h"
 #include "lib/util.h"
 #include "policyd/spf/spfd_cache.h"
 
@@ -134,6 +135,8 @@ static void flight_cb(void *arg, const struct dns_answer *ans)
 	if (*pp)
 		*pp = f->hnext;
 	d->nflights--;
+	if (ans && ans->status == DNS_TIMEOUT)
+		metrics_filter_dns_timeout();
 	spfd_cache_put(d->cache, ans, now_ms());
 	/* Deliver in arrival order; a callback may start new queries (new flights). */
 	struct spfd_dns_req *list = NULL;
@@ -193,6 +196,7 @@ struct spfd_dns_req *spfd_dns_query(struct spfd_dns *d, const char *name, enum d
 		d->flights[b] = f;
 		d->nflights++;
 		d->st.sent++;
+		metrics_filter_dns_query();
 		f->dreq = dns_query(d->r, name, type, flight_cb, f);
 	}
 	q->flight = f;

@@ -16,6 +16,7 @@
 #include <event2/listener.h>
 
 #include "lib/log.h"
+#include "lib/metrics.h"
 #include "lib/util.h"
 #include "policyd/spf/spfd_cache.h"
 #include "policyd/spf/spfd_dns.h"
@@ -335,6 +336,16 @@ static void req_log(struct req *r, const char *action)
 	free(id), free(cl), free(mech), free(why), free(act), free(snd), free(hl);
 }
 
+static const char *action_name(enum spfd_action kind)
+{
+	switch (kind) {
+	case SPFD_ACT_PREPEND: return "prepend";
+	case SPFD_ACT_REJECT: return "reject";
+	case SPFD_ACT_DEFER: return "defer";
+	default: return "dunno";
+	}
+}
+
 static void req_step(struct req *r);
 
 static void run_cb(void *arg, const struct spfd_checked *res, unsigned queries)
@@ -354,6 +365,8 @@ static void req_done(struct req *r)
 
 	reply(c, action);
 	req_log(r, action);
+	metrics_filter_decision(spfd_job_result_name(r->job), action_name(spfd_job_action_kind(r->job)),
+				(double)(now_ms() - r->start_ms) / 1000.0);
 	if (r->instance)
 		spfd_instances_put(c->s->inst, r->instance, spfd_job_action_kind(r->job), action,
 				   (long long)time(NULL));
@@ -391,6 +404,8 @@ static void req_start(struct conn *c, const struct policy_msg *m)
 	if (inst && spfd_instances_get(s->inst, inst, (long long)time(NULL), &kind, &prev)) {
 		s->st.instance_hits++;
 		reply(c, spfd_reply_for_instance(kind, prev));
+		/* a further recipient of a message already decided */
+		metrics_filter_decision("cached", action_name(kind), -1);
 		return;
 	}
 	struct req *r = xcalloc(1, sizeof(*r));
@@ -420,6 +435,7 @@ static void conn_process(struct conn *c)
 			if (c->eof || c->s->stopping) {
 				if (policy_parser_buffered(c->p)) {
 					c->s->st.malformed++;
+					metrics_filter_error("malformed");
 					log_event(NULL, "warning: spf: request without its empty line at "
 						  "end of input; closing without a reply");
 				}
@@ -429,6 +445,7 @@ static void conn_process(struct conn *c)
 		}
 		if (n == POLICY_ERROR) {
 			c->s->st.malformed++;
+			metrics_filter_error("malformed");
 			log_event(NULL, "warning: spf: malformed policy request: %s; closing "
 				  "without a reply", policy_parser_error(c->p));
 			conn_free(c);
