@@ -308,3 +308,46 @@ def test_send_verified_limited_suppressed(traffic, tmp_path):
     # the next run skips the refused address too
     r, st = send("--dry-run")
     assert st[("quar.example", "nobody@example.com")] == ("verified", "suppressed"), r.stdout
+
+
+def test_json_log_gzipped(tmp_path, dns, perl_ok):
+    """log_format = json, the log gzip'd (as logrotate leaves it): the same reports."""
+    s = Sluiced(tmp_path / "j", "log_format = json\n")
+    dm = SluiceDmarc(s.tmp, "", "unix", conf_path=s.conf_path, dns=dns)
+    with open(s.conf_path, "a") as f:
+        f.write("smtpd_milters = %s\nmilter_default_action = tempfail\n" % dm.spec)
+    dm.start()
+    try:
+        s.start()
+        for ip, want in ((BAD_IP, 550), (GOOD_IP, 250)):
+            c = Session(s.port, ip)
+            try:
+                code, text = c.send(message(), "a@reject.example")
+                assert code == want, text
+            finally:
+                c.close()
+        wait_for(lambda: s.log_text().count('"milter":"dmarc"') == 2, what="two JSON verdicts")
+    finally:
+        s.stop()
+        dm.stop()
+    text = s.log_text()
+    assert all(l.startswith("{") for l in text.splitlines()), text[:500]
+    gz = tmp_path / "maillog.1.gz"
+    with gzip.open(gz, "wb") as f:
+        f.write(text.encode())
+    out = tmp_path / "out"
+    r = subprocess.run([os.path.join(BIN, "sluice"), "report", "dmarc", "-c", s.conf_path, "--org-name",
+                        "Sluice Test", "--email", REPORTER, "-o", str(out), str(gz)],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    got = reports(out)
+    assert list(got) == ["reject.example"], got
+    total, md = collections.Counter(), collections.Counter()
+    for name, xml in got["reject.example"]:
+        path = tmp_path / "r.xml"
+        path.write_bytes(xml)
+        xmllint(str(path), "rua-rfc9990.xsd")
+        total += rows_9990(xml)[1]
+        md += mail_dmarc(xml)[1]
+    assert total == {(BAD_IP, "reject", "fail", "fail"): 1, (GOOD_IP, "pass", "fail", "pass"): 1}
+    assert md == {(BAD_IP, "fail", "fail"): 1, (GOOD_IP, "fail", "pass"): 1}
