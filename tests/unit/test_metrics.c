@@ -4,7 +4,8 @@
  * on first use and found again, the cap on series, updates from a forked
  * child and from several threads at once (exact totals), and the HTTP
  * endpoint on its own thread and on a caller's event base (200 for
- * /metrics with the Prometheus content type, 404 elsewhere, 501 for POST).
+ * /metrics with the Prometheus content type, 404 elsewhere, 501 for POST),
+ * the families every filter shares (metrics_filter) and the render hook.
  */
 #include "lib/metrics.h"
 #include "lib/util.h"
@@ -329,6 +330,51 @@ static void test_http_on_a_callers_event_base(void **state)
 	metrics_free(&m);
 }
 
+static void count_render(struct metrics *m, void *arg)
+{
+	int *calls = arg;
+	metrics_set(m, 1, METRICS_L("active"), ++*calls);
+}
+
+static void test_filter_families_and_render_hook(void **state)
+{
+	(void)state;
+	struct metrics *m = metrics_new(0, 0);
+	metrics_filter_decision("pass", "accept", 0.01);	/* before init: nothing, no crash */
+	metrics_filter_init(m, "dkim", "messages");
+	metrics_filter_decision("pass", "accept", 0.002);
+	metrics_filter_decision("pass", "accept", -1);	/* no time */
+	metrics_filter_decision("fail", "reject", 0.3);
+	metrics_filter_dns_query();
+	metrics_filter_dns_query();
+	metrics_filter_dns_timeout();
+	metrics_filter_error("internal");
+	char *t = metrics_render(m, NULL);
+	assert_non_null(strstr(t, "# TYPE sluice_filter_messages_total counter\n"));
+	assert_non_null(strstr(t, "sluice_filter_messages_total{filter=\"dkim\",result=\"pass\",action=\"accept\"} 2\n"));
+	assert_non_null(strstr(t, "sluice_filter_messages_total{filter=\"dkim\",result=\"fail\",action=\"reject\"} 1\n"));
+	assert_non_null(strstr(t, "sluice_filter_duration_seconds_count{filter=\"dkim\"} 2\n"));
+	assert_non_null(strstr(t, "sluice_filter_duration_seconds_bucket{filter=\"dkim\",le=\"0.0025\"} 1\n"));
+	assert_non_null(strstr(t, "sluice_dns_queries_total{filter=\"dkim\"} 2\n"));
+	assert_non_null(strstr(t, "sluice_dns_timeouts_total{filter=\"dkim\"} 1\n"));
+	assert_non_null(strstr(t, "sluice_filter_errors_total{filter=\"dkim\",reason=\"internal\"} 1\n"));
+	free(t);
+	metrics_filter.m = NULL;
+	metrics_free(&m);
+
+	m = metrics_new(0, 0);
+	int calls = 0;
+	assert_int_equal(metrics_family(m, "sluice_a_total", METRICS_COUNTER, "A.", NULL, NULL, 0), 0);
+	assert_int_equal(metrics_family(m, "sluice_queue_messages", METRICS_GAUGE, "Q.", "queue", NULL, 0), 1);
+	metrics_on_render(m, count_render, &calls);
+	free(metrics_render(m, NULL));
+	t = metrics_render(m, NULL);
+	assert_int_equal(calls, 2);
+	assert_non_null(strstr(t, "sluice_queue_messages{queue=\"active\"} 2\n"));
+	free(t);
+	metrics_free(&m);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -340,6 +386,7 @@ int main(void)
 		cmocka_unit_test(test_updates_from_threads_are_exact),
 		cmocka_unit_test(test_http_on_its_own_thread),
 		cmocka_unit_test(test_http_on_a_callers_event_base),
+		cmocka_unit_test(test_filter_families_and_render_hook),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
