@@ -1,6 +1,8 @@
 /*
  * report_input: see report_input.h. zlib's gzread reads gzip members and
- * plain files alike (transparent mode), so there is one path for both.
+ * plain files alike (transparent mode); a regular file that does not start
+ * with gzip's magic bytes is read with read(2) instead, which spares zlib's
+ * copy through its own buffer.
  */
 #include "tools/report_input.h"
 #include "tools/report_parse.h"
@@ -14,8 +16,9 @@
 #include <zlib.h>
 
 struct report_input {
-	gzFile gz;
+	gzFile gz;		/* NULL: a plain file read with read(2) */
 	int fd;
+	long long nread;	/* bytes read from a plain file */
 	char buf[RI_BUF_BYTES];
 	size_t pos, len;
 	int eof;
@@ -30,13 +33,17 @@ struct report_input *ri_open(const char *path, const char **err_out)
 		*err_out = strerror(errno);
 		return NULL;
 	}
-	gzFile gz = gzdopen(fd, "rb");
-	if (!gz) {
-		close(fd);
-		*err_out = "cannot start zlib";
-		return NULL;
+	unsigned char magic[2];
+	ssize_t m = pread(fd, magic, 2, 0);	/* fails on a pipe: zlib then looks */
+	gzFile gz = NULL;
+	if (m < 0 || (m == 2 && magic[0] == 0x1f && magic[1] == 0x8b)) {
+		if (!(gz = gzdopen(fd, "rb"))) {
+			close(fd);
+			*err_out = "cannot start zlib";
+			return NULL;
+		}
+		gzbuffer(gz, 128 * 1024);
 	}
-	gzbuffer(gz, 128 * 1024);
 	struct report_input *in = xcalloc(1, sizeof *in);
 	in->gz = gz;
 	in->fd = fd;
@@ -48,7 +55,10 @@ void ri_close(struct report_input **in)
 {
 	if (!in || !*in)
 		return;
-	gzclose((*in)->gz);	/* closes the fd */
+	if ((*in)->gz)
+		gzclose((*in)->gz);	/* closes the fd */
+	else
+		close((*in)->fd);
 	free((*in)->line);
 	free(*in);
 	*in = NULL;
@@ -56,6 +66,22 @@ void ri_close(struct report_input **in)
 
 static int fill(struct report_input *in, const char **err_out)
 {
+	if (!in->gz) {
+		ssize_t r;
+		do
+			r = read(in->fd, in->buf, sizeof in->buf);
+		while (r < 0 && errno == EINTR);
+		if (r < 0) {
+			*err_out = strerror(errno);
+			return -1;
+		}
+		in->pos = 0;
+		in->len = (size_t)r;
+		in->nread += r;
+		if (r == 0)
+			in->eof = 1;
+		return 0;
+	}
 	int n = gzread(in->gz, in->buf, sizeof in->buf);
 	if (n < 0) {
 		int zerr;
@@ -122,7 +148,7 @@ int ri_next(struct report_input *in, const char **line_out, size_t *len_out, con
 
 long long ri_bytes_read(const struct report_input *in)
 {
-	return (long long)gzoffset(in->gz);
+	return in->gz ? (long long)gzoffset(in->gz) : in->nread;
 }
 
 long long ri_cut_lines(const struct report_input *in)

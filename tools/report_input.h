@@ -1,7 +1,8 @@
 /*
  * report_input: log files -> lines, for `sluice report`.
- * Owns opening (a path, or "-" for stdin), gzip (zlib; a plain file reads
- * through unchanged), buffering, splitting at '\n' and the line cap.
+ * Owns opening (a path, or "-" for stdin), gzip (zlib, for gzip'd files and
+ * pipes; a regular plain file is read with read(2)), buffering, splitting at
+ * '\n' and the line cap.
  * Leaves the meaning of a line to report_parse.
  * Memory: one buffer of RI_BUF_BYTES plus one line of RP_MAX_LINE_BYTES,
  * whatever the file size. A longer line is cut to RP_MAX_LINE_BYTES (the
@@ -12,7 +13,7 @@
 
 #include <stddef.h>
 
-#define RI_BUF_BYTES 65536
+#define RI_BUF_BYTES (256 * 1024)
 
 struct report_input;
 

@@ -2,7 +2,9 @@
  * report_map: a string-keyed hash map with a few counters per key, for
  * `sluice report`'s tables (senders, domains, reasons, per-queue-id state).
  * Owns the keys (copied), the open-addressing table (linear probing,
- * deletion by backward shift) and sorting entries for output.
+ * deletion by backward shift; the slots' hashes in an array of their own, so
+ * that a probe reads one cache line, and short keys copied into their entry,
+ * so that a hit needs no second memory access) and sorting entries for output.
  * Leaves what the counters mean, and any ptr's contents, to the caller.
  * Memory: one entry per distinct key, never shrunk (rmap_del frees the key).
  */
@@ -13,18 +15,23 @@
 #include <stdint.h>
 
 #define RMAP_NC 6
+#define RMAP_INLINE 20
 
+/* a look-up reads key, h, len and kin, at the start, next to the first counters */
 struct rmap_ent {
 	char *key;		/* NULL: free slot */
 	uint64_t h;
+	void *ptr;		/* the caller's, NULL when created */
+	uint32_t len;		/* strlen(key) */
+	char kin[RMAP_INLINE];	/* key, when len < RMAP_INLINE (internal) */
 	long long c[RMAP_NC];	/* counters, zero when created */
 	double d[2];		/* two reals (delay sum/max), zero when created */
-	void *ptr;		/* the caller's, NULL when created */
 };
 
 struct rmap {
-	struct rmap_ent *v;
+	struct rmap_ent *v;	/* cap slots; a free slot has key NULL */
 	size_t cap, n;		/* zero-initialised = empty */
+	uint64_t *hv;		/* internal: hv[i] = v[i].h, 0 for a free slot */
 };
 
 /*

@@ -21,6 +21,9 @@
 struct rp_parser {
 	int year_hint, month_hint;
 	struct rtime_cache tc;	/* local-time conversions */
+	char stamp[40];		/* the last line's time stamp (RFC 3164 or ISO) and its time: */
+	size_t stamp_len;	/* most lines repeat the one before */
+	double stamp_time;
 	char *arena;
 	size_t used;
 };
@@ -43,6 +46,13 @@ void rp_parser_free(struct rp_parser **pp)
 	free(*pp);
 	*pp = NULL;
 }
+
+/* ASCII classes without the locale (ctype's calls cost more than the parse) */
+#define C_DIGIT(c) ((unsigned)(unsigned char)(c) - '0' < 10u)
+#define C_UPPER(c) ((unsigned)(unsigned char)(c) - 'A' < 26u)
+#define C_LOWER(c) ((unsigned)(unsigned char)(c) - 'a' < 26u)
+#define C_ALPHA(c) (C_UPPER(c) || C_LOWER(c))
+#define C_ALNUM(c) (C_ALPHA(c) || C_DIGIT(c))
 
 /* n bytes of the arena, or NULL when it is full. */
 static char *arena_alloc(struct rp_parser *p, size_t n)
@@ -70,16 +80,9 @@ static const char *keep_lower(struct rp_parser *p, const char *s, size_t n)
 {
 	const char *d = keep(p, s, n);
 	for (char *c = (char *)d; *c; c++)
-		*c = (char)tolower((unsigned char)*c);
+		*c = (char)(C_UPPER(*c) ? *c + 32 : *c);	/* ASCII: the C locale's tolower */
 	return d;
 }
-
-/* ASCII classes without the locale (ctype's calls cost more than the parse) */
-#define C_DIGIT(c) ((unsigned)(unsigned char)(c) - '0' < 10u)
-#define C_UPPER(c) ((unsigned)(unsigned char)(c) - 'A' < 26u)
-#define C_LOWER(c) ((unsigned)(unsigned char)(c) - 'a' < 26u)
-#define C_ALPHA(c) (C_UPPER(c) || C_LOWER(c))
-#define C_ALNUM(c) (C_ALPHA(c) || C_DIGIT(c))
 
 static inline int starts(const char *s, const char *prefix)
 {
@@ -120,7 +123,9 @@ static const char *word(struct rp_parser *p, const char **s)
  */
 static const char *tag(char *s, struct rp_event *ev)
 {
-	char *e = s + strcspn(s, "[: ");
+	char *e = s;
+	while (*e && *e != '[' && *e != ':' && *e != ' ')
+		e++;
 	if (e == s)
 		return NULL;
 	char *tagend = e;
@@ -140,7 +145,7 @@ static const char *tag(char *s, struct rp_event *ev)
 	if (*e == ' ')
 		e++;
 	*tagend = 0;
-	char *slash1 = strchr(s, '/');
+	char *slash1 = memchr(s, '/', (size_t)(tagend - s));
 	ev->syslog_name = s;
 	ev->service = "";
 	if (slash1) {
@@ -193,38 +198,63 @@ static const char *rfc5424(struct rp_parser *p, const char *s, struct rp_event *
 
 /* ---- key=value ---- */
 
+/* key bytes: 1 may start a key (letters, '_'), 2 may follow (and digits, '-', '.') */
+static const unsigned char kv_keych[256] = {
+	['a' ... 'z'] = 3, ['A' ... 'Z'] = 3, ['_'] = 3, ['0' ... '9'] = 2, ['-'] = 2, ['.'] = 2,
+};
+
+/* length of the key of a "key=" at s, or 0 */
 static size_t kv_key(const char *s)
 {
-	size_t i = 0;
-	while (C_ALPHA(s[i]) || s[i] == '_' ||
-	       (i > 0 && (C_DIGIT(s[i]) || s[i] == '-' || s[i] == '.')))
+	if (!(kv_keych[(unsigned char)s[0]] & 1))
+		return 0;
+	size_t i = 1;
+	while (kv_keych[(unsigned char)s[i]] & 2)
 		i++;
-	return (i > 0 && s[i] == '=') ? i : 0;
+	return s[i] == '=' ? i : 0;
 }
+
+/* bytes that end or nest a value (kv_value); every other byte is skipped in one test */
+static const unsigned char kv_special[256] = {
+	[0] = 1, [' '] = 1, [','] = 1, [';'] = 1, ['"'] = 1, ['<'] = 1, ['['] = 1, ['('] = 1,
+	['>'] = 1, [']'] = 1, [')'] = 1,
+};
 
 static size_t kv_value(const char *s)
 {
-	int depth = 0, quoted = 0;
-	size_t i;
-	for (i = 0; s[i]; i++) {
+	int depth = 0;
+	size_t i = 0;
+	for (;;) {
+		while (!kv_special[(unsigned char)s[i]])
+			i++;
 		char c = s[i];
-		if (quoted) {
-			if (c == '\\' && s[i + 1])
-				i++;
-			else if (c == '"')
-				quoted = 0;
-			continue;
-		}
-		if (c == '"')
-			quoted = 1;
-		else if (c == '<' || c == '[' || c == '(')
+		if (!c)
+			return i;
+		if (c == '"') {	/* to the closing quote; a backslash escapes the next byte */
+			const char *q = s + i + 1;
+			for (;;) {
+				const char *e = strchr(q, '"');
+				if (!e)
+					return i + 1 + strlen(s + i + 1);
+				size_t bs = 0;	/* backslashes right before it, after the opening quote */
+				while (e - bs > s + i + 1 && e[-1 - (ptrdiff_t)bs] == '\\')
+					bs++;
+				if (!(bs & 1)) {
+					i = (size_t)(e - s);
+					break;
+				}
+				q = e + 1;
+			}
+		} else if (c == '<' || c == '[' || c == '(') {
 			depth++;
-		else if ((c == '>' || c == ']' || c == ')') && depth > 0)
-			depth--;
-		else if (depth == 0 && (c == ' ' || ((c == ',' || c == ';') && (s[i + 1] == ' ' || !s[i + 1]))))
-			break;
+		} else if (c == '>' || c == ']' || c == ')') {
+			if (depth > 0)
+				depth--;
+		} else if (depth == 0 && (c == ' ' || s[i + 1] == ' ' || !s[i + 1])) {
+			return i;	/* ' ', or ',' / ';' before a space or the end */
+		}
+		i++;
 	}
-	return i;
 }
 
 /*
@@ -237,7 +267,11 @@ static void split_kv(struct rp_parser *p, const char *msg, struct rp_event *ev)
 	char *w = NULL;
 	for (const char *s = msg; *s && ev->nkv < RP_MAX_KV;) {
 		size_t k = (s == msg || s[-1] == ' ') ? kv_key(s) : 0;
-		if (!k) {
+		if (!k) {	/* a key starts the text or follows a space */
+			while (*s && *s != ' ')
+				s++;
+			if (!*s)
+				break;
 			s++;
 			continue;
 		}
@@ -255,11 +289,14 @@ static void split_kv(struct rp_parser *p, const char *msg, struct rp_event *ev)
 		if (vl >= 2 && v[0] == '"' && v[vl - 1] == '"') {
 			/* unquote in place, dropping backslashes before " and \ */
 			char *d = w + vo + 1, *end = w + vo + vl - 1, *o = d;
-			for (char *r = d; r < end; r++) {
-				if (*r == '\\' && r + 1 < end && (r[1] == '"' || r[1] == '\\'))
-					r++;
-				*o++ = *r;
-			}
+			if (!memchr(d, '\\', (size_t)(end - d)))
+				o = end;	/* nothing to drop */
+			else
+				for (char *r = d; r < end; r++) {
+					if (*r == '\\' && r + 1 < end && (r[1] == '"' || r[1] == '\\'))
+						r++;
+					*o++ = *r;
+				}
 			*o = 0;
 			kv->value = d;
 		} else {
@@ -272,9 +309,11 @@ static void split_kv(struct rp_parser *p, const char *msg, struct rp_event *ev)
 
 const char *rp_kv_get(const struct rp_event *ev, const char *key)
 {
-	for (size_t i = 0; i < ev->nkv; i++)
-		if (ev->kv[i].key[0] == key[0] && strcmp(ev->kv[i].key, key) == 0)
+	for (size_t i = 0; i < ev->nkv; i++) {
+		const char *k = ev->kv[i].key;	/* two bytes decide most */
+		if (k[0] == key[0] && k[1] == key[1] && (!key[1] || strcmp(k + 2, key + 2) == 0))
 			return ev->kv[i].value;
+	}
 	return NULL;
 }
 
@@ -325,12 +364,43 @@ static void client_at(struct rp_parser *p, const char *s, struct rp_event *ev)
 	ev->client_ip = keep(p, lb + 1, (size_t)(rb - lb - 1));
 }
 
+/*
+ * strtod() for the plain decimals of log lines ("0.42", "12.30", "-1.5"),
+ * without its cost: up to 15 digits and a division by an exact power of ten
+ * give the correctly rounded double, the same as strtod's. Anything else
+ * (exponents, hex, more digits, leading space) goes to strtod.
+ */
+static double dec(const char *v, char **end_out)
+{
+	static const double p10[] = { 1, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10,
+				      1e11, 1e12, 1e13, 1e14, 1e15 };
+	const char *s = v;
+	int neg = *s == '-';
+	if (*s == '-' || *s == '+')
+		s++;
+	unsigned long long m = 0;
+	int nd = 0, nf = 0;
+	while (C_DIGIT(*s) && nd < 16)
+		m = m * 10 + (unsigned)(*s++ - '0'), nd++;
+	if (*s == '.' && nd) {
+		s++;
+		while (C_DIGIT(*s) && nd < 16)
+			m = m * 10 + (unsigned)(*s++ - '0'), nd++, nf++;
+	}
+	if (!nd || nd > 15 || C_DIGIT(*s) || *s == 'e' || *s == 'E' || *s == 'x' || *s == 'X' ||
+	    *s == '.' || s[-1] == '.')
+		return strtod(v, end_out);
+	*end_out = (char *)s;
+	double d = (double)m / p10[nf];
+	return neg ? -d : d;
+}
+
 static double num(const char *v, double dflt)
 {
 	if (!v)
 		return dflt;
 	char *end;
-	double d = strtod(v, &end);
+	double d = dec(v, &end);
 	return end == v ? dflt : d;
 }
 
@@ -437,7 +507,12 @@ static const char *domain_of(const char *addr)
 /* first word of v, lower case */
 static const char *first_word_lower(struct rp_parser *p, const char *v)
 {
-	return v ? keep_lower(p, v, strcspn(v, " ")) : NULL;
+	if (!v)
+		return NULL;
+	size_t n = 0;
+	while (v[n] && v[n] != ' ')
+		n++;
+	return keep_lower(p, v, n);
 }
 
 /*
@@ -456,61 +531,114 @@ static const char *milter_name(struct rp_parser *p, const char *m)
 	return keep_lower(p, b, n);
 }
 
+/* the keys filter_kv reads, found in one pass over the tokens */
+enum fk {
+	FK_FILTER, FK_MILTER, FK_RESULT, FK_ACTION, FK_REASON, FK_STAGE, FK_REPLY, FK_SIGN, FK_S,
+	FK_DOMAIN, FK_HEADER_FROM, FK_HEADER_DOT_FROM, FK_FROM_DOMAIN, FK_D, FK_IDENTITY, FK_SCOPE,
+	FK_DISPOSITION, FK_SCORE, FK_REQUIRED, FK_SENDER, FK_FROM, FK_CLIENT_IP, FK_N
+};
+
+static int fk_index(const char *k)
+{
+#define FK_IS(name, id) if (k[1] == (name)[1] && !strcmp(k, name)) return id
+	switch (k[0]) {
+	case 'a': FK_IS("action", FK_ACTION); break;
+	case 'c': FK_IS("client_ip", FK_CLIENT_IP); break;
+	case 'd':
+		FK_IS("d", FK_D);
+		FK_IS("domain", FK_DOMAIN);
+		FK_IS("disposition", FK_DISPOSITION);
+		break;
+	case 'f':
+		FK_IS("filter", FK_FILTER);
+		FK_IS("from", FK_FROM);
+		FK_IS("from_domain", FK_FROM_DOMAIN);
+		break;
+	case 'h':
+		FK_IS("header_from", FK_HEADER_FROM);
+		FK_IS("header.from", FK_HEADER_DOT_FROM);
+		break;
+	case 'i': FK_IS("identity", FK_IDENTITY); break;
+	case 'm': FK_IS("milter", FK_MILTER); break;
+	case 'r':
+		FK_IS("result", FK_RESULT);
+		FK_IS("reason", FK_REASON);
+		FK_IS("reply", FK_REPLY);
+		FK_IS("required", FK_REQUIRED);
+		break;
+	case 's':
+		FK_IS("s", FK_S);
+		FK_IS("stage", FK_STAGE);
+		FK_IS("sign", FK_SIGN);
+		FK_IS("scope", FK_SCOPE);
+		FK_IS("score", FK_SCORE);
+		FK_IS("sender", FK_SENDER);
+		break;
+	}
+#undef FK_IS
+	return -1;
+}
+
 /* key=value verdict lines: sluice-dkim, sluice-spf, filter=..., the MTA's milter=... */
 static int filter_kv(struct rp_parser *p, const char *t, struct rp_event *ev)
 {
 	if (!ev->nkv)
 		return 0;
-	const char *f = rp_kv_get(ev, "filter"), *m = rp_kv_get(ev, "milter");
+	const char *kv[FK_N] = { 0 };	/* each key's first value, as rp_kv_get gives it */
+	for (size_t i = 0; i < ev->nkv; i++) {
+		int k = fk_index(ev->kv[i].key);
+		if (k >= 0 && !kv[k])
+			kv[k] = ev->kv[i].value;
+	}
+	const char *f = kv[FK_FILTER], *m = kv[FK_MILTER];
 	/* "spf: ...", "ratelimit: ..." with a result= token: a policy server's verdict */
 	size_t wl = 0;
 	while (t[wl] >= 'a' && t[wl] <= 'z')
 		wl++;
-	int prefixed = wl > 0 && t[wl] == ':' && t[wl + 1] == ' ' && rp_kv_get(ev, "result");
+	int prefixed = wl > 0 && t[wl] == ':' && t[wl + 1] == ' ' && kv[FK_RESULT];
 	int spf = prefixed && wl == 3 && starts(t, "spf");
 	if (!f && !m && !prefixed)
 		return 0;
 	ev->kind = RP_EV_FILTER;
 	ev->filter = f ? keep_lower(p, f, strlen(f)) : m ? milter_name(p, m) : keep(p, t, wl);
-	ev->action = first_word_lower(p, rp_kv_get(ev, "action"));
-	ev->reason = rp_kv_get(ev, "reason");
-	ev->stage = rp_kv_get(ev, "stage");
+	ev->action = first_word_lower(p, kv[FK_ACTION]);
+	ev->reason = kv[FK_REASON];
+	ev->stage = kv[FK_STAGE];
 	const char *v;
 	if (m && !f && ev->stage && !rp_kv_get(ev, ev->filter)) {
 		ev->mta_milter = 1;	/* sluiced: milter=NAME stage=S action=A reply="..." */
-		ev->reason = rp_kv_get(ev, "reply");
+		ev->reason = kv[FK_REPLY];
 		return 1;
 	}
-	v = rp_kv_get(ev, "result");
+	v = kv[FK_RESULT];
 	if (!v)
 		v = rp_kv_get(ev, ev->filter);	/* dkim=pass, dmarc=fail, spam=... */
-	if (!v && (v = rp_kv_get(ev, "sign")))
+	if (!v && (v = kv[FK_SIGN]))
 		v = !strcmp(v, "ok") ? "signed" : !strcmp(v, "none") ? "not-signed" : "sign-error";
 	ev->result = v ? first_word_lower(p, v) : NULL;
-	ev->selector = rp_kv_get(ev, "s");
-	if ((v = rp_kv_get(ev, "domain")) || (v = rp_kv_get(ev, "header_from")) ||
-	    (v = rp_kv_get(ev, "header.from")) || (v = rp_kv_get(ev, "from_domain")) ||
-	    (v = rp_kv_get(ev, "d")))
+	ev->selector = kv[FK_S];
+	if ((v = kv[FK_DOMAIN]) || (v = kv[FK_HEADER_FROM]) || (v = kv[FK_HEADER_DOT_FROM]) ||
+	    (v = kv[FK_FROM_DOMAIN]) || (v = kv[FK_D]))
 		ev->domain = v;
-	else if (spf && (v = rp_kv_get(ev, "identity")))
+	else if (spf && (v = kv[FK_IDENTITY]))
 		ev->domain = domain_of(v);
-	ev->scope = rp_kv_get(ev, "scope");
-	ev->disposition = rp_kv_get(ev, "disposition");
-	if ((v = rp_kv_get(ev, "score"))) {
+	ev->scope = kv[FK_SCOPE];
+	ev->disposition = kv[FK_DISPOSITION];
+	if ((v = kv[FK_SCORE])) {
 		char *end;
-		double d = strtod(v, &end);
+		double d = dec(v, &end);
 		if (end != v) {
 			ev->score = d;
 			ev->has_score = 1;
 		}
 		/* sluice-spam: "milter=spam action=A score=S required=R ..." */
-		const char *req = rp_kv_get(ev, "required");
+		const char *req = kv[FK_REQUIRED];
 		if (!ev->result && ev->has_score && req)
 			ev->result = ev->score >= num(req, 0) ? "spam" : "ham";
 	}
-	if ((v = rp_kv_get(ev, "sender")) || (v = rp_kv_get(ev, "from")))
+	if ((v = kv[FK_SENDER]) || (v = kv[FK_FROM]))
 		ev->sender = unangle(p, v);
-	if ((v = rp_kv_get(ev, "client_ip")))
+	if ((v = kv[FK_CLIENT_IP]))
 		ev->client_ip = v;
 	return 1;
 }
@@ -675,7 +803,7 @@ static int delivery_fast(struct rp_parser *p, const char *t, struct rp_event *ev
 /* client= and from=<>, size= lines read directly (no key=value split): they are frequent */
 static int mta_fast(struct rp_parser *p, const char *t, struct rp_event *ev)
 {
-	if (!ev->qid || !strcmp(ev->qid, "NOQUEUE"))
+	if (!ev->qid || (ev->qid[0] == 'N' && !strcmp(ev->qid, "NOQUEUE")))
 		return 0;
 	if (t[0] == 'c' && starts(t, "client=")) {
 		ev->kind = RP_EV_CLIENT;
@@ -707,7 +835,7 @@ static int mta_fast(struct rp_parser *p, const char *t, struct rp_event *ev)
 static void mta_line(struct rp_parser *p, const char *t, struct rp_event *ev)
 {
 	const char *v;
-	if (!ev->qid || !strcmp(ev->qid, "NOQUEUE")) {
+	if (!ev->qid || (ev->qid[0] == 'N' && !strcmp(ev->qid, "NOQUEUE"))) {
 		if (t[0] == 'c' && starts(t, "connect from ")) {
 			ev->kind = RP_EV_CONNECT;
 			client_at(p, t + 13, ev);
@@ -721,7 +849,7 @@ static void mta_line(struct rp_parser *p, const char *t, struct rp_event *ev)
 	}
 	if (reject_line(p, t, ev))
 		return;
-	if (!ev->qid || !strcmp(ev->qid, "NOQUEUE"))
+	if (!ev->qid || (ev->qid[0] == 'N' && !strcmp(ev->qid, "NOQUEUE")))
 		return;
 	if (t[0] == 'c' && starts(t, "client=")) {
 		ev->kind = RP_EV_CLIENT;
@@ -795,8 +923,8 @@ static void classify(struct rp_parser *p, const char *msg, struct rp_event *ev)
 	if (fam == FAM_MTA && mta_fast(p, t, ev))
 		return;
 	/* of the other programs' lines only OpenDKIM's "s=SEL d=DOM ..." needs the split */
-	if (fam == FAM_MTA || (fam == FAM_OPENDKIM && t[0] == 's' && t[1] == '='))
-		split_kv(p, t, ev);
+	if ((fam == FAM_MTA && strchr(t, '=')) || (fam == FAM_OPENDKIM && t[0] == 's' && t[1] == '='))
+		split_kv(p, t, ev);	/* (no '=': no key=value token) */
 	if (fam == FAM_OPENDKIM)
 		opendkim(p, t, ev);
 	else if (fam == FAM_OPENDMARC)
@@ -884,6 +1012,7 @@ enum rp_kind rp_parse_line(struct rp_parser *p, const char *line, size_t len, st
 		return json_line(p, line, len, ev);
 	/* a NUL-terminated copy (a NUL inside the line just ends it early) */
 	char *s = (char *)keep(p, line, len);
+	const char *line0 = s;	/* len bytes and a NUL */
 	const char *msg = NULL;
 	if (s[0] == '<') {	/* <PRI> */
 		size_t i = 1;
@@ -899,12 +1028,25 @@ enum rp_kind rp_parse_line(struct rp_parser *p, const char *line, size_t len, st
 		}
 	}
 	if (!msg) {
-		size_t n = C_DIGIT(s[0]) ? rtime_iso(&p->tc, s, &ev->time)
-					 : rtime_bsd(&p->tc, s, p->year_hint, p->month_hint, &ev->time);
-		if (!n || s[n] != ' ')
-			return ev->kind = RP_EV_NONE;
+		size_t n = p->stamp_len;
+		if (n && n < (size_t)(line0 + len - s) && memcmp(s, p->stamp, n) == 0 && s[n] == ' ') {
+			/* the same bytes before a space parse the same */
+			ev->time = p->stamp_time;
+		} else {
+			n = C_DIGIT(s[0]) ? rtime_iso(&p->tc, s, &ev->time)
+					  : rtime_bsd(&p->tc, s, p->year_hint, p->month_hint, &ev->time);
+			if (!n || s[n] != ' ')
+				return ev->kind = RP_EV_NONE;
+			p->stamp_len = n < sizeof p->stamp ? n : 0;
+			if (p->stamp_len) {
+				memcpy(p->stamp, s, n);
+				p->stamp_time = ev->time;
+			}
+		}
 		s += n + 1;
-		char *sp = s + strcspn(s, " ");	/* the host, cut in place */
+		char *sp = s;	/* the host, cut in place */
+		while (*sp && *sp != ' ')
+			sp++;
 		if (!*sp)
 			return ev->kind = RP_EV_NONE;
 		*sp = 0;
