@@ -45,6 +45,9 @@ int start_dispatch(int argc, char **argv);
 	      "                     [--period day|hour] [--since TIME] [--until TIME] -o DIR\n" \
 	      "                     [--send [--dry-run]] LOGFILE...\n" \
 	      "       sluice ratelimit [-c FILE] show [KEY-PREFIX] | reset KEY\n" \
+	      "       sluice why [-c FILE] [--json] QUEUE-ID [LOGFILE...]\n" \
+	      "       sluice why [-c FILE] [--json] [--client IP] [--sender ADDR] [--recipient ADDR]\n" \
+	      "                  [LOGFILE...]\n" \
 	      "       sluice --help | --version\n"
 
 static void usage(void)
@@ -69,6 +72,10 @@ static void help_or_version(int argc, char **argv)
 			      "  ratelimit  sluice-ratelimit's counters and greylist entries (show), clear one\n"
 			      "           (reset); either backend; -c defaults to $SLUICE_CONF, else\n"
 			      "           /etc/sluice/sluice.conf, else the built-in defaults\n"
+			      "  why      one message's events across sluiced and the filters in time order,\n"
+			      "           and what decided its fate; a refusal before the queue id (NOQUEUE)\n"
+			      "           by --client/--sender/--recipient; LOGFILE defaults to maillog_file\n"
+			      "           of -c FILE ($SLUICE_CONF, else /etc/sluice/sluice.conf)\n"
 			      "Relative paths in FILE are relative to its directory.\n", stdout);
 			exit(0);
 		}
