@@ -7,8 +7,9 @@ Proves: every endpoint's text passes `promtool check metrics` (no output,
 exit 0); one message moves sluiced's received counter, its delivery counter
 and end-of-data histogram, sluice-dkim's message counter and sluice-spf's
 request and DNS query counters by exactly one each; a rejected RCPT moves
-sluice_rejects_total{stage="RCPT",reason="unknown_recipient"} by one; the
-session gauge goes back to 0 when the sessions end; other paths are 404.
+sluice_rejects_total{stage="RCPT",reason="unknown_recipient"} by one; an SPF
+look-up that the DNS server never answers moves sluice-spf's DNS timeout
+counter and its temperror requests by one; the session gauge goes back to 0 when the sessions end; other paths are 404.
 One stack for the module (the tests only read differences)."""
 
 import os
@@ -29,6 +30,7 @@ PROMTOOL = shutil.which("promtool") or "/usr/bin/promtool"
 
 ZONE = """
 example.org. 300 IN TXT "v=spf1 ip4:127.0.0.1 -all"
+slow.example.org. 300 IN TXT "v=spf1 -all"
 """
 
 MSG = ("From: Olga <olga@example.org>\r\nTo: bob@example.com\r\nSubject: metrics %d\r\n"
@@ -73,7 +75,7 @@ def stack(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("metrics")
     ports = {"sluiced": free_port(), "dkim": free_port(), "spf": free_port()}
     daemons = []
-    with DnsServer(ZONE) as dns:
+    with DnsServer(ZONE, deny=["slow.example.org"]) as dns:
         s = Sluiced(tmp)
         # spf_skip_addresses empty: the test client is on 127.0.0.1
         spf = FilterDaemon("spf", s.tmp, "spf_metrics_listen = 127.0.0.1:%d\nspf_skip_addresses =" % ports["spf"],
@@ -157,3 +159,20 @@ def test_a_rejected_rcpt_moves_the_reject_counter(stack):
     assert value(after, "sluice_rejects_total", **key) - value(before, "sluice_rejects_total", **key) == 1
     assert total(after, "sluice_rejects_total") - total(before, "sluice_rejects_total") == 1
     assert total(after, "sluice_messages_received_total") == total(before, "sluice_messages_received_total")
+
+
+def test_a_dns_timeout_moves_the_timeout_counter(stack):
+    s, ports = stack
+    before = parse(scrape(ports["spf"]))
+    with smtplib.SMTP("127.0.0.1", s.port, timeout=30) as c:
+        c.ehlo("client.test")
+        c.mail("olga@slow.example.org")
+        c.rcpt("bob@example.com")	# answered after the look-up timed out (dns_timeout 1s)
+    after = parse(scrape(ports["spf"]))
+
+    def moved(name, **labels):
+        return total(after, name, **labels) - total(before, name, **labels)
+
+    assert moved("sluice_dns_timeouts_total", filter="spf") == 1
+    assert moved("sluice_filter_requests_total", filter="spf", result="temperror") == 1
+    assert moved("sluice_filter_duration_seconds_count", filter="spf") == 1
