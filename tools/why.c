@@ -1053,7 +1053,8 @@ static int why_run(struct why *w, FILE *out)
 	}
 	if (rc == 0) {
 		place(w);
-		qsort(w->ev, w->nev, sizeof *w->ev, ev_cmp);
+		if (w->nev)
+			qsort(w->ev, w->nev, sizeof *w->ev, ev_cmp);
 		decide(w, &d);
 		if (!w->qid) {
 			/* the queue ids every given selector matched */
