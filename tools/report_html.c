@@ -71,6 +71,10 @@ static void columns(FILE *f, const char *title, const char *const *cats, size_t 
 		if (v[i] > max)
 			max = v[i];
 	int ch = 200, top = 20, left = 50, slot = (int)(nser * 9 + 8);
+	if (slot * (int)ncat > 1000)	/* fit the page (body max-width 1100px) */
+		slot = 1000 / (int)ncat;
+	if (slot < (int)nser * 2 + 8)
+		slot = (int)nser * 2 + 8;	/* many days: wider than the page, scaled by CSS */
 	if (slot * (int)ncat < 480)
 		slot = 480 / (int)ncat;
 	int bar = (slot - 8) / (int)nser, w = left + slot * (int)ncat + 10, h = top + ch + 60;
@@ -258,7 +262,7 @@ void report_html(FILE *f, json_t *doc)
 	      "table{border-collapse:collapse;margin:.5em 0 1.5em}td,th{padding:2px 10px;border-bottom:1px solid #eee;text-align:left}\n"
 	      "td.n{text-align:right;font-variant-numeric:tabular-nums}\n"
 	      "figure{margin:1em 0}figcaption{font-weight:bold;margin-bottom:.3em}\n"
-	      "svg.chart text{font:12px sans-serif;fill:#222}svg.chart text.small{font-size:10px}\n"
+	      "svg.chart{max-width:100%;height:auto}svg.chart text{font:12px sans-serif;fill:#222}svg.chart text.small{font-size:10px}\n"
 	      "</style></head><body>\n<h1>sluice report</h1>\n<p>", f);
 	esc(f, json_string_value(json_object_get(doc, "first_event")));
 	fputs(" &ndash; ", f);
