@@ -340,8 +340,12 @@ static sfsistat on_eom(SMFICTX *ctx)
 	log_event(qid, "%s", out.log);
 	if (out.warn)
 		log_event(NULL, "warning: spam: %s", out.warn);
-	metrics_filter_decision(!out.scanned ? "skipped" : out.flag ? "spam" : "ham",
-				spam_action_name(out.action), metrics_now_s() - t0);
+	char act[32];	/* as in the decision line: "add header" -> add_header */
+	snprintf(act, sizeof act, "%s", spam_action_name(out.action));
+	for (char *p = act; *p; p++)
+		if (*p == ' ')
+			*p = '_';
+	metrics_filter_decision(!out.scanned ? "skipped" : out.flag ? "spam" : "ham", act, metrics_now_s() - t0);
 	if (out.scanned)
 		metrics_observe(metrics_filter.m, fam_score, NULL, out.score);
 	if (out.warn)
