@@ -184,6 +184,7 @@ struct sender {
 	struct dns_ctx dns;
 	struct rds_suppress *sup;
 	struct rmap per_dest;	/* c[0]: reports to that address in this run */
+	struct rmap *bounced;	/* earlier reports that bounced (lower-case addresses) */
 	long long max_per_dest;
 	char *sendmail, *sendmail_conf;
 	int dry_run;
@@ -210,6 +211,18 @@ static void find_sendmail(struct sender *s, const char *conf_file)
 		s->sendmail_conf = xstrdup(conf_file);
 }
 
+/* --dry-run does not write the suppress list, but skips what it would add */
+static int is_bounced(struct sender *s, const char *addr)
+{
+	char *a = xstrdup(addr);
+	for (char *p = a; *p; p++)
+		if (*p >= 'A' && *p <= 'Z')
+			*p = (char)(*p - 'A' + 'a');
+	int r = s->bounced && rmap_get(s->bounced, a, 0) != NULL;
+	free(a);
+	return r;
+}
+
 static int send_report(struct sender *s, const struct rda_report *r, const struct rda_meta *m,
 		       const char *fname, const void *gz, size_t gz_len)
 {
@@ -229,7 +242,7 @@ static int send_report(struct sender *s, const struct rda_report *r, const struc
 		int x;
 		if (d[i].verdict != RDS_INTERNAL && d[i].verdict != RDS_VERIFIED) {
 			status = d[i].verdict == RDS_TEMPERROR ? "temperror" : "not_verified";
-		} else if (rds_suppress_has(s->sup, d[i].addr)) {
+		} else if (rds_suppress_has(s->sup, d[i].addr) || is_bounced(s, d[i].addr)) {
 			status = "suppressed";
 		} else if ((e = rmap_get(&s->per_dest, d[i].addr, 1))->c[0] >= s->max_per_dest) {
 			status = "over_limit";
@@ -429,6 +442,7 @@ int report_dmarc_main(int argc, char **argv)
 	struct rda *agg = rda_new(o.period_s, o.since, o.until);
 	struct rmap ids = { 0 }, bounced = { 0 };
 	rc = read_logs(argv + optind, argc - optind, agg, o.send ? &ids : NULL, &bounced, m.email);
+	s.bounced = &bounced;
 	if (o.send && !o.dry_run)
 		suppress_bounced(&s, &bounced);
 

@@ -4,6 +4,7 @@
 #include "tools/report_dmarc_agg.h"
 #include "lib/util.h"
 #include "lib/version.h"
+#include "proto/dmarc.h"
 
 #include <arpa/inet.h>
 #include <libxml/xmlwriter.h>
@@ -11,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <zlib.h>
 
 /* the fields of a row key, in this order, joined by '\t' */
@@ -449,6 +451,20 @@ static void x_evaluated(struct xw *x, char *const *k, enum rda_format f)
 	x_end(x);
 }
 
+/* 0: pass, d= is the From domain; 1: pass, same Organizational Domain (PSL); 2: pass; 3: other */
+static int sig_rank(const char *d, const char *res, const char *hfrom)
+{
+	if (strcmp(res, "pass") != 0)
+		return 3;
+	if (!strcasecmp(d, hfrom))
+		return 0;
+	char a[256], b[256];
+	if (dmarc_org_domain_psl(NULL, d, a, sizeof a) == 0 &&
+	    dmarc_org_domain_psl(NULL, hfrom, b, sizeof b) == 0 && !strcmp(a, b))
+		return 1;
+	return 2;
+}
+
 static void x_auth(struct xw *x, char *const *k, enum rda_format f)
 {
 	static const char *const dkim_res[] = { "none", "pass", "fail", "policy", "neutral",
@@ -459,26 +475,38 @@ static void x_auth(struct xw *x, char *const *k, enum rda_format f)
 						   "temperror", "permerror", NULL };
 	x_start(x, "auth_results");
 	/* dkim: "d/s/result,d/s/result"; "none" or "-" = no signature */
+	struct sig {
+		const char *d, *sel, *res;
+	} *sigs = NULL;
+	size_t nsig = 0;
 	char *list = xstrdup(k[RK_DKIM]);
-	int nsig = 0;
-	for (char *save = NULL, *sig = strtok_r(list, ",", &save); sig && nsig < RDA_MAX_DKIM;
-	     sig = strtok_r(NULL, ",", &save)) {
+	for (char *save = NULL, *sig = strtok_r(list, ",", &save); sig; sig = strtok_r(NULL, ",", &save)) {
 		char *s1 = strchr(sig, '/'), *s2 = s1 ? strrchr(sig, '/') : NULL;
 		if (!s1 || s2 == s1)
 			continue;
 		*s1 = 0;
 		*s2 = 0;
-		const char *d = sig, *sel = s1 + 1, *res = s2 + 1;
-		if (!strcmp(d, "-") || !*d)
+		if (!strcmp(sig, "-") || !*sig)
 			continue;
-		x_start(x, "dkim");
-		x_elem(x, "domain", d);
-		if (strcmp(sel, "-") != 0 || f == RDA_RFC9990)	/* required in 9990 */
-			x_elem(x, "selector", strcmp(sel, "-") ? sel : "");
-		x_elem(x, "result", one_of(res, dkim_res) ? res : "none");
-		x_end(x);
-		nsig++;
+		sigs = xrealloc(sigs, (nsig + 1) * sizeof *sigs);
+		sigs[nsig++] = (struct sig){ sig, s1 + 1, s2 + 1 };
 	}
+	/* RFC 9990 2.1.6 order: pass in strict alignment, pass in relaxed alignment, other pass, the rest */
+	int written = 0;
+	for (int rank = 0; rank < 4; rank++) {
+		for (size_t i = 0; i < nsig && written < RDA_MAX_DKIM; i++) {
+			if (sig_rank(sigs[i].d, sigs[i].res, k[RK_HFROM]) != rank)
+				continue;
+			x_start(x, "dkim");
+			x_elem(x, "domain", sigs[i].d);
+			if (strcmp(sigs[i].sel, "-") != 0 || f == RDA_RFC9990)	/* required in 9990 */
+				x_elem(x, "selector", strcmp(sigs[i].sel, "-") ? sigs[i].sel : "");
+			x_elem(x, "result", one_of(sigs[i].res, dkim_res) ? sigs[i].res : "none");
+			x_end(x);
+			written++;
+		}
+	}
+	free(sigs);
 	free(list);
 	/* spf: "domain/scope/result" or "-" */
 	char *spf = xstrdup(k[RK_SPF]);

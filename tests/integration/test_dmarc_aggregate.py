@@ -39,11 +39,16 @@ pytestmark = pytest.mark.skipif(
 
 SCHEMA = os.path.join(REPO, "tests", "data", "dmarc", "schema")
 NS9990 = "urn:ietf:params:xml:ns:dmarc-2.0"
-REPORTER = "dmarc-reports@mx.test"
+# a local mailbox: the delivery status notification of the report that
+# bounces (null MX) lands there
+REPORTER = "reports@example.com"
+RECEIVER = "example.com"
+RX = re.escape(RECEIVER)
 
 # quar.example and reject.example verify example.com as their report
-# destination; none.example does not (alice must get nothing); example.com
-# is the local domain (internal, no check).
+# destination; none.example does not (alice must get nothing) but verifies
+# nullmx.example, whose null MX (RFC 7505) bounces the report in sluiced's
+# queue; example.com is the local domain (internal, no check).
 ZONE = """reject.example. 300 IN TXT "v=spf1 ip4:127.0.0.2 -all"
 _dmarc.reject.example. 300 IN TXT "v=DMARC1; p=reject; rua=mailto:carol@example.com,mailto:bob@example.com"
 reject.example._report._dmarc.example.com. 300 IN TXT "v=DMARC1"
@@ -51,7 +56,9 @@ quar.example. 300 IN TXT "v=spf1 ip4:127.0.0.2 -all"
 _dmarc.quar.example. 300 IN TXT "v=DMARC1; p=quarantine; rua=mailto:bob@example.com,mailto:user@example.com,mailto:nobody@example.com"
 quar.example._report._dmarc.example.com. 300 IN TXT "v=DMARC1"
 none.example. 300 IN TXT "v=spf1 ip4:127.0.0.2 -all"
-_dmarc.none.example. 300 IN TXT "v=DMARC1; p=none; rua=mailto:alice@example.com"
+_dmarc.none.example. 300 IN TXT "v=DMARC1; p=none; rua=mailto:alice@example.com,mailto:agg@nullmx.example"
+none.example._report._dmarc.nullmx.example. 300 IN TXT "v=DMARC1"
+nullmx.example. 300 IN MX 0 .
 _dmarc.example.com. 300 IN TXT "v=DMARC1; p=none; rua=mailto:postmaster@example.com"
 elsewhere.example. 300 IN TXT "v=spf1 ip4:127.0.0.3 -all"
 """
@@ -109,7 +116,7 @@ def dns(dkey):
 def traffic(tmp_path_factory, dns, dkey):
     """One sluiced + sluice-dmarc run with TRAFFIC; -> the Sluiced (stopped, its log kept)."""
     tmp = tmp_path_factory.mktemp("dmarcagg")
-    s = Sluiced(tmp)
+    s = Sluiced(tmp, users=("alice", "bob", "carol", "user", "postmaster", "reports"))
     dm = SluiceDmarc(s.tmp, "", "unix", conf_path=s.conf_path, dns=dns)
     with open(s.conf_path, "a") as f:
         f.write("smtpd_milters = %s\nmilter_default_action = tempfail\n" % dm.spec)
@@ -152,7 +159,7 @@ def reports(outdir):
     """{domain: [(file name, xml bytes)]}: a run may straddle a UTC midnight (two periods)."""
     got = collections.defaultdict(list)
     for name in sorted(os.listdir(outdir)):
-        m = re.fullmatch(r"mx\.test!([a-z0-9.-]+)!(\d+)!(\d+)\.xml\.gz", name)
+        m = re.fullmatch(RX + r"!([a-z0-9.-]+)!(\d+)!(\d+)\.xml\.gz", name)
         assert m, name
         begin, end = int(m.group(2)), int(m.group(3))
         assert begin % 86400 == 0 and end == begin + 86399, name   # UTC days
@@ -225,8 +232,8 @@ def test_reports_validate_and_round_trip(traffic, tmp_path, perl_ok, fmt):
             path.write_bytes(xml)
             xmllint(str(path), "rua-rfc9990.xsd" if fmt == "rfc9990" else "rua-rfc7489.xsd")
             head, rows = mail_dmarc(xml)
-            m = re.fullmatch(r"mx\.test!([^!]+)!(\d+)!(\d+)\.xml\.gz", name)
-            assert head == (dom, "%s.%s@mx.test" % (m.group(2), dom), m.group(2), m.group(3)), head
+            m = re.fullmatch(RX + r"!([^!]+)!(\d+)!(\d+)\.xml\.gz", name)
+            assert head == (dom, "%s.%s@%s" % (m.group(2), dom, RECEIVER), m.group(2), m.group(3)), head
             md += rows
             if fmt == "rfc9990":
                 root, rows9990 = rows_9990(xml)
@@ -260,7 +267,7 @@ def test_send_verified_limited_suppressed(traffic, tmp_path):
                             "--send"] + list(extra) + [s.log], capture_output=True, text=True, timeout=120)
         assert r.returncode == 0, r.stdout + r.stderr
         st = {}
-        for m in re.finditer(r"^send mx\.test!([^!]+)!\d+!\d+\.xml\.gz: to=(\S+) verification=(\S+) "
+        for m in re.finditer(r"^send " + RX + r"!([^!]+)!\d+!\d+\.xml\.gz: to=(\S+) verification=(\S+) "
                              r"status=(\S+)", r.stdout, re.M):
             st.setdefault((m.group(1), m.group(2)), []).append((m.group(3), m.group(4)))
         return r, {k: v[0] for k, v in st.items()}
@@ -270,6 +277,7 @@ def test_send_verified_limited_suppressed(traffic, tmp_path):
     assert st == {
         ("example.com", "postmaster@example.com"): ("internal", "dry_run"),
         ("none.example", "alice@example.com"): ("refused", "not_verified"),
+        ("none.example", "agg@nullmx.example"): ("verified", "dry_run"),
         ("quar.example", "bob@example.com"): ("verified", "dry_run"),
         ("quar.example", "user@example.com"): ("verified", "suppressed"),
         ("quar.example", "nobody@example.com"): ("verified", "dry_run"),
@@ -280,6 +288,7 @@ def test_send_verified_limited_suppressed(traffic, tmp_path):
     assert st == {
         ("example.com", "postmaster@example.com"): ("internal", "sent"),
         ("none.example", "alice@example.com"): ("refused", "not_verified"),
+        ("none.example", "agg@nullmx.example"): ("verified", "sent"),
         ("quar.example", "bob@example.com"): ("verified", "sent"),
         ("quar.example", "user@example.com"): ("verified", "suppressed"),
         ("quar.example", "nobody@example.com"): ("verified", "bounced"),
@@ -294,20 +303,29 @@ def test_send_verified_limited_suppressed(traffic, tmp_path):
         msg = email.message_from_binary_file(open(files[-1], "rb"), policy=email.policy.default)
         assert msg["From"] == REPORTER and msg["To"] == "%s@example.com" % user
         subj = " ".join(msg["Subject"].split())
-        assert re.fullmatch(r"Report Domain: %s Submitter: mx\.test Report-ID: <\d+\.%s@mx\.test>"
-                            % (re.escape(dom), re.escape(dom)), subj), subj
+        assert re.fullmatch(r"Report Domain: %s Submitter: %s Report-ID: <\d+\.%s@%s>"
+                            % (re.escape(dom), RX, re.escape(dom), RX), subj), subj
         assert msg["Return-Path"] == "<%s>" % REPORTER
         (att,) = [p for p in msg.iter_attachments() if p.get_content_type() == "application/gzip"]
         name = att.get_filename()
-        assert re.fullmatch(r"mx\.test!%s!\d+!\d+\.xml\.gz" % re.escape(dom), name), name
+        assert re.fullmatch(r"%s!%s!\d+!\d+\.xml\.gz" % (RX, re.escape(dom)), name), name
         assert att.get_content() == open(tmp_path / "out" / name, "rb").read()
     s.wait_queue_empty()
     for user in ("alice", "user"):
         assert len(s.delivered(user)) == before[user], user
     assert len(s.delivered("bob")) == before["bob"] + 1     # not the over-limit second report
-    # the next run skips the refused address too
+    # the next run skips the refused address, and the one whose report bounced in the queue
+    wait_for(lambda: re.search(r"to=<agg@nullmx\.example>.* status=bounced", s.log_text()),
+             what="the report to the null MX domain bounced")
+    s.wait_delivered("reports", 1)        # the delivery status notification
     r, st = send("--dry-run")
     assert st[("quar.example", "nobody@example.com")] == ("verified", "suppressed"), r.stdout
+    assert st[("none.example", "agg@nullmx.example")] == ("verified", "suppressed"), r.stdout
+    assert "agg@nullmx.example" not in sup.read_text()      # a dry run changes nothing
+    r, st = send()
+    assert "suppress: agg@nullmx.example added (a report to it bounced)" in r.stdout, r.stdout
+    assert st[("none.example", "agg@nullmx.example")] == ("verified", "suppressed"), r.stdout
+    assert sup.read_text().splitlines()[-1] == "agg@nullmx.example"
 
 
 def test_json_log_gzipped(tmp_path, dns, perl_ok):

@@ -234,7 +234,8 @@ static struct rda *sample(struct rp_parser *p)
 	/* pass with DKIM, null path, IPv6, two signatures */
 	char *l = line(S, "pass", "reject.example", "none", "2001:db8::7", NULL);
 	l = subst(l, "envelope_from=reject.example", "envelope_from=<>");
-	l = subst(l, "dkim=none", "dkim=reject.example/s1/pass,other.example/-/fail");
+	l = subst(l, "dkim=none", "dkim=other.example/-/fail,esp.example/e1/pass,"
+				"mail.reject.example/m1/pass,reject.example/s1/pass");
 	feed_free(a, p, l);
 	/* t=y: policy_test_mode; not enforced: local policy */
 	l = line(S, "fail", "reject.example", "quarantine", "192.0.2.5", NULL);
@@ -270,7 +271,10 @@ static void test_xml_rfc9990(void **state)
 	assert_non_null(strstr(xml, "<source_ip>2001:db8::7</source_ip>"));
 	assert_non_null(strstr(xml, "<disposition>pass</disposition>"));	/* pass under p=reject */
 	assert_non_null(strstr(xml, "<envelope_from></envelope_from>"));
-	assert_non_null(strstr(xml, "<selector>s1</selector>"));
+	/* RFC 9990 2.1.6 order: strict, relaxed, other pass, the rest */
+	const char *s1 = strstr(xml, "<selector>s1</selector>"), *m1 = strstr(xml, "<selector>m1</selector>");
+	const char *e1 = strstr(xml, "<selector>e1</selector>"), *o = strstr(xml, "<domain>other.example</domain>");
+	assert_true(s1 && m1 && e1 && o && s1 < m1 && m1 < e1 && e1 < o);
 	assert_non_null(strstr(xml, "<selector></selector>"));	/* required in 9990 */
 	assert_non_null(strstr(xml, "<type>policy_test_mode</type>"));
 	assert_non_null(strstr(xml, "<type>local_policy</type>"));
