@@ -1069,20 +1069,22 @@ static int why_run(struct why *w, FILE *out)
 					first = 0;
 					continue;
 				}
-				for (size_t i = 0; i < msgs.n;) {
-					if (strs_has(&w->sel_qids[s], msgs.v[i])) {
-						i++;
-						continue;
-					}
-					free(msgs.v[i]);
-					msgs.v[i] = msgs.v[--msgs.n];
+				size_t n = 0;
+				for (size_t i = 0; i < msgs.n; i++) {
+					if (strs_has(&w->sel_qids[s], msgs.v[i]))
+						msgs.v[n++] = msgs.v[i];
+					else
+						free(msgs.v[i]);
 				}
+				msgs.n = n;
 			}
 		}
+		int found = w->nev || msgs.n;
 		if (w->json) {
+			/* a document even when nothing was found (the exit status says so) */
 			if (print_json(w, &d, w->qid ? NULL : &msgs, out) < 0)
 				rc = 2;
-		} else {
+		} else if (found) {
 			print_text(w, &d, out);
 			if (!w->qid && msgs.n) {
 				fprintf(out, "messages with a queue id (sluice why QUEUE-ID tells their story):\n");
@@ -1090,7 +1092,7 @@ static int why_run(struct why *w, FILE *out)
 					fprintf(out, "  %s\n", msgs.v[i]);
 			}
 		}
-		if (rc == 0 && !w->nev && !msgs.n) {
+		if (rc == 0 && !found) {
 			fprintf(stderr, "sluice why: nothing found for %s in the log(s)\n",
 				w->qid ? w->qid : "the selector");
 			rc = 1;
