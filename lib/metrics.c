@@ -626,6 +626,12 @@ void metrics_filter_decision(const char *result, const char *action, double seco
 		metrics_observe(f->m, f->seconds, METRICS_L(f->name), seconds);
 }
 
+void metrics_filter_duration(double seconds)
+{
+	if (metrics_filter.m)
+		metrics_observe(metrics_filter.m, metrics_filter.seconds, METRICS_L(metrics_filter.name), seconds);
+}
+
 void metrics_filter_dns_query(void)
 {
 	if (metrics_filter.m)

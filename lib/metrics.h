@@ -170,6 +170,9 @@ void metrics_filter_init(struct metrics *m, const char *name, const char *unit);
 /* metrics_filter_decision - one message or request done: its result and
  * action (docs/EVENTS.md's names) and the time it took in seconds (< 0: none). */
 void metrics_filter_decision(const char *result, const char *action, double seconds);
+/* metrics_filter_duration - the time one message or request took, when
+ * the decision was counted apart (metrics_filter_decision with seconds < 0). */
+void metrics_filter_duration(double seconds);
 /* metrics_filter_dns_query - one DNS query sent (not answered from a cache);
  * metrics_filter_dns_timeout - one answered with DNS_TIMEOUT. */
 void metrics_filter_dns_query(void);

@@ -344,7 +344,8 @@ static void test_filter_families_and_render_hook(void **state)
 	metrics_filter_init(m, "dkim", "messages");
 	metrics_filter_decision("pass", "accept", 0.002);
 	metrics_filter_decision("pass", "accept", -1);	/* no time */
-	metrics_filter_decision("fail", "reject", 0.3);
+	metrics_filter_decision("fail", "reject", -1);
+	metrics_filter_duration(0.3);
 	metrics_filter_dns_query();
 	metrics_filter_dns_query();
 	metrics_filter_dns_timeout();
