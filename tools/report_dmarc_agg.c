@@ -164,13 +164,41 @@ static const char *val(const char *v)
 	return v && *v ? v : "-";
 }
 
-/* v with tabs and line ends as '?' (they separate the fields of a row key) */
+/* length of the valid UTF-8 sequence at s (RFC 3629: no overlongs, surrogates, > U+10FFFF), else 0 */
+static size_t utf8_len(const unsigned char *s)
+{
+	if (s[0] < 0x80)
+		return 1;
+	size_t n = s[0] >= 0xc2 && s[0] <= 0xdf ? 2 : s[0] >= 0xe0 && s[0] <= 0xef ? 3
+		 : s[0] >= 0xf0 && s[0] <= 0xf4 ? 4 : 0;
+	for (size_t i = 1; i < n; i++)
+		if ((s[i] & 0xc0) != 0x80)
+			return 0;
+	if ((s[0] == 0xe0 && s[1] < 0xa0) || (s[0] == 0xed && s[1] > 0x9f) ||
+	    (s[0] == 0xf0 && s[1] < 0x90) || (s[0] == 0xf4 && s[1] > 0x8f))
+		return 0;
+	return n;
+}
+
+/*
+ * v as one field of a row key: tabs (the separator), other control
+ * characters and bytes that are not UTF-8 become '?' (XML 1.0 allows
+ * neither, and libxml2 writes what it is given).
+ */
 static void key_add(struct sbuf *k, const char *v)
 {
 	if (k->len)
 		sbuf_addc(k, '\t');
-	for (v = val(v); *v; v++)
-		sbuf_addc(k, (*v == '\t' || *v == '\n' || *v == '\r') ? '?' : *v);
+	for (const unsigned char *p = (const unsigned char *)val(v); *p;) {
+		size_t n = utf8_len(p);
+		if (n == 0 || (n == 1 && (*p < 0x20 || *p == 0x7f))) {
+			sbuf_addc(k, '?');
+			p++;
+		} else {
+			sbuf_add(k, p, n);
+			p += n;
+		}
+	}
 }
 
 static void lower(char *s)

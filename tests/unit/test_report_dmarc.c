@@ -242,6 +242,11 @@ static struct rda *sample(struct rp_parser *p)
 	feed_free(a, p, subst(l, "override=none", "override=policy_test_mode"));
 	l = line(S, "fail", "reject.example", "reject", "192.0.2.6", NULL);
 	feed_free(a, p, subst(l, "enforced=yes", "enforced=no"));
+	/* a From domain in U-labels, and bytes that are not UTF-8 (never in the XML) */
+	l = line(S, "fail", "reject.example", "reject", "192.0.2.7", NULL);
+	feed_free(a, p, subst(l, "header_from=reject.example", "header_from=b\xc3\xbc" "cher.reject.example"));
+	l = line(S, "fail", "reject.example", "reject", "192.0.2.8", NULL);
+	feed_free(a, p, subst(l, "header_from=reject.example", "header_from=x\xff\xc3#\x01.reject.example"));
 	return a;
 }
 
@@ -278,6 +283,8 @@ static void test_xml_rfc9990(void **state)
 	assert_non_null(strstr(xml, "<selector></selector>"));	/* required in 9990 */
 	assert_non_null(strstr(xml, "<type>policy_test_mode</type>"));
 	assert_non_null(strstr(xml, "<type>local_policy</type>"));
+	assert_non_null(strstr(xml, "<header_from>b\xc3\xbc" "cher.reject.example</header_from>"));
+	assert_non_null(strstr(xml, "<header_from>x?" "?#?.reject.example</header_from>"));
 	/* the same input, the same bytes */
 	size_t len2;
 	char *again = rda_xml(r[0], &meta9990, &len2, &err);
