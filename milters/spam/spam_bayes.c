@@ -31,12 +31,12 @@ static const struct spam_bayes_band default_bands[SPAM_BAYES_NBANDS] = {
 	{ "BAYES_05", 0.01, 0.05, -0.5 },
 	{ "BAYES_20", 0.05, 0.20, -0.001 },
 	{ "BAYES_40", 0.20, 0.40, -0.001 },
-	{ "BAYES_50", 0.40, 0.60, 0.8 },
-	{ "BAYES_60", 0.60, 0.80, 1.5 },
-	{ "BAYES_80", 0.80, 0.95, 2.0 },
-	{ "BAYES_95", 0.95, 0.99, 3.0 },
-	{ "BAYES_99", 0.99, 0.999, 3.5 },
-	{ "BAYES_999", 0.999, 1.0, 4.0 },
+	{ "BAYES_50", 0.40, 0.60, 1.0 },
+	{ "BAYES_60", 0.60, 0.80, 2.2 },
+	{ "BAYES_80", 0.80, 0.95, 3.0 },
+	{ "BAYES_95", 0.95, 0.99, 3.6 },
+	{ "BAYES_99", 0.99, 0.999, 3.8 },
+	{ "BAYES_999", 0.999, 1.0, 5.0 },
 };
 
 void spam_bayes_opts_default(struct spam_bayes_opts *o)
@@ -54,7 +54,7 @@ void spam_bayes_opts_default(struct spam_bayes_opts *o)
 	o->robinson_s = 0.45;
 	o->robinson_x = 0.5;
 	o->min_prob_strength = 0.1;
-	o->max_significant = 150;
+	o->max_significant = 300;
 	o->max_tokens_per_msg = 3000;
 	o->max_word_bytes = 40;
 	o->max_text_bytes = 300 * 1024;

@@ -42,7 +42,7 @@ struct spam_bayes_opts {
 	double robinson_s;		/* strength of the prior x (0.45) */
 	double robinson_x;		/* the prior: f(w) of a token with no counts (0.5; such tokens are not combined) */
 	double min_prob_strength;	/* |f(w) - 0.5| below this is ignored (0.10) */
-	unsigned max_significant;	/* tokens combined (150) */
+	unsigned max_significant;	/* tokens combined (300) */
 	size_t max_tokens_per_msg;	/* distinct tokens per message (3000) */
 	size_t max_word_bytes;		/* longer words become "sk:" tokens (40) */
 	size_t max_text_bytes;		/* text of a message tokenized (300 KiB) */

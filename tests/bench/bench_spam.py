@@ -294,6 +294,7 @@ def ours_accuracy(binary, d, train, test):
 def sa_accuracy(d, train, test, procs=2):
     os.makedirs(d)
     db = os.path.join(d, "bayes")
+    os.makedirs(db)   # sa-learn --dbpath DIR: files DIR/bayes_*, but only when DIR exists
     t0 = time.monotonic()
     for kind in ("spam", "ham"):
         subprocess.run(["sa-learn", "-L", "--dbpath", db, "--" + kind, train[kind]], check=True,
@@ -303,12 +304,14 @@ def sa_accuracy(d, train, test, procs=2):
     paths = [p for _, p, _ in test]
     running = []
     for i in range(procs):
+        lst = os.path.join(d, "list.%d" % i)
+        with open(lst, "w") as f:
+            f.write("".join(x + "\n" for x in paths[i::procs]))
         out = open(os.path.join(d, "scores.%d" % i), "w")
-        p = subprocess.Popen(["perl", os.path.join(HERE, "sa_score.pl"), os.path.join(db, "bayes")],
-                             stdin=subprocess.PIPE, stdout=out, text=True)
+        with open(lst) as inp:
+            p = subprocess.Popen(["perl", os.path.join(HERE, "sa_score.pl"), os.path.join(db, "bayes")],
+                                 stdin=inp, stdout=out)
         running.append((p, out))
-        p.stdin.write("".join(x + "\n" for x in paths[i::procs]))
-        p.stdin.close()
     res = {}
     for i, (p, out) in enumerate(running):
         if p.wait() != 0:
@@ -318,6 +321,8 @@ def sa_accuracy(d, train, test, procs=2):
             path, score, spam, tests = line.rstrip("\n").split("\t")
             res[path] = (float(score), spam == "1", tests)
     score_s = time.monotonic() - t0
+    if not any("BAYES_" in r[2] for r in res.values()):
+        raise RuntimeError("SpamAssassin scored without Bayes (%s)" % db)
     verdicts, scores = {}, {}
     for name, path, _ in test:
         verdicts[name] = res[path][1]
