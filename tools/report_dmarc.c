@@ -211,16 +211,31 @@ static void find_sendmail(struct sender *s, const char *conf_file)
 		s->sendmail_conf = xstrdup(conf_file);
 }
 
-/* --dry-run does not write the suppress list, but skips what it would add */
-static int is_bounced(struct sender *s, const char *addr)
+static char *lower_copy(const char *addr)
 {
 	char *a = xstrdup(addr);
 	for (char *p = a; *p; p++)
 		if (*p >= 'A' && *p <= 'Z')
 			*p = (char)(*p - 'A' + 'a');
+	return a;
+}
+
+/* --dry-run does not write the suppress list, but skips what it would add */
+static int is_bounced(struct sender *s, const char *addr)
+{
+	char *a = lower_copy(addr);
 	int r = s->bounced && rmap_get(s->bounced, a, 0) != NULL;
 	free(a);
 	return r;
+}
+
+/* the per-run count of addr (compared without case); valid until the next call */
+static struct rmap_ent *per_dest(struct sender *s, const char *addr)
+{
+	char *a = lower_copy(addr);
+	struct rmap_ent *e = rmap_get(&s->per_dest, a, 1);
+	free(a);
+	return e;
 }
 
 static int send_report(struct sender *s, const struct rda_report *r, const struct rda_meta *m,
@@ -244,7 +259,7 @@ static int send_report(struct sender *s, const struct rda_report *r, const struc
 			status = d[i].verdict == RDS_TEMPERROR ? "temperror" : "not_verified";
 		} else if (rds_suppress_has(s->sup, d[i].addr) || is_bounced(s, d[i].addr)) {
 			status = "suppressed";
-		} else if ((e = rmap_get(&s->per_dest, d[i].addr, 1))->c[0] >= s->max_per_dest) {
+		} else if ((e = per_dest(s, d[i].addr))->c[0] >= s->max_per_dest) {
 			status = "over_limit";
 		} else {
 			struct rds_mail mail = { s->email, d[i].addr, s->receiver, rid, fname, r->domain,
@@ -265,8 +280,12 @@ static int send_report(struct sender *s, const struct rda_report *r, const struc
 				/* refused for good at submission: a bounce, never again */
 				char *e2 = NULL;
 				status = "bounced";
-				if (rds_suppress_add(s->sup, d[i].addr, "refused at submission", &e2) > 0)
+				int a = rds_suppress_add(s->sup, d[i].addr, "refused at submission", &e2);
+				if (a > 0)
 					printf("suppress: %s added (refused at submission)\n", d[i].addr);
+				else if (a < 0)
+					fprintf(stderr, "sluice report dmarc: %s refused, not suppressed: %s\n",
+						d[i].addr, e2);
 				free(e2);
 			} else {
 				status = "send_failed";
