@@ -127,10 +127,16 @@ unit: all asan
 	@set -e; for t in $(subst $(BIN)/,bin-asan/,$(UNIT_BINS)); do echo "== $$t"; \
 	  ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 $$t; done
 
+# Two pytest workers (pytest-xdist), one test file per worker at a time
+# (--dist loadfile keeps a module's shared servers in one process): most
+# tests wait on servers and timeouts, so this halves the wall time on 2 cores.
+PYTEST_WORKERS ?= 2
 integration: all asan
 	SLUICE_BIN=$(CURDIR)/bin-asan \
 	  ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 \
-	  /usr/bin/python3 -m pytest -q -p no:cacheprovider tests/integration $(PYTEST_ARGS)
+	  /usr/bin/python3 -m pytest -q -p no:cacheprovider \
+	    $(if $(filter-out 0 1,$(PYTEST_WORKERS)),-n $(PYTEST_WORKERS) --dist loadfile) \
+	    --durations=15 tests/integration $(PYTEST_ARGS)
 
 test: deps-check
 	$(MAKE) unit
