@@ -166,6 +166,8 @@ const struct conf_param mta_params[] = {
 	P("smtp_sasl_auth_enable", CONF_BOOL, "no"),
 	P("smtp_sasl_password_maps", CONF_STR, ""),
 	P("2bounce_notice_recipient", CONF_STR, "postmaster"),
+	/* envelope sender of postmaster copies; undeliverable mail from it is discarded */
+	P("double_bounce_sender", CONF_STR, "double-bounce"),
 	PS("bounce_size_limit", "50000", 0, 0),
 	{ NULL, 0, NULL, 0, 0, NULL, 0 },
 };

@@ -151,6 +151,9 @@ int bounce_msg(const struct bounce_opts *o, enum bounce_kind kind, struct queue_
 	int dbl = env->sender[0] == 0;
 	if (dbl && kind == BOUNCE_DELAYED)
 		return 0;
+	/* a postmaster copy that cannot be delivered is dropped (no notice of a notice) */
+	if (o->double_bounce_sender && ascii_strcasecmp(env->sender, o->double_bounce_sender) == 0)
+		return 0;
 	size_t due = 0;
 	for (size_t k = 0; k < n; k++)
 		if (items[k].rcpt < env->nrcpt && wants(env->rcpt[items[k].rcpt].notify, kind))
@@ -235,7 +238,7 @@ int bounce_msg(const struct bounce_opts *o, enum bounce_kind kind, struct queue_
 		return -1;
 	}
 	struct queue_envelope e = { 0 };
-	e.sender = xstrdup("");
+	e.sender = xstrdup(dbl && o->double_bounce_sender ? o->double_bounce_sender : "");
 	e.arrival = now;
 	e.proto = xstrdup("LOCAL");
 	queue_envelope_add_rcpt(&e, to, NULL, 0, NULL);

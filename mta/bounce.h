@@ -24,6 +24,8 @@ struct bounce_opts {
 	const char *qdir;		/* queue_directory */
 	const char *myhostname;		/* Reporting-MTA, From: MAILER-DAEMON@ */
 	const char *double_bounce_rcpt;	/* 2bounce_notice_recipient, fully qualified */
+	const char *double_bounce_sender; /* double_bounce_sender, fully qualified: the
+					 * envelope sender of postmaster copies */
 	long long size_limit;		/* bounce_size_limit: larger originals: headers only */
 	double queue_lifetime_s;	/* maximal_queue_lifetime: Will-Retry-Until of a delay
 					 * warning; 0 = not given */
@@ -48,7 +50,10 @@ struct bounce_item {
  * one per-recipient group each; Postfix sends one bounce per message).
  * Recipients whose NOTIFY excludes the kind (RFC 3461: NEVER, or a list
  * without FAILURE / DELAY) are left out. FAILED mail from the null sender
- * goes to double_bounce_rcpt; a DELAYED report is never sent for it. A
+ * goes to double_bounce_rcpt (a "postmaster copy", sent with envelope sender
+ * double_bounce_sender); a DELAYED report is never sent for it. Mail from
+ * double_bounce_sender that fails is discarded (returns 0), as Postfix does,
+ * so an undeliverable postmaster copy cannot start a loop. A
  * DELAYED report carries the headers only. Returns 1 and *id_out (the new
  * queue id, caller frees) when a notification was queued (committed with
  * fsync), 0 when none is due, -1 with *err_out (caller frees) on a queue

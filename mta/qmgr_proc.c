@@ -213,6 +213,9 @@ void qmgr_main(const char *conf_path, int notify_rd_fd)
 	const char *dbl = conf_str(Q.conf, "2bounce_notice_recipient");
 	Q.bounce.double_bounce_rcpt = strchr(dbl, '@') ? xstrdup(dbl)
 				      : xasprintf("%s@%s", dbl, conf_str(Q.conf, "myorigin"));
+	const char *dbs = conf_str(Q.conf, "double_bounce_sender");
+	Q.bounce.double_bounce_sender = strchr(dbs, '@') ? xstrdup(dbs)
+					: xasprintf("%s@%s", dbs, conf_str(Q.conf, "myorigin"));
 	Q.bounce.size_limit = conf_size(Q.conf, "bounce_size_limit");
 	Q.bounce.queue_lifetime_s = o.maximal_queue_lifetime_s;
 	Q.qmgr = qmgr_new(Q.base, &o);

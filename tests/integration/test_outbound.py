@@ -9,6 +9,7 @@ import email.policy
 import os
 import shutil
 import signal
+import re
 import smtplib
 import socket
 import subprocess
@@ -208,6 +209,23 @@ def test_null_sender_bounce_goes_to_postmaster(env):
     _, per_rcpt = dsn_fields(msg)
     assert per_rcpt[0]["Final-Recipient"] == "rfc822; y@outside.test"
     s.wait_queue_empty()
+
+
+def test_undeliverable_postmaster_copy_is_discarded(env):
+    """A bounce that bounces goes to postmaster once, from double_bounce_sender;
+    when that copy fails too it is dropped (Postfix's rule), not bounced again
+    in a loop."""
+    sink, mta, port = env
+    sink("127.0.0.2", ["-f", "RCPT"])        # every outside.test RCPT fails
+    s = mta("2bounce_notice_recipient = nobody@outside.test")
+    send(s, "", ["y@outside.test"])
+    wait_for(lambda: s.log_text().count("status=bounced") >= 2, 30,
+             "the bounce and its postmaster copy (log: %s)" % s.log_text()[-2000:])
+    s.wait_queue_empty()
+    log = s.log_text()
+    assert re.search(r"from=<double-bounce@[^>]+>", log), log
+    assert log.count("status=bounced") == 2, log
+    assert s.queue_files("deferred") == []
 
 
 def test_deferred_then_retried(env):
