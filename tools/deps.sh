@@ -13,7 +13,7 @@ python3-spf postfix-policyd-spf-python spfquery opendmarc
 libcrypt-dev dovecot-core dovecot-lmtpd
 libpsl-dev publicsuffix libmail-dmarc-perl liblmdb-dev libhiredis-dev redis-server postfwd
 zlib1g-dev pflogsumm libjansson-dev libgmime-3.0-dev libxml2-dev libvectorscan-dev libmaxminddb-dev spamassassin
-prometheus chromium python3-pytest-xdist
+prometheus chromium python3-pytest-xdist libxml2-utils
 m4 libdb5.3 libldap-2.5-0 libnsl2 libsasl2-2 libwrap0 liblockfile1
 libglib2.0-0 libicu72 libluajit-5.1-2 libsodium23 libsqlite3-0 libunwind8 libstdc++6 libssl3 zlib1g"
 
