@@ -9,7 +9,10 @@ and end-of-data histogram, sluice-dkim's message counter and sluice-spf's
 request and DNS query counters by exactly one each; a rejected RCPT moves
 sluice_rejects_total{stage="RCPT",reason="unknown_recipient"} by one; an SPF
 look-up that the DNS server never answers moves sluice-spf's DNS timeout
-counter and its temperror requests by one; the session gauge goes back to 0 when the sessions end; other paths are 404.
+counter and its temperror requests by one; with sluice-spf stopped a
+request moves sluice_policy_failures_total, with sluice-dkim stopped a
+session moves sluice_milter_failures_total (last: it stops them); the
+session gauge goes back to 0 when the sessions end; other paths are 404.
 One stack for the module (the tests only read differences)."""
 
 import os
@@ -73,9 +76,12 @@ def total(samples, name, **labels):
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("metrics")
-    ports = {"sluiced": free_port(), "dkim": free_port(), "spf": free_port()}
     daemons = []
     with DnsServer(ZONE, deny=["slow.example.org"]) as dns:
+        # picked once unbound listens: it cannot take one of them any more
+        ports = {}
+        while len(set(ports.values())) < 3:
+            ports = {"sluiced": free_port(), "dkim": free_port(), "spf": free_port()}
         s = Sluiced(tmp)
         # spf_skip_addresses empty: the test client is on 127.0.0.1
         spf = FilterDaemon("spf", s.tmp, "spf_metrics_listen = 127.0.0.1:%d\nspf_skip_addresses =" % ports["spf"],
@@ -85,6 +91,7 @@ def stack(tmp_path_factory):
         with open(s.conf_path, "a") as f:
             f.write("metrics_listen = 127.0.0.1:%d\n" % ports["sluiced"])
             f.write("smtpd_milters = %s\nmilter_default_action = tempfail\n" % dkim.spec)
+            f.write("smtpd_policy_service_retry_delay = 0\n")
             f.write("smtpd_recipient_restrictions = reject_unauth_destination, "
                     "check_policy_service inet:127.0.0.1:%d\n" % spf.port)
         try:
@@ -92,7 +99,7 @@ def stack(tmp_path_factory):
                 daemons.append(d.start())
             s.start()
             daemons.append(s)
-            yield s, ports
+            yield s, ports, spf, dkim
         finally:
             for d in daemons:	# all at once: libmilter takes seconds to stop
                 if d.proc.poll() is None:
@@ -102,7 +109,7 @@ def stack(tmp_path_factory):
 
 
 def test_promtool_accepts_every_endpoint(stack):
-    _, ports = stack
+    _, ports, _, _ = stack
     for who, port in ports.items():
         text = scrape(port)
         r = subprocess.run([PROMTOOL, "check", "metrics"], input=text.encode(), capture_output=True,
@@ -115,7 +122,7 @@ def test_promtool_accepts_every_endpoint(stack):
 
 
 def test_a_message_moves_each_counter_by_one(stack):
-    s, ports = stack
+    s, ports, _, _ = stack
     before = {who: parse(scrape(port)) for who, port in ports.items()}
     with smtplib.SMTP("127.0.0.1", s.port, timeout=30) as c:
         c.sendmail("olga@example.org", ["bob@example.com"], MSG % (1, 1))
@@ -147,7 +154,7 @@ def test_a_message_moves_each_counter_by_one(stack):
 
 
 def test_a_rejected_rcpt_moves_the_reject_counter(stack):
-    s, ports = stack
+    s, ports, _, _ = stack
     key = dict(stage="RCPT", reason="unknown_recipient")
     before = parse(scrape(ports["sluiced"]))
     with smtplib.SMTP("127.0.0.1", s.port, timeout=30) as c:
@@ -162,7 +169,7 @@ def test_a_rejected_rcpt_moves_the_reject_counter(stack):
 
 
 def test_a_dns_timeout_moves_the_timeout_counter(stack):
-    s, ports = stack
+    s, ports, _, _ = stack
     before = parse(scrape(ports["spf"]))
     with smtplib.SMTP("127.0.0.1", s.port, timeout=30) as c:
         c.ehlo("client.test")
@@ -176,3 +183,28 @@ def test_a_dns_timeout_moves_the_timeout_counter(stack):
     assert moved("sluice_dns_timeouts_total", filter="spf") == 1
     assert moved("sluice_filter_requests_total", filter="spf", result="temperror") == 1
     assert moved("sluice_filter_duration_seconds_count", filter="spf") == 1
+
+
+def test_dead_filters_move_the_failure_counters(stack):
+    """Last in the module: it stops the filters."""
+    s, ports, spf, dkim = stack
+    spf_service = "inet:127.0.0.1:%d" % spf.port
+    before = parse(scrape(ports["sluiced"]))
+    spf.stop()
+    with smtplib.SMTP("127.0.0.1", s.port, timeout=30) as c:
+        c.ehlo("client.test")
+        c.mail("olga@example.org")
+        code, _ = c.rcpt("bob@example.com")
+        assert code == 451	# smtpd_policy_service_default_action
+    mid = parse(scrape(ports["sluiced"]))
+    assert total(mid, "sluice_policy_failures_total", filter=spf_service) - \
+        total(before, "sluice_policy_failures_total", filter=spf_service) == 1
+    assert total(mid, "sluice_rejects_total", stage="RCPT") - total(before, "sluice_rejects_total", stage="RCPT") == 1
+    dkim.stop()	# libmilter takes seconds: the teardown is spared them
+    with smtplib.SMTP("127.0.0.1", s.port, timeout=30) as c:
+        c.ehlo("client.test")
+        c.mail("olga@example.org")
+        assert c.rcpt("bob@example.com")[0] == 451	# milter_default_action = tempfail
+    after = parse(scrape(ports["sluiced"]))
+    assert total(after, "sluice_milter_failures_total", action="tempfail") - \
+        total(mid, "sluice_milter_failures_total", action="tempfail") == 1, s.log_text()[-2000:]
