@@ -24,6 +24,8 @@ struct conn {
 	struct policy_call *call;	/* in use by this call, or NULL when idle */
 	double born, idle_since;
 	int connected;
+	int reused;			/* taken from the idle list for this call */
+	int answered;			/* a byte of a reply arrived for this call */
 	struct conn *next;		/* idle list */
 };
 
@@ -74,10 +76,24 @@ static void call_try(struct policy_call *call);
 static void call_failed(struct policy_call *call, const char *err)
 {
 	struct conn *c = call->conn;
+	/*
+	 * A kept connection that fails before any reply byte is a stale one
+	 * (the server closed it or was restarted meanwhile): as Postfix's
+	 * client does, try again at once on another connection, without
+	 * counting a try.
+	 */
+	int stale = c && c->reused && !c->answered;
 	call->conn = NULL;
 	if (c) {
 		c->call = NULL;
 		conn_free(c);
+	}
+	if (stale) {
+		call->tries--;
+		call->waiting_retry = 1;
+		struct timeval now = { 0, 0 };
+		evtimer_add(call->timer, &now);
+		return;
 	}
 	log_event(NULL, "warning: policy service %s: %s (try %d of %lld)", call->service, err, call->tries,
 		  call->pool->o.try_limit);
@@ -98,9 +114,21 @@ static void pool_put_idle(struct policy_pool *p, struct conn *c)
 		conn_free(c);
 		return;
 	}
-	bufferevent_disable(c->bev, EV_READ);
+	/* reading stays on: a server that closes or goes away is noticed (conn_event) */
+	bufferevent_disable(c->bev, EV_WRITE);
 	c->next = p->idle;
 	p->idle = c;
+}
+
+/* idle_drop - unlink the idle connection c from p's list and free it. */
+static void idle_drop(struct policy_pool *p, struct conn *c)
+{
+	for (struct conn **pp = &p->idle; *pp; pp = &(*pp)->next)
+		if (*pp == c) {
+			*pp = c->next;
+			break;
+		}
+	conn_free(c);
 }
 
 static void conn_read(struct bufferevent *bev, void *arg)
@@ -113,9 +141,10 @@ static void conn_read(struct bufferevent *bev, void *arg)
 		policy_parser_feed(c->parser, buf, (size_t)n);
 	struct policy_call *call = c->call;
 	if (!call) {
-		conn_free(c);	/* unsolicited data on an idle connection */
+		idle_drop(c->pool, c);	/* unsolicited data on an idle connection */
 		return;
 	}
+	c->answered = 1;
 	struct policy_msg m;
 	enum policy_next r = policy_parser_next(c->parser, &m);
 	if (r == POLICY_NEED_MORE)
@@ -153,13 +182,7 @@ static void conn_event(struct bufferevent *bev, short what, void *arg)
 		return;
 	}
 	/* an idle connection went away: unlink it */
-	struct policy_pool *p = c->pool;
-	for (struct conn **pp = &p->idle; *pp; pp = &(*pp)->next)
-		if (*pp == c) {
-			*pp = c->next;
-			break;
-		}
-	conn_free(c);
+	idle_drop(c->pool, c);
 }
 
 int policy_service_valid(const char *spec)
@@ -225,6 +248,8 @@ static void call_timer(evutil_socket_t fd, short what, void *arg)
 		call_try(call);
 		return;
 	}
+	if (call->conn)
+		call->conn->reused = 0;	/* a silent server is not a stale connection */
 	call_failed(call, "timeout");
 }
 
@@ -244,6 +269,7 @@ static void call_try(struct policy_call *call)
 		if (!c && !strcmp(x->service, call->service)) {
 			*pp = x->next;
 			c = x;
+			c->reused = 1;
 			continue;
 		}
 		pp = &x->next;
@@ -258,6 +284,7 @@ static void call_try(struct policy_call *call)
 		}
 	}
 	c->call = call;
+	c->answered = 0;
 	call->conn = c;
 	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
 	bufferevent_write(c->bev, call->req.buf, call->req.len);

@@ -5,7 +5,11 @@
  * "unix:/path"), one request at a time per connection, the
  * smtpd_policy_service_* limits (timeout, max_idle, max_ttl, try_limit,
  * retry_delay) and TCP_NODELAY. Requests that find no idle connection
- * open a new one, so a slow server never holds up other sessions.
+ * open a new one, so a slow server never holds up other sessions. An idle
+ * connection the server closes is dropped when that is seen; a kept
+ * connection that fails before any reply byte (the server went away or was
+ * restarted meanwhile) is retried at once on another one without counting
+ * a try, as Postfix's client does.
  * Leaves: which attributes to send and what the action means (smtp_check.c).
  */
 #ifndef SLUICE_MTA_POLICY_CLIENT_H
