@@ -6,9 +6,22 @@
  * dmarc, spam; policy daemons as check_policy_service right after
  * reject_unauth_destination in smtpd_recipient_restrictions, spf then
  * ratelimit), starting sluiced, and supervising them all: a crashed child
- * is restarted with backoff and logged; while a filter is down sluiced
- * applies its default action.
+ * is restarted with backoff (1s doubling to 60s) and logged; while a filter
+ * is down sluiced applies its default action (milter_default_action,
+ * smtpd_policy_service_default_action).
  * Leaves: the daemons' own work to the daemons.
+ *
+ * Reload (SIGHUP, `sluice reload`) follows the <name>_enable switches both
+ * ways without restarting sluiced: a filter switched on is started and
+ * must answer before the new wiring names it (one that does not stays out
+ * of the chain, logged); the wiring is rewritten and sluiced and the
+ * filters that stay are HUPed (sluiced replaces its receivers, which read
+ * the new chain; the old ones finish their sessions); a filter switched off
+ * leaves the status file at once and is stopped (SIGTERM) once sluiced's
+ * receivers from before the reload are gone, or after
+ * graceful_stop_timeout, so no session in progress meets it missing. Then
+ * "reload done -- filters in sluiced's chain: ..." is logged (and READY=1
+ * sent).
  *
  * Files under run_directory: sluice.pid (the supervisor), sluice.conf
  * (the generated config: the admin's file plus the wiring, last definition
@@ -33,6 +46,7 @@
 #include "lib/sdnotify.h"
 #include "lib/util.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netdb.h>
@@ -60,6 +74,9 @@ struct child {
 	unsigned restarts;
 	double restart_at;	/* 0 = running or not due */
 	double backoff_s;
+	/* a filter switched off at a reload (leaving[]): SIGTERM sent, SIGKILL after kill_at */
+	int stopping;
+	double kill_at;
 };
 
 static const struct {
@@ -71,8 +88,21 @@ static const struct {
 };
 #define NFILTERS (sizeof filters / sizeof filters[0])
 
+/* the running daemons: enabled filters in the order of filters[], sluiced last */
 static struct child kids[NFILTERS + 1];
 static size_t nkids;
+/*
+ * Filters switched off at a reload: out of the generated config already,
+ * stopped once sluiced's receivers that still had them in their chain are
+ * gone (see reload_progress).
+ */
+static struct child leaving[NFILTERS];
+static size_t nleaving;
+/* a reload in progress: sluiced's processes at the HUP that must be gone first */
+static int reloading;
+static pid_t drain_pids[256];
+static size_t ndrain;
+static double drain_until;
 static char *run_dir, *gen_conf, *user_conf, *bindir, *base_dir;
 /* sluiced's smtpd_listen addresses: probed for a 220 greeting */
 static char **mta_listen;
@@ -108,76 +138,110 @@ static void join_list(struct sbuf *b, const struct conf *c, const char *param)
 		sbuf_printf(b, "%s%s", b->len && b->buf[b->len - 1] != ' ' ? ", " : "", v[i]);
 }
 
-/* select_filters - kids[] for the enabled filters that are built. */
-static void select_filters(const struct conf *c)
+/* sock_path - run_directory/<name>.sock (caller frees). */
+static char *sock_path(const char *name)
 {
-	nkids = 0;
+	return xasprintf("%s/%s.sock", run_dir, name);
+}
+
+/*
+ * wanted_filters - on_out[i] = 1 for each filters[i] with <name>_enable =
+ * yes in c whose daemon is built (a warning is logged for one that is not).
+ */
+static void wanted_filters(const struct conf *c, int on_out[NFILTERS])
+{
 	for (size_t i = 0; i < NFILTERS; i++) {
 		char param[64];
+		on_out[i] = 0;
 		snprintf(param, sizeof param, "%s_enable", filters[i].name);
 		if (!param_known(param) || !conf_bool(c, param))
 			continue;
 		char *bin = xasprintf("%s/sluice-%s", bindir, filters[i].name);
-		if (access(bin, X_OK) != 0) {
+		if (access(bin, X_OK) != 0)
 			log_event(NULL, "warning: %s = yes, but sluice-%s is not built yet: skipped", param,
 				  filters[i].name);
-			free(bin);
-			continue;
-		}
-		struct child *k = &kids[nkids++];
-		memset(k, 0, sizeof *k);
-		k->name = filters[i].name;
-		k->kind = filters[i].kind;
-		k->bin = bin;
-		k->sock = xasprintf("%s/%s.sock", run_dir, k->name);
-		k->backoff_s = 1;
+		else
+			on_out[i] = 1;
+		free(bin);
 	}
 }
 
-/* kid_named - whether the filter called name is among the started ones. */
-static int kid_named(const char *name)
+/* new_filter - *k set up (not started) for filters[i]. */
+static void new_filter(struct child *k, size_t i)
 {
-	for (size_t i = 0; i < nkids; i++)
-		if (!strcmp(kids[i].name, name))
-			return 1;
+	memset(k, 0, sizeof *k);
+	k->name = filters[i].name;
+	k->kind = filters[i].kind;
+	k->bin = xasprintf("%s/sluice-%s", bindir, filters[i].name);
+	k->sock = sock_path(k->name);
+	k->backoff_s = 1;
+}
+
+/* select_filters - kids[] for the filters in on[] (at start). */
+static void select_filters(const int on[NFILTERS])
+{
+	nkids = 0;
+	for (size_t i = 0; i < NFILTERS; i++)
+		if (on[i])
+			new_filter(&kids[nkids++], i);
+}
+
+/* filter_on - whether the filter called name is in on[]. */
+static int filter_on(const int on[NFILTERS], const char *name)
+{
+	for (size_t i = 0; i < NFILTERS; i++)
+		if (!strcmp(filters[i].name, name))
+			return on[i];
 	return 0;
 }
 
 /*
- * write_generated - the admin's config followed by the wiring for the
- * filters in kids[]. Returns 0 or -1 with *err_out (caller frees).
+ * write_generated - the admin's config (c, read from user_conf) followed by
+ * the wiring for the filters in on[] (indexes of filters[]), written to
+ * gen_conf through a rename. Returns 0 or -1 with *err_out (caller frees).
  */
-static int write_generated(const struct conf *c, char **err_out)
+static int write_generated(const struct conf *c, const int on[NFILTERS], char **err_out)
 {
 	struct sbuf milters, policies, out;
 	sbuf_init(&milters);
 	sbuf_init(&policies);
 	sbuf_init(&out);
-	for (size_t i = 0; i < nkids; i++) {
-		if (kids[i].kind == K_MILTER)
-			sbuf_printf(&milters, "%sunix:%s", milters.len ? ", " : "", kids[i].sock);
-		else if (kids[i].kind == K_POLICY)
-			sbuf_printf(&policies, " check_policy_service unix:%s", kids[i].sock);
+	for (size_t i = 0; i < NFILTERS; i++) {
+		if (!on[i])
+			continue;
+		char *sock = sock_path(filters[i].name);
+		if (filters[i].kind == K_MILTER)
+			sbuf_printf(&milters, "%sunix:%s", milters.len ? ", " : "", sock);
+		else
+			sbuf_printf(&policies, " check_policy_service unix:%s", sock);
+		free(sock);
 	}
 	char *text = NULL;
 	size_t len = 0;
-	if (conf_read_file(user_conf, 16 << 20, &text, &len, err_out) < 0)
+	if (conf_read_file(user_conf, 16 << 20, &text, &len, err_out) < 0) {
+		sbuf_free(&milters);
+		sbuf_free(&policies);
+		sbuf_free(&out);
 		return -1;
+	}
 	sbuf_add(&out, text, len);
 	free(text);
 	sbuf_printf(&out, "\n# ---- added by `sluice start` (the file above is %s) ----\n", user_conf);
 	/* relative paths above stay relative to the admin's file, not to this one */
 	sbuf_printf(&out, "config_directory = %s\n", base_dir);
-	for (size_t i = 0; i < nkids; i++)
-		if (kids[i].sock)
-			sbuf_printf(&out, "%s_socket = unix:%s\n", kids[i].name, kids[i].sock);
+	for (size_t i = 0; i < NFILTERS; i++)
+		if (on[i]) {
+			char *sock = sock_path(filters[i].name);
+			sbuf_printf(&out, "%s_socket = unix:%s\n", filters[i].name, sock);
+			free(sock);
+		}
 	/*
 	 * In the integrated chain sluiced removes forged Authentication-Results
 	 * at ingress and sluice-dkim verifies ahead of sluice-dmarc: DMARC takes
 	 * the DKIM results from our own header instead of verifying twice
 	 * (OpenDMARC's model), unless the admin chose otherwise.
 	 */
-	if (kid_named("dkim") && kid_named("dmarc") && !conf_is_set(c, "dmarc_self_validate"))
+	if (filter_on(on, "dkim") && filter_on(on, "dmarc") && !conf_is_set(c, "dmarc_self_validate"))
 		sbuf_adds(&out, "dmarc_self_validate = no\n");
 	if (milters.len) {
 		sbuf_printf(&out, "smtpd_milters = %s", milters.buf);
@@ -226,21 +290,19 @@ static int write_generated(const struct conf *c, char **err_out)
 		what = "cannot write";
 		e = errno;
 	}
-	if (!what && rename(tmpname, gen_conf) < 0) {
-		*err_out = xasprintf("%s: cannot rename to %s: %s", tmpname, gen_conf, strerror(errno));
-		free(tmpname);
-		return -1;
-	}
+	int ret = 0;
 	if (what) {
 		*err_out = xasprintf("%s: %s: %s", tmpname, what, strerror(e));
-		free(tmpname);
-		return -1;
+		ret = -1;
+	} else if (rename(tmpname, gen_conf) < 0) {
+		*err_out = xasprintf("%s: cannot rename to %s: %s", tmpname, gen_conf, strerror(errno));
+		ret = -1;
 	}
 	free(tmpname);
 	sbuf_free(&milters);
 	sbuf_free(&policies);
 	sbuf_free(&out);
-	return 0;
+	return ret;
 }
 
 static void write_status(void)
@@ -405,11 +467,37 @@ static char *not_ready_reason(const struct child *k, int status)
 	return xasprintf("%s exited with status %d while starting", k->name, WEXITSTATUS(status));
 }
 
+/* free_child - what new_filter allocated; *k is cleared. */
+static void free_child(struct child *k)
+{
+	free(k->bin);
+	free(k->sock);
+	memset(k, 0, sizeof *k);
+}
+
+/* leaving_done - leaving[i] has exited (reaped): its socket goes, the slot too. */
+static void leaving_done(size_t i, int status)
+{
+	struct child *l = &leaving[i];
+	log_event(NULL, "%s (pid %d) stopped: switched off (%s %d)", l->name, (int)l->pid,
+		  WIFSIGNALED(status) ? "signal" : "exit status",
+		  WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status));
+	unlink(l->sock);
+	free_child(l);
+	leaving[i] = leaving[--nleaving];
+	memset(&leaving[nleaving], 0, sizeof leaving[nleaving]);
+}
+
 static void reap_and_schedule(void)
 {
 	int st;
 	pid_t pid;
 	while ((pid = waitpid(-1, &st, WNOHANG)) > 0) {
+		for (size_t i = 0; i < nleaving; i++)
+			if (leaving[i].pid == pid) {
+				leaving_done(i, st);
+				break;
+			}
 		for (size_t i = 0; i < nkids; i++) {
 			struct child *k = &kids[i];
 			if (k->pid != pid)
@@ -457,33 +545,328 @@ static void restart_due(void)
 	write_status();
 }
 
+/* stop_wait - SIGTERM to k, wait for it (SIGKILL after timeout_s); k->pid = 0. */
+static void stop_wait(struct child *k, double timeout_s)
+{
+	if (k->pid <= 0)
+		return;
+	kill(k->pid, SIGTERM);
+	double end = wall_time() + timeout_s;
+	while (waitpid(k->pid, NULL, WNOHANG) != k->pid) {
+		if (wall_time() > end) {
+			kill(k->pid, SIGKILL);
+			waitpid(k->pid, NULL, 0);
+			break;
+		}
+		usleep(20000);
+	}
+	k->pid = 0;
+}
+
 static void stop_all(void)
 {
 	/* the MTA first, so no new mail meets a missing filter */
 	for (size_t i = nkids; i-- > 0;)
 		if (kids[i].pid > 0)
 			kill(kids[i].pid, SIGTERM);
+	for (size_t i = 0; i < nleaving; i++)
+		if (leaving[i].pid > 0)
+			kill(leaving[i].pid, SIGTERM);
 	double end = wall_time() + 40;
 	for (;;) {
 		int left = 0;
-		for (size_t i = 0; i < nkids; i++) {
-			if (kids[i].pid <= 0)
+		struct child *all[NFILTERS + 1 + NFILTERS];
+		size_t n = 0;
+		for (size_t i = 0; i < nkids; i++)
+			all[n++] = &kids[i];
+		for (size_t i = 0; i < nleaving; i++)
+			all[n++] = &leaving[i];
+		for (size_t i = 0; i < n; i++) {
+			if (all[i]->pid <= 0)
 				continue;
-			if (waitpid(kids[i].pid, NULL, WNOHANG) == kids[i].pid)
-				kids[i].pid = 0;
+			if (waitpid(all[i]->pid, NULL, WNOHANG) == all[i]->pid)
+				all[i]->pid = 0;
 			else
 				left++;
 		}
 		if (!left)
 			break;
 		if (wall_time() > end) {
-			for (size_t i = 0; i < nkids; i++)
-				if (kids[i].pid > 0)
-					kill(kids[i].pid, SIGKILL);
+			for (size_t i = 0; i < n; i++)
+				if (all[i]->pid > 0)
+					kill(all[i]->pid, SIGKILL);
 			end = wall_time() + 60;
 		}
 		usleep(20000);
 	}
+}
+
+/* ppid_of - the parent of pid from /proc/PID/stat, or -1 when it is gone or a zombie. */
+static pid_t ppid_of(pid_t pid)
+{
+	char path[64], buf[512];
+	snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+	FILE *f = fopen(path, "r");
+	if (!f)
+		return -1;
+	size_t n = fread(buf, 1, sizeof buf - 1, f);
+	fclose(f);
+	buf[n] = 0;
+	/* "pid (comm) S ppid ...": comm may hold anything, so from the last ')' */
+	const char *rp = strrchr(buf, ')');
+	char state;
+	int ppid;
+	if (!rp || sscanf(rp + 1, " %c %d", &state, &ppid) != 2 || state == 'Z')
+		return -1;
+	return (pid_t)ppid;
+}
+
+/*
+ * children_of - up to max pids whose parent is parent (a scan of /proc).
+ * Returns how many were stored.
+ */
+static size_t children_of(pid_t parent, pid_t *out, size_t max)
+{
+	size_t n = 0;
+	DIR *d = opendir("/proc");
+	if (!d)
+		return 0;
+	struct dirent *e;
+	while ((e = readdir(d)) && n < max) {
+		char *end;
+		long pid = strtol(e->d_name, &end, 10);
+		if (*end || pid <= 0)
+			continue;
+		if (ppid_of((pid_t)pid) == parent)
+			out[n++] = (pid_t)pid;
+	}
+	closedir(d);
+	return n;
+}
+
+/* sluiced_pid - the running sluiced, or 0. */
+static pid_t sluiced_pid(void)
+{
+	for (size_t i = 0; i < nkids; i++)
+		if (kids[i].kind == K_MTA)
+			return kids[i].pid;
+	return 0;
+}
+
+/*
+ * drained - whether sluiced's processes from before the last HUP are gone
+ * but one: sluiced's master replaces every receiver at a reload (the old
+ * ones finish their sessions first, mta/main.c) and its queue manager
+ * reloads in place, so once at most one of them is left, every receiver
+ * runs with the new chain.
+ */
+static int drained(void)
+{
+	pid_t mta = sluiced_pid();
+	size_t left = 0;
+	if (mta <= 0)
+		return 1;	/* a sluiced started from now on reads the new config */
+	for (size_t i = 0; i < ndrain; i++)
+		if (ppid_of(drain_pids[i]) == mta)
+			left++;
+	return left <= 1;
+}
+
+/* names - "dkim, spf" for the filters in on[] (or "none"); caller frees. */
+static char *names(const int on[NFILTERS])
+{
+	struct sbuf b;
+	sbuf_init(&b);
+	for (size_t i = 0; i < NFILTERS; i++)
+		if (on[i])
+			sbuf_printf(&b, "%s%s", b.len ? ", " : "", filters[i].name);
+	if (!b.len)
+		sbuf_adds(&b, "none");
+	char *s = xstrdup(b.buf);
+	sbuf_free(&b);
+	return s;
+}
+
+/*
+ * reload_progress - the second half of a reload, from the supervisor's
+ * loop: once sluiced's old receivers are gone (or graceful_stop_timeout
+ * has passed), the filters switched off are stopped (SIGTERM, SIGKILL after
+ * 30s); once they have exited, the reload is done: logged, and READY=1.
+ */
+static void reload_progress(void)
+{
+	if (!reloading)
+		return;
+	double now = wall_time();
+	int done = drained();
+	if (!done && now < drain_until)
+		return;
+	if (!done) {
+		log_event(NULL, "warning: reload: sluiced's old receivers still have sessions after "
+			  "graceful_stop_timeout; stopping the filters switched off anyway");
+		ndrain = 0;	/* do not say it again */
+	}
+	for (size_t i = 0; i < nleaving; i++) {
+		struct child *l = &leaving[i];
+		if (!l->stopping) {
+			l->stopping = 1;
+			l->kill_at = now + 30;
+			kill(l->pid, SIGTERM);
+		} else if (now > l->kill_at) {
+			kill(l->pid, SIGKILL);
+			l->kill_at = now + 60;
+		}
+	}
+	if (nleaving)
+		return;
+	reloading = 0;
+	int on[NFILTERS] = { 0 };
+	for (size_t i = 0; i < nkids; i++)
+		for (size_t j = 0; j < NFILTERS; j++)
+			if (!strcmp(kids[i].name, filters[j].name))
+				on[j] = 1;
+	char *list = names(on);
+	log_event(NULL, "reload done -- filters in sluiced's chain: %s", list);
+	free(list);
+	write_status();
+	sdnotify("READY=1");
+}
+
+/*
+ * reload - SIGHUP: read the admin's config again; start the filters
+ * switched on (each must answer, or it stays out of the chain), write the
+ * wiring for the new set, HUP the daemons that keep running (sluiced
+ * replaces its receivers, which read the new chain) and put the filters
+ * switched off in leaving[] for reload_progress. A config that does not
+ * load, or a wiring that cannot be written, changes nothing.
+ */
+static void reload(void)
+{
+	sdnotify("RELOADING=1");
+	char *err = NULL;
+	struct conf *c = conf_load(user_conf, params_all, NULL, &err);
+	if (!c) {
+		log_event(NULL, "warning: reload: %s; keeping the running configuration", err);
+		free(err);
+		if (!reloading)
+			sdnotify("READY=1");
+		return;
+	}
+	int on[NFILTERS], was[NFILTERS] = { 0 }, fresh[NFILTERS] = { 0 };
+	wanted_filters(c, on);
+	for (size_t i = 0; i < nkids; i++)
+		for (size_t j = 0; j < NFILTERS; j++)
+			if (!strcmp(kids[i].name, filters[j].name))
+				was[j] = 1;
+	/* the new wiring first: the filters started below read their settings from it */
+	if (write_generated(c, on, &err) < 0) {
+		log_event(NULL, "warning: reload: %s; keeping the running configuration", err);
+		free(err);
+		conf_free(&c);
+		if (!reloading)
+			sdnotify("READY=1");
+		return;
+	}
+	struct child next[NFILTERS + 1];
+	size_t nnext = 0;
+	int rewrite = 0;
+	for (size_t j = 0; j < NFILTERS; j++) {
+		struct child *cur = NULL;
+		for (size_t i = 0; i < nkids; i++)
+			if (!strcmp(kids[i].name, filters[j].name))
+				cur = &kids[i];
+		if (cur && on[j]) {
+			next[nnext++] = *cur;
+			continue;
+		}
+		if (cur) {	/* switched off: stopped by reload_progress */
+			if (cur->pid > 0 && nleaving < NFILTERS) {
+				leaving[nleaving] = *cur;
+				leaving[nleaving].stopping = 0;
+				nleaving++;
+			} else {	/* down, waiting for its restart: it stays down */
+				unlink(cur->sock);
+				free_child(cur);
+			}
+			continue;
+		}
+		if (!on[j])
+			continue;
+		/* switched on; still running if it was switched off a moment ago */
+		size_t li = nleaving;
+		for (size_t i = 0; i < nleaving; i++)
+			if (!strcmp(leaving[i].name, filters[j].name))
+				li = i;
+		if (li < nleaving && !leaving[li].stopping) {
+			next[nnext++] = leaving[li];
+			leaving[li] = leaving[--nleaving];
+			log_event(NULL, "%s (pid %d) switched on again before it was stopped", filters[j].name,
+				  (int)next[nnext - 1].pid);
+			continue;
+		}
+		if (li < nleaving) {	/* on its way out: let it go first (its socket) */
+			stop_wait(&leaving[li], 30);
+			free_child(&leaving[li]);
+			leaving[li] = leaving[--nleaving];
+		}
+		struct child k;
+		new_filter(&k, j);
+		spawn(&k);
+		int st;
+		if (wait_ready(&k, start_timeout_s, &st) < 0) {
+			char *why = not_ready_reason(&k, st);
+			log_event(NULL, "warning: reload: %s; %s stays out of sluiced's chain", why, k.name);
+			free(why);
+			stop_wait(&k, 30);
+			unlink(k.sock);
+			free_child(&k);
+			on[j] = 0;
+			rewrite = 1;
+			continue;
+		}
+		log_event(NULL, "%s switched on: ready on unix:%s (pid %d)", k.name, k.sock, (int)k.pid);
+		fresh[j] = 1;
+		next[nnext++] = k;
+	}
+	for (size_t i = 0; i < nkids; i++)
+		if (kids[i].kind == K_MTA)
+			next[nnext++] = kids[i];
+	memcpy(kids, next, nnext * sizeof *kids);
+	nkids = nnext;
+	if (rewrite && write_generated(c, on, &err) < 0) {
+		log_event(NULL, "warning: reload: %s", err);
+		free(err);
+	}
+	conf_free(&c);
+	/* sluiced's processes now, to know when all of its receivers run the new chain */
+	pid_t mta = sluiced_pid();
+	ndrain = mta > 0 ? children_of(mta, drain_pids, sizeof drain_pids / sizeof drain_pids[0]) : 0;
+	drain_until = wall_time() + 30;
+	struct conf *g = conf_load(gen_conf, params_all, NULL, &err);
+	if (g) {
+		drain_until = wall_time() + (double)conf_time_s(g, "graceful_stop_timeout");
+		conf_free(&g);
+	} else {
+		free(err);
+	}
+	for (size_t i = 0; i < nkids; i++) {
+		int is_fresh = 0;
+		for (size_t j = 0; j < NFILTERS; j++)
+			if (fresh[j] && !strcmp(kids[i].name, filters[j].name))
+				is_fresh = 1;
+		if (kids[i].pid > 0 && !is_fresh)
+			kill(kids[i].pid, SIGHUP);
+	}
+	struct sbuf sw;
+	sbuf_init(&sw);
+	for (size_t j = 0; j < NFILTERS; j++)
+		if (on[j] != was[j])
+			sbuf_printf(&sw, " %s%s", on[j] ? "+" : "-", filters[j].name);
+	log_event(NULL, "reload -- configuration %s%s%s", user_conf, sw.len ? "; switched:" : "",
+		  sw.len ? sw.buf : "");
+	sbuf_free(&sw);
+	reloading = 1;
+	write_status();
 }
 
 static void supervise(void)
@@ -496,7 +879,8 @@ static void supervise(void)
 	sigaddset(&block, SIGCHLD);
 	sigprocmask(SIG_BLOCK, &block, &old);
 	for (;;) {
-		struct timespec ts = { 0, 200 * 1000 * 1000 };
+		/* short waits while a reload waits for sluiced's old receivers */
+		struct timespec ts = { 0, (reloading ? 20 : 200) * 1000 * 1000 };
 		int sig = sigtimedwait(&block, NULL, &ts);
 		if (sig > 0)
 			on_sig(sig);
@@ -508,33 +892,16 @@ static void supervise(void)
 			break;
 		if (got_hup) {
 			got_hup = 0;
-			sdnotify("RELOADING=1");
-			char *err = NULL;
-			struct conf *c = conf_load(user_conf, params_all, NULL, &err);
-			if (!c) {
-				log_event(NULL, "warning: reload: %s; keeping the running configuration", err);
-				free(err);
-			} else {
-				/* regenerate the wiring for the same set of filters
-				 * (XXX: enabling a new filter, or a new run_directory or
-				 * config_directory, needs a restart), then HUP everyone */
-				if (write_generated(c, &err) < 0) {
-					log_event(NULL, "warning: reload: %s", err);
-					free(err);
-				}
-				conf_free(&c);
-				for (size_t i = 0; i < nkids; i++)
-					if (kids[i].pid > 0)
-						kill(kids[i].pid, SIGHUP);
-				log_event(NULL, "reload -- configuration %s", user_conf);
-			}
-			sdnotify("READY=1");
+			reload();
 		}
+		reload_progress();
 		restart_due();
 	}
 	log_event(NULL, "stopping");
 	sdnotify("STOPPING=1");
 	stop_all();
+	for (size_t i = 0; i < nleaving; i++)
+		unlink(leaving[i].sock);
 	sigprocmask(SIG_SETMASK, &old, NULL);
 }
 
@@ -685,8 +1052,10 @@ static int start_main(int argc, char **argv)
 	}
 	if (pf)
 		fclose(pf);
-	select_filters(c);
-	if (write_generated(c, &err) < 0) {
+	int on[NFILTERS];
+	wanted_filters(c, on);
+	select_filters(on);
+	if (write_generated(c, on, &err) < 0) {
 		fprintf(stderr, "sluice: %s\n", err);
 		return 1;
 	}
