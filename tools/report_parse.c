@@ -690,10 +690,10 @@ static int known_dmarc_result(const char *w, size_t n)
 	return 0;
 }
 
-/* OpenDMARC: "QID: DOMAIN RESULT" */
-static void opendmarc(struct rp_parser *p, const char *t, struct rp_event *ev)
+/* OpenDMARC: "QID: DOMAIN RESULT", "(unknown-jobid): DOMAIN RESULT" without macro i */
+static void opendmarc(struct rp_parser *p, const char *t, struct rp_event *ev, int jobid_unknown)
 {
-	if (!ev->qid || starts(t, "SPF("))
+	if ((!ev->qid && !jobid_unknown) || starts(t, "SPF("))
 		return;
 	size_t dl = strcspn(t, " ");
 	if (!t[dl] || !strchr(t, '.') || dl == 0)
@@ -910,9 +910,16 @@ static void classify(struct rp_parser *p, const char *msg, struct rp_event *ev)
 		ev->qid = keep(p, msg, q);
 		t = msg + q + 2;
 	}
+	enum rp_family fam = program_family(ev);
+	int jobid_unknown = 0;
+	if (!q && fam != FAM_MTA) {
+		if (msg[0] == ':' && msg[1] == ' ')
+			t = msg + 2;	/* policyd-spf with QueueID and Postfix's empty queue_id */
+		else if (msg[0] == '(' && starts(msg, "(unknown-jobid): "))
+			t = msg + 17, jobid_unknown = 1;	/* OpenDKIM, OpenDMARC without macro i */
+	}
 	ev->msg = t;		/* in the arena already */
 	ev->kind = RP_EV_OTHER;
-	enum rp_family fam = program_family(ev);
 	if (fam == FAM_MTA && ((t[0] == 'c' && starts(t, "connect from ")) ||
 			       (t[0] == 'd' && starts(t, "disconnect from ")) ||
 			       (t[0] == 'm' && starts(t, "message-id=")) ||
@@ -928,7 +935,7 @@ static void classify(struct rp_parser *p, const char *msg, struct rp_event *ev)
 	if (fam == FAM_OPENDKIM)
 		opendkim(p, t, ev);
 	else if (fam == FAM_OPENDMARC)
-		opendmarc(p, t, ev);
+		opendmarc(p, t, ev, jobid_unknown);
 	else if (fam == FAM_POLICYD_SPF)
 		policyd_spf(p, t, ev);
 	else if (!filter_kv(p, t, ev))

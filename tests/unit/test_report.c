@@ -188,6 +188,43 @@ static const struct pcase pcases[] = {
 	{ "a daemon line with a colon word is not a verdict",
 	  "Dec  2 08:44:03 mx sluice-ratelimit[63]: ratelimit: listening on inet:127.0.0.1:10046, backend=lmdb",
 	  RP_EV_OTHER, "sluice-ratelimit", "", NULL, "" },
+	/* real: Postfix 3.7.11 through postlogd (day zero-padded), an instance's syslog_name */
+	{ "real: postfix client", "Dec 02 13:00:43 mx postfix-test-55545/smtpd[4712]: 692EBA7A059: client=unknown[127.0.0.1]",
+	  RP_EV_CLIENT, "postfix-test-55545", "smtpd", "692EBA7A059", "client_name=unknown|client_ip=127.0.0.1" },
+	{ "real: postfix reject with queue id",
+	  "Dec 02 13:00:43 mx postfix-test-55545/smtpd[4712]: 6ABEFA7A05B: reject: RCPT from unknown[127.0.0.1]: 550 5.1.1 <nobody@example.com>: Recipient address rejected: User unknown in virtual mailbox table; from=<ann@example.net> to=<nobody@example.com> proto=ESMTP helo=<[127.0.0.1]>",
+	  RP_EV_REJECT, "postfix-test-55545", "smtpd", "6ABEFA7A05B",
+	  "stage=RCPT|code=550|dsn=5.1.1|sender=ann@example.net|recipient=nobody@example.com" },
+	{ "real: postfix bounced",
+	  "Dec 02 13:00:43 mx postfix-test-55545/smtp[4722]: 70500A7A059: to=<x@bounce.test>, relay=127.0.0.1[127.0.0.1]:41225, delay=0.03, delays=0.01/0.02/0/0.01, dsn=5.3.0, status=bounced (host 127.0.0.1[127.0.0.1] said: 500 5.3.0 Error: command failed (in reply to RCPT TO command))",
+	  RP_EV_DELIVERY, "postfix-test-55545", "smtp", "70500A7A059",
+	  "recipient=x@bounce.test|dsn=5.3.0|status=bounced|delay=0.03|status_text=host 127.0.0.1[127.0.0.1] said: 500 5.3.0 Error: command failed (in reply to RCPT TO command)" },
+	/* real: OpenDKIM 2.11, OpenDMARC 1.4.2, policyd-spf 2.0 through syslog in
+	   tests/integration/test_report_thirdparty.py (tests/data/report/thirdparty.log) */
+	{ "real: opendkim signed", "Dec  2 13:00:18 mx opendkim[3385]: 4ASIGN0001: DKIM-Signature field added (s=sel, d=example.com)",
+	  RP_EV_FILTER, "opendkim", "", "4ASIGN0001", "filter=dkim|result=signed|action=accept|selector=sel|domain=example.com" },
+	{ "real: opendkim pass", "Dec  2 13:00:18 mx opendkim[3385]: 4AVRFY0002: DKIM verification successful",
+	  RP_EV_FILTER, "opendkim", "", "4AVRFY0002", "filter=dkim|result=pass" },
+	{ "real: opendkim SSL line", "Dec  2 13:00:18 mx opendkim[3385]: 4AVRFY0003: s=sel d=example.com a=rsa-sha256 SSL ",
+	  RP_EV_FILTER, "opendkim", "", "4AVRFY0003", "result=|selector=sel|domain=example.com" },
+	{ "real: opendkim bad signature", "Dec  2 13:00:18 mx opendkim[3385]: 4AVRFY0003: bad signature data",
+	  RP_EV_FILTER, "opendkim", "", "4AVRFY0003", "filter=dkim|result=fail" },
+	{ "real: opendkim unsigned", "Dec  2 13:00:18 mx opendkim[3385]: 4AVRFY0004: no signature data",
+	  RP_EV_FILTER, "opendkim", "", "4AVRFY0004", "filter=dkim|result=none" },
+	{ "real: opendkim not a verdict", "Dec  2 13:00:18 mx opendkim[3385]: 4AVRFY0004: external host client.test attempted to send as example.com",
+	  RP_EV_OTHER, "opendkim", "", "4AVRFY0004", "" },
+	{ "real: opendmarc pass", "Dec  2 13:00:18 mx opendmarc[3388]: 4ADMRC0005: example.org pass",
+	  RP_EV_FILTER, "opendmarc", "", "4ADMRC0005", "filter=dmarc|result=pass|domain=example.org" },
+	{ "real: opendmarc without macro i", "Dec  2 12:59:25 mx opendmarc[1083]: (unknown-jobid): reject.example fail",
+	  RP_EV_FILTER, "opendmarc", "", NULL, "filter=dmarc|result=fail|domain=reject.example" },
+	{ "real: opendmarc warning", "Dec  2 12:59:25 mx opendmarc[1083]: WARNING: symbol 'i' not available",
+	  RP_EV_OTHER, "opendmarc", "", NULL, "" },
+	{ "real: policyd-spf prepend (empty queue_id)",
+	  "Dec  2 13:00:17 mx policyd-spf[3380]: : prepend Received-SPF: Softfail (mailfrom) identity=mailfrom; client-ip=198.51.100.9; helo=client.test; envelope-from=ann@soft.example; receiver=example.com ",
+	  RP_EV_FILTER, "policyd-spf", "", NULL, "filter=spf|result=softfail|action=prepend|scope=mailfrom|domain=soft.example" },
+	{ "real: policyd-spf reject (empty queue_id)",
+	  "Dec  2 13:00:17 mx policyd-spf[3379]: : 550 5.7.23 Message rejected due to: SPF fail - not authorized. Please see http://www.openspf.net/Why?s=mfrom;id=mallory@example.org;ip=198.51.100.9;r=example.com",
+	  RP_EV_FILTER, "policyd-spf", "", NULL, "filter=spf|result=fail|action=reject" },
 	{ "opendkim signed", "Dec  2 08:44:03 mx opendkim[55]: 3F2A1C9D0B: DKIM-Signature field added (s=sel1, d=example.net)",
 	  RP_EV_FILTER, "opendkim", "", "3F2A1C9D0B", "filter=dkim|result=signed|selector=sel1|domain=example.net" },
 	{ "opendkim pass", "Dec  2 08:44:03 mx opendkim[55]: 3F2A1C9D0B: DKIM verification successful",
@@ -590,6 +627,101 @@ static void test_stats_flow(void **state)
 	assert_null(st);
 }
 
+static const char *testdata(void)
+{
+	const char *s = getenv("SLUICE_TESTDATA");
+	return s && *s ? s : "tests/data";
+}
+
+/* the files of tests/data/report, read as `sluice report` reads them */
+static json_t *run_files(const char *const *names, size_t n)
+{
+	struct rp_parser *p = rp_parser_new(2026, 11);
+	struct report_stats *st = rs_new(NULL);
+	struct rp_event ev;
+	for (size_t i = 0; i < n; i++) {
+		char path[512];
+		const char *err, *line;
+		size_t len;
+		snprintf(path, sizeof path, "%s/report/%s", testdata(), names[i]);
+		struct report_input *in = ri_open(path, &err);
+		if (!in)
+			fail_msg("%s: %s", path, err);
+		while (ri_next(in, &line, &len, &err) == 1) {
+			rp_parse_line(p, line, len, &ev);
+			rs_add(st, &ev);
+		}
+		ri_close(&in);
+	}
+	json_t *doc = rs_json(st);
+	rs_free(&st);
+	rp_parser_free(&p);
+	return doc;
+}
+
+/* logs of real runs (tests/data/report/PROVENANCE.md): the counts the tests sent */
+static void test_real_logs(void **state)
+{
+	(void)state;
+	setenv("TZ", "UTC", 1);
+	tzset();
+	static const char *const ours[] = { "sluice-dkim-spf.log", "sluice-dkim-dmarc.log", "sluice-spam.log" };
+	json_t *d = run_files(ours, 3);
+	assert_int_equal(jint(d, "input.unreadable"), 0);
+	assert_int_equal(jint(d, "totals.received"), 11);
+	assert_int_equal(jint(d, "totals.delivered"), 8);
+	assert_int_equal(jint(d, "totals.rejected"), 4);
+	assert_int_equal(jint(d, "totals.connections"), 16);
+	assert_int_equal(jint(d, "rejects.by_stage.END-OF-MESSAGE"), 3);
+	assert_int_equal(jint(d, "rejects.by_stage.RCPT"), 1);
+	assert_int_equal(jint(d, "rejects.by_code.dmarc"), 2);
+	assert_int_equal(jint(d, "rejects.by_code.spam"), 1);
+	assert_int_equal(jint(d, "rejects.by_code.spf"), 1);
+	assert_int_equal(jint(d, "filters.dkim.results.signed"), 2);
+	assert_int_equal(jint(d, "filters.spf.results.pass"), 4);
+	assert_int_equal(jint(d, "filters.dmarc.results.fail"), 2);
+	assert_int_equal(jint(d, "filters.spam.results.spam"), 2);
+	assert_int_equal(jint(d, "filters.spam.results.ham"), 1);
+	assert_string_equal(jstr(d, "filters.dmarc.by_domain.0.domain"), "reject.example");
+	json_decref(d);
+
+	/* Postfix 3.7.11 (its own syslog_name): the grand totals pflogsumm 1.1.5 prints for it */
+	static const char *const postfix[] = { "postfix.log" };
+	d = run_files(postfix, 1);
+	assert_int_equal(jint(d, "input.unreadable"), 0);
+	assert_int_equal(jint(d, "totals.received"), 6);
+	assert_int_equal(jint(d, "totals.delivered"), 6);
+	assert_int_equal(jint(d, "totals.deferred"), 1);
+	assert_int_equal(jint(d, "totals.bounced"), 1);
+	assert_int_equal(jint(d, "totals.rejected"), 2);
+	assert_int_equal(jint(d, "totals.bytes_received"), 1791);
+	assert_int_equal(jint(d, "totals.bytes_delivered"), 3544);
+	assert_int_equal(jint(d, "totals.senders"), 4);
+	assert_int_equal(jint(d, "totals.recipients"), 3);
+	assert_string_equal(jstr(d, "bounces.0.dsn"), "5.3.0");
+	assert_int_equal(jint(d, "delays.0.count"), 6);
+	json_decref(d);
+
+	static const char *const theirs[] = { "thirdparty.log" };
+	d = run_files(theirs, 1);
+	assert_int_equal(jint(d, "input.unreadable"), 0);
+	assert_int_equal(jint(d, "filters.spf.results.pass"), 1);
+	assert_int_equal(jint(d, "filters.spf.results.fail"), 1);
+	assert_int_equal(jint(d, "filters.spf.results.softfail"), 1);
+	assert_int_equal(jint(d, "filters.spf.results.none"), 1);
+	assert_int_equal(jint(d, "filters.spf.actions.prepend"), 3);
+	assert_int_equal(jint(d, "filters.spf.actions.reject"), 1);
+	assert_int_equal(jint(d, "filters.dkim.results.signed"), 1);
+	assert_int_equal(jint(d, "filters.dkim.results.pass"), 1);
+	assert_int_equal(jint(d, "filters.dkim.results.fail"), 1);
+	assert_int_equal(jint(d, "filters.dkim.results.none"), 1);
+	assert_string_equal(jstr(d, "filters.dmarc.by_domain.0.domain"), "example.org");
+	assert_int_equal(jint(d, "filters.dmarc.by_domain.0.results.pass"), 1);
+	assert_string_equal(jstr(d, "filters.dmarc.by_domain.1.domain"), "reject.example");
+	assert_int_equal(jint(d, "filters.dmarc.by_domain.1.results.fail"), 1);
+	json_decref(d);
+}
+
 static void test_since_until(void **state)
 {
 	(void)state;
@@ -772,6 +904,7 @@ int main(void)
 		cmocka_unit_test(test_long_line_cut),
 		cmocka_unit_test(test_input),
 		cmocka_unit_test(test_stats_flow),
+		cmocka_unit_test(test_real_logs),
 		cmocka_unit_test(test_since_until),
 		cmocka_unit_test(test_memory_bound),
 		cmocka_unit_test(test_reason_codes),
