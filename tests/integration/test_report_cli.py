@@ -1,0 +1,48 @@
+"""`sluice report` on a terminal: a progress line on stderr for long inputs
+when stderr is a terminal (a pty here), none when it is not; the report on
+stdout is the same either way."""
+
+import os
+import pty
+import subprocess
+
+from test_report import report  # noqa: F401  (fixture)
+
+LINE = ("Dec  2 08:44:02 mx postfix/smtpd[1043]: connect from mail.example.org[192.0.2.9]\n")
+
+
+def run(argv, stderr_tty):
+    """(exit code, stdout, stderr) with stderr on a pty or a pipe."""
+    if not stderr_tty:
+        p = subprocess.run(argv, capture_output=True, timeout=120, env=dict(os.environ, TZ="UTC"))
+        return p.returncode, p.stdout, p.stderr
+    master, slave = pty.openpty()
+    p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=slave, env=dict(os.environ, TZ="UTC"))
+    os.close(slave)
+    err = b""
+    while True:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:   # EIO: the child closed the pty
+            break
+        if not chunk:
+            break
+        err += chunk
+    out = p.stdout.read()
+    p.wait(120)
+    os.close(master)
+    return p.returncode, out, err
+
+
+def test_progress_line_only_on_a_terminal(report, tmp_path):  # noqa: F811
+    log = tmp_path / "maillog"
+    with open(log, "w") as f:
+        f.write(LINE * 200000)   # past the 65536-line step of the progress line
+    argv = [*report, "--format", "json", str(log)]
+    rc, out_tty, err_tty = run(argv, True)
+    assert rc == 0, err_tty
+    assert b"\rsluice report: " in err_tty and b"200000 lines" in err_tty, err_tty[-500:]
+    assert err_tty.rstrip().endswith(b"MB"), err_tty[-200:]
+    rc, out, err = run(argv, False)
+    assert rc == 0 and err == b"", err
+    assert out == out_tty and b'"connections": 200000' in out
