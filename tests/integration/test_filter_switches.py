@@ -118,13 +118,14 @@ class Chain:
                 pass
         return kids
 
-    def reload(self, on, meanwhile=None):
+    def reload(self, on, meanwhile=None, chain=None):
         """Switch to the filters in on and `sluice reload`; returns once the
         supervisor says the reload is done: sluiced's receivers from before
         it are gone (only its queue manager, which reloads in place, is
         left), so every receiver runs the new chain, and the filters
         switched off have exited. meanwhile() runs once the supervisor has
-        taken the reload and must let it finish."""
+        taken the reload and must let it finish. chain: the filters expected
+        in sluiced's chain afterwards (default: on)."""
         taken = "reload -- configuration %s;" % self.conf
         started = self.log().count(taken)
         done = self.log().count("reload done --")
@@ -138,7 +139,7 @@ class Chain:
             meanwhile()
         wait_for(lambda: self.log().count("reload done --") > done, timeout=60,
                  what="reload done (log: %s)" % self.log()[-3000:])
-        want = ", ".join(n for n in FILTERS if n in on) or "none"
+        want = ", ".join(n for n in FILTERS if n in (on if chain is None else chain)) or "none"
         assert self.log().rsplit("reload done --", 1)[1].split("\n", 1)[0].endswith(
             "filters in sluiced's chain: " + want), self.log()[-2000:]
         assert len(before & self.mta_children()) <= 1, (before, self.mta_children())
@@ -310,3 +311,29 @@ def test_killed_filter_is_restarted_and_its_default_action_applies_while_down(ch
         assert "policy filter down (test)" in text, text
         assert "problem talking to the policy server" in chain.log(), chain.log()[-3000:]
     restarted(old, restarts + 2)
+
+
+def test_a_filter_switched_on_that_does_not_come_up_stays_out(chain):
+    # sluice-ratelimit exits at start without its rules file: the reload
+    # leaves it out of sluiced's chain (mail flows without it) and says so
+    others = set(FILTERS) - {"ratelimit"}
+    chain.reload(others)
+    rules = os.path.join(chain.dir, "ratelimit.rules")
+    with open(chain.conf, "a") as f:
+        f.write("ratelimit_rules = %s/missing.rules\n" % chain.dir)
+    try:
+        chain.reload(set(FILTERS), chain=others)
+        assert "ratelimit stays out of sluiced's chain" in chain.log(), chain.log()[-3000:]
+        rows = chain.status()
+        assert set(rows) == others | {"sluiced"}, rows
+        assert not os.path.exists(os.path.join(chain.dir, "run", "ratelimit.sock"))
+        code, text, data = chain.send()
+        assert code == 250, text
+        assert not trace(data, "ratelimit") and all(trace(data, n) for n in others), data[:3000]
+    finally:
+        with open(chain.conf, "a") as f:
+            f.write("ratelimit_rules = %s\n" % rules)
+        chain.reload(set(FILTERS))
+    code, text, data = chain.send()
+    assert code == 250, text
+    assert all(trace(data, n) for n in FILTERS), data[:3000]
