@@ -123,8 +123,9 @@ static const char *word(struct rp_parser *p, const char **s)
  */
 static const char *tag(char *s, struct rp_event *ev)
 {
+	static const unsigned char stop[256] = { [0] = 1, ['['] = 1, [':'] = 1, [' '] = 1 };
 	char *e = s;
-	while (*e && *e != '[' && *e != ':' && *e != ' ')
+	while (!stop[(unsigned char)*e])
 		e++;
 	if (e == s)
 		return NULL;
@@ -920,6 +921,17 @@ static void classify(struct rp_parser *p, const char *msg, struct rp_event *ev)
 	}
 	ev->msg = t;		/* in the arena already */
 	ev->kind = RP_EV_OTHER;
+	if (fam == FAM_MTA && q && ev->qid[0] != 'N' && ((t[0] == 'r' && !strcmp(t, "removed")) ||
+							 (t[0] == 'm' && starts(t, "message-id=")))) {
+		/* the most frequent lines of all, as mta_line reads them */
+		if (t[0] == 'r') {
+			ev->kind = RP_EV_REMOVED;
+		} else {
+			ev->kind = RP_EV_MESSAGE_ID;
+			ev->message_id = keep(p, t + 11, strlen(t + 11));
+		}
+		return;
+	}
 	if (fam == FAM_MTA && ((t[0] == 'c' && starts(t, "connect from ")) ||
 			       (t[0] == 'd' && starts(t, "disconnect from ")) ||
 			       (t[0] == 'm' && starts(t, "message-id=")) ||
@@ -1051,9 +1063,7 @@ enum rp_kind rp_parse_line(struct rp_parser *p, const char *line, size_t len, st
 			}
 		}
 		s += n + 1;
-		char *sp = s;	/* the host, cut in place */
-		while (*sp && *sp != ' ')
-			sp++;
+		char *sp = strchrnul(s, ' ');	/* the host, cut in place */
 		if (!*sp)
 			return ev->kind = RP_EV_NONE;
 		*sp = 0;

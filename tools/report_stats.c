@@ -519,7 +519,8 @@ static const char *client_key(const struct rp_event *ev, char *buf, size_t n)
 
 static int service_is(const struct rp_event *ev, const char *a, const char *b)
 {
-	return !strcmp(ev->service, a) || (b && !strcmp(ev->service, b));
+	const char *s = ev->service;	/* (the first byte decides most) */
+	return (s[0] == a[0] && !strcmp(s, a)) || (b && s[0] == b[0] && !strcmp(s, b));
 }
 
 void rs_add(struct report_stats *st, const struct rp_event *ev)
