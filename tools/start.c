@@ -1117,6 +1117,7 @@ static int start_main(int argc, char **argv)
 	free(ready);
 	supervise();
 	unlink(pidfile);
+	free(pidfile);
 	log_event(NULL, "stopped");
 	return 0;
 }
