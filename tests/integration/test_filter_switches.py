@@ -83,8 +83,13 @@ class Chain:
         self.sup = subprocess.Popen([os.path.join(BIN, "sluice"), "start", "-f", "-c", self.conf],
                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         self.s.proc = self.sup
-        wait_for(lambda: "started:" in self.log(), timeout=90, what="sluice start (log: %s)" % self.log())
-        assert "started: 5 filter(s) and sluiced, all answering" in self.log(), self.log()
+        try:
+            wait_for(lambda: "started:" in self.log() or self.sup.poll() is not None, timeout=90,
+                     what="sluice start (log: %s)" % self.log())
+            assert "started: 5 filter(s) and sluiced, all answering" in self.log(), self.log()
+        except BaseException:
+            self.stop()
+            raise
 
     def write(self, on):
         """sluice.conf with the filters in on switched on, the others off."""
