@@ -270,6 +270,7 @@ static void sweep(struct report_stats *st)
 		free(e->key);
 	}
 	free(old.v);
+	free(old.hv);
 	st->msgs = keep;
 }
 
