@@ -321,6 +321,26 @@ static void test_default_rules(void **state)
 		  "From: a@example.com\nContent-Type: text/plain; charset=utf-8\n\nfr\xe2\x80\x8b" "ee p\xd0\xb0ssword offer\n",
 		  { "SL_ZERO_WIDTH", "SL_MIXED_SCRIPT", "SL_OBFUSCATION_COMBO", NULL } },
 		{ "gtube", "Subject: test\n\nXJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X\n", { "SL_GTUBE", NULL, NULL, NULL } },
+		/* the rules added with the benchmark (docs/SPAM.md, "Accuracy and speed") */
+		{ "forged outlook express",
+		  "From: x@example.com\nX-Mailer: Microsoft Outlook Express 6.00.2600.0000\nX-Priority: 1\n"
+		  "Message-ID: <abcdef.123@example.com>\nSubject: Limited Time Offer!\n\nhello\n",
+		  { "SL_OE_MID_FORGED", "SL_PRIORITY_HIGH", "SL_SUBJ_ENDS_EXCLAIM", "SL_SUBJ_FREE" } },
+		{ "bulk-mail language",
+		  "From: x@example.com\nSubject: ADV: work from home\n\nDear Friend,\nThis message is sent in compliance with "
+		  "the new e-mail bill s. 1618. Make money fast, be your own boss! To be removed, reply with REMOVE in the "
+		  "subject line.\n",
+		  { "SL_SUBJ_ADV", "SL_DEAR_SOMEONE", "SL_SENT_COMPLIANCE", "SL_REMOVE_SUBJECT" } },
+		{ "advance fee",
+		  "From: x@example.com\nSubject: urgent\n\nI need your urgent business assistance with the transfer of US$ "
+		  "25,000,000 left by my late father. You will receive 20% of the total sum. Reply in strictest "
+		  "confidence.\n",
+		  { "SL_419_TERMS", "SL_419_COMBO", "SL_MONEY_BIG", NULL } },
+		{ "disguised links",
+		  "From: x@example.com\nContent-Type: text/html\n\n<p><a href=\"http://www.bank.example@198.51.100.7:8080/x\">"
+		  "log in</a> <a href=\"http://ex%61mple.com/\">here</a> or <a href=\"http://example.net/unsubscribe.html\">"
+		  "unsubscribe</a></p>\n",
+		  { "SL_URL_USERINFO", "SL_URL_PORT", "SL_URL_HOST_ESCAPED", "SL_URL_REMOVE_PAGE" } },
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		struct spam_outcome o;
