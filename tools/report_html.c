@@ -78,6 +78,8 @@ static void columns(FILE *f, const char *title, const char *const *cats, size_t 
 	if (slot * (int)ncat < 480)
 		slot = 480 / (int)ncat;
 	int bar = (slot - 8) / (int)nser, w = left + slot * (int)ncat + 10, h = top + ch + 60;
+	if (w < left + (int)nser * 110)
+		w = left + (int)nser * 110;	/* room for the legend */
 	fprintf(f, "<figure><figcaption>");
 	esc(f, title);
 	fprintf(f, "</figcaption>\n<svg xmlns=\"http://www.w3.org/2000/svg\" class=\"chart\" width=\"%d\" "
