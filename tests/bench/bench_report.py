@@ -16,7 +16,8 @@ Then times, three runs each (medians):
 - `sluice report --format json` on the Postfix part only,
 - `pflogsumm` (Debian's) on the Postfix part (pflogsumm reads only one
   syslog_name);
-and prints MB/s (by wall time and by CPU time, user + sys: the build machine
+checks that sluice report and pflogsumm give the same grand totals on the
+Postfix part, and prints MB/s (by wall time and by CPU time, user + sys: the build machine
 is shared and its wall times are noisy), peak RSS (GNU time's %M), and
 the throughput ratio. Goal (issue 13): >= 20x pflogsumm's MB/s with RSS
 under 100 MB.
@@ -33,6 +34,7 @@ import heapq
 import json
 import os
 import random
+import re
 import statistics
 import subprocess
 import sys
@@ -420,6 +422,24 @@ def measure(name, argv, path, runs, out_path=None):
     return row
 
 
+def same_totals(sluice, path, pf_out):
+    """Do sluice report and pflogsumm give the same grand totals on the Postfix part?"""
+    doc = json.loads(subprocess.run([sluice, "report", "--format", "json", path], capture_output=True,
+                                    check=True, env=dict(os.environ, TZ="UTC")).stdout)
+    text = open(pf_out).read()
+    diff = {}
+    for name, key in (("received", "received"), ("delivered", "delivered"), ("deferred", "deferred"),
+                      ("bounced", "bounced"), ("rejected", "rejected"), ("senders", "senders"),
+                      ("recipients", "recipients")):
+        m = re.search(r"^\s+(\d+)\s+%s\b" % name, text, re.M)
+        theirs = int(m.group(1)) if m else None
+        if theirs != doc["totals"][key]:
+            diff[name] = (doc["totals"][key], theirs)
+    print("  grand totals on the Postfix part: %s" % ("the same in both" if not diff else
+                                                      "DIFFER (sluice, pflogsumm): %s" % diff))
+    return not diff
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--lines", type=int, default=1000000)
@@ -443,7 +463,9 @@ def main():
     result = {"log_lines": doc["input"]["lines"], "log_mb": round(os.path.getsize(pa) / 1e6, 1),
               "totals": doc["totals"], "rows": rows}
     if not a.no_pflogsumm and os.path.exists(PFLOGSUMM):
-        rows.append(measure("pflogsumm (Postfix part)", [PFLOGSUMM, pp], pp, a.runs))
+        pf_out = os.path.join(a.cache, "pflogsumm.txt")
+        rows.append(measure("pflogsumm (Postfix part)", [PFLOGSUMM, pp], pp, a.runs, pf_out))
+        result["totals_agree"] = same_totals(sluice, pp, pf_out)
         s, pf = rows[0], rows[-1]
         sp = rows[1]
         result["ratio_cpu"] = round(s["mb_per_s_cpu"] / pf["mb_per_s_cpu"], 1)
