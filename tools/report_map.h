@@ -28,6 +28,7 @@ struct rmap_ent {
 	double d[2];		/* two reals (delay sum/max), zero when created */
 };
 
+/* released by rmap_free() only: it owns v, hv and the keys */
 struct rmap {
 	struct rmap_ent *v;	/* cap slots; a free slot has key NULL */
 	size_t cap, n;		/* zero-initialised = empty */
