@@ -29,7 +29,6 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.abspath(os.path.join(HERE, "..", ".."))
@@ -113,14 +112,16 @@ def inside(d):
     log.bind("/dev/log")
     os.chmod("/dev/log", 0o666)
     got = []
+    END = b"<0>end of the test's log"
 
-    def reader():
+    def reader():   # (a thread: with nobody reading, syslog(3) blocks once the queue is full)
         while True:
             data = log.recv(65536)
-            if not data:
+            if data == END:
                 break
             got.append(data.decode("utf-8", "replace"))
-    threading.Thread(target=reader, daemon=True).start()
+    rd = threading.Thread(target=reader, daemon=True)
+    rd.start()
 
     subprocess.run(["opendkim-genkey", "-D", d, "-d", "example.com", "-s", "sel", "-b", "1024"], check=True)
     key_txt = open(os.path.join(d, "sel.txt")).read()
@@ -193,7 +194,11 @@ def inside(d):
         finally:
             dm.kill()
             dm.wait(20)
-    time.sleep(0.2)   # the reader thread takes the last datagrams (already queued on the socket)
+    # a datagram socket keeps order: once the reader sees this, it has every line before it
+    end = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    end.sendto(END, "/dev/log")
+    rd.join(30)
+    assert not rd.is_alive(), "the log reader did not finish"
     host = "mx"
     with open(os.path.join(d, "maillog"), "w") as f:
         for g in got:
