@@ -37,7 +37,6 @@ import random
 import re
 import statistics
 import subprocess
-import sys
 import time
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
