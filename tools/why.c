@@ -10,6 +10,7 @@
 #include "conf/params.h"
 #include "lib/util.h"
 #include "tools/report_input.h"
+#include "tools/report_map.h"
 #include "tools/report_parse.h"
 
 #include <ctype.h>
@@ -71,8 +72,16 @@ struct why_ev {
 	size_t nkv;
 };
 
+/* a set of strings in insertion order */
 struct why_strs {
 	char **v;
+	size_t n;
+	struct rmap m;		/* membership */
+};
+
+/* indices into why.ev */
+struct why_idx {
+	size_t *v;
 	size_t n;
 };
 
@@ -130,10 +139,7 @@ static int ieq0(const char *a, const char *b)
 
 static int strs_has(const struct why_strs *s, const char *v)
 {
-	for (size_t i = 0; i < s->n; i++)
-		if (!strcmp(s->v[i], v))
-			return 1;
-	return 0;
+	return rmap_get((struct rmap *)&s->m, v, 0) != NULL;
 }
 
 static void strs_add(struct why_strs *s, const char *v, size_t n)
@@ -145,6 +151,7 @@ static void strs_add(struct why_strs *s, const char *v, size_t n)
 		free(c);
 		return;
 	}
+	rmap_get(&s->m, c, 1);
 	s->v = xrealloc(s->v, (s->n + 1) * sizeof *s->v);
 	s->v[s->n++] = c;
 }
@@ -154,8 +161,33 @@ static void strs_free(struct why_strs *s)
 	for (size_t i = 0; i < s->n; i++)
 		free(s->v[i]);
 	free(s->v);
+	rmap_free(&s->m, NULL);
 	s->v = NULL;
 	s->n = 0;
+}
+
+static void idx_add(struct why_idx *x, size_t i)
+{
+	x->v = xrealloc(x->v, (x->n + 1) * sizeof *x->v);
+	x->v[x->n++] = i;
+}
+
+static void idx_free(void *p)
+{
+	struct why_idx *x = p;
+	if (x)
+		free(x->v);
+	free(x);
+}
+
+/* s lower-cased into buf (cut to size - 1 bytes) */
+static const char *lower_key(const char *s, char *buf, size_t size)
+{
+	size_t n = 0;
+	for (; s[n] && n + 1 < size; n++)
+		buf[n] = (char)tolower((unsigned char)s[n]);
+	buf[n] = 0;
+	return buf;
 }
 
 /* case-insensitive search for needle in line[0..len) */
@@ -585,49 +617,139 @@ static char *filter_detail(const struct why_ev *f, char **rule_out)
 }
 
 /*
+ * The verdicts that can decide a reject, indexed once (a selector can keep
+ * many thousands of lines): the filters' deciding verdicts by recipient
+ * (lower case) and those naming none, and the MTA's own milter lines that
+ * did not continue.
+ */
+struct why_cands {
+	struct rmap by_rcpt;	/* ptr: struct why_idx */
+	struct why_idx norcpt, all, mta;
+};
+
+static void cands_build(const struct why *w, struct why_cands *c)
+{
+	char key[512];
+	memset(c, 0, sizeof *c);
+	for (size_t j = 0; j < w->nev; j++) {
+		const struct why_ev *f = &w->ev[j];
+		if (f->kind != RP_EV_FILTER)
+			continue;
+		if (f->mta_milter) {
+			if (f->action && strcmp(f->action, "continue") && strcmp(f->action, "accept"))
+				idx_add(&c->mta, j);
+			continue;
+		}
+		if (!decisive(f->action))
+			continue;
+		idx_add(&c->all, j);
+		if (!f->recipient) {
+			idx_add(&c->norcpt, j);
+			continue;
+		}
+		struct rmap_ent *e = rmap_get(&c->by_rcpt, lower_key(f->recipient, key, sizeof key), 1);
+		if (!e)
+			e = rmap_get(&c->by_rcpt, key, 0);
+		if (!e->ptr)
+			e->ptr = xcalloc(1, sizeof(struct why_idx));
+		idx_add(e->ptr, j);
+	}
+}
+
+static void cands_free(struct why_cands *c)
+{
+	rmap_free(&c->by_rcpt, idx_free);
+	free(c->norcpt.v);
+	free(c->all.v);
+	free(c->mta.v);
+}
+
+/* filter verdict f can have decided reject e */
+static int filter_fits(const struct why_ev *e, const struct why_ev *f)
+{
+	if (fabs(f->time - e->time) > WHY_JOIN_S)
+		return 0;
+	if (e->recipient && f->recipient && strcasecmp(e->recipient, f->recipient))
+		return 0;
+	if (e->sender && f->sender && strcasecmp(e->sender, f->sender))
+		return 0;
+	const char *state = ev_kv(f, "state");
+	int f_milter = ev_kv(f, "milter") != NULL;
+	int f_eom = state ? eom_stage(state) : f_milter;
+	return eom_stage(e->stage) == f_eom || (e->reject == RP_REJ_MILTER && f_milter);
+}
+
+/*
+ * The closest fitting candidate in x (ascending indices, so in sort order)
+ * before i (*before) and after it (*after): a binary search for i, then
+ * outwards until one fits or the sort times are WHY_JOIN_S apart.
+ */
+static void closest(const struct why *w, size_t i, const struct why_idx *x, long *before, long *after)
+{
+	if (!x || !x->n)
+		return;
+	const struct why_ev *e = &w->ev[i];
+	size_t lo = 0, hi = x->n;	/* first k with x->v[k] > i */
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (x->v[mid] <= i)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	for (size_t k = lo; k-- > 0;) {
+		size_t j = x->v[k];
+		if (j == i || e->k_time - w->ev[j].k_time > WHY_JOIN_S)
+			break;
+		if (filter_fits(e, &w->ev[j])) {
+			if (*before < 0 || (size_t)*before < j)
+				*before = (long)j;
+			break;
+		}
+	}
+	for (size_t k = lo; k < x->n; k++) {
+		size_t j = x->v[k];
+		if (w->ev[j].k_time - e->k_time > WHY_JOIN_S)
+			break;
+		if (filter_fits(e, &w->ev[j])) {
+			if (*after < 0 || (size_t)*after > j)
+				*after = (long)j;
+			break;
+		}
+	}
+}
+
+/*
  * The filter verdict behind reject event ev[i]: a filter line (not the
- * MTA's own milter line) with a decisive action, for the same recipient
+ * MTA's own milter line) with a deciding action, for the same recipient
  * and sender when both name one, at the same stage, the closest before the
  * reject (else after). -1 when none.
  */
-static long find_filter(const struct why *w, size_t i)
+static long find_filter(const struct why *w, const struct why_cands *c, size_t i)
 {
 	const struct why_ev *e = &w->ev[i];
-	int eom = eom_stage(e->stage);
 	long before = -1, after = -1;
-	for (size_t j = 0; j < w->nev; j++) {
-		const struct why_ev *f = &w->ev[j];
-		if (f->kind != RP_EV_FILTER || f->mta_milter || !decisive(f->action))
-			continue;
-		if (fabs(f->time - e->time) > WHY_JOIN_S)
-			continue;
-		if (e->recipient && f->recipient && strcasecmp(e->recipient, f->recipient))
-			continue;
-		if (e->sender && f->sender && strcasecmp(e->sender, f->sender))
-			continue;
-		const char *state = ev_kv(f, "state");
-		int f_milter = ev_kv(f, "milter") != NULL;
-		int f_eom = state ? eom_stage(state) : f_milter;
-		if (eom != f_eom && !(e->reject == RP_REJ_MILTER && f_milter))
-			continue;
-		if (j < i)
-			before = (long)j;
-		else if (after < 0)
-			after = (long)j;
+	if (e->recipient) {
+		char key[512];
+		struct rmap_ent *r = rmap_get((struct rmap *)&c->by_rcpt,
+					      lower_key(e->recipient, key, sizeof key), 0);
+		if (r)
+			closest(w, i, r->ptr, &before, &after);
+		closest(w, i, &c->norcpt, &before, &after);
+	} else {
+		closest(w, i, &c->all, &before, &after);
 	}
 	return before >= 0 ? before : after;
 }
 
 /* The MTA's own milter line behind a milter-reject/hold/discard; -1 when none. */
-static long find_mta_milter(const struct why *w, size_t i)
+static long find_mta_milter(const struct why *w, const struct why_cands *c, size_t i)
 {
 	const struct why_ev *e = &w->ev[i];
 	long best = -1;
-	for (size_t j = 0; j < w->nev; j++) {
+	for (size_t k = 0; k < c->mta.n; k++) {
+		size_t j = c->mta.v[k];
 		const struct why_ev *f = &w->ev[j];
-		if (f->kind != RP_EV_FILTER || !f->mta_milter || !f->action || !strcmp(f->action, "continue") ||
-		    !strcmp(f->action, "accept"))
-			continue;
 		if (fabs(f->time - e->time) > WHY_JOIN_S || (e->qid && f->qid && strcmp(e->qid, f->qid)))
 			continue;
 		if (j <= i)
@@ -658,7 +780,7 @@ static void dec_add(struct why_decs *d, struct why_dec *x)
 	d->v[d->n++] = *x;
 }
 
-static void dec_reject(const struct why *w, size_t i, struct why_decs *d)
+static void dec_reject(const struct why *w, const struct why_cands *c, size_t i, struct why_decs *d)
 {
 	const struct why_ev *e = &w->ev[i];
 	struct why_dec x = { 0 };
@@ -673,7 +795,7 @@ static void dec_reject(const struct why *w, size_t i, struct why_decs *d)
 				    e->reason ? " " : "", e->reason ? e->reason : "");
 	else if (e->reason)
 		x.reply = xstrdup(e->reason);
-	long j = find_filter(w, i);
+	long j = find_filter(w, c, i);
 	if (j >= 0) {
 		const struct why_ev *f = &w->ev[j];
 		char *rule = NULL;
@@ -691,7 +813,7 @@ static void dec_reject(const struct why *w, size_t i, struct why_decs *d)
 			x.by = by;
 			x.detail = detail;
 		}
-	} else if ((j = find_mta_milter(w, i)) >= 0 &&
+	} else if ((j = find_mta_milter(w, c, i)) >= 0 &&
 		   (e->reject != RP_REJ_REJECT || eom_stage(e->stage))) {
 		x.by = xasprintf("milter %s", w->ev[j].filter ? w->ev[j].filter : "?");
 		x.filter = dup0(w->ev[j].filter);
@@ -704,19 +826,26 @@ static void dec_reject(const struct why *w, size_t i, struct why_decs *d)
 /* Every decision, in time order: rejects, holds, discards, then each recipient's last delivery status. */
 static void decide(const struct why *w, struct why_decs *d)
 {
+	struct why_cands c;
+	cands_build(w, &c);
 	for (size_t i = 0; i < w->nev; i++)
 		if (w->ev[i].kind == RP_EV_REJECT && w->ev[i].reject != RP_REJ_WARNING)
-			dec_reject(w, i, d);
-	for (size_t i = 0; i < w->nev; i++) {
+			dec_reject(w, &c, i, d);
+	cands_free(&c);
+	/* each recipient's last delivery line (found from the end), in time order */
+	struct why_strs seen = { 0 };
+	struct why_idx last = { 0 };
+	for (size_t i = w->nev; i-- > 0;) {
 		const struct why_ev *e = &w->ev[i];
-		if (e->kind != RP_EV_DELIVERY || !e->recipient || e->how != WHY_QID)
+		if (e->kind != RP_EV_DELIVERY || !e->recipient || e->how != WHY_QID ||
+		    strs_has(&seen, e->recipient))
 			continue;
-		int later = 0;
-		for (size_t j = i + 1; j < w->nev && !later; j++)
-			later = w->ev[j].kind == RP_EV_DELIVERY && streq0(w->ev[j].recipient, e->recipient) &&
-				w->ev[j].how == WHY_QID;
-		if (later)
-			continue;
+		strs_add(&seen, e->recipient, strlen(e->recipient));
+		idx_add(&last, i);
+	}
+	strs_free(&seen);
+	for (size_t k = last.n; k-- > 0;) {
+		const struct why_ev *e = &w->ev[last.v[k]];
 		struct why_dec x = { 0 };
 		x.verb = e->status == RP_ST_SENT ? "delivered" : e->status == RP_ST_BOUNCED ? "bounced"
 			 : e->status == RP_ST_DEFERRED ? "deferred" : "delivery status";
@@ -740,6 +869,7 @@ static void decide(const struct why *w, struct why_decs *d)
 		sbuf_free(&b);
 		dec_add(d, &x);
 	}
+	free(last.v);
 }
 
 static void decs_free(struct why_decs *d)
@@ -1069,14 +1199,12 @@ static int why_run(struct why *w, FILE *out)
 					first = 0;
 					continue;
 				}
-				size_t n = 0;
-				for (size_t i = 0; i < msgs.n; i++) {
+				struct why_strs both = { 0 };
+				for (size_t i = 0; i < msgs.n; i++)
 					if (strs_has(&w->sel_qids[s], msgs.v[i]))
-						msgs.v[n++] = msgs.v[i];
-					else
-						free(msgs.v[i]);
-				}
-				msgs.n = n;
+						strs_add(&both, msgs.v[i], strlen(msgs.v[i]));
+				strs_free(&msgs);
+				msgs = both;
 			}
 		}
 		int found = w->nev || msgs.n;

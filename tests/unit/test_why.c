@@ -9,6 +9,7 @@
  */
 #include "tools/why.c"
 #include "tools/report_input.c"
+#include "tools/report_map.c"
 #include "tools/report_parse.c"
 #include "tools/report_time.c"
 
