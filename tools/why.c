@@ -790,11 +790,17 @@ static void dec_reject(const struct why *w, const struct why_cands *c, size_t i,
 	x.stage = dup0(e->stage);
 	x.recipient = dup0(e->recipient);
 	x.qid = dup0(e->qid);
+	/* "CODE DSN TEXT", as much of it as the line has (Postfix's milter-reject has no code) */
+	struct sbuf r;
+	sbuf_init(&r);
 	if (e->code > 0)
-		x.reply = xasprintf("%d%s%s%s%s", e->code, e->dsn ? " " : "", e->dsn ? e->dsn : "",
-				    e->reason ? " " : "", e->reason ? e->reason : "");
-	else if (e->reason)
-		x.reply = xstrdup(e->reason);
+		sbuf_printf(&r, "%d", e->code);
+	if (e->dsn)
+		sbuf_printf(&r, "%s%s", r.len ? " " : "", e->dsn);
+	if (e->reason)
+		sbuf_printf(&r, "%s%s", r.len ? " " : "", e->reason);
+	x.reply = r.len ? sbuf_steal(&r) : NULL;
+	sbuf_free(&r);
 	long j = find_filter(w, c, i);
 	if (j >= 0) {
 		const struct why_ev *f = &w->ev[j];
@@ -1096,6 +1102,9 @@ static char *default_log(const char *conf_path)
 	char *path = NULL;
 	if (!f || !*f || !strcmp(f, "/dev/stderr")) {
 		path = xstrdup(WHY_SYSLOG_FILE);
+		if (access(path, R_OK) != 0)
+			fprintf(stderr, "sluice why: %s sets no maillog_file (the log goes to syslog) and %s "
+				"can't be read: name the log file(s)\n", conf_path, path);
 	} else {
 		char *base = conf_base_dir(c, &err);
 		if (!base) {

@@ -79,6 +79,14 @@ static const char JSONLOG[] =
 	"{\"time\":\"2026-12-02T09:00:00.100Z\",\"host\":\"mx\",\"program\":\"sluice/smtpd\",\"pid\":100,\"queue_id\":\"5JSON0001\",\"message\":\"client=unknown[127.0.0.1]\",\"client\":\"unknown[127.0.0.1]\"}\n"
 	"{\"time\":\"2026-12-02T09:00:00.250Z\",\"host\":\"mx\",\"program\":\"sluice/virtual\",\"pid\":90,\"queue_id\":\"5JSON0001\",\"message\":\"to=<alice@example.com>, relay=virtual, delay=0.15, delays=0/0/0/0.15, dsn=2.0.0, status=sent (delivered to maildir)\",\"to\":\"<alice@example.com>\"}\n";
 
+/* Postfix with sluice-dkim: its milter-reject has no reply code */
+static const char POSTFIX[] =
+	"Dec  2 10:00:00 mx postfix/smtpd[200]: connect from client.test[192.0.2.9]\n"
+	"Dec  2 10:00:00 mx postfix/smtpd[200]: 7F1A2B3C4D: client=client.test[192.0.2.9]\n"
+	"Dec  2 10:00:01 mx sluice-dkim[60]: 7F1A2B3C4D: milter=dkim action=reject dkim=fail, sig1=fail d=example.net s=sel a=rsa-sha256 reason=\"signature did not verify\"\n"
+	"Dec  2 10:00:01 mx postfix/cleanup[201]: 7F1A2B3C4D: milter-reject: END-OF-MESSAGE from client.test[192.0.2.9]: 5.7.1 DKIM signature did not verify; from=<a@example.net> to=<b@example.com> proto=ESMTP helo=<client.test>\n"
+	"Dec  2 10:00:01 mx postfix/smtpd[200]: disconnect from client.test[192.0.2.9] ehlo=1 mail=1 rcpt=1 data=0/1 quit=1 commands=4/5\n";
+
 static char dir[64];
 
 static char *put(const char *name, const char *text)
@@ -321,6 +329,22 @@ static void test_json_log_format(void **state)
 	free(out);
 }
 
+static void test_postfix_and_sluice_dkim(void **state)
+{
+	(void)state;
+	static const char *const names[] = { "postfix.log" };
+	static const char *const texts[] = { POSTFIX };
+	struct why w = { 0 };
+	w.qid = "7F1A2B3C4D";
+	int rc;
+	char *out = run(&w, names, texts, 1, &rc);
+	assert_int_equal(rc, 0);
+	assert_string_equal(decisions(out),
+			    "  rejected <b@example.com> at END-OF-MESSAGE by sluice-dkim: DKIM fail: signature did not "
+			    "verify (5.7.1 DKIM signature did not verify)\n");
+	free(out);
+}
+
 static void test_command_line(void **state)
 {
 	(void)state;
@@ -372,6 +396,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_json, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_selectors, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_json_log_format, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_postfix_and_sluice_dkim, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_command_line, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
