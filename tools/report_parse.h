@@ -19,7 +19,7 @@
 #include <time.h>
 
 #define RP_MAX_LINE_BYTES 16384
-#define RP_MAX_KV 32
+#define RP_MAX_KV 64
 
 enum rp_kind {
 	RP_EV_NONE,		/* not a log line we can read (no envelope) */
