@@ -1,0 +1,263 @@
+#!/usr/bin/python3
+"""bench_ratelimit: sluice-ratelimit (embedded LMDB backend, and Redis)
+against Debian's postfwd2 (1.35) over the Postfix policy protocol, with
+tests/bench/policy_load.c as the load client (one epoll thread, persistent
+connections, as Postfix's smtpd keeps them).
+
+The same rule set for everyone, written in both syntaxes (sluice reads
+postfwd's, so the file is the same text):
+    id=SASL;   sasl_username=~.;  action=rate(sasl_username/50/3600/DEFER_IF_PERMIT 4.7.1 ...)
+    id=CLIENT; action=rate(client_address/80/3600/DEFER_IF_PERMIT 4.7.1 ...)
+and the same requests: RCPT-stage requests of 200 SASL users from 200
+client addresses (request i is user i % 200), every instance unique
+("{n}"), so about half of them end over a limit. Each run starts the server
+afresh (empty counters); for each connection count (1 and 50) the three
+servers run interleaved, REPS times, and the medians are reported:
+requests/s, p50/p99 latency, and sluice / postfwd2 ratios.
+
+- sluice-ratelimit: bin/sluice-ratelimit -f, one process (ratelimit_workers
+  = 1), its decision log written to a file as in production.
+  embedded: ratelimit_state_file in the temp dir; redis: a private
+  redis-server on a loopback TCP port (the shared multi-MX set-up).
+- postfwd2: Debian's /usr/sbin/postfwd2 (Net::Server::PreFork children, the
+  rate counters in its cache daemon), run under perl -T with a small
+  module that makes Sys::Syslog calls no-ops: this machine has no
+  /dev/log, and without it postfwd2's children die at start (so postfwd2's
+  request log is not written: in its favour).
+Every process is stopped by PID. Loopback only.
+
+Usage: bench_ratelimit.py [--reps 3] [--quick] [--json FILE]
+Run as root with /usr/bin/python3 (postfwd2 drops to nobody).
+"""
+import argparse
+import json
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.abspath(os.path.join(HERE, "..", ".."))
+sys.path.insert(0, os.path.join(REPO, "tests", "integration"))
+BIN = os.environ.get("SLUICE_BIN", os.path.join(REPO, "bin"))
+POSTFWD = "/usr/sbin/postfwd2"
+USERS = 200
+
+from test_ratelimit_driver import REDIS, RedisServer  # noqa: E402
+
+RULES = ("id=SASL; sasl_username=~.; action=rate(sasl_username/50/3600/DEFER_IF_PERMIT 4.7.1 "
+         "too many messages from you)\n"
+         "id=CLIENT; action=rate(client_address/80/3600/DEFER_IF_PERMIT 4.7.1 "
+         "too many messages from your host)\n")
+
+NO_SYSLOG_PM = """package SluiceBenchNoSyslog;
+# bench_ratelimit: no /dev/log on this machine; Sys::Syslog calls succeed and go nowhere
+use Sys::Syslog ();
+{
+    no warnings 'redefine';
+    *Sys::Syslog::openlog = sub { 1 };
+    *Sys::Syslog::syslog = sub { 1 };
+    *Sys::Syslog::setlogsock = sub { 1 };
+    *Sys::Syslog::closelog = sub { 1 };
+}
+1;
+"""
+
+
+def log(m):
+    print(m, file=sys.stderr, flush=True)
+
+
+def build_client(d):
+    exe = os.path.join(d, "policy_load")
+    subprocess.run(["cc", "-std=gnu11", "-O2", "-Wall", "-Wextra", "-Werror", "-D_GNU_SOURCE",
+                    os.path.join(HERE, "policy_load.c"), "-o", exe], check=True)
+    return exe
+
+
+def write_requests(path):
+    """USERS templates; request i is template i % USERS with {n} = i (unique instance)."""
+    with open(path, "w") as f:
+        for u in range(USERS):
+            f.write("request=smtpd_access_policy\nprotocol_state=RCPT\nprotocol_name=ESMTP\n"
+                    "client_address=10.%d.%d.9\nclient_name=mx%d.example.net\n"
+                    "helo_name=mx%d.example.net\nsasl_method=PLAIN\nsasl_username=user%d\n"
+                    "sender=user%d@example.com\nrecipient=rcpt{n}@example.org\n"
+                    "queue_id=\ninstance=bench.{n}\nsize=0\n\n" % (u // 250, u % 250, u, u, u, u))
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port, timeout=30):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.02)
+    raise RuntimeError("port %d not listening" % port)
+
+
+class Sluice:
+    def __init__(self, tmp, run, redis=None):
+        self.port = free_port()
+        d = os.path.join(tmp, "sluice-%s" % run)
+        os.makedirs(d)
+        with open(os.path.join(d, "rules"), "w") as f:
+            f.write(RULES)
+        self.conf = os.path.join(d, "sluice.conf")
+        extra = ""
+        if redis:
+            extra = ("ratelimit_backend = redis\nratelimit_redis_server = 127.0.0.1:%d\n"
+                     "ratelimit_redis_prefix = bench%s:\n" % (redis.port, run))
+        with open(self.conf, "w") as f:
+            f.write("myhostname = mx.bench\nmail_owner = root\nmaillog_file = %s/ratelimit.log\n"
+                    "ratelimit_rules = %s/rules\nratelimit_state_file = %s/state.lmdb\n"
+                    "ratelimit_socket = inet:127.0.0.1:%d\n%s" % (d, d, d, self.port, extra))
+        self.log = os.path.join(d, "ratelimit.log")
+        self.redis = redis
+
+    def __enter__(self):
+        self.p = subprocess.Popen([os.path.join(BIN, "sluice-ratelimit"), "-c", self.conf, "-f"])
+        wait_port(self.port)
+        if self.redis:
+            deadline = time.monotonic() + 20
+            while "redis: connected" not in open(self.log, errors="replace").read():
+                if time.monotonic() > deadline:
+                    raise RuntimeError("sluice-ratelimit: no redis connection")
+                time.sleep(0.02)
+        return self
+
+    def __exit__(self, *a):
+        self.p.send_signal(signal.SIGTERM)
+        self.p.wait(timeout=30)
+
+
+class Postfwd:
+    def __init__(self, tmp, run):
+        self.port = free_port()
+        self.dir = os.path.join(tmp, "postfwd-%s" % run)
+        os.makedirs(self.dir)
+        os.chmod(self.dir, 0o777)  # postfwd2 runs as nobody: pid file and cache socket
+        self.rules = os.path.join(self.dir, "postfwd.cf")
+        with open(self.rules, "w") as f:
+            f.write(RULES)
+        self.shim = os.path.join(tmp, "perl")
+        if not os.path.exists(self.shim):
+            os.makedirs(self.shim)
+            with open(os.path.join(self.shim, "SluiceBenchNoSyslog.pm"), "w") as f:
+                f.write(NO_SYSLOG_PM)
+            os.chmod(self.shim, 0o755)
+        self.pidfile = os.path.join(self.dir, "postfwd.pid")
+
+    def __enter__(self):
+        subprocess.run(["perl", "-T", "-w", "-I" + self.shim, "-MSluiceBenchNoSyslog", POSTFWD,
+                        "-f", self.rules, "--server_socket", "tcp:127.0.0.1:%d" % self.port,
+                        "--cache_socket", "unix::%s/cache.sock" % self.dir, "--pidfile", self.pidfile,
+                        "-u", "nobody", "-g", "nogroup", "--min_servers", "8", "--max_servers", "64"],
+                       check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_port(self.port)
+        with open(self.pidfile) as f:
+            self.pid = int(f.read().split()[0])
+        return self
+
+    def __exit__(self, *a):
+        os.kill(self.pid, signal.SIGTERM)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                os.kill(self.pid, 0)
+            except ProcessLookupError:
+                return
+            time.sleep(0.05)
+        log("postfwd2 %d did not stop" % self.pid)
+
+
+def load(client, port, reqs, conns, n, offset):
+    r = subprocess.run([client, "-s", "inet:127.0.0.1:%d" % port, "-r", reqs, "-c", str(conns),
+                        "-n", str(n), "-o", str(offset), "-W", reqs, "-T", "300"],
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        raise RuntimeError("policy_load: %s %s" % (r.stdout, r.stderr))
+    return json.loads(r.stdout)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--quick", action="store_true", help="fewer requests (smoke run)")
+    ap.add_argument("--json", help="write every run here")
+    args = ap.parse_args()
+    if os.geteuid() != 0:
+        raise SystemExit("bench_ratelimit: run as root (postfwd2 drops to nobody)")
+    scale = 0.2 if args.quick else 1.0
+    impls = ["postfwd2", "sluice-embedded"] + (["sluice-redis"] if os.path.exists(REDIS) else [])
+    counts = {"postfwd2": {1: 2000, 50: 5000}, "sluice-embedded": {1: 40000, 50: 80000},
+              "sluice-redis": {1: 20000, 50: 60000}}
+    tmp = tempfile.mkdtemp(prefix="sluice-bench-rl.")
+    os.chmod(tmp, 0o755)
+    client = build_client(tmp)
+    reqs = os.path.join(tmp, "requests")
+    write_requests(reqs)
+    runs = []
+    redis = RedisServer(tmp).start() if "sluice-redis" in impls else None
+    try:
+        run_no = 0
+        for rep in range(args.reps):
+            for conns in (1, 50):
+                order = impls if rep % 2 == 0 else list(reversed(impls))
+                for impl in order:
+                    run_no += 1
+                    n = int(counts[impl][conns] * scale)
+                    if impl == "postfwd2":
+                        srv = Postfwd(tmp, run_no)
+                    else:
+                        srv = Sluice(tmp, run_no, redis if impl == "sluice-redis" else None)
+                    with srv:
+                        res = load(client, srv.port, reqs, conns, n, run_no * 1000000)
+                    res.update(impl=impl, conns=conns, rep=rep)
+                    runs.append(res)
+                    log("%-16s conns=%-2d rep=%d n=%-6d %9.0f req/s  p50 %7.3f ms  p99 %7.3f ms  %s" % (
+                        impl, conns, rep, res["reqs"], res["req_per_s"], res["p50_ms"], res["p99_ms"],
+                        res["actions"]))
+    finally:
+        if redis:
+            redis.stop()
+    med = {}
+    for impl in impls:
+        for conns in (1, 50):
+            rs = [r for r in runs if r["impl"] == impl and r["conns"] == conns]
+            med[impl, conns] = {k: statistics.median(r[k] for r in rs) for k in ("req_per_s", "p50_ms", "p99_ms")}
+    redis_cols = "sluice-redis" in impls
+    print("\n| clients | postfwd2 req/s | sluice embedded req/s | ratio | %s p50 / p99 ms: postfwd2 | embedded |%s"
+          % ("sluice redis req/s | ratio |" if redis_cols else "", " redis |" if redis_cols else ""))
+    print("|---|---|---|---|%s---|---|%s" % ("---|---|" if redis_cols else "", "---|" if redis_cols else ""))
+    for conns in (1, 50):
+        p, e = med["postfwd2", conns], med["sluice-embedded", conns]
+        row = "| %d | %.0f | %.0f | %.1fx |" % (conns, p["req_per_s"], e["req_per_s"], e["req_per_s"] / p["req_per_s"])
+        if redis_cols:
+            r = med["sluice-redis", conns]
+            row += " %.0f | %.1fx |" % (r["req_per_s"], r["req_per_s"] / p["req_per_s"])
+        row += " %.2f / %.2f | %.3f / %.3f |" % (p["p50_ms"], p["p99_ms"], e["p50_ms"], e["p99_ms"])
+        if redis_cols:
+            row += " %.3f / %.3f |" % (r["p50_ms"], r["p99_ms"])
+        print(row)
+    print("\n(medians of %d interleaved runs; every run a fresh server)" % args.reps)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(runs, f, indent=1)
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
