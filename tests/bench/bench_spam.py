@@ -577,8 +577,10 @@ def speed(args, tmp, dns, ours_dir, test):
             done += r["msgs"]
             rss.append((done, status_kib(ours.proc.pid, "VmRSS") / 1024.0, r["msgs_per_s"]))
             log("rss: %d messages, VmRSS %.1f MiB, %.0f msg/s" % rss[-1])
-        dnsl = sum(1 for line in open(ours.log, errors="replace") if "BENCH_" in line) \
-            if ours.log and os.path.exists(ours.log) else 0
+        text = open(ours.log, errors="replace").read() if ours.log and os.path.exists(ours.log) else ""
+        status = [ln.split("dns lists: ", 1)[1] for ln in text.splitlines() if "dns lists: " in ln]
+        dnsl = {"status": status[0] if status else "none logged",
+                "timeouts": text.count("dnsl_timeout="), "decisions": text.count("milter=spam action=")}
     finally:
         ours.stop()
         rsp.stop()
@@ -639,7 +641,7 @@ def main():
         elif not os.path.exists(os.path.join(ours_dir, "bayes.lmdb")):
             os.makedirs(ours_dir)
             ours_learn(binary, ours_conf(ours_dir), train)
-        spd = rss = None
+        spd = rss = dnsl = None
         if args.only != "accuracy":
             spd, rss, dnsl = speed(args, tmp, dns, ours_dir, test)
     ntest = len(test)
@@ -678,8 +680,9 @@ def main():
         mid = rss[len(rss) // 2]
         print("\nsluice-spam VmRSS over %d messages: %.1f MiB after %d, %.1f MiB after %d, %.1f MiB after %d"
               % (rss[-1][0], rss[0][1], rss[0][0], mid[1], mid[0], rss[-1][1], rss[-1][0]))
-        print("decision lines with a BENCH_ list symbol: %d" % dnsl)
-        out["speed"], out["rss"] = spd, rss
+        print("sluice-spam DNS lists: %s; %d decisions, %d with a list timing out" % (
+            dnsl["status"], dnsl["decisions"], dnsl["timeouts"]))
+        out["speed"], out["rss"], out["dnsl"] = spd, rss, dnsl
     loadavg = open("/proc/loadavg").read().split()[:3]
     print("load average at the end (1/5/15 min): %s; %d CPUs" % (" ".join(loadavg), os.cpu_count()))
     out["loadavg"] = loadavg
