@@ -46,7 +46,7 @@ DAEMON_LIBAS := $(foreach d,$(EXTRA_DAEMON_DIRS),$(OBJ)/libd-$(notdir $(d)).a)
 DAEMON_LIBS_dkim := -lmilter $(shell pkg-config --libs opendkim 2>/dev/null || echo -lopendkim)
 DAEMON_LIBS_dmarc := -lmilter $(shell pkg-config --libs opendkim 2>/dev/null || echo -lopendkim)
 DAEMON_LIBS_spam := -lmilter -llmdb -lhiredis $(shell pkg-config --libs gmime-3.0 libxml-2.0 libhs libmaxminddb 2>/dev/null)
-DAEMON_LIBS_ratelimit := -llmdb -lhiredis
+DAEMON_LIBS_ratelimit := -llmdb -lhiredis $(shell pkg-config --libs libmaxminddb 2>/dev/null)
 # Compile flags for the sources of one daemon and its unit tests.
 SPAM_CFLAGS = $(shell pkg-config --cflags gmime-3.0 libxml-2.0 libhs libmaxminddb 2>/dev/null)
 $(OBJ)/milters/spam/%.o $(OBJ)/tests/unit/test_spam%.o $(OBJ)/tests/fuzz/fuzz_spam%.o: EXTRA_CFLAGS += $(SPAM_CFLAGS)

@@ -16,6 +16,7 @@
 #include "lib/log.h"
 #include "lib/util.h"
 #include "lib/version.h"
+#include "tools/why.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,7 +30,7 @@
 int keygen_main(int argc, char **argv);
 int report_main(int argc, char **argv);
 int report_dmarc_main(int argc, char **argv);	/* tools/report_dmarc.c */
-int why_main(int argc, char **argv);		/* tools/why.c */
+
 int ratelimit_cli_main(int argc, char **argv);	/* tools/ratelimit_cli.c */
 int start_dispatch(int argc, char **argv);
 

@@ -325,15 +325,17 @@ static void req_log(struct req *r, const char *action)
 	char *why = logval(spfd_job_reason(j) ? spfd_job_reason(j) : "-");
 	char *act = logval(action);
 	char *snd = logval(r->sender), *hl = logval(r->helo);
+	char *ins = logval(r->instance ? r->instance : "-");
 
 	if (strlen(act) > 200)
 		strcpy(act + 196, "...");
 	log_event(r->qid && *r->qid ? r->qid : "NOQUEUE",
 		  "spf: identity=%s, scope=%s, client=[%s], helo=%s, from=<%s>, result=%s, "
-		  "mechanism=%s, reason=\"%s\", lookups=%u, queries=%u, time_ms=%lld, action=\"%s\"",
+		  "mechanism=%s, reason=\"%s\", lookups=%u, queries=%u, time_ms=%lld, action=\"%s\", "
+		  "instance=%s",
 		  id, spfd_job_scope(j), cl, hl, snd, spfd_job_result_name(j), mech, why,
-		  spfd_job_dns_terms(j), r->queries, now_ms() - r->start_ms, act);
-	free(id), free(cl), free(mech), free(why), free(act), free(snd), free(hl);
+		  spfd_job_dns_terms(j), r->queries, now_ms() - r->start_ms, act, ins);
+	free(id), free(cl), free(mech), free(why), free(act), free(snd), free(hl), free(ins);
 }
 
 static const char *action_name(enum spfd_action kind)
