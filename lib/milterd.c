@@ -1,9 +1,13 @@
 #include "lib/milterd.h"
 
 #include "lib/daemon.h"
+#include "lib/log.h"
 #include "lib/util.h"
 
+#include <dlfcn.h>
 #include <errno.h>
+#include <pthread.h>
+#include <signal.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
@@ -12,6 +16,37 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+/* the unix socket milterd_listen made: a stop removes it while it is still this one */
+static char *sock_path;	/* absolute */
+static dev_t sock_dev;
+static ino_t sock_ino;
+
+static void remember_socket(const char *path)
+{
+	struct stat st;
+	if (stat(path, &st) < 0 || !S_ISSOCK(st.st_mode))
+		return;
+	if (path[0] == '/') {
+		sock_path = xstrdup(path);
+	} else {	/* we may leave this directory (detach) */
+		char *cwd = getcwd(NULL, 0);
+		if (cwd == NULL)
+			return;
+		sock_path = xasprintf("%s/%s", cwd, path);
+		free(cwd);
+	}
+	sock_dev = st.st_dev;
+	sock_ino = st.st_ino;
+}
+
+static void remove_socket(void)
+{
+	struct stat st;
+	if (sock_path && stat(sock_path, &st) == 0 && S_ISSOCK(st.st_mode) &&
+	    st.st_dev == sock_dev && st.st_ino == sock_ino)
+		unlink(sock_path);
+}
 
 /* TCP_NODELAY on our listening inet sockets: Linux passes it on to accepted ones. */
 static void nodelay_listeners(void)
@@ -53,6 +88,7 @@ void milterd_listen(const struct conf *c, const char *prefix, const struct smfiD
 			      mode_param, ms);
 		if (chmod(strchr(conn, ':') + 1, (mode_t)mode) < 0)
 			fatal("%s %s: chmod: %s", sock_param, conn, strerror(errno));
+		remember_socket(strchr(conn, ':') + 1);
 	}
 	nodelay_listeners();
 }
@@ -76,4 +112,96 @@ void milterd_privileges(const struct conf *c, const char *prefix, int foreground
 	snprintf(pid_param, sizeof pid_param, "%s_pid_file", prefix);
 	if (daemon_pidfile(conf_str(c, pid_param), &err) < 0)
 		fatal("%s: %s", pid_param, err);
+}
+
+/* ---- signals ---- */
+
+static int inflight;		/* atomic */
+static long long last_leave_ms;	/* atomic; 0: none yet */
+
+void milterd_inflight_enter(void)
+{
+	__atomic_add_fetch(&inflight, 1, __ATOMIC_SEQ_CST);
+}
+
+void milterd_inflight_leave(void)
+{
+	__atomic_store_n(&last_leave_ms, now_ms(), __ATOMIC_SEQ_CST);
+	__atomic_sub_fetch(&inflight, 1, __ATOMIC_SEQ_CST);
+}
+
+int milterd_inflight(void)
+{
+	return __atomic_load_n(&inflight, __ATOMIC_SEQ_CST);
+}
+
+/* See milterd.h: libmilter's signal thread must not take HUP, TERM or INT. */
+int sigwait(const sigset_t *set, int *sig)
+{
+	static int (*real)(const sigset_t *, int *);
+	if (real == NULL)
+		real = (int (*)(const sigset_t *, int *))dlsym(RTLD_NEXT, "sigwait");
+	sigset_t s = *set;
+	sigdelset(&s, SIGHUP);
+	sigdelset(&s, SIGTERM);
+	sigdelset(&s, SIGINT);
+	return real(&s, sig);
+}
+
+static void signal_set(sigset_t *set)
+{
+	sigemptyset(set);
+	sigaddset(set, SIGHUP);
+	sigaddset(set, SIGTERM);
+	sigaddset(set, SIGINT);
+}
+
+/* stop - SIGTERM/SIGINT: no new connections on our unix socket, the messages in flight end, exit 0. */
+static _Noreturn void stop(const struct milterd_signal_ops *ops, int sig)
+{
+	log_event(NULL, "%s: %s: stopping (%d messages in flight)", ops->name,
+		  sig == SIGINT ? "SIGINT" : "SIGTERM", milterd_inflight());
+	remove_socket();
+	long long end = now_ms() + MILTERD_STOP_WAIT_MS;
+	for (;;) {
+		long long now = now_ms();
+		if (now >= end)
+			break;
+		if (milterd_inflight() == 0) {
+			long long last = __atomic_load_n(&last_leave_ms, __ATOMIC_SEQ_CST);
+			if (last == 0 || now - last >= MILTERD_REPLY_SETTLE_MS)
+				break;
+		}
+		usleep(5000);
+	}
+	if (ops->stopped)
+		ops->stopped(sig, milterd_inflight());
+	_exit(0);
+}
+
+static void *signal_thread(void *arg)
+{
+	const struct milterd_signal_ops *ops = arg;
+	sigset_t set;
+	signal_set(&set);
+	for (;;) {
+		int sig = sigwaitinfo(&set, NULL);
+		if (sig == SIGHUP && ops->reload)
+			ops->reload();
+		else if (sig == SIGTERM || sig == SIGINT)
+			stop(ops, sig);
+	}
+	return NULL;
+}
+
+void milterd_signals_start(const struct milterd_signal_ops *ops)
+{
+	sigset_t set;
+	signal_set(&set);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
+	pthread_t th;
+	int e = pthread_create(&th, NULL, signal_thread, (void *)ops);
+	if (e != 0)
+		fatal("%s: signal thread: %s", ops->name, strerror(e));
+	pthread_detach(th);
 }

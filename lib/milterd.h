@@ -6,10 +6,27 @@
  * inet:host:port, Sendmail's inet:port@host), the unix socket's mode
  * (<prefix>_socket_mode), TCP_NODELAY on inet listeners, then detaching,
  * the root helper for root-only files (lib/privfile), the privilege drop to
- * mail_owner and <prefix>_pid_file, in that order.
- * Leaves: libmilter callbacks, signal threads, reloads and smfi_main() to
- * the daemon. Every failure is fatal() with the parameter's file:line: these
- * run at start-up only.
+ * mail_owner and <prefix>_pid_file, in that order. Then the signals:
+ * one signal thread per process takes SIGHUP (the daemon's reload) and
+ * SIGTERM/SIGINT (a stop that lets the messages in flight finish, then
+ * _exit(0)), the count of messages in flight, the removal of our unix
+ * socket on a stop, and an interposed sigwait() (see below).
+ * Leaves: libmilter callbacks, what a reload does, the stop log line and
+ * smfi_main() to the daemon. Every start-up failure is fatal() with the
+ * parameter's file:line.
+ *
+ * Why sigwait() is interposed: libmilter's own signal thread sigwait()s for
+ * SIGHUP, SIGTERM and SIGINT and stops the milter on any of them (SIGHUP
+ * too, where we want a reload); its listener then notices the stop only at
+ * its next poll time-out (about 5 s), and it does not wait for the messages
+ * in flight. lib/milterd.c defines sigwait(), which calls the C library's
+ * with those three taken out of the set (dlsym(RTLD_NEXT)): libmilter's
+ * thread never sees them, milterd's thread takes them. Every daemon that
+ * links lib/milterd.o gets it; no other thread of ours calls sigwait().
+ * Every thread must block SIGHUP, SIGTERM and SIGINT: milterd_signals_start
+ * blocks them in the calling thread, so call it from the main thread before
+ * any other thread is created (metrics, smfi_main's own threads inherit the
+ * mask); a thread with SIGTERM open would be killed by it instead.
  */
 #ifndef SLUICE_LIB_MILTERD_H
 #define SLUICE_LIB_MILTERD_H
@@ -38,5 +55,60 @@ void milterd_listen(const struct conf *c, const char *prefix, const struct smfiD
  */
 void milterd_privileges(const struct conf *c, const char *prefix, int foreground,
 			const struct privfile_opts *priv);
+
+/* A stop waits at most this long for the messages in flight. */
+#define MILTERD_STOP_WAIT_MS 10000
+/*
+ * ... and, once none is left, until this long after the last one ended:
+ * the reply to the end of a message is written by libmilter after our
+ * callback returned (no hook tells us when), a few microseconds later.
+ */
+#define MILTERD_REPLY_SETTLE_MS 200
+
+struct milterd_signal_ops {
+	/* "dkim", "dmarc", "spam": the prefix of milterd's own log line
+	 * "<name>: SIGTERM: stopping (N messages in flight)" */
+	const char *name;
+	/* SIGHUP: load the configuration again (on the signal thread; a
+	 * failure is the daemon's to log; it keeps its old generation) */
+	void (*reload)(void);
+	/*
+	 * SIGTERM/SIGINT, after the wait: log the daemon's stop line.
+	 * sig: the signal; unfinished: messages still in flight after
+	 * MILTERD_STOP_WAIT_MS (0 normally). The process then _exit(0)s:
+	 * nothing else runs (no atexit handlers, no libmilter clean-up).
+	 */
+	void (*stopped)(int sig, int unfinished);
+};
+
+/*
+ * milterd_signals_start - block SIGHUP, SIGTERM and SIGINT in the calling
+ * thread (call it from the main thread before any other thread exists) and
+ * start the signal thread, which sigwaitinfo()s them for the life of the
+ * process. On SIGHUP it calls ops->reload(). On SIGTERM or SIGINT it logs
+ * "<name>: SIGTERM: stopping (N messages in flight)", removes the unix
+ * socket milterd_listen made if the path still names that same socket
+ * (a newer one there stays), waits until milterd_inflight() is 0 (at most
+ * MILTERD_STOP_WAIT_MS; then MILTERD_REPLY_SETTLE_MS after the last
+ * milterd_inflight_leave), calls ops->stopped() and _exit(0): a requested
+ * stop is exit status 0, whenever it comes (even before libmilter's
+ * listener runs). smfi_stop() is not used (it waits for libmilter's
+ * listener to wake up, seconds). *ops is borrowed for the life of the
+ * process (static). Fatal if the thread cannot be created.
+ */
+void milterd_signals_start(const struct milterd_signal_ops *ops);
+
+/*
+ * milterd_inflight_enter / milterd_inflight_leave - a message began (MAIL
+ * FROM, when the daemon made its per-message state) / ended (its end of
+ * message, abort, a new MAIL FROM on the same connection, or the
+ * connection's close). Pair them exactly: one leave per enter. Any thread;
+ * atomic.
+ */
+void milterd_inflight_enter(void);
+void milterd_inflight_leave(void);
+
+/* milterd_inflight - messages between enter and leave now. */
+int milterd_inflight(void);
 
 #endif

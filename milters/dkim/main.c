@@ -19,7 +19,6 @@
 #include "lib/util.h"
 #include "lib/version.h"
 
-#include <dlfcn.h>
 #include <libmilter/mfapi.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -117,58 +116,40 @@ static void key_table_files(const struct conf *c, struct privfile_names *names)
 	dkim_keys_lines_free(lines, (size_t)n);
 }
 
-/* set when libmilter's signal thread took SIGTERM or SIGINT: a stop we asked for */
-static volatile sig_atomic_t stop_requested;
-
-/*
- * XXX: libmilter's signal thread stops the milter on SIGHUP (it sigwait()s
- * for HUP, TERM and INT). We want SIGHUP to reload, so its sigwait() is
- * interposed here: SIGHUP is taken out of the set it waits for, and our
- * own thread waits for SIGHUP instead. (Every thread blocks SIGHUP.)
- */
-int sigwait(const sigset_t *set, int *sig)
+/* SIGHUP (lib/milterd's signal thread): a new configuration generation */
+static void reload(void)
 {
-	static int (*real)(const sigset_t *, int *);
-	if (real == NULL)
-		real = (int (*)(const sigset_t *, int *))dlsym(RTLD_NEXT, "sigwait");
-	sigset_t s = *set;
-	sigdelset(&s, SIGHUP);
-	int rc = real(&s, sig);
-	if (rc == 0 && (*sig == SIGTERM || *sig == SIGINT))
-		stop_requested = 1;
-	return rc;
-}
-
-static void *reload_thread(void *arg)
-{
-	(void)arg;
-	sigset_t set;
-	sigemptyset(&set);
-	sigaddset(&set, SIGHUP);
-	for (;;) {
-		if (sigwaitinfo(&set, NULL) != SIGHUP)
-			continue;
-		char *err = NULL;
-		struct conf *c = NULL;
-		struct dkim_cfg *cfg = load(&c, &err);
-		if (cfg == NULL) {
-			log_event(NULL, "dkim: reload failed, keeping the old configuration: %s", err);
-			free(err);
-			continue;
-		}
-		pthread_mutex_lock(&cfg_lock);
-		struct dkim_cfg *old = current;
-		struct conf *oldc = current_conf;
-		current = cfg;
-		current_conf = c;
-		pthread_mutex_unlock(&cfg_lock);
-		dkim_cfg_unref(&old);	/* messages in flight keep their own reference */
-		(void)oldc;	/* XXX: conf kept: strings may still be borrowed; small, per reload */
-		log_event(NULL, "dkim: configuration reloaded (%zu signing keys)",
-			  dkim_keyset_count(cfg->keys));
+	char *err = NULL;
+	struct conf *c = NULL;
+	struct dkim_cfg *cfg = load(&c, &err);
+	if (cfg == NULL) {
+		log_event(NULL, "dkim: reload failed, keeping the old configuration: %s", err);
+		free(err);
+		return;
 	}
-	return NULL;
+	pthread_mutex_lock(&cfg_lock);
+	struct dkim_cfg *old = current;
+	struct conf *oldc = current_conf;
+	current = cfg;
+	current_conf = c;
+	pthread_mutex_unlock(&cfg_lock);
+	dkim_cfg_unref(&old);	/* messages in flight keep their own reference */
+	(void)oldc;	/* XXX: conf kept: strings may still be borrowed; small, per reload */
+	log_event(NULL, "dkim: configuration reloaded (%zu signing keys)",
+		  dkim_keyset_count(cfg->keys));
 }
+
+/* stopped - the stop line (lib/milterd waited for the messages in flight) */
+static void stopped(int sig, int unfinished)
+{
+	(void)sig;
+	(void)unfinished;
+	size_t hits, misses;
+	dkim_pubkey_stats(&hits, &misses);
+	log_event(NULL, "dkim: stopped; public keys decoded %zu, served from cache %zu", misses, hits);
+}
+
+static const struct milterd_signal_ops signal_ops = { "dkim", reload, stopped };
 
 /* ---- per connection ---- */
 
@@ -193,6 +174,15 @@ static sfsistat done(const struct conn *c, unsigned long nr_flag)
 static struct conn *conn_of(SMFICTX *ctx)
 {
 	return smfi_getpriv(ctx);
+}
+
+/* msg_end - the connection's message (if any) is done. */
+static void msg_end(struct conn *c)
+{
+	if (c->msg) {
+		dkim_msg_free(&c->msg);
+		milterd_inflight_leave();
+	}
 }
 
 static const char *qid_of(SMFICTX *ctx)
@@ -261,13 +251,15 @@ static sfsistat on_envfrom(SMFICTX *ctx, char **argv)
 	struct conn *c = conn_of(ctx);
 	if (c == NULL)
 		return SMFIS_CONTINUE;	/* no negotiation seen: nothing agreed */
-	dkim_msg_free(&c->msg);
+	msg_end(c);	/* a new transaction: nothing of the last one stays */
 	struct dkim_cfg *cfg = cfg_get();
 	const char *auth = smfi_getsymval(ctx, "{auth_authen}");
 	int sign = c->internal || (cfg->sign_authenticated && auth && *auth);
 	if (sign && dkim_keyset_count(cfg->keys) == 0)
 		sign = 0;	/* nothing to sign with: verify instead */
 	c->msg = dkim_msg_new(cfg, qid_of(ctx), sign);
+	if (c->msg)
+		milterd_inflight_enter();
 	dkim_cfg_unref(&cfg);
 	return done(c, SMFIP_NR_MAIL);
 }
@@ -348,7 +340,7 @@ static sfsistat on_eom(SMFICTX *ctx)
 	metrics_filter_decision(out.result ? out.result : "none", dkim_action_name(out.action),
 				metrics_now_s() - t0);
 	dkim_outcome_clear(&out);
-	dkim_msg_free(&c->msg);
+	msg_end(c);
 	return rc;
 }
 
@@ -356,7 +348,7 @@ static sfsistat on_abort(SMFICTX *ctx)
 {
 	struct conn *c = conn_of(ctx);
 	if (c)
-		dkim_msg_free(&c->msg);
+		msg_end(c);
 	return SMFIS_CONTINUE;
 }
 
@@ -364,7 +356,7 @@ static sfsistat on_close(SMFICTX *ctx)
 {
 	struct conn *c = conn_of(ctx);
 	if (c) {
-		dkim_msg_free(&c->msg);
+		msg_end(c);
 		free(c);
 		smfi_setpriv(ctx, NULL);
 	}
@@ -463,18 +455,8 @@ int main(int argc, char **argv)
 				    .more_paths = key_table_files };
 	milterd_privileges(c, "dkim", foreground, &priv);
 
-	/* every thread blocks HUP (ours), TERM and INT (libmilter's signal thread
-	 * sigwait()s for them and stops gracefully); a thread that left TERM
-	 * unblocked would let it kill the process */
-	sigset_t set;
-	sigemptyset(&set);
-	sigaddset(&set, SIGHUP);
-	sigaddset(&set, SIGTERM);
-	sigaddset(&set, SIGINT);
-	pthread_sigmask(SIG_BLOCK, &set, NULL);
-	pthread_t th;
-	pthread_create(&th, NULL, reload_thread, NULL);
-	pthread_detach(th);
+	/* before any other thread exists: HUP reloads, TERM/INT stop (lib/milterd.h) */
+	milterd_signals_start(&signal_ops);
 	/* metrics from a thread of their own: libmilter owns the main thread */
 	struct metrics *metrics = NULL;
 	struct metrics_http *metrics_srv = NULL;
@@ -489,14 +471,8 @@ int main(int argc, char **argv)
 		  dkim_keyset_count(cfg->keys));
 	free(conn);
 	sdnotify("READY=1");	/* Type=notify units (sluice-dkim.service) */
-	int rc = smfi_main();
-	/* a TERM that arrives before libmilter's listener loop runs makes
-	 * smfi_main() report a failure; it is the stop we were asked for */
-	if (stop_requested)
-		rc = MI_SUCCESS;
-	size_t hits, misses;
-	dkim_pubkey_stats(&hits, &misses);
-	log_event(NULL, "dkim: stopped; public keys decoded %zu, served from cache %zu", misses, hits);
+	int rc = smfi_main();	/* returns only on a libmilter failure: a stop exits */
+	log_event(NULL, "dkim: milter loop ended (%s)", rc == MI_SUCCESS ? "ok" : "failure");
 	metrics_http_stop(&metrics_srv);
 	/* libmilter's worker threads may still be finishing: the registry stays mapped */
 	return rc == MI_SUCCESS ? 0 : 1;

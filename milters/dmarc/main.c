@@ -23,7 +23,6 @@
 #include "lib/util.h"
 #include "lib/version.h"
 
-#include <dlfcn.h>
 #include <errno.h>
 #include <libmilter/mfapi.h>
 #include <netinet/in.h>
@@ -66,31 +65,6 @@ static struct dmarc_cfg *load(struct conf **conf_out, char **err_out)
 	return cfg;
 }
 
-/* Messages between MAIL FROM and their end (or abort): a stop waits for them. */
-static int inflight;	/* atomic */
-#define STOP_WAIT_MS 10000
-
-/*
- * XXX: libmilter's signal thread sigwait()s for SIGHUP, SIGTERM and SIGINT
- * and stops the milter on any of them; its listener then notices only at
- * its next poll time-out (seconds) and does not wait for messages in
- * flight. Its sigwait() is interposed here (as in sluice-dkim, which takes
- * only SIGHUP): all three are taken out of its set, and our signal thread
- * handles them: SIGHUP reloads, SIGTERM/SIGINT stop once the messages in
- * flight are done (at most STOP_WAIT_MS). Every thread blocks the three.
- */
-int sigwait(const sigset_t *set, int *sig)
-{
-	static int (*real)(const sigset_t *, int *);
-	if (real == NULL)
-		real = (int (*)(const sigset_t *, int *))dlsym(RTLD_NEXT, "sigwait");
-	sigset_t s = *set;
-	sigdelset(&s, SIGHUP);
-	sigdelset(&s, SIGTERM);
-	sigdelset(&s, SIGINT);
-	return real(&s, sig);
-}
-
 static void reload(void)
 {
 	char *err = NULL;
@@ -113,43 +87,20 @@ static void reload(void)
 		  cfg->self_validate ? "yes" : "no");
 }
 
-static void stop(int sig)
+/* stopped - the stop line (lib/milterd waited for the messages in flight) */
+static void stopped(int sig, int unfinished)
 {
-	int n = __atomic_load_n(&inflight, __ATOMIC_SEQ_CST);
-	log_event(NULL, "dmarc: %s: stopping (%d messages in flight)", sig == SIGINT ? "SIGINT"
-									     : "SIGTERM", n);
-	/* no smfi_stop(): it waits for libmilter's listener to wake up (seconds) */
-	long long end = now_ms() + STOP_WAIT_MS;
-	while (__atomic_load_n(&inflight, __ATOMIC_SEQ_CST) > 0 && now_ms() < end)
-		usleep(10000);
+	(void)sig;
 	size_t hits, misses;
 	dkim_pubkey_stats(&hits, &misses);	/* also links sluice-dkim's public-key cache in */
 	struct dmarc_cfg *cfg = cfg_get();
 	log_event(NULL, "dmarc: stopped (%d messages unfinished); DNS questions %lu, answers from "
-		  "cache %lu; DKIM public keys decoded %zu, served from cache %zu",
-		  __atomic_load_n(&inflight, __ATOMIC_SEQ_CST), dmarc_dns_count(cfg->dns),
-		  dmarc_dns_cache_hits(cfg->dns), misses, hits);
+		  "cache %lu; DKIM public keys decoded %zu, served from cache %zu", unfinished,
+		  dmarc_dns_count(cfg->dns), dmarc_dns_cache_hits(cfg->dns), misses, hits);
 	dmarc_cfg_unref(&cfg);
-	_exit(0);
 }
 
-static void *signal_thread(void *arg)
-{
-	(void)arg;
-	sigset_t set;
-	sigemptyset(&set);
-	sigaddset(&set, SIGHUP);
-	sigaddset(&set, SIGTERM);
-	sigaddset(&set, SIGINT);
-	for (;;) {
-		int sig = sigwaitinfo(&set, NULL);
-		if (sig == SIGHUP)
-			reload();
-		else if (sig == SIGTERM || sig == SIGINT)
-			stop(sig);
-	}
-	return NULL;
-}
+static const struct milterd_signal_ops signal_ops = { "dmarc", reload, stopped };
 
 /* ---- per connection ---- */
 
@@ -177,7 +128,7 @@ static void msg_end(struct conn *c)
 {
 	if (c->msg) {
 		dmarc_msg_free(&c->msg);
-		__atomic_sub_fetch(&inflight, 1, __ATOMIC_SEQ_CST);
+		milterd_inflight_leave();
 	}
 }
 
@@ -276,7 +227,7 @@ static sfsistat on_envfrom(SMFICTX *ctx, char **argv)
 	struct dmarc_msg_conn ci = { c->addr, c->helo, auth && *auth };
 	char *from = addr_of(argv ? argv[0] : NULL);
 	c->msg = dmarc_msg_new(cfg, qid_of(ctx), &ci, from);
-	__atomic_add_fetch(&inflight, 1, __ATOMIC_SEQ_CST);
+	milterd_inflight_enter();
 	free(from);
 	dmarc_cfg_unref(&cfg);
 	return done(c, SMFIP_NR_MAIL);
@@ -496,18 +447,10 @@ int main(int argc, char **argv)
 	struct privfile_opts priv = { .config_file = config_file, .tables = own_tables };
 	milterd_privileges(c, "dmarc", foreground, &priv);
 
-	/* blocked before any thread exists: only signal_thread takes them */
-	sigset_t set;
-	sigemptyset(&set);
-	sigaddset(&set, SIGHUP);
-	sigaddset(&set, SIGTERM);
-	sigaddset(&set, SIGINT);
-	pthread_sigmask(SIG_BLOCK, &set, NULL);
-	pthread_t th;
-	pthread_create(&th, NULL, signal_thread, NULL);
-	pthread_detach(th);
+	/* before any other thread exists: HUP reloads, TERM/INT stop (lib/milterd.h) */
+	milterd_signals_start(&signal_ops);
 	/* metrics from a thread of their own: libmilter owns the main thread;
-	 * stop() ends the process with the thread running */
+	 * a stop ends the process with the thread running */
 	if (metrics_fd >= 0) {
 		char *merr = NULL;
 		struct metrics *metrics = metrics_new(0, 1);
@@ -520,7 +463,7 @@ int main(int argc, char **argv)
 		  cfg->self_validate ? "yes" : "no");
 	free(conn);
 	sdnotify("READY=1");	/* Type=notify units (sluice-dmarc.service) */
-	int rc = smfi_main();	/* returns only on a libmilter failure: stop() exits */
+	int rc = smfi_main();	/* returns only on a libmilter failure: a stop exits */
 	log_event(NULL, "dmarc: milter loop ended (%s)", rc == MI_SUCCESS ? "ok" : "failure");
 	return rc == MI_SUCCESS ? 0 : 1;
 }

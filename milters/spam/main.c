@@ -20,7 +20,6 @@
 #include "lib/util.h"
 #include "lib/version.h"
 
-#include <dlfcn.h>
 #include <errno.h>
 #include <getopt.h>
 #include <libmilter/mfapi.h>
@@ -93,61 +92,41 @@ static void enter_base_dir(const char **path)
 	*path = abs;
 }
 
-/* set when libmilter's signal thread took SIGTERM or SIGINT: a stop we asked for */
-static volatile sig_atomic_t stop_requested;
-
-/*
- * XXX: libmilter's signal thread stops the milter on SIGHUP (it sigwait()s
- * for HUP, TERM and INT). SIGHUP must reload, so its sigwait() is
- * interposed: SIGHUP is taken out of the set, and our own thread waits for
- * it (as in sluice-dkim).
- */
-int sigwait(const sigset_t *set, int *sig)
+/* SIGHUP (lib/milterd's signal thread): a new configuration generation */
+static void reload(void)
 {
-	static int (*real)(const sigset_t *, int *);
-	if (real == NULL)
-		real = (int (*)(const sigset_t *, int *))dlsym(RTLD_NEXT, "sigwait");
-	sigset_t s = *set;
-	sigdelset(&s, SIGHUP);
-	int rc = real(&s, sig);
-	if (rc == 0 && (*sig == SIGTERM || *sig == SIGINT))
-		stop_requested = 1;
-	return rc;
-}
-
-static void *reload_thread(void *arg)
-{
-	(void)arg;
-	sigset_t set;
-	sigemptyset(&set);
-	sigaddset(&set, SIGHUP);
-	for (;;) {
-		if (sigwaitinfo(&set, NULL) != SIGHUP)
-			continue;
-		char *err = NULL;
-		struct spam_cfg *cfg = load(config_file, NULL, &err);
-		struct spam_cfg *prev = cfg ? cfg_get() : NULL;
-		if (cfg && spam_cfg_open_bayes(cfg, prev, &err) < 0)
-			spam_cfg_unref(&cfg);
-		spam_cfg_unref(&prev);
-		if (cfg == NULL) {
-			log_event(NULL, "spam: reload failed, keeping the old configuration: %s", err);
-			free(err);
-			continue;
-		}
-		char *sum = spam_rules_summary(cfg->rules);
-		pthread_mutex_lock(&cfg_lock);
-		struct spam_cfg *old = current;
-		current = cfg;
-		pthread_mutex_unlock(&cfg_lock);
-		spam_cfg_unref(&old);	/* messages in flight keep their own reference */
-		log_event(NULL, "spam: configuration reloaded; %s", sum);
-		if (cfg->dnsl_status)
-			log_event(NULL, "spam: dns lists: %s", cfg->dnsl_status);
-		free(sum);
+	char *err = NULL;
+	struct spam_cfg *cfg = load(config_file, NULL, &err);
+	struct spam_cfg *prev = cfg ? cfg_get() : NULL;
+	if (cfg && spam_cfg_open_bayes(cfg, prev, &err) < 0)
+		spam_cfg_unref(&cfg);
+	spam_cfg_unref(&prev);
+	if (cfg == NULL) {
+		log_event(NULL, "spam: reload failed, keeping the old configuration: %s", err);
+		free(err);
+		return;
 	}
-	return NULL;
+	char *sum = spam_rules_summary(cfg->rules);
+	pthread_mutex_lock(&cfg_lock);
+	struct spam_cfg *old = current;
+	current = cfg;
+	pthread_mutex_unlock(&cfg_lock);
+	spam_cfg_unref(&old);	/* messages in flight keep their own reference */
+	log_event(NULL, "spam: configuration reloaded; %s", sum);
+	if (cfg->dnsl_status)
+		log_event(NULL, "spam: dns lists: %s", cfg->dnsl_status);
+	free(sum);
 }
+
+/* stopped - the stop line (lib/milterd waited for the messages in flight) */
+static void stopped(int sig, int unfinished)
+{
+	(void)sig;
+	(void)unfinished;
+	log_event(NULL, "spam: stopped");
+}
+
+static const struct milterd_signal_ops signal_ops = { "spam", reload, stopped };
 
 /* ---- per connection ---- */
 
@@ -169,6 +148,15 @@ static sfsistat done(const struct conn *c, unsigned long nr_flag)
 static struct conn *conn_of(SMFICTX *ctx)
 {
 	return smfi_getpriv(ctx);
+}
+
+/* msg_end - the connection's message (if any) is done. */
+static void msg_end(struct conn *c)
+{
+	if (c->msg) {
+		spam_msg_free(&c->msg);
+		milterd_inflight_leave();
+	}
 }
 
 static const char *qid_of(SMFICTX *ctx)
@@ -238,7 +226,7 @@ static sfsistat on_envfrom(SMFICTX *ctx, char **argv)
 	struct conn *c = conn_of(ctx);
 	if (c == NULL)
 		return SMFIS_CONTINUE;
-	spam_msg_free(&c->msg);
+	msg_end(c);	/* a new transaction: nothing of the last one stays */
 	char *from = NULL;
 	if (argv && argv[0]) {
 		const char *a = argv[0];
@@ -255,6 +243,8 @@ static sfsistat on_envfrom(SMFICTX *ctx, char **argv)
 		.auth = smfi_getsymval(ctx, "{auth_authen}"),
 	};
 	c->msg = spam_msg_new(cfg, &env);
+	if (c->msg)
+		milterd_inflight_enter();
 	spam_cfg_unref(&cfg);
 	free(from);
 	return done(c, SMFIP_NR_MAIL);
@@ -351,7 +341,7 @@ static sfsistat on_eom(SMFICTX *ctx)
 	if (out.warn)
 		metrics_filter_error("dns_list");
 	spam_outcome_clear(&out);
-	spam_msg_free(&c->msg);
+	msg_end(c);
 	return rc;
 }
 
@@ -359,7 +349,7 @@ static sfsistat on_abort(SMFICTX *ctx)
 {
 	struct conn *c = conn_of(ctx);
 	if (c)
-		spam_msg_free(&c->msg);
+		msg_end(c);
 	return SMFIS_CONTINUE;
 }
 
@@ -367,7 +357,7 @@ static sfsistat on_close(SMFICTX *ctx)
 {
 	struct conn *c = conn_of(ctx);
 	if (c) {
-		spam_msg_free(&c->msg);
+		msg_end(c);
 		free(c->name);
 		free(c->helo);
 		free(c);
@@ -644,17 +634,8 @@ int main(int argc, char **argv)
 	if (spam_cfg_open_bayes(cfg, NULL, &err) < 0)
 		fatal("%s", err);
 
-	sigset_t set;
-	sigemptyset(&set);
-	sigaddset(&set, SIGHUP);
-	/* TERM and INT too: libmilter's signal thread sigwait()s for them and
-	 * stops gracefully; a thread with TERM open would die by it instead */
-	sigaddset(&set, SIGTERM);
-	sigaddset(&set, SIGINT);
-	pthread_sigmask(SIG_BLOCK, &set, NULL);
-	pthread_t th;
-	pthread_create(&th, NULL, reload_thread, NULL);
-	pthread_detach(th);
+	/* before any other thread exists: HUP reloads, TERM/INT stop (lib/milterd.h) */
+	milterd_signals_start(&signal_ops);
 	/* metrics from a thread of their own: libmilter owns the main thread */
 	struct metrics_http *metrics_srv = NULL;
 	if (metrics_fd >= 0) {
@@ -674,12 +655,8 @@ int main(int argc, char **argv)
 	free(sum);
 	free(conn);
 	sdnotify("READY=1");	/* Type=notify units (sluice-spam.service) */
-	int rc = smfi_main();
-	/* a TERM that arrives before libmilter's listener loop runs makes
-	 * smfi_main() report a failure; it is the stop we were asked for */
-	if (stop_requested)
-		rc = MI_SUCCESS;
-	log_event(NULL, "spam: stopped");
+	int rc = smfi_main();	/* returns only on a libmilter failure: a stop exits */
+	log_event(NULL, "spam: milter loop ended (%s)", rc == MI_SUCCESS ? "ok" : "failure");
 	metrics_http_stop(&metrics_srv);
 	/* libmilter's worker threads may still be finishing: the registry stays mapped */
 	return rc == MI_SUCCESS ? 0 : 1;
