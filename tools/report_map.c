@@ -4,43 +4,99 @@
 #include "tools/report_map.h"
 #include "lib/util.h"
 
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+static inline uint64_t load8(const char *s)
+{
+	uint64_t w;
+	memcpy(&w, s, 8);
+	return w;
+}
+
+static inline uint64_t load4(const char *s)
+{
+	uint32_t w;
+	memcpy(&w, s, 4);
+	return w;
+}
+
+/* the last n % 8 bytes (n >= 8: the last 8, overlapping the words before) */
+static inline uint64_t tail_word(const char *s, size_t n)
+{
+	if (n >= 8)
+		return load8(s + n - 8);
+	if (n >= 4)
+		return load4(s) | load4(s + n - 4) << 32;
+	uint64_t w = 0;
+	if (n)
+		w = (uint64_t)(unsigned char)s[0] | (uint64_t)(unsigned char)s[n / 2] << 8 |
+		    (uint64_t)(unsigned char)s[n - 1] << 16;
+	return w;
+}
 
 /* 8 bytes a step, then a final mix so that the low bits (the slot) depend on
    every byte; never 0 (the free-slot mark of hv) */
 static uint64_t hash_mem(const char *s, size_t n)
 {
-	uint64_t h = 0x9e3779b97f4a7c15ULL ^ n, w;
-	for (; n >= 8; n -= 8, s += 8) {
-		memcpy(&w, s, 8);
-		h = (h ^ w) * 0xff51afd7ed558ccdULL;
+	uint64_t h = 0x9e3779b97f4a7c15ULL ^ n;
+	size_t i = 0;
+	for (; i + 8 < n; i += 8) {
+		h = (h ^ load8(s + i)) * 0xff51afd7ed558ccdULL;
 		h ^= h >> 32;
 	}
-	w = 0;
-	for (size_t i = 0; i < n; i++)
-		w |= (uint64_t)(unsigned char)s[i] << (8 * i);
-	h = (h ^ w) * 0xc4ceb9fe1a85ec53ULL;
+	h = (h ^ tail_word(s + i, n - i)) * 0xc4ceb9fe1a85ec53ULL;
 	h ^= h >> 29;
 	h *= 0xff51afd7ed558ccdULL;
 	h ^= h >> 32;
 	return h ? h : 1;
 }
 
+/* a[0..n) == b[0..n), word by word (both readable for n bytes) */
+static inline int eq_mem(const char *a, const char *b, size_t n)
+{
+	if (n >= 8) {
+		size_t i = 0;
+		for (; i + 8 < n; i += 8)
+			if (load8(a + i) != load8(b + i))
+				return 0;
+		return load8(a + n - 8) == load8(b + n - 8);
+	}
+	if (n >= 4)
+		return load4(a) == load4(b) && load4(a + n - 4) == load4(b + n - 4);
+	for (size_t i = 0; i < n; i++)
+		if (a[i] != b[i])
+			return 0;
+	return 1;
+}
+
+_Static_assert(sizeof(struct rmap_ent) == 128 && offsetof(struct rmap_ent, c) + 2 * sizeof(long long) == 64,
+	       "rmap_ent: the key and c[0..1] in the first cache line");
+
+static struct rmap_ent *ents_alloc(size_t n)
+{
+	struct rmap_ent *v = aligned_alloc(128, n * sizeof *v);
+	if (!v)
+		fatal("out of memory");
+	memset(v, 0, n * sizeof *v);
+	return v;
+}
+
 static void rmap_grow(struct rmap *m)
 {
 	size_t ncap = m->cap ? m->cap * 2 : 64;
-	struct rmap_ent *nv = xcalloc(ncap, sizeof *nv);
+	struct rmap_ent *nv = ents_alloc(ncap);
 	uint64_t *nh = xcalloc(ncap, sizeof *nh);
 	for (size_t i = 0; i < m->cap; i++) {
-		if (!m->v[i].key)
+		if (!m->hv[i])
 			continue;
-		size_t j = m->v[i].h & (ncap - 1);
+		size_t j = m->hv[i] & (ncap - 1);
 		while (nh[j])
 			j = (j + 1) & (ncap - 1);
 		nv[j] = m->v[i];
-		nh[j] = m->v[i].h;
+		nh[j] = m->hv[i];
 	}
 	free(m->v);
 	free(m->hv);
@@ -49,20 +105,22 @@ static void rmap_grow(struct rmap *m)
 	m->cap = ncap;
 }
 
-static int same_key(const struct rmap_ent *e, const char *key, size_t len)
+static inline int same_key(const struct rmap_ent *e, const char *key, size_t len)
 {
 	if (e->len != len)
 		return 0;
-	return memcmp(len < RMAP_INLINE ? e->kin : e->key, key, len) == 0;
+	if (len < RMAP_INLINE)
+		return eq_mem(e->kin, key, len);
+	return memcmp(e->key, key, len) == 0;
 }
 
-struct rmap_ent *rmap_get(struct rmap *m, const char *key, int create)
+struct rmap_ent *rmap_getn(struct rmap *m, const char *key, size_t len, int create)
 {
 	if (create && (m->n + 1) * 4 > m->cap * 3)
 		rmap_grow(m);
 	if (!m->cap)
 		return NULL;
-	size_t len = strlen(key), mask = m->cap - 1;
+	size_t mask = m->cap - 1;
 	uint64_t h = hash_mem(key, len);
 	size_t j = h & mask;
 	for (uint64_t s; (s = m->hv[j]); j = (j + 1) & mask)
@@ -72,14 +130,19 @@ struct rmap_ent *rmap_get(struct rmap *m, const char *key, int create)
 		return NULL;
 	struct rmap_ent *e = &m->v[j];
 	e->key = xmalloc(len + 1);
-	memcpy(e->key, key, len + 1);
-	e->h = h;
+	memcpy(e->key, key, len);
+	e->key[len] = 0;
 	e->len = (uint32_t)len;
 	if (len < RMAP_INLINE)
-		memcpy(e->kin, key, len + 1);
+		memcpy(e->kin, e->key, len + 1);
 	m->hv[j] = h;
 	m->n++;
 	return e;
+}
+
+struct rmap_ent *rmap_get(struct rmap *m, const char *key, int create)
+{
+	return rmap_getn(m, key, strlen(key), create);
 }
 
 /* delete e (linear probing: shift the following run back) */
@@ -108,7 +171,7 @@ void rmap_del(struct rmap *m, struct rmap_ent *e, void (*free_ptr)(void *))
 void rmap_free(struct rmap *m, void (*free_ptr)(void *))
 {
 	for (size_t i = 0; i < m->cap; i++) {
-		if (!m->v[i].key)
+		if (!m->hv[i])
 			continue;
 		free(m->v[i].key);
 		if (free_ptr)
@@ -119,23 +182,30 @@ void rmap_free(struct rmap *m, void (*free_ptr)(void *))
 	memset(m, 0, sizeof *m);
 }
 
-struct rmap_ent *rmap_bump(struct rmap *m, const char *key, int col, long long by)
+struct rmap_ent *rmap_bumpn(struct rmap *m, const char *key, size_t len, int col, long long by)
 {
-	struct rmap_ent *e = rmap_get(m, key, 1);
+	struct rmap_ent *e = rmap_getn(m, key, len, 1);
 	e->c[col] += by;
 	return e;
+}
+
+struct rmap_ent *rmap_bump(struct rmap *m, const char *key, int col, long long by)
+{
+	return rmap_bumpn(m, key, strlen(key), col, by);
 }
 
 /* "a\tb" (each cut to 255 bytes) */
 void rmap_bump2(struct rmap *m, const char *a, const char *b, long long by)
 {
 	char key[512];
-	size_t la = strnlen(a, 255), lb = strnlen(b, 255);
-	memcpy(key, a, la);
+	size_t la = 0, lb = 0;
+	while (la < 255 && a[la])
+		key[la] = a[la], la++;
 	key[la] = '\t';
-	memcpy(key + la + 1, b, lb);
-	key[la + 1 + lb] = 0;
-	rmap_bump(m, key, 0, by);
+	char *kb = key + la + 1;
+	while (lb < 255 && b[lb])
+		kb[lb] = b[lb], lb++;
+	rmap_bumpn(m, key, la + 1 + lb, 0, by);
 }
 
 static int row_cmp(const void *a, const void *b)
@@ -153,7 +223,7 @@ struct rmap_row *rmap_sorted(const struct rmap *m, int col, size_t *n_out)
 	struct rmap_row *r = xcalloc(m->n + 1, sizeof *r);
 	size_t n = 0;
 	for (size_t i = 0; i < m->cap; i++)
-		if (m->v[i].key)
+		if (m->hv[i])
 			r[n++] = (struct rmap_row){ &m->v[i], col };
 	qsort(r, n, sizeof *r, row_cmp);
 	*n_out = n;

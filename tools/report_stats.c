@@ -95,19 +95,20 @@ static double delays_pct(struct rs_delays *d, double p)
 
 /* ---- per message ---- */
 
-struct rs_msg {
-	double last;
-	unsigned received : 1, size_known : 1, deferred : 1;
-	long long size;
-	char *client_dom;	/* pflogsumm's gimme_domain of the client */
-};
+/*
+ * A message's state lives in its entry of msgs (no allocation of its own),
+ * in the entry's first cache line: u the MF_* bits, c[MC_SIZE] its size,
+ * c[MC_LAST] the log time of its last line (a double's bytes), and ptr
+ * pflogsumm's gimme_domain of its client (malloc'd).
+ */
+enum { MC_SIZE, MC_LAST };
+enum { MF_RECEIVED = 1, MF_SIZE_KNOWN = 2, MF_DEFERRED = 4 };
 
-static void msg_free(void *p)
+static double msg_last(const struct rmap_ent *e)
 {
-	struct rs_msg *m = p;
-	if (m)
-		free(m->client_dom);
-	free(m);
+	double t;
+	memcpy(&t, &e->c[MC_LAST], sizeof t);
+	return t;
 }
 
 /* ---- the report ---- */
@@ -136,7 +137,7 @@ struct report_stats {
 	struct rmap_ent *p_ent;		/* its entry, valid while days.cap == p_cap */
 	size_t p_cap;
 	struct rmap days;		/* "YYYY-MM-DD" -> c[P_*] */
-	struct rmap msgs;		/* qid -> rs_msg */
+	struct rmap msgs;		/* qid -> the message's state (MC_*, MD_*) */
 	struct rmap senders;		/* c0 messages, c1 bytes */
 	struct rmap sender_doms;
 	struct rmap rcpts;		/* c0 delivered, c1 bytes */
@@ -177,7 +178,7 @@ void rs_free(struct report_stats **pst)
 				   &st->deferrals };
 	for (size_t i = 0; i < sizeof plain / sizeof plain[0]; i++)
 		rmap_free(plain[i], NULL);
-	rmap_free(&st->msgs, msg_free);
+	rmap_free(&st->msgs, free);
 	rmap_free(&st->delays, free);
 	free(st);
 	*pst = NULL;
@@ -240,16 +241,11 @@ static char *norm_addr(const char *a, char *buf, size_t n)
 	return buf;
 }
 
-static struct rs_msg *msg_get(struct report_stats *st, const char *qid, int create)
+static struct rmap_ent *msg_get(struct report_stats *st, const char *qid)
 {
-	struct rmap_ent *e = rmap_get(&st->msgs, qid, create);
-	if (!e)
-		return NULL;
-	if (!e->ptr)
-		e->ptr = xcalloc(1, sizeof(struct rs_msg));
-	struct rs_msg *m = e->ptr;
-	m->last = st->now;
-	return m;
+	struct rmap_ent *e = rmap_get(&st->msgs, qid, 1);
+	memcpy(&e->c[MC_LAST], &st->now, sizeof st->now);
+	return e;
 }
 
 /* forget messages whose last line is RS_EXPIRE_S behind the log's clock */
@@ -258,16 +254,18 @@ static void sweep(struct report_stats *st)
 	struct rmap old = st->msgs, keep = { 0 };
 	for (size_t i = 0; i < old.cap; i++) {
 		struct rmap_ent *e = &old.v[i];
-		if (!e->key)
+		if (!old.hv[i])
 			continue;
-		struct rs_msg *m = e->ptr;
-		if (m && st->now - m->last > RS_EXPIRE_S) {
+		if (st->now - msg_last(e) > RS_EXPIRE_S) {
 			free(e->key);
-			msg_free(m);
+			free(e->ptr);
 			continue;
 		}
-		struct rmap_ent *k = rmap_get(&keep, e->key, 1);
+		struct rmap_ent *k = rmap_getn(&keep, e->key, e->len, 1);
 		k->ptr = e->ptr;
+		k->u = e->u;
+		memcpy(k->c, e->c, sizeof k->c);
+		memcpy(k->d, e->d, sizeof k->d);
 		free(e->key);
 	}
 	free(old.v);
@@ -364,7 +362,7 @@ static const char *transport_of(const struct rp_event *ev, char *buf, size_t buf
 
 static void on_delivery(struct report_stats *st, const struct rp_event *ev)
 {
-	struct rs_msg *m = msg_get(st, ev->qid, 1);
+	struct rmap_ent *m = msg_get(st, ev->qid);
 	char abuf[512];
 	char *addr = norm_addr(ev->recipient ? ev->recipient : "", abuf, sizeof abuf);
 	const char *at = strchr(addr, '@');
@@ -378,7 +376,7 @@ static void on_delivery(struct report_stats *st, const struct rp_event *ev)
 		}
 		st->t[T_DELIVERED]++;
 		period(st, P_DELIVERED);
-		long long sz = m->size_known ? m->size : 0;
+		long long sz = m->u & MF_SIZE_KNOWN ? m->c[MC_SIZE] : 0;
 		struct rmap_ent *d = rmap_bump(&st->rcpt_doms, dom, 0, 1);
 		d->c[1] += sz;
 		d->d[0] += delay;
@@ -395,9 +393,9 @@ static void on_delivery(struct report_stats *st, const struct rp_event *ev)
 	} else if (ev->status == RP_ST_DEFERRED) {
 		st->t[T_DEFERRALS]++;
 		period(st, P_DEFERRED);
-		if (!m->deferred)
+		if (!(m->u & MF_DEFERRED))
 			st->t[T_DEFERRED]++;
-		m->deferred = 1;
+		m->u |= MF_DEFERRED;
 		struct rmap_ent *d = rmap_bump(&st->rcpt_doms, dom, 2, 1);
 		if (delay > d->d[1])
 			d->d[1] = delay;
@@ -411,22 +409,23 @@ static void on_delivery(struct report_stats *st, const struct rp_event *ev)
 
 static void on_from(struct report_stats *st, const struct rp_event *ev)
 {
-	struct rs_msg *m = msg_get(st, ev->qid, 1);
-	if (m->size_known)
+	struct rmap_ent *m = msg_get(st, ev->qid);
+	if (m->u & MF_SIZE_KNOWN)
 		return;		/* a later queue run's line */
-	m->size_known = 1;
-	m->size = ev->size_bytes > 0 ? ev->size_bytes : 0;
-	if (!m->received)
+	m->u |= MF_SIZE_KNOWN;
+	long long size = m->c[MC_SIZE] = ev->size_bytes > 0 ? ev->size_bytes : 0;
+	if (!(m->u & MF_RECEIVED))
 		return;
-	m->received = 0;
+	m->u &= ~MF_RECEIVED;
+	const char *client_dom = m->ptr;
 	char abuf[512];
 	char *addr = ev->sender && *ev->sender ? norm_addr(ev->sender, abuf, sizeof abuf)
 					       : strcpy(abuf, "from=<>");
 	const char *at = strchr(addr, '@');
-	const char *dom = at ? at + 1 : m->client_dom ? m->client_dom : addr;
-	rmap_bump(&st->sender_doms, dom, 0, 1)->c[1] += m->size;
-	rmap_bump(&st->senders, addr, 0, 1)->c[1] += m->size;
-	st->t[T_BYTES_RCVD] += m->size;
+	const char *dom = at ? at + 1 : client_dom ? client_dom : addr;
+	rmap_bump(&st->sender_doms, dom, 0, 1)->c[1] += size;
+	rmap_bump(&st->senders, addr, 0, 1)->c[1] += size;
+	st->t[T_BYTES_RCVD] += size;
 }
 
 static void on_filter(struct report_stats *st, const struct rp_event *ev)
@@ -508,10 +507,10 @@ void rs_add(struct report_stats *st, const struct rp_event *ev)
 		st->t[T_RECEIVED]++;
 		period(st, P_RECEIVED);
 		{
-			struct rs_msg *m = msg_get(st, ev->qid, 1);
-			m->received = 1;
-			free(m->client_dom);
-			m->client_dom = client_domain(ev->client_name, ev->client_ip);
+			struct rmap_ent *m = msg_get(st, ev->qid);
+			m->u |= MF_RECEIVED;
+			free(m->ptr);
+			m->ptr = client_domain(ev->client_name, ev->client_ip);
 			char key[300];
 			rmap_bump(&st->clients, client_key(ev, key, sizeof key), 0, 1);
 		}
@@ -522,10 +521,10 @@ void rs_add(struct report_stats *st, const struct rp_event *ev)
 		st->t[T_RECEIVED]++;
 		period(st, P_RECEIVED);
 		{
-			struct rs_msg *m = msg_get(st, ev->qid, 1);
-			m->received = 1;
-			free(m->client_dom);
-			m->client_dom = xstrdup("pickup");
+			struct rmap_ent *m = msg_get(st, ev->qid);
+			m->u |= MF_RECEIVED;
+			free(m->ptr);
+			m->ptr = xstrdup("pickup");
 		}
 		break;
 	case RP_EV_FROM:
@@ -539,7 +538,7 @@ void rs_add(struct report_stats *st, const struct rp_event *ev)
 	case RP_EV_REMOVED: {
 		struct rmap_ent *e = rmap_get(&st->msgs, ev->qid, 0);
 		if (e)
-			rmap_del(&st->msgs, e, msg_free);
+			rmap_del(&st->msgs, e, free);
 		break;
 	}
 	case RP_EV_REJECT:
