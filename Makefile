@@ -166,7 +166,7 @@ fuzz:
 FUZZ_SECONDS ?= 30
 
 # Each benchmark runs its peers side by side in one run (never part of `make test`).
-BENCHES ?= smtp relay milter spf dkim dmarc report
+BENCHES ?= smtp relay milter spf dkim dmarc spam report
 bench: deps-check all
 	@set -e; for b in $(BENCHES); do \
 	  if [ -f tests/bench/bench_$$b.py ]; then echo "== bench $$b"; /usr/bin/python3 tests/bench/bench_$$b.py; fi; done

@@ -11,10 +11,14 @@
  * Usage: milter_load -s unix:/path|inet:host:port -m MSGFILE [-c CONNS]
  *                    [-n MESSAGES] [-a CLIENT_ADDR] [-H HELO] [-f SENDER]
  *                    [-t RECIPIENT] [-r]
+ *        milter_load -s ... -l LISTFILE ...
  * -r: a new milter connection (and negotiation) per message, as an MTA does
  *     for one message per SMTP session.
  * -H: send a HELO event with this name (default: none, as before).
  * -f, -t: the envelope (default alice@example.com, bob@example.net).
+ * -l: instead of -m, a file naming one message file a line (all read and
+ *     parsed first); the connections take them in turn, round robin over the
+ *     list (bench_spam.py: a corpus's test part).
  * Prints one JSON line: msgs, secs, msgs_per_s, p50_ms, p99_ms, errors,
  * and the filter's first added headers (for a correctness check).
  */
@@ -53,8 +57,6 @@
 
 static const char *spec, *client_addr = "127.0.0.1", *helo_name;
 static const char *env_from = "alice@example.com", *env_rcpt = "bob@example.net";
-static char *msg;
-static size_t msg_len;
 static int nconns = 1, nmsgs = 1000;
 static char per_message;	/* 0: one connection for all; 'r': reconnect per message */
 static double *lat_ms;
@@ -64,10 +66,15 @@ static char first_mods[4096];
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
 
 struct hdr { char *name, *value; };
-static struct hdr *hdrs;
-static int nhdrs;
-static const char *body;
-static size_t body_len;
+struct message {
+	struct hdr *hdrs;
+	int nhdrs;
+	const char *body;
+	size_t body_len;
+};
+static struct message *messages;
+static size_t nmessages;
+static unsigned next_message;	/* round robin over messages (atomic) */
 
 static double now_ms(void)
 {
@@ -250,6 +257,7 @@ static void *worker(void *arg)
 	double *mine = calloc((size_t)count, sizeof(double));
 	int myerr = 0;
 	for (int i = 0; i < count; i++) {
+		const struct message *msg = &messages[__atomic_fetch_add(&next_message, 1, __ATOMIC_RELAXED) % nmessages];
 		double t0 = now_ms();
 		if (i > 0 && per_message == 'r') {	/* one milter connection per message */
 			put(&o, 'Q', "", 0);
@@ -284,16 +292,16 @@ static void *worker(void *arg)
 				wait_simple(fd, &buf, &len);
 		}
 		if (!(proto & NO_HDRS)) {
-			for (int h = 0; h < nhdrs; h++) {
+			for (int h = 0; h < msg->nhdrs; h++) {
 				char hb[8192];
-				size_t nl = strlen(hdrs[h].name) + 1;
-				const char *v = hdrs[h].value;
+				size_t nl = strlen(msg->hdrs[h].name) + 1;
+				const char *v = msg->hdrs[h].value;
 				if (!lead && *v == ' ')
 					v++;
 				size_t vl = strlen(v) + 1;
 				if (nl + vl > sizeof(hb))
 					continue;
-				memcpy(hb, hdrs[h].name, nl);
+				memcpy(hb, msg->hdrs[h].name, nl);
 				memcpy(hb + nl, v, vl);
 				put(&o, 'L', hb, nl + vl);
 				if (!(proto & NR_HDR)) {
@@ -310,9 +318,9 @@ static void *worker(void *arg)
 			}
 		}
 		if (!(proto & NO_BODY)) {
-			for (size_t off = 0; off < body_len; off += 65535) {
-				size_t n2 = body_len - off > 65535 ? 65535 : body_len - off;
-				put(&o, 'B', body + off, n2);
+			for (size_t off = 0; off < msg->body_len; off += 65535) {
+				size_t n2 = msg->body_len - off > 65535 ? 65535 : msg->body_len - off;
+				put(&o, 'B', msg->body + off, n2);
 				if (!(proto & NR_BODY)) {
 					flush(fd, &o);
 					wait_simple(fd, &buf, &len);
@@ -374,8 +382,10 @@ static int cmpd(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
-/* split the message (LF or CRLF) into headers (unfolded values keep CRLF folds) and a CRLF body */
-static void parse_message(void)
+/* split msg (LF or CRLF) into headers (unfolded values keep CRLF folds) and a
+ * CRLF body, kept in *out (msg is not referenced afterwards); a message
+ * without an empty line is all headers and no body */
+static void parse_message(const char *msg, size_t msg_len, struct message *out)
 {
 	char *crlf = malloc(msg_len * 2 + 3);
 	size_t n = 0;
@@ -386,13 +396,16 @@ static void parse_message(void)
 	}
 	crlf[n] = 0;
 	char *sep = strstr(crlf, "\r\n\r\n");
-	if (!sep) {
-		fprintf(stderr, "milter_load: no header/body separator\n");
-		exit(2);
+	struct hdr *hdrs = NULL;
+	int nhdrs = 0;
+	if (sep) {
+		*sep = 0;
+		out->body = sep + 4;
+		out->body_len = n - (size_t)(sep + 4 - crlf);
+	} else {
+		out->body = "";
+		out->body_len = 0;
 	}
-	*sep = 0;
-	body = sep + 4;
-	body_len = n - (size_t)(sep + 4 - crlf);
 	char *p = crlf;
 	while (*p) {
 		char *end = p;
@@ -415,16 +428,36 @@ static void parse_message(void)
 		}
 		p = next;
 	}
+	out->hdrs = hdrs;
+	out->nhdrs = nhdrs;
+}
+
+static void add_message_file(const char *file)
+{
+	FILE *f = fopen(file, "rb");
+	if (!f)
+		die(file);
+	fseek(f, 0, SEEK_END);
+	size_t msg_len = (size_t)ftell(f);
+	rewind(f);
+	char *msg = malloc(msg_len + 1);
+	if (fread(msg, 1, msg_len, f) != msg_len)
+		die("read");
+	fclose(f);
+	messages = realloc(messages, sizeof(*messages) * (nmessages + 1));
+	parse_message(msg, msg_len, &messages[nmessages++]);
+	free(msg);
 }
 
 int main(int argc, char **argv)
 {
-	const char *file = NULL;
+	const char *file = NULL, *list = NULL;
 	int ch;
-	while ((ch = getopt(argc, argv, "s:m:c:n:a:H:f:t:r")) != -1) {
+	while ((ch = getopt(argc, argv, "s:m:l:c:n:a:H:f:t:r")) != -1) {
 		switch (ch) {
 		case 's': spec = optarg; break;
 		case 'm': file = optarg; break;
+		case 'l': list = optarg; break;
 		case 'c': nconns = atoi(optarg); break;
 		case 'n': nmsgs = atoi(optarg); break;
 		case 'a': client_addr = optarg; break;
@@ -433,24 +466,31 @@ int main(int argc, char **argv)
 		case 'f': env_from = optarg; break;
 		case 't': env_rcpt = optarg; break;
 		default:
-			fprintf(stderr, "usage: milter_load -s SPEC -m MSG [-c CONNS] [-n N] [-a ADDR] [-H HELO] "
+			fprintf(stderr, "usage: milter_load -s SPEC -m MSG|-l LISTFILE [-c CONNS] [-n N] [-a ADDR] [-H HELO] "
 				"[-f SENDER] [-t RCPT] [-r]\n");
 			return 2;
 		}
 	}
-	if (!spec || !file || nconns < 1 || nmsgs < nconns)
+	if (!spec || !file == !list || nconns < 1 || nmsgs < nconns)
 		return 2;
-	FILE *f = fopen(file, "rb");
-	if (!f)
-		die(file);
-	fseek(f, 0, SEEK_END);
-	msg_len = (size_t)ftell(f);
-	rewind(f);
-	msg = malloc(msg_len + 1);
-	if (fread(msg, 1, msg_len, f) != msg_len)
-		die("read");
-	fclose(f);
-	parse_message();
+	if (file) {
+		add_message_file(file);
+	} else {
+		FILE *lf = fopen(list, "r");
+		if (!lf)
+			die(list);
+		char path[4096];
+		while (fgets(path, sizeof(path), lf)) {
+			path[strcspn(path, "\r\n")] = 0;
+			if (path[0])
+				add_message_file(path);
+		}
+		fclose(lf);
+		if (!nmessages) {
+			fprintf(stderr, "milter_load: %s lists no message\n", list);
+			return 2;
+		}
+	}
 	lat_ms = calloc((size_t)nmsgs, sizeof(double));
 	pthread_t th[256];
 	if (nconns > 256)

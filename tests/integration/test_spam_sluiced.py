@@ -130,7 +130,7 @@ def test_headers_reject_and_log(stack, kind):
     for l in lines:
         qid = re.search(r"sluice-spam\[\d+\]: ([0-9A-Za-z]{6,}): milter=spam action=", l)
         assert qid, l
-        assert re.search(r"sluiced\[\d+\]: %s: " % qid.group(1), log), (qid.group(1), log)
+        assert re.search(r"(?:sluiced|sluice/\w+)\[\d+\]: %s: " % qid.group(1), log), (qid.group(1), log)
     acts = sorted(re.search(r"action=(\S+) score=(\S+)", l).groups() for l in lines)
     assert acts == [("add_header", "7.50"), ("no_action", "0.50"), ("reject", "27.50")], (acts, log)
     assert any("symbols=T_FLAG_ME(7.00),T_SUBJ_HELLO(0.50)" in l for l in lines)
