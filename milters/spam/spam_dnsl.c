@@ -4,6 +4,7 @@
 #include "milters/spam/spam_dnsl.h"
 #include "milters/spam/spam_scan.h"
 #include "conf/conf.h"
+#include "lib/metrics.h"
 #include "lib/util.h"
 
 #include <arpa/inet.h>
@@ -273,6 +274,7 @@ static void batch_add(struct spam_dnsl_batch *b, struct list *l, const char *sub
 	}
 	b->pending++;
 	q->req = dns_query(b->res, name, DNS_T_A, on_answer, q);
+	metrics_filter_dns_query();
 }
 
 struct spam_dnsl_batch *spam_dnsl_begin(struct spam_dnsl *d)
@@ -434,6 +436,8 @@ void spam_dnsl_finish(struct spam_dnsl_batch **bp, struct spam_result *r, char *
 	for (size_t i = 0; i < b->n; i++) {
 		struct q *q = b->qs[i];
 		struct list *l = q->l;
+		if (q->st == DNS_TIMEOUT)	/* sent, and no answer by the deadline */
+			metrics_filter_dns_timeout();
 		if (q->test) {
 			if (test_ok(q))
 				__atomic_store_n(&l->disabled, 0, __ATOMIC_SEQ_CST);

@@ -10,12 +10,14 @@ decision line notes what the lists did."""
 
 import json
 import os
+import re
 import subprocess
 import time
+import urllib.request
 
 import pytest
 
-from conftest import wait_for
+from conftest import free_port, wait_for
 from dnsserver import DnsServer
 from postfix_dkim_harness import BIN, headers
 from test_spam_sluiced import MSG, Session, spam_spec, SluiceSpam
@@ -121,8 +123,10 @@ def test_behind_sluiced_client_listed(sluiced_factory, dns, tmp_path):
     lists.write_text(LISTS)
     with open(s.conf_path, "a") as f:
         f.write("smtpd_milters = %s\nmilter_default_action = tempfail\n" % spec)
+    mport = free_port()
     sp = SluiceSpam(s.tmp, "mynetworks = 127.0.0.1/32\nspam_dns_lists = %s\nspam_dns_timeout = 1s\n"
-                    "dns_servers = %s\ndns_timeout = 1s\ndns_tries = 1\n" % (lists, dns.addr),
+                    "dns_servers = %s\ndns_timeout = 1s\ndns_tries = 1\n"
+                    "spam_metrics_listen = 127.0.0.1:%d\n" % (lists, dns.addr, mport),
                     spec, conf_path=s.conf_path).start()
     try:
         s.start()
@@ -144,5 +148,10 @@ def test_behind_sluiced_client_listed(sluiced_factory, dns, tmp_path):
         s.wait_delivered("carol", 1)
         line = wait_for(lambda: [l for l in s.log_text().splitlines() if "dnsl_unmatched" in l], 20, "note")
         assert "dnsl_unmatched=bl.test:127.0.0.99" in line[0], line
+        # the list look-ups are counted in /metrics (one query per list and subject)
+        with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % mport, timeout=10) as r:
+            text = r.read().decode()
+        m = re.search(r'^sluice_dns_queries_total\{filter="spam"\} (\d+)', text, re.M)
+        assert m and int(m.group(1)) >= 4, text
     finally:
         sp.stop()
