@@ -48,6 +48,22 @@ static void remove_socket(void)
 		unlink(sock_path);
 }
 
+static void signal_set(sigset_t *set)
+{
+	sigemptyset(set);
+	sigaddset(set, SIGHUP);
+	sigaddset(set, SIGTERM);
+	sigaddset(set, SIGINT);
+}
+
+/* block_signals - HUP, TERM and INT wait (pending) for the signal thread. */
+static void block_signals(void)
+{
+	sigset_t set;
+	signal_set(&set);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
+}
+
 /* TCP_NODELAY on our listening inet sockets: Linux passes it on to accepted ones. */
 static void nodelay_listeners(void)
 {
@@ -72,6 +88,8 @@ void milterd_listen(const struct conf *c, const char *prefix, const struct smfiD
 	char sock_param[64], mode_param[64];
 	snprintf(sock_param, sizeof sock_param, "%s_socket", prefix);
 	snprintf(mode_param, sizeof mode_param, "%s_socket_mode", prefix);
+	/* from the moment the socket accepts (we look started), a stop waits for the signal thread */
+	block_signals();
 	if (smfi_setconn((char *)conn) == MI_FAILURE)
 		fatal("%s: %s %s: rejected by libmilter", conf_where(c, sock_param), sock_param, conn);
 	struct smfiDesc d = *desc;
@@ -97,8 +115,17 @@ void milterd_privileges(const struct conf *c, const char *prefix, int foreground
 			const struct privfile_opts *priv)
 {
 	char *err = NULL;
-	if (!foreground)
+	if (!foreground) {
+		/* a fork leaves pending signals behind: a stop asked for already is done here */
+		sigset_t pending;
+		if (sigpending(&pending) == 0 &&
+		    (sigismember(&pending, SIGTERM) || sigismember(&pending, SIGINT))) {
+			log_event(NULL, "%s: stopped before it was started (%s)", prefix,
+				  sigismember(&pending, SIGTERM) ? "SIGTERM" : "SIGINT");
+			_exit(0);
+		}
 		daemon_detach();
+	}
 	/*
 	 * Root-only files (keys, tables, a root-made maillog_file) stay readable
 	 * on SIGHUP through a root helper, installed after detaching (it
@@ -148,20 +175,12 @@ int sigwait(const sigset_t *set, int *sig)
 	return real(&s, sig);
 }
 
-static void signal_set(sigset_t *set)
-{
-	sigemptyset(set);
-	sigaddset(set, SIGHUP);
-	sigaddset(set, SIGTERM);
-	sigaddset(set, SIGINT);
-}
-
 /* stop - SIGTERM/SIGINT: no new connections on our unix socket, the messages in flight end, exit 0. */
 static _Noreturn void stop(const struct milterd_signal_ops *ops, int sig)
 {
+	remove_socket();	/* first: once the line is logged, no new client finds it */
 	log_event(NULL, "%s: %s: stopping (%d messages in flight)", ops->name,
 		  sig == SIGINT ? "SIGINT" : "SIGTERM", milterd_inflight());
-	remove_socket();
 	long long end = now_ms() + MILTERD_STOP_WAIT_MS;
 	for (;;) {
 		long long now = now_ms();
@@ -196,9 +215,7 @@ static void *signal_thread(void *arg)
 
 void milterd_signals_start(const struct milterd_signal_ops *ops)
 {
-	sigset_t set;
-	signal_set(&set);
-	pthread_sigmask(SIG_BLOCK, &set, NULL);
+	block_signals();
 	pthread_t th;
 	int e = pthread_create(&th, NULL, signal_thread, (void *)ops);
 	if (e != 0)

@@ -23,10 +23,11 @@
  * with those three taken out of the set (dlsym(RTLD_NEXT)): libmilter's
  * thread never sees them, milterd's thread takes them. Every daemon that
  * links lib/milterd.o gets it; no other thread of ours calls sigwait().
- * Every thread must block SIGHUP, SIGTERM and SIGINT: milterd_signals_start
- * blocks them in the calling thread, so call it from the main thread before
- * any other thread is created (metrics, smfi_main's own threads inherit the
- * mask); a thread with SIGTERM open would be killed by it instead.
+ * Every thread must block SIGHUP, SIGTERM and SIGINT before smfi_main: a
+ * thread with SIGTERM open would be killed by it instead. milterd_listen
+ * (and milterd_signals_start again) block them in the calling thread, so
+ * call both from the main thread before any other thread is created
+ * (metrics, libmilter's own threads inherit the mask).
  */
 #ifndef SLUICE_LIB_MILTERD_H
 #define SLUICE_LIB_MILTERD_H
@@ -41,7 +42,11 @@
  * smfi_opensocket, chmod of a unix socket to <prefix>_socket_mode (octal),
  * and TCP_NODELAY on every listening inet socket of the process (Linux
  * passes it on to accepted connections: no Nagle stall between a
- * modification and the verdict). conn is the libmilter form of
+ * modification and the verdict). A unix socket's path (absolute) and
+ * inode are remembered for the stop (milterd_signals_start). Blocks
+ * SIGHUP, SIGTERM and SIGINT in the calling thread first: once the socket
+ * accepts, a stop that comes during the rest of the start-up waits
+ * (pending) for the signal thread and is a clean stop. conn is the libmilter form of
  * <prefix>_socket (e.g. from dkim_cfg_milter_conn); prefix is "dkim",
  * "dmarc", "spam".
  */
@@ -49,14 +54,19 @@ void milterd_listen(const struct conf *c, const char *prefix, const struct smfiD
 		    const char *conn);
 
 /*
- * milterd_privileges - detach unless foreground; when root, install the
+ * milterd_privileges - detach unless foreground (a SIGTERM or SIGINT
+ * pending by then would be lost by the fork: the process logs "<prefix>:
+ * stopped before it was started" and exits 0 instead); when root, install the
  * root helper with *priv (priv->config_file absolute; own tables only, see
  * privfile.h); drop to mail_owner; write <prefix>_pid_file.
  */
 void milterd_privileges(const struct conf *c, const char *prefix, int foreground,
 			const struct privfile_opts *priv);
 
-/* A stop waits at most this long for the messages in flight. */
+/*
+ * A stop waits at most this long for the messages in flight (an inet
+ * listener still accepts meanwhile: a message begun then is waited for too).
+ */
 #define MILTERD_STOP_WAIT_MS 10000
 /*
  * ... and, once none is left, until this long after the last one ended:
@@ -85,10 +95,11 @@ struct milterd_signal_ops {
  * milterd_signals_start - block SIGHUP, SIGTERM and SIGINT in the calling
  * thread (call it from the main thread before any other thread exists) and
  * start the signal thread, which sigwaitinfo()s them for the life of the
- * process. On SIGHUP it calls ops->reload(). On SIGTERM or SIGINT it logs
- * "<name>: SIGTERM: stopping (N messages in flight)", removes the unix
- * socket milterd_listen made if the path still names that same socket
- * (a newer one there stays), waits until milterd_inflight() is 0 (at most
+ * process. On SIGHUP it calls ops->reload(). On SIGTERM or SIGINT it
+ * removes the unix socket milterd_listen made if the path still names that
+ * same socket (a newer one there stays; no new client can connect, the
+ * sessions open go on), logs "<name>: SIGTERM: stopping (N messages in
+ * flight)" (SIGINT: "SIGINT"), waits until milterd_inflight() is 0 (at most
  * MILTERD_STOP_WAIT_MS; then MILTERD_REPLY_SETTLE_MS after the last
  * milterd_inflight_leave), calls ops->stopped() and _exit(0): a requested
  * stop is exit status 0, whenever it comes (even before libmilter's
