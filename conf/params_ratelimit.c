@@ -11,6 +11,8 @@ const struct conf_param ratelimit_params[] = {
 	PE("ratelimit_algorithm", "gcra", "gcra|fixed"),
 	P("ratelimit_dry_run", CONF_BOOL, "no"),
 	P("ratelimit_client_net_prefix", CONF_LIST, "24, 64"),
+	P("ratelimit_geoip_country_db", CONF_STR, ""),
+	P("ratelimit_geoip_asn_db", CONF_STR, ""),
 	PE("ratelimit_backend", "embedded", "embedded|redis"),
 	P("ratelimit_state_file", CONF_STR, "/var/lib/sluice/ratelimit.lmdb"),
 	PS("ratelimit_state_max_size", "256m", 1048576, 0),

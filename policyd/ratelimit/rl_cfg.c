@@ -50,6 +50,26 @@ static int allow(const struct conf *c, const char *name, struct rl_allow **out, 
 	return -1;
 }
 
+/* geo - open ratelimit_geoip_country_db / _asn_db when set (both "" = no look-ups). */
+static int geo(const struct conf *c, struct rl_cfg *o, char **err_out)
+{
+	const char *cc = conf_str(c, "ratelimit_geoip_country_db");
+	const char *as = conf_str(c, "ratelimit_geoip_asn_db");
+	char *err = NULL;
+
+	if (!*cc && !*as)
+		return 0;
+	o->geo = geoip_open(cc, as, &err);
+	if (o->geo)
+		return 0;
+	/* geoip_open's message starts with the file that failed */
+	const char *name = *cc && !strncmp(err, cc, strlen(cc)) ? "ratelimit_geoip_country_db"
+								 : "ratelimit_geoip_asn_db";
+	*err_out = xasprintf("%s: %s: %s", conf_where(c, name), name, err);
+	free(err);
+	return -1;
+}
+
 int rl_cfg_load(const struct conf *c, struct rl_cfg *o, char **err_out)
 {
 	memset(o, 0, sizeof(*o));
@@ -62,6 +82,8 @@ int rl_cfg_load(const struct conf *c, struct rl_cfg *o, char **err_out)
 	o->algo = !strcmp(conf_str(c, "ratelimit_algorithm"), "fixed") ? RL_ALGO_FIXED : RL_ALGO_GCRA;
 	o->dry_run = conf_bool(c, "ratelimit_dry_run");
 	if (prefixes(c, o, err_out) < 0)
+		goto fail;
+	if (geo(c, o, err_out) < 0)
 		goto fail;
 	o->backend_redis = !strcmp(conf_str(c, "ratelimit_backend"), "redis");
 	o->state_file = xstrdup(conf_str(c, "ratelimit_state_file"));
@@ -92,6 +114,7 @@ fail:
 void rl_cfg_free(struct rl_cfg *o)
 {
 	rl_rules_free(&o->rules);
+	geoip_free(&o->geo);
 	free(o->state_file);
 	free(o->redis_server);
 	free(o->redis_password);

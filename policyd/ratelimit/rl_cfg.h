@@ -1,13 +1,15 @@
 /*
  * rl_cfg: sluice-ratelimit's settings read from sluice.conf (ratelimit_*
- * and greylist_* parameters, conf/params_ratelimit.c) with the rule file
- * and allow lists they name. Owns validation with file:line messages.
+ * and greylist_* parameters, conf/params_ratelimit.c) with the rule file,
+ * allow lists and GeoIP databases (ratelimit_geoip_*_db) they name.
+ * Owns validation with file:line messages.
  * Leaves: what the settings do (rl_engine, rl_store, the server).
  */
 #ifndef SLUICE_RL_CFG_H
 #define SLUICE_RL_CFG_H
 
 #include "conf/conf.h"
+#include "lib/geoip.h"
 #include "policyd/ratelimit/rl_allow.h"
 #include "policyd/ratelimit/rl_limit.h"
 #include "policyd/ratelimit/rl_rules.h"
@@ -17,6 +19,7 @@ struct rl_cfg {
 	enum rl_algo algo;
 	int dry_run;
 	int prefix4, prefix6;		/* client_net */
+	struct geoip *geo;		/* client_country, client_asn; NULL: no database named */
 	int backend_redis;
 	char *state_file;		/* embedded; "" = memory only */
 	long long state_max_bytes;

@@ -7,11 +7,12 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "lib/geoip.h"
 #include "lib/util.h"
 #include "policyd/ratelimit/rl_net.h"
 #include "policyd/ratelimit/rl_plan.h"
 
-enum { HAVE_SENDER = 1, HAVE_RCPT = 2, HAVE_NET = 4 };
+enum { HAVE_SENDER = 1, HAVE_RCPT = 2, HAVE_NET = 4, HAVE_GEO = 8 };
 
 void rl_req_init(struct rl_req *r, const struct policy_msg *m, int prefix4, int prefix6)
 {
@@ -19,6 +20,30 @@ void rl_req_init(struct rl_req *r, const struct policy_msg *m, int prefix4, int 
 	r->m = m;
 	r->prefix4 = prefix4;
 	r->prefix6 = prefix6;
+}
+
+void rl_req_set_geoip(struct rl_req *r, const struct geoip *geo)
+{
+	r->geo = geo;
+	r->have &= ~(unsigned)HAVE_GEO;
+}
+
+/* geo_get - client_country or client_asn (name[7] 'c' or 'a'); one look-up per request. */
+static const char *geo_get(struct rl_req *r, const char *name)
+{
+	int want_cc = name[7] == 'c';
+
+	if (want_cc ? !geoip_has_country(r->geo) : !geoip_has_asn(r->geo))
+		return policy_msg_get(r->m, name);
+	if (!(r->have & HAVE_GEO)) {
+		unsigned asn = 0;
+		geoip_lookup(r->geo, policy_msg_get(r->m, "client_address"), r->country, &asn);
+		r->asn[0] = 0;
+		if (asn)
+			snprintf(r->asn, sizeof r->asn, "%u", asn);
+		r->have |= HAVE_GEO;
+	}
+	return want_cc ? r->country : r->asn;
 }
 
 /* split_addr - local part and domain of addr (after the last '@'), lower-cased domain. */
@@ -69,6 +94,8 @@ const char *rl_req_get(void *ctx, const char *name)
 		}
 		return r->client_net;
 	}
+	if (!strcmp(name, "client_country") || !strcmp(name, "client_asn"))
+		return geo_get(r, name);
 	return policy_msg_get(r->m, name);
 }
 

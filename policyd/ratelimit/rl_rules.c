@@ -93,6 +93,12 @@ static int is_numeric_attr(const char *a)
 	       !strcmp(a, "encryption_keysize");
 }
 
+/* is_code_attr - client_country, client_asn: codes, so "=" is exact (not a pattern) */
+static int is_code_attr(const char *a)
+{
+	return !strcmp(a, "client_country") || !strcmp(a, "client_asn");
+}
+
 static const char *const unsupported_items[] = {
 	"rbl", "rhsbl", "rhsbl_client", "rhsbl_sender", "rhsbl_helo", "rhsbl_reverse_client",
 	"rblcount", "rhsblcount", "date", "time", "days", "months", "score", "request_score",
@@ -395,6 +401,8 @@ static const char *parse_item(struct rl_rules *rs, struct rl_rule *r, char *s, i
 			it.cmp = C_CIDR;
 		else if (is_numeric_attr(name))
 			it.cmp = C_GE;
+		else if (is_code_attr(name))
+			it.cmp = C_EQ;
 		else
 			it.cmp = C_RE;
 	}

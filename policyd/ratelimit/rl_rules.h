@@ -19,7 +19,9 @@
  *   <= (=<), >= (=>), <, >, !< (not <=), !> (not >=): numeric
  *   =   the item's default: client_address (and *_address, client_net):
  *       CIDR list ("192.0.2.0/24, 10.0.0.1"); size, recipient_count,
- *       encryption_keysize: numeric >=; everything else: PCRE2 like =~
+ *       encryption_keysize: numeric >=; client_country, client_asn
+ *       (sluice's GeoIP attributes, codes): exact like ==; everything
+ *       else: PCRE2 like =~
  * A value "!!X" negates the comparison with X. "$$name" compares with the
  * request's attribute name (== != =); "$$type:name" looks the attribute up
  * in a Postfix table (conf/table.h) and matches when it is found.

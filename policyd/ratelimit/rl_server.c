@@ -113,6 +113,7 @@ static void on_request(void *arg, struct policy_server_req *r, const struct poli
 	j->r = r;
 	j->m = m;
 	rl_req_init(&j->req, m, j->g->cfg.prefix4, j->g->cfg.prefix6);
+	rl_req_set_geoip(&j->req, j->g->cfg.geo);
 	rl_engine_plan(s->eng, &j->g->cfg, &j->req, wall_ms(), &j->d);
 	if (!j->d.use_store) {
 		job_finish(j);

@@ -5,7 +5,8 @@
  * key building, the counting semantics (messages once per instance,
  * recipients per RCPT, bytes at END-OF-MESSAGE), all-or-nothing plans,
  * replies and dry run, the embedded LMDB store (restart keeps counters),
- * and postgrey allow lists.
+ * postgrey allow lists, and the GeoIP attributes client_country and
+ * client_asn (MaxMind's test databases in tests/data/geoip, cwd = repo root).
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -19,6 +20,7 @@
 
 #include "conf/conf.h"
 #include "conf/params.h"
+#include "lib/geoip.h"
 #include "lib/util.h"
 #include "policyd/ratelimit/rl_allow.h"
 #include "policyd/ratelimit/rl_cfg.h"
@@ -316,6 +318,7 @@ static const char *ask(struct world *w, const char *attrs)
 	const char *st = NULL;
 
 	rl_req_init(&req, &m, w->cfg.prefix4, w->cfg.prefix6);
+	rl_req_set_geoip(&req, w->cfg.geo);
 	rl_engine_plan(w->eng, &w->cfg, &req, w->now, d);
 	if (d->use_store) {
 		rl_store_run(w->store, &d->plan, store_done, &st);
@@ -705,6 +708,135 @@ static void test_cfg_errors(void **state)
 	free(bad);
 }
 
+/* ------------------------------------------------------------ GeoIP */
+
+#define GEO_CONF "ratelimit_geoip_country_db = tests/data/geoip/GeoIP2-Country-Test.mmdb\n" \
+		 "ratelimit_geoip_asn_db = tests/data/geoip/GeoLite2-ASN-Test.mmdb\n"
+
+static void test_geoip_lookup(void **state)
+{
+	(void)state;
+	char *err = NULL, cc[3];
+	unsigned asn;
+	struct geoip *g = geoip_open("tests/data/geoip/GeoIP2-Country-Test.mmdb",
+				     "tests/data/geoip/GeoLite2-ASN-Test.mmdb", &err);
+	assert_non_null(g);
+	/* 2.125.160.216: country GB, registered_country FR: the country is where it is used */
+	geoip_lookup(g, "2.125.160.216", cc, &asn);
+	assert_string_equal(cc, "GB");
+	geoip_lookup(g, "89.160.20.112", cc, &asn);
+	assert_string_equal(cc, "SE");
+	geoip_lookup(g, "2001:218::1", cc, &asn);
+	assert_string_equal(cc, "JP");
+	geoip_lookup(g, "1.128.0.1", cc, &asn);
+	assert_int_equal(asn, 1221);
+	assert_string_equal(cc, "XX");	/* public, not in the country database */
+	geoip_lookup(g, "10.1.2.3", cc, &asn);	/* private: no look-up */
+	assert_string_equal(cc, "");
+	assert_int_equal(asn, 0);
+	geoip_lookup(g, "not-an-address", cc, &asn);
+	assert_string_equal(cc, "");
+	geoip_free(&g);
+	assert_null(g);
+	/* one database only; NULL handle */
+	g = geoip_open("", "tests/data/geoip/GeoLite2-ASN-Test.mmdb", &err);
+	assert_non_null(g);
+	assert_false(geoip_has_country(g));
+	assert_true(geoip_has_asn(g));
+	geoip_lookup(g, "2.125.160.216", cc, &asn);
+	assert_string_equal(cc, "");
+	geoip_free(&g);
+	geoip_lookup(NULL, "2.125.160.216", cc, &asn);
+	assert_string_equal(cc, "");
+	assert_null(geoip_open("/nonexistent/x.mmdb", "", &err));
+	assert_non_null(strstr(err, "/nonexistent/x.mmdb: "));
+	free(err);
+}
+
+static void test_geoip_attributes(void **state)
+{
+	(void)state;
+	struct world w;
+	world_open(&w, "id=GB; client_country=gb; action=DEFER 4.7.1 not from GB today\n"
+		       "id=TEL; client_asn=1221; action=rate(client_asn/2/3600/DEFER 4.7.1 AS limit)\n"
+		       "id=CC; client_country=~^(SE|JP)$; action=rate(client_country/1/3600/DEFER cc)\n",
+		   GEO_CONF);
+	assert_string_equal(ask(&w, "client_address=2.125.160.216|instance=a"),
+			    "DEFER 4.7.1 not from GB today");
+	/* the request's own client_country does not count when there is a database */
+	assert_string_equal(ask(&w, "client_address=89.160.20.112|client_country=GB|instance=b"),
+			    "DUNNO");
+	assert_string_equal(ask(&w, "client_address=89.160.20.113|instance=c"),
+			    "DEFER cc (limit CC: 1 messages per 3600 s for client_country=se, "
+			    "retry in 3600 s)");
+	assert_string_equal(ask(&w, "client_address=2001:218::5|instance=d"), "DUNNO");
+	/* AS1221: 2 messages, the third over; the key is the AS number */
+	assert_string_equal(ask(&w, "client_address=1.128.0.1|instance=e"), "DUNNO");
+	assert_string_equal(ask(&w, "client_address=1.129.0.1|instance=f"), "DUNNO");
+	const char *over = ask(&w, "client_address=1.130.9.9|instance=g");
+	assert_true(!strncmp(over, "DEFER 4.7.1 AS limit", 20));
+	assert_non_null(strstr(w.log, "client_asn=1221"));
+	world_close(&w);
+
+	/* "=" is exact for codes (not a pattern): 122 is not 1221 */
+	world_open(&w, "id=E; client_asn=122; action=REJECT prefix\n", GEO_CONF);
+	assert_string_equal(ask(&w, "client_address=1.128.0.1"), "DUNNO");
+	/* private and unknown clients: no country, no ASN */
+	assert_string_equal(ask(&w, "client_address=192.168.1.1"), "DUNNO");
+	world_close(&w);
+
+	/* without databases the request's own attributes are used */
+	world_open(&w, "id=GB; client_country=GB; action=HOLD\n", "");
+	assert_string_equal(ask(&w, "client_address=89.160.20.112|client_country=GB"), "HOLD");
+	assert_string_equal(ask(&w, "client_address=2.125.160.216"), "DUNNO");
+	world_close(&w);
+}
+
+static void test_geoip_keys(void **state)
+{
+	(void)state;
+	char *err = NULL;
+	struct geoip *g = geoip_open("tests/data/geoip/GeoIP2-Country-Test.mmdb",
+				     "tests/data/geoip/GeoLite2-ASN-Test.mmdb", &err);
+	assert_non_null(g);
+	struct policy_attr a[] = { { "client_address", "1.128.0.1" }, { "sasl_username", "Joe" } };
+	struct policy_msg m = msg_of(a, 2);
+	struct rl_req r;
+	char key[RL_KEY_MAX_BYTES + 1];
+	rl_req_init(&r, &m, 24, 64);
+	rl_req_set_geoip(&r, g);
+	const char *k1[] = { "client_asn", "sasl_username" };
+	assert_int_equal(rl_req_key(&r, "rate:", k1, 2, key, sizeof key), 0);
+	assert_string_equal(key, "rate:client_asn=1221,sasl_username=joe");
+	const char *k2[] = { "client_country" };
+	assert_int_equal(rl_req_key(&r, "rate:", k2, 1, key, sizeof key), 0);
+	assert_string_equal(key, "rate:client_country=xx");
+	/* a private client has no ASN: the limit does not apply */
+	struct policy_attr b[] = { { "client_address", "10.0.0.1" } };
+	struct policy_msg mb = msg_of(b, 1);
+	rl_req_init(&r, &mb, 24, 64);
+	rl_req_set_geoip(&r, g);
+	assert_int_equal(rl_req_key(&r, "rate:", k1, 1, key, sizeof key), -1);
+	geoip_free(&g);
+
+	/* a database that cannot be opened names its parameter */
+	struct rl_cfg cfg;
+	struct conf *c = conf_load_string("ratelimit_geoip_asn_db = /nonexistent.mmdb\n", "t.conf",
+					  params_all, NULL, &err);
+	assert_non_null(c);
+	assert_int_equal(rl_cfg_load(c, &cfg, &err), -1);
+	assert_non_null(strstr(err, "t.conf:1: ratelimit_geoip_asn_db: /nonexistent.mmdb: "));
+	free(err);
+	conf_free(&c);
+	c = conf_load_string("ratelimit_geoip_country_db = /nonexistent.mmdb\n", "t.conf",
+			     params_all, NULL, &err);
+	assert_non_null(c);
+	assert_int_equal(rl_cfg_load(c, &cfg, &err), -1);
+	assert_non_null(strstr(err, "t.conf:1: ratelimit_geoip_country_db: /nonexistent.mmdb: "));
+	free(err);
+	conf_free(&c);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -724,6 +856,9 @@ int main(void)
 		cmocka_unit_test(test_store_restart_keeps_counters),
 		cmocka_unit_test(test_store_full_sweeps_expired),
 		cmocka_unit_test(test_cfg_errors),
+		cmocka_unit_test(test_geoip_lookup),
+		cmocka_unit_test(test_geoip_attributes),
+		cmocka_unit_test(test_geoip_keys),
 	};
 	return cmocka_run_group_tests(tests, setup_dir, teardown_dir);
 }
