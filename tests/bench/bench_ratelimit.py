@@ -170,23 +170,52 @@ class Postfwd:
         subprocess.run(["perl", "-T", "-w", "-I" + self.shim, "-MSluiceBenchNoSyslog", POSTFWD,
                         "-f", self.rules, "--server_socket", "tcp:127.0.0.1:%d" % self.port,
                         "--cache_socket", "unix::%s/cache.sock" % self.dir, "--pidfile", self.pidfile,
-                        "-u", "nobody", "-g", "nogroup", "--min_servers", "8", "--max_servers", "64"],
+                        "-u", "nobody", "-g", "nogroup",
+                        # every child forked up front and kept (a persistent connection holds one)
+                        "--min_servers", "56", "--max_servers", "64", "--min_spare_servers", "4",
+                        "--max_spare_servers", "63"],
                        check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_port(self.port)
+        deadline = time.monotonic() + 30
+        while not os.path.exists(self.pidfile) or not open(self.pidfile).read().strip():
+            if time.monotonic() > deadline:
+                raise RuntimeError("postfwd2 wrote no pid file")
+            time.sleep(0.02)
         with open(self.pidfile) as f:
             self.pid = int(f.read().split()[0])
+        try:
+            wait_port(self.port)
+        except RuntimeError:
+            self.__exit__()
+            raise
         return self
 
+    def session(self):
+        """PIDs of postfwd2's processes: its session (it daemonizes with setsid)."""
+        pids = []
+        for d in os.listdir("/proc"):
+            if d.isdigit():
+                try:
+                    with open("/proc/%s/stat" % d) as f:
+                        fields = f.read().rsplit(")", 1)[1].split()
+                except OSError:
+                    continue
+                if int(fields[3]) == self.pid:  # field 6: session id
+                    pids.append(int(d))
+        return pids
+
     def __exit__(self, *a):
-        os.kill(self.pid, signal.SIGTERM)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
+        pids = self.session()
+        for p in [self.pid] + pids:
             try:
-                os.kill(self.pid, 0)
+                os.kill(p, signal.SIGTERM)
             except ProcessLookupError:
-                return
+                pass
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and self.session():
             time.sleep(0.05)
-        log("postfwd2 %d did not stop" % self.pid)
+        for p in self.session():
+            log("postfwd2 process %d did not stop: SIGKILL" % p)
+            os.kill(p, signal.SIGKILL)
 
 
 def load(client, tmp, port, conns, n, exact=True):
@@ -200,7 +229,7 @@ def load(client, tmp, port, conns, n, exact=True):
     if not os.path.exists(warm):
         write_requests(warm, 1, name="warm", net=11)
     r = subprocess.run([client, "-s", "inet:127.0.0.1:%d" % port, "-r", reqs, "-c", str(conns),
-                        "-n", str(n), "-W", warm, "-T", "3600"], capture_output=True, text=True)
+                        "-n", str(n), "-W", warm, "-T", "600"], capture_output=True, text=True)
     if r.returncode != 0:
         raise RuntimeError("policy_load: %s %s" % (r.stdout, r.stderr))
     res = json.loads(r.stdout)
