@@ -402,7 +402,14 @@ int report_main(int argc, char **argv)
 	}
 	if (out) {
 		if (!strcmp(format, "json")) {
-			json_dumpf(doc, out, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+			/* one string, one write (json_dumpf writes token by token) */
+			char *js = json_dumps(doc, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+			if (js) {
+				fputs(js, out);
+				free(js);
+			} else {
+				json_dumpf(doc, out, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+			}
 			fputc('\n', out);
 		} else if (!strcmp(format, "html")) {
 			report_html(out, doc);

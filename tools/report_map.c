@@ -229,3 +229,28 @@ struct rmap_row *rmap_sorted(const struct rmap *m, int col, size_t *n_out)
 	*n_out = n;
 	return r;
 }
+
+/* the first limit rows of rmap_sorted's order: a sorted window of the best
+   ones so far, an entry that beats the last one inserted into it */
+struct rmap_row *rmap_top(const struct rmap *m, int col, size_t limit, size_t *n_out)
+{
+	if (!limit || limit >= m->n)
+		return rmap_sorted(m, col, n_out);
+	struct rmap_row *r = xcalloc(limit + 1, sizeof *r);
+	size_t n = 0;
+	for (size_t i = 0; i < m->cap; i++) {
+		if (!m->hv[i])
+			continue;
+		struct rmap_row x = { &m->v[i], col };
+		if (n == limit && row_cmp(&x, &r[n - 1]) >= 0)
+			continue;
+		size_t j = n < limit ? n++ : limit - 1;
+		while (j > 0 && row_cmp(&x, &r[j - 1]) < 0) {
+			r[j] = r[j - 1];
+			j--;
+		}
+		r[j] = x;
+	}
+	*n_out = n;
+	return r;
+}

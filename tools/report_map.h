@@ -76,4 +76,8 @@ struct rmap_row {
 /* rmap_sorted - the entries by c[col] descending, then key; *n_out of them; caller frees. */
 struct rmap_row *rmap_sorted(const struct rmap *m, int col, size_t *n_out);
 
+/* rmap_top - the first limit rows (all when limit is 0) of rmap_sorted's
+   order, without sorting the rest; *n_out of them; caller frees. */
+struct rmap_row *rmap_top(const struct rmap *m, int col, size_t limit, size_t *n_out);
+
 #endif

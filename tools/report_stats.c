@@ -562,7 +562,7 @@ static json_t *top(const struct rmap *m, const char *keyname, size_t limit,
 		   const char *const *cols, int ncols)
 {
 	size_t n;
-	struct rmap_row *r = rmap_sorted(m, 0, &n);
+	struct rmap_row *r = rmap_top(m, 0, limit, &n);
 	json_t *a = json_array();
 	for (size_t i = 0; i < n && (!limit || i < limit); i++) {
 		json_t *o = json_object();
@@ -615,7 +615,7 @@ static json_t *nested(const struct rmap *m)
 static json_t *dsn_rows(const struct rmap *m, size_t limit)
 {
 	size_t n;
-	struct rmap_row *r = rmap_sorted(m, 0, &n);
+	struct rmap_row *r = rmap_top(m, 0, limit, &n);
 	json_t *a = json_array();
 	for (size_t i = 0; i < n && i < limit; i++) {
 		const char *k = r[i].e->key, *tab = strchr(k, '\t');
@@ -778,7 +778,7 @@ json_t *rs_json(struct report_stats *st)
 	json_object_set_new(tp, "sender_domains", top(&st->sender_doms, "domain", st->o.top_n, msz, 2));
 	json_object_set_new(tp, "recipients", top(&st->rcpts, "address", st->o.top_n, msz, 2));
 	json_t *rd = json_array();
-	r = rmap_sorted(&st->rcpt_doms, 0, &n);
+	r = rmap_top(&st->rcpt_doms, 0, st->o.top_n, &n);
 	for (size_t i = 0; i < n && i < st->o.top_n; i++) {
 		const struct rmap_ent *e = r[i].e;
 		json_t *o = json_object();
