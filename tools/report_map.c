@@ -72,12 +72,11 @@ static inline int eq_mem(const char *a, const char *b, size_t n)
 	return 1;
 }
 
-_Static_assert(sizeof(struct rmap_ent) == 128 && offsetof(struct rmap_ent, c) + 2 * sizeof(long long) == 64,
-	       "rmap_ent: the key and c[0..1] in the first cache line");
+_Static_assert(sizeof(struct rmap_ent) == 64, "rmap_ent: one cache line");
 
 static struct rmap_ent *ents_alloc(size_t n)
 {
-	struct rmap_ent *v = aligned_alloc(128, n * sizeof *v);
+	struct rmap_ent *v = aligned_alloc(64, n * sizeof *v);
 	if (!v)
 		fatal("out of memory");
 	memset(v, 0, n * sizeof *v);

@@ -7,8 +7,9 @@
  * into their entry, so that a hit needs no other memory access) and sorting
  * entries for output.
  * Leaves what the counters mean, and any ptr's contents, to the caller.
- * Memory: 136 bytes (an entry and its hash) per slot, at most 3/4 of the
- * slots used, plus each key; never shrunk (rmap_del frees the key).
+ * Memory: 72 bytes (an entry and its hash) per slot, at most 3/4 of the
+ * slots used, plus each key of RMAP_INLINE bytes or more; never shrunk
+ * (rmap_del frees the key).
  */
 #ifndef SLUICE_REPORT_MAP_H
 #define SLUICE_REPORT_MAP_H
@@ -16,22 +17,23 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define RMAP_NC 6
-#define RMAP_INLINE 40
+#define RMAP_NC 2
+#define RMAP_INLINE 24
 
 /*
- * 128 bytes, on a 128-byte boundary: a look-up of a key under RMAP_INLINE
- * bytes (addresses, domains, queue ids) and a bump of c[0] / c[1] read and
- * write the first cache line only.
+ * 64 bytes, on a 64-byte boundary: a look-up of a key under RMAP_INLINE
+ * bytes (queue ids, domains, most addresses) and a bump of its counters read
+ * and write one cache line. Small entries keep the large tables (recipients,
+ * senders, clients: tens of thousands of keys) within few cache lines;
+ * more state per key goes behind ptr.
  */
 struct rmap_ent {
+	char *key;		/* NULL: free slot */
+	void *ptr;		/* the caller's, NULL when created */
 	uint32_t len;		/* strlen(key) */
 	uint32_t u;		/* the caller's bits, zero when created */
 	char kin[RMAP_INLINE];	/* key, when len < RMAP_INLINE (internal) */
 	long long c[RMAP_NC];	/* counters, zero when created */
-	double d[2];		/* two reals (delay sum/max), zero when created */
-	char *key;		/* NULL: free slot */
-	void *ptr;		/* the caller's, NULL when created */
 };
 
 /* released by rmap_free() only: it owns v, hv and the keys */

@@ -113,6 +113,19 @@ static double msg_last(const struct rmap_ent *e)
 
 /* ---- the report ---- */
 
+/* a recipient domain's numbers beyond its entry's two counters */
+struct rs_dom {
+	long long deferrals;
+	double delay_sum, delay_max;
+};
+
+static struct rs_dom *dom_of(struct rmap_ent *e)
+{
+	if (!e->ptr)
+		e->ptr = xcalloc(1, sizeof(struct rs_dom));
+	return e->ptr;
+}
+
 enum { T_RECEIVED, T_DELIVERED, T_FORWARDED, T_DEFERRED, T_DEFERRALS, T_BOUNCED, T_REJECTED,
        T_WARNINGS, T_HELD, T_DISCARDED, T_BYTES_RCVD, T_BYTES_DLVD, T_CONNECTIONS, T_N };
 static const char *const total_names[T_N] = {
@@ -136,12 +149,12 @@ struct report_stats {
 	const char *p_day;		/* a key of days (stable: keys are never freed) */
 	struct rmap_ent *p_ent;		/* its entry, valid while days.cap == p_cap */
 	size_t p_cap;
-	struct rmap days;		/* "YYYY-MM-DD" -> c[P_*] */
+	struct rmap days;		/* "YYYY-MM-DD" -> ptr: long long[P_N] */
 	struct rmap msgs;		/* qid -> the message's state (MC_*, MD_*) */
 	struct rmap senders;		/* c0 messages, c1 bytes */
 	struct rmap sender_doms;
 	struct rmap rcpts;		/* c0 delivered, c1 bytes */
-	struct rmap rcpt_doms;	/* c0 delivered, c1 bytes, c2 deferrals; d0 delay sum, d1 max */
+	struct rmap rcpt_doms;	/* c0 delivered, c1 bytes, ptr: struct rs_dom */
 	struct rmap clients;		/* c0 messages, c1 connections */
 	struct rmap rej_stage, rej_reason, rej_code;
 	struct rmap filter_res;	/* "filter\tresult" */
@@ -171,14 +184,15 @@ void rs_free(struct report_stats **pst)
 	if (!pst || !*pst)
 		return;
 	struct report_stats *st = *pst;
-	struct rmap *plain[] = { &st->days, &st->senders, &st->sender_doms, &st->rcpts,
-				   &st->rcpt_doms, &st->clients, &st->rej_stage, &st->rej_reason,
+	struct rmap *plain[] = { &st->senders, &st->sender_doms, &st->rcpts, &st->clients, &st->rej_stage, &st->rej_reason,
 				   &st->rej_code, &st->filter_res, &st->filter_act, &st->dmarc_dom,
 				   &st->dmarc_disp, &st->spam_hist, &st->milter_act, &st->bounces,
 				   &st->deferrals };
 	for (size_t i = 0; i < sizeof plain / sizeof plain[0]; i++)
 		rmap_free(plain[i], NULL);
 	rmap_free(&st->msgs, free);
+	rmap_free(&st->days, free);
+	rmap_free(&st->rcpt_doms, free);
 	rmap_free(&st->delays, free);
 	free(st);
 	*pst = NULL;
@@ -265,7 +279,6 @@ static void sweep(struct report_stats *st)
 		k->ptr = e->ptr;
 		k->u = e->u;
 		memcpy(k->c, e->c, sizeof k->c);
-		memcpy(k->d, e->d, sizeof k->d);
 		free(e->key);
 	}
 	free(old.v);
@@ -296,7 +309,9 @@ static void period(struct report_stats *st, int col)
 		st->p_ent = rmap_get(&st->days, st->p_day, 1);
 		st->p_cap = st->days.cap;
 	}
-	st->p_ent->c[col]++;
+	if (!st->p_ent->ptr)
+		st->p_ent->ptr = xcalloc(P_N, sizeof(long long));
+	((long long *)st->p_ent->ptr)[col]++;
 }
 
 const char *rs_reason_code(const char *stage, const char *dsn, const char *text)
@@ -379,9 +394,10 @@ static void on_delivery(struct report_stats *st, const struct rp_event *ev)
 		long long sz = m->u & MF_SIZE_KNOWN ? m->c[MC_SIZE] : 0;
 		struct rmap_ent *d = rmap_bump(&st->rcpt_doms, dom, 0, 1);
 		d->c[1] += sz;
-		d->d[0] += delay;
-		if (delay > d->d[1])
-			d->d[1] = delay;
+		struct rs_dom *dd = dom_of(d);
+		dd->delay_sum += delay;
+		if (delay > dd->delay_max)
+			dd->delay_max = delay;
 		rmap_bump(&st->rcpts, addr, 0, 1)->c[1] += sz;
 		st->t[T_BYTES_DLVD] += sz;
 		const char *tr = transport_of(ev, tbuf, sizeof tbuf);
@@ -396,9 +412,10 @@ static void on_delivery(struct report_stats *st, const struct rp_event *ev)
 		if (!(m->u & MF_DEFERRED))
 			st->t[T_DEFERRED]++;
 		m->u |= MF_DEFERRED;
-		struct rmap_ent *d = rmap_bump(&st->rcpt_doms, dom, 2, 1);
-		if (delay > d->d[1])
-			d->d[1] = delay;
+		struct rs_dom *dd = dom_of(rmap_get(&st->rcpt_doms, dom, 1));
+		dd->deferrals++;
+		if (delay > dd->delay_max)
+			dd->delay_max = delay;
 		bump_dsn(&st->deferrals, ev->dsn, ev->status_text);
 	} else if (ev->status == RP_ST_BOUNCED) {
 		st->t[T_BOUNCED]++;
@@ -745,8 +762,9 @@ json_t *rs_json(struct report_stats *st)
 	for (size_t i = 0; i < n; i++) {
 		json_t *o = json_object();
 		json_object_set_new(o, "date", json_string(r[i].e->key));
+		const long long *pc = r[i].e->ptr;
 		for (int c = 0; c < P_N; c++)
-			json_object_set_new(o, period_names[c], json_integer(r[i].e->c[c]));
+			json_object_set_new(o, period_names[c], json_integer(pc ? pc[c] : 0));
 		json_array_append_new(days, o);
 	}
 	free(r);
@@ -785,9 +803,10 @@ json_t *rs_json(struct report_stats *st)
 		json_object_set_new(o, "domain", json_string(e->key));
 		json_object_set_new(o, "messages", json_integer(e->c[0]));
 		json_object_set_new(o, "bytes", json_integer(e->c[1]));
-		json_object_set_new(o, "deferrals", json_integer(e->c[2]));
-		json_object_set_new(o, "avg_delay_s", real4(e->c[0] ? e->d[0] / (double)e->c[0] : 0));
-		json_object_set_new(o, "max_delay_s", real4(e->d[1]));
+		const struct rs_dom *dd = e->ptr;
+		json_object_set_new(o, "deferrals", json_integer(dd ? dd->deferrals : 0));
+		json_object_set_new(o, "avg_delay_s", real4(e->c[0] && dd ? dd->delay_sum / (double)e->c[0] : 0));
+		json_object_set_new(o, "max_delay_s", real4(dd ? dd->delay_max : 0));
 		json_array_append_new(rd, o);
 	}
 	free(r);
