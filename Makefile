@@ -22,7 +22,10 @@ ALL_CFLAGS = -std=gnu11 $(OPT) $(CFLAGS_W) -D_GNU_SOURCE -I. $(PKG_CFLAGS) $(EXT
 LDLIBS     = $(PKG_LIBS) -lresolv -lcrypt -lpthread -lm $(EXTRA_LDLIBS)
 
 # Shared code: lib/ conf/ proto/ -> libsluice.a; mta/ minus main -> libmta.a
-LIB_SRCS  := $(wildcard lib/*.c conf/*.c proto/*.c)
+# lib/milterd.c (the milters' start-up and their sigwait() interposer) is
+# linked into the milter daemons only: in libsluice.a its sigwait() would be
+# pulled into every binary that calls sigwait().
+LIB_SRCS  := $(filter-out lib/milterd.c,$(wildcard lib/*.c conf/*.c proto/*.c))
 MTA_SRCS  := $(filter-out mta/main.c,$(wildcard mta/*.c))
 TOOL_SRCS := $(wildcard tools/*.c)
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
@@ -33,6 +36,7 @@ TESTTOOL_SRCS := $(wildcard tests/tools/*.c)
 TESTTOOL_BINS := $(patsubst tests/tools/%.c,$(BIN)/tests/tools/%,$(TESTTOOL_SRCS))
 
 LIBSLUICE := $(OBJ)/libsluice.a
+LIBMILTERD := $(OBJ)/libmilterd.a
 LIBMTA    := $(OBJ)/libmta.a
 UNIT_BINS := $(patsubst tests/unit/%.c,$(BIN)/tests/%,$(UNIT_SRCS))
 
@@ -52,7 +56,9 @@ SPAM_CFLAGS = $(shell pkg-config --cflags gmime-3.0 libxml-2.0 libhs libmaxmindd
 $(OBJ)/milters/spam/%.o $(OBJ)/tests/unit/test_spam%.o $(OBJ)/tests/fuzz/fuzz_spam%.o: EXTRA_CFLAGS += $(SPAM_CFLAGS)
 # Other daemons' libraries a daemon links (DAEMON_DEPS_<dir>): sluice-dmarc
 # verifies DKIM with sluice-dkim's code.
-DAEMON_DEPS_dmarc := $(OBJ)/libd-dkim.a
+DAEMON_DEPS_dmarc := $(OBJ)/libd-dkim.a $(LIBMILTERD)
+DAEMON_DEPS_dkim := $(LIBMILTERD)
+DAEMON_DEPS_spam := $(LIBMILTERD)
 ALL_DAEMON_LIBS = $(foreach d,$(EXTRA_DAEMON_DIRS),$(DAEMON_LIBS_$(notdir $(d))))
 
 BINARIES := $(BIN)/sluiced $(BIN)/sluice $(BIN)/sluice-sendmail $(EXTRA_DAEMONS) $(BIN)/tests/test-milter
@@ -65,6 +71,9 @@ $(OBJ)/%.o: %.c
 	$(CC) $(ALL_CFLAGS) -MMD -MP -c -o $@ $<
 
 $(LIBSLUICE): $(LIB_SRCS:%.c=$(OBJ)/%.o)
+	@mkdir -p $(dir $@)
+	rm -f $@ && ar rcs $@ $^
+$(LIBMILTERD): $(OBJ)/lib/milterd.o
 	@mkdir -p $(dir $@)
 	rm -f $@ && ar rcs $@ $^
 $(LIBMTA): $(MTA_SRCS:%.c=$(OBJ)/%.o)
@@ -100,9 +109,9 @@ $(BIN)/tests/test-milter: tests/milter/test_milter.c
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -o $@ $< -lmilter -lpthread
 
-$(BIN)/tests/%: $(OBJ)/tests/unit/%.o $(DAEMON_LIBAS) $(LIBMTA) $(LIBSLUICE)
+$(BIN)/tests/%: $(OBJ)/tests/unit/%.o $(DAEMON_LIBAS) $(LIBMILTERD) $(LIBMTA) $(LIBSLUICE)
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) -o $@ $< -Wl,--start-group $(DAEMON_LIBAS) $(LIBMTA) $(LIBSLUICE) -Wl,--end-group \
+	$(CC) $(ALL_CFLAGS) -o $@ $< -Wl,--start-group $(DAEMON_LIBAS) $(LIBMILTERD) $(LIBMTA) $(LIBSLUICE) -Wl,--end-group \
 	  $(LDLIBS) $(ALL_DAEMON_LIBS) $(shell pkg-config --libs cmocka 2>/dev/null || echo -lcmocka) $(shell pkg-config --libs jansson 2>/dev/null || echo -ljansson)
 
 $(BIN)/tests/tools/%: $(OBJ)/tests/tools/%.o $(LIBSLUICE)
@@ -152,12 +161,12 @@ FUZZ_DAEMON_LIBAS = $(foreach d,$(EXTRA_DAEMON_DIRS),$(FUZZ_OBJ)/libd-$(notdir $
 fuzz:
 	$(MAKE) CC=$(FUZZ_CC) OBJ=$(FUZZ_OBJ) BIN=bin-fuzz \
 	  OPT="-O1 -g -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined" \
-	  $(FUZZ_OBJ)/libmta.a $(FUZZ_OBJ)/libsluice.a $(FUZZ_DAEMON_LIBAS)
+	  $(FUZZ_OBJ)/libmta.a $(FUZZ_OBJ)/libsluice.a $(FUZZ_OBJ)/libmilterd.a $(FUZZ_DAEMON_LIBAS)
 	@mkdir -p bin-fuzz
 	@set -e; for f in $(FUZZ_SRCS); do n=$$(basename $$f .c); \
 	  $(FUZZ_CC) -std=gnu11 -O1 -g -D_GNU_SOURCE -I. $(PKG_CFLAGS) $(SPAM_CFLAGS) \
 	    -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -o bin-fuzz/$$n $$f \
-	    -Wl,--start-group $(FUZZ_DAEMON_LIBAS) $(FUZZ_OBJ)/libmta.a $(FUZZ_OBJ)/libsluice.a -Wl,--end-group \
+	    -Wl,--start-group $(FUZZ_DAEMON_LIBAS) $(FUZZ_OBJ)/libmilterd.a $(FUZZ_OBJ)/libmta.a $(FUZZ_OBJ)/libsluice.a -Wl,--end-group \
 	    $(LDLIBS) $(ALL_DAEMON_LIBS); \
 	  mkdir -p build/fuzz-corpus/$$n; \
 	  seeds=; [ -d tests/fuzz/corpus/$$n ] && seeds=tests/fuzz/corpus/$$n; \
@@ -166,7 +175,7 @@ fuzz:
 FUZZ_SECONDS ?= 30
 
 # Each benchmark runs its peers side by side in one run (never part of `make test`).
-BENCHES ?= smtp relay milter spf dkim dmarc spam report
+BENCHES ?= smtp relay milter spf dkim dmarc ratelimit spam report
 bench: deps-check all
 	@set -e; for b in $(BENCHES); do \
 	  if [ -f tests/bench/bench_$$b.py ]; then echo "== bench $$b"; /usr/bin/python3 tests/bench/bench_$$b.py; fi; done
