@@ -3,10 +3,12 @@
  */
 #include "policyd/ratelimit/rl_engine.h"
 
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "lib/metrics.h"
 #include "lib/util.h"
 #include "policyd/ratelimit/rl_inst.h"
 
@@ -373,6 +375,13 @@ char *rl_engine_decide(struct rl_engine *e, const struct rl_cfg *cfg, struct rl_
 		act = xstrdup("DUNNO");
 	}
 	sbuf_printf(&lg, ", result=%s", result);
+	{	/* sluice_filter_decisions_total{filter="ratelimit",result,action} */
+		char word[32];
+		snprintf(word, sizeof word, "%.*s", (int)strcspn(act, " \t"), act);
+		for (char *w = word; *w; w++)
+			*w = (char)tolower((unsigned char)*w);
+		metrics_filter_decision(result, word, -1);
+	}
 	add_val(&lg, "action", act, 1);
 	*log_out = sbuf_steal(&lg);
 	return act;

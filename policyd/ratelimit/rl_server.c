@@ -8,6 +8,7 @@
 #include <event2/event.h>
 
 #include "lib/log.h"
+#include "lib/metrics.h"
 #include "lib/util.h"
 #include "policyd/ratelimit/rl_engine.h"
 
@@ -38,6 +39,7 @@ struct job {
 	struct rl_store_job *sj;
 	int in_run, ran;
 	char *err;
+	double start_s;		/* metrics_now_s() at the request */
 };
 
 static void gen_unref(struct gen *g)
@@ -77,6 +79,7 @@ static void job_finish(struct job *j)
 
 	log_event(qid && *qid ? qid : "NOQUEUE", "%s", log);
 	policy_server_reply(j->r, act);
+	metrics_filter_duration(metrics_now_s() - j->start_s);
 	free(log);
 	free(act);
 	job_free(j);
@@ -108,6 +111,7 @@ static void on_request(void *arg, struct policy_server_req *r, const struct poli
 	struct job *j = xcalloc(1, sizeof(*j));
 
 	j->s = s;
+	j->start_s = metrics_now_s();
 	j->g = s->cur;
 	j->g->refs++;
 	j->r = r;

@@ -5,11 +5,13 @@ a client from SE pass; a rate() keyed on client_asn counts every client of
 AS1221 together; a database that cannot be opened stops -n with the
 parameter's name. One daemon for the module."""
 import os
+import re
 import subprocess
+import urllib.request
 
 import pytest
 
-from test_ratelimit_driver import REPO, RL, RlDaemon, policy
+from test_ratelimit_driver import REPO, RL, RlDaemon, free_port, policy
 
 GEO = os.path.join(REPO, "tests", "data", "geoip")
 RULES = ("id=NOGB; client_country=GB; action=DEFER_IF_PERMIT 4.7.1 no mail from GB today\n"
@@ -19,9 +21,12 @@ RULES = ("id=NOGB; client_country=GB; action=DEFER_IF_PERMIT 4.7.1 no mail from 
 @pytest.fixture(scope="module")
 def rld(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("rl-geoip")
+    mport = free_port()
     extra = ("ratelimit_geoip_country_db = %s/GeoIP2-Country-Test.mmdb\n"
-             "ratelimit_geoip_asn_db = %s/GeoLite2-ASN-Test.mmdb\n" % (GEO, GEO))
+             "ratelimit_geoip_asn_db = %s/GeoLite2-ASN-Test.mmdb\n"
+             "ratelimit_metrics_listen = 127.0.0.1:%d\n" % (GEO, GEO, mport))
     d = RlDaemon(tmp, RULES, extra).start()
+    d.metrics_port = mport
     yield d
     assert d.stop() in (0, None), d.log_text()[-3000:]
 
@@ -51,3 +56,26 @@ def test_unopenable_database_names_the_parameter(tmp_path):
     p = subprocess.run([RL, "-c", d.conf, "-n"], capture_output=True, timeout=60)
     assert p.returncode == 1
     assert b"ratelimit_geoip_country_db: %s/missing.mmdb: " % str(tmp_path).encode() in p.stderr, p.stderr
+
+
+def decisions(port):
+    """{(result, action): count} of sluice_filter_requests_total for ratelimit."""
+    with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % port, timeout=10) as r:
+        text = r.read().decode()
+    got = {}
+    for m in re.finditer(r'^sluice_filter_requests_total\{([^}]*)\} (\d+)', text, re.M):
+        labels = dict(re.findall(r'(\w+)="([^"]*)"', m.group(1)))
+        if labels.get("filter") == "ratelimit":
+            got[(labels["result"], labels["action"])] = int(m.group(2))
+    return got
+
+
+def test_decisions_are_counted_in_metrics(rld):
+    before = decisions(rld.metrics_port)
+    assert policy(rld.port, {"client_address": "2.125.160.216", "instance": "m-gb"}).startswith("DEFER_IF_PERMIT")
+    assert policy(rld.port, {"client_address": "192.168.0.10", "instance": "m-lan"}) == "DUNNO"
+    after = decisions(rld.metrics_port)
+    moved = {k: after.get(k, 0) - before.get(k, 0) for k in after}
+    assert moved.get(("rule", "defer_if_permit")) == 1, (before, after)
+    assert sum(v for (res, act), v in moved.items() if act == "dunno") == 1, (before, after)
+    assert sum(moved.values()) == 2, (before, after)
