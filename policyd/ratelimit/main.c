@@ -549,6 +549,15 @@ int main(int argc, char **argv)
 	for (size_t i = 0; i < nw; i++)
 		fprintf(stderr, PROG ": warning: %s\n", w[i]);
 	if (optind < argc) {
+		/* as the daemon's user, so a state file it creates stays the daemon's */
+		if (daemon_drop_privs(conf_str(c, "mail_owner"), &err) < 0) {
+			fprintf(stderr, PROG ": mail_owner: %s\n", err);
+			free(err);
+			rl_cfg_free(&cfg);
+			conf_free(&c);
+			free(abs_conf);
+			return 1;
+		}
 		int rc = admin(&cfg, argv + optind, argc - optind);
 		rl_cfg_free(&cfg);
 		conf_free(&c);

@@ -81,3 +81,37 @@ def test_conf_from_environment_and_usage(rld):
         assert p.returncode == 2 and b"usage: sluice ratelimit" in p.stderr, bad
     p = sluice("-c", rld.conf + ".missing", "show")
     assert p.returncode == 1 and b".missing" in p.stderr
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to switch to mail_owner")
+def test_show_as_root_leaves_a_new_state_file_to_mail_owner():
+    """Before the daemon ever ran, `show` as root creates the LMDB state file:
+    it must belong to mail_owner, or the daemon could not open it later."""
+    import pwd
+    import pathlib
+    import shutil
+    import tempfile
+    nobody = pwd.getpwnam("nobody")
+    top = tempfile.mkdtemp(prefix="rl-owner-")      # pytest's own tmp is root-only (0700)
+    try:
+        check_owner(pathlib.Path(top), nobody)
+    finally:
+        shutil.rmtree(top)
+
+
+def check_owner(tmp_path, nobody):
+    state = tmp_path / "state"
+    state.mkdir()
+    os.chmod(state, 0o777)
+    os.chmod(tmp_path, 0o755)
+    rules = tmp_path / "rules"
+    rules.write_text(RULES)
+    conf = tmp_path / "sluice.conf"
+    conf.write_text("mail_owner = nobody\nratelimit_rules = %s\nratelimit_state_file = %s/rl.lmdb\n"
+                    % (rules, state))
+    p = sluice("-c", str(conf), "show")
+    assert p.returncode == 0, p.stderr
+    made = [f for f in os.listdir(state)]
+    assert made, "no state file made"
+    for f in made:
+        assert os.stat(state / f).st_uid == nobody.pw_uid, (f, os.stat(state / f))
