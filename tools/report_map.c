@@ -197,13 +197,10 @@ struct rmap_ent *rmap_bump(struct rmap *m, const char *key, int col, long long b
 void rmap_bump2(struct rmap *m, const char *a, const char *b, long long by)
 {
 	char key[512];
-	size_t la = 0, lb = 0;
-	while (la < 255 && a[la])
-		key[la] = a[la], la++;
+	size_t la = strnlen(a, 255), lb = strnlen(b, 255);
+	memcpy(key, a, la);
 	key[la] = '\t';
-	char *kb = key + la + 1;
-	while (lb < 255 && b[lb])
-		kb[lb] = b[lb], lb++;
+	memcpy(key + la + 1, b, lb);
 	rmap_bumpn(m, key, la + 1 + lb, 0, by);
 }
 

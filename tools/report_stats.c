@@ -243,15 +243,13 @@ static char *client_domain(const char *name, const char *ip)
  */
 static char *norm_addr(const char *a, char *buf, size_t n)
 {
-	size_t l = strlen(a);
-	if (l >= n)
-		l = n - 1;
+	size_t l = strnlen(a, n - 1);
 	memcpy(buf, a, l);
 	buf[l] = 0;
-	char *at = strchr(buf, '@');
-	if (at)
-		for (char *c = at; *c; c++)
-			*c = (char)tolower((unsigned char)*c);
+	char *at = memchr(buf, '@', l);
+	if (at)	/* the C locale's tolower (no setlocale here): ASCII only */
+		for (char *c = at, *e = buf + l; c < e; c++)
+			*c = (char)((unsigned)(unsigned char)*c - 'A' < 26u ? *c + 32 : *c);
 	return buf;
 }
 
