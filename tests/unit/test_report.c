@@ -829,6 +829,65 @@ static void test_map(void **state)
 	assert_null(rmap_get(&m, "k0", 0));
 }
 
+/*
+ * ---- report_map: keys on both sides of the inline limit (and sharing
+ * their first RMAP_INLINE bytes), rmap_getn on bytes that are not
+ * NUL-terminated, rmap_top == the head of rmap_sorted (ties broken by key) ----
+ */
+
+/* key i: 6 to 65 bytes, 'x's then i in 6 digits; its length */
+static int map_key(char *key, int i)
+{
+	char num[16];
+	int len = 6 + i % 60;
+	snprintf(num, sizeof num, "%06u", (unsigned)i % 1000000u);
+	memset(key, 'x', (size_t)(len - 6));
+	memcpy(key + len - 6, num, 6);
+	key[len] = 0;
+	return len;
+}
+
+static void test_map_keys_and_top(void **state)
+{
+	(void)state;
+	struct rmap m = { 0 };
+	char key[128];
+	enum { N = 3000 };
+	for (int i = 0; i < N; i++) {
+		map_key(key, i);	/* below, at and past RMAP_INLINE, long shared prefixes */
+		rmap_bump(&m, key, 0, i % 7);	/* many ties */
+		rmap_bump(&m, key, 1, 1);
+	}
+	assert_int_equal(m.n, N);
+	for (int i = 0; i < N; i++) {
+		int len = map_key(key, i);
+		key[len] = 'y';	/* not NUL-terminated for rmap_getn */
+		struct rmap_ent *e = rmap_getn(&m, key, (size_t)len, 0);
+		key[len] = 0;
+		assert_non_null(e);
+		assert_string_equal(e->key, key);
+		assert_int_equal(e->len, len);
+		assert_int_equal(e->c[1], 1);
+		assert_ptr_equal(rmap_get(&m, key, 0), e);
+	}
+	key[0] = 'z';
+	assert_null(rmap_getn(&m, key, 1, 0));
+	size_t ns, nt;
+	struct rmap_row *all = rmap_sorted(&m, 0, &ns);
+	for (size_t limit = 0; limit <= ns + 1; limit += limit < 40 ? 1 : 997) {
+		struct rmap_row *t = rmap_top(&m, 0, limit, &nt);
+		assert_int_equal(nt, limit && limit < ns ? limit : ns);
+		for (size_t i = 0; i < nt; i++)
+			assert_ptr_equal(t[i].e, all[i].e);
+		free(t);
+	}
+	for (size_t i = 1; i < ns; i++)
+		assert_true(all[i - 1].e->c[0] > all[i].e->c[0] ||
+			    (all[i - 1].e->c[0] == all[i].e->c[0] && strcmp(all[i - 1].e->key, all[i].e->key) < 0));
+	free(all);
+	rmap_free(&m, NULL);
+}
+
 /* ---- report_main: the three formats from one file, bad arguments ---- */
 
 static char *slurp(const char *path)
@@ -909,6 +968,7 @@ int main(void)
 		cmocka_unit_test(test_memory_bound),
 		cmocka_unit_test(test_reason_codes),
 		cmocka_unit_test(test_map),
+		cmocka_unit_test(test_map_keys_and_top),
 		cmocka_unit_test(test_report_main),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
