@@ -45,9 +45,12 @@ struct rs_delays {
 
 static int delay_bucket(double v)
 {
-	if (v <= RS_B0)
+	if (!(v > RS_B0))	/* (NaN too) */
 		return 0;
-	int i = 1 + (int)(log(v / RS_B0) / log(RS_RATIO));
+	double x = log(v / RS_B0) / log(RS_RATIO);
+	if (!(x < RS_NB))	/* "delay=1e999" is inf: no int holds it */
+		return RS_NB - 1;
+	int i = 1 + (int)x;
 	return i >= RS_NB ? RS_NB - 1 : i;
 }
 
