@@ -463,8 +463,12 @@ static void client_at(struct rp_parser *p, const char *s, struct rp_event *ev)
 	if (!rb)
 		return;
 	const char *nb = lb;
-	while (nb > s && nb[-1] != ' ' && nb[-1] != '=')
-		nb--;
+	size_t before = (size_t)(lb - s);
+	if (!memchr(s, ' ', before) && !memchr(s, '=', before))
+		nb = s;		/* the usual case: the name starts at s */
+	else
+		while (nb > s && nb[-1] != ' ' && nb[-1] != '=')
+			nb--;
 	ev->client_name = keep(p, nb, (size_t)(lb - nb));
 	ev->client_ip = keep(p, lb + 1, (size_t)(rb - lb - 1));
 }
@@ -1002,7 +1006,8 @@ static enum rp_family program_family(const struct rp_event *ev)
 		return FAM_OPENDKIM;
 	if (n[0] == 'o' && starts(n, "opendmarc"))
 		return FAM_OPENDMARC;
-	if (n[0] == 'p' && (starts(n, "policyd-spf") || starts(n, "policy-spf")))
+	if (n[0] == 'p' && n[1] == 'o' && n[2] == 'l' &&	/* not "postfix" */
+	    (starts(n, "policyd-spf") || starts(n, "policy-spf")))
 		return FAM_POLICYD_SPF;
 	return FAM_MTA;
 }
