@@ -463,9 +463,18 @@ static void on_filter(struct report_stats *st, const struct rp_event *ev)
 	}
 	if (ev->has_score) {
 		double s = ev->score < -10 ? -10 : ev->score > 50 ? 50 : ev->score;
-		char key[16];
-		snprintf(key, sizeof key, "%d", (int)floor(s));
-		rmap_bump(&st->spam_hist, key, 0, 1);
+		if (s != s) {	/* "score=nan": no bucket the histogram shows */
+			rmap_bump(&st->spam_hist, "nan", 0, 1);
+			return;
+		}
+		int v = (int)floor(s);	/* -10 .. 50, as "%d" */
+		char key[4], *k = key;
+		if (v < 0)
+			*k++ = '-', v = -v;
+		if (v >= 10)
+			*k++ = (char)('0' + v / 10);
+		*k++ = (char)('0' + v % 10);
+		rmap_bumpn(&st->spam_hist, key, (size_t)(k - key), 0, 1);
 	}
 }
 
