@@ -164,10 +164,10 @@ def driver(tmp_path_factory):
         srcs += sorted(os.path.join(sub, f) for f in os.listdir(os.path.join(REPO, sub)) if f.endswith(".c"))
     flags = subprocess.run(["pkg-config", "--cflags", "--libs"] + PKGS.split(),
                            capture_output=True, text=True, check=True).stdout.split()
-    # lib/milterd.c (in the list) calls libmilter: -lmilter
+    # lib/milterd.c (in the list) calls libmilter: -lmilter; lib/geoip.c libmaxminddb
     # no -Werror here: other engineers' files in lib/ conf/ proto/ are built with it by make
     cmd = (["cc", "-std=gnu11", "-O0", "-g", "-Wall", "-D_GNU_SOURCE", "-I.",
-            str(src)] + srcs + flags + ["-lmilter", "-lresolv", "-lcrypt", "-lpthread", "-lm", "-o", str(exe)])
+            str(src)] + srcs + flags + ["-lmilter", "-lmaxminddb", "-lresolv", "-lcrypt", "-lpthread", "-lm", "-o", str(exe)])
     r = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr[-4000:]
     return str(exe)
