@@ -258,7 +258,9 @@ def test_transport_maps_and_dot_stuffing(env, tmp_path):
     tm.write_text("elsewhere.test smtp:[127.0.0.4]:%d\n" % port)
     s = mta(f"transport_maps = texthash:{tm}")
     send(s, "alice@example.com", ["w@elsewhere.test"], body="Subject: dots\n\n.leading dot\n..two\nend\n")
-    wait_for(lambda: r.messages(), 30, "message via transport_maps (log: %s)" % s.log_text()[-2000:])
+    # smtp-sink creates the dump file before it has written it: wait for the end of the data
+    wait_for(lambda: any(b"end" in m for m in r.messages()), 30,
+             "message via transport_maps (log: %s)" % s.log_text()[-2000:])
     m = r.messages()[0]
     assert b"\n.leading dot\n..two\nend" in m.replace(b"\r\n", b"\n")
 
