@@ -137,6 +137,7 @@ struct conn {
 	int leadspc;
 	unsigned long proto;	/* negotiated SMFIP_* steps */
 	struct spam_msg *msg;
+	struct spam_prefetch *prefetch;	/* DNS list look-ups of the client, from connect */
 };
 
 /* done - SMFIS_NOREPLY where the MTA agreed that we do not reply (SMFIP_NR_*). */
@@ -208,6 +209,12 @@ static sfsistat on_connect(SMFICTX *ctx, char *host, struct sockaddr *sa)
 	free(c->name);
 	/* Postfix passes "[1.2.3.4]" for a client without a name */
 	c->name = host && *host && *host != '[' ? xstrdup(host) : NULL;
+	spam_prefetch_free(&c->prefetch);
+	if (c->addr[0]) {
+		struct spam_cfg *cfg = cfg_get();
+		c->prefetch = spam_msg_prefetch(cfg, c->addr);
+		spam_cfg_unref(&cfg);
+	}
 	return done(c, SMFIP_NR_CONN);
 }
 
@@ -241,6 +248,7 @@ static sfsistat on_envfrom(SMFICTX *ctx, char **argv)
 		.helo = c->helo,
 		.env_from = from,
 		.auth = smfi_getsymval(ctx, "{auth_authen}"),
+		.prefetch = &c->prefetch,
 	};
 	c->msg = spam_msg_new(cfg, &env);
 	if (c->msg)
@@ -358,6 +366,7 @@ static sfsistat on_close(SMFICTX *ctx)
 	struct conn *c = conn_of(ctx);
 	if (c) {
 		msg_end(c);
+		spam_prefetch_free(&c->prefetch);
 		free(c->name);
 		free(c->helo);
 		free(c);

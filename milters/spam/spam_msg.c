@@ -58,7 +58,7 @@ struct spam_msg {
 	struct spam_dnsl_batch *dnsl;	/* list look-ups started at MAIL FROM */
 };
 
-static void start_lists(struct spam_msg *m);
+static void start_lists(struct spam_msg *m, struct spam_prefetch **prefetch);
 
 static char *dup_or_null(const char *s)
 {
@@ -78,7 +78,7 @@ struct spam_msg *spam_msg_new(struct spam_cfg *cfg, const struct spam_msg_env *e
 		m->auth = dup_or_null(env->auth);
 	}
 	sbuf_init(&m->raw);
-	start_lists(m);
+	start_lists(m, env ? env->prefetch : NULL);
 	return m;
 }
 
@@ -296,15 +296,63 @@ static void dns_lists(struct spam_cfg *cfg, const struct spam_mime *mime, const 
  * name are known: their look-ups go out now and answer while the message
  * is transferred (unless the message will not be scanned at all).
  */
-static void start_lists(struct spam_msg *m)
+struct spam_prefetch {
+	struct spam_cfg *cfg;
+	struct spam_dnsl_batch *batch;
+};
+
+struct spam_prefetch *spam_msg_prefetch(struct spam_cfg *cfg, const char *client_ip)
+{
+	if (cfg == NULL || client_ip == NULL || *client_ip == 0 || spam_dnsl_count(cfg->dnsl) == 0)
+		return NULL;
+	if (spam_net_match(cfg->trusted, client_ip))
+		return NULL;
+	if (!cfg->scan_outbound && spam_net_match(cfg->mynetworks, client_ip))
+		return NULL;
+	struct spam_dnsl_batch *b = spam_dnsl_begin(cfg->dnsl);
+	if (b == NULL)
+		return NULL;
+	const char *ips[1] = { client_ip };
+	spam_dnsl_add(b, ips, 1, NULL, 0);
+	struct spam_prefetch *p = xcalloc(1, sizeof(*p));
+	p->cfg = spam_cfg_ref(cfg);
+	p->batch = b;
+	return p;
+}
+
+void spam_prefetch_free(struct spam_prefetch **pp)
+{
+	struct spam_prefetch *p = pp ? *pp : NULL;
+	if (p == NULL)
+		return;
+	spam_dnsl_abort(&p->batch);
+	spam_cfg_unref(&p->cfg);
+	free(p);
+	*pp = NULL;
+}
+
+static void start_lists(struct spam_msg *m, struct spam_prefetch **prefetch)
 {
 	struct spam_cfg *cfg = m->cfg;
-	if (spam_dnsl_count(cfg->dnsl) == 0)
+	struct spam_prefetch *pre = prefetch ? *prefetch : NULL;
+	if (prefetch)
+		*prefetch = NULL;	/* ours now, used or dropped */
+	if (spam_dnsl_count(cfg->dnsl) == 0) {
+		spam_prefetch_free(&pre);
 		return;
+	}
 	int outbound = m->auth || (m->client_ip && spam_net_match(cfg->mynetworks, m->client_ip));
-	if (outbound && !cfg->scan_outbound)
+	if (outbound && !cfg->scan_outbound) {
+		spam_prefetch_free(&pre);
 		return;
-	m->dnsl = spam_dnsl_begin(cfg->dnsl);
+	}
+	if (pre && pre->cfg == cfg) {
+		m->dnsl = pre->batch;	/* the client's queries are out since connect */
+		pre->batch = NULL;
+	} else {
+		m->dnsl = spam_dnsl_begin(cfg->dnsl);
+	}
+	spam_prefetch_free(&pre);
 	const char *ips[1];
 	size_t nips = 0;
 	if (m->client_ip && !spam_net_match(cfg->trusted, m->client_ip))
@@ -464,8 +512,9 @@ out:
 void spam_msg_eom(struct spam_msg *m, struct spam_outcome *out)
 {
 	memset(out, 0, sizeof(*out));
-	struct spam_msg_env env = { m->qid, m->client_ip, m->client_name, m->helo, m->env_from,
-				    m->auth };
+	struct spam_msg_env env = { .qid = m->qid, .client_ip = m->client_ip,
+				    .client_name = m->client_name, .helo = m->helo,
+				    .env_from = m->env_from, .auth = m->auth };
 	decide(m->cfg, m->raw.buf ? m->raw.buf : "", m->raw.len, m->size, &env, m->subject_seen,
 	       &m->dnsl, out);
 	spam_dnsl_abort(&m->dnsl);	/* not scanned after all (allow/block list) */

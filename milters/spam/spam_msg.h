@@ -28,9 +28,28 @@ const char *spam_action_name(enum spam_action a);
 enum spam_action spam_action_for(const struct spam_cfg *cfg, double score);
 
 /* What the MTA told us about the connection and the transaction. */
+struct spam_prefetch;
+
 struct spam_msg_env {
 	const char *qid, *client_ip, *client_name, *helo, *env_from, *auth;
+	/* the connection's look-ups started at connect (spam_msg_prefetch), or
+	 * NULL: spam_msg_new takes *prefetch (and sets it to NULL) */
+	struct spam_prefetch **prefetch;
 };
+
+/*
+ * spam_msg_prefetch - at connect the client address is known, so its
+ * IP-list look-ups (spam_dns_lists, kind ip) go out at once and answer
+ * during HELO, STARTTLS and MAIL. NULL when there is nothing to ask: no
+ * IP lists, a client in spam_trusted_networks, or one in $mynetworks
+ * while outbound mail is not scanned. The connection keeps the result
+ * until its first message takes it (spam_msg_env.prefetch); a message of
+ * another configuration generation (a reload in between) or one that is
+ * not scanned drops it. cfg is referenced until the prefetch is freed.
+ */
+struct spam_prefetch *spam_msg_prefetch(struct spam_cfg *cfg, const char *client_ip);
+/* spam_prefetch_free - drop unused look-ups (NULL and *p == NULL allowed). */
+void spam_prefetch_free(struct spam_prefetch **p);
 
 struct spam_hdr_del {
 	char *name;

@@ -56,7 +56,7 @@ def relay_msg(ip, body=b"hello"):
 def dns():
     # queries for 95.2.0.192.half.test are dropped (a list that does not answer one
     # message); everything under dead.test too (a list whose test entry fails)
-    with DnsServer(ZONE, deny=["95.2.0.192.half.test", "dead.test"]) as d:
+    with DnsServer(ZONE, deny=["95.2.0.192.half.test", "dead.test"], log_queries=True) as d:
         yield d
 
 
@@ -153,5 +153,33 @@ def test_behind_sluiced_client_listed(sluiced_factory, dns, tmp_path):
             text = r.read().decode()
         m = re.search(r'^sluice_dns_queries_total\{filter="spam"\} (\d+)', text, re.M)
         assert m and int(m.group(1)) >= 4, text
+    finally:
+        sp.stop()
+
+
+def test_client_lists_are_asked_at_connect(sluiced_factory, dns, tmp_path):
+    """The client's IP lists are asked when the client connects, not at MAIL
+    FROM: the question for 3.0.0.127.bl.test reaches the DNS server while the
+    session has sent no more than EHLO; the message then scores as usual."""
+    import smtplib
+    s = sluiced_factory()
+    spec = spam_spec(s.tmp, "unix")
+    lists = tmp_path / "lists"
+    lists.write_text(LISTS)
+    with open(s.conf_path, "a") as f:
+        f.write("smtpd_milters = %s\nmilter_default_action = tempfail\n" % spec)
+    sp = SluiceSpam(s.tmp, "mynetworks = 127.0.0.1/32\nspam_dns_lists = %s\nspam_dns_timeout = 1s\n"
+                    "dns_servers = %s\ndns_timeout = 1s\ndns_tries = 1\n" % (lists, dns.addr),
+                    spec, conf_path=s.conf_path).start()
+    try:
+        s.start()
+        q = "3.0.0.127.bl.test. A IN"
+        assert q not in dns.queries()
+        with smtplib.SMTP(s.host, s.port, timeout=20, source_address=("127.0.0.3", 0)) as c:
+            c.ehlo("client.example")
+            wait_for(lambda: q in dns.queries(), 20, "the client's list query before MAIL")
+            c.sendmail("a@example.org", ["bob@example.com"], relay_msg("192.0.2.97").replace(b"\n", b"\r\n"))
+        s.wait_delivered("bob", 1)
+        assert dns.queries().count(q) == 1, dns.queries()   # not asked again at MAIL
     finally:
         sp.stop()
