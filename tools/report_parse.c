@@ -73,8 +73,10 @@ static char *arena_alloc(struct rp_parser *p, size_t n)
 /* A NUL-terminated copy of s[0..n) in the arena ("" when it is full). */
 static const char *keep(struct rp_parser *p, const char *s, size_t n)
 {
+	/* "" with RP_ARENA_SLACK readable bytes, as the 16-byte scans need */
+	static const char none[RP_ARENA_SLACK];
 	if (p->used + n + 1 > RP_ARENA_BYTES)
-		return "";
+		return none;
 	char *d = p->arena + p->used;
 	memcpy(d, s, n);
 	d[n] = 0;
