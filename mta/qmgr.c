@@ -467,26 +467,30 @@ static void finish_bounce(struct qjob *j)
 /*
  * finish_delay_warning - once per message: the still-deferred recipients,
  * when the message has been queued longer than delay_warning_time. "Once"
- * without a mark in the queue file: the defer log (queue_directory/defer/ID,
- * queue.h) is rewritten at every deferral, so its mtime is the time of the
- * previous attempt; the warning goes out on the attempt that crosses the
- * threshold. A crash between the two repeats the warning at worst.
+ * with a mark in the defer log (queue_directory/defer/ID, queue.h:
+ * queue_defer_warned), which job_run_finish writes again each time it
+ * rewrites the log. A crash between the notice and the mark repeats the
+ * warning at worst. Returns 1 when the warning went out (now or before).
  */
-static void finish_delay_warning(struct qjob *j)
+static int finish_delay_warning(struct qjob *j)
 {
 	struct qmgr *q = j->q;
 	struct qmgr_msg *m = j->msg;
 	double dwt = q->o.delay_warning_time_s, arr = m->m.env.arrival;
-	if (!q->o.dsn || dwt <= 0 || wall_time() - arr <= dwt)
-		return;
-	double prev = arr;
+	if (!q->o.dsn || dwt <= 0)
+		return 0;
+	if (queue_defer_warned(q->qdir, m->id))
+		return 1;
+	if (wall_time() - arr <= dwt)
+		return 0;
+	/* a log without the mark from an attempt already past the threshold: a
+	 * queue file from before the mark existed, warned then */
 	char path[4096];
 	struct stat sb;
 	snprintf(path, sizeof path, "%s/defer/%s", q->qdir, m->id);
-	if (stat(path, &sb) == 0)
-		prev = (double)sb.st_mtim.tv_sec + (double)sb.st_mtim.tv_nsec / 1e9;
-	if (prev - arr > dwt)
-		return;	/* an earlier attempt was already past it: sent then */
+	if (stat(path, &sb) == 0 &&
+	    (double)sb.st_mtim.tv_sec + (double)sb.st_mtim.tv_nsec / 1e9 - arr > dwt)
+		return 1;
 	size_t n = m->m.env.nrcpt, k = 0;
 	struct qmgr_dsn_rcpt *v = xcalloc(n ? n : 1, sizeof *v);
 	char (*dsn)[16] = xcalloc(n ? n : 1, sizeof *dsn);
@@ -498,10 +502,16 @@ static void finish_delay_warning(struct qjob *j)
 			k++;
 		}
 	char *err = NULL;
-	if (k > 0 && q->o.dsn(q->o.dsn_arg, QMGR_DSN_DELAYED, &m->m, v, k, &j->delay_id, &err) < 0)
-		j->delay_err = err ? err : xstrdup("unknown error");
+	int sent = 0;
+	if (k > 0) {
+		if (q->o.dsn(q->o.dsn_arg, QMGR_DSN_DELAYED, &m->m, v, k, &j->delay_id, &err) < 0)
+			j->delay_err = err ? err : xstrdup("unknown error");
+		else
+			sent = 1;	/* queued, or none due (NOTIFY): either way done */
+	}
 	free(dsn);
 	free(v);
+	return sent;
 }
 
 /* Reports, FAILED marks (one fdatasync), then remove, or note reasons and defer. */
@@ -534,12 +544,14 @@ static void job_run_finish(struct qjob *j)
 				  : queue_msg_recycle(qdir, &m->m,
 						      m->maybe_delivered ? 0 : QUEUE_NO_DEFER_LOG);
 	} else {
-		finish_delay_warning(j);
+		int warned = finish_delay_warning(j);
 		queue_defer_reset(qdir, m->id);
 		for (size_t i = 0; i < m->m.env.nrcpt; i++)
 			if (m->m.env.rcpt[i].status == QUEUE_RCPT_PENDING)
 				queue_defer_note(qdir, m->id, m->m.env.rcpt[i].addr,
 						 m->note[i] ? m->note[i] : "4.0.0 deferred");
+		if (warned)
+			queue_defer_mark_warned(qdir, m->id);
 		j->rc = queue_move_ex(qdir, m->id, QUEUE_ACTIVE, QUEUE_DEFERRED, j->next_attempt,
 				      QUEUE_NOSYNC);
 	}

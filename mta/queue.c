@@ -1591,6 +1591,38 @@ int queue_defer_note(const char *qdir, const char *id, const char *rcpt, const c
 	return r;
 }
 
+#define DEFER_WARNED_LINE "#delay-warning-sent\n"
+
+int queue_defer_warned(const char *qdir, const char *id)
+{
+	char path[PATH_MAX];
+	if (!queue_id_valid(id) || qpath(path, sizeof path, qdir, "defer", id) < 0)
+		return 0;
+	FILE *f = fopen(path, "re");
+	if (!f)
+		return 0;
+	char *line = NULL;
+	size_t cap = 0;
+	int found = 0;
+	while (!found && getline(&line, &cap, f) > 0)
+		found = strcmp(line, DEFER_WARNED_LINE) == 0;
+	free(line);
+	fclose(f);
+	return found;
+}
+
+int queue_defer_mark_warned(const char *qdir, const char *id)
+{
+	char path[PATH_MAX];
+	if (!queue_id_valid(id) || qpath(path, sizeof path, qdir, "defer", id) < 0)
+		return -1;
+	int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+	int r = fd < 0 ? -1 : write_full(fd, DEFER_WARNED_LINE, sizeof DEFER_WARNED_LINE - 1);
+	if (fd >= 0)
+		close(fd);
+	return r;
+}
+
 int queue_defer_reset(const char *qdir, const char *id)
 {
 	char path[PATH_MAX];

@@ -223,6 +223,16 @@ int queue_remove_ex(const char *qdir, const char *id, enum queue_dir dir, unsign
 int queue_defer_reset(const char *qdir, const char *id);
 
 /*
+ * queue_defer_warned / queue_defer_mark_warned - whether the delay warning
+ * (delay_warning_time) of id went out: a "#delay-warning-sent" line at the
+ * end of its defer log (no TAB, so readers of "rcpt TAB reason" lines skip
+ * it). The queue manager writes it again after each queue_defer_reset, so
+ * the warning is sent once per message. warned: 1 or 0; mark: 0 or -1.
+ */
+int queue_defer_warned(const char *qdir, const char *id);
+int queue_defer_mark_warned(const char *qdir, const char *id);
+
+/*
  * queue_msg_recycle - remove a finished message like queue_remove_ex(...,
  * QUEUE_NOSYNC) (no directory fsync: only for a file whose recipients are
  * all DONE/FAILED), but keep its inode as a spare that queue_writer_open

@@ -466,6 +466,32 @@ static void test_move_deferred_mtime_and_scan(void **state)
 	assert_int_equal(queue_remove(qdir, ids[1], QUEUE_DEFERRED), -1);
 }
 
+/* the delay-warning mark survives in the defer log; reset drops it with the log */
+static void test_defer_warned_mark(void **state)
+{
+	const char *qdir = *state;
+	const char *id = "4jfWWk10BkzNR";	/* the shape of our queue ids */
+	assert_int_equal(queue_defer_warned(qdir, id), 0);
+	assert_int_equal(queue_defer_note(qdir, id, "r0@example.org", "4.4.1 no answer"), 0);
+	assert_int_equal(queue_defer_warned(qdir, id), 0);
+	assert_int_equal(queue_defer_mark_warned(qdir, id), 0);
+	assert_int_equal(queue_defer_warned(qdir, id), 1);
+	/* the mark line has no TAB: the "rcpt TAB reason" line is still the first */
+	char path[512];
+	snprintf(path, sizeof path, "%s/defer/%s", qdir, id);
+	FILE *f = fopen(path, "r");
+	assert_non_null(f);
+	char line[256];
+	assert_non_null(fgets(line, sizeof line, f));
+	assert_string_equal(line, "r0@example.org\t4.4.1 no answer\n");
+	assert_non_null(fgets(line, sizeof line, f));
+	assert_null(strchr(line, '\t'));
+	fclose(f);
+	assert_int_equal(queue_defer_reset(qdir, id), 0);
+	assert_int_equal(queue_defer_warned(qdir, id), 0);
+	assert_int_equal(queue_defer_warned(qdir, "../../etc/passwd"), 0);
+}
+
 /* ---- the committer thread ---- */
 
 struct commit_ctx {
@@ -676,6 +702,7 @@ int main(void)
 						teardown_qdir),
 		cmocka_unit_test_setup_teardown(test_move_deferred_mtime_and_scan, setup_qdir,
 						teardown_qdir),
+		cmocka_unit_test_setup_teardown(test_defer_warned_mark, setup_qdir, teardown_qdir),
 		cmocka_unit_test_setup_teardown(test_async_committer, setup_qdir, teardown_qdir),
 		cmocka_unit_test_setup_teardown(test_recycle_spare, setup_qdir, teardown_qdir),
 		cmocka_unit_test_setup_teardown(test_recycle_many, setup_qdir, teardown_qdir),
