@@ -41,7 +41,7 @@ struct req {
 	struct gen *g;
 	struct spfd_job *job;
 	struct spfd_run *run;
-	char *qid, *client, *sender, *helo, *instance;
+	char *qid, *client, *sender, *helo, *instance, *rcpt, *sasl;
 	long long start_ms;
 	unsigned queries;
 };
@@ -157,6 +157,7 @@ static void req_free(struct req *r)
 	if (r->g)
 		gen_unref(r->c->s, r->g);
 	free(r->qid), free(r->client), free(r->sender), free(r->helo), free(r->instance);
+	free(r->rcpt), free(r->sasl);
 	free(r);
 }
 
@@ -326,16 +327,31 @@ static void req_log(struct req *r, const char *action)
 	char *act = logval(action);
 	char *snd = logval(r->sender), *hl = logval(r->helo);
 	char *ins = logval(r->instance ? r->instance : "-");
+	char *rc = logval(r->rcpt), *su = logval(r->sasl);
+	long long ms = now_ms() - r->start_ms;
+	struct sbuf tail;
 
 	if (strlen(act) > 200)
 		strcpy(act + 196, "...");
+	/* issue 13's common keys at the end (docs/EVENTS.md): the older keys
+	 * above keep their places for existing readers; reason= stays the
+	 * text, the stable code is reason_code= */
+	sbuf_init(&tail);
+	sbuf_printf(&tail, ", filter=spf, client_ip=%s, sender=%s", cl, snd);
+	if (*rc)
+		sbuf_printf(&tail, ", recipient=%s", rc);
+	if (*su)
+		sbuf_printf(&tail, ", sasl_username=%s", su);
+	sbuf_printf(&tail, ", reason_code=spf_%s, ms=%lld", spfd_job_result_name(j), ms);
 	log_event(r->qid && *r->qid ? r->qid : "NOQUEUE",
 		  "spf: identity=%s, scope=%s, client=[%s], helo=%s, from=<%s>, result=%s, "
 		  "mechanism=%s, reason=\"%s\", lookups=%u, queries=%u, time_ms=%lld, action=\"%s\", "
-		  "instance=%s",
+		  "instance=%s%s",
 		  id, spfd_job_scope(j), cl, hl, snd, spfd_job_result_name(j), mech, why,
-		  spfd_job_dns_terms(j), r->queries, now_ms() - r->start_ms, act, ins);
+		  spfd_job_dns_terms(j), r->queries, ms, act, ins, tail.buf);
+	sbuf_free(&tail);
 	free(id), free(cl), free(mech), free(why), free(act), free(snd), free(hl), free(ins);
+	free(rc), free(su);
 }
 
 static const char *action_name(enum spfd_action kind)
@@ -420,6 +436,8 @@ static void req_start(struct conn *c, const struct policy_msg *m)
 	r->sender = attr_dup(m, "sender");
 	r->helo = attr_dup(m, "helo_name");
 	r->instance = inst && *inst ? xstrdup(inst) : NULL;
+	r->rcpt = attr_dup(m, "recipient");
+	r->sasl = attr_dup(m, "sasl_username");
 	r->job = spfd_job_new(&r->g->o, m, (long long)time(NULL));
 	c->cur = r;
 	req_step(r);

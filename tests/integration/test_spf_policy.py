@@ -3,6 +3,7 @@ loopback (inet and unix sockets, spawn mode on pipes), DNS from unbound on
 loopback serving a small zone. Replies, options, one result per message,
 malformed input, concurrency, reload and stop."""
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -75,6 +76,9 @@ def test_pass_prepends_received_spf(spfd):
     log = d.log_text()
     assert "4ABC123: spf: identity=joe@example.com, scope=mailfrom, client=[192.0.2.7]" in log
     assert "result=pass, mechanism=ip4:192.0.2.0/24" in log and "time_ms=" in log and "lookups=" in log
+    # issue 13's common keys at the end of the line (docs/EVENTS.md)
+    assert re.search(r"instance=i\d+, filter=spf, client_ip=192\.0\.2\.7, sender=joe@example\.com, "
+                     r"recipient=sue@example\.net, reason_code=spf_pass, ms=\d+$", log, re.M), log
 
 
 def test_fail_rejects_with_explanation(spfd):
