@@ -340,6 +340,31 @@ static char *decide_pass(const struct rl_cfg *cfg, struct rl_req *req, struct rl
 	return terminal_action(cfg, req, d, lg);
 }
 
+/*
+ * log_common - issue 13's common keys at the end of the decision line
+ * (docs/EVENTS.md "sluice-ratelimit"); the older keys before them keep their
+ * places. ms: wall-clock milliseconds since rl_engine_plan (the store's
+ * round trip included), 0 when the clock stepped or the caller's now_ms was
+ * not the wall clock.
+ */
+static void log_common(struct sbuf *lg, struct rl_req *req, const struct rl_decision *d,
+		       const char *result)
+{
+	long long ms = (long long)(wall_time() * 1000) - d->plan.now_ms;
+
+	if (ms < 0 || ms > 86400000LL)
+		ms = 0;
+	sbuf_adds(lg, ", filter=ratelimit");
+	add_val(lg, "client_ip", rl_req_get(req, "client_address"), 0);
+	add_val(lg, "sender", rl_req_get(req, "sender"), 0);
+	add_val(lg, "recipient", rl_req_get(req, "recipient"), 0);
+	if (!strncmp(result, "greylisted", 10))
+		sbuf_adds(lg, ", reason=greylisted");
+	else
+		sbuf_printf(lg, ", reason=ratelimit_%s", result);
+	sbuf_printf(lg, ", ms=%lld", ms);
+}
+
 char *rl_engine_decide(struct rl_engine *e, const struct rl_cfg *cfg, struct rl_req *req,
 		       struct rl_decision *d, const char *store_err, char **log_out)
 {
@@ -383,6 +408,7 @@ char *rl_engine_decide(struct rl_engine *e, const struct rl_cfg *cfg, struct rl_
 		metrics_filter_decision(result, word, -1);
 	}
 	add_val(&lg, "action", act, 1);
+	log_common(&lg, req, d, result);
 	*log_out = sbuf_steal(&lg);
 	return act;
 }

@@ -3,6 +3,7 @@ LMDB backend): limits per SASL user with the rule's text, recipients vs
 messages, SIGHUP and restart keep counters, spawn mode, malformed input,
 many clients, -n, show/reset, dry run, greylisting with a short delay."""
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -53,6 +54,10 @@ def test_sasl_limit_exact_then_defer(rld):
     log = d.log_text()
     assert "Qm3: ratelimit: state=RCPT, instance=m3, client=[192.0.2.10], sasl_username=joe" in log
     assert "rule=OUT, limit=rate, key=rate:3/3600s:sasl_username=joe" in log and "result=over" in log
+    # issue 13's common keys at the end of the line (docs/EVENTS.md)
+    assert re.search(r"Qm3: ratelimit: .*, result=over, action=\"[^\"]*\", filter=ratelimit, "
+                     r"client_ip=192\.0\.2\.10, sender=\S+, recipient=\S+, reason=ratelimit_over, ms=\d+$",
+                     log, re.M), log
     assert log.count("result=under") == 4  # the first RCPT of each message and ann
     assert log.count("result=none") == 4   # later RCPTs of counted messages, no SASL user
 
