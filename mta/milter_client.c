@@ -762,14 +762,35 @@ static int mod_allowed(struct mc_milter *m, int cmd)
 	}
 }
 
+/*
+ * filter_name - the filter= of a decision line (docs/EVENTS.md): the
+ * socket's base name without ".sock" ("unix:/run/sluice/dkim.sock" -> "dkim",
+ * as `sluice start` names them), else the milter's configured address.
+ * Writes into buf (size n); returns buf.
+ */
+static const char *filter_name(const char *spec, char *buf, size_t n)
+{
+	const char *slash = strrchr(spec, '/');
+	const char *b = slash ? slash + 1 : spec;
+	size_t l = strlen(b);
+	if (l > 5 && !strcmp(b + l - 5, ".sock"))
+		snprintf(buf, n, "%.*s", (int)(l - 5), b);
+	else
+		snprintf(buf, n, "%s", spec);
+	return buf;
+}
+
 static void log_decision(struct mc_milter *m, const char *action, const struct mc_result *r)
 {
 	struct mc_session *ms = m->ms;
+	char fn[256];
+	filter_name(m->conf.name, fn, sizeof fn);
 	if (r && r->code)
-		log_event(qid(ms), "milter=%s stage=%s action=%s reply=\"%d %s %s\"", m->conf.name,
-			  stage_name(ms->kind), action, r->code, r->dsn, r->text);
+		log_event(qid(ms), "milter=%s stage=%s action=%s reply=\"%d %s %s\" filter=%s", m->conf.name,
+			  stage_name(ms->kind), action, r->code, r->dsn, r->text, fn);
 	else
-		log_event(qid(ms), "milter=%s stage=%s action=%s", m->conf.name, stage_name(ms->kind), action);
+		log_event(qid(ms), "milter=%s stage=%s action=%s filter=%s", m->conf.name,
+			  stage_name(ms->kind), action, fn);
 }
 
 /* One reply packet for the running stage. */

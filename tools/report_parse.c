@@ -716,8 +716,9 @@ static int filter_kv(struct rp_parser *p, const char *t, struct rp_event *ev)
 	ev->reason = kv[FK_REASON];
 	ev->stage = kv[FK_STAGE];
 	const char *v;
-	if (m && !f && ev->stage && !rp_kv_get(ev, ev->filter)) {
-		ev->mta_milter = 1;	/* sluiced: milter=NAME stage=S action=A reply="..." */
+	if (m && ev->stage && !rp_kv_get(ev, ev->filter)) {
+		/* sluiced: milter=NAME stage=S action=A [reply="..."] [filter=SHORT] */
+		ev->mta_milter = 1;
 		ev->reason = kv[FK_REPLY];
 		return 1;
 	}

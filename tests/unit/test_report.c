@@ -337,6 +337,72 @@ static void test_lines(void **state)
 	assert_null(p);
 }
 
+/*
+ * issue 13's common keys (filter, client_ip, sender, recipient,
+ * sasl_username, result, action, reason/reason_code, ms) at the end of each
+ * filter's decision line: the line parses to the same event as the older
+ * form; the new form may only add what the old one lacked (client_ip,
+ * sender of the milters, a reason code where the line had no reason).
+ */
+static void test_schema_keys(void **state)
+{
+	(void)state;
+	static const struct { const char *old, *new; } pairs[] = {
+		{ "Dec  2 09:04:54 vm sluice-dkim[13949]: 4jfWzp0Q7Lz5Lj: milter=dkim action=accept dkim=fail, sig1=fail d=example.org s=s1 a=rsa-sha256 bits=2048 reason=\"body hash did not verify\"",
+		  "Dec  2 09:04:54 vm sluice-dkim[13949]: 4jfWzp0Q7Lz5Lj: milter=dkim action=accept dkim=fail, sig1=fail d=example.org s=s1 a=rsa-sha256 bits=2048 reason=\"body hash did not verify\" filter=dkim client_ip=127.0.0.1 sender=a@example.org result=fail reason_code=dkim_fail ms=3" },
+		{ "Dec  2 09:04:54 vm sluice-dkim[13949]: 4jfWzp0GlQz5Lk: milter=dkim action=accept sign=ok, d=example.com s=sel a=rsa-sha256",
+		  "Dec  2 09:04:54 vm sluice-dkim[13949]: 4jfWzp0GlQz5Lk: milter=dkim action=accept sign=ok, d=example.com s=sel a=rsa-sha256 filter=dkim client_ip=127.0.0.1 sender=\"\" sasl_username=dave result=signed reason=dkim_signed ms=0" },
+		{ "Dec  2 09:04:54 vm sluiced[13961]: 4jfWzp0GlQz5Lk: milter=unix:/tmp/run/dkim.sock stage=end-of-message action=continue",
+		  "Dec  2 09:04:54 vm sluiced[13961]: 4jfWzp0GlQz5Lk: milter=unix:/tmp/run/dkim.sock stage=end-of-message action=continue filter=dkim" },
+		{ "Dec  2 08:44:03 mx sluiced[60]: 4ABC123: milter=dkim stage=eom action=reject reply=\"550 5.7.1 bad\"",
+		  "Dec  2 08:44:03 mx sluiced[60]: 4ABC123: milter=dkim stage=eom action=reject reply=\"550 5.7.1 bad\" filter=dkim" },
+		{ "Dec  2 09:04:53 vm sluice-spf[13955]: NOQUEUE: spf: identity=alice@example.com, scope=mailfrom, client=[127.0.0.1], helo=client.test, from=<alice@example.com>, result=pass, mechanism=ip4:127.0.0.1, reason=\"example.com: matched ip4:127.0.0.1\", lookups=0, queries=2, time_ms=1, action=\"PREPEND Received-SPF: Pass\", instance=-",
+		  "Dec  2 09:04:53 vm sluice-spf[13955]: NOQUEUE: spf: identity=alice@example.com, scope=mailfrom, client=[127.0.0.1], helo=client.test, from=<alice@example.com>, result=pass, mechanism=ip4:127.0.0.1, reason=\"example.com: matched ip4:127.0.0.1\", lookups=0, queries=2, time_ms=1, action=\"PREPEND Received-SPF: Pass\", instance=-, filter=spf, client_ip=127.0.0.1, sender=alice@example.com, recipient=bob@example.com, reason_code=spf_pass, ms=1" },
+		{ "Dec  2 09:41:56 vm sluice-ratelimit[15430]: NOQUEUE: ratelimit: state=RCPT, instance=3c4d.6b0fe7e4.9, client=[127.0.0.1], sasl_username=dave, from=<dave@example.com>, to=<alice@example.com>, rule=OUT, limit=rate, key=rate:2/3600s:sasl_username=dave, used=2, cost=1, max=2, window_s=3600, retry_s=1800, result=over, action=\"DEFER_IF_PERMIT 4.7.1 sending limit reached\"",
+		  "Dec  2 09:41:56 vm sluice-ratelimit[15430]: NOQUEUE: ratelimit: state=RCPT, instance=3c4d.6b0fe7e4.9, client=[127.0.0.1], sasl_username=dave, from=<dave@example.com>, to=<alice@example.com>, rule=OUT, limit=rate, key=rate:2/3600s:sasl_username=dave, used=2, cost=1, max=2, window_s=3600, retry_s=1800, result=over, action=\"DEFER_IF_PERMIT 4.7.1 sending limit reached\", filter=ratelimit, client_ip=127.0.0.1, sender=dave@example.com, recipient=alice@example.com, reason=ratelimit_over, ms=2" },
+		{ "Dec  2 09:39:51 vm sluice-dmarc[11300]: 4jfXm75Snvz4Ly: milter=dmarc action=reject dmarc=fail enforced=yes header_from=reject.example from_domains=1 policy_domain=reject.example org_domain=- discovery=treewalk p=reject policy=reject disposition=reject reason=\"no aligned spf or dkim pass\" client_ip=127.0.0.3 helo=client.test envelope_from=reject.example",
+		  "Dec  2 09:39:51 vm sluice-dmarc[11300]: 4jfXm75Snvz4Ly: milter=dmarc action=reject dmarc=fail enforced=yes header_from=reject.example from_domains=1 policy_domain=reject.example org_domain=- discovery=treewalk p=reject policy=reject disposition=reject reason=\"no aligned spf or dkim pass\" client_ip=127.0.0.3 helo=client.test envelope_from=reject.example filter=dmarc sender=a@reject.example result=fail reason_code=dmarc_policy ms=12" },
+		{ "Dec  2 09:39:51 vm sluice-spam[11301]: 4jfXm75Snvz4Lz: milter=spam action=reject score=15.50 required=6.00 size=49 symbols=T_FIVE(5.00),T_TEN(10.00)",
+		  "Dec  2 09:39:51 vm sluice-spam[11301]: 4jfXm75Snvz4Lz: milter=spam action=reject score=15.50 required=6.00 size=49 symbols=T_FIVE(5.00),T_TEN(10.00) filter=spam client_ip=127.0.0.1 sender=a@example.org result=spam reason=spam_score ms=4" },
+	};
+	static const char *const same[] = { "filter", "result", "action", "domain", "selector", "scope",
+					     "disposition", "stage", "sender", "recipient", "score",
+					     "mta_milter", "client_ip", "reason" };
+	struct rp_parser *p = rp_parser_new(2026, 11);
+	for (size_t i = 0; i < sizeof pairs / sizeof pairs[0]; i++) {
+		struct rp_event a, b;
+		enum rp_kind ka = rp_parse_line(p, pairs[i].old, strlen(pairs[i].old), &a);
+		/* the parser's strings live until the next line: keep the old event's */
+		char *va[sizeof same / sizeof same[0]];
+		char buf[64];
+		for (size_t k = 0; k < sizeof same / sizeof same[0]; k++) {
+			const char *v = field(&a, same[k], buf, sizeof buf);
+			va[k] = v ? strdup(v) : NULL;
+		}
+		char *qa = a.qid ? strdup(a.qid) : NULL;
+		enum rp_kind kb = rp_parse_line(p, pairs[i].new, strlen(pairs[i].new), &b);
+		assert_int_equal(ka, RP_EV_FILTER);
+		assert_int_equal(kb, ka);
+		assert_string_equal(b.qid, qa);
+		for (size_t k = 0; k < sizeof same / sizeof same[0]; k++) {
+			const char *vb = field(&b, same[k], buf, sizeof buf);
+			if (va[k] && *va[k] && (!vb || strcmp(va[k], vb)))
+				fail_msg("pair %zu: %s = \"%s\", old form \"%s\"", i, same[k], vb ? vb : "(null)", va[k]);
+			if ((!va[k] || !*va[k]) && vb && *vb && strcmp(same[k], "client_ip") &&
+			    strcmp(same[k], "reason") && strcmp(same[k], "sender"))
+				fail_msg("pair %zu: %s = \"%s\" only in the new form", i, same[k], vb);
+			free(va[k]);
+		}
+		free(qa);
+		/* what a filter's new form adds (sluiced's milter line adds filter= only) */
+		if (!b.mta_milter) {
+			assert_non_null(b.client_ip);
+			assert_non_null(b.reason);
+		}
+	}
+	rp_parser_free(&p);
+}
+
 /* every prefix of every case, and bytes 0x00-0xff in place of each byte, parse without harm */
 static void test_prefixes_and_bytes(void **state)
 {
@@ -958,6 +1024,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_lines),
+		cmocka_unit_test(test_schema_keys),
 		cmocka_unit_test(test_prefixes_and_bytes),
 		cmocka_unit_test(test_year_hint),
 		cmocka_unit_test(test_long_line_cut),
