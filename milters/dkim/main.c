@@ -159,6 +159,7 @@ struct conn {
 	int leadspc;		/* MTA passes header values with their leading space */
 	unsigned long proto;	/* negotiated SMFIP_* steps */
 	struct dkim_msg *msg;
+	char *sender, *sasl;	/* the transaction's MAIL FROM (no <>), AUTH identity; for the log */
 };
 
 /*
@@ -183,6 +184,8 @@ static void msg_end(struct conn *c)
 		dkim_msg_free(&c->msg);
 		milterd_inflight_leave();
 	}
+	free(c->sender), free(c->sasl);
+	c->sender = c->sasl = NULL;
 }
 
 static const char *qid_of(SMFICTX *ctx)
@@ -258,6 +261,12 @@ static sfsistat on_envfrom(SMFICTX *ctx, char **argv)
 	if (sign && dkim_keyset_count(cfg->keys) == 0)
 		sign = 0;	/* nothing to sign with: verify instead */
 	c->msg = dkim_msg_new(cfg, qid_of(ctx), sign);
+	if (argv && argv[0]) {
+		const char *a = argv[0];
+		size_t l = strlen(a);
+		c->sender = a[0] == '<' && l >= 2 && a[l - 1] == '>' ? xstrndup(a + 1, l - 2) : xstrdup(a);
+	}
+	c->sasl = auth && *auth ? xstrdup(auth) : NULL;
 	if (c->msg)
 		milterd_inflight_enter();
 	dkim_cfg_unref(&cfg);
@@ -303,6 +312,47 @@ static char *hv(struct conn *c, char *v)
 	return (!c->leadspc && v[0] == ' ') ? v + 1 : v;
 }
 
+/* " key=value", quoted when the value has a space, quote or control byte */
+static void log_kv(struct sbuf *b, const char *key, const char *v)
+{
+	int q = 0;
+	for (const char *p = v; *p; p++)
+		if ((unsigned char)*p <= ' ' || *p == '"' || *p == ',' || (unsigned char)*p >= 0x7f)
+			q = 1;
+	sbuf_printf(b, " %s=%s", key, q ? "\"" : "");
+	for (const char *p = v; *p; p++)
+		sbuf_addc(b, *p == '"' || (unsigned char)*p < ' ' || (unsigned char)*p >= 0x7f ? '?' : *p);
+	if (q)
+		sbuf_addc(b, '"');
+}
+
+/*
+ * log_decision - the per-message verdict line: dkim_msg's text, then issue
+ * 13's common keys (docs/EVENTS.md "sluice-dkim"): filter, client_ip,
+ * sender ("" for the null sender), sasl_username (when known), result, the
+ * stable code dkim_RESULT (as reason_code= when the text has a reason=
+ * already) and ms (milliseconds spent at end of message).
+ */
+static void log_decision(const struct conn *c, const char *qid, const struct dkim_outcome *out,
+			 double secs)
+{
+	const char *text = out->log ? out->log : "milter=dkim";
+	const char *res = out->result ? out->result : "none";
+	struct sbuf b;
+	sbuf_init(&b);
+	sbuf_printf(&b, "%s filter=dkim", text);
+	log_kv(&b, "client_ip", c->addr);
+	log_kv(&b, "sender", c->sender ? c->sender : "");
+	if (c->sasl)
+		log_kv(&b, "sasl_username", c->sasl);
+	sbuf_printf(&b, " result=%s %s=dkim_", res, strstr(text, " reason=") ? "reason_code" : "reason");
+	for (const char *p = res; *p; p++)
+		sbuf_addc(&b, *p == '-' ? '_' : *p);
+	sbuf_printf(&b, " ms=%lld", (long long)(secs * 1000));
+	log_event(qid, "%s", b.buf);
+	sbuf_free(&b);
+}
+
 static sfsistat on_eom(SMFICTX *ctx)
 {
 	struct conn *c = conn_of(ctx);
@@ -336,7 +386,7 @@ static sfsistat on_eom(SMFICTX *ctx)
 		rc = SMFIS_DISCARD;
 		break;
 	}
-	log_event(qid, "%s", out.log ? out.log : "milter=dkim");
+	log_decision(c, qid, &out, metrics_now_s() - t0);
 	metrics_filter_decision(out.result ? out.result : "none", dkim_action_name(out.action),
 				metrics_now_s() - t0);
 	dkim_outcome_clear(&out);

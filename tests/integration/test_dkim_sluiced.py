@@ -171,6 +171,15 @@ def test_incoming_pass_fail_and_forged_ar(stack, keys, tmp_path):
     assert not any("paypal.com" in v for v in allar), allar
     assert any(v.startswith("other.example;") for v in allar), allar
     assert "dkim=pass" in a["forged"] and "header.a=ed25519-sha256" in a["forged"]
+    # the verdict lines end with issue 13's common keys (docs/EVENTS.md); sluiced's milter
+    # lines name the filter by its socket's name
+    log = s.log_text()
+    assert re.search(r'sluice-dkim\[\d+\]: \w+: milter=dkim action=\w+ dkim=fail, .*reason="body hash did '
+                     r'not verify" filter=dkim client_ip=127\.0\.0\.2 sender=\S+ result=fail '
+                     r'reason_code=dkim_fail ms=\d+$', log, re.M), log
+    assert re.search(r"sluice-dkim\[\d+\]: \w+: milter=dkim action=\w+ dkim=none filter=dkim "
+                     r"client_ip=127\.0\.0\.2 sender=\S+ result=none reason=dkim_none ms=\d+$", log, re.M), log
+    assert re.search(r": \w+: milter=unix:\S+/dkim\.sock stage=[\w-]+ action=\w+ filter=dkim$", log, re.M), log
     # a-r values are parseable by python-authres (what the downstream filters parse)
     import authres
     for name, v in a.items():
