@@ -374,6 +374,36 @@ static void log_domain(struct sbuf *b, const struct dom_eval *e, size_t ndom)
 	kv(b, "reason", o ? o->reason : "DNS deadline passed");
 }
 
+/*
+ * log_common - issue 13's common keys after a decision line's own keys
+ * (docs/EVENTS.md "sluice-dmarc"): filter, sender (the envelope sender as
+ * given, "" for the null sender), result, and the stable code: as
+ * reason_code= where the line carries reason="text" already, else reason=.
+ * main.c adds ms= when it logs the line.
+ */
+static void log_common(struct sbuf *b, struct dmarc_msg *m, const char *result, const char *code,
+		       int has_reason)
+{
+	sbuf_adds(b, " filter=dmarc");
+	kv(b, "sender", m->mail_from);
+	kv(b, "result", result);
+	kv(b, has_reason ? "reason_code" : "reason", code);
+}
+
+/* the stable code of a From domain's verdict: dmarc_policy when its policy applied */
+static const char *dom_code(const struct dom_eval *e)
+{
+	if (e->result == DMARC_RESULT_FAIL && e->disp != DMARC_DISP_NONE && !e->ignored)
+		return "dmarc_policy";
+	switch (e->result) {
+	case DMARC_RESULT_PASS: return "dmarc_pass";
+	case DMARC_RESULT_FAIL: return "dmarc_fail";
+	case DMARC_RESULT_TEMPERROR: return "dmarc_temperror";
+	case DMARC_RESULT_PERMERROR: return "dmarc_permerror";
+	default: return "dmarc_none";
+	}
+}
+
 static void ar_spf_dkim(struct authres_fmt *f, struct dmarc_msg *m, const struct dmarc_auth_spf *spf,
 			const struct dmarc_auth_dkim *dk, size_t ndk, int dkim_self_done)
 {
@@ -423,6 +453,7 @@ static void malformed(struct dmarc_msg *m, struct dmarc_msg_outcome *out, const 
 	kv(&b, "from_error", why);
 	kv(&b, "enforced", cfg->enforce ? (cfg->reject_malformed ? "yes" : "no") : "no");
 	log_auth(&b, m, spf, NULL, 0, 0);
+	log_common(&b, m, "permerror", "dmarc_malformed_from", 0);
 	out->log[out->nlog++] = sbuf_steal(&b);
 }
 
@@ -650,6 +681,7 @@ static void evaluate(struct dmarc_msg *m, struct dmarc_msg_outcome *out,
 		kv(&b, "enforced", !cfg->enforce ? "no" : ev[i].ignored ? "ignored_domain" : "yes");
 		log_domain(&b, &ev[i], ndom);
 		log_auth(&b, m, &spf, dk, ndk, dk_self);
+		log_common(&b, m, dmarc_result_name(ev[i].result), dom_code(&ev[i]), 1);
 		out->log[out->nlog++] = sbuf_steal(&b);
 	}
 	if (cfg->failrep)
@@ -710,6 +742,7 @@ void dmarc_msg_eom(struct dmarc_msg *m, struct dmarc_msg_outcome *out)
 		sbuf_adds(&b, "milter=dmarc action=accept dmarc=skipped");
 		kv(&b, "skipped", m->skip_why);
 		kv(&b, "client_ip", m->client_ip[0] ? m->client_ip : "unknown");
+		log_common(&b, m, "skipped", "dmarc_skipped", 0);
 		out->log[out->nlog++] = sbuf_steal(&b);
 		return;
 	}

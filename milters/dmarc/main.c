@@ -317,8 +317,13 @@ static sfsistat on_eom(SMFICTX *ctx)
 		smfi_quarantine(ctx, out.quarantine_reason ? out.quarantine_reason : "DMARC");
 		break;
 	}
+	/* ms= last on the decision lines (docs/EVENTS.md), not on failure-report lines */
+	long long ms = (long long)((metrics_now_s() - t0) * 1000);
 	for (size_t i = 0; i < out.nlog; i++)
-		log_event(qid, "%s", out.log[i]);
+		if (!strncmp(out.log[i], "milter=dmarc action=", 20))
+			log_event(qid, "%s ms=%lld", out.log[i], ms);
+		else
+			log_event(qid, "%s", out.log[i]);
 	metrics_filter_decision(dmarc_result_name(out.result), dmarc_msg_action_name(out.action),
 				metrics_now_s() - t0);
 	dmarc_msg_outcome_clear(&out);

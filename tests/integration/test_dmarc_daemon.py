@@ -119,6 +119,10 @@ def test_sighup_reload_and_json_log(solo):
     assert e["spf"] == "reject.example/mfrom/fail" and e["envelope_to"] == "example.com"
     assert e["queue_id"] and e["queue_id"] != "NOQUEUE"
     assert events[0]["enforced"] == "no" and events[0]["disposition"] == "reject"
+    # issue 13's common keys at the end (docs/EVENTS.md); reason stays the text
+    assert e["filter"] == "dmarc" and e["result"] == "fail" and e["reason_code"] == "dmarc_policy"
+    assert e["sender"].endswith("@reject.example") and e["ms"].isdigit(), e
+    assert " reason_code=dmarc_policy ms=" in e["message"] and e["reason"] != "dmarc_policy"
 
 
 def test_sendmail_socket_spec_and_rfc7489_mode(solo):
