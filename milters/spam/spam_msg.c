@@ -509,14 +509,58 @@ out:
 	spam_mime_free(&mime);
 }
 
+/* log_kv - " key=value", the value quoted when it has a space, quote or control byte */
+static void log_kv(struct sbuf *b, const char *key, const char *v)
+{
+	int q = 0;
+	for (const char *p = v; *p; p++)
+		if ((unsigned char)*p <= ' ' || *p == '"' || *p == ',' || (unsigned char)*p >= 0x7f)
+			q = 1;
+	sbuf_printf(b, " %s=%s", key, q ? "\"" : "");
+	for (const char *p = v; *p; p++)
+		sbuf_addc(b, *p == '"' || (unsigned char)*p < ' ' || (unsigned char)*p >= 0x7f ? '?' : *p);
+	if (q)
+		sbuf_addc(b, '"');
+}
+
+/*
+ * log_common - issue 13's common keys after the decision line's own
+ * (docs/EVENTS.md "sluice-spam"): filter, client_ip, sender ("" for the
+ * null sender), sasl_username (when known), result (spam when score >=
+ * required, as `sluice report` reads the older lines), the stable reason
+ * code and ms (milliseconds spent at end of message).
+ */
+static void log_common(struct spam_outcome *o, const struct spam_msg_env *env, long long t0_ms)
+{
+	if (o->log == NULL)
+		return;
+	const char *code = strstr(o->log, " list=block_from") ? "spam_block_from"
+			   : strstr(o->log, " list=allow_from") ? "spam_allow_from"
+			   : strstr(o->log, " skipped=") ? "spam_skipped" : "spam_score";
+	struct sbuf b;
+	sbuf_init(&b);
+	sbuf_adds(&b, o->log);
+	sbuf_adds(&b, " filter=spam");
+	log_kv(&b, "client_ip", env->client_ip ? env->client_ip : "");
+	log_kv(&b, "sender", env->env_from ? env->env_from : "");
+	if (env->auth && *env->auth)
+		log_kv(&b, "sasl_username", env->auth);
+	sbuf_printf(&b, " result=%s reason=%s ms=%lld", o->score >= o->required ? "spam" : "ham",
+		    code, now_ms() - t0_ms);
+	free(o->log);
+	o->log = sbuf_steal(&b);
+}
+
 void spam_msg_eom(struct spam_msg *m, struct spam_outcome *out)
 {
+	long long t0_ms = now_ms();
 	memset(out, 0, sizeof(*out));
 	struct spam_msg_env env = { .qid = m->qid, .client_ip = m->client_ip,
 				    .client_name = m->client_name, .helo = m->helo,
 				    .env_from = m->env_from, .auth = m->auth };
 	decide(m->cfg, m->raw.buf ? m->raw.buf : "", m->raw.len, m->size, &env, m->subject_seen,
 	       &m->dnsl, out);
+	log_common(out, &env, t0_ms);
 	spam_dnsl_abort(&m->dnsl);	/* not scanned after all (allow/block list) */
 	if (out->scanned && m->ndel) {
 		out->del = xcalloc(m->ndel, sizeof(*out->del));

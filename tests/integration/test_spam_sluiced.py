@@ -134,6 +134,11 @@ def test_headers_reject_and_log(stack, kind):
     acts = sorted(re.search(r"action=(\S+) score=(\S+)", l).groups() for l in lines)
     assert acts == [("add_header", "7.50"), ("no_action", "0.50"), ("reject", "27.50")], (acts, log)
     assert any("symbols=T_FLAG_ME(7.00),T_SUBJ_HELLO(0.50)" in l for l in lines)
+    # issue 13's common keys at the end (docs/EVENTS.md)
+    for l in lines:
+        assert re.search(r" filter=spam client_ip=127\.0\.0\.\d+ sender=\S* result=(spam|ham) "
+                         r"reason=spam_score ms=\d+$", l), l
+    assert sorted(re.search(r" result=(\w+) ", l).group(1) for l in lines) == ["ham", "spam", "spam"], lines
     # every sluice-spam line after start-up names a queue id or is a daemon event
     for l in log.splitlines():
         if "sluice-spam[" in l and "milter=spam" in l:
