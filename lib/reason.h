@@ -4,6 +4,10 @@
  * `sluice report`, so both count a reject under the same name.
  * Owns: the table from RFC 7372 enhanced status codes and reply texts to
  * codes. Leaves: finding the reject (the log parser, the SMTP session).
+ * The filters' verdict codes (spf_fail, dkim_fail, dmarc_policy,
+ * spam_score, ratelimit_over, greylisted, ...) are written by the filters
+ * on their own decision lines (issue 13) and listed with these in
+ * docs/EVENTS.md "Reason codes"; reason_code() never returns them.
  */
 #ifndef SLUICE_LIB_REASON_H
 #define SLUICE_LIB_REASON_H

@@ -559,6 +559,16 @@ static const char *rl_unit(const char *limit)
 		: streq0(limit, "size") ? "bytes" : "units";
 }
 
+/*
+ * own_code - f's reason is the filter's stable code ("dkim_pass", issue 13's
+ * schema), which the words before it already say: not repeated.
+ */
+static int own_code(const struct why_ev *f)
+{
+	size_t n = f->filter ? strlen(f->filter) : 0;
+	return n && !strncmp(f->reason, f->filter, n) && f->reason[n] == '_' && !strchr(f->reason, ' ');
+}
+
 /* What a filter's verdict line says, in words: "rule OUT: 101 messages in 3600 s, limit 100". */
 static char *filter_detail(const struct why_ev *f, char **rule_out)
 {
@@ -607,7 +617,8 @@ static char *filter_detail(const struct why_ev *f, char **rule_out)
 		if (f->action)
 			sbuf_printf(&b, "%saction %s", b.len ? ", " : "", f->action);
 	}
-	if (f->reason && *f->reason && !streq0(f->filter, "ratelimit") && !streq0(f->filter, "spam"))
+	if (f->reason && *f->reason && !streq0(f->filter, "ratelimit") && !streq0(f->filter, "spam") &&
+	    !own_code(f))
 		sbuf_printf(&b, "%s%s", b.len ? ": " : "", f->reason);
 	if (!b.len) {
 		sbuf_free(&b);
