@@ -3,12 +3,14 @@
  */
 #include "tools/report_dmarc_send.h"
 #include "proto/dmarc.h"
+#include "proto/dmarc_report.h"
 #include "lib/util.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <openssl/evp.h>
 #include <spawn.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,114 +34,21 @@ const char *rds_verdict_name(enum rds_verdict v)
 
 /* ---- rua= ---- */
 
-static int atext(char c)
-{
-	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-	       strchr("!#$%&'*+-/=?^_`{|}~", c) != NULL;
-}
+/* sluice report's own checks (see struct dmarc_report_uri_rules) */
+static const struct dmarc_report_uri_rules rua_rules = { rda_domain_ok, 1 };
 
-/* dot-atom-text (RFC 5322 3.2.3) */
-static int dot_atom(const char *s, size_t n)
-{
-	if (n == 0 || s[0] == '.' || s[n - 1] == '.')
-		return 0;
-	for (size_t i = 0; i < n; i++)
-		if (!(atext(s[i]) || (s[i] == '.' && s[i + 1] != '.')))
-			return 0;
-	return 1;
-}
-
-static int hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	c = (char)(c | 0x20);
-	return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
-}
-
-/* one URI (trimmed, len n) -> d; 0 or -1 */
-static int mailto(const char *u, size_t n, struct rds_dest *d)
-{
-	if (n < 7 || strncasecmp(u, "mailto:", 7) != 0)
-		return -1;
-	u += 7;
-	n -= 7;
-	/* "!size" after the address; "?hfields" ignored */
-	const char *bang = memchr(u, '!', n);
-	size_t an = bang ? (size_t)(bang - u) : n;
-	const char *q = memchr(u, '?', an);
-	if (q)
-		an = (size_t)(q - u);
-	char addr[RDS_ADDR_MAX + 1];
-	size_t o = 0;
-	for (size_t i = 0; i < an; i++) {
-		char c = u[i];
-		if (c == '%' && i + 2 < an && hexval(u[i + 1]) >= 0 && hexval(u[i + 2]) >= 0) {
-			c = (char)(hexval(u[i + 1]) * 16 + hexval(u[i + 2]));
-			i += 2;
-		} else if (c == '%') {
-			return -1;
-		}
-		if (o >= RDS_ADDR_MAX || (unsigned char)c <= ' ' || (unsigned char)c >= 0x7f)
-			return -1;
-		addr[o++] = c;
-	}
-	addr[o] = 0;
-	char *at = strrchr(addr, '@');
-	if (!at || !dot_atom(addr, (size_t)(at - addr)) || !rda_domain_ok(at + 1) ||
-	    !strchr(at + 1, '.'))
-		return -1;
-	for (char *p = at + 1; *p; p++)
-		if (*p >= 'A' && *p <= 'Z')
-			*p = (char)(*p - 'A' + 'a');
-	unsigned long long size = 0;
-	if (bang) {
-		const char *s = bang + 1, *end = u + n;
-		if (s >= end || *s < '0' || *s > '9')
-			return -1;
-		while (s < end && *s >= '0' && *s <= '9') {
-			if (size > (1ULL << 40))
-				return -1;
-			size = size * 10 + (unsigned)(*s++ - '0');
-		}
-		if (s < end) {
-			const char *units = "kmgt", *k = strchr(units, *s | 0x20);
-			if (!k || !*k || s + 1 != end)
-				return -1;
-			for (const char *x = units; x <= k; x++)
-				size *= 1024;
-		}
-	}
-	memset(d, 0, sizeof *d);
-	memcpy(d->addr, addr, o + 1);
-	snprintf(d->host, sizeof d->host, "%s", d->addr + (at + 1 - addr));
-	d->max_bytes = size;
-	return 0;
-}
+static const struct dmarc_report_layout rds_layout = {
+	sizeof(struct rds_dest),
+	offsetof(struct rds_dest, addr), sizeof(((struct rds_dest *)0)->addr),
+	offsetof(struct rds_dest, host), sizeof(((struct rds_dest *)0)->host),
+	offsetof(struct rds_dest, max_bytes),
+};
 
 size_t rds_rua_parse(const char *rua, struct rds_dest *out, size_t max)
 {
-	size_t n = 0;
 	if (!rua || !strcmp(rua, "-"))
 		return 0;
-	for (const char *s = rua; *s && n < max;) {
-		while (*s == ' ' || *s == '\t' || *s == ',')
-			s++;
-		const char *e = s + strcspn(s, ",");
-		const char *t = e;
-		while (t > s && (t[-1] == ' ' || t[-1] == '\t'))
-			t--;
-		if (t > s && mailto(s, (size_t)(t - s), &out[n]) == 0) {
-			int dup = 0;
-			for (size_t i = 0; i < n; i++)
-				if (!strcasecmp(out[i].addr, out[n].addr))
-					dup = 1;
-			if (!dup)
-				n++;
-		}
-		s = e;
-	}
-	return n;
+	return dmarc_report_uri_list(rua, &rua_rules, &rds_layout, out, max, NULL);
 }
 
 /* ---- external destination verification ---- */
@@ -151,40 +60,16 @@ static int under(const char *host, const char *org)
 			 (h > o && host[h - o - 1] == '.' && strcasecmp(host + h - o, org) == 0));
 }
 
+/* not internal: RFC 9990 4 steps 4-9, the record's own rua= may override (same host) */
 static enum rds_verdict check_host(struct rds_dest *d, const char *policy_domain,
 				   rds_lookup_fn lookup, void *arg)
 {
-	char q[600];
-	int ql = snprintf(q, sizeof q, "%s._report._dmarc.%s", policy_domain, d->host);
-	if (ql < 0 || ql > 253)
-		return RDS_REFUSED;	/* step 4: over DNS limits */
-	struct dns_answer *a = lookup(arg, q, DNS_T_TXT);
-	enum rds_verdict v = RDS_REFUSED;
-	if (dns_status_is_temp(a->status)) {
-		v = RDS_TEMPERROR;
-	} else {
-		for (size_t k = 0; a->status == DNS_OK && k < a->n; k++) {
-			const struct dns_rr *rr = &a->rr[k];
-			if (rr->type != DNS_T_TXT || !dmarc_record_is_dmarc(rr->u.txt.data, rr->u.txt.len))
-				continue;
-			v = RDS_VERIFIED;
-			struct dmarc_record r;
-			dmarc_record_parse(rr->u.txt.data, rr->u.txt.len, &r, NULL);
-			struct rds_dest o[RDS_MAX_DEST];
-			size_t no = rds_rua_parse(r.rua, o, RDS_MAX_DEST);
-			for (size_t i = 0; i < no; i++)
-				if (strcmp(o[i].host, d->host) != 0)
-					v = RDS_REFUSED;	/* step 9: MUST NOT, to either */
-			if (v == RDS_VERIFIED && no > 0) {
-				memcpy(d->addr, o[0].addr, sizeof d->addr);
-				d->max_bytes = o[0].max_bytes;
-			}
-			dmarc_record_free(&r);
-			break;
-		}
+	switch (dmarc_report_verify(policy_domain, d->host, DMARC_REPORT_RUA, &rua_rules, lookup,
+				    arg, d->addr, sizeof d->addr, &d->max_bytes)) {
+	case DMARC_REPORT_VERIFIED: return RDS_VERIFIED;
+	case DMARC_REPORT_TEMPERROR: return RDS_TEMPERROR;
+	default: return RDS_REFUSED;	/* not found, over DNS limits, another host */
 	}
-	dns_answer_free(&a);
-	return v;
 }
 
 void rds_verify(struct rds_dest *d, size_t n, const char *policy_domain, const char *policy_org,

@@ -1,9 +1,11 @@
 /*
  * report_dmarc_send: mailing DMARC aggregate reports, for `sluice report dmarc --send`.
- * Owns: the mailto: destinations of a rua= value (RFC 9989 4.7 dmarc-urilist),
- * external destination verification (RFC 9990 section 4:
- * <policy-domain>._report._dmarc.<dest-host> TXT, v=DMARC1 first, the
- * same-host rua= override), the suppress list (a file, one address per
+ * Owns: the mailto: destinations of a rua= value (RFC 9989 4.7 dmarc-urilist,
+ * parsed by proto/dmarc_report with this tool's rules), external destination
+ * verification (RFC 9990 section 4: which destinations are internal and the
+ * verdicts; the <policy-domain>._report._dmarc.<dest-host> TXT question,
+ * v=DMARC1 first, and the same-host rua= override are proto/dmarc_report's),
+ * the suppress list (a file, one address per
  * line), bounces of earlier reports found in the mail log, the report
  * message (RFC 9990 2.5.2: Subject, application/gzip attachment with the
  * report's file name) and handing it to a Sendmail-compatible command.

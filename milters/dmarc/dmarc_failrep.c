@@ -3,6 +3,7 @@
  * See dmarc_failrep.h for the contract.
  */
 #include "milters/dmarc/dmarc_failrep.h"
+#include "proto/dmarc_report.h"
 
 #include "lib/util.h"
 #include "lib/version.h"
@@ -16,6 +17,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <spawn.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -120,159 +122,29 @@ const char *dmarc_failrep_verdict_name(enum dmarc_failrep_verdict v)
 	return "unknown";
 }
 
-static int is_atext(int c)
-{
-	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-	       (c && strchr("!#$%&'*+-/=?^_`{|}~", c) != NULL);
-}
-
-static int hexval(int c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
-/* "!" 1*DIGIT [k/m/g/t] -> bytes (saturating); -1 if malformed */
-static int parse_size(const char *s, size_t len, unsigned long long *out)
-{
-	unsigned long long v = 0;
-	size_t i = 0;
-	int sat = 0;
-
-	if (len == 0)
-		return -1;
-	for (; i < len && s[i] >= '0' && s[i] <= '9'; i++) {
-		if (v > (~0ULL - 9) / 10)
-			sat = 1;
-		else
-			v = v * 10 + (unsigned)(s[i] - '0');
-	}
-	if (i == 0)
-		return -1;
-	unsigned shift = 0;
-	if (i < len) {
-		switch (s[i] | 0x20) {
-		case 'k': shift = 10; break;
-		case 'm': shift = 20; break;
-		case 'g': shift = 30; break;
-		case 't': shift = 40; break;
-		default: return -1;
-		}
-		if (++i != len)
-			return -1;
-	}
-	if (sat || (shift && v > (~0ULL >> shift)))
-		v = ~0ULL;
-	else
-		v <<= shift;
-	*out = v ? v : 1;	/* "!0": nothing fits */
-	return 0;
-}
-
-/* one URI of len bytes; 0 = a usable mailto destination in *d */
-static int parse_uri(const char *u, size_t len, struct dmarc_failrep_dest *d)
-{
-	memset(d, 0, sizeof *d);
-	if (len < 7 || ascii_strncasecmp(u, "mailto:", 7) != 0)
-		return 1;	/* another scheme */
-	const char *bang = memchr(u, '!', len);
-	size_t ulen = bang ? (size_t)(bang - u) : len;
-	if (bang && parse_size(bang + 1, len - ulen - 1, &d->max_bytes) < 0)
-		return -1;
-	/* addr-spec up to "?" hfields, percent-decoded */
-	char dec[DMARC_FAILREP_ADDR_MAX + 1];
-	size_t n = 0;
-	for (size_t i = 7; i < ulen && u[i] != '?'; i++) {
-		int c = (unsigned char)u[i];
-		if (c == '%') {
-			if (i + 2 >= ulen || hexval(u[i + 1]) < 0 || hexval(u[i + 2]) < 0)
-				return -1;
-			c = hexval(u[i + 1]) * 16 + hexval(u[i + 2]);
-			i += 2;
-		}
-		if (n >= DMARC_FAILREP_ADDR_MAX)
-			return -1;
-		dec[n++] = (char)c;
-	}
-	dec[n] = 0;
-	char *at = strrchr(dec, '@');
-	if (!at || at == dec || memchr(dec, 0, n) != NULL)
-		return -1;
-	/* dot-atom local-part only: it reaches a command line and a header */
-	size_t llen = (size_t)(at - dec);
-	if (dec[0] == '.' || dec[llen - 1] == '.')
-		return -1;
-	for (size_t i = 0; i < llen; i++) {
-		if (dec[i] == '.') {
-			if (dec[i + 1] == '.')
-				return -1;
-		} else if (!is_atext((unsigned char)dec[i])) {
-			return -1;
-		}
-	}
-	if (dmarc_domain_normalize(at + 1, d->host, sizeof d->host) < 0)
-		return -1;
-	/* a domain with '_' is a DNS name but no mail domain */
-	if (strchr(d->host, '_') || !strchr(d->host, '.'))
-		return -1;
-	if (llen + 1 + strlen(d->host) > DMARC_FAILREP_ADDR_MAX)
-		return -1;
-	memcpy(d->addr, dec, llen);
-	d->addr[llen] = '@';
-	strcpy(d->addr + llen + 1, d->host);
-	return 0;
-}
+static const struct dmarc_report_layout ruf_layout = {
+	sizeof(struct dmarc_failrep_dest),
+	offsetof(struct dmarc_failrep_dest, addr), sizeof(((struct dmarc_failrep_dest *)0)->addr),
+	offsetof(struct dmarc_failrep_dest, host), sizeof(((struct dmarc_failrep_dest *)0)->host),
+	offsetof(struct dmarc_failrep_dest, max_bytes),
+};
 
 size_t dmarc_failrep_ruf_parse(const char *ruf, struct dmarc_failrep_dest *out, size_t max,
 			       size_t *skipped_out)
 {
-	size_t n = 0, skipped = 0;
-
-	if (ruf) {
-		const char *p = ruf;
-		for (;;) {
-			const char *comma = strchr(p, ',');
-			const char *e = comma ? comma : p + strlen(p);
-			while (p < e && (*p == ' ' || *p == '\t'))
-				p++;
-			while (e > p && (e[-1] == ' ' || e[-1] == '\t'))
-				e--;
-			if (e > p) {
-				struct dmarc_failrep_dest d;
-				int rc = parse_uri(p, (size_t)(e - p), &d);
-				int dup = 0;
-				for (size_t i = 0; rc == 0 && i < n; i++)
-					if (ascii_strcasecmp(out[i].addr, d.addr) == 0)
-						dup = 1;
-				if (rc == 0 && !dup && n < max)
-					out[n++] = d;
-				else
-					skipped++;
-			}
-			if (!comma)
-				break;
-			p = comma + 1;
-		}
-	}
-	if (skipped_out)
-		*skipped_out = skipped;
-	return n;
+	/* NULL rules: proto/dmarc_report's ruf= rules */
+	return dmarc_report_uri_list(ruf, NULL, &ruf_layout, out, max, skipped_out);
 }
 
 int dmarc_failrep_addr_ok(const char *addr)
 {
-	struct dmarc_failrep_dest d;
+	struct dmarc_report_uri d;
 	size_t n = strlen(addr);
 	if (n == 0 || n > DMARC_FAILREP_ADDR_MAX || strpbrk(addr, "%?!,"))
 		return -1;
 	char uri[DMARC_FAILREP_ADDR_MAX + 8];
 	snprintf(uri, sizeof uri, "mailto:%s", addr);
-	return parse_uri(uri, strlen(uri), &d) == 0 ? 0 : -1;
+	return dmarc_report_uri_parse(uri, strlen(uri), NULL, &d) == 0 ? 0 : -1;
 }
 
 /* ---- external destination verification ---- */
@@ -384,46 +256,17 @@ static enum dmarc_failrep_verdict verify_host(struct dmarc_failrep_dest *d, cons
 {
 	if (host_org_rc == ORG_OK && policy_org && strcmp(host_org, policy_org) == 0)
 		return DMARC_FAILREP_INTERNAL;
-	char q[DMARC_NAME_MAX * 2 + 32];
-	int ql = snprintf(q, sizeof q, "%s._report._dmarc.%s", policy_domain, d->host);
-	if (ql < 0 || ql > DMARC_NAME_MAX)
-		return DMARC_FAILREP_REFUSED;	/* step 4: over DNS limits */
-	struct dns_answer *a = lookup(arg, q, DNS_T_TXT);
-	enum dmarc_failrep_verdict v = DMARC_FAILREP_REFUSED;
-	if (dns_temp(a)) {
-		v = DMARC_FAILREP_TEMPERROR;
-	} else {
-		for (size_t k = 0; a->status == DNS_OK && k < a->n; k++) {
-			const struct dns_rr *rr = &a->rr[k];
-			if (rr->type != DNS_T_TXT || !dmarc_record_is_dmarc(rr->u.txt.data, rr->u.txt.len))
-				continue;
-			v = DMARC_FAILREP_VERIFIED;
-			/* step 9 with ruf: the consumer may name another address at the same host */
-			int elsewhere = 0;
-			struct dmarc_record r;
-			dmarc_record_parse(rr->u.txt.data, rr->u.txt.len, &r, NULL);
-			struct dmarc_failrep_dest o[DMARC_FAILREP_MAX_DEST];
-			size_t no = r.ruf ? dmarc_failrep_ruf_parse(r.ruf, o, DMARC_FAILREP_MAX_DEST, NULL) : 0;
-			for (size_t i = 0; i < no; i++)
-				if (strcmp(o[i].host, d->host) != 0)
-					elsewhere = 1;
-			if (elsewhere) {
-				dmarc_record_free(&r);
-				dns_answer_free(&a);
-				return DMARC_FAILREP_REFUSED;	/* MUST NOT, whatever else */
-			}
-			if (no > 0) {
-				memcpy(d->addr, o[0].addr, sizeof d->addr);
-				d->max_bytes = o[0].max_bytes;
-			}
-			dmarc_record_free(&r);
-			break;
-		}
-		if (v == DMARC_FAILREP_REFUSED && host_org_rc != ORG_OK)
-			v = DMARC_FAILREP_TEMPERROR;	/* might have been internal */
-	}
-	dns_answer_free(&a);
-	return v;
+	/* step 9 with ruf: the consumer may name another address at the same host */
+	enum dmarc_report_verdict v = dmarc_report_verify(policy_domain, d->host, DMARC_REPORT_RUF,
+							  NULL, lookup, arg, d->addr,
+							  sizeof d->addr, &d->max_bytes);
+	if (v == DMARC_REPORT_VERIFIED)
+		return DMARC_FAILREP_VERIFIED;
+	/* no record while the host's own Organizational Domain is unknown: it might
+	 * have been internal; over DNS limits (step 4) or another host (step 9): refused */
+	if (v == DMARC_REPORT_TEMPERROR || (v == DMARC_REPORT_NOT_FOUND && host_org_rc != ORG_OK))
+		return DMARC_FAILREP_TEMPERROR;
+	return DMARC_FAILREP_REFUSED;
 }
 
 /* the caller's look-up under a budget: past it, a timeout without asking */
@@ -764,7 +607,7 @@ static void redact_into(struct sbuf *out, const char *s, size_t len)
 				st = (size_t)q;
 			} else {
 				size_t k = st;
-				while (k > copied && (is_atext((unsigned char)s[k - 1]) || s[k - 1] == '.'))
+				while (k > copied && (dmarc_report_atext((unsigned char)s[k - 1]) || s[k - 1] == '.'))
 					k--;
 				if (k == st)
 					break;

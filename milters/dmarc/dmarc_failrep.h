@@ -3,10 +3,12 @@
  * RFC 5965 ARF) for sluice-dmarc, without sockets.
  * Owns: whether a report is due for one evaluated message (the fo= options
  * of RFC 9989 4.7), the ruf= destinations (mailto: only, the obsolete "!size"
- * suffix parsed and honoured as an upper bound), external destination
+ * suffix parsed and honoured as an upper bound; the grammar is
+ * proto/dmarc_report's, with sluice-dmarc's rules), external destination
  * verification (RFC 9989 via the aggregate-reporting document section 4,
- * with "ruf" for "rua": <policy-domain>._report._dmarc.<dest-host> TXT,
- * v=DMARC1 first, including the same-host override), the per-destination
+ * with "ruf" for "rua": which destinations are internal, by PSL or DNS tree
+ * walk, and the verdicts; the <policy-domain>._report._dmarc.<dest-host>
+ * question and its same-host override are proto/dmarc_report's), the per-destination
  * rate limit (in memory, thread-safe, injectable clock), building the ARF
  * message with optional redaction of local-parts (HMAC-SHA256 under a
  * per-process random key, headers only, never the body), and running
