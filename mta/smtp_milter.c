@@ -58,7 +58,7 @@ static void eom_apply(struct smtp_session *s)
 	}
 	if (s->env.nrcpt == 0 && !s->fx.discard) {
 		log_event(id, "discard: no recipients left after the milters");
-		s->fx.discard = 1;
+		s->fx.discard = s->milter_discard = 1;
 	}
 	mc_message_free(m);
 	if (s->write_error) {
@@ -81,7 +81,7 @@ static void eom_done(void *arg, const struct mc_result *r)
 	}
 	if (r->verdict == MC_CONTINUE || r->verdict == MC_DISCARD) {
 		if (r->verdict == MC_DISCARD)
-			s->fx.discard = 1;
+			s->fx.discard = s->milter_discard = 1;
 		eom_apply(s);
 	} else {
 		mc_message_free(&s->mmsg);
@@ -191,7 +191,7 @@ static void milter_stage_done(void *arg, const struct mc_result *r)
 	}
 	if (r->verdict == MC_CONTINUE || r->verdict == MC_DISCARD) {
 		if (r->verdict == MC_DISCARD)
-			s->fx.discard = 1;
+			s->fx.discard = s->milter_discard = 1;
 		sess_finish_accept(s);
 	} else if (r->verdict == MC_SHUTDOWN) {
 		sess_out(s, "421 4.7.0 %s %s", sess_hostname(s), r->text);
@@ -309,7 +309,7 @@ void smtp_milter_connect_done(void *arg, const struct mc_result *r)
 		sess_maybe_close(s);
 		return;
 	} else if (r->verdict == MC_DISCARD) {
-		s->discard_all = 1;
+		s->discard_all = s->milter_discard = 1;
 	}
 	sess_send_greeting(s);
 }

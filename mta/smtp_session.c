@@ -152,6 +152,7 @@ void sess_txn_reset(struct smtp_session *s)
 	if (s->in_mail || s->writer)
 		mc_abort(s->mc);
 	s->in_mail = 0;
+	s->milter_discard = s->discard_all;
 	free(s->sender);
 	s->sender = NULL;
 	free(s->mail_args);
@@ -441,9 +442,17 @@ void sess_commit_message(struct smtp_session *s)
 	if (s->message_id)
 		log_service_event("cleanup", id, "message-id=%s", s->message_id);
 	if (s->fx.discard || s->discard_all) {
-		log_service_event("cleanup", id,
-				  "discard: END-OF-MESSAGE from %s[%s]: <%s>: message discarded by an access table",
-				  s->name, s->addr, s->sender);
+		if (s->milter_discard)	/* Postfix's cleanup line for a milter's DISCARD */
+			log_service_event("cleanup", id,
+					  "milter-discard: END-OF-MESSAGE from %s[%s]: milter triggers DISCARD "
+					  "action; from=<%s> to=<%s> proto=%s helo=<%s>",
+					  s->name, s->addr, s->sender,
+					  s->env.nrcpt ? s->env.rcpt[0].addr : "",
+					  s->esmtp ? "ESMTP" : "SMTP", s->helo ? s->helo : "");
+		else
+			log_service_event("cleanup", id,
+					  "discard: END-OF-MESSAGE from %s[%s]: <%s>: message discarded by an access table",
+					  s->name, s->addr, s->sender);
 		sess_out(s, "250 2.0.0 Ok: queued as %s", id);
 		sess_count(s, s->bdat ? SMTP_VERB_BDAT : SMTP_VERB_DATA, 1);
 		sess_txn_reset(s);

@@ -53,6 +53,7 @@ struct smtp_session {
 	struct dns_req *name_req;
 	int greeted;
 	int discard_all;	/* a milter said discard at connect */
+	int milter_discard;	/* the discard of this transaction (or of all) came from a milter */
 	int local;		/* sendmail_socket: local submission */
 	int submission;		/* submission_listen or smtps_listen: AUTH before MAIL */
 

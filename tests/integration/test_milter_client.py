@@ -1,6 +1,7 @@
 """sluiced as a milter client: real libmilter filters, every action, faults."""
 
 import os
+import re
 import socket
 import subprocess
 import threading
@@ -120,6 +121,10 @@ def test_stage_replies(sluiced_factory, milters):
     assert s.delivered("alice") == []   # rejected, discarded or held: nothing delivered
     log = s.log_text()
     assert "milter-reject: RCPT from" in log and "only.sock stage=rcpt action=reject" in log, log
+    # a milter's DISCARD is logged in Postfix's words, not as an access table's
+    assert re.search(r"milter-discard: END-OF-MESSAGE from \S+\[127\.0\.0\.1\]: milter triggers "
+                     r"DISCARD action; from=<s@example\.net> to=<alice@example\.com> proto=ESMTP", log), log
+    assert "discarded by an access table" not in log, log
     assert "milter quarantine: quarantined by test-milter" in log
 
 
