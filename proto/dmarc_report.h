@@ -70,7 +70,8 @@ struct dmarc_report_uri_rules {
 	int zero_is_none;
 };
 
-/* dmarc_report_atext - 1 when c is RFC 5322 3.2.3 atext (a dot-atom character other than '.'), else 0. */
+/* dmarc_report_atext - 1 when c (0..255) is RFC 5322 3.2.3 atext (a dot-atom
+ * character other than '.'), else 0. */
 int dmarc_report_atext(int c);
 
 /*
@@ -133,8 +134,9 @@ typedef struct dns_answer *(*dmarc_report_lookup_fn)(void *arg, const char *name
  * Asks exactly one question, <policy_domain>._report._dmarc.<dest_host> TXT,
  * unless that name is longer than DMARC_NAME_MAX (TOO_LONG, nothing asked).
  * The first TXT RR starting with v=DMARC1 decides: ELSEWHERE when its tag
- * lists any mailto: destination (the first DMARC_REPORT_MAX_DEST) whose host differs from dest_host; else VERIFIED,
- * and when it lists destinations, the first one's address is copied into
+ * lists any mailto: destination (of the first DMARC_REPORT_MAX_DEST) whose
+ * host differs from dest_host; else VERIFIED, and when it lists
+ * destinations, the first one's address is copied into
  * addr (addr_size bytes, truncated to fit; addr may be NULL) and its size
  * limit into *max_bytes (may be NULL): the same-host override. addr and
  * *max_bytes are left alone on any other outcome. No v=DMARC1 RR,
