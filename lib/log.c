@@ -364,3 +364,31 @@ int log_init_conf(const char *progname, const struct conf *c, const char **err_o
 			!strcmp(conf_str(c, "log_format"), "json") ? LOG_FORMAT_JSON : LOG_FORMAT_PLAIN,
 			err_out);
 }
+
+void log_kv(struct sbuf *b, const char *key, const char *v)
+{
+	if (v == NULL)
+		v = "";
+	int plain = *v != 0;
+	for (const char *p = v; *p && plain; p++)
+		if ((unsigned char)*p <= ' ' || *p == '"' || *p == '\\' || *p == '(' || *p == '<' ||
+		    *p == '[' || *p == ')' || *p == '>' || *p == ']' || (unsigned char)*p >= 0x7f ||
+		    (*p == ',' && p[1] == ' ') || (*p == ';' && p[1] == ' '))
+			plain = 0;
+	sbuf_printf(b, " %s=", key);
+	if (plain) {
+		sbuf_adds(b, v);
+		return;
+	}
+	sbuf_addc(b, '"');
+	for (const char *p = v; *p; p++) {
+		unsigned char ch = (unsigned char)*p;
+		if (ch == '"' || ch == '\\')
+			sbuf_printf(b, "\\%c", ch);
+		else if (ch < 0x20 || ch >= 0x7f)
+			sbuf_printf(b, "\\x%02x", ch);
+		else
+			sbuf_addc(b, (char)ch);
+	}
+	sbuf_addc(b, '"');
+}

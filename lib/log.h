@@ -76,6 +76,16 @@ void log_service_eventv(const char *service, const char *qid, const char *fmt, v
 void log_event(const char *qid, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void log_eventv(const char *qid, const char *fmt, va_list ap);
 
+struct sbuf;
+/*
+ * log_kv - append " key=value" to b for a decision line, so that the JSON
+ * form and log readers (tools/report_parse) take the value back whole:
+ * plain when it is non-empty and has no white space, control or non-ASCII
+ * byte, quote, backslash, bracket or ", " / "; "; else in double quotes
+ * with \" \\ and \xHH escapes. v NULL = "". b is the caller's.
+ */
+void log_kv(struct sbuf *b, const char *key, const char *v);
+
 /*
  * log_json_render - the JSON form of one event (no newline), for tests.
  * program: the program field as it goes out ("sluice/smtpd", "sluice-spf").

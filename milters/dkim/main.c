@@ -312,20 +312,6 @@ static char *hv(struct conn *c, char *v)
 	return (!c->leadspc && v[0] == ' ') ? v + 1 : v;
 }
 
-/* " key=value", quoted when the value has a space, quote or control byte */
-static void log_kv(struct sbuf *b, const char *key, const char *v)
-{
-	int q = 0;
-	for (const char *p = v; *p; p++)
-		if ((unsigned char)*p <= ' ' || *p == '"' || *p == ',' || (unsigned char)*p >= 0x7f)
-			q = 1;
-	sbuf_printf(b, " %s=%s", key, q ? "\"" : "");
-	for (const char *p = v; *p; p++)
-		sbuf_addc(b, *p == '"' || (unsigned char)*p < ' ' || (unsigned char)*p >= 0x7f ? '?' : *p);
-	if (q)
-		sbuf_addc(b, '"');
-}
-
 /*
  * log_decision - the per-message verdict line: dkim_msg's text, then issue
  * 13's common keys (docs/EVENTS.md "sluice-dkim"): filter, client_ip,

@@ -8,6 +8,7 @@
 #include "milters/dkim/dkim_msg.h"
 #include "proto/authres.h"
 #include "proto/rfc5322.h"
+#include "lib/log.h"
 #include "lib/util.h"
 
 #include <dlfcn.h>
@@ -253,35 +254,6 @@ static unsigned pct_roll(const struct dmarc_cfg *cfg)
 	return r % 100;
 }
 
-/* kv - " key=value", quoted when the value needs it (lib/log.c's token rules). */
-static void kv(struct sbuf *b, const char *key, const char *v)
-{
-	if (v == NULL)
-		v = "";
-	int plain = *v != 0;
-	for (const char *p = v; *p; p++)
-		if ((unsigned char)*p <= ' ' || *p == '"' || *p == '\\' || *p == '(' || *p == '<' ||
-		    *p == '[' || *p == ')' || *p == '>' || *p == ']' || (unsigned char)*p >= 0x7f ||
-		    (*p == ',' && p[1] == ' ') || (*p == ';' && p[1] == ' '))
-			plain = 0;
-	sbuf_printf(b, " %s=", key);
-	if (plain) {
-		sbuf_adds(b, v);
-		return;
-	}
-	sbuf_addc(b, '"');
-	for (const char *p = v; *p; p++) {
-		unsigned char ch = (unsigned char)*p;
-		if (ch == '"' || ch == '\\')
-			sbuf_printf(b, "\\%c", ch);
-		else if (ch < 0x20 || ch >= 0x7f)
-			sbuf_printf(b, "\\x%02x", ch);
-		else
-			sbuf_addc(b, (char)ch);
-	}
-	sbuf_addc(b, '"');
-}
-
 static const char *policy_tag(enum dmarc_policy p)
 {
 	return p == DMARC_POLICY_UNSET ? "-" : dmarc_policy_name(p);
@@ -309,69 +281,69 @@ static char *reply_text(const struct dmarc_cfg *cfg, const char *dom)
 static void log_auth(struct sbuf *b, struct dmarc_msg *m, const struct dmarc_auth_spf *spf,
 		     const struct dmarc_auth_dkim *dk, size_t ndk, int dk_self)
 {
-	kv(b, "client_ip", m->client_ip[0] ? m->client_ip : "unknown");
-	kv(b, "helo", m->helo);
+	log_kv(b, "client_ip", m->client_ip[0] ? m->client_ip : "unknown");
+	log_kv(b, "helo", m->helo);
 	const char *efd = dmarc_hdr_addr_domain(m->mail_from);
-	kv(b, "envelope_from", m->mail_from[0] == 0 ? "<>" : efd ? efd : m->mail_from);
-	kv(b, "envelope_to", m->rcpt_domains);
+	log_kv(b, "envelope_from", m->mail_from[0] == 0 ? "<>" : efd ? efd : m->mail_from);
+	log_kv(b, "envelope_to", m->rcpt_domains);
 	if (spf && spf->have) {
 		char t[400];
 		snprintf(t, sizeof(t), "%s/%s/%s", spf->domain[0] ? spf->domain : "-",
 			 spf->helo_scope ? "helo" : "mfrom", dmarc_auth_result_name(spf->res));
-		kv(b, "spf", t);
-		kv(b, "spf_source", spf->self ? "self" : "trusted");
+		log_kv(b, "spf", t);
+		log_kv(b, "spf_source", spf->self ? "self" : "trusted");
 	} else {
-		kv(b, "spf", "-");	/* not evaluated */
+		log_kv(b, "spf", "-");	/* not evaluated */
 	}
 	struct sbuf d;
 	sbuf_init(&d);
 	for (size_t i = 0; i < ndk; i++)
 		sbuf_printf(&d, "%s%s/%s/%s", i ? "," : "", dk[i].d[0] ? dk[i].d : "-",
 			    dk[i].s[0] ? dk[i].s : "-", dmarc_auth_result_name(dk[i].res));
-	kv(b, "dkim", ndk ? d.buf : spf ? "none" : "-");
+	log_kv(b, "dkim", ndk ? d.buf : spf ? "none" : "-");
 	if (spf)
-		kv(b, "dkim_source", dk_self ? "self" : "trusted");
+		log_kv(b, "dkim_source", dk_self ? "self" : "trusted");
 	sbuf_free(&d);
 }
 
 static void log_domain(struct sbuf *b, const struct dom_eval *e, size_t ndom)
 {
-	kv(b, "header_from", e->domain);
+	log_kv(b, "header_from", e->domain);
 	sbuf_printf(b, " from_domains=%zu", ndom);
 	const struct dmarc_outcome *o = e->o;
 	const struct dmarc_record *r = o ? o->record : NULL;
-	kv(b, "policy_domain", o && o->policy_domain ? o->policy_domain : "-");
-	kv(b, "org_domain", o && o->org_domain ? o->org_domain : "-");
-	kv(b, "discovery", o ? dmarc_discovery_name(o->discovery) : "-");
-	kv(b, "p", r ? policy_tag(r->p) : "-");
-	kv(b, "sp", r ? policy_tag(r->sp) : "-");
-	kv(b, "np", r ? policy_tag(r->np) : "-");
+	log_kv(b, "policy_domain", o && o->policy_domain ? o->policy_domain : "-");
+	log_kv(b, "org_domain", o && o->org_domain ? o->org_domain : "-");
+	log_kv(b, "discovery", o ? dmarc_discovery_name(o->discovery) : "-");
+	log_kv(b, "p", r ? policy_tag(r->p) : "-");
+	log_kv(b, "sp", r ? policy_tag(r->sp) : "-");
+	log_kv(b, "np", r ? policy_tag(r->np) : "-");
 	char ch[2] = { 0, 0 };
 	ch[0] = r ? r->adkim : '-';
-	kv(b, "adkim", ch);
+	log_kv(b, "adkim", ch);
 	ch[0] = r ? r->aspf : '-';
-	kv(b, "aspf", ch);
+	log_kv(b, "aspf", ch);
 	ch[0] = r ? r->t : '-';
-	kv(b, "t", ch);
+	log_kv(b, "t", ch);
 	ch[0] = r ? r->psd : '-';
-	kv(b, "psd", ch);
+	log_kv(b, "psd", ch);
 	if (r)
 		sbuf_printf(b, " pct=%u", r->pct);
 	else
-		kv(b, "pct", "-");
-	kv(b, "fo", r && r->fo ? r->fo : "-");
-	kv(b, "rua", r && r->rua ? r->rua : "-");
-	kv(b, "ruf", r && r->ruf ? r->ruf : "-");
-	kv(b, "policy_applied", o ? dmarc_applied_name(o->applied) : "-");
-	kv(b, "policy", o ? policy_tag(o->policy) : "-");
-	kv(b, "disposition", dmarc_disposition_name(e->disp));
-	kv(b, "override", e->ignored ? "local_policy" : o ? dmarc_override_name(o->override) : "none");
+		log_kv(b, "pct", "-");
+	log_kv(b, "fo", r && r->fo ? r->fo : "-");
+	log_kv(b, "rua", r && r->rua ? r->rua : "-");
+	log_kv(b, "ruf", r && r->ruf ? r->ruf : "-");
+	log_kv(b, "policy_applied", o ? dmarc_applied_name(o->applied) : "-");
+	log_kv(b, "policy", o ? policy_tag(o->policy) : "-");
+	log_kv(b, "disposition", dmarc_disposition_name(e->disp));
+	log_kv(b, "override", e->ignored ? "local_policy" : o ? dmarc_override_name(o->override) : "none");
 	sbuf_printf(b, " spf_aligned=%s dkim_aligned=%s", o && o->spf_aligned ? "pass" : "fail",
 		    o && o->dkim_aligned ? "pass" : "fail");
 	if (o && o->dkim_aligned)
-		kv(b, "dkim_aligned_domain", o->dkim_domain);
+		log_kv(b, "dkim_aligned_domain", o->dkim_domain);
 	sbuf_printf(b, " dns_queries=%u", o ? o->dns_queries : 0);
-	kv(b, "reason", o ? o->reason : "DNS deadline passed");
+	log_kv(b, "reason", o ? o->reason : "DNS deadline passed");
 }
 
 /*
@@ -385,9 +357,9 @@ static void log_common(struct sbuf *b, struct dmarc_msg *m, const char *result, 
 		       int has_reason)
 {
 	sbuf_adds(b, " filter=dmarc");
-	kv(b, "sender", m->mail_from);
-	kv(b, "result", result);
-	kv(b, has_reason ? "reason_code" : "reason", code);
+	log_kv(b, "sender", m->mail_from);
+	log_kv(b, "result", result);
+	log_kv(b, has_reason ? "reason_code" : "reason", code);
 }
 
 /* the stable code of a From domain's verdict: dmarc_policy when its policy applied */
@@ -450,8 +422,8 @@ static void malformed(struct dmarc_msg *m, struct dmarc_msg_outcome *out, const 
 	out->ar_value = sbuf_steal(&b);
 	sbuf_init(&b);
 	sbuf_printf(&b, "milter=dmarc action=%s dmarc=permerror", dmarc_msg_action_name(out->action));
-	kv(&b, "from_error", why);
-	kv(&b, "enforced", cfg->enforce ? (cfg->reject_malformed ? "yes" : "no") : "no");
+	log_kv(&b, "from_error", why);
+	log_kv(&b, "enforced", cfg->enforce ? (cfg->reject_malformed ? "yes" : "no") : "no");
 	log_auth(&b, m, spf, NULL, 0, 0);
 	log_common(&b, m, "permerror", "dmarc_malformed_from", 0);
 	out->log[out->nlog++] = sbuf_steal(&b);
@@ -527,20 +499,20 @@ static void failure_reports(struct dmarc_msg *m, struct dmarc_msg_outcome *out,
 			struct sbuf b;
 			sbuf_init(&b);
 			sbuf_adds(&b, "milter=dmarc failure_report=suppressed reason=auto_submitted");
-			kv(&b, "header_from", fromd);
+			log_kv(&b, "header_from", fromd);
 			out->log[out->nlog++] = sbuf_steal(&b);
 		}
 		for (size_t k = 0; k < res.n && out->nlog < DMARC_MSG_MAX_LOG; k++) {
 			struct sbuf b;
 			sbuf_init(&b);
 			sbuf_adds(&b, "milter=dmarc");
-			kv(&b, "failure_report", dmarc_failrep_status_name(res.dest[k].status));
-			kv(&b, "header_from", fromd);
-			kv(&b, "ruf", res.dest[k].dest.addr);
-			kv(&b, "verification", dmarc_failrep_verdict_name(res.dest[k].dest.verdict));
+			log_kv(&b, "failure_report", dmarc_failrep_status_name(res.dest[k].status));
+			log_kv(&b, "header_from", fromd);
+			log_kv(&b, "ruf", res.dest[k].dest.addr);
+			log_kv(&b, "verification", dmarc_failrep_verdict_name(res.dest[k].dest.verdict));
 			sbuf_printf(&b, " bytes=%zu", res.dest[k].bytes);
 			if (res.dest[k].err)
-				kv(&b, "error", res.dest[k].err);
+				log_kv(&b, "error", res.dest[k].err);
 			out->log[out->nlog++] = sbuf_steal(&b);
 		}
 		dmarc_failrep_result_clear(&res);
@@ -678,7 +650,7 @@ static void evaluate(struct dmarc_msg *m, struct dmarc_msg_outcome *out,
 		sbuf_printf(&b, "milter=dmarc action=%s dmarc=%s",
 			    out->add_header ? "header" : dmarc_msg_action_name(out->action),
 			    dmarc_result_name(ev[i].result));
-		kv(&b, "enforced", !cfg->enforce ? "no" : ev[i].ignored ? "ignored_domain" : "yes");
+		log_kv(&b, "enforced", !cfg->enforce ? "no" : ev[i].ignored ? "ignored_domain" : "yes");
 		log_domain(&b, &ev[i], ndom);
 		log_auth(&b, m, &spf, dk, ndk, dk_self);
 		log_common(&b, m, dmarc_result_name(ev[i].result), dom_code(&ev[i]), 1);
@@ -740,8 +712,8 @@ void dmarc_msg_eom(struct dmarc_msg *m, struct dmarc_msg_outcome *out)
 		struct sbuf b;
 		sbuf_init(&b);
 		sbuf_adds(&b, "milter=dmarc action=accept dmarc=skipped");
-		kv(&b, "skipped", m->skip_why);
-		kv(&b, "client_ip", m->client_ip[0] ? m->client_ip : "unknown");
+		log_kv(&b, "skipped", m->skip_why);
+		log_kv(&b, "client_ip", m->client_ip[0] ? m->client_ip : "unknown");
 		log_common(&b, m, "skipped", "dmarc_skipped", 0);
 		out->log[out->nlog++] = sbuf_steal(&b);
 		return;

@@ -7,6 +7,7 @@
 #include "milters/spam/spam_dnsl.h"
 #include "milters/spam/spam_geo.h"
 #include "milters/spam/spam_net.h"
+#include "lib/log.h"
 #include "lib/util.h"
 #include "lib/version.h"
 
@@ -507,20 +508,6 @@ static void decide(struct spam_cfg *cfg, const char *raw, size_t len, size_t siz
 out:
 	free(from_addr);
 	spam_mime_free(&mime);
-}
-
-/* log_kv - " key=value", the value quoted when it has a space, quote or control byte */
-static void log_kv(struct sbuf *b, const char *key, const char *v)
-{
-	int q = 0;
-	for (const char *p = v; *p; p++)
-		if ((unsigned char)*p <= ' ' || *p == '"' || *p == ',' || (unsigned char)*p >= 0x7f)
-			q = 1;
-	sbuf_printf(b, " %s=%s", key, q ? "\"" : "");
-	for (const char *p = v; *p; p++)
-		sbuf_addc(b, *p == '"' || (unsigned char)*p < ' ' || (unsigned char)*p >= 0x7f ? '?' : *p);
-	if (q)
-		sbuf_addc(b, '"');
 }
 
 /*
