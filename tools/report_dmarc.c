@@ -7,6 +7,7 @@
  */
 #include "conf/conf.h"
 #include "conf/params.h"
+#include "lib/sendmail_run.h"
 #include "lib/util.h"
 #include "lib/version.h"
 #include "proto/dns.h"
@@ -272,8 +273,8 @@ static int send_report(struct sender *s, const struct rda_report *r, const struc
 			} else if (s->dry_run) {
 				e->c[0]++;
 				status = "dry_run";
-			} else if ((x = rds_sendmail(s->sendmail, s->sendmail_conf, s->email, d[i].addr,
-						     msg, len, &err)) == 0) {
+			} else if ((x = sendmail_run(s->sendmail, s->sendmail_conf, s->email, d[i].addr,
+						     msg, len, 0, &err)) == 0) {
 				e->c[0]++;
 				status = "sent";
 			} else if (x == RDS_EX_NOUSER) {

@@ -7,19 +7,13 @@
 #include "lib/util.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <openssl/evp.h>
-#include <spawn.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/mman.h>
-#include <sys/wait.h>
 #include <unistd.h>
-
-extern char **environ;
 
 const char *rds_verdict_name(enum rds_verdict v)
 {
@@ -267,64 +261,3 @@ char *rds_message(const struct rds_mail *m, size_t *len_out)
 	return sbuf_steal(&b);
 }
 
-int rds_sendmail(const char *path, const char *conf, const char *from, const char *rcpt,
-		 const char *msg, size_t len, char **err_out)
-{
-	*err_out = NULL;
-	int fd = memfd_create("dmarc-report", MFD_CLOEXEC);
-	if (fd < 0) {
-		*err_out = xasprintf("memfd_create: %s", strerror(errno));
-		return -1;
-	}
-	for (size_t off = 0; off < len;) {
-		ssize_t w = write(fd, msg + off, len - off);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0) {
-			*err_out = xasprintf("memfd write: %s", strerror(errno));
-			close(fd);
-			return -1;
-		}
-		off += (size_t)w;
-	}
-	lseek(fd, 0, SEEK_SET);
-	char *argv[10];
-	int ac = 0;
-	argv[ac++] = (char *)path;
-	if (conf) {
-		argv[ac++] = (char *)"-C";
-		argv[ac++] = (char *)conf;
-	}
-	argv[ac++] = (char *)"-f";
-	argv[ac++] = (char *)from;
-	argv[ac++] = (char *)"-i";
-	argv[ac++] = (char *)"--";
-	argv[ac++] = (char *)rcpt;
-	argv[ac] = NULL;
-	posix_spawn_file_actions_t fa;
-	posix_spawn_file_actions_init(&fa);
-	posix_spawn_file_actions_adddup2(&fa, fd, 0);
-	posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
-	pid_t pid;
-	int e = posix_spawn(&pid, path, &fa, NULL, argv, environ);
-	posix_spawn_file_actions_destroy(&fa);
-	close(fd);
-	if (e != 0) {
-		*err_out = xasprintf("cannot run %s: %s", path, strerror(e));
-		return -1;
-	}
-	int st;
-	while (waitpid(pid, &st, 0) < 0)
-		if (errno != EINTR) {
-			*err_out = xasprintf("waitpid: %s", strerror(errno));
-			return -1;
-		}
-	if (WIFEXITED(st) && WEXITSTATUS(st) == 0)
-		return 0;
-	if (WIFEXITED(st)) {
-		*err_out = xasprintf("exit %d", WEXITSTATUS(st));
-		return WEXITSTATUS(st);
-	}
-	*err_out = xasprintf("signal %d", WTERMSIG(st));
-	return -1;
-}

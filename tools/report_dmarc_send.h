@@ -133,16 +133,7 @@ struct rds_mail {
  */
 char *rds_message(const struct rds_mail *m, size_t *len_out);
 
-/*
- * rds_sendmail - run `path [-C conf] -f from -i -- rcpt` with msg on its
- * standard input (a memfd: no pipe to deadlock on), its stderr inherited.
- * Returns 0 when it exits 0; its exit status (sysexits(3): 67 EX_NOUSER is
- * a permanent refusal of rcpt) with *err_out "exit N"; or -1 with *err_out
- * (a signal, or why it did not start). *err_out: caller frees.
- */
-int rds_sendmail(const char *path, const char *conf, const char *from, const char *rcpt,
-		 const char *msg, size_t len, char **err_out);
-
+/* sendmail_run()'s exit status for a permanent refusal of the recipient (sysexits EX_NOUSER) */
 #define RDS_EX_NOUSER 67
 
 #endif
