@@ -25,14 +25,18 @@ libglib2.0-0 libicu72 libluajit-5.1-2 libsodium23 libsqlite3-0 libunwind8 libstd
 SENDMAIL_DIR=${SLUICE_SENDMAIL_DIR:-/var/cache/sluice/sendmail}
 SENDMAIL_DEBS="sendmail-bin sendmail-base sendmail-cf"
 sendmail_ok() { [ -x "$SENDMAIL_DIR/usr/libexec/sendmail/sendmail" ] && [ -f "$SENDMAIL_DIR/usr/share/sendmail/cf/m4/cf.m4" ]; }
-unpack_sendmail() {
+# unpack_debs DIR DEB... - apt-get download the packages and dpkg -x them into DIR
+unpack_debs() {
+	dir=$1
+	shift
 	tmp=$(mktemp -d)
 	chmod 755 "$tmp"
-	(cd "$tmp" && apt-get download $SENDMAIL_DEBS)
-	mkdir -p "$SENDMAIL_DIR"
-	for d in "$tmp"/*.deb; do dpkg -x "$d" "$SENDMAIL_DIR"; done
+	(cd "$tmp" && apt-get download "$@")
+	mkdir -p "$dir"
+	for d in "$tmp"/*.deb; do dpkg -x "$d" "$dir"; done
 	rm -rf "$tmp"
 }
+unpack_sendmail() { unpack_debs "$SENDMAIL_DIR" $SENDMAIL_DEBS; }
 
 # Rspamd for the spam benchmark (tests/bench/bench_spam.py). Debian's rspamd
 # depends on libhyperscan5, which conflicts with libvectorscan5 (sluice-spam
@@ -44,14 +48,7 @@ unpack_sendmail() {
 RSPAMD_DIR=${SLUICE_RSPAMD_DIR:-/var/cache/sluice/rspamd}
 RSPAMD_DEBS="rspamd libhyperscan5"
 rspamd_ok() { [ -x "$RSPAMD_DIR/usr/bin/rspamd" ] && [ -f "$RSPAMD_DIR/etc/rspamd/rspamd.conf" ] && ls "$RSPAMD_DIR"/usr/lib/*/libhs.so.5 >/dev/null 2>&1; }
-unpack_rspamd() {
-	tmp=$(mktemp -d)
-	chmod 755 "$tmp"
-	(cd "$tmp" && apt-get download $RSPAMD_DEBS)
-	mkdir -p "$RSPAMD_DIR"
-	for d in "$tmp"/*.deb; do dpkg -x "$d" "$RSPAMD_DIR"; done
-	rm -rf "$tmp"
-}
+unpack_rspamd() { unpack_debs "$RSPAMD_DIR" $RSPAMD_DEBS; }
 
 missing=""
 for p in $PKGS; do
