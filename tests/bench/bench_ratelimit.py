@@ -39,7 +39,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -54,6 +53,7 @@ POSTFWD = "/usr/sbin/postfwd2"
 PER_USER = 100
 
 from test_ratelimit_driver import REDIS, RedisServer  # noqa: E402
+from bench_spf import build_client, free_port, wait_port  # noqa: E402 (the same policy_load client)
 
 RULES = ("id=SASL; sasl_username=~.; action=rate(sasl_username/50/3600/DEFER_IF_PERMIT 4.7.1 "
          "too many messages from you)\n"
@@ -78,13 +78,6 @@ def log(m):
     print(m, file=sys.stderr, flush=True)
 
 
-def build_client(d):
-    exe = os.path.join(d, "policy_load")
-    subprocess.run(["cc", "-std=gnu11", "-O2", "-Wall", "-Wextra", "-Werror", "-D_GNU_SOURCE",
-                    os.path.join(HERE, "policy_load.c"), "-o", exe], check=True)
-    return exe
-
-
 def write_requests(path, users, name="user", net=10):
     """users templates; request i is template i % users with {n} = i (unique instance)."""
     with open(path, "w") as f:
@@ -95,23 +88,6 @@ def write_requests(path, users, name="user", net=10):
                     "sender=%s%d@example.com\nrecipient=rcpt{n}@example.org\n"
                     "queue_id=\ninstance=%s.{n}\nsize=0\n\n"
                     % (net, u // 250, u % 250, u, u, name, u, name, u, name))
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_port(port, timeout=30):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            time.sleep(0.02)
-    raise RuntimeError("port %d not listening" % port)
 
 
 class Sluice:
