@@ -21,7 +21,6 @@ enum {
 	RK_HFROM, RK_EFROM, RK_ETO, RK_SPF, RK_DKIM, RK_N
 };
 
-#define RDA_KV_BUFS 16
 #define RDA_MAX_DKIM 100	/* signatures per row, RFC 9990 2.1.5 */
 
 struct rda {
@@ -31,8 +30,6 @@ struct rda {
 	struct rda_report **sorted;
 	size_t nsorted;
 	long long count[RDA_BAD_VALUE + 1];
-	struct sbuf kvb[RDA_KV_BUFS];
-	unsigned kvn;
 };
 
 struct rda *rda_new(long long period_s, double since, double until)
@@ -41,8 +38,6 @@ struct rda *rda_new(long long period_s, double since, double until)
 	a->period_s = period_s > 0 ? period_s : 86400;
 	a->since = since;
 	a->until = until;
-	for (size_t i = 0; i < RDA_KV_BUFS; i++)
-		sbuf_init(&a->kvb[i]);
 	return a;
 }
 
@@ -72,8 +67,6 @@ void rda_free(struct rda **ap)
 		return;
 	rmap_free(&a->reports, report_free);
 	free(a->sorted);
-	for (size_t i = 0; i < RDA_KV_BUFS; i++)
-		sbuf_free(&a->kvb[i]);
 	free(a);
 	*ap = NULL;
 }
@@ -103,58 +96,12 @@ int rda_domain_ok(const char *s)
 	return 1;
 }
 
-/* ---- key=value past report_parse's RP_MAX_KV ---- */
+/* ---- key=value ---- */
 
-/*
- * XXX: report_parse keeps the first RP_MAX_KV (32) tokens of a line and
- * sluice-dmarc logs 36 or more; the rest (client_ip, envelope_*, spf, dkim)
- * are read here from ev->msg with the same rules (key=value, a value in
- * "..." with \" and \\ escapes, or up to a space). Gone once RP_MAX_KV grows.
- */
 const char *rda_kv(struct rda *a, const struct rp_event *ev, const char *key)
 {
-	const char *v = rp_kv_get(ev, key);
-	if (v || ev->nkv < RP_MAX_KV || !ev->msg)
-		return v;
-	size_t kl = strlen(key);
-	const char *s = ev->msg;
-	while (*s) {
-		while (*s == ' ')
-			s++;
-		const char *k = s;
-		while (*s && *s != '=' && *s != ' ')
-			s++;
-		if (*s != '=')
-			continue;	/* a word without '=' */
-		int match = (size_t)(s - k) == kl && memcmp(k, key, kl) == 0;
-		const char *v = ++s;
-		if (*s == '"') {
-			for (s++; *s && *s != '"'; s++)
-				if (*s == '\\' && (s[1] == '"' || s[1] == '\\'))
-					s++;
-			if (*s == '"')
-				s++;
-		} else {
-			while (*s && *s != ' ')
-				s++;
-		}
-		if (!match)
-			continue;
-		struct sbuf *b = &a->kvb[a->kvn++ % RDA_KV_BUFS];
-		sbuf_reset(b);
-		if (*v == '"') {
-			for (v++; v < s && *v != '"'; v++) {
-				if (*v == '\\' && (v[1] == '"' || v[1] == '\\'))
-					v++;
-				sbuf_addc(b, *v);
-			}
-		} else {
-			sbuf_add(b, v, (size_t)(s - v));
-		}
-		sbuf_addc(b, 0);
-		return b->buf;
-	}
-	return NULL;
+	(void)a;
+	return rp_kv_get(ev, key);	/* RP_MAX_KV (64) holds every key sluice-dmarc logs */
 }
 
 /* ---- counting ---- */
@@ -225,7 +172,6 @@ enum rda_verdict rda_add(struct rda *a, const struct rp_event *ev)
 {
 	enum rda_verdict v = RDA_NOT_DMARC;
 	const char *m = rp_kv_get(ev, "milter"), *res = rp_kv_get(ev, "dmarc");
-	a->kvn = 0;
 	if (ev->kind != RP_EV_FILTER || !m || strcmp(m, "dmarc") != 0 || !res ||
 	    rp_kv_get(ev, "failure_report"))
 		return RDA_NOT_DMARC;

@@ -119,9 +119,9 @@ unsigned char *rda_gzip(const void *data, size_t len, size_t *len_out);
 int rda_domain_ok(const char *s);
 
 /*
- * rda_kv - the value of key in ev's key=value tokens (report_parse), also
- * past RP_MAX_KV: then it is read from ev->msg into a buffer of a (valid
- * until the next rda_add or rda_kv on a). NULL when absent.
+ * rda_kv - the value of key in ev's key=value tokens (report_parse's
+ * rp_kv_get: RP_MAX_KV holds every key sluice-dmarc logs), valid as long as
+ * ev. NULL when absent. a is unused (kept for the callers).
  */
 const char *rda_kv(struct rda *a, const struct rp_event *ev, const char *key);
 
