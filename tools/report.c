@@ -1,14 +1,15 @@
 /*
  * report: `sluice report [--format text|json|html] [--since TIME] [--until TIME]
- *                        [--top N] [-o FILE] LOGFILE...`
- * Reads the logs (report_input), parses each line (report_parse), counts
- * (report_stats) and prints the one JSON document, or text tables made from
+ *                        [--top N] [--jobs N] [-o FILE] LOGFILE...`
+ * Reads the logs (report_input), parses each line (report_parse, in --jobs
+ * threads: report_run), counts (report_stats) and prints the one JSON document, or text tables made from
  * that same document (so the two always show the same numbers).
  * A progress line goes to stderr when it is a terminal.
  */
 #include "tools/report_html.h"
 #include "tools/report_input.h"
 #include "tools/report_parse.h"
+#include "tools/report_run.h"
 #include "tools/report_stats.h"
 #include "lib/version.h"
 
@@ -26,8 +27,10 @@ int report_main(int argc, char **argv);
 static void usage(FILE *f)
 {
 	fprintf(f, "usage: sluice report [--format text|json|html] [--since TIME] [--until TIME]\n"
-		   "                     [--top N] [-o FILE] LOGFILE...\n"
+		   "                     [--top N] [--jobs N] [-o FILE] LOGFILE...\n"
 		   "  LOGFILE: a syslog file or maillog_file, plain or gzip'd; - for stdin\n"
+		   "  --jobs N: threads that parse (default: the CPUs; 1: no threads);\n"
+		   "            the report is the same whatever N\n"
 		   "  TIME: 2026-12-01, 2026-12-01T08:00, 2026-12-01T08:00:00Z, @EPOCH\n"
 		   "        (local time unless a zone is given); since <= t < until\n");
 }
@@ -299,30 +302,20 @@ static void text_report(FILE *f, json_t *doc)
 
 /* ---- main ---- */
 
-static void progress(const char *path, struct report_input *in, long long lines, int done)
-{
-	static time_t last;
-	time_t now = time(NULL);
-	if (!done && now == last)
-		return;
-	last = now;
-	fprintf(stderr, "\rsluice report: %s: %lld lines, %.1f MB%s", path, lines,
-		(double)ri_bytes_read(in) / 1e6, done ? "\n" : "");
-}
-
 int report_main(int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{ "format", required_argument, NULL, 'f' }, { "since", required_argument, NULL, 's' },
 		{ "until", required_argument, NULL, 'u' },  { "output", required_argument, NULL, 'o' },
-		{ "top", required_argument, NULL, 't' },    { "help", no_argument, NULL, 'h' },
+		{ "top", required_argument, NULL, 't' },    { "jobs", required_argument, NULL, 'j' },
+		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },      { NULL, 0, NULL, 0 }
 	};
 	const char *format = "text", *outpath = NULL;
 	struct rs_opts ro = { 0 };
-	int c;
+	int c, jobs = rr_default_jobs();
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "f:s:u:o:t:hV", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "f:s:u:o:t:j:hV", opts, NULL)) != -1) {
 		switch (c) {
 		case 'f':
 			format = optarg;
@@ -340,6 +333,16 @@ int report_main(int argc, char **argv)
 		case 't':
 			ro.top_n = (size_t)strtoul(optarg, NULL, 10);
 			break;
+		case 'j': {
+			char *end;
+			long j = strtol(optarg, &end, 10);
+			if (*end || j < 1 || j > RR_MAX_JOBS) {
+				fprintf(stderr, "sluice report: --jobs must be 1 to %d\n", RR_MAX_JOBS);
+				return 2;
+			}
+			jobs = (int)j;
+			break;
+		}
 		case 'h':
 			usage(stdout);
 			return 0;
@@ -362,37 +365,11 @@ int report_main(int argc, char **argv)
 	time_t now = time(NULL);
 	struct tm tm;
 	localtime_r(&now, &tm);
-	struct rp_parser *p = rp_parser_new(tm.tm_year + 1900, tm.tm_mon);
 	struct report_stats *st = rs_new(&ro);
 	int tty = isatty(2), rc = 0;
-	struct rp_event ev;
-	for (int i = optind; i < argc; i++) {
-		const char *err;
-		struct report_input *in = ri_open(argv[i], &err);
-		if (!in) {
-			fprintf(stderr, "sluice report: %s: %s\n", argv[i], err);
+	for (int i = optind; i < argc; i++)
+		if (rr_file(st, argv[i], jobs, tm.tm_year + 1900, tm.tm_mon, tty))
 			rc = 1;
-			continue;
-		}
-		const char *line;
-		size_t len;
-		long long n = 0;
-		int r;
-		while ((r = ri_next(in, &line, &len, &err)) == 1) {
-			rp_parse_line(p, line, len, &ev);
-			rs_add(st, &ev);
-			if (tty && (++n & 0xffff) == 0)
-				progress(argv[i], in, n, 0);
-		}
-		if (tty && n > 0xffff)
-			progress(argv[i], in, n, 1);
-		if (r < 0) {
-			fprintf(stderr, "sluice report: %s: %s\n", argv[i], err);
-			rc = 1;
-		}
-		rs_note_cut_lines(st, ri_cut_lines(in));
-		ri_close(&in);
-	}
 	json_t *doc = rs_json(st);
 	FILE *out = stdout;
 	if (outpath && !(out = fopen(outpath, "w"))) {
@@ -423,6 +400,5 @@ int report_main(int argc, char **argv)
 	}
 	json_decref(doc);
 	rs_free(&st);
-	rp_parser_free(&p);
 	return rc;
 }

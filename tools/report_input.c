@@ -24,6 +24,11 @@ struct report_input {
 	int eof;
 	char *line;		/* RP_MAX_LINE_BYTES + 1 */
 	long long cut;
+	/* ri_chunk: the partial line after the last '\n' given, and whether the
+	   rest of a line longer than a chunk is being skipped */
+	char *carry;
+	size_t carry_len, carry_cap;
+	int skipping;
 };
 
 struct report_input *ri_open(const char *path, const char **err_out)
@@ -60,8 +65,79 @@ void ri_close(struct report_input **in)
 	else
 		close((*in)->fd);
 	free((*in)->line);
+	free((*in)->carry);
 	free(*in);
 	*in = NULL;
+}
+
+/* up to n bytes at buf: the count, 0 at the end, -1 on an error (*err_out) */
+static long read_some(struct report_input *in, char *buf, size_t n, const char **err_out)
+{
+	if (!in->gz) {
+		ssize_t r;
+		do
+			r = read(in->fd, buf, n);
+		while (r < 0 && errno == EINTR);
+		if (r < 0) {
+			*err_out = strerror(errno);
+			return -1;
+		}
+		in->nread += r;
+		return (long)r;
+	}
+	int r = gzread(in->gz, buf, n > (1u << 30) ? 1u << 30 : (unsigned)n);
+	if (r < 0) {
+		int zerr;
+		const char *m = gzerror(in->gz, &zerr);
+		*err_out = zerr == Z_ERRNO ? strerror(errno) : m;
+		return -1;
+	}
+	return r;
+}
+
+long ri_chunk(struct report_input *in, char *buf, size_t cap, const char **err_out)
+{
+	size_t used = 0;
+	if (in->carry_len) {
+		memcpy(buf, in->carry, in->carry_len);
+		used = in->carry_len;
+		in->carry_len = 0;
+	}
+	while (used < cap && !in->eof) {
+		long r = read_some(in, buf + used, cap - used, err_out);
+		if (r < 0)
+			return -1;
+		if (r == 0) {
+			in->eof = 1;
+			break;
+		}
+		if (in->skipping) {	/* the rest of a line longer than a chunk */
+			char *nl = memchr(buf + used, '\n', (size_t)r);
+			if (!nl)
+				continue;
+			size_t rest = (size_t)r - (size_t)(nl + 1 - (buf + used));
+			memmove(buf + used, nl + 1, rest);
+			r = (long)rest;
+			in->skipping = 0;
+		}
+		used += (size_t)r;
+	}
+	if (in->eof || !used)
+		return (long)used;
+	const char *nl = memrchr(buf, '\n', used);
+	if (!nl) {		/* one line longer than cap: this piece, then skip */
+		in->skipping = 1;
+		return (long)used;
+	}
+	size_t keep = (size_t)(nl + 1 - buf);
+	in->carry_len = used - keep;
+	if (in->carry_len > in->carry_cap) {
+		free(in->carry);
+		in->carry_cap = cap;
+		in->carry = xmalloc(in->carry_cap);
+	}
+	memcpy(in->carry, buf + keep, in->carry_len);
+	return (long)keep;
 }
 
 static int fill(struct report_input *in, const char **err_out)

@@ -28,6 +28,18 @@ void ri_close(struct report_input **in);
  */
 int ri_next(struct report_input *in, const char **line_out, size_t *len_out, const char **err_out);
 
+/*
+ * ri_chunk - the next whole lines, copied to buf (cap bytes, more than
+ * RP_MAX_LINE_BYTES), for readers that split lines themselves (report_run's
+ * workers): returns the bytes put in buf, each line ended by '\n' but
+ * perhaps the input's last; 0 at the end; -1 on a read error (*err_out).
+ * The partial line at the end of a read waits for the next call. A line
+ * longer than cap comes as one piece of cap bytes without its '\n' (the
+ * rest of it is skipped): the caller cuts it to RP_MAX_LINE_BYTES and counts
+ * it, as ri_next would. Do not mix with ri_next on one input.
+ */
+long ri_chunk(struct report_input *in, char *buf, size_t cap, const char **err_out);
+
 /* Compressed bytes read so far (for a progress line) and lines cut. */
 long long ri_bytes_read(const struct report_input *in);
 long long ri_cut_lines(const struct report_input *in);

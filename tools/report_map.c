@@ -39,7 +39,7 @@ static inline uint64_t tail_word(const char *s, size_t n)
 
 /* 8 bytes a step, then a final mix so that the low bits (the slot) depend on
    every byte; never 0 (the free-slot mark of hv) */
-static uint64_t hash_mem(const char *s, size_t n)
+uint64_t rmap_hash(const char *s, size_t n)
 {
 	uint64_t h = 0x9e3779b97f4a7c15ULL ^ n;
 	size_t i = 0;
@@ -115,12 +115,16 @@ static inline int same_key(const struct rmap_ent *e, const char *key, size_t len
 
 struct rmap_ent *rmap_getn(struct rmap *m, const char *key, size_t len, int create)
 {
+	return rmap_getnh(m, key, len, rmap_hash(key, len), create);
+}
+
+struct rmap_ent *rmap_getnh(struct rmap *m, const char *key, size_t len, uint64_t h, int create)
+{
 	if (create && (m->n + 1) * 4 > m->cap * 3)
 		rmap_grow(m);
 	if (!m->cap)
 		return NULL;
 	size_t mask = m->cap - 1;
-	uint64_t h = hash_mem(key, len);
 	size_t j = h & mask;
 	for (uint64_t s; (s = m->hv[j]); j = (j + 1) & mask)
 		if (s == h && same_key(&m->v[j], key, len))
@@ -137,6 +141,17 @@ struct rmap_ent *rmap_getn(struct rmap *m, const char *key, size_t len, int crea
 	m->hv[j] = h;
 	m->n++;
 	return e;
+}
+
+/* (not an inline function in the header: GCC 12 takes a function that only
+   prefetches for one without effects and drops its inlined calls) */
+void rmap_prefetch(const struct rmap *m, uint64_t h)
+{
+	if (m->cap) {
+		size_t j = h & (m->cap - 1);
+		__builtin_prefetch(&m->hv[j]);
+		__builtin_prefetch(&m->v[j]);
+	}
 }
 
 struct rmap_ent *rmap_get(struct rmap *m, const char *key, int create)
@@ -184,6 +199,14 @@ void rmap_free(struct rmap *m, void (*free_ptr)(void *))
 struct rmap_ent *rmap_bumpn(struct rmap *m, const char *key, size_t len, int col, long long by)
 {
 	struct rmap_ent *e = rmap_getn(m, key, len, 1);
+	e->c[col] += by;
+	return e;
+}
+
+struct rmap_ent *rmap_bumpnh(struct rmap *m, const char *key, size_t len, uint64_t h, int col,
+			     long long by)
+{
+	struct rmap_ent *e = rmap_getnh(m, key, len, h, 1);
 	e->c[col] += by;
 	return e;
 }

@@ -256,9 +256,9 @@ static char *norm_addr(const char *a, char *buf, size_t n)
 	return buf;
 }
 
-static struct rmap_ent *msg_get(struct report_stats *st, const char *qid)
+static struct rmap_ent *msg_get(struct report_stats *st, const char *qid, uint64_t h)
 {
-	struct rmap_ent *e = rmap_get(&st->msgs, qid, 1);
+	struct rmap_ent *e = rmap_getnh(&st->msgs, qid, strlen(qid), h, 1);
 	memcpy(&e->c[MC_LAST], &st->now, sizeof st->now);
 	return e;
 }
@@ -376,13 +376,10 @@ static const char *transport_of(const struct rp_event *ev, char *buf, size_t buf
 	return buf;
 }
 
-static void on_delivery(struct report_stats *st, const struct rp_event *ev)
+static void on_delivery(struct report_stats *st, const struct rp_event *ev, const struct rs_keys *k)
 {
-	struct rmap_ent *m = msg_get(st, ev->qid);
-	char abuf[512];
-	char *addr = norm_addr(ev->recipient ? ev->recipient : "", abuf, sizeof abuf);
-	const char *at = strchr(addr, '@');
-	const char *dom = at ? at + 1 : addr;
+	struct rmap_ent *m = msg_get(st, ev->qid, k->qid_h);
+	const char *addr = k->key[0], *dom = k->key[1];
 	double delay = ev->delay_s > 0 ? ev->delay_s : 0;
 	char tbuf[64];
 	if (ev->status == RP_ST_SENT) {
@@ -393,13 +390,13 @@ static void on_delivery(struct report_stats *st, const struct rp_event *ev)
 		st->t[T_DELIVERED]++;
 		period(st, P_DELIVERED);
 		long long sz = m->u & MF_SIZE_KNOWN ? m->c[MC_SIZE] : 0;
-		struct rmap_ent *d = rmap_bump(&st->rcpt_doms, dom, 0, 1);
+		struct rmap_ent *d = rmap_bumpnh(&st->rcpt_doms, dom, k->len[1], k->h[1], 0, 1);
 		d->c[1] += sz;
 		struct rs_dom *dd = dom_of(d);
 		dd->delay_sum += delay;
 		if (delay > dd->delay_max)
 			dd->delay_max = delay;
-		rmap_bump(&st->rcpts, addr, 0, 1)->c[1] += sz;
+		rmap_bumpnh(&st->rcpts, addr, k->len[0], k->h[0], 0, 1)->c[1] += sz;
 		st->t[T_BYTES_DLVD] += sz;
 		const char *tr = transport_of(ev, tbuf, sizeof tbuf);
 		struct rmap_ent *e = rmap_get(&st->delays, tr, 1);
@@ -413,7 +410,7 @@ static void on_delivery(struct report_stats *st, const struct rp_event *ev)
 		if (!(m->u & MF_DEFERRED))
 			st->t[T_DEFERRED]++;
 		m->u |= MF_DEFERRED;
-		struct rs_dom *dd = dom_of(rmap_get(&st->rcpt_doms, dom, 1));
+		struct rs_dom *dd = dom_of(rmap_getnh(&st->rcpt_doms, dom, k->len[1], k->h[1], 1));
 		dd->deferrals++;
 		if (delay > dd->delay_max)
 			dd->delay_max = delay;
@@ -425,9 +422,9 @@ static void on_delivery(struct report_stats *st, const struct rp_event *ev)
 	}
 }
 
-static void on_from(struct report_stats *st, const struct rp_event *ev)
+static void on_from(struct report_stats *st, const struct rp_event *ev, const struct rs_keys *k)
 {
-	struct rmap_ent *m = msg_get(st, ev->qid);
+	struct rmap_ent *m = msg_get(st, ev->qid, k->qid_h);
 	if (m->u & MF_SIZE_KNOWN)
 		return;		/* a later queue run's line */
 	m->u |= MF_SIZE_KNOWN;
@@ -436,13 +433,11 @@ static void on_from(struct report_stats *st, const struct rp_event *ev)
 		return;
 	m->u &= ~MF_RECEIVED;
 	const char *client_dom = m->ptr;
-	char abuf[512];
-	char *addr = ev->sender && *ev->sender ? norm_addr(ev->sender, abuf, sizeof abuf)
-					       : strcpy(abuf, "from=<>");
-	const char *at = strchr(addr, '@');
-	const char *dom = at ? at + 1 : client_dom ? client_dom : addr;
-	rmap_bump(&st->sender_doms, dom, 0, 1)->c[1] += size;
-	rmap_bump(&st->senders, addr, 0, 1)->c[1] += size;
+	if (k->key[1])		/* the address's domain */
+		rmap_bumpnh(&st->sender_doms, k->key[1], k->len[1], k->h[1], 0, 1)->c[1] += size;
+	else			/* none: the client's (pflogsumm) */
+		rmap_bump(&st->sender_doms, client_dom ? client_dom : k->key[0], 0, 1)->c[1] += size;
+	rmap_bumpnh(&st->senders, k->key[0], k->len[0], k->h[0], 0, 1)->c[1] += size;
 	st->t[T_BYTES_RCVD] += size;
 }
 
@@ -501,7 +496,81 @@ static int service_is(const struct rp_event *ev, const char *a, const char *b)
 	return (s[0] == a[0] && !strcmp(s, a)) || (b && s[0] == b[0] && !strcmp(s, b));
 }
 
+size_t rs_keys_make(const struct rp_event *ev, struct rs_keys *k, char *buf)
+{
+	memset(k, 0, sizeof *k);
+	if (ev->qid)
+		k->qid_h = rmap_hash(ev->qid, strlen(ev->qid));
+	const char *key;
+	switch (ev->kind) {
+	case RP_EV_CONNECT:
+	case RP_EV_CLIENT:
+		key = client_key(ev, buf, 300);
+		break;
+	case RP_EV_FROM:
+		key = ev->sender && *ev->sender ? norm_addr(ev->sender, buf, 512) : strcpy(buf, "from=<>");
+		break;
+	case RP_EV_DELIVERY:
+		key = norm_addr(ev->recipient ? ev->recipient : "", buf, 512);
+		break;
+	default:
+		return 0;
+	}
+	size_t n = strlen(key);
+	k->key[0] = key;
+	k->len[0] = (uint32_t)n;
+	k->h[0] = rmap_hash(key, n);
+	if (ev->kind == RP_EV_FROM || ev->kind == RP_EV_DELIVERY) {
+		const char *at = memchr(key, '@', n);
+		const char *dom = at ? at + 1 : ev->kind == RP_EV_DELIVERY ? key : NULL;
+		if (dom) {
+			k->key[1] = dom;
+			k->len[1] = (uint32_t)(n - (size_t)(dom - key));
+			k->h[1] = rmap_hash(dom, k->len[1]);
+		}
+	}
+	return n + 1;
+}
+
+void rs_prefetch(const struct report_stats *st, const struct rp_event *ev, const struct rs_keys *k)
+{
+	switch (ev->kind) {
+	case RP_EV_CONNECT:
+		rmap_prefetch(&st->clients, k->h[0]);
+		break;
+	case RP_EV_CLIENT:
+		rmap_prefetch(&st->msgs, k->qid_h);
+		rmap_prefetch(&st->clients, k->h[0]);
+		break;
+	case RP_EV_PICKUP:
+	case RP_EV_REMOVED:
+		rmap_prefetch(&st->msgs, k->qid_h);
+		break;
+	case RP_EV_FROM:
+		rmap_prefetch(&st->msgs, k->qid_h);
+		rmap_prefetch(&st->senders, k->h[0]);
+		if (k->key[1])
+			rmap_prefetch(&st->sender_doms, k->h[1]);
+		break;
+	case RP_EV_DELIVERY:
+		rmap_prefetch(&st->msgs, k->qid_h);
+		rmap_prefetch(&st->rcpts, k->h[0]);
+		rmap_prefetch(&st->rcpt_doms, k->h[1]);
+		break;
+	default:
+		break;
+	}
+}
+
 void rs_add(struct report_stats *st, const struct rp_event *ev)
+{
+	char buf[RS_KEYS_BYTES];
+	struct rs_keys k;
+	rs_keys_make(ev, &k, buf);
+	rs_add_keys(st, ev, &k);
+}
+
+void rs_add_keys(struct report_stats *st, const struct rp_event *ev, const struct rs_keys *k)
 {
 	st->lines++;
 	if (ev->kind == RP_EV_NONE) {
@@ -524,8 +593,7 @@ void rs_add(struct report_stats *st, const struct rp_event *ev)
 	switch (ev->kind) {
 	case RP_EV_CONNECT: {
 		st->t[T_CONNECTIONS]++;
-		char key[300];
-		rmap_bump(&st->clients, client_key(ev, key, sizeof key), 1, 1);
+		rmap_bumpnh(&st->clients, k->key[0], k->len[0], k->h[0], 1, 1);
 		break;
 	}
 	case RP_EV_CLIENT:
@@ -534,12 +602,11 @@ void rs_add(struct report_stats *st, const struct rp_event *ev)
 		st->t[T_RECEIVED]++;
 		period(st, P_RECEIVED);
 		{
-			struct rmap_ent *m = msg_get(st, ev->qid);
+			struct rmap_ent *m = msg_get(st, ev->qid, k->qid_h);
 			m->u |= MF_RECEIVED;
 			free(m->ptr);
 			m->ptr = client_domain(ev->client_name, ev->client_ip);
-			char key[300];
-			rmap_bump(&st->clients, client_key(ev, key, sizeof key), 0, 1);
+			rmap_bumpnh(&st->clients, k->key[0], k->len[0], k->h[0], 0, 1);
 		}
 		break;
 	case RP_EV_PICKUP:
@@ -548,7 +615,7 @@ void rs_add(struct report_stats *st, const struct rp_event *ev)
 		st->t[T_RECEIVED]++;
 		period(st, P_RECEIVED);
 		{
-			struct rmap_ent *m = msg_get(st, ev->qid);
+			struct rmap_ent *m = msg_get(st, ev->qid, k->qid_h);
 			m->u |= MF_RECEIVED;
 			free(m->ptr);
 			m->ptr = xstrdup("pickup");
@@ -556,14 +623,14 @@ void rs_add(struct report_stats *st, const struct rp_event *ev)
 		break;
 	case RP_EV_FROM:
 		if (!smtpd)
-			on_from(st, ev);
+			on_from(st, ev, k);
 		break;
 	case RP_EV_DELIVERY:
 		if (!smtpd)
-			on_delivery(st, ev);
+			on_delivery(st, ev, k);
 		break;
 	case RP_EV_REMOVED: {
-		struct rmap_ent *e = rmap_get(&st->msgs, ev->qid, 0);
+		struct rmap_ent *e = rmap_getnh(&st->msgs, ev->qid, strlen(ev->qid), k->qid_h, 0);
 		if (e)
 			rmap_del(&st->msgs, e, free);
 		break;

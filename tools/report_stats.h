@@ -17,6 +17,7 @@
 
 #include <jansson.h>
 #include <stddef.h>
+#include <stdint.h>
 
 /* a message not seen for this long (log time) is forgotten (Postfix: 5d lifetime) */
 #define RS_EXPIRE_S (8 * 86400.0)
@@ -33,6 +34,36 @@ void rs_free(struct report_stats **st);
 
 /* rs_add - count one parsed line (any kind; RP_EV_NONE counts as unreadable). */
 void rs_add(struct report_stats *st, const struct rp_event *ev);
+
+/*
+ * rs_keys - the keys of the large tables that one event looks up, worked
+ * out from the event alone (no stats: any thread may make them, ahead of
+ * rs_add_keys), each with its rmap_hash:
+ *   qid_h: the hash of ev->qid (0: no qid);
+ *   CONNECT, CLIENT: key[0] the client, "name[ip]";
+ *   FROM: key[0] the sender address in pflogsumm's form (domain lower-cased,
+ *     "from=<>" for the null sender), key[1] its domain (NULL without '@');
+ *   DELIVERY: key[0] the recipient address, key[1] its domain;
+ *   other kinds: none (NULL).
+ * Strings point into the caller's buf; lens exclude the NUL.
+ */
+struct rs_keys {
+	uint64_t qid_h;
+	const char *key[2];
+	uint32_t len[2];
+	uint64_t h[2];
+};
+#define RS_KEYS_BYTES 1024	/* buf bytes rs_keys_make may use */
+
+/* rs_keys_make - *k for ev, strings in buf (RS_KEYS_BYTES); returns the bytes of buf used. */
+size_t rs_keys_make(const struct rp_event *ev, struct rs_keys *k, char *buf);
+
+/* rs_add_keys - rs_add with k = rs_keys_make(ev) given (the same counts). */
+void rs_add_keys(struct report_stats *st, const struct rp_event *ev, const struct rs_keys *k);
+
+/* rs_prefetch - ask the CPU for the table slots rs_add_keys(st, ev, k) will
+   read first; call it a few events ahead. Counts nothing. */
+void rs_prefetch(const struct report_stats *st, const struct rp_event *ev, const struct rs_keys *k);
 
 /* rs_note_cut_lines - lines the reader cut at RP_MAX_LINE_BYTES (for the record). */
 void rs_note_cut_lines(struct report_stats *st, long long n);

@@ -14,6 +14,7 @@
 #include "tools/report_input.c"
 #include "tools/report_map.c"
 #include "tools/report_parse.c"
+#include "tools/report_run.c"
 #include "tools/report_time.c"
 #include "tools/report_stats.c"
 
@@ -549,6 +550,131 @@ static void test_input(void **state)
 	free(gz);
 }
 
+/* ri_chunk gives the same lines as ri_next (cut the same way), whatever the chunk size */
+static void chunk_lines_vs_next(const char *path, size_t cap)
+{
+	const char *err;
+	struct report_input *a = ri_open(path, &err), *b = ri_open(path, &err);
+	assert_non_null(a);
+	assert_non_null(b);
+	char *buf = malloc(cap);
+	long n;
+	int lines = 0;
+	long long cut = 0;
+	while ((n = ri_chunk(b, buf, cap, &err)) > 0) {
+		assert_true((size_t)n <= cap);
+		const char *l = buf, *end = buf + n;
+		while (l < end) {
+			const char *nl = memchr(l, '\n', (size_t)(end - l));
+			size_t len = (size_t)((nl ? nl : end) - l);
+			if (len > RP_MAX_LINE_BYTES) {
+				cut++;
+				len = RP_MAX_LINE_BYTES;
+			}
+			const char *want;
+			size_t wlen;
+			assert_int_equal(ri_next(a, &want, &wlen, &err), 1);
+			assert_int_equal(len, wlen);
+			assert_memory_equal(l, want, len);
+			lines++;
+			l = (nl ? nl + 1 : end);
+			if (!nl)
+				break;
+		}
+	}
+	assert_int_equal(n, 0);
+	const char *want;
+	size_t wlen;
+	assert_int_equal(ri_next(a, &want, &wlen, &err), 0);	/* nothing left over */
+	assert_int_equal(cut, ri_cut_lines(a));
+	assert_true(lines > 1000);
+	free(buf);
+	ri_close(&a);
+	ri_close(&b);
+}
+
+static void test_input_chunks(void **state)
+{
+	(void)state;
+	char *plain = tmpfile_path("chunk.log"), *gz = tmpfile_path("chunk.log.gz");
+	FILE *f = fopen(plain, "w");
+	gzFile g = gzopen(gz, "wb");
+	for (int i = 0; i < 3000; i++) {
+		/* short lines, a line longer than RP_MAX_LINE_BYTES, a line longer
+		   than the smallest chunk, empty lines, a CR */
+		int len = i == 700 ? RP_MAX_LINE_BYTES + 10 : i == 1500 ? 3 * RP_MAX_LINE_BYTES : i % 97 == 0 ? 0 : 20 + i % 50;
+		for (int k = 0; k < len; k++) {
+			char c = (char)('a' + (i + k) % 26);
+			fputc(c, f);
+			gzputc(g, c);
+		}
+		if (i % 13 == 0) {
+			fputc('\r', f);
+			gzputc(g, '\r');
+		}
+		if (i < 2999) {		/* the last line has no '\n' */
+			fputc('\n', f);
+			gzputc(g, '\n');
+		}
+	}
+	fclose(f);
+	gzclose(g);
+	size_t caps[] = { RP_MAX_LINE_BYTES + 1, RP_MAX_LINE_BYTES + 4093, 65536, RR_CHUNK_BYTES };
+	for (size_t i = 0; i < sizeof caps / sizeof caps[0]; i++) {
+		chunk_lines_vs_next(plain, caps[i]);
+		chunk_lines_vs_next(gz, caps[i]);
+	}
+	unlink(plain);
+	unlink(gz);
+	free(plain);
+	free(gz);
+}
+
+/* rp_event_copy: every string field of the head is copied (none still
+   points into the parser's memory), msg and kv are dropped */
+static void test_event_copy(void **state)
+{
+	(void)state;
+	struct rp_event ev, dst;
+	memset(&ev, 0, sizeof ev);
+	static char src[64] = "s";
+	/* every pointer-sized, pointer-aligned word of the head at src */
+	for (size_t off = 0; off + sizeof(char *) <= RP_EVENT_HEAD; off += sizeof(char *)) {
+		const char *p = src;
+		memcpy((char *)&ev + off, &p, sizeof p);
+	}
+	/* the non-string fields back to sane values */
+	ev.kind = RP_EV_FILTER;
+	ev.time = 1.5;
+	ev.pid = 7;
+	ev.delay_s = 2;
+	ev.size_bytes = 3;
+	ev.nrcpt = 4;
+	ev.status = RP_ST_SENT;
+	ev.reject = RP_REJ_MILTER;
+	ev.code = 550;
+	ev.mta_milter = 0;
+	ev.score = 1;
+	ev.has_score = 1;
+	ev.nkv = 1;
+	ev.kv[0].key = ev.kv[0].value = src;
+	size_t need = rp_event_strings_len(&ev);
+	char buf[512];
+	assert_int_equal(rp_event_copy(&dst, &ev, buf, need - 1), (size_t)-1);
+	assert_int_equal(rp_event_copy(&dst, &ev, buf, sizeof buf), need);
+	for (size_t off = 0; off + sizeof(char *) <= RP_EVENT_HEAD; off += sizeof(char *)) {
+		const char *p;
+		memcpy(&p, (char *)&dst + off, sizeof p);
+		if (p == src)
+			fail_msg("rp_event_copy left the field at offset %zu pointing at the parser's memory", off);
+	}
+	assert_null(dst.msg);
+	assert_int_equal(dst.nkv, 0);
+	assert_string_equal(dst.host, "s");
+	assert_string_equal(dst.disposition, "s");
+	assert_true(dst.time == 1.5 && dst.code == 550 && dst.has_score);
+}
+
 /* ---- report_stats ---- */
 
 static json_t *run(const char *const *lines, size_t n, const struct rs_opts *o, struct report_stats **keep)
@@ -977,6 +1103,89 @@ static int run_main(const char *const *args)
 	return report_main(argc, argv);
 }
 
+/* --jobs N gives the same report as --jobs 1, byte for byte, on a log of
+   many chunks (plain and gzip'd), with cut lines and no final newline */
+static void test_report_jobs(void **state)
+{
+	(void)state;
+	setenv("TZ", "UTC", 1);
+	tzset();
+	char *log = tmpfile_path("jobs.log"), *gz = tmpfile_path("jobs.log.gz"), *out1 = tmpfile_path("o1"),
+	     *outn = tmpfile_path("on");
+	FILE *f = fopen(log, "w");
+	gzFile g = gzopen(gz, "wb");
+	const int reps = 900;	/* ~2.6 MB: five chunks and more */
+	for (int r = 0; r < reps; r++) {
+		for (size_t i = 0; i < sizeof flow / sizeof flow[0]; i++) {
+			char line[2048];
+			snprintf(line, sizeof line, "%s", flow[i]);
+			/* each round its own queue ids (same length), clients and senders */
+			for (char *q; (q = strstr(line, "1A2B3C4D5E")) || (q = strstr(line, "2B3C4D5E6F"));) {
+				char id[11];
+				snprintf(id, sizeof id, "%c%09X", q[0] == '1' ? 'A' : 'B', r);
+				memcpy(q, id, 10);
+			}
+			char *at = strstr(line, "Joe@");
+			if (at)
+				at[0] = (char)('A' + r % 26);
+			fprintf(f, "%s\n", line);
+			gzprintf(g, "%s\n", line);
+		}
+		if (r == reps / 2) {	/* a line of 100 000 bytes */
+			for (int k = 0; k < 100000; k++) {
+				fputc('z', f);
+				gzputc(g, 'z');
+			}
+			fputc('\n', f);
+			gzputc(g, '\n');
+		}
+	}
+	fputs("Dec  3 23:59:59 mx postfix/smtpd[1]: connect from last.example[192.0.2.99]", f);
+	gzputs(g, "Dec  3 23:59:59 mx postfix/smtpd[1]: connect from last.example[192.0.2.99]");
+	fclose(f);
+	gzclose(g);
+	const char *one[] = { "report", "--format", "json", "--jobs", "1", "-o", out1, log, NULL };
+	assert_int_equal(run_main(one), 0);
+	char *want = strdup(slurp(out1));
+	json_error_t e;
+	json_t *d = json_loads(want, 0, &e);
+	assert_non_null(d);
+	assert_int_equal(jint(d, "totals.received"), 2 * reps);
+	assert_int_equal(jint(d, "input.cut"), 1);
+	assert_int_equal(jint(d, "totals.connections"), reps + 1);
+	json_decref(d);
+	const char *jobs[] = { "2", "3", "7" };
+	for (size_t j = 0; j < 3; j++) {
+		const char *n[] = { "report", "--format", "json", "--jobs", jobs[j], "-o", outn, log, NULL };
+		assert_int_equal(run_main(n), 0);
+		assert_string_equal(slurp(outn), want);
+		const char *z[] = { "report", "--format", "json", "--jobs", jobs[j], "-o", outn, gz, NULL };
+		assert_int_equal(run_main(z), 0);
+		assert_string_equal(slurp(outn), want);
+	}
+	/* two files (the second a missing one): the same counts, and exit 1 */
+	const char *two1[] = { "report", "--format", "json", "--jobs", "1", "-o", out1, log, "/nonexistent/x", gz, NULL };
+	assert_int_equal(run_main(two1), 1);
+	free(want);
+	want = strdup(slurp(out1));
+	const char *twon[] = { "report", "--format", "json", "--jobs", "3", "-o", outn, log, "/nonexistent/x", gz, NULL };
+	assert_int_equal(run_main(twon), 1);
+	assert_string_equal(slurp(outn), want);
+	const char *bad[] = { "report", "--jobs", "0", log, NULL };
+	assert_int_equal(run_main(bad), 2);
+	const char *bad2[] = { "report", "--jobs", "x", log, NULL };
+	assert_int_equal(run_main(bad2), 2);
+	free(want);
+	unlink(log);
+	unlink(gz);
+	unlink(out1);
+	unlink(outn);
+	free(log);
+	free(gz);
+	free(out1);
+	free(outn);
+}
+
 static void test_report_main(void **state)
 {
 	(void)state;
@@ -1029,6 +1238,8 @@ int main(void)
 		cmocka_unit_test(test_year_hint),
 		cmocka_unit_test(test_long_line_cut),
 		cmocka_unit_test(test_input),
+		cmocka_unit_test(test_input_chunks),
+		cmocka_unit_test(test_event_copy),
 		cmocka_unit_test(test_stats_flow),
 		cmocka_unit_test(test_real_logs),
 		cmocka_unit_test(test_since_until),
@@ -1036,6 +1247,7 @@ int main(void)
 		cmocka_unit_test(test_reason_codes),
 		cmocka_unit_test(test_map),
 		cmocka_unit_test(test_map_keys_and_top),
+		cmocka_unit_test(test_report_jobs),
 		cmocka_unit_test(test_report_main),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,0 +1,368 @@
+/*
+ * report_run: see report_run.h.
+ *
+ * With jobs > 1: slots hold chunks in flight, slot seq % nslot for chunk seq.
+ * A worker takes the reader lock, waits (on the state lock) until fewer than
+ * nslot chunks are out, takes the next seq, reads that chunk's lines from the
+ * input, lets the reader lock go, parses the lines into the slot's events
+ * and marks the slot ready. The calling thread waits for chunk after chunk
+ * in seq order, counts its events and frees its slot. Reading stays in
+ * order because seqs are taken under the reader lock.
+ */
+#include "tools/report_run.h"
+#include "tools/report_input.h"
+#include "tools/report_parse.h"
+#include "lib/util.h"
+
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define RR_CHUNK_LINES 8192	/* events a slot has room for at first */
+#define RR_STR_BLOCK (256 * 1024)
+#define RR_AHEAD 8		/* events between a prefetch and its look-up */
+
+int rr_default_jobs(void)
+{
+	long n = sysconf(_SC_NPROCESSORS_ONLN);
+	if (n < 1)
+		return 1;
+	return n > RR_MAX_JOBS ? RR_MAX_JOBS : (int)n;
+}
+
+static void progress_line(const char *path, long long bytes, long long lines, int done)
+{
+	static time_t last;
+	time_t now = time(NULL);
+	if (!done && now == last)
+		return;
+	last = now;
+	fprintf(stderr, "\rsluice report: %s: %lld lines, %.1f MB%s", path, lines, (double)bytes / 1e6,
+		done ? "\n" : "");
+}
+
+/* ---- serial ---- */
+
+static int run_serial(struct report_stats *st, struct report_input *in, const char *path, int year,
+		      int month, int progress)
+{
+	struct rp_parser *p = rp_parser_new(year, month);
+	struct rp_event ev;
+	const char *line, *err = NULL;
+	size_t len;
+	long long n = 0;
+	int r;
+	while ((r = ri_next(in, &line, &len, &err)) == 1) {
+		rp_parse_line(p, line, len, &ev);
+		rs_add(st, &ev);
+		if (progress && (++n & 0xffff) == 0)
+			progress_line(path, ri_bytes_read(in), n, 0);
+	}
+	if (progress && n > 0xffff)
+		progress_line(path, ri_bytes_read(in), n, 1);
+	rp_parser_free(&p);
+	if (r < 0) {
+		fprintf(stderr, "sluice report: %s: %s\n", path, err);
+		return 1;
+	}
+	return 0;
+}
+
+/* ---- parallel ---- */
+
+/* strings of a slot's events: blocks that live until the slot is reused */
+struct rr_blk {
+	struct rr_blk *next;
+	size_t cap, used;
+	char data[];
+};
+
+struct rr_slot {
+	/* the chunk, written by its reader: whole lines (ri_chunk) */
+	char *buf;		/* RR_CHUNK_BYTES */
+	size_t len;
+	/* written by its worker */
+	size_t nlines, cap_lines;
+	long long cut;		/* lines cut at RP_MAX_LINE_BYTES */
+	/* its events, written by its worker: heads of struct rp_event, HEAD_STRIDE bytes apart,
+	   and their table keys (rs_keys_make: hashed here, not in the counting thread) */
+	unsigned char *heads;
+	struct rs_keys *keys;
+	struct rr_blk *blk;	/* the first block is kept when the slot is reused */
+	int ready;		/* state lock */
+};
+
+struct rr {
+	struct report_input *in;	/* reader lock */
+	pthread_mutex_t read_mu;
+	pthread_mutex_t mu;	/* the state lock: the fields below */
+	pthread_cond_t can_read;	/* a slot was freed, or the end */
+	pthread_cond_t ready;	/* a slot is ready, or the end */
+	unsigned long long next_read, next_count;
+	int eof;		/* set by the reader that met the end or an error */
+	unsigned long long total;	/* chunks, once eof */
+	char err[256];		/* a read error ("" when none) */
+	long long bytes;	/* read so far, for the progress line */
+	struct rr_slot *slot;
+	size_t nslot;
+	int year, month;
+};
+
+/* an rp_event's head, rounded up to keep pointers aligned */
+#define HEAD_STRIDE ((RP_EVENT_HEAD + 15) & ~(size_t)15)
+
+static struct rp_event *slot_ev(const struct rr_slot *s, size_t i)
+{
+	return (struct rp_event *)(void *)(s->heads + i * HEAD_STRIDE);
+}
+
+static void slot_init(struct rr_slot *s)
+{
+	s->buf = xmalloc(RR_CHUNK_BYTES);
+	s->heads = NULL;
+	s->keys = NULL;
+	s->cap_lines = 0;
+	s->blk = NULL;
+}
+
+/* room for n events (worker) */
+static void slot_lines(struct rr_slot *s, size_t n)
+{
+	if (n <= s->cap_lines)
+		return;
+	size_t cap = s->cap_lines ? s->cap_lines * 2 : RR_CHUNK_LINES;
+	while (cap < n)
+		cap *= 2;
+	free(s->heads);
+	free(s->keys);
+	/* one whole struct rp_event of room after the last head: a pointer to
+	   the last one points to a whole object's bytes */
+	s->heads = xmalloc(cap * HEAD_STRIDE + sizeof(struct rp_event));
+	s->keys = xmalloc(cap * sizeof *s->keys);
+	s->cap_lines = cap;
+}
+
+static void blk_free_list(struct rr_blk *b)
+{
+	while (b) {
+		struct rr_blk *n = b->next;
+		free(b);
+		b = n;
+	}
+}
+
+static void slot_free(struct rr_slot *s)
+{
+	free(s->buf);
+	free(s->heads);
+	free(s->keys);
+	blk_free_list(s->blk);
+}
+
+static struct rr_blk *blk_new(size_t cap, struct rr_blk *next)
+{
+	struct rr_blk *b = xmalloc(sizeof *b + cap);
+	b->next = next;
+	b->cap = cap;
+	b->used = 0;
+	return b;
+}
+
+/* fill s with the next lines of r->in (reader lock held): 1 more may come, 0 the end, -1 an error */
+static int slot_read(struct rr *r, struct rr_slot *s)
+{
+	const char *err = NULL;
+	long n = ri_chunk(r->in, s->buf, RR_CHUNK_BYTES, &err);
+	if (n < 0) {
+		s->len = 0;
+		pthread_mutex_lock(&r->mu);
+		snprintf(r->err, sizeof r->err, "%s", err ? err : "read error");
+		pthread_mutex_unlock(&r->mu);
+		return -1;
+	}
+	s->len = (size_t)n;
+	return n > 0;
+}
+
+static void slot_parse(struct rr_slot *s, struct rp_parser *p, struct rp_event *ev)
+{
+	/* keep the first block, drop the others */
+	if (s->blk) {
+		blk_free_list(s->blk->next);
+		s->blk->next = NULL;
+		s->blk->used = 0;
+	} else {
+		s->blk = blk_new(RR_STR_BLOCK, NULL);
+	}
+	s->nlines = 0;
+	s->cut = 0;
+	const char *line = s->buf, *end = s->buf + s->len;
+	for (size_t i = 0; line < end; i++) {
+		const char *nl = memchr(line, '\n', (size_t)(end - line));
+		size_t len = (size_t)((nl ? nl : end) - line);
+		if (len > RP_MAX_LINE_BYTES)
+			s->cut++;	/* (rp_parse_line reads the first RP_MAX_LINE_BYTES) */
+		slot_lines(s, i + 1);
+		rp_parse_line(p, line, len, ev);
+		line += len + (nl != NULL);
+		s->nlines = i + 1;
+		struct rr_blk *b = s->blk;
+		size_t u = (size_t)-1;
+		if (b->cap - b->used >= RS_KEYS_BYTES)	/* the keys' room after the strings */
+			u = rp_event_copy(slot_ev(s, i), ev, b->data + b->used,
+					  b->cap - b->used - RS_KEYS_BYTES);
+		if (u == (size_t)-1) {
+			size_t need = rp_event_strings_len(ev) + RS_KEYS_BYTES;
+			/* a new first block (the full one goes after it, to be freed at reuse) */
+			b = s->blk = blk_new(need > RR_STR_BLOCK ? need : RR_STR_BLOCK, b);
+			u = rp_event_copy(slot_ev(s, i), ev, b->data, b->cap - RS_KEYS_BYTES);
+		}
+		b->used += u;
+		b->used += rs_keys_make(slot_ev(s, i), &s->keys[i], b->data + b->used);
+	}
+}
+
+static void *worker(void *arg)
+{
+	struct rr *r = arg;
+	struct rp_parser *p = rp_parser_new(r->year, r->month);
+	struct rp_event *ev = xmalloc(sizeof *ev);
+	for (;;) {
+		pthread_mutex_lock(&r->read_mu);
+		pthread_mutex_lock(&r->mu);
+		while (!r->eof && r->next_read - r->next_count >= r->nslot)
+			pthread_cond_wait(&r->can_read, &r->mu);
+		if (r->eof) {
+			pthread_mutex_unlock(&r->mu);
+			pthread_mutex_unlock(&r->read_mu);
+			break;
+		}
+		unsigned long long seq = r->next_read++;
+		pthread_mutex_unlock(&r->mu);
+		struct rr_slot *s = &r->slot[seq % r->nslot];
+		int more = slot_read(r, s);
+		long long bytes = ri_bytes_read(r->in);
+		pthread_mutex_lock(&r->mu);
+		r->bytes = bytes;
+		if (more <= 0) {
+			r->eof = 1;
+			r->total = seq + 1;
+			pthread_cond_broadcast(&r->can_read);
+		}
+		pthread_mutex_unlock(&r->mu);
+		pthread_mutex_unlock(&r->read_mu);
+
+		slot_parse(s, p, ev);
+
+		pthread_mutex_lock(&r->mu);
+		s->ready = 1;
+		pthread_cond_broadcast(&r->ready);
+		pthread_mutex_unlock(&r->mu);
+	}
+	pthread_mutex_lock(&r->mu);
+	pthread_cond_broadcast(&r->ready);
+	pthread_mutex_unlock(&r->mu);
+	free(ev);
+	rp_parser_free(&p);
+	return NULL;
+}
+
+static int run_parallel(struct report_stats *st, struct report_input *in, const char *path, int jobs,
+			int year, int month, int progress)
+{
+	struct rr r = { .in = in, .year = year, .month = month };
+	pthread_mutex_init(&r.read_mu, NULL);
+	pthread_mutex_init(&r.mu, NULL);
+	pthread_cond_init(&r.can_read, NULL);
+	pthread_cond_init(&r.ready, NULL);
+	r.nslot = 2 * (size_t)jobs + 1;
+	r.slot = xcalloc(r.nslot, sizeof *r.slot);
+	for (size_t i = 0; i < r.nslot; i++)
+		slot_init(&r.slot[i]);
+	/* the time zone read once here: the workers' mktime() then find it
+	   read (glibc locks around it anyway; a sanitizer does not see that lock) */
+	tzset();
+	pthread_t tid[RR_MAX_JOBS];
+	int nt = 0;
+	for (; nt < jobs; nt++)
+		if (pthread_create(&tid[nt], NULL, worker, &r) != 0)
+			break;
+	if (nt == 0) {		/* no thread: the same work, here */
+		pthread_mutex_lock(&r.mu);
+		r.eof = 1;
+		pthread_mutex_unlock(&r.mu);
+	}
+	long long lines = 0, cut = 0;
+	for (unsigned long long seq = 0;; seq++) {
+		struct rr_slot *s = &r.slot[seq % r.nslot];
+		pthread_mutex_lock(&r.mu);
+		while (!s->ready && !(r.eof && seq >= r.total))
+			pthread_cond_wait(&r.ready, &r.mu);
+		int have = s->ready;
+		long long bytes = r.bytes;
+		pthread_mutex_unlock(&r.mu);
+		if (!have)
+			break;
+		/* the tables' slots for the event RR_AHEAD on are asked for now, so
+		   that they are in the cache when its turn comes */
+		size_t n = s->nlines;
+		for (size_t i = 0; i < n; i++) {
+			if (i + RR_AHEAD < n)
+				rs_prefetch(st, slot_ev(s, i + RR_AHEAD), &s->keys[i + RR_AHEAD]);
+			rs_add_keys(st, slot_ev(s, i), &s->keys[i]);
+		}
+		lines += (long long)s->nlines;
+		cut += s->cut;
+		if (progress)
+			progress_line(path, bytes, lines, 0);
+		pthread_mutex_lock(&r.mu);
+		s->ready = 0;
+		r.next_count++;
+		pthread_cond_broadcast(&r.can_read);
+		pthread_mutex_unlock(&r.mu);
+	}
+	for (int i = 0; i < nt; i++)
+		pthread_join(tid[i], NULL);
+	int rc = 0;
+	if (nt == 0) {
+		rc = run_serial(st, in, path, year, month, progress);
+	} else {
+		if (progress && lines > 0xffff)
+			progress_line(path, r.bytes, lines, 1);
+		if (r.err[0]) {
+			fprintf(stderr, "sluice report: %s: %s\n", path, r.err);
+			rc = 1;
+		}
+		rs_note_cut_lines(st, cut);
+	}
+	for (size_t i = 0; i < r.nslot; i++)
+		slot_free(&r.slot[i]);
+	free(r.slot);
+	pthread_cond_destroy(&r.ready);
+	pthread_cond_destroy(&r.can_read);
+	pthread_mutex_destroy(&r.mu);
+	pthread_mutex_destroy(&r.read_mu);
+	return rc;
+}
+
+int rr_file(struct report_stats *st, const char *path, int jobs, int year_hint, int month_hint,
+	    int progress)
+{
+	const char *err;
+	struct report_input *in = ri_open(path, &err);
+	if (!in) {
+		fprintf(stderr, "sluice report: %s: %s\n", path, err);
+		return 1;
+	}
+	if (jobs > RR_MAX_JOBS)
+		jobs = RR_MAX_JOBS;
+	int rc = jobs > 1 ? run_parallel(st, in, path, jobs, year_hint, month_hint, progress)
+			  : run_serial(st, in, path, year_hint, month_hint, progress);
+	rs_note_cut_lines(st, ri_cut_lines(in));
+	ri_close(&in);
+	return rc;
+}
