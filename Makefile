@@ -63,7 +63,7 @@ ALL_DAEMON_LIBS = $(foreach d,$(EXTRA_DAEMON_DIRS),$(DAEMON_LIBS_$(notdir $(d)))
 
 BINARIES := $(BIN)/sluiced $(BIN)/sluice $(BIN)/sluice-sendmail $(EXTRA_DAEMONS) $(BIN)/tests/test-milter
 
-.PHONY: all asan test unit integration run fuzz bench deps deps-check clean install man
+.PHONY: all asan tsan test unit integration run fuzz bench deps deps-check clean install man
 all: $(BINARIES) $(UNIT_BINS) $(TESTTOOL_BINS)
 
 $(OBJ)/%.o: %.c
@@ -131,10 +131,15 @@ deps-check:
 
 # Unit tests run both optimised and under ASan+UBSan; integration tests run
 # against the ASan build (SLUICE_BIN) so memory errors fail the suite.
-unit: all asan
+unit: all asan tsan
 	@set -e; for t in $(UNIT_BINS); do echo "== $$t"; $$t; done
 	@set -e; for t in $(subst $(BIN)/,bin-asan/,$(UNIT_BINS)); do echo "== $$t"; \
 	  ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 $$t; done
+	sh tests/tools/report_tsan.sh bin-tsan/sluice $(BIN)/sluice
+
+# The threaded programs under ThreadSanitizer (sluice report --jobs).
+tsan:
+	$(MAKE) BIN=bin-tsan OBJ=build/tsan OPT="-O1 -g -fsanitize=thread" bin-tsan/sluice
 
 # Two pytest workers (pytest-xdist), one test file per worker at a time
 # (--dist loadfile keeps a module's shared servers in one process): most
@@ -232,4 +237,4 @@ install: $(INSTALL_BINS) $(OBJ)/man/sluice.conf.5
 	  chown sluice:sluice $(STATEDIR); fi
 
 clean:
-	rm -rf build bin bin-asan bin-fuzz
+	rm -rf build bin bin-asan bin-fuzz bin-tsan
