@@ -1206,40 +1206,31 @@ enum rp_kind rp_parse_line(struct rp_parser *p, const char *line, size_t len, st
 	return ev->kind;
 }
 
-/* every string field before kv (msg is dropped by rp_event_copy) */
+/* every string field before kv (msg is dropped by rp_event_keep) */
 #define RP_STRING_FIELDS(X)                                                                          \
 	X(host) X(syslog_name) X(service) X(qid) X(client_name) X(client_ip) X(sasl_username)        \
 	X(sender) X(recipient) X(orig_to) X(relay) X(dsn) X(status_text) X(message_id) X(stage)      \
 	X(reason) X(helo) X(proto) X(filter) X(result) X(action) X(domain) X(selector) X(scope)       \
 	X(disposition)
 
-size_t rp_event_strings_len(const struct rp_event *src)
-{
-	size_t n = 0;
-#define RP_LEN(f) if (src->f) n += strlen(src->f) + 1;
-	RP_STRING_FIELDS(RP_LEN)
-#undef RP_LEN
-	return n;
-}
+_Static_assert(RP_MAX_KEEP_BYTES >= RP_ARENA_BYTES, "rp_event_keep: a whole arena fits");
 
-size_t rp_event_copy(struct rp_event *dst, const struct rp_event *src, char *buf, size_t cap)
+size_t rp_event_keep(const struct rp_parser *p, struct rp_event *dst, const struct rp_event *src,
+		     char *buf, size_t cap)
 {
-	size_t used = 0;
-	/* lengths first: nothing is written when it does not fit */
-	size_t lens[32], k = 0;
-#define RP_LEN(f) if (src->f) { lens[k] = strlen(src->f) + 1; used += lens[k++]; }
-	RP_STRING_FIELDS(RP_LEN)
-#undef RP_LEN
+	size_t used = p->used;
 	if (used > cap)
 		return (size_t)-1;
+	/* one copy of the line's scratch bytes, then each string that points
+	   into them moved by the same distance (the others are static) */
+	memcpy(buf, p->arena, used);
 	memcpy(dst, src, RP_EVENT_HEAD);
 	dst->msg = NULL;
 	dst->nkv = 0;
-	char *o = buf;
-	k = 0;
-#define RP_CP(f) if (src->f) { memcpy(o, src->f, lens[k]); dst->f = o; o += lens[k++]; }
-	RP_STRING_FIELDS(RP_CP)
-#undef RP_CP
+	uintptr_t lo = (uintptr_t)p->arena, hi = lo + used;
+#define RP_MOVE(f) if ((uintptr_t)dst->f - lo < hi - lo) dst->f = buf + ((uintptr_t)dst->f - lo);
+	RP_STRING_FIELDS(RP_MOVE)
+#undef RP_MOVE
 	return used;
 }
 

@@ -125,18 +125,19 @@ enum rp_kind rp_parse_line(struct rp_parser *p, const char *line, size_t len,
 			   struct rp_event *ev_out);
 
 /*
- * rp_event_copy - *dst = src's fields, with every string field copied into
- * the bytes at *buf (NUL-terminated, one after another) so that dst outlives
- * the parser's next line; src->msg and the key=value tokens are not kept
- * (dst->msg NULL, dst->nkv 0): `sluice report`'s counting reads neither.
- * Only the fields before kv are written to dst (its kv[] is left as it is:
- * a caller may keep events in arrays of their head only, see RP_EVENT_HEAD).
- * Returns the bytes used at *buf, or (size_t)-1 when more than cap are
- * needed (then *dst is unchanged); rp_event_strings_len tells how many.
+ * rp_event_keep - *dst = src's fields (src: the event of p's last
+ * rp_parse_line), with the parser's scratch bytes of that line copied to buf
+ * and dst's strings pointing there, so that dst outlives p's next line.
+ * src->msg and the key=value tokens are not kept (dst->msg NULL, dst->nkv
+ * 0): `sluice report`'s counting reads neither. Only the fields before kv
+ * are written (RP_EVENT_HEAD bytes: a caller may keep arrays of heads).
+ * Returns the bytes used at buf (at most RP_MAX_KEEP_BYTES), or (size_t)-1
+ * when cap is less (then *dst is unchanged).
  */
 #define RP_EVENT_HEAD offsetof(struct rp_event, kv)
-size_t rp_event_strings_len(const struct rp_event *src);
-size_t rp_event_copy(struct rp_event *dst, const struct rp_event *src, char *buf, size_t cap);
+#define RP_MAX_KEEP_BYTES (6 * RP_MAX_LINE_BYTES)
+size_t rp_event_keep(const struct rp_parser *p, struct rp_event *dst, const struct rp_event *src,
+		     char *buf, size_t cap);
 
 /* rp_kv_get - value of key in ev's key=value tokens, or NULL. */
 const char *rp_kv_get(const struct rp_event *ev, const char *key);

@@ -23,7 +23,7 @@
 #include <unistd.h>
 
 #define RR_CHUNK_LINES 8192	/* events a slot has room for at first */
-#define RR_STR_BLOCK (256 * 1024)
+#define RR_STR_BLOCK (1024 * 1024)	/* >= RP_MAX_KEEP_BYTES + RS_KEYS_BYTES */
 #define RR_AHEAD 8		/* events between a prefetch and its look-up */
 
 int rr_default_jobs(void)
@@ -74,11 +74,12 @@ static int run_serial(struct report_stats *st, struct report_input *in, const ch
 
 /* ---- parallel ---- */
 
-/* strings of a slot's events: blocks that live until the slot is reused */
+/* strings of a slot's events: blocks of RR_STR_BLOCK bytes, kept for the
+   slot's next chunks (fresh memory each chunk would cost page faults) */
 struct rr_blk {
 	struct rr_blk *next;
-	size_t cap, used;
-	char data[];
+	size_t used;
+	char data[RR_STR_BLOCK];
 };
 
 struct rr_slot {
@@ -92,7 +93,8 @@ struct rr_slot {
 	   and their table keys (rs_keys_make: hashed here, not in the counting thread) */
 	unsigned char *heads;
 	struct rs_keys *keys;
-	struct rr_blk *blk;	/* the first block is kept when the slot is reused */
+	struct rr_blk *blk;	/* all the slot's blocks */
+	struct rr_blk *cur;	/* the one being filled */
 	int ready;		/* state lock */
 };
 
@@ -126,7 +128,7 @@ static void slot_init(struct rr_slot *s)
 	s->heads = NULL;
 	s->keys = NULL;
 	s->cap_lines = 0;
-	s->blk = NULL;
+	s->blk = s->cur = NULL;
 }
 
 /* room for n events (worker) */
@@ -163,13 +165,20 @@ static void slot_free(struct rr_slot *s)
 	blk_free_list(s->blk);
 }
 
-static struct rr_blk *blk_new(size_t cap, struct rr_blk *next)
+/* the next block of s (cur's successor, or a new one), empty */
+static struct rr_blk *blk_next(struct rr_slot *s)
 {
-	struct rr_blk *b = xmalloc(sizeof *b + cap);
-	b->next = next;
-	b->cap = cap;
+	struct rr_blk *b = s->cur ? s->cur->next : s->blk;
+	if (!b) {
+		b = xmalloc(sizeof *b);
+		b->next = NULL;
+		if (s->cur)
+			s->cur->next = b;
+		else
+			s->blk = b;
+	}
 	b->used = 0;
-	return b;
+	return s->cur = b;
 }
 
 /* fill s with the next lines of r->in (reader lock held): 1 more may come, 0 the end, -1 an error */
@@ -190,14 +199,8 @@ static int slot_read(struct rr *r, struct rr_slot *s)
 
 static void slot_parse(struct rr_slot *s, struct rp_parser *p, struct rp_event *ev)
 {
-	/* keep the first block, drop the others */
-	if (s->blk) {
-		blk_free_list(s->blk->next);
-		s->blk->next = NULL;
-		s->blk->used = 0;
-	} else {
-		s->blk = blk_new(RR_STR_BLOCK, NULL);
-	}
+	s->cur = NULL;
+	blk_next(s);
 	s->nlines = 0;
 	s->cut = 0;
 	const char *line = s->buf, *end = s->buf + s->len;
@@ -210,21 +213,21 @@ static void slot_parse(struct rr_slot *s, struct rp_parser *p, struct rp_event *
 		rp_parse_line(p, line, len, ev);
 		line += len + (nl != NULL);
 		s->nlines = i + 1;
-		struct rr_blk *b = s->blk;
+		struct rr_blk *b = s->cur;
 		size_t u = (size_t)-1;
-		if (b->cap - b->used >= RS_KEYS_BYTES)	/* the keys' room after the strings */
-			u = rp_event_copy(slot_ev(s, i), ev, b->data + b->used,
-					  b->cap - b->used - RS_KEYS_BYTES);
+		if (RR_STR_BLOCK - b->used >= RS_KEYS_BYTES)	/* the keys' room after the strings */
+			u = rp_event_keep(p, slot_ev(s, i), ev, b->data + b->used,
+					  RR_STR_BLOCK - b->used - RS_KEYS_BYTES);
 		if (u == (size_t)-1) {
-			size_t need = rp_event_strings_len(ev) + RS_KEYS_BYTES;
-			/* a new first block (the full one goes after it, to be freed at reuse) */
-			b = s->blk = blk_new(need > RR_STR_BLOCK ? need : RR_STR_BLOCK, b);
-			u = rp_event_copy(slot_ev(s, i), ev, b->data, b->cap - RS_KEYS_BYTES);
+			b = blk_next(s);
+			u = rp_event_keep(p, slot_ev(s, i), ev, b->data, RR_STR_BLOCK - RS_KEYS_BYTES);
 		}
 		b->used += u;
 		b->used += rs_keys_make(slot_ev(s, i), &s->keys[i], b->data + b->used);
 	}
 }
+
+_Static_assert(RR_STR_BLOCK >= RP_MAX_KEEP_BYTES + RS_KEYS_BYTES, "a block holds any one line");
 
 static void *worker(void *arg)
 {

@@ -630,49 +630,58 @@ static void test_input_chunks(void **state)
 	free(gz);
 }
 
-/* rp_event_copy: every string field of the head is copied (none still
-   points into the parser's memory), msg and kv are dropped */
-static void test_event_copy(void **state)
+/* rp_event_keep: after the parser's next line, the kept event's strings
+   are still the line's (none points into the parser's memory or the line),
+   msg and kv are dropped; a cap too small changes nothing */
+static void test_event_keep(void **state)
 {
 	(void)state;
+	struct rp_parser *p = rp_parser_new(2026, 11);
 	struct rp_event ev, dst;
-	memset(&ev, 0, sizeof ev);
-	static char src[64] = "s";
-	/* every pointer-sized, pointer-aligned word of the head at src */
-	for (size_t off = 0; off + sizeof(char *) <= RP_EVENT_HEAD; off += sizeof(char *)) {
-		const char *p = src;
-		memcpy((char *)&ev + off, &p, sizeof p);
+	char *buf = malloc(RP_MAX_KEEP_BYTES);
+	for (size_t c = 0; c < sizeof pcases / sizeof pcases[0]; c++) {
+		size_t n = strlen(pcases[c].line);
+		char *line = malloc(n);	/* no NUL: parsers must not read past n */
+		memcpy(line, pcases[c].line, n);
+		rp_parse_line(p, line, n, &ev);
+		/* every string of the head: where it is and what it says */
+		char *was[RP_EVENT_HEAD / sizeof(char *)] = { 0 };
+		for (size_t off = 0; off + sizeof(char *) <= RP_EVENT_HEAD; off += sizeof(char *)) {
+			const char *q;
+			memcpy(&q, (char *)&ev + off, sizeof q);
+			int in_arena = q >= p->arena && q < p->arena + RP_ARENA_BYTES;
+			int in_line = q >= line && q < line + n;
+			assert_false(in_line);	/* strings are copies */
+			if (in_arena && off != offsetof(struct rp_event, msg))
+				was[off / sizeof(char *)] = strdup(q);
+		}
+		memset(&dst, 0x55, sizeof dst);
+		if (p->used) {	/* (not a bad JSON line: nothing kept) */
+			assert_int_equal(rp_event_keep(p, &dst, &ev, buf, p->used - 1), (size_t)-1);
+			assert_int_equal(((unsigned char *)&dst)[0], 0x55);
+		}
+		size_t used = rp_event_keep(p, &dst, &ev, buf, RP_MAX_KEEP_BYTES);
+		assert_true(used <= RP_MAX_KEEP_BYTES);
+		/* the parser's next line overwrites its memory */
+		const char *other = "Dec  2 08:44:02 mx postfix/smtpd[9]: connect from zzzzzzzz.example[192.0.2.250]";
+		rp_parse_line(p, other, strlen(other), &ev);
+		memset(line, 'Z', n);
+		for (size_t off = 0; off + sizeof(char *) <= RP_EVENT_HEAD; off += sizeof(char *)) {
+			char *w = was[off / sizeof(char *)];
+			if (!w)
+				continue;
+			const char *q;
+			memcpy(&q, (char *)&dst + off, sizeof q);
+			assert_true(q >= buf && q < buf + used);
+			assert_string_equal(q, w);
+			free(w);
+		}
+		assert_null(dst.msg);
+		assert_int_equal(dst.nkv, 0);
+		free(line);
 	}
-	/* the non-string fields back to sane values */
-	ev.kind = RP_EV_FILTER;
-	ev.time = 1.5;
-	ev.pid = 7;
-	ev.delay_s = 2;
-	ev.size_bytes = 3;
-	ev.nrcpt = 4;
-	ev.status = RP_ST_SENT;
-	ev.reject = RP_REJ_MILTER;
-	ev.code = 550;
-	ev.mta_milter = 0;
-	ev.score = 1;
-	ev.has_score = 1;
-	ev.nkv = 1;
-	ev.kv[0].key = ev.kv[0].value = src;
-	size_t need = rp_event_strings_len(&ev);
-	char buf[512];
-	assert_int_equal(rp_event_copy(&dst, &ev, buf, need - 1), (size_t)-1);
-	assert_int_equal(rp_event_copy(&dst, &ev, buf, sizeof buf), need);
-	for (size_t off = 0; off + sizeof(char *) <= RP_EVENT_HEAD; off += sizeof(char *)) {
-		const char *p;
-		memcpy(&p, (char *)&dst + off, sizeof p);
-		if (p == src)
-			fail_msg("rp_event_copy left the field at offset %zu pointing at the parser's memory", off);
-	}
-	assert_null(dst.msg);
-	assert_int_equal(dst.nkv, 0);
-	assert_string_equal(dst.host, "s");
-	assert_string_equal(dst.disposition, "s");
-	assert_true(dst.time == 1.5 && dst.code == 550 && dst.has_score);
+	free(buf);
+	rp_parser_free(&p);
 }
 
 /* ---- report_stats ---- */
@@ -1239,7 +1248,7 @@ int main(void)
 		cmocka_unit_test(test_long_line_cut),
 		cmocka_unit_test(test_input),
 		cmocka_unit_test(test_input_chunks),
-		cmocka_unit_test(test_event_copy),
+		cmocka_unit_test(test_event_keep),
 		cmocka_unit_test(test_stats_flow),
 		cmocka_unit_test(test_real_logs),
 		cmocka_unit_test(test_since_until),
