@@ -21,8 +21,9 @@
 #define V16(c) _mm_set1_epi8((char)(c))
 #endif
 
-#define RP_ARENA_BYTES (6 * RP_MAX_LINE_BYTES)
-#define RP_ARENA_SLACK 64	/* zeroed bytes after it, for 16-byte loads near its end */
+#define RP_ARENA_BYTES RP_LINE_SCRATCH_BYTES	/* one line's scratch memory */
+#define RP_ARENA_SLACK 64	/* readable bytes after it, for 16-byte loads near its end */
+_Static_assert(RP_ARENA_MIN == RP_ARENA_BYTES + RP_ARENA_SLACK, "rp_parser_arena's minimum");
 
 struct rp_parser {
 	int year_hint, month_hint;
@@ -30,8 +31,11 @@ struct rp_parser {
 	char stamp[40];		/* the last line's time stamp (RFC 3164 or ISO) and its time: */
 	size_t stamp_len;	/* most lines repeat the one before */
 	double stamp_time;
+	/* scratch memory: the line being parsed uses arena[base, base + RP_ARENA_BYTES),
+	   used is its end so far; base moves only with rp_parser_keep */
 	char *arena;
-	size_t used;
+	size_t base, used, cap;
+	char *own;		/* the parser's own arena (base always 0 there) */
 };
 
 struct rp_parser *rp_parser_new(int year_hint, int month_hint)
@@ -40,7 +44,8 @@ struct rp_parser *rp_parser_new(int year_hint, int month_hint)
 	p->year_hint = year_hint;
 	p->month_hint = month_hint;
 	rtime_cache_init(&p->tc);
-	p->arena = xcalloc(1, RP_ARENA_BYTES + RP_ARENA_SLACK);
+	p->own = p->arena = xcalloc(1, RP_ARENA_MIN);
+	p->cap = RP_ARENA_MIN;
 	return p;
 }
 
@@ -48,7 +53,7 @@ void rp_parser_free(struct rp_parser **pp)
 {
 	if (!pp || !*pp)
 		return;
-	free((*pp)->arena);
+	free((*pp)->own);
 	free(*pp);
 	*pp = NULL;
 }
@@ -63,7 +68,7 @@ void rp_parser_free(struct rp_parser **pp)
 /* n bytes of the arena, or NULL when it is full. */
 static char *arena_alloc(struct rp_parser *p, size_t n)
 {
-	if (p->used + n > RP_ARENA_BYTES)
+	if (p->used + n > p->base + RP_ARENA_BYTES)
 		return NULL;
 	char *d = p->arena + p->used;
 	p->used += n;
@@ -75,7 +80,7 @@ static const char *keep(struct rp_parser *p, const char *s, size_t n)
 {
 	/* "" with RP_ARENA_SLACK readable bytes, as the 16-byte scans need */
 	static const char none[RP_ARENA_SLACK];
-	if (p->used + n + 1 > RP_ARENA_BYTES)
+	if (p->used + n + 1 > p->base + RP_ARENA_BYTES)
 		return none;
 	char *d = p->arena + p->used;
 	memcpy(d, s, n);
@@ -1152,7 +1157,7 @@ static inline int same_stamp(const char *a, const char *b, size_t n)
 enum rp_kind rp_parse_line(struct rp_parser *p, const char *line, size_t len, struct rp_event *ev)
 {
 	ev_reset(ev);
-	p->used = 0;
+	p->used = p->base;
 	if (len > RP_MAX_LINE_BYTES)
 		len = RP_MAX_LINE_BYTES;
 	while (len && (line[len - 1] == '\r' || line[len - 1] == '\n'))
@@ -1206,32 +1211,35 @@ enum rp_kind rp_parse_line(struct rp_parser *p, const char *line, size_t len, st
 	return ev->kind;
 }
 
-/* every string field before kv (msg is dropped by rp_event_keep) */
-#define RP_STRING_FIELDS(X)                                                                          \
-	X(host) X(syslog_name) X(service) X(qid) X(client_name) X(client_ip) X(sasl_username)        \
-	X(sender) X(recipient) X(orig_to) X(relay) X(dsn) X(status_text) X(message_id) X(stage)      \
-	X(reason) X(helo) X(proto) X(filter) X(result) X(action) X(domain) X(selector) X(scope)       \
-	X(disposition)
-
-_Static_assert(RP_MAX_KEEP_BYTES >= RP_ARENA_BYTES, "rp_event_keep: a whole arena fits");
-
-size_t rp_event_keep(const struct rp_parser *p, struct rp_event *dst, const struct rp_event *src,
-		     char *buf, size_t cap)
+void rp_parser_arena(struct rp_parser *p, char *buf, size_t cap)
 {
-	size_t used = p->used;
-	if (used > cap)
-		return (size_t)-1;
-	/* one copy of the line's scratch bytes, then each string that points
-	   into them moved by the same distance (the others are static) */
-	memcpy(buf, p->arena, used);
-	memcpy(dst, src, RP_EVENT_HEAD);
-	dst->msg = NULL;
-	dst->nkv = 0;
-	uintptr_t lo = (uintptr_t)p->arena, hi = lo + used;
-#define RP_MOVE(f) if ((uintptr_t)dst->f - lo < hi - lo) dst->f = buf + ((uintptr_t)dst->f - lo);
-	RP_STRING_FIELDS(RP_MOVE)
-#undef RP_MOVE
-	return used;
+	if (!buf || cap < RP_ARENA_MIN) {
+		buf = p->own;
+		cap = RP_ARENA_MIN;
+	}
+	p->arena = buf;
+	p->cap = cap;
+	p->base = p->used = 0;
+}
+
+size_t rp_parser_room(const struct rp_parser *p)
+{
+	return p->cap - p->base;
+}
+
+char *rp_parser_tail(struct rp_parser *p, size_t *room_out)
+{
+	*room_out = p->cap - p->used;
+	return p->arena + p->used;
+}
+
+void rp_parser_keep(struct rp_parser *p, size_t n)
+{
+	if (p->arena == p->own)
+		return;		/* (its own arena is reused by every line) */
+	if (n > p->cap - p->used)
+		n = p->cap - p->used;
+	p->base = p->used + n;
 }
 
 const char *rp_kind_name(enum rp_kind k)

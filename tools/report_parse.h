@@ -125,19 +125,34 @@ enum rp_kind rp_parse_line(struct rp_parser *p, const char *line, size_t len,
 			   struct rp_event *ev_out);
 
 /*
- * rp_event_keep - *dst = src's fields (src: the event of p's last
- * rp_parse_line), with the parser's scratch bytes of that line copied to buf
- * and dst's strings pointing there, so that dst outlives p's next line.
- * src->msg and the key=value tokens are not kept (dst->msg NULL, dst->nkv
- * 0): `sluice report`'s counting reads neither. Only the fields before kv
- * are written (RP_EVENT_HEAD bytes: a caller may keep arrays of heads).
- * Returns the bytes used at buf (at most RP_MAX_KEEP_BYTES), or (size_t)-1
- * when cap is less (then *dst is unchanged).
+ * Keeping events past the next line (report_run's workers). By default
+ * the strings of an event live in the parser's own scratch memory and are
+ * overwritten by the next line. With rp_parser_arena(p, buf, cap), the
+ * lines that follow use buf instead: each line the RP_LINE_SCRATCH_BYTES at
+ * most after the strings kept so far (and reads up to RP_ARENA_MIN bytes
+ * there), and rp_parser_keep() after a line keeps its strings (the event's
+ * string fields, msg and kv included, stay valid while buf does): the next
+ * line's go after them. The caller gives a new buf (or reuses an old one
+ * whose events it is done with) before rp_parser_room() falls under
+ * RP_ARENA_MIN. rp_parser_arena(p, NULL, 0) goes back to the parser's own.
  */
-#define RP_EVENT_HEAD offsetof(struct rp_event, kv)
-#define RP_MAX_KEEP_BYTES (6 * RP_MAX_LINE_BYTES)
-size_t rp_event_keep(const struct rp_parser *p, struct rp_event *dst, const struct rp_event *src,
-		     char *buf, size_t cap);
+#define RP_LINE_SCRATCH_BYTES (6 * RP_MAX_LINE_BYTES)
+#define RP_ARENA_MIN (RP_LINE_SCRATCH_BYTES + 64)
+#define RP_EVENT_HEAD offsetof(struct rp_event, kv)	/* the fields before kv */
+
+/* rp_parser_arena - buf: cap bytes (at least RP_ARENA_MIN; else, or NULL: the parser's own). */
+void rp_parser_arena(struct rp_parser *p, char *buf, size_t cap);
+
+/* rp_parser_room - bytes of buf after the strings kept so far. */
+size_t rp_parser_room(const struct rp_parser *p);
+
+/* rp_parser_tail - the free bytes after the last line's strings (*room_out of
+   them): the caller may put its own there and keep them with rp_parser_keep. */
+char *rp_parser_tail(struct rp_parser *p, size_t *room_out);
+
+/* rp_parser_keep - keep the last line's strings and the first n bytes at
+   rp_parser_tail (no effect in the parser's own arena). */
+void rp_parser_keep(struct rp_parser *p, size_t n);
 
 /* rp_kv_get - value of key in ev's key=value tokens, or NULL. */
 const char *rp_kv_get(const struct rp_event *ev, const char *key);

@@ -23,7 +23,7 @@
 #include <unistd.h>
 
 #define RR_CHUNK_LINES 8192	/* events a slot has room for at first */
-#define RR_STR_BLOCK (1024 * 1024)	/* >= RP_MAX_KEEP_BYTES + RS_KEYS_BYTES */
+#define RR_STR_BLOCK (1024 * 1024)	/* >= RP_ARENA_MIN + RS_KEYS_BYTES */
 #define RR_AHEAD 8		/* events between a prefetch and its look-up */
 
 int rr_default_jobs(void)
@@ -200,7 +200,7 @@ static int slot_read(struct rr *r, struct rr_slot *s)
 static void slot_parse(struct rr_slot *s, struct rp_parser *p, struct rp_event *ev)
 {
 	s->cur = NULL;
-	blk_next(s);
+	rp_parser_arena(p, blk_next(s)->data, RR_STR_BLOCK);
 	s->nlines = 0;
 	s->cut = 0;
 	const char *line = s->buf, *end = s->buf + s->len;
@@ -213,21 +213,18 @@ static void slot_parse(struct rr_slot *s, struct rp_parser *p, struct rp_event *
 		rp_parse_line(p, line, len, ev);
 		line += len + (nl != NULL);
 		s->nlines = i + 1;
-		struct rr_blk *b = s->cur;
-		size_t u = (size_t)-1;
-		if (RR_STR_BLOCK - b->used >= RS_KEYS_BYTES)	/* the keys' room after the strings */
-			u = rp_event_keep(p, slot_ev(s, i), ev, b->data + b->used,
-					  RR_STR_BLOCK - b->used - RS_KEYS_BYTES);
-		if (u == (size_t)-1) {
-			b = blk_next(s);
-			u = rp_event_keep(p, slot_ev(s, i), ev, b->data, RR_STR_BLOCK - RS_KEYS_BYTES);
-		}
-		b->used += u;
-		b->used += rs_keys_make(slot_ev(s, i), &s->keys[i], b->data + b->used);
+		struct rp_event *h = slot_ev(s, i);
+		memcpy(h, ev, RP_EVENT_HEAD);	/* its strings stay where the parser put them */
+		h->nkv = 0;
+		size_t room;
+		char *kb = rp_parser_tail(p, &room);	/* >= RS_KEYS_BYTES: see below */
+		rp_parser_keep(p, rs_keys_make(h, &s->keys[i], kb));
+		if (rp_parser_room(p) < RP_ARENA_MIN + RS_KEYS_BYTES)
+			rp_parser_arena(p, blk_next(s)->data, RR_STR_BLOCK);
 	}
 }
 
-_Static_assert(RR_STR_BLOCK >= RP_MAX_KEEP_BYTES + RS_KEYS_BYTES, "a block holds any one line");
+_Static_assert(RR_STR_BLOCK >= RP_ARENA_MIN + RS_KEYS_BYTES, "a block holds any one line");
 
 static void *worker(void *arg)
 {
@@ -270,7 +267,7 @@ static void *worker(void *arg)
 	pthread_cond_broadcast(&r->ready);
 	pthread_mutex_unlock(&r->mu);
 	free(ev);
-	rp_parser_free(&p);
+	rp_parser_free(&p);	/* (the slots' blocks are not its own) */
 	return NULL;
 }
 

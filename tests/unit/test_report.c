@@ -630,57 +630,79 @@ static void test_input_chunks(void **state)
 	free(gz);
 }
 
-/* rp_event_keep: after the parser's next line, the kept event's strings
-   are still the line's (none points into the parser's memory or the line),
-   msg and kv are dropped; a cap too small changes nothing */
-static void test_event_keep(void **state)
+/* rp_parser_arena / rp_parser_keep: the strings of every kept line stay
+   as they were while later lines are parsed (into the same buffer and into
+   the next ones), strings are copies (none points into the line), and
+   bytes kept after a line's strings stay too */
+static void test_parser_arena(void **state)
 {
 	(void)state;
 	struct rp_parser *p = rp_parser_new(2026, 11);
-	struct rp_event ev, dst;
-	char *buf = malloc(RP_MAX_KEEP_BYTES);
-	for (size_t c = 0; c < sizeof pcases / sizeof pcases[0]; c++) {
-		size_t n = strlen(pcases[c].line);
-		char *line = malloc(n);	/* no NUL: parsers must not read past n */
-		memcpy(line, pcases[c].line, n);
-		rp_parse_line(p, line, n, &ev);
-		/* every string of the head: where it is and what it says */
-		char *was[RP_EVENT_HEAD / sizeof(char *)] = { 0 };
-		for (size_t off = 0; off + sizeof(char *) <= RP_EVENT_HEAD; off += sizeof(char *)) {
-			const char *q;
-			memcpy(&q, (char *)&ev + off, sizeof q);
-			int in_arena = q >= p->arena && q < p->arena + RP_ARENA_BYTES;
-			int in_line = q >= line && q < line + n;
-			assert_false(in_line);	/* strings are copies */
-			if (in_arena && off != offsetof(struct rp_event, msg))
-				was[off / sizeof(char *)] = strdup(q);
+	enum { NB = 64, ROUNDS = 40 };
+	size_t cap = RP_ARENA_MIN * 2;
+	char *bufs[NB] = { 0 };
+	bufs[0] = malloc(cap);
+	int cur = 0;
+	rp_parser_arena(p, bufs[0], cap);
+	size_t nw = sizeof pcases / sizeof pcases[0] * ROUNDS;
+	struct rp_event *kept = calloc(nw, sizeof *kept);
+	char **want = calloc(nw * (RP_EVENT_HEAD / sizeof(char *)), sizeof *want);
+	const char **mine = calloc(nw, sizeof *mine);
+	size_t k = 0;
+	for (int r = 0; r < ROUNDS; r++) {
+		for (size_t c = 0; c < sizeof pcases / sizeof pcases[0]; c++, k++) {
+			size_t n = strlen(pcases[c].line);
+			char *line = malloc(n);	/* no NUL: parsers must not read past n */
+			memcpy(line, pcases[c].line, n);
+			rp_parse_line(p, line, n, &kept[k]);
+			for (size_t off = 0; off + sizeof(char *) <= RP_EVENT_HEAD; off += sizeof(char *)) {
+				const char *q;
+				memcpy(&q, (char *)&kept[k] + off, sizeof q);
+				assert_false(q >= line && q < line + n);	/* copies */
+				if (q >= bufs[cur] && q < bufs[cur] + cap && off != offsetof(struct rp_event, msg))
+					want[k * (RP_EVENT_HEAD / sizeof(char *)) + off / sizeof(char *)] = strdup(q);
+			}
+			memset(line, 'Z', n);
+			free(line);
+			size_t room;
+			char *t = rp_parser_tail(p, &room);
+			assert_true(room >= 16);
+			snprintf(t, 16, "mine%zu", k);
+			mine[k] = t;
+			rp_parser_keep(p, strlen(t) + 1);
+			if (rp_parser_room(p) < RP_ARENA_MIN) {
+				assert_true(cur + 1 < NB);
+				bufs[++cur] = malloc(cap);
+				rp_parser_arena(p, bufs[cur], cap);
+			}
 		}
-		memset(&dst, 0x55, sizeof dst);
-		if (p->used) {	/* (not a bad JSON line: nothing kept) */
-			assert_int_equal(rp_event_keep(p, &dst, &ev, buf, p->used - 1), (size_t)-1);
-			assert_int_equal(((unsigned char *)&dst)[0], 0x55);
-		}
-		size_t used = rp_event_keep(p, &dst, &ev, buf, RP_MAX_KEEP_BYTES);
-		assert_true(used <= RP_MAX_KEEP_BYTES);
-		/* the parser's next line overwrites its memory */
-		const char *other = "Dec  2 08:44:02 mx postfix/smtpd[9]: connect from zzzzzzzz.example[192.0.2.250]";
-		rp_parse_line(p, other, strlen(other), &ev);
-		memset(line, 'Z', n);
+	}
+	assert_true(cur >= 1);	/* the lines did fill one buffer */
+	for (size_t i = 0; i < k; i++) {
 		for (size_t off = 0; off + sizeof(char *) <= RP_EVENT_HEAD; off += sizeof(char *)) {
-			char *w = was[off / sizeof(char *)];
+			char *w = want[i * (RP_EVENT_HEAD / sizeof(char *)) + off / sizeof(char *)];
 			if (!w)
 				continue;
 			const char *q;
-			memcpy(&q, (char *)&dst + off, sizeof q);
-			assert_true(q >= buf && q < buf + used);
+			memcpy(&q, (char *)&kept[i] + off, sizeof q);
 			assert_string_equal(q, w);
 			free(w);
 		}
-		assert_null(dst.msg);
-		assert_int_equal(dst.nkv, 0);
-		free(line);
+		char m[16];
+		snprintf(m, sizeof m, "mine%zu", i);
+		assert_string_equal(mine[i], m);
 	}
-	free(buf);
+	/* back to its own arena: still parses, and keeping is a no-op there */
+	rp_parser_arena(p, NULL, 0);
+	struct rp_event ev;
+	assert_int_equal(rp_parse_line(p, pcases[0].line, strlen(pcases[0].line), &ev), pcases[0].kind);
+	rp_parser_keep(p, 10);
+	assert_int_equal(rp_parser_room(p), RP_ARENA_MIN);
+	for (int i = 0; i < NB; i++)
+		free(bufs[i]);
+	free(kept);
+	free(want);
+	free(mine);
 	rp_parser_free(&p);
 }
 
@@ -1248,7 +1270,7 @@ int main(void)
 		cmocka_unit_test(test_long_line_cut),
 		cmocka_unit_test(test_input),
 		cmocka_unit_test(test_input_chunks),
-		cmocka_unit_test(test_event_keep),
+		cmocka_unit_test(test_parser_arena),
 		cmocka_unit_test(test_stats_flow),
 		cmocka_unit_test(test_real_logs),
 		cmocka_unit_test(test_since_until),
