@@ -12,6 +12,8 @@
  * GET /metrics through libevent's evhttp, either on a daemon's own event
  * base or on a thread of its own (for the milters, whose main thread
  * belongs to libmilter).
+ * And merging the expositions of several daemons into one (metrics_merge)
+ * for `sluice start`'s single port.
  * Leaves: which metrics exist and when they move to each daemon; binding
  * the listening socket to lib/daemon (listen_open, before privileges are
  * dropped).
@@ -131,8 +133,37 @@ void metrics_http_stop(struct metrics_http **h);
  * metrics_listen - bind a metrics address: "host:port" or "[v6]:port"
  * (":port" = every IPv4 address). Unix sockets are refused. Call before
  * dropping privileges. 0 with *fd_out, or -1 with *err_out (caller frees).
+ * "fd:N" takes over the listening TCP socket N inherited from the parent
+ * (`sluice start` binds loopback ports for the daemons it scrapes, so it
+ * knows them, and keeps them across the daemons' restarts); it is made
+ * close-on-exec and non-blocking here.
  */
 int metrics_listen(const char *spec, int *fd_out, char **err_out);
+
+/*
+ * metrics_merge - several expositions (the /metrics texts of several
+ * daemons) as one, for one endpoint that serves them all (`sluice start`).
+ * Each series of src[i] gets the label label="src[i].daemon" first (none
+ * when daemon is NULL: the text has its own); each family's HELP and TYPE
+ * appear once (the first source's), followed by all its series from every
+ * source in source order; families in the order they first appear.
+ * The texts are untrusted: a line that is not a valid HELP, TYPE or sample
+ * line of the text format 0.0.4 (printable ASCII only, at most 64 KiB) is
+ * dropped, and so is a sample that would make the output invalid: one
+ * that already has the label, a _bucket without a float le, samples under
+ * a TYPE that contradicts the family's first declaration, a family whose
+ * name is a histogram's or summary's _sum, _count or _bucket; other
+ * comments go too. At most 4096 families (the lines of further ones are
+ * dropped). Pure: no I/O. label must be a valid label name (our bug
+ * otherwise). Returns a NUL-terminated string the caller frees; *len_out
+ * (may be NULL) gets its length.
+ */
+struct metrics_source {
+	const char *daemon;	/* label value (escaped and cut like any label value) or NULL */
+	const char *text;	/* len bytes, need not be NUL-terminated; NULL = empty */
+	size_t len;
+};
+char *metrics_merge(const char *label, const struct metrics_source *src, size_t n, size_t *len_out);
 
 struct conf;
 /*

@@ -5,7 +5,10 @@
  * child and from several threads at once (exact totals), and the HTTP
  * endpoint on its own thread and on a caller's event base (200 for
  * /metrics with the Prometheus content type, 404 elsewhere, 501 for POST),
- * the families every filter shares (metrics_filter) and the render hook.
+ * the families every filter shares (metrics_filter) and the render hook;
+ * metrics_merge: the daemon label on every series (with and without
+ * labels, histograms), HELP/TYPE once per family with the series of every
+ * daemon together, garbage lines dropped, the output re-parsed.
  */
 #include "lib/metrics.h"
 #include "lib/util.h"
@@ -376,6 +379,286 @@ static void test_filter_families_and_render_hook(void **state)
 	metrics_free(&m);
 }
 
+/* --- metrics_merge --- */
+
+static char *merge3(const char *a, const char *b, const char *c)
+{
+	struct metrics_source src[] = {
+		{ "sluiced", a, a ? strlen(a) : 0 },
+		{ "sluice-dkim", b, b ? strlen(b) : 0 },
+		{ NULL, c, c ? strlen(c) : 0 },
+	};
+	size_t len;
+	char *t = metrics_merge("daemon", src, 3, &len);
+	assert_int_equal(len, strlen(t));
+	return t;
+}
+
+/* the family a sample line (name len bytes) belongs to after a HELP/TYPE of cur */
+static int belongs(const char *name, size_t len, const char *cur, const char *type)
+{
+	size_t cl = strlen(cur);
+	if (len < cl || memcmp(name, cur, cl))
+		return 0;
+	const char *rest = name + cl;
+	size_t rl = len - cl;
+	if (!strcmp(type, "histogram"))
+		return (rl == 7 && !memcmp(rest, "_bucket", 7)) || (rl == 4 && !memcmp(rest, "_sum", 4)) ||
+		       (rl == 6 && !memcmp(rest, "_count", 6));
+	if (!strcmp(type, "summary"))
+		return rl == 0 || (rl == 4 && !memcmp(rest, "_sum", 4)) || (rl == 6 && !memcmp(rest, "_count", 6));
+	return rl == 0;
+}
+
+/*
+ * check_exposition - a re-parse of the text format as Prometheus reads it:
+ * every line a HELP, TYPE or sample line; HELP and TYPE once per family,
+ * before its samples; a family's samples together (none after another
+ * family began); a merge of the text (no label added) gives it back.
+ */
+static void check_exposition(const char *text)
+{
+	char fam[256][128], type[256][16];
+	int nfam = 0, cur = -1;
+	const char *p = text;
+	while (*p) {
+		const char *e = strchr(p, '\n');
+		assert_non_null(e);
+		char line[4096];
+		assert_true((size_t)(e - p) < sizeof line);
+		memcpy(line, p, (size_t)(e - p));
+		line[e - p] = 0;
+		p = e + 1;
+		char name[128], word[16];
+		if (!strncmp(line, "# HELP ", 7) || !strncmp(line, "# TYPE ", 7)) {
+			assert_int_equal(sscanf(line + 7, "%127[a-zA-Z0-9_:]", name), 1);
+			int f = -1;
+			for (int i = 0; i < nfam; i++)
+				if (!strcmp(fam[i], name))
+					f = i;
+			if (f < 0) {
+				assert_true(nfam < 256);
+				f = nfam++;
+				strcpy(fam[f], name);
+				strcpy(type[f], "untyped");
+			} else {
+				assert_int_equal(f, cur);	/* HELP and TYPE of one family together */
+			}
+			if (line[2] == 'T') {
+				assert_int_equal(sscanf(line + 7 + strlen(name), " %15s", word), 1);
+				assert_true(!strcmp(word, "counter") || !strcmp(word, "gauge") || !strcmp(word, "histogram") ||
+					    !strcmp(word, "summary") || !strcmp(word, "untyped"));
+				strcpy(type[f], word);
+			}
+			cur = f;
+			continue;
+		}
+		assert_true(line[0] != '#' && line[0]);
+		size_t nl = strspn(line, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_:");
+		assert_true(nl > 0 && nl < sizeof name);
+		if (cur >= 0 && belongs(line, nl, fam[cur], type[cur]))
+			continue;
+		memcpy(name, line, nl);
+		name[nl] = 0;
+		for (int i = 0; i < nfam; i++)
+			assert_true(strcmp(fam[i], name) || i == cur);	/* no family in two places */
+		assert_true(nfam < 256);
+		cur = nfam++;
+		strcpy(fam[cur], name);
+		strcpy(type[cur], "untyped");
+	}
+	struct metrics_source src = { NULL, text, strlen(text) };
+	char *again = metrics_merge("daemon", &src, 1, NULL);
+	assert_string_equal(again, text);
+	free(again);
+}
+
+static void test_merge_labels_and_families(void **state)
+{
+	(void)state;
+	const char *mta = "# HELP sluice_messages_received_total Messages accepted.\n"
+			  "# TYPE sluice_messages_received_total counter\n"
+			  "sluice_messages_received_total 3\n"
+			  "# HELP sluice_end_of_data_seconds Time.\n"
+			  "# TYPE sluice_end_of_data_seconds histogram\n"
+			  "sluice_end_of_data_seconds_bucket{le=\"0.5\"} 1\n"
+			  "sluice_end_of_data_seconds_bucket{le=\"+Inf\"} 2\n"
+			  "sluice_end_of_data_seconds_sum 1.25\n"
+			  "sluice_end_of_data_seconds_count 2\n"
+			  "# HELP process_open_fds Open fds.\n"
+			  "# TYPE process_open_fds gauge\n"
+			  "process_open_fds 12\n";
+	const char *dkim = "# HELP sluice_filter_duration_seconds Filter time.\n"
+			   "# TYPE sluice_filter_duration_seconds histogram\n"
+			   "sluice_filter_duration_seconds_bucket{filter=\"dkim\",le=\"1\"} 4\n"
+			   "sluice_filter_duration_seconds_bucket{filter=\"dkim\",le=\"+Inf\"} 4\n"
+			   "sluice_filter_duration_seconds_sum{filter=\"dkim\"} 0.5\n"
+			   "sluice_filter_duration_seconds_count{filter=\"dkim\"} 4\n"
+			   "# HELP process_open_fds Open fds (dkim's words).\n"
+			   "# TYPE process_open_fds gauge\n"
+			   "process_open_fds 7\n"
+			   "# HELP sluice_rejects_total Rejects \\\\ \\n escaped.\n"
+			   "# TYPE sluice_rejects_total counter\n"
+			   "sluice_rejects_total{stage=\"RCPT\",reason=\"a \\\"b\\\" \\\\ \\n\"} 1e3 1700000000000\n";
+	const char *own = "# HELP sluice_up Scraped fine.\n"
+			  "# TYPE sluice_up gauge\n"
+			  "sluice_up{daemon=\"sluiced\"} 1\n"
+			  "sluice_up{daemon=\"sluice-dkim\"} 0\n"
+			  "# TYPE process_open_fds gauge\n"
+			  "process_open_fds{daemon=\"sluice\"} 5\n";
+	char *t = merge3(mta, dkim, own);
+	assert_string_equal(t, "# HELP sluice_messages_received_total Messages accepted.\n"
+			       "# TYPE sluice_messages_received_total counter\n"
+			       "sluice_messages_received_total{daemon=\"sluiced\"} 3\n"
+			       "# HELP sluice_end_of_data_seconds Time.\n"
+			       "# TYPE sluice_end_of_data_seconds histogram\n"
+			       "sluice_end_of_data_seconds_bucket{daemon=\"sluiced\",le=\"0.5\"} 1\n"
+			       "sluice_end_of_data_seconds_bucket{daemon=\"sluiced\",le=\"+Inf\"} 2\n"
+			       "sluice_end_of_data_seconds_sum{daemon=\"sluiced\"} 1.25\n"
+			       "sluice_end_of_data_seconds_count{daemon=\"sluiced\"} 2\n"
+			       "# HELP process_open_fds Open fds.\n"
+			       "# TYPE process_open_fds gauge\n"
+			       "process_open_fds{daemon=\"sluiced\"} 12\n"
+			       "process_open_fds{daemon=\"sluice-dkim\"} 7\n"
+			       "process_open_fds{daemon=\"sluice\"} 5\n"
+			       "# HELP sluice_filter_duration_seconds Filter time.\n"
+			       "# TYPE sluice_filter_duration_seconds histogram\n"
+			       "sluice_filter_duration_seconds_bucket{daemon=\"sluice-dkim\",filter=\"dkim\",le=\"1\"} 4\n"
+			       "sluice_filter_duration_seconds_bucket{daemon=\"sluice-dkim\",filter=\"dkim\",le=\"+Inf\"} 4\n"
+			       "sluice_filter_duration_seconds_sum{daemon=\"sluice-dkim\",filter=\"dkim\"} 0.5\n"
+			       "sluice_filter_duration_seconds_count{daemon=\"sluice-dkim\",filter=\"dkim\"} 4\n"
+			       "# HELP sluice_rejects_total Rejects \\\\ \\n escaped.\n"
+			       "# TYPE sluice_rejects_total counter\n"
+			       "sluice_rejects_total{daemon=\"sluice-dkim\",stage=\"RCPT\",reason=\"a \\\"b\\\" \\\\ \\n\"} 1e3 "
+			       "1700000000000\n"
+			       "# HELP sluice_up Scraped fine.\n"
+			       "# TYPE sluice_up gauge\n"
+			       "sluice_up{daemon=\"sluiced\"} 1\n"
+			       "sluice_up{daemon=\"sluice-dkim\"} 0\n");
+	check_exposition(t);
+	free(t);
+
+	/* the label value is escaped like any other; empty and missing texts are fine */
+	struct metrics_source odd[] = { { "a\"b\\c\nd", "x_total 1\n", 10 }, { "e", NULL, 0 }, { "f", "", 0 } };
+	t = metrics_merge("daemon", odd, 3, NULL);
+	assert_string_equal(t, "x_total{daemon=\"a\\\"b\\\\c?d\"} 1\n");
+	free(t);
+	t = metrics_merge("daemon", odd, 0, NULL);
+	assert_string_equal(t, "");
+	free(t);
+}
+
+static void test_merge_drops_garbage(void **state)
+{
+	(void)state;
+	/* a line the format does not allow, or one that would spoil the output, goes; the rest stays */
+	const char *bad = "# HELP good_total Good.\n"
+			  "# TYPE good_total counter\n"
+			  "good_total 1\n"
+			  "garbage\n"
+			  "good_total\n"
+			  "good_total{} 2\n"			/* fine: no labels */
+			  "good_total{a=\"b\",} 3\n"		/* fine: trailing comma */
+			  "good_total{a=b} 4\n"
+			  "good_total{a=\"b\" 4\n"
+			  "good_total{a=\"b\",a=\"c\"} 4\n"
+			  "good_total{daemon=\"x\"} 4\n"	/* would have the label twice */
+			  "good_total{__name__=\"x\"} 4\n"
+			  "good_total{a=\"\\q\"} 4\n"		/* bad escape */
+			  "good_total{1a=\"x\"} 4\n"
+			  "good_total 0x10\n"
+			  "good_total 1 2 3\n"
+			  "good_total 1 abc\n"
+			  "good_total one\n"
+			  "good_total 1\xc3\xa9\n"		/* not ASCII */
+			  "good_total 1\r\n"
+			  "good_total\t1\n"
+			  "good_total NaN\n"			/* fine */
+			  "# HELP bad_help Bad \\t escape.\n"	/* HELP dropped, samples stay */
+			  "# TYPE bad_help gauge\n"
+			  "bad_help -Inf\n"
+			  "# TYPE bad_type countr\n"
+			  "bad_type 1\n"			/* kept, untyped */
+			  "# TYPE h histogram\n"
+			  "h_bucket{le=\"1\"} 1\n"
+			  "h_bucket 1\n"			/* no le */
+			  "h_bucket{le=\"x\"} 1\n"
+			  "h_sum{le=\"1\"} 1\n"
+			  "h 1\n"				/* a histogram has no sample of its own name */
+			  "h_sum 2\n"
+			  "h_count 1\n"
+			  "# comment\n"
+			  "#\n"
+			  "\n"
+			  "   \n";
+	const char *other = "# TYPE good_total gauge\n"		/* clashes with the first declaration */
+			    "good_total 9\n"
+			    "# TYPE h_sum counter\n"		/* would join h */
+			    "h_sum 9\n"
+			    "# TYPE bad_help gauge\n"
+			    "bad_help 5\n";
+	char *t = merge3(bad, other, NULL);
+	assert_string_equal(t, "# HELP good_total Good.\n"
+			       "# TYPE good_total counter\n"
+			       "good_total{daemon=\"sluiced\"} 1\n"
+			       "good_total{daemon=\"sluiced\"} 2\n"
+			       "good_total{daemon=\"sluiced\",a=\"b\"} 3\n"
+			       "good_total{daemon=\"sluiced\"} NaN\n"
+			       "# TYPE bad_help gauge\n"
+			       "bad_help{daemon=\"sluiced\"} -Inf\n"
+			       "bad_help{daemon=\"sluice-dkim\"} 5\n"
+			       "bad_type{daemon=\"sluiced\"} 1\n"
+			       "# TYPE h histogram\n"
+			       "h_bucket{daemon=\"sluiced\",le=\"1\"} 1\n"
+			       "h_sum{daemon=\"sluiced\"} 2\n"
+			       "h_count{daemon=\"sluiced\"} 1\n");
+	check_exposition(t);
+	free(t);
+}
+
+static void test_merge_of_real_registries(void **state)
+{
+	(void)state;
+	/* two daemons' renderings (same families, process metrics) and a supervisor's own */
+	struct metrics *a = metrics_new(0, 1), *b = metrics_new(0, 1);
+	metrics_filter_init(a, "dkim", "messages");
+	metrics_filter.m = NULL;
+	metrics_filter_init(b, "spf", "requests");
+	metrics_filter.m = NULL;
+	int rej = metrics_family(a, "sluice_rejects_total", METRICS_COUNTER, "R.", "stage", NULL, 0);
+	metrics_add(a, rej, METRICS_L("RCPT"), 2);
+	metrics_observe(a, 1, METRICS_L("dkim"), 0.003);
+	char *ta = metrics_render(a, NULL), *tb = metrics_render(b, NULL);
+	struct metrics_source src[] = { { "sluice-dkim", ta, strlen(ta) }, { "sluice-spf", tb, strlen(tb) } };
+	char *t = metrics_merge("daemon", src, 2, NULL);
+	check_exposition(t);
+	assert_non_null(strstr(t, "process_open_fds{daemon=\"sluice-dkim\"} "));
+	assert_non_null(strstr(t, "process_open_fds{daemon=\"sluice-spf\"} "));
+	assert_non_null(strstr(t, "sluice_metrics_dropped_updates_total{daemon=\"sluice-dkim\"} 0\n"
+				  "sluice_metrics_dropped_updates_total{daemon=\"sluice-spf\"} 0\n"));
+	assert_non_null(strstr(t, "sluice_filter_duration_seconds_bucket{daemon=\"sluice-dkim\",filter=\"dkim\","
+				  "le=\"0.005\"} 1\n"));
+	assert_non_null(strstr(t, "sluice_dns_queries_total{daemon=\"sluice-dkim\",filter=\"dkim\"} 0\n"
+				  "sluice_dns_queries_total{daemon=\"sluice-spf\",filter=\"spf\"} 0\n"));
+	assert_non_null(strstr(t, "sluice_rejects_total{daemon=\"sluice-dkim\",stage=\"RCPT\"} 2\n"));
+	/* every sample of the inputs is there, once */
+	size_t lines = 0, samples = 0;
+	for (const char *p = t; *p; p++)
+		lines += *p == '\n';
+	for (const char *in[] = { ta, tb }, **q = in; q < in + 2; q++)
+		for (const char *p = *q; *p; p = strchr(p, '\n') + 1)
+			samples += *p != '#';
+	size_t headers = 0;
+	for (const char *p = t; *p; p = strchr(p, '\n') + 1)
+		headers += *p == '#';
+	assert_int_equal(lines - headers, samples);
+	free(t);
+	free(ta);
+	free(tb);
+	metrics_free(&a);
+	metrics_free(&b);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -388,6 +671,9 @@ int main(void)
 		cmocka_unit_test(test_http_on_its_own_thread),
 		cmocka_unit_test(test_http_on_a_callers_event_base),
 		cmocka_unit_test(test_filter_families_and_render_hook),
+		cmocka_unit_test(test_merge_labels_and_families),
+		cmocka_unit_test(test_merge_drops_garbage),
+		cmocka_unit_test(test_merge_of_real_registries),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
