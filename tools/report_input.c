@@ -12,6 +12,7 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <zlib.h>
 
@@ -29,6 +30,7 @@ struct report_input {
 	char *carry;
 	size_t carry_len, carry_cap;
 	int skipping;
+	long long left;		/* ri_open_range: bytes still to read; -1: to the end */
 };
 
 struct report_input *ri_open(const char *path, const char **err_out)
@@ -53,6 +55,21 @@ struct report_input *ri_open(const char *path, const char **err_out)
 	in->gz = gz;
 	in->fd = fd;
 	in->line = xmalloc(RP_MAX_LINE_BYTES + 1);
+	in->left = -1;
+	return in;
+}
+
+struct report_input *ri_open_range(const char *path, long long off, long long len, const char **err_out)
+{
+	struct report_input *in = ri_open(path, err_out);
+	if (!in)
+		return NULL;
+	if (in->gz || off < 0 || len < 0 || lseek(in->fd, (off_t)off, SEEK_SET) != (off_t)off) {
+		*err_out = in->gz ? "a gzip'd file has no byte ranges" : "cannot seek";
+		ri_close(&in);
+		return NULL;
+	}
+	in->left = len;
 	return in;
 }
 
@@ -74,15 +91,20 @@ void ri_close(struct report_input **in)
 static long read_some(struct report_input *in, char *buf, size_t n, const char **err_out)
 {
 	if (!in->gz) {
-		ssize_t r;
-		do
-			r = read(in->fd, buf, n);
-		while (r < 0 && errno == EINTR);
+		if (in->left >= 0 && (long long)n > in->left)
+			n = (size_t)in->left;
+		ssize_t r = 0;
+		if (n)
+			do
+				r = read(in->fd, buf, n);
+			while (r < 0 && errno == EINTR);
 		if (r < 0) {
 			*err_out = strerror(errno);
 			return -1;
 		}
 		in->nread += r;
+		if (in->left >= 0)
+			in->left -= r;
 		return (long)r;
 	}
 	int r = gzread(in->gz, buf, n > (1u << 30) ? 1u << 30 : (unsigned)n);
@@ -143,17 +165,11 @@ long ri_chunk(struct report_input *in, char *buf, size_t cap, const char **err_o
 static int fill(struct report_input *in, const char **err_out)
 {
 	if (!in->gz) {
-		ssize_t r;
-		do
-			r = read(in->fd, in->buf, sizeof in->buf);
-		while (r < 0 && errno == EINTR);
-		if (r < 0) {
-			*err_out = strerror(errno);
+		long r = read_some(in, in->buf, sizeof in->buf, err_out);
+		if (r < 0)
 			return -1;
-		}
 		in->pos = 0;
 		in->len = (size_t)r;
-		in->nread += r;
 		if (r == 0)
 			in->eof = 1;
 		return 0;
@@ -220,6 +236,19 @@ int ri_next(struct report_input *in, const char **line_out, size_t *len_out, con
 			return 1;
 		}
 	}
+}
+
+int ri_fd(const struct report_input *in)
+{
+	return in->fd;
+}
+
+long long ri_plain_size(const struct report_input *in)
+{
+	struct stat sb;
+	if (in->gz || fstat(in->fd, &sb) < 0 || !S_ISREG(sb.st_mode))
+		return -1;
+	return (long long)sb.st_size;
 }
 
 long long ri_bytes_read(const struct report_input *in)

@@ -22,6 +22,13 @@ struct report_input *ri_open(const char *path, const char **err_out);
 void ri_close(struct report_input **in);
 
 /*
+ * ri_open_range - ri_open of the len bytes of a plain file from byte off
+ * (report_run cuts a file into parts at line starts); NULL with *err_out
+ * for a gzip'd file, a pipe, or any ri_open failure.
+ */
+struct report_input *ri_open_range(const char *path, long long off, long long len, const char **err_out);
+
+/*
  * ri_next - the next line without its '\n': *len_out bytes at *line_out (not
  * NUL-terminated), valid until the next call. Returns 1, 0 at the end, -1 on
  * a read error (*err_out).
@@ -39,6 +46,12 @@ int ri_next(struct report_input *in, const char **line_out, size_t *len_out, con
  * it, as ri_next would. Do not mix with ri_next on one input.
  */
 long ri_chunk(struct report_input *in, char *buf, size_t cap, const char **err_out);
+
+/* ri_fd - the file descriptor (for pread on a plain file; still ri_close's). */
+int ri_fd(const struct report_input *in);
+
+/* ri_plain_size - the size of a regular plain file (not gzip'd), or -1. */
+long long ri_plain_size(const struct report_input *in);
 
 /* Compressed bytes read so far (for a progress line) and lines cut. */
 long long ri_bytes_read(const struct report_input *in);

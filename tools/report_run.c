@@ -349,6 +349,171 @@ static int run_parallel(struct report_stats *st, struct report_input *in, const 
 	return rc;
 }
 
+/* ---- a plain file in parts ---- */
+
+struct rr_part {
+	const char *path;
+	long long off, len;
+	int year, month;
+	struct report_stats *st;	/* part 0: the caller's; the others: their own */
+	int as_part;		/* st is a later part's (rs_part, rs_add_part) */
+	/* part > 0: the events rs_add_part passed back, their strings in blocks */
+	unsigned char *heads;
+	size_t npend, cap_pend;
+	struct rr_slot mem;	/* (only its blocks) */
+	long long cut;
+	char err[256];		/* "" when none */
+	long long *bytes;	/* all parts' bytes read, for the progress line (atomic) */
+};
+
+static void part_keep(struct rr_part *pt, const struct rp_event *ev)
+{
+	if (pt->npend == pt->cap_pend) {
+		pt->cap_pend = pt->cap_pend ? 2 * pt->cap_pend : 1024;
+		/* (a whole struct rp_event of room after the last head, as in a slot) */
+		pt->heads = xrealloc(pt->heads, pt->cap_pend * HEAD_STRIDE + sizeof(struct rp_event));
+	}
+	struct rp_event *h = (struct rp_event *)(void *)(pt->heads + pt->npend++ * HEAD_STRIDE);
+	memcpy(h, ev, RP_EVENT_HEAD);
+	h->nkv = 0;
+}
+
+static void *part_run(void *arg)
+{
+	struct rr_part *pt = arg;
+	const char *err;
+	struct report_input *in = ri_open_range(pt->path, pt->off, pt->len, &err);
+	if (!in) {
+		snprintf(pt->err, sizeof pt->err, "%s", err);
+		return NULL;
+	}
+	struct rp_parser *p = rp_parser_new(pt->year, pt->month);
+	int later = pt->as_part;
+	if (later)		/* the events passed back keep their strings here */
+		rp_parser_arena(p, blk_next(&pt->mem)->data, RR_STR_BLOCK);
+	struct rp_event *ev = xmalloc(sizeof *ev);
+	char kbuf[RS_KEYS_BYTES];
+	struct rs_keys k;
+	const char *line;
+	size_t len;
+	long long n = 0, seen = 0;
+	int r;
+	while ((r = ri_next(in, &line, &len, &err)) == 1) {
+		rp_parse_line(p, line, len, ev);
+		if (!later) {
+			rs_add(pt->st, ev);
+		} else {
+			rs_keys_make(ev, &k, kbuf);
+			if (rs_add_part(pt->st, ev, &k)) {
+				part_keep(pt, ev);
+				rp_parser_keep(p, 0);
+				if (rp_parser_room(p) < RP_ARENA_MIN)
+					rp_parser_arena(p, blk_next(&pt->mem)->data, RR_STR_BLOCK);
+			}
+		}
+		if ((++n & 0xffff) == 0) {
+			long long b = ri_bytes_read(in);
+			__atomic_add_fetch(pt->bytes, b - seen, __ATOMIC_RELAXED);
+			seen = b;
+		}
+	}
+	__atomic_add_fetch(pt->bytes, ri_bytes_read(in) - seen, __ATOMIC_RELAXED);
+	if (r < 0)
+		snprintf(pt->err, sizeof pt->err, "%s", err);
+	pt->cut = ri_cut_lines(in);
+	free(ev);
+	rp_parser_free(&p);
+	ri_close(&in);
+	return NULL;
+}
+
+/* the starts of nparts parts of the size bytes of fd, each at a line's start */
+static void part_starts(int fd, long long size, int nparts, long long *off)
+{
+	char buf[4096];
+	off[0] = 0;
+	for (int k = 1; k < nparts; k++) {
+		long long pos = size * k / nparts;	/* the line after the '\n' at pos - 1 or later */
+		long long at = pos - 1, found = size;
+		while (at < size) {
+			ssize_t got = pread(fd, buf, sizeof buf, (off_t)at);
+			if (got <= 0)
+				break;
+			const char *nl = memchr(buf, '\n', (size_t)got);
+			if (nl) {
+				found = at + (nl - buf) + 1;
+				break;
+			}
+			at += got;
+		}
+		off[k] = found < off[k - 1] ? off[k - 1] : found;
+	}
+	off[nparts] = size;
+}
+
+static int run_parts(struct report_stats *st, const char *path, int fd, long long size, int nparts,
+		     int year, int month, int progress)
+{
+	long long off[RR_MAX_JOBS + 1];
+	part_starts(fd, size, nparts, off);
+	struct rr_part pt[RR_MAX_JOBS];
+	pthread_t tid[RR_MAX_JOBS];
+	int started[RR_MAX_JOBS] = { 0 };
+	long long bytes = 0;
+	tzset();		/* (see run_parallel) */
+	for (int k = 0; k < nparts; k++) {
+		pt[k] = (struct rr_part){ .path = path, .off = off[k], .len = off[k + 1] - off[k],
+					  .year = year, .month = month, .bytes = &bytes };
+		if (k == 0) {
+			pt[k].st = st;
+		} else {
+			pt[k].st = rs_new(rs_options(st));
+			rs_part(pt[k].st);
+			pt[k].as_part = 1;
+		}
+	}
+	for (int k = 1; k < nparts; k++)
+		started[k] = pthread_create(&tid[k], NULL, part_run, &pt[k]) == 0;
+	for (int k = 1; k < nparts; k++)	/* no thread: this one does it */
+		if (!started[k])
+			part_run(&pt[k]);
+	if (progress) {		/* a progress line while the parts run */
+		progress_line(path, __atomic_load_n(&bytes, __ATOMIC_RELAXED), 0, 0);
+	}
+	part_run(&pt[0]);
+	int rc = 0;
+	for (int k = 0; k < nparts; k++) {
+		if (k > 0 && started[k])
+			pthread_join(tid[k], NULL);
+		if (k > 0 && rs_part_fits(st, pt[k].st)) {
+			/* its events that needed the parts before, in log order, then the rest */
+			for (size_t i = 0; i < pt[k].npend; i++)
+				rs_add(st, (const struct rp_event *)(void *)(pt[k].heads + i * HEAD_STRIDE));
+			rs_merge(st, &pt[k].st);
+		} else if (k > 0) {
+			/* a queue id in use again: this part once more, in one pass */
+			rs_free(&pt[k].st);
+			struct rr_part again = { .path = path, .off = pt[k].off, .len = pt[k].len, .year = year,
+						 .month = month, .st = st, .bytes = &bytes };
+			part_run(&again);
+			pt[k].cut = again.cut;
+			memcpy(pt[k].err, again.err, sizeof pt[k].err);
+		}
+		if (k > 0) {
+			free(pt[k].heads);
+			slot_free(&pt[k].mem);
+		}
+		rs_note_cut_lines(st, pt[k].cut);
+		if (pt[k].err[0] && !rc) {
+			fprintf(stderr, "sluice report: %s: %s\n", path, pt[k].err);
+			rc = 1;
+		}
+	}
+	if (progress && size > RR_MIN_PART_BYTES)
+		progress_line(path, bytes, 0, 1);
+	return rc;
+}
+
 int rr_file(struct report_stats *st, const char *path, int jobs, int year_hint, int month_hint,
 	    int progress)
 {
@@ -360,8 +525,19 @@ int rr_file(struct report_stats *st, const char *path, int jobs, int year_hint, 
 	}
 	if (jobs > RR_MAX_JOBS)
 		jobs = RR_MAX_JOBS;
-	int rc = jobs > 1 ? run_parallel(st, in, path, jobs, year_hint, month_hint, progress)
-			  : run_serial(st, in, path, year_hint, month_hint, progress);
+	long long size = ri_plain_size(in);
+	int nparts = size < 0 ? 0 : (int)(size / RR_MIN_PART_BYTES < jobs ? size / RR_MIN_PART_BYTES : jobs);
+	int rc;
+	if (jobs > 1 && nparts > 1) {
+		/* a plain file: parts counted at once, then added up */
+		rc = run_parts(st, path, ri_fd(in), size, nparts, year_hint, month_hint, progress);
+		ri_close(&in);
+		return rc;
+	}
+	if (jobs > 1 && size < 0)	/* a pipe or gzip: one reader, parsed at once */
+		rc = run_parallel(st, in, path, jobs, year_hint, month_hint, progress);
+	else
+		rc = run_serial(st, in, path, year_hint, month_hint, progress);
 	rs_note_cut_lines(st, ri_cut_lines(in));
 	ri_close(&in);
 	return rc;

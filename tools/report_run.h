@@ -17,6 +17,7 @@
 #include "tools/report_stats.h"
 
 #define RR_CHUNK_BYTES (512 * 1024)
+#define RR_MIN_PART_BYTES (1024 * 1024)	/* a plain file is cut into parts of this or more */
 #define RR_MAX_JOBS 16
 
 /* rr_default_jobs - the online CPUs, at most RR_MAX_JOBS (1 when unknown). */

@@ -13,6 +13,7 @@
 #include "lib/util.h"
 
 #include <ctype.h>
+#include <limits.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -119,8 +120,22 @@ static double msg_last(const struct rmap_ent *e)
 /* a recipient domain's numbers beyond its entry's two counters */
 struct rs_dom {
 	long long deferrals;
-	double delay_sum, delay_max;
+	long long delay_sum_us;	/* in whole microseconds: a sum that does not depend on
+				   the order of its terms (parts added up, rs_merge) */
+	double delay_max;
 };
+
+/* a + b for sums >= 0, stuck at LLONG_MAX (hostile logs: "delay=1e999" on every line) */
+static long long sat_add(long long a, long long b)
+{
+	return a > LLONG_MAX - b ? LLONG_MAX : a + b;
+}
+
+/* sum + seconds (>= 0, perhaps inf) in whole microseconds */
+static long long add_us(long long sum, double seconds)
+{
+	return sat_add(sum, seconds < 9e12 ? llround(seconds * 1e6) : LLONG_MAX);
+}
 
 static struct rs_dom *dom_of(struct rmap_ent *e)
 {
@@ -169,6 +184,10 @@ struct report_stats {
 	struct rmap delays;		/* transport -> rs_delays */
 	struct rmap bounces;		/* "dsn\ttext" */
 	struct rmap deferrals;	/* "dsn\ttext" */
+	/* rs_part: a later part of a log (rs_add_part) */
+	int part, part_timed;	/* part_timed: a line with a time stamp seen */
+	struct rmap pending;		/* queue ids whose lines go to the parts before */
+	struct rmap born;		/* queue ids that arrived in the part (rs_part_fits) */
 };
 
 struct report_stats *rs_new(const struct rs_opts *o)
@@ -197,6 +216,8 @@ void rs_free(struct report_stats **pst)
 	rmap_free(&st->days, free);
 	rmap_free(&st->rcpt_doms, free);
 	rmap_free(&st->delays, free);
+	rmap_free(&st->pending, NULL);
+	rmap_free(&st->born, NULL);
 	free(st);
 	*pst = NULL;
 }
@@ -393,7 +414,7 @@ static void on_delivery(struct report_stats *st, const struct rp_event *ev, cons
 		struct rmap_ent *d = rmap_bumpnh(&st->rcpt_doms, dom, k->len[1], k->h[1], 0, 1);
 		d->c[1] += sz;
 		struct rs_dom *dd = dom_of(d);
-		dd->delay_sum += delay;
+		dd->delay_sum_us = add_us(dd->delay_sum_us, delay);
 		if (delay > dd->delay_max)
 			dd->delay_max = delay;
 		rmap_bumpnh(&st->rcpts, addr, k->len[0], k->h[0], 0, 1)->c[1] += sz;
@@ -650,6 +671,161 @@ void rs_add_keys(struct report_stats *st, const struct rp_event *ev, const struc
 	}
 }
 
+/* ---- parts ---- */
+
+void rs_part(struct report_stats *st)
+{
+	st->part = 1;
+}
+
+const struct rs_opts *rs_options(const struct report_stats *st)
+{
+	return &st->o;
+}
+
+int rs_add_part(struct report_stats *st, const struct rp_event *ev, const struct rs_keys *k)
+{
+	if (ev->kind != RP_EV_NONE && !st->part_timed) {
+		if (!ev->time)
+			return 1;	/* it would take the time of the line before, in a part before */
+		st->part_timed = 1;
+	}
+	if (ev->qid) {
+		size_t ql = strlen(ev->qid);
+		if (st->pending.n && rmap_getnh(&st->pending, ev->qid, ql, k->qid_h, 0))
+			return 1;	/* after its message's other pending lines */
+		switch (ev->kind) {
+		case RP_EV_CLIENT:
+		case RP_EV_PICKUP:
+			/* a message arrives: counted here, as new (rs_part_fits checks) */
+			if (!rmap_getnh(&st->msgs, ev->qid, ql, k->qid_h, 0))
+				rmap_getnh(&st->born, ev->qid, ql, k->qid_h, 1);
+			break;
+		case RP_EV_FROM:
+		case RP_EV_DELIVERY:
+		case RP_EV_REMOVED:
+			/* a message this part has not seen arrive: its state is in a
+			   part before (or nowhere: rs_add then makes it as at the start) */
+			if (!rmap_getnh(&st->msgs, ev->qid, ql, k->qid_h, 0)) {
+				rmap_getnh(&st->pending, ev->qid, ql, k->qid_h, 1);
+				return 1;
+			}
+			break;
+		default:
+			break;
+		}
+	}
+	rs_add_keys(st, ev, k);
+	return 0;
+}
+
+int rs_part_fits(const struct report_stats *st, const struct report_stats *part)
+{
+	for (size_t i = 0; i < part->born.cap; i++)
+		if (part->born.hv[i] && rmap_getnh((struct rmap *)&st->msgs, part->born.v[i].key,
+						   part->born.v[i].len, part->born.hv[i], 0))
+			return 0;	/* its queue id was still in use: one pass goes on with that state */
+	return 1;
+}
+
+/* into's counters += from's, for every key of from */
+static void merge_counts(struct rmap *into, const struct rmap *from)
+{
+	for (size_t i = 0; i < from->cap; i++) {
+		if (!from->hv[i])
+			continue;
+		const struct rmap_ent *f = &from->v[i];
+		struct rmap_ent *e = rmap_getnh(into, f->key, f->len, from->hv[i], 1);
+		for (int c = 0; c < RMAP_NC; c++)
+			e->c[c] += f->c[c];
+	}
+}
+
+void rs_merge(struct report_stats *st, struct report_stats **fromp)
+{
+	struct report_stats *from = *fromp;
+	for (int i = 0; i < T_N; i++)
+		st->t[i] += from->t[i];
+	st->lines += from->lines;
+	st->unreadable += from->unreadable;
+	st->out_of_range += from->out_of_range;
+	st->cut += from->cut;
+	if (from->first && (!st->first || from->first < st->first))
+		st->first = from->first;
+	if (from->last > st->last)
+		st->last = from->last;
+	if (from->now)
+		st->now = from->now;	/* the later part's clock goes on */
+	for (int h = 0; h < 24; h++)
+		for (int c = 0; c < P_N; c++)
+			st->hour[h][c] += from->hour[h][c];
+	for (size_t i = 0; i < from->days.cap; i++) {
+		if (!from->days.hv[i] || !from->days.v[i].ptr)
+			continue;
+		const struct rmap_ent *f = &from->days.v[i];
+		struct rmap_ent *e = rmap_getnh(&st->days, f->key, f->len, from->days.hv[i], 1);
+		if (!e->ptr)
+			e->ptr = xcalloc(P_N, sizeof(long long));
+		for (int c = 0; c < P_N; c++)
+			((long long *)e->ptr)[c] += ((const long long *)f->ptr)[c];
+	}
+	st->p_ent = NULL;	/* (days may have grown) */
+	/* the messages the later part saw arrive: their state is the newest */
+	for (size_t i = 0; i < from->msgs.cap; i++) {
+		if (!from->msgs.hv[i])
+			continue;
+		struct rmap_ent *f = &from->msgs.v[i];
+		struct rmap_ent *e = rmap_getnh(&st->msgs, f->key, f->len, from->msgs.hv[i], 1);
+		free(e->ptr);
+		e->ptr = f->ptr;
+		f->ptr = NULL;
+		e->u = f->u;
+		memcpy(e->c, f->c, sizeof e->c);
+	}
+	struct rmap *plain[][2] = { { &st->senders, &from->senders }, { &st->sender_doms, &from->sender_doms },
+				    { &st->rcpts, &from->rcpts }, { &st->clients, &from->clients },
+				    { &st->rej_stage, &from->rej_stage }, { &st->rej_reason, &from->rej_reason },
+				    { &st->rej_code, &from->rej_code }, { &st->filter_res, &from->filter_res },
+				    { &st->filter_act, &from->filter_act }, { &st->dmarc_dom, &from->dmarc_dom },
+				    { &st->dmarc_disp, &from->dmarc_disp }, { &st->spam_hist, &from->spam_hist },
+				    { &st->milter_act, &from->milter_act }, { &st->bounces, &from->bounces },
+				    { &st->deferrals, &from->deferrals } };
+	for (size_t i = 0; i < sizeof plain / sizeof plain[0]; i++)
+		merge_counts(plain[i][0], plain[i][1]);
+	merge_counts(&st->rcpt_doms, &from->rcpt_doms);
+	for (size_t i = 0; i < from->rcpt_doms.cap; i++) {
+		const struct rmap_ent *f = &from->rcpt_doms.v[i];
+		if (!from->rcpt_doms.hv[i] || !f->ptr)
+			continue;
+		const struct rs_dom *fd = f->ptr;
+		struct rs_dom *d = dom_of(rmap_getnh(&st->rcpt_doms, f->key, f->len, from->rcpt_doms.hv[i], 0));
+		d->deferrals += fd->deferrals;
+		d->delay_sum_us = sat_add(d->delay_sum_us, fd->delay_sum_us);
+		if (fd->delay_max > d->delay_max)
+			d->delay_max = fd->delay_max;
+	}
+	for (size_t i = 0; i < from->delays.cap; i++) {
+		const struct rmap_ent *f = &from->delays.v[i];
+		if (!from->delays.hv[i] || !f->ptr)
+			continue;
+		const struct rs_delays *fd = f->ptr;
+		struct rmap_ent *e = rmap_getnh(&st->delays, f->key, f->len, from->delays.hv[i], 1);
+		if (!e->ptr)
+			e->ptr = xcalloc(1, sizeof(struct rs_delays));
+		struct rs_delays *d = e->ptr;
+		/* the first RS_EXACT values in log order, as one pass keeps them */
+		for (long long j = 0; j < fd->n && j < RS_EXACT && d->n + j < RS_EXACT; j++)
+			d->exact[d->n + j] = fd->exact[j];
+		d->n += fd->n;
+		d->sum += fd->sum;
+		if (fd->max > d->max)
+			d->max = fd->max;
+		for (int b = 0; b < RS_NB; b++)
+			d->b[b] += fd->b[b];
+	}
+	rs_free(fromp);
+}
+
 /* ---- JSON ---- */
 
 static json_t *top(const struct rmap *m, const char *keyname, size_t limit,
@@ -882,7 +1058,7 @@ json_t *rs_json(struct report_stats *st)
 		json_object_set_new(o, "bytes", json_integer(e->c[1]));
 		const struct rs_dom *dd = e->ptr;
 		json_object_set_new(o, "deferrals", json_integer(dd ? dd->deferrals : 0));
-		json_object_set_new(o, "avg_delay_s", real4(e->c[0] && dd ? dd->delay_sum / (double)e->c[0] : 0));
+		json_object_set_new(o, "avg_delay_s", real4(e->c[0] && dd ? (double)dd->delay_sum_us / 1e6 / (double)e->c[0] : 0));
 		json_object_set_new(o, "max_delay_s", real4(dd ? dd->delay_max : 0));
 		json_array_append_new(rd, o);
 	}

@@ -65,6 +65,32 @@ void rs_add_keys(struct report_stats *st, const struct rp_event *ev, const struc
    read first; call it a few events ahead. Counts nothing. */
 void rs_prefetch(const struct report_stats *st, const struct rp_event *ev, const struct rs_keys *k);
 
+/*
+ * Parts: report_run counts a plain file cut into parts at line starts, at
+ * once, each part into stats of its own, and then adds them up in order.
+ * rs_part(st) makes st the stats of a part after the first. rs_add_part
+ * counts an event of it as rs_add_keys does, unless the event needs what
+ * only the parts before know: a later line of a message that arrived
+ * before the part (its size, whether its sender was counted, whether it was
+ * deferred), or a line without a time stamp before the part's first. Then
+ * it counts nothing and returns 1: the caller keeps the event and, once
+ * the parts before are counted, gives it to rs_add (of the stats that hold
+ * them) in log order, before rs_merge of this part. Otherwise 0.
+ * rs_merge(st, &part) adds the part's counts to st, hands over the state
+ * of the messages it saw arrive, and frees it (*part NULL).
+ * rs_part_fits(st, part), before those: 0 when a message that arrived in
+ * the part has a queue id st still holds (a queue id used again without a
+ * "removed" line between, or logs of two hosts in one file): one pass
+ * would have gone on with that state, so the caller counts the part's lines
+ * again with rs_add instead (and rs_free()s the part). With it, the result
+ * is the one pass's (but for when the RS_EXPIRE_S sweep runs).
+ */
+void rs_part(struct report_stats *st);
+const struct rs_opts *rs_options(const struct report_stats *st);	/* as given to rs_new */
+int rs_add_part(struct report_stats *st, const struct rp_event *ev, const struct rs_keys *k);
+void rs_merge(struct report_stats *st, struct report_stats **part);
+int rs_part_fits(const struct report_stats *st, const struct report_stats *part);
+
 /* rs_note_cut_lines - lines the reader cut at RP_MAX_LINE_BYTES (for the record). */
 void rs_note_cut_lines(struct report_stats *st, long long n);
 

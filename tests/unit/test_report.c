@@ -666,8 +666,8 @@ static void test_parser_arena(void **state)
 			free(line);
 			size_t room;
 			char *t = rp_parser_tail(p, &room);
-			assert_true(room >= 16);
-			snprintf(t, 16, "mine%zu", k);
+			assert_true(room >= 32);
+			snprintf(t, 32, "mine%zu", k);
 			mine[k] = t;
 			rp_parser_keep(p, strlen(t) + 1);
 			if (rp_parser_room(p) < RP_ARENA_MIN) {
@@ -688,7 +688,7 @@ static void test_parser_arena(void **state)
 			assert_string_equal(q, w);
 			free(w);
 		}
-		char m[16];
+		char m[32];
 		snprintf(m, sizeof m, "mine%zu", i);
 		assert_string_equal(mine[i], m);
 	}
@@ -945,6 +945,122 @@ static void test_real_logs(void **state)
 	json_decref(d);
 }
 
+/* one pass over lines[0, n), as JSON text */
+static char *one_pass(const char *const *lines, size_t n)
+{
+	json_t *d = run(lines, n, NULL, NULL);
+	char *t = json_dumps(d, JSON_SORT_KEYS);
+	json_decref(d);
+	return t;
+}
+
+/* lines[0, cut) counted as they are, lines[cut, n) as a later part
+   (rs_add_part; what it passes back is re-parsed and given to rs_add
+   afterwards, in order), then rs_merge: as JSON text */
+static char *two_parts(const char *const *lines, size_t n, size_t cut, size_t *passed_back, int *refit)
+{
+	struct rp_parser *p = rp_parser_new(2026, 11);
+	struct report_stats *st = rs_new(NULL), *part = rs_new(NULL);
+	rs_part(part);
+	struct rp_event ev;
+	for (size_t i = 0; i < cut; i++) {
+		rp_parse_line(p, lines[i], strlen(lines[i]), &ev);
+		rs_add(st, &ev);
+	}
+	size_t *back = calloc(n + 1, sizeof *back), nb = 0;
+	for (size_t i = cut; i < n; i++) {
+		char kb[RS_KEYS_BYTES];
+		struct rs_keys k;
+		rp_parse_line(p, lines[i], strlen(lines[i]), &ev);
+		rs_keys_make(&ev, &k, kb);
+		if (rs_add_part(part, &ev, &k))
+			back[nb++] = i;
+	}
+	if (rs_part_fits(st, part)) {
+		for (size_t i = 0; i < nb; i++) {
+			rp_parse_line(p, lines[back[i]], strlen(lines[back[i]]), &ev);
+			rs_add(st, &ev);
+		}
+		rs_merge(st, &part);
+		assert_null(part);
+	} else {		/* as report_run: the part once more, in one pass */
+		rs_free(&part);
+		for (size_t i = cut; i < n; i++) {
+			rp_parse_line(p, lines[i], strlen(lines[i]), &ev);
+			rs_add(st, &ev);
+		}
+		(*refit)++;
+	}
+	json_t *d = rs_json(st);
+	char *t = json_dumps(d, JSON_SORT_KEYS);
+	json_decref(d);
+	rs_free(&st);
+	rp_parser_free(&p);
+	free(back);
+	*passed_back = nb;
+	return t;
+}
+
+/* a log cut at any line into two parts counts as in one pass */
+static void test_parts_every_cut(void **state)
+{
+	(void)state;
+	setenv("TZ", "UTC", 1);
+	tzset();
+	/* flow, and flow with its messages' lines spread out: each message's
+	   first 7 lines in one round, the rest three rounds later */
+	size_t nf = sizeof flow / sizeof flow[0];
+	enum { ROUNDS = 6 };
+	const char **spread = calloc(nf * (ROUNDS + 3), sizeof *spread);
+	char **owned = calloc(nf * ROUNDS, sizeof *owned);
+	size_t ns = 0, no = 0;
+	for (int r = 0; r < ROUNDS + 3; r++) {
+		for (int half = 0; half < 2; half++) {
+			int src = half ? r - 3 : r;
+			if (src < 0 || src >= ROUNDS)
+				continue;
+			for (size_t i = half ? 7 : 0; i < (half ? nf : 7); i++) {
+				char *l = strdup(flow[i]);
+				for (char *q; (q = strstr(l, "1A2B3C4D5E")) || (q = strstr(l, "2B3C4D5E6F"));)
+					q[0] = (char)('a' + src), q[1] = (char)('a' + src);
+				owned[no++] = l;
+				spread[ns++] = l;
+			}
+		}
+	}
+	/* flow twice without its "removed" lines: the queue ids come again
+	   while still held (rs_part_fits must see it) */
+	const char **twice = calloc(2 * nf, sizeof *twice);
+	size_t nt = 0;
+	for (int r = 0; r < 2; r++)
+		for (size_t i = 0; i < nf; i++)
+			if (!strstr(flow[i], ": removed"))
+				twice[nt++] = flow[i];
+	const char *const *logs[] = { flow, spread, twice };
+	size_t ns_[] = { nf, ns, nt };
+	size_t total_back = 0;
+	int refit = 0;
+	for (int L = 0; L < 3; L++) {
+		char *want = one_pass(logs[L], ns_[L]);
+		for (size_t cut = 0; cut <= ns_[L]; cut++) {
+			size_t back;
+			char *got = two_parts(logs[L], ns_[L], cut, &back, &refit);
+			if (strcmp(got, want))
+				fail_msg("log %d cut at line %zu: the parts do not add up to the one pass", L, cut);
+			total_back += back;
+			free(got);
+		}
+		free(want);
+	}
+	assert_true(total_back > 100);	/* lines were passed back, and counted right */
+	assert_true(refit > 0);		/* and parts were counted again */
+	free(twice);
+	for (size_t i = 0; i < no; i++)
+		free(owned[i]);
+	free(owned);
+	free(spread);
+}
+
 static void test_since_until(void **state)
 {
 	(void)state;
@@ -1145,22 +1261,31 @@ static void test_report_jobs(void **state)
 	     *outn = tmpfile_path("on");
 	FILE *f = fopen(log, "w");
 	gzFile g = gzopen(gz, "wb");
-	const int reps = 900;	/* ~2.6 MB: five chunks and more */
-	for (int r = 0; r < reps; r++) {
-		for (size_t i = 0; i < sizeof flow / sizeof flow[0]; i++) {
-			char line[2048];
-			snprintf(line, sizeof line, "%s", flow[i]);
-			/* each round its own queue ids (same length), clients and senders */
-			for (char *q; (q = strstr(line, "1A2B3C4D5E")) || (q = strstr(line, "2B3C4D5E6F"));) {
-				char id[11];
-				snprintf(id, sizeof id, "%c%09X", q[0] == '1' ? 'A' : 'B', r);
-				memcpy(q, id, 10);
+	const int reps = 900, lag = 200;	/* ~3.8 MB: seven chunks, three parts */
+	const size_t nf = sizeof flow / sizeof flow[0];
+	for (int r = 0; r < reps + lag; r++) {
+		/* round r's first 7 lines (a message received, one recipient
+		   deferred), then round r - lag's others: every
+		   message's lines spread over ~800 KB, across the parts' cuts */
+		for (int half = 0; half < 2; half++) {
+			int src = half ? r - lag : r;
+			if (src < 0 || src >= reps)
+				continue;
+			for (size_t i = half ? 7 : 0; i < (half ? nf : 7); i++) {
+				char line[2048];
+				snprintf(line, sizeof line, "%s", flow[i]);
+				/* each round its own queue ids (same length), clients and senders */
+				for (char *q; (q = strstr(line, "1A2B3C4D5E")) || (q = strstr(line, "2B3C4D5E6F"));) {
+					char id[11];
+					snprintf(id, sizeof id, "%c%09X", q[0] == '1' ? 'A' : 'B', src);
+					memcpy(q, id, 10);
+				}
+				char *at = strstr(line, "Joe@");
+				if (at)
+					at[0] = (char)('A' + src % 26);
+				fprintf(f, "%s\n", line);
+				gzprintf(g, "%s\n", line);
 			}
-			char *at = strstr(line, "Joe@");
-			if (at)
-				at[0] = (char)('A' + r % 26);
-			fprintf(f, "%s\n", line);
-			gzprintf(g, "%s\n", line);
 		}
 		if (r == reps / 2) {	/* a line of 100 000 bytes */
 			for (int k = 0; k < 100000; k++) {
@@ -1273,6 +1398,7 @@ int main(void)
 		cmocka_unit_test(test_parser_arena),
 		cmocka_unit_test(test_stats_flow),
 		cmocka_unit_test(test_real_logs),
+		cmocka_unit_test(test_parts_every_cut),
 		cmocka_unit_test(test_since_until),
 		cmocka_unit_test(test_memory_bound),
 		cmocka_unit_test(test_reason_codes),
