@@ -39,6 +39,7 @@ const struct conf_param common_params[] = {
 	P("dmarc_metrics_listen", CONF_STR, ""),
 	P("spam_metrics_listen", CONF_STR, ""),
 	P("ratelimit_metrics_listen", CONF_STR, ""),
+	P("start_metrics_listen", CONF_STR, ""),	/* `sluice start`: every daemon's /metrics merged on one port */
 	{ NULL, 0, NULL, 0, 0, NULL, 0 },
 };
 
