@@ -143,17 +143,6 @@ struct rmap_ent *rmap_getnh(struct rmap *m, const char *key, size_t len, uint64_
 	return e;
 }
 
-/* (not an inline function in the header: GCC 12 takes a function that only
-   prefetches for one without effects and drops its inlined calls) */
-void rmap_prefetch(const struct rmap *m, uint64_t h)
-{
-	if (m->cap) {
-		size_t j = h & (m->cap - 1);
-		__builtin_prefetch(&m->hv[j]);
-		__builtin_prefetch(&m->v[j]);
-	}
-}
-
 struct rmap_ent *rmap_get(struct rmap *m, const char *key, int create)
 {
 	return rmap_getn(m, key, strlen(key), create);

@@ -56,8 +56,7 @@ struct rmap_ent *rmap_get(struct rmap *m, const char *key, int create);
 struct rmap_ent *rmap_getn(struct rmap *m, const char *key, size_t len, int create);
 
 /* rmap_hash - the hash rmap_getn uses for the len bytes at key (never 0):
-   worked out once, ahead (in another thread, too), for rmap_getnh and
-   rmap_prefetch. */
+   worked out once, ahead (in another thread, too), for rmap_getnh. */
 uint64_t rmap_hash(const char *key, size_t len);
 
 /* rmap_getnh - rmap_getn with h = rmap_hash(key, len) given. */
@@ -66,11 +65,6 @@ struct rmap_ent *rmap_getnh(struct rmap *m, const char *key, size_t len, uint64_
 /* rmap_bumpnh - rmap_bumpn with h = rmap_hash(key, len) given. */
 struct rmap_ent *rmap_bumpnh(struct rmap *m, const char *key, size_t len, uint64_t h, int col,
 			     long long by);
-
-/* rmap_prefetch - ask the CPU for the memory a look-up of hash h will read
-   first (its slot's hash and entry), so that a look-up a few events later
-   finds it in the cache. No effect on m's contents. */
-void rmap_prefetch(const struct rmap *m, uint64_t h);
 
 /* rmap_del - remove e (from rmap_get on m); free_ptr(e->ptr) when given. */
 void rmap_del(struct rmap *m, struct rmap_ent *e, void (*free_ptr)(void *));

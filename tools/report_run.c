@@ -24,7 +24,6 @@
 
 #define RR_CHUNK_LINES 8192	/* events a slot has room for at first */
 #define RR_STR_BLOCK (1024 * 1024)	/* >= RP_ARENA_MIN + RS_KEYS_BYTES */
-#define RR_AHEAD 8		/* events between a prefetch and its look-up */
 
 int rr_default_jobs(void)
 {
@@ -307,14 +306,8 @@ static int run_parallel(struct report_stats *st, struct report_input *in, const 
 		pthread_mutex_unlock(&r.mu);
 		if (!have)
 			break;
-		/* the tables' slots for the event RR_AHEAD on are asked for now, so
-		   that they are in the cache when its turn comes */
-		size_t n = s->nlines;
-		for (size_t i = 0; i < n; i++) {
-			if (i + RR_AHEAD < n)
-				rs_prefetch(st, slot_ev(s, i + RR_AHEAD), &s->keys[i + RR_AHEAD]);
+		for (size_t i = 0; i < s->nlines; i++)
 			rs_add_keys(st, slot_ev(s, i), &s->keys[i]);
-		}
 		lines += (long long)s->nlines;
 		cut += s->cut;
 		if (progress)
@@ -363,7 +356,8 @@ struct rr_part {
 	struct rr_slot mem;	/* (only its blocks) */
 	long long cut;
 	char err[256];		/* "" when none */
-	long long *bytes;	/* all parts' bytes read, for the progress line (atomic) */
+	long long *bytes, *lines;	/* all parts' bytes and lines so far (atomic) */
+	int progress;		/* this part's thread prints the progress line */
 };
 
 static void part_keep(struct rr_part *pt, const struct rp_event *ev)
@@ -414,10 +408,15 @@ static void *part_run(void *arg)
 		if ((++n & 0xffff) == 0) {
 			long long b = ri_bytes_read(in);
 			__atomic_add_fetch(pt->bytes, b - seen, __ATOMIC_RELAXED);
+			__atomic_add_fetch(pt->lines, 0x10000, __ATOMIC_RELAXED);
 			seen = b;
+			if (pt->progress)
+				progress_line(pt->path, __atomic_load_n(pt->bytes, __ATOMIC_RELAXED),
+					      __atomic_load_n(pt->lines, __ATOMIC_RELAXED), 0);
 		}
 	}
 	__atomic_add_fetch(pt->bytes, ri_bytes_read(in) - seen, __ATOMIC_RELAXED);
+	__atomic_add_fetch(pt->lines, n & 0xffff, __ATOMIC_RELAXED);
 	if (r < 0)
 		snprintf(pt->err, sizeof pt->err, "%s", err);
 	pt->cut = ri_cut_lines(in);
@@ -459,11 +458,12 @@ static int run_parts(struct report_stats *st, const char *path, int fd, long lon
 	struct rr_part pt[RR_MAX_JOBS];
 	pthread_t tid[RR_MAX_JOBS];
 	int started[RR_MAX_JOBS] = { 0 };
-	long long bytes = 0;
+	long long bytes = 0, lines = 0;
 	tzset();		/* (see run_parallel) */
 	for (int k = 0; k < nparts; k++) {
 		pt[k] = (struct rr_part){ .path = path, .off = off[k], .len = off[k + 1] - off[k],
-					  .year = year, .month = month, .bytes = &bytes };
+					  .year = year, .month = month, .bytes = &bytes, .lines = &lines,
+					  .progress = progress && k == 0 };
 		if (k == 0) {
 			pt[k].st = st;
 		} else {
@@ -477,9 +477,6 @@ static int run_parts(struct report_stats *st, const char *path, int fd, long lon
 	for (int k = 1; k < nparts; k++)	/* no thread: this one does it */
 		if (!started[k])
 			part_run(&pt[k]);
-	if (progress) {		/* a progress line while the parts run */
-		progress_line(path, __atomic_load_n(&bytes, __ATOMIC_RELAXED), 0, 0);
-	}
 	part_run(&pt[0]);
 	int rc = 0;
 	for (int k = 0; k < nparts; k++) {
@@ -493,8 +490,10 @@ static int run_parts(struct report_stats *st, const char *path, int fd, long lon
 		} else if (k > 0) {
 			/* a queue id in use again: this part once more, in one pass */
 			rs_free(&pt[k].st);
+			long long again_bytes = 0, again_lines = 0;	/* (counted once already) */
 			struct rr_part again = { .path = path, .off = pt[k].off, .len = pt[k].len, .year = year,
-						 .month = month, .st = st, .bytes = &bytes };
+						 .month = month, .st = st, .bytes = &again_bytes,
+						 .lines = &again_lines };
 			part_run(&again);
 			pt[k].cut = again.cut;
 			memcpy(pt[k].err, again.err, sizeof pt[k].err);
@@ -509,8 +508,8 @@ static int run_parts(struct report_stats *st, const char *path, int fd, long lon
 			rc = 1;
 		}
 	}
-	if (progress && size > RR_MIN_PART_BYTES)
-		progress_line(path, bytes, 0, 1);
+	if (progress)
+		progress_line(path, bytes, lines, 1);
 	return rc;
 }
 

@@ -553,36 +553,6 @@ size_t rs_keys_make(const struct rp_event *ev, struct rs_keys *k, char *buf)
 	return n + 1;
 }
 
-void rs_prefetch(const struct report_stats *st, const struct rp_event *ev, const struct rs_keys *k)
-{
-	switch (ev->kind) {
-	case RP_EV_CONNECT:
-		rmap_prefetch(&st->clients, k->h[0]);
-		break;
-	case RP_EV_CLIENT:
-		rmap_prefetch(&st->msgs, k->qid_h);
-		rmap_prefetch(&st->clients, k->h[0]);
-		break;
-	case RP_EV_PICKUP:
-	case RP_EV_REMOVED:
-		rmap_prefetch(&st->msgs, k->qid_h);
-		break;
-	case RP_EV_FROM:
-		rmap_prefetch(&st->msgs, k->qid_h);
-		rmap_prefetch(&st->senders, k->h[0]);
-		if (k->key[1])
-			rmap_prefetch(&st->sender_doms, k->h[1]);
-		break;
-	case RP_EV_DELIVERY:
-		rmap_prefetch(&st->msgs, k->qid_h);
-		rmap_prefetch(&st->rcpts, k->h[0]);
-		rmap_prefetch(&st->rcpt_doms, k->h[1]);
-		break;
-	default:
-		break;
-	}
-}
-
 void rs_add(struct report_stats *st, const struct rp_event *ev)
 {
 	char buf[RS_KEYS_BYTES];

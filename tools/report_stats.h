@@ -61,9 +61,6 @@ size_t rs_keys_make(const struct rp_event *ev, struct rs_keys *k, char *buf);
 /* rs_add_keys - rs_add with k = rs_keys_make(ev) given (the same counts). */
 void rs_add_keys(struct report_stats *st, const struct rp_event *ev, const struct rs_keys *k);
 
-/* rs_prefetch - ask the CPU for the table slots rs_add_keys(st, ev, k) will
-   read first; call it a few events ahead. Counts nothing. */
-void rs_prefetch(const struct report_stats *st, const struct rp_event *ev, const struct rs_keys *k);
 
 /*
  * Parts: report_run counts a plain file cut into parts at line starts, at
