@@ -660,30 +660,33 @@ int rs_add_part(struct report_stats *st, const struct rp_event *ev, const struct
 			return 1;	/* it would take the time of the line before, in a part before */
 		st->part_timed = 1;
 	}
-	if (ev->qid) {
+	/* only the lines that read or write a message's state need an order
+	   among its lines (the others count into tables of their own) */
+	switch (ev->qid ? ev->kind : RP_EV_NONE) {
+	case RP_EV_CLIENT:
+	case RP_EV_PICKUP: {
 		size_t ql = strlen(ev->qid);
 		if (st->pending.n && rmap_getnh(&st->pending, ev->qid, ql, k->qid_h, 0))
 			return 1;	/* after its message's other pending lines */
-		switch (ev->kind) {
-		case RP_EV_CLIENT:
-		case RP_EV_PICKUP:
-			/* a message arrives: counted here, as new (rs_part_fits checks) */
-			if (!rmap_getnh(&st->msgs, ev->qid, ql, k->qid_h, 0))
-				rmap_getnh(&st->born, ev->qid, ql, k->qid_h, 1);
+		/* a message arrives: counted here, as new (rs_part_fits checks) */
+		if (!rmap_getnh(&st->msgs, ev->qid, ql, k->qid_h, 0))
+			rmap_getnh(&st->born, ev->qid, ql, k->qid_h, 1);
+		break;
+	}
+	case RP_EV_FROM:
+	case RP_EV_DELIVERY:
+	case RP_EV_REMOVED: {
+		/* a message this part saw arrive is never pending */
+		size_t ql = strlen(ev->qid);
+		if (rmap_getnh(&st->msgs, ev->qid, ql, k->qid_h, 0))
 			break;
-		case RP_EV_FROM:
-		case RP_EV_DELIVERY:
-		case RP_EV_REMOVED:
-			/* a message this part has not seen arrive: its state is in a
-			   part before (or nowhere: rs_add then makes it as at the start) */
-			if (!rmap_getnh(&st->msgs, ev->qid, ql, k->qid_h, 0)) {
-				rmap_getnh(&st->pending, ev->qid, ql, k->qid_h, 1);
-				return 1;
-			}
-			break;
-		default:
-			break;
-		}
+		/* one it has not seen arrive: its state is in a part before (or
+		   nowhere: rs_add then makes it as the one pass does) */
+		rmap_getnh(&st->pending, ev->qid, ql, k->qid_h, 1);
+		return 1;
+	}
+	default:
+		break;
 	}
 	rs_add_keys(st, ev, k);
 	return 0;

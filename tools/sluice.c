@@ -41,7 +41,7 @@ int start_dispatch(int argc, char **argv);
 	      "       sluice params [-c FILE] [-d] [NAME...]\n" \
 	      "       sluice start [-f] -c FILE | stop -c FILE | status -c FILE | reload -c FILE\n" \
 	      "       sluice report [--format text|json|html] [--since TIME] [--until TIME] [--top N]\n" \
-	      "                     [-o FILE] LOGFILE...\n" \
+	      "                     [--jobs N] [-o FILE] LOGFILE...\n" \
 	      "       sluice report dmarc [-c FILE] [--org-name NAME] [--email ADDR] [--format rfc9990|rfc7489]\n" \
 	      "                     [--period day|hour] [--since TIME] [--until TIME] -o DIR\n" \
 	      "                     [--send [--dry-run]] LOGFILE...\n" \
