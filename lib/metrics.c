@@ -709,6 +709,8 @@ int metrics_conf_listen(const struct conf *c, const char *param)
 
 #define MERGE_FAMILIES_MAX 4096
 #define MERGE_LINE_MAX 65536
+/* an input line's room for the label added (name < 64, value escaped < 130): output lines stay below MERGE_LINE_MAX */
+#define MERGE_INPUT_LINE_MAX (MERGE_LINE_MAX - 512)
 #define MERGE_LABELS_MAX 32
 #define MERGE_SLOTS 8192	/* > 2 x MERGE_FAMILIES_MAX, power of two */
 
@@ -1031,7 +1033,8 @@ static void mg_sample(struct mg *g, struct mg_src *src, const char *s, size_t le
 		return;
 	if (t == MG_SUMMARY && (quant ? !q || !mg_float(q->value, q->value_len) : q != NULL))
 		return;
-	if (mg_find_label(l, nlab, "__name__") || (src->daemon && mg_find_label(l, nlab, src->label)))
+	if (mg_find_label(l, nlab, "__name__") ||
+	    (src->daemon && (nlab == MERGE_LABELS_MAX || mg_find_label(l, nlab, src->label))))
 		return;
 	struct sbuf *b = &f->series;
 	sbuf_add(b, s, nl);
@@ -1064,7 +1067,7 @@ static void mg_sample(struct mg *g, struct mg_src *src, const char *s, size_t le
 
 static void mg_line(struct mg *g, struct mg_src *src, const char *s, size_t len)
 {
-	if (!len || len > MERGE_LINE_MAX)
+	if (!len || len > (src->daemon ? MERGE_INPUT_LINE_MAX : MERGE_LINE_MAX))
 		return;
 	for (size_t i = 0; i < len; i++)
 		if ((unsigned char)s[i] < 0x20 || (unsigned char)s[i] >= 0x7f)
