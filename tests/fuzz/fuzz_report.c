@@ -2,6 +2,11 @@
  * fuzz_report: the log line parser of `sluice report` and its counting
  * never crash on any line; every string of a recognised event is
  * NUL-terminated inside the line cap; the input is split at '\n' into lines.
+ * And the parts `--jobs` counts at once add up to the one pass: the input
+ * cut at a line chosen by its first byte, counted as a first part and a
+ * later one (rs_add_part, the lines it passes back counted after the first,
+ * rs_part_fits / rs_merge, or the later part once more in one pass, as
+ * report_run does), gives the same JSON as one pass, or abort().
  *
  * XXX: `make fuzz` links libmta.a + libsluice.a only, not tools/; until it
  * links tools/report*.o, the modules are compiled in here.
@@ -19,12 +24,34 @@ static void check_str(const char *s)
 		abort();
 }
 
+struct line {
+	const char *s;
+	size_t len;
+};
+
+static char *dump(struct report_stats *st)
+{
+	json_t *doc = rs_json(st);
+	char *t = json_dumps(doc, JSON_SORT_KEYS);
+	json_decref(doc);
+	return t;
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *d, size_t n)
 {
+	/* one time zone: the parts and the pass must read stamps alike */
+	static int tz;
+	if (!tz) {
+		setenv("TZ", "UTC", 1);
+		tzset();
+		tz = 1;
+	}
 	struct rp_parser *p = rp_parser_new(2026, 11);
 	struct report_stats *st = rs_new(NULL);
 	struct rp_event ev;
 	const char *s = (const char *)d, *end = s + n;
+	size_t nl_count = 0, cap = 64;
+	struct line *lines = malloc(cap * sizeof *lines);
 	while (s < end) {
 		const char *nl = memchr(s, '\n', (size_t)(end - s));
 		size_t len = nl ? (size_t)(nl - s) : (size_t)(end - s);
@@ -41,11 +68,52 @@ int LLVMFuzzerTestOneInput(const uint8_t *d, size_t n)
 			check_str(ev.kv[i].value);
 		}
 		rs_add(st, &ev);
+		if (nl_count == cap)
+			lines = realloc(lines, (cap *= 2) * sizeof *lines);
+		lines[nl_count++] = (struct line){ s, len };
 		s += len + 1;
 	}
-	json_t *doc = rs_json(st);
-	json_decref(doc);
+	char *want = dump(st);
 	rs_free(&st);
+
+	/* two parts, cut before line `cut` */
+	size_t cut = n ? (size_t)d[0] % (nl_count + 1) : 0;
+	struct report_stats *first = rs_new(NULL), *later = rs_new(NULL);
+	rs_part(later);
+	for (size_t i = 0; i < cut; i++) {
+		rp_parse_line(p, lines[i].s, lines[i].len, &ev);
+		rs_add(first, &ev);
+	}
+	size_t *back = malloc((nl_count + 1) * sizeof *back), nb = 0;
+	for (size_t i = cut; i < nl_count; i++) {
+		char kb[RS_KEYS_BYTES];
+		struct rs_keys k;
+		rp_parse_line(p, lines[i].s, lines[i].len, &ev);
+		rs_keys_make(&ev, &k, kb);
+		if (rs_add_part(later, &ev, &k))
+			back[nb++] = i;
+	}
+	if (rs_part_fits(first, later)) {
+		for (size_t i = 0; i < nb; i++) {
+			rp_parse_line(p, lines[back[i]].s, lines[back[i]].len, &ev);
+			rs_add(first, &ev);
+		}
+		rs_merge(first, &later);
+	} else {
+		rs_free(&later);
+		for (size_t i = cut; i < nl_count; i++) {
+			rp_parse_line(p, lines[i].s, lines[i].len, &ev);
+			rs_add(first, &ev);
+		}
+	}
+	char *got = dump(first);
+	if (strcmp(want, got))
+		abort();	/* the parts do not add up to the one pass */
+	free(want);
+	free(got);
+	free(back);
+	free(lines);
+	rs_free(&first);
 	rp_parser_free(&p);
 	return 0;
 }
