@@ -31,8 +31,8 @@ const struct conf_param common_params[] = {
 	P("ratelimit_enable", CONF_BOOL, "no"),
 	/* Postfix's syslog_name: sluiced logs as <syslog_name>/<service>[pid] */
 	P("syslog_name", CONF_STR, "sluice"),
-	/* Prometheus /metrics (host:port, empty = off): sluiced's own, or, under
-	 * `sluice start`, every daemon's on one port; each filter its own too */
+	/* Prometheus /metrics (host:port, empty = off): each daemon's own;
+	 * start_metrics_listen: `sluice start` serves them all on one port */
 	P("metrics_listen", CONF_STR, ""),
 	P("dkim_metrics_listen", CONF_STR, ""),
 	P("spf_metrics_listen", CONF_STR, ""),
