@@ -455,6 +455,8 @@ int main(int argc, char **argv)
 	log_event(NULL, "daemon started -- listening on %zu address(es), %lld receiver(s), queue %s", nlisteners,
 		  workers, qdir);
 	smtpd_free_config(&probe);
+	free(probe.conf_path);
+	probe.conf_path = NULL;
 	children[nchildren++].is_qmgr = 1;
 	for (long long i = 0; i < workers; i++) {
 		children[nchildren].slot = (size_t)i;
@@ -467,6 +469,7 @@ int main(int argc, char **argv)
 	metrics_free(&metrics);
 	if (*pidfile)
 		unlink(pidfile);
+	free(pidfile);
 	log_event(NULL, "daemon stopped");
 	return 0;
 }
