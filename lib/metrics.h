@@ -12,11 +12,10 @@
  * GET /metrics through libevent's evhttp, either on a daemon's own event
  * base or on a thread of its own (for the milters, whose main thread
  * belongs to libmilter).
- * And merging the expositions of several daemons into one (metrics_merge)
- * for `sluice start`'s single port.
  * Leaves: which metrics exist and when they move to each daemon; binding
  * the listening socket to lib/daemon (listen_open, before privileges are
- * dropped).
+ * dropped); merging several daemons' expositions into one to
+ * lib/metrics_merge.
  *
  * Label values are untrusted: bytes outside printable ASCII become '?', a
  * value is cut at METRICS_VALUE_MAX bytes, and the registry holds at most
@@ -91,6 +90,19 @@ void metrics_set(struct metrics *m, int fam, const char *const *values, double v
 void metrics_observe(struct metrics *m, int fam, const char *const *values, double v);
 void metrics_touch(struct metrics *m, int fam, const char *const *values);
 
+/*
+ * The text format's rules, shared with lib/metrics_merge:
+ * metrics_name_ok - whether s (len bytes) is a metric or label name as
+ * metrics_family takes them: [a-zA-Z_][a-zA-Z0-9_]*, at most 63 bytes (no
+ * colons).
+ * metrics_escape_value - the label value v (NUL-terminated) as it goes
+ * between the quotes: cut at METRICS_VALUE_MAX bytes, '\\' and '"'
+ * escaped, bytes outside printable ASCII as '?'. Writes at most
+ * 2 * METRICS_VALUE_MAX bytes to out, no NUL; returns how many.
+ */
+int metrics_name_ok(const char *s, size_t len);
+size_t metrics_escape_value(const char *v, char *out);
+
 /* metrics_now_s - CLOCK_MONOTONIC in seconds (for durations to observe). */
 double metrics_now_s(void);
 
@@ -139,31 +151,6 @@ void metrics_http_stop(struct metrics_http **h);
  * close-on-exec and non-blocking here.
  */
 int metrics_listen(const char *spec, int *fd_out, char **err_out);
-
-/*
- * metrics_merge - several expositions (the /metrics texts of several
- * daemons) as one, for one endpoint that serves them all (`sluice start`).
- * Each series of src[i] gets the label label="src[i].daemon" first (none
- * when daemon is NULL: the text has its own); each family's HELP and TYPE
- * appear once (the first source's), followed by all its series from every
- * source in source order; families in the order they first appear.
- * The texts are untrusted: a line that is not a valid HELP, TYPE or sample
- * line of the text format 0.0.4 (printable ASCII only, at most 64 KiB) is
- * dropped, and so is a sample that would make the output invalid: one
- * that already has the label, a _bucket without a float le, samples under
- * a TYPE that contradicts the family's first declaration, a family whose
- * name is a histogram's or summary's _sum, _count or _bucket; other
- * comments go too. At most 4096 families (the lines of further ones are
- * dropped). Pure: no I/O. label must be a valid label name (our bug
- * otherwise). Returns a NUL-terminated string the caller frees; *len_out
- * (may be NULL) gets its length.
- */
-struct metrics_source {
-	const char *daemon;	/* label value (escaped and cut like any label value) or NULL */
-	const char *text;	/* len bytes, need not be NUL-terminated; NULL = empty */
-	size_t len;
-};
-char *metrics_merge(const char *label, const struct metrics_source *src, size_t n, size_t *len_out);
 
 struct conf;
 /*

@@ -61,6 +61,7 @@
 #include "lib/daemon.h"
 #include "lib/log.h"
 #include "lib/metrics.h"
+#include "lib/metrics_merge.h"
 #include "lib/sdnotify.h"
 #include "lib/util.h"
 

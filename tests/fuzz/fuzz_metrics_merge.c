@@ -1,5 +1,5 @@
 /*
- * fuzz_metrics_merge: lib/metrics' metrics_merge on hostile /metrics texts.
+ * fuzz_metrics_merge: lib/metrics_merge on hostile /metrics texts.
  * The input, cut at NUL bytes, is up to four daemons' texts (the last one
  * without a daemon label, as `sluice start` passes its own). The merge never
  * crashes or leaks, and its output is a valid exposition as far as the
@@ -7,7 +7,7 @@
  * family, and merging the output again (no label added) gives it back
  * byte for byte (so nothing in it is a line the merge would drop).
  */
-#include "lib/metrics.h"
+#include "lib/metrics_merge.h"
 
 #include <stdint.h>
 #include <stdlib.h>

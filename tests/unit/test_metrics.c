@@ -1,16 +1,17 @@
 /*
- * test_metrics: lib/metrics. The text format of counters, gauges and
- * histograms (golden text), label value escaping and cutting, series made
- * on first use and found again, the cap on series, updates from a forked
- * child and from several threads at once (exact totals), and the HTTP
- * endpoint on its own thread and on a caller's event base (200 for
- * /metrics with the Prometheus content type, 404 elsewhere, 501 for POST),
- * the families every filter shares (metrics_filter) and the render hook;
- * metrics_merge: the daemon label on every series (with and without
- * labels, histograms), HELP/TYPE once per family with the series of every
- * daemon together, garbage lines dropped, the output re-parsed.
+ * test_metrics: lib/metrics and lib/metrics_merge. The text format of
+ * counters, gauges and histograms (golden text), label value escaping and
+ * cutting, series made on first use and found again, the cap on series,
+ * updates from a forked child and from several threads at once (exact
+ * totals), and the HTTP endpoint on its own thread and on a caller's event
+ * base (200 for /metrics with the Prometheus content type, 404 elsewhere,
+ * 501 for POST), the families every filter shares (metrics_filter) and the
+ * render hook; metrics_merge: the daemon label on every series (with and
+ * without labels, histograms), HELP/TYPE once per family with the series
+ * of every daemon together, garbage lines dropped, the output re-parsed.
  */
 #include "lib/metrics.h"
+#include "lib/metrics_merge.h"
 #include "lib/util.h"
 
 #include <arpa/inet.h>
