@@ -29,7 +29,7 @@ static void usage(FILE *f)
 	fprintf(f, "usage: sluice report [--format text|json|html] [--since TIME] [--until TIME]\n"
 		   "                     [--top N] [--jobs N] [-o FILE] LOGFILE...\n"
 		   "  LOGFILE: a syslog file or maillog_file, plain or gzip'd; - for stdin\n"
-		   "  --jobs N: threads that read at once (default: the CPUs, at most 16;\n"
+		   "  --jobs N: threads that read at once (1-16; default: the CPUs, at most 8;\n"
 		   "            1: one pass, no threads); the report is the same whatever N\n"
 		   "  TIME: 2026-12-01, 2026-12-01T08:00, 2026-12-01T08:00:00Z, @EPOCH\n"
 		   "        (local time unless a zone is given); since <= t < until\n");

@@ -30,7 +30,7 @@ int rr_default_jobs(void)
 	long n = sysconf(_SC_NPROCESSORS_ONLN);
 	if (n < 1)
 		return 1;
-	return n > RR_MAX_JOBS ? RR_MAX_JOBS : (int)n;
+	return n > RR_DEFAULT_MAX_JOBS ? RR_DEFAULT_MAX_JOBS : (int)n;
 }
 
 static void progress_line(const char *path, long long bytes, long long lines, int done)

@@ -8,8 +8,10 @@
  * state spans lines), so the result is the same, byte for byte, as with
  * jobs = 1 (the serial loop).
  * Leaves the meaning of lines and counts to report_parse / report_stats.
- * Memory: about (2 * jobs + 1) chunks of RR_CHUNK_BYTES, their events and
- * their strings (a few MB per job), whatever the file size.
+ * Memory: a plain file's parts each hold the tables of what they count
+ * (up to jobs times those of one pass); a pipe's about (2 * jobs + 1)
+ * chunks of RR_CHUNK_BYTES, their events and their strings (a few MB per
+ * job), whatever the file size.
  */
 #ifndef SLUICE_REPORT_RUN_H
 #define SLUICE_REPORT_RUN_H
@@ -19,8 +21,9 @@
 #define RR_CHUNK_BYTES (512 * 1024)
 #define RR_MIN_PART_BYTES (1024 * 1024)	/* a plain file is cut into parts of this or more */
 #define RR_MAX_JOBS 16
+#define RR_DEFAULT_MAX_JOBS 8	/* each part holds tables of its own: memory grows with N */
 
-/* rr_default_jobs - the online CPUs, at most RR_MAX_JOBS (1 when unknown). */
+/* rr_default_jobs - the online CPUs, at most RR_DEFAULT_MAX_JOBS (1 when unknown). */
 int rr_default_jobs(void);
 
 /*
