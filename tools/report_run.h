@@ -1,12 +1,18 @@
 /*
  * report_run: the loop of `sluice report` from log files to its counts:
  * report_input's lines -> report_parse's events -> report_stats.
- * Owns the threads: with jobs > 1, one input is read in chunks of whole
- * lines (in file order, by whichever worker is free), jobs worker threads
- * parse chunks at once, and the calling thread counts the parsed chunks in
- * file order. Counting stays in one thread and in log order (a message's
- * state spans lines), so the result is the same, byte for byte, as with
- * jobs = 1 (the serial loop).
+ * Owns the threads. With jobs > 1:
+ * - a plain file of RR_MIN_PART_BYTES or more a part is cut into up to
+ *   jobs parts at line starts; the calling thread counts the first into
+ *   st, a thread each the others into stats of their own (rs_part), at
+ *   once; then each later part's passed-back lines are counted into st and
+ *   the part is added (rs_merge), in file order; a part whose messages reuse
+ *   a queue id st still holds is counted again in one pass (rs_part_fits);
+ * - a pipe or a gzip'd file is read in chunks of whole lines (in file
+ *   order, by whichever worker is free), jobs worker threads parse chunks
+ *   at once, and the calling thread counts the parsed chunks in order.
+ * Either way the result is the same, byte for byte, as with jobs = 1 (the
+ * one pass): see docs/REPORT.md "Threads".
  * Leaves the meaning of lines and counts to report_parse / report_stats.
  * Memory: a plain file's parts each hold the tables of what they count
  * (up to jobs times those of one pass); a pipe's about (2 * jobs + 1)
