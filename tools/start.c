@@ -162,7 +162,6 @@ static void publish_targets(void)
 	start_metrics_publish(dm, n);
 }
 
-
 static int param_known(const char *name)
 {
 	for (const struct conf_param *const *t = params_all; *t; t++)
