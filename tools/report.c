@@ -16,6 +16,7 @@
 #include <getopt.h>
 #include <stdarg.h>
 #include <jansson.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -365,6 +366,11 @@ int report_main(int argc, char **argv)
 	time_t now = time(NULL);
 	struct tm tm;
 	localtime_r(&now, &tm);
+	/* the tables grow by doubling: their old arrays go back to malloc's heap
+	   for the next ones instead of to the kernel (each munmap would stop
+	   every thread for a TLB flush, each fresh page would fault) */
+	mallopt(M_MMAP_THRESHOLD, 32 << 20);
+	mallopt(M_TRIM_THRESHOLD, 64 << 20);
 	struct report_stats *st = rs_new(&ro);
 	int tty = isatty(2), rc = 0;
 	for (int i = optind; i < argc; i++)
