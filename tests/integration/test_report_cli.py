@@ -6,6 +6,8 @@ import os
 import pty
 import subprocess
 
+import pytest
+
 from test_report import report  # noqa: F401  (fixture)
 
 LINE = ("Dec  2 08:44:02 mx postfix/smtpd[1043]: connect from mail.example.org[192.0.2.9]\n")
@@ -34,11 +36,19 @@ def run(argv, stderr_tty):
     return p.returncode, out, err
 
 
-def test_progress_line_only_on_a_terminal(report, tmp_path):  # noqa: F811
+@pytest.mark.parametrize("jobs,gz", [("1", False), ("2", False), ("3", True)],
+                         ids=["one-pass", "parts", "gzip-reader-and-workers"])
+def test_progress_line_only_on_a_terminal(report, tmp_path, jobs, gz):  # noqa: F811
+    """Each way sluice report reads (one pass; a plain file in parts; a
+    gzip'd one by a reader and parsing workers) prints the progress line on
+    a terminal only, and the same report either way."""
     log = tmp_path / "maillog"
     with open(log, "w") as f:
-        f.write(LINE * 200000)   # past the 65536-line step of the progress line
-    argv = [*report, "--format", "json", str(log)]
+        f.write(LINE * 200000)   # 16 MB: past the 65536-line step, and parts of 1 MiB or more
+    if gz:
+        subprocess.run(["gzip", str(log)], check=True)
+        log = tmp_path / "maillog.gz"
+    argv = [*report, "--jobs", jobs, "--format", "json", str(log)]
     rc, out_tty, err_tty = run(argv, True)
     assert rc == 0, err_tty
     assert b"\rsluice report: " in err_tty and b"200000 lines" in err_tty, err_tty[-500:]
