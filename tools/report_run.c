@@ -358,6 +358,7 @@ struct rr_part {
 	int as_part;		/* st is a later part's (rs_part, rs_add_part) */
 	/* part > 0: the events rs_add_part passed back, their strings in blocks */
 	unsigned char *heads;
+	double *now;		/* the time each takes if it has none (rs_add_now) */
 	size_t npend, cap_pend;
 	struct rr_slot mem;	/* (only its blocks) */
 	long long cut;
@@ -366,13 +367,15 @@ struct rr_part {
 	int progress;		/* this part's thread prints the progress line */
 };
 
-static void part_keep(struct rr_part *pt, const struct rp_event *ev)
+static void part_keep(struct rr_part *pt, const struct rp_event *ev, double now)
 {
 	if (pt->npend == pt->cap_pend) {
 		pt->cap_pend = pt->cap_pend ? 2 * pt->cap_pend : 1024;
 		/* (a whole struct rp_event of room after the last head, as in a slot) */
 		pt->heads = xrealloc(pt->heads, pt->cap_pend * HEAD_STRIDE + sizeof(struct rp_event));
+		pt->now = xrealloc(pt->now, pt->cap_pend * sizeof *pt->now);
 	}
+	pt->now[pt->npend] = now;
 	struct rp_event *h = (struct rp_event *)(void *)(pt->heads + pt->npend++ * HEAD_STRIDE);
 	memcpy(h, ev, RP_EVENT_HEAD);
 	h->nkv = 0;
@@ -404,8 +407,9 @@ static void *part_run(void *arg)
 			rs_add(pt->st, ev);
 		} else {
 			rs_keys_make(ev, &k, kbuf);
-			if (rs_add_part(pt->st, ev, &k)) {
-				part_keep(pt, ev);
+			double now;
+			if (rs_add_part(pt->st, ev, &k, &now)) {
+				part_keep(pt, ev, now);
 				rp_parser_keep(p, 0);
 				if (rp_parser_room(p) < RP_ARENA_MIN)
 					rp_parser_arena(p, blk_next(&pt->mem)->data, RR_STR_BLOCK);
@@ -494,7 +498,8 @@ static int run_parts(struct report_stats *st, const char *path, int fd, long lon
 		if (k > 0 && rs_part_fits(st, pt[k].st)) {
 			/* its events that needed the parts before, in log order, then the rest */
 			for (size_t i = 0; i < pt[k].npend; i++)
-				rs_add(st, (const struct rp_event *)(void *)(pt[k].heads + i * HEAD_STRIDE));
+				rs_add_now(st, (const struct rp_event *)(void *)(pt[k].heads + i * HEAD_STRIDE),
+					   pt[k].now[i]);
 			rs_merge(st, &pt[k].st);
 		} else if (k > 0) {
 			/* a queue id in use again: this part once more, in one pass */
@@ -509,6 +514,7 @@ static int run_parts(struct report_stats *st, const char *path, int fd, long lon
 		}
 		if (k > 0) {
 			free(pt[k].heads);
+			free(pt[k].now);
 			slot_free(&pt[k].mem);
 		}
 		rs_note_cut_lines(st, pt[k].cut);

@@ -185,7 +185,7 @@ struct report_stats {
 	struct rmap bounces;		/* "dsn\ttext" */
 	struct rmap deferrals;	/* "dsn\ttext" */
 	/* rs_part: a later part of a log (rs_add_part) */
-	int part, part_timed;	/* part_timed: a line with a time stamp seen */
+	int part;
 	struct rmap pending;		/* queue ids whose lines go to the parts before */
 	struct rmap born;		/* queue ids that arrived in the part (rs_part_fits) */
 };
@@ -653,13 +653,36 @@ const struct rs_opts *rs_options(const struct report_stats *st)
 	return &st->o;
 }
 
-int rs_add_part(struct report_stats *st, const struct rp_event *ev, const struct rs_keys *k)
+static int rs_part_pending(struct report_stats *st, const struct rp_event *ev, const struct rs_keys *k);
+
+int rs_add_part(struct report_stats *st, const struct rp_event *ev, const struct rs_keys *k, double *now_out)
 {
-	if (ev->kind != RP_EV_NONE && !st->part_timed) {
-		if (!ev->time)
-			return 1;	/* it would take the time of the line before, in a part before */
-		st->part_timed = 1;
+	if (ev->kind != RP_EV_NONE && !ev->time && !st->now) {
+		*now_out = 0;	/* the time of the line before, in a part before */
+		return 1;
 	}
+	if (rs_part_pending(st, ev, k)) {
+		/* the part's clock goes on as one pass's would: a line passed back
+		   may be the last with a time before a line without one */
+		if (ev->time && !((st->o.since && ev->time < st->o.since) || (st->o.until && ev->time >= st->o.until)))
+			st->now = ev->time;
+		*now_out = st->now;
+		return 1;
+	}
+	rs_add_keys(st, ev, k);
+	return 0;
+}
+
+void rs_add_now(struct report_stats *st, const struct rp_event *ev, double now)
+{
+	if (!ev->time && now)
+		st->now = now;
+	rs_add(st, ev);
+}
+
+/* must ev wait for the parts before? (see rs_add_part) */
+static int rs_part_pending(struct report_stats *st, const struct rp_event *ev, const struct rs_keys *k)
+{
 	/* only the lines that read or write a message's state need an order
 	   among its lines (the others count into tables of their own) */
 	switch (ev->qid ? ev->kind : RP_EV_NONE) {
@@ -688,7 +711,6 @@ int rs_add_part(struct report_stats *st, const struct rp_event *ev, const struct
 	default:
 		break;
 	}
-	rs_add_keys(st, ev, k);
 	return 0;
 }
 

@@ -69,10 +69,13 @@ void rs_add_keys(struct report_stats *st, const struct rp_event *ev, const struc
  * counts an event of it as rs_add_keys does, unless the event needs what
  * only the parts before know: a later line of a message that arrived
  * before the part (its size, whether its sender was counted, whether it was
- * deferred), or a line without a time stamp before the part's first. Then
- * it counts nothing and returns 1: the caller keeps the event and, once
- * the parts before are counted, gives it to rs_add (of the stats that hold
- * them) in log order, before rs_merge of this part. Otherwise 0.
+ * deferred), or a line without a time stamp before the part's first (in
+ * range). Then it counts nothing, sets *now_out and returns 1: the caller
+ * keeps the event and, once the parts before are counted, gives it to
+ * rs_add_now(st, ev, now) (of the stats that hold them) in log order,
+ * before rs_merge of this part; now is the time a line without a stamp
+ * takes there (the last stamp before it in the part; 0: the parts
+ * before's). Otherwise 0.
  * rs_merge(st, &part) adds the part's counts to st, hands over the state
  * of the messages it saw arrive, and frees it (*part NULL).
  * rs_part_fits(st, part), before those: 0 when a message that arrived in
@@ -84,7 +87,8 @@ void rs_add_keys(struct report_stats *st, const struct rp_event *ev, const struc
  */
 void rs_part(struct report_stats *st);
 const struct rs_opts *rs_options(const struct report_stats *st);	/* as given to rs_new */
-int rs_add_part(struct report_stats *st, const struct rp_event *ev, const struct rs_keys *k);
+int rs_add_part(struct report_stats *st, const struct rp_event *ev, const struct rs_keys *k, double *now_out);
+void rs_add_now(struct report_stats *st, const struct rp_event *ev, double now);
 void rs_merge(struct report_stats *st, struct report_stats **part);
 int rs_part_fits(const struct report_stats *st, const struct report_stats *part);
 

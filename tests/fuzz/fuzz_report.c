@@ -85,18 +85,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *d, size_t n)
 		rs_add(first, &ev);
 	}
 	size_t *back = malloc((nl_count + 1) * sizeof *back), nb = 0;
+	double *now = malloc((nl_count + 1) * sizeof *now);
 	for (size_t i = cut; i < nl_count; i++) {
 		char kb[RS_KEYS_BYTES];
 		struct rs_keys k;
 		rp_parse_line(p, lines[i].s, lines[i].len, &ev);
 		rs_keys_make(&ev, &k, kb);
-		if (rs_add_part(later, &ev, &k))
+		if (rs_add_part(later, &ev, &k, &now[nb]))
 			back[nb++] = i;
 	}
 	if (rs_part_fits(first, later)) {
 		for (size_t i = 0; i < nb; i++) {
 			rp_parse_line(p, lines[back[i]].s, lines[back[i]].len, &ev);
-			rs_add(first, &ev);
+			rs_add_now(first, &ev, now[i]);
 		}
 		rs_merge(first, &later);
 	} else {
@@ -112,6 +113,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *d, size_t n)
 	free(want);
 	free(got);
 	free(back);
+	free(now);
 	free(lines);
 	rs_free(&first);
 	rp_parser_free(&p);

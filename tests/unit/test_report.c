@@ -955,7 +955,7 @@ static char *one_pass(const char *const *lines, size_t n)
 }
 
 /* lines[0, cut) counted as they are, lines[cut, n) as a later part
-   (rs_add_part; what it passes back is re-parsed and given to rs_add
+   (rs_add_part; what it passes back is re-parsed and given to rs_add_now
    afterwards, in order), then rs_merge: as JSON text */
 static char *two_parts(const char *const *lines, size_t n, size_t cut, size_t *passed_back, int *refit)
 {
@@ -968,18 +968,19 @@ static char *two_parts(const char *const *lines, size_t n, size_t cut, size_t *p
 		rs_add(st, &ev);
 	}
 	size_t *back = calloc(n + 1, sizeof *back), nb = 0;
+	double *now = calloc(n + 1, sizeof *now);
 	for (size_t i = cut; i < n; i++) {
 		char kb[RS_KEYS_BYTES];
 		struct rs_keys k;
 		rp_parse_line(p, lines[i], strlen(lines[i]), &ev);
 		rs_keys_make(&ev, &k, kb);
-		if (rs_add_part(part, &ev, &k))
+		if (rs_add_part(part, &ev, &k, &now[nb]))
 			back[nb++] = i;
 	}
 	if (rs_part_fits(st, part)) {
 		for (size_t i = 0; i < nb; i++) {
 			rp_parse_line(p, lines[back[i]], strlen(lines[back[i]]), &ev);
-			rs_add(st, &ev);
+			rs_add_now(st, &ev, now[i]);
 		}
 		rs_merge(st, &part);
 		assert_null(part);
@@ -997,6 +998,7 @@ static char *two_parts(const char *const *lines, size_t n, size_t cut, size_t *p
 	rs_free(&st);
 	rp_parser_free(&p);
 	free(back);
+	free(now);
 	*passed_back = nb;
 	return t;
 }
@@ -1036,11 +1038,23 @@ static void test_parts_every_cut(void **state)
 		for (size_t i = 0; i < nf; i++)
 			if (!strstr(flow[i], ": removed"))
 				twice[nt++] = flow[i];
-	const char *const *logs[] = { flow, spread, twice };
-	size_t ns_[] = { nf, ns, nt };
+	/* lines without a time (JSON without "time") after a stamp of another
+	   day: each takes the last stamp before it, also when it is passed back
+	   and a stamp of the part came between (fuzz_report found this) */
+	static const char *const untimed[] = {
+		"{\"time\":\"2026-11-21T21:00:00Z\",\"host\":\"mx\",\"program\":\"sluice/smtpd\",\"pid\":1,\"queue_id\":\"5F2A1C9D0B\",\"message\":\"client=unknown[192.0.2.1]\"}",
+		"{\"time\":\"2026-11-21T21:00:01Z\",\"host\":\"mx\",\"program\":\"sluice/qmgr\",\"pid\":2,\"queue_id\":\"5F2A1C9D0B\",\"message\":\"from=<a@example.com>, size=1234, nrcpt=2 (queue active)\"}",
+		"{\"host\":\"mx\",\"program\":\"sluice-dkim\",\"pid\":3,\"queue_id\":\"5F2A1C9D0B\",\"message\":\"milter=dkim action=accept dkim=pass\"}",
+		"Dec  2 08:44:02 mx postfix/smtpd[9]: connect from mail.example.org[192.0.2.9]",
+		"{\"host\":\"mx\",\"program\":\"sluice/virtual\",\"pid\":4,\"queue_id\":\"5F2A1C9D0B\",\"message\":\"to=<b@example.net>, relay=virtual, delay=0.2, delays=0.1/0/0/0.1, dsn=2.0.0, status=sent (delivered to maildir)\"}",
+		"Dec  3 09:00:00 mx postfix/smtpd[9]: connect from mail.example.org[192.0.2.9]",
+		"{\"host\":\"mx\",\"program\":\"sluice/virtual\",\"pid\":4,\"queue_id\":\"5F2A1C9D0B\",\"message\":\"to=<c@example.net>, relay=virtual, delay=0.2, delays=0.1/0/0/0.1, dsn=2.0.0, status=sent (delivered to maildir)\"}",
+	};
+	const char *const *logs[] = { flow, spread, twice, untimed };
+	size_t ns_[] = { nf, ns, nt, sizeof untimed / sizeof untimed[0] };
 	size_t total_back = 0;
 	int refit = 0;
-	for (int L = 0; L < 3; L++) {
+	for (int L = 0; L < 4; L++) {
 		char *want = one_pass(logs[L], ns_[L]);
 		for (size_t cut = 0; cut <= ns_[L]; cut++) {
 			size_t back;
