@@ -1,15 +1,18 @@
 /*
  * start: `sluice start|stop|status|reload` - the integrated server.
- * Owns: starting every enabled filter daemon (<name>_enable = yes) on a
- * unix socket under run_directory, wiring them into sluiced through a
- * generated config (milters first in smtpd_milters in the order dkim,
- * dmarc, spam; policy daemons as check_policy_service right after
- * reject_unauth_destination in smtpd_recipient_restrictions, spf then
- * ratelimit), starting sluiced, and supervising them all: a crashed child
- * is restarted with backoff (1s doubling to 60s) and logged; while a filter
- * is down sluiced applies its default action (milter_default_action,
+ * Owns: the commands; which filter daemons run (every one with
+ * <name>_enable = yes, each on a unix socket under run_directory, and
+ * sluiced); wiring them into sluiced through a generated config (milters
+ * first in smtpd_milters in the order dkim, dmarc, spam; policy daemons as
+ * check_policy_service right after reject_unauth_destination in
+ * smtpd_recipient_restrictions, spf then ratelimit); the start-up order,
+ * the supervisor's signals and loop, and the reload. While a filter is
+ * down sluiced applies its default action (milter_default_action,
  * smtpd_policy_service_default_action).
- * Leaves: the daemons' own work to the daemons.
+ * Leaves: the children's lives (starting one, readiness, restarting a
+ * crashed one with backoff, the status file, stopping) to tools/supervise;
+ * the one metrics port to tools/start_metrics; the daemons' own work to
+ * the daemons.
  *
  * Reload (SIGHUP, `sluice reload`) follows the <name>_enable switches both
  * ways without restarting sluiced: a filter switched on is started and
@@ -25,23 +28,24 @@
  *
  * Files under run_directory: sluice.pid (the supervisor), sluice.conf
  * (the generated config: the admin's file plus the wiring, last definition
- * wins as in Postfix), status (one line per child: name pid started
- * socket restarts), <name>.sock.
+ * wins as in Postfix), status (tools/supervise: one line per child: name
+ * pid started socket restarts), <name>.sock.
  *
  * Relative paths (conf.h): the supervisor works in the base directory and
  * its children inherit it; the generated config names it as
  * config_directory, and its sockets and file names are absolute.
  * "started" means every daemon answered: each filter's socket accepts a
  * connection and each smtpd_listen address of sluiced greets with 220.
- * If one does not within start_timeout_s, everything is stopped and
- * `sluice start` fails (without -f, the command waits for that answer).
+ * If one does not within 30s (SUPERVISE_START_TIMEOUT_S), everything is
+ * stopped and `sluice start` fails (without -f, the command waits for
+ * that answer).
  * Under systemd (Type=notify) READY=1 is sent then, RELOADING=1 / READY=1
  * around a reload and STOPPING=1 at the end; children do not see
  * NOTIFY_SOCKET.
  *
  * Metrics on one port (start_metrics_listen, docs/METRICS.md):
- * tools/start_metrics, told which daemons run (publish_targets) and asked
- * to wire each daemon's metrics address into the generated config.
+ * tools/start_metrics, told which daemons run (by tools/supervise) and
+ * asked to wire each daemon's metrics address into the generated config.
  */
 #include "conf/conf.h"
 #include "conf/params.h"
@@ -50,89 +54,53 @@
 #include "lib/sdnotify.h"
 #include "lib/util.h"
 #include "tools/start_metrics.h"
+#include "tools/supervise.h"
 
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <netdb.h>
-#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/un.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
-enum kind { K_MILTER, K_POLICY, K_MTA };
-
-struct child {
-	const char *name;	/* "dkim", ..., "sluiced" */
-	enum kind kind;
-	char *bin;
-	char *sock;		/* unix socket path, NULL for sluiced */
-	pid_t pid;
-	double started;
-	unsigned restarts;
-	double restart_at;	/* 0 = running or not due */
-	double backoff_s;
-	/* a filter switched off at a reload (leaving[]): SIGTERM sent, SIGKILL after kill_at */
-	int stopping;
-	double kill_at;
-};
-
 static const struct {
 	const char *name;
-	enum kind kind;
+	enum supervise_kind kind;
 } filters[] = {
-	{ "dkim", K_MILTER }, { "dmarc", K_MILTER }, { "spam", K_MILTER },
-	{ "spf", K_POLICY }, { "ratelimit", K_POLICY },
+	{ "dkim", SUPERVISE_MILTER }, { "dmarc", SUPERVISE_MILTER }, { "spam", SUPERVISE_MILTER },
+	{ "spf", SUPERVISE_POLICY }, { "ratelimit", SUPERVISE_POLICY },
 };
 #define NFILTERS (sizeof filters / sizeof filters[0])
-_Static_assert(NFILTERS + 1 <= START_METRICS_DAEMONS_MAX, "start_metrics: room for every filter and sluiced");
+_Static_assert(NFILTERS <= SUPERVISE_FILTERS_MAX, "supervise: room for every filter and sluiced");
 
-/* the running daemons: enabled filters in the order of filters[], sluiced last */
-static struct child kids[NFILTERS + 1];
-static size_t nkids;
 /*
- * Filters switched off at a reload: out of the generated config already,
- * stopped once sluiced's receivers that still had them in their chain are
- * gone (see reload_progress).
+ * The children (tools/supervise): sv.kids[] holds the enabled filters in
+ * the order of filters[] (their metrics_d is their index there) and
+ * sluiced last (metrics_d NFILTERS); sv.leaving[] the filters switched
+ * off at a reload, stopped once sluiced's receivers that still had them
+ * in their chain are gone (see reload_progress).
  */
-static struct child leaving[NFILTERS];
-static size_t nleaving;
+static struct supervise sv;
 /* a reload in progress: sluiced's processes at the HUP that must be gone first */
 static int reloading;
 static pid_t drain_pids[256];
 static size_t ndrain;
 static double drain_until;
 static char *run_dir, *gen_conf, *user_conf, *bindir, *base_dir;
-/* sluiced's smtpd_listen addresses: probed for a 220 greeting */
-static char **mta_listen;
-static size_t n_mta_listen;
-static const double start_timeout_s = 30;
-static volatile sig_atomic_t got_term, got_hup, got_chld;
+static volatile sig_atomic_t got_hup, got_chld;
 
 static void on_sig(int sig)
 {
 	if (sig == SIGTERM || sig == SIGINT)
-		got_term = 1;
+		sv.term = 1;
 	else if (sig == SIGHUP)
 		got_hup = 1;
 	else if (sig == SIGCHLD)
 		got_chld = 1;
-}
-
-/* daemon_index - the index of a daemon for tools/start_metrics: filters[i], NFILTERS for sluiced */
-static size_t daemon_index(const char *name)
-{
-	for (size_t i = 0; i < NFILTERS; i++)
-		if (!strcmp(filters[i].name, name))
-			return i;
-	return NFILTERS;
 }
 
 /* wire_metrics - daemon d's own metrics parameter ("metrics_listen", "dkim_metrics_listen", ...) to start_metrics_wire */
@@ -141,25 +109,6 @@ static void wire_metrics(struct sbuf *out, const struct conf *c, size_t d)
 	char *param = d == NFILTERS ? xstrdup("metrics_listen") : xasprintf("%s_metrics_listen", filters[d].name);
 	start_metrics_wire(out, c, d, param);
 	free(param);
-}
-
-/* publish_targets - the daemons to scrape now: kids[] (after every change). */
-static void publish_targets(void)
-{
-	struct start_metrics_daemon dm[NFILTERS + 1];
-	char label[NFILTERS + 1][32];
-	size_t n = 0;
-	/* sluiced first: its families lead the merged text */
-	for (size_t pass = 0; pass < 2; pass++)
-		for (size_t i = 0; i < nkids; i++) {
-			if ((kids[i].kind == K_MTA) != (pass == 0))
-				continue;
-			size_t d = daemon_index(kids[i].name);
-			snprintf(label[n], sizeof label[n], "%s%s", d == NFILTERS ? "" : "sluice-", kids[i].name);
-			dm[n] = (struct start_metrics_daemon){ d, label[n], kids[i].pid > 0, kids[i].restarts };
-			n++;
-		}
-	start_metrics_publish(dm, n);
 }
 
 static int param_known(const char *name)
@@ -208,23 +157,24 @@ static void wanted_filters(const struct conf *c, int on_out[NFILTERS])
 }
 
 /* new_filter - *k set up (not started) for filters[i]. */
-static void new_filter(struct child *k, size_t i)
+static void new_filter(struct supervise_child *k, size_t i)
 {
 	memset(k, 0, sizeof *k);
 	k->name = filters[i].name;
 	k->kind = filters[i].kind;
+	k->metrics_d = i;
 	k->bin = xasprintf("%s/sluice-%s", bindir, filters[i].name);
 	k->sock = sock_path(k->name);
 	k->backoff_s = 1;
 }
 
-/* select_filters - kids[] for the filters in on[] (at start). */
+/* select_filters - sv.kids[] for the filters in on[] (at start). */
 static void select_filters(const int on[NFILTERS])
 {
-	nkids = 0;
+	sv.nkids = 0;
 	for (size_t i = 0; i < NFILTERS; i++)
 		if (on[i])
-			new_filter(&kids[nkids++], i);
+			new_filter(&sv.kids[sv.nkids++], i);
 }
 
 /* filter_on - whether the filter called name is in on[]. */
@@ -251,7 +201,7 @@ static int write_generated(const struct conf *c, const int on[NFILTERS], char **
 		if (!on[i])
 			continue;
 		char *sock = sock_path(filters[i].name);
-		if (filters[i].kind == K_MILTER)
+		if (filters[i].kind == SUPERVISE_MILTER)
 			sbuf_printf(&milters, "%sunix:%s", milters.len ? ", " : "", sock);
 		else
 			sbuf_printf(&policies, " check_policy_service unix:%s", sock);
@@ -350,310 +300,6 @@ static int write_generated(const struct conf *c, const int on[NFILTERS], char **
 	return ret;
 }
 
-static void write_status(void)
-{
-	publish_targets();
-
-	char *tmp = xasprintf("%s/status.tmp", run_dir), *final = xasprintf("%s/status", run_dir);
-	FILE *f = fopen(tmp, "w");
-	if (!f) {
-		log_event(NULL, "warning: %s: cannot write: %s", tmp, strerror(errno));
-	} else {
-		for (size_t i = 0; i < nkids; i++)
-			fprintf(f, "%s %d %.0f %s %u\n", kids[i].name, (int)kids[i].pid, kids[i].started,
-				kids[i].sock ? kids[i].sock : "-", kids[i].restarts);
-		if ((ferror(f) | fclose(f)) != 0)
-			log_event(NULL, "warning: %s: cannot write: %s", tmp, strerror(errno));
-		else if (rename(tmp, final) < 0)
-			log_event(NULL, "warning: %s: cannot rename to %s: %s", tmp, final, strerror(errno));
-	}
-	free(tmp);
-	free(final);
-}
-
-static pid_t spawn(struct child *k)
-{
-	if (k->sock)
-		unlink(k->sock);
-	pid_t pid = fork();
-	if (pid == 0) {
-		sigset_t none;
-		sigemptyset(&none);
-		sigprocmask(SIG_SETMASK, &none, NULL);
-		signal(SIGTERM, SIG_DFL);
-		signal(SIGHUP, SIG_DFL);
-		signal(SIGINT, SIG_DFL);
-		signal(SIGCHLD, SIG_DFL);
-		unsetenv("NOTIFY_SOCKET");	/* we speak for them */
-		/* its own metrics socket only (fd:N in the generated config); nothing else of ours */
-		close_range(3, ~0U, CLOSE_RANGE_CLOEXEC);
-		int mfd = start_metrics_child_fd(daemon_index(k->name));
-		if (mfd >= 0)
-			fcntl(mfd, F_SETFD, 0);
-		execl(k->bin, k->bin, "-f", "-c", gen_conf, (char *)NULL);
-		fprintf(stderr, "sluice start: exec %s: %s\n", k->bin, strerror(errno));
-		_exit(127);
-	}
-	k->pid = pid;
-	k->started = wall_time();
-	return pid;
-}
-
-/* connect_unix - 1 if a unix socket at path accepts a connection */
-static int connect_unix(const char *path)
-{
-	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	struct sockaddr_un sun = { 0 };
-	sun.sun_family = AF_UNIX;
-	snprintf(sun.sun_path, sizeof sun.sun_path, "%s", path);
-	int ok = fd >= 0 && connect(fd, (struct sockaddr *)&sun, sizeof sun) == 0;
-	if (fd >= 0)
-		close(fd);
-	return ok;
-}
-
-/*
- * greets - 1 if the listen address spec ("host:port", "[v6]:port", ":port",
- * "unix:/path"; a wildcard host is probed on loopback) answers with a 220
- * greeting within wait_ms.
- */
-static int greets(const char *spec, int wait_ms)
-{
-	int fd = -1;
-	if (!strncmp(spec, "unix:", 5)) {
-		fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-		struct sockaddr_un sun = { 0 };
-		sun.sun_family = AF_UNIX;
-		snprintf(sun.sun_path, sizeof sun.sun_path, "%s", spec + 5);
-		if (fd >= 0 && connect(fd, (struct sockaddr *)&sun, sizeof sun) < 0) {
-			close(fd);
-			return 0;
-		}
-	} else {
-		char host[256], port[32];
-		const char *hp = !strncmp(spec, "inet:", 5) ? spec + 5 : spec;
-		if (listen_parse_hostport(hp, host, sizeof host, port, sizeof port) < 0)
-			return 0;
-		if (!*host || !strcmp(host, "0.0.0.0") || !strcmp(host, "*"))
-			snprintf(host, sizeof host, "127.0.0.1");
-		else if (!strcmp(host, "::"))
-			snprintf(host, sizeof host, "::1");
-		struct addrinfo hints = { 0 }, *res;
-		hints.ai_socktype = SOCK_STREAM;
-		hints.ai_flags = AI_NUMERICSERV;
-		if (getaddrinfo(host, port, &hints, &res) != 0)
-			return 0;
-		fd = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-		if (fd >= 0 && connect(fd, res->ai_addr, res->ai_addrlen) < 0) {
-			close(fd);
-			fd = -1;
-		}
-		freeaddrinfo(res);
-	}
-	if (fd < 0)
-		return 0;
-	char buf[512];
-	size_t got = 0;
-	double end = wall_time() + wait_ms / 1000.0;
-	while (got < 4 && wall_time() < end) {
-		struct pollfd pfd = { fd, POLLIN, 0 };
-		if (poll(&pfd, 1, (int)((end - wall_time()) * 1000) + 1) <= 0)
-			break;
-		ssize_t n = read(fd, buf + got, sizeof buf - 1 - got);
-		if (n <= 0)
-			break;
-		got += (size_t)n;
-	}
-	if (got >= 4 && !memcmp(buf, "220", 3))
-		(void)!write(fd, "QUIT\r\n", 6);
-	close(fd);
-	return got >= 4 && !memcmp(buf, "220", 3);
-}
-
-/*
- * wait_ready - until the child answers: a filter's unix socket accepts a
- * connection, sluiced greets on every smtpd_listen address (none: it is
- * still running after a second). 0, or -1 when it died (*status_out set,
- * k->pid = 0) or did not answer within timeout_s (*status_out = -1).
- */
-static int wait_ready(struct child *k, double timeout_s, int *status_out)
-{
-	double begin = wall_time(), end = begin + timeout_s;
-	size_t next = 0;	/* sluiced: the first address that has not greeted yet */
-	*status_out = -1;
-	while (wall_time() < end && !got_term) {
-		int st;
-		if (waitpid(k->pid, &st, WNOHANG) == k->pid) {
-			k->pid = 0;
-			*status_out = st;
-			return -1;
-		}
-		if (k->sock) {
-			if (connect_unix(k->sock)) {
-				chmod(k->sock, 0666);	/* sluiced's receivers run as mail_owner */
-				return 0;
-			}
-		} else {
-			/* a slow greeting (peer name look-up) may take its time */
-			while (next < n_mta_listen &&
-			       greets(mta_listen[next], (int)((end - wall_time()) * 1000) + 1))
-				next++;
-			if (next == n_mta_listen && (n_mta_listen || wall_time() - begin > 1))
-				return 0;
-		}
-		usleep(20000);
-	}
-	return -1;
-}
-
-/* how a child that did not come up ended, for the log */
-static char *not_ready_reason(const struct child *k, int status)
-{
-	if (got_term)
-		return xasprintf("interrupted while %s was starting", k->name);
-	if (status == -1)
-		return xasprintf("%s (pid %d) did not answer on %s within %.0fs", k->name, (int)k->pid,
-				 k->sock ? k->sock : n_mta_listen ? mta_listen[0] : "-", start_timeout_s);
-	if (WIFSIGNALED(status))
-		return xasprintf("%s was killed by signal %d while starting", k->name, WTERMSIG(status));
-	return xasprintf("%s exited with status %d while starting", k->name, WEXITSTATUS(status));
-}
-
-/* free_child - what new_filter allocated; *k is cleared. */
-static void free_child(struct child *k)
-{
-	free(k->bin);
-	free(k->sock);
-	memset(k, 0, sizeof *k);
-}
-
-/* leaving_done - leaving[i] has exited (reaped): its socket goes, the slot too. */
-static void leaving_done(size_t i, int status)
-{
-	struct child *l = &leaving[i];
-	log_event(NULL, "%s (pid %d) stopped: switched off (%s %d)", l->name, (int)l->pid,
-		  WIFSIGNALED(status) ? "signal" : "exit status",
-		  WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status));
-	unlink(l->sock);
-	free_child(l);
-	leaving[i] = leaving[--nleaving];
-	memset(&leaving[nleaving], 0, sizeof leaving[nleaving]);
-}
-
-static void reap_and_schedule(void)
-{
-	int st;
-	pid_t pid;
-	while ((pid = waitpid(-1, &st, WNOHANG)) > 0) {
-		for (size_t i = 0; i < nleaving; i++)
-			if (leaving[i].pid == pid) {
-				leaving_done(i, st);
-				break;
-			}
-		for (size_t i = 0; i < nkids; i++) {
-			struct child *k = &kids[i];
-			if (k->pid != pid)
-				continue;
-			k->pid = 0;
-			if (got_term)
-				break;
-			/* a child that ran for a minute starts over with a short backoff */
-			if (wall_time() - k->started > 60)
-				k->backoff_s = 1;
-			log_event(NULL, "warning: %s (pid %d) %s %d; restarting in %.0fs", k->name, (int)pid,
-				  WIFSIGNALED(st) ? "killed by signal" : "exited with status",
-				  WIFSIGNALED(st) ? WTERMSIG(st) : WEXITSTATUS(st), k->backoff_s);
-			k->restart_at = wall_time() + k->backoff_s;
-			k->backoff_s = k->backoff_s * 2 > 60 ? 60 : k->backoff_s * 2;
-		}
-	}
-}
-
-static void restart_due(void)
-{
-	double now = wall_time();
-	for (size_t i = 0; i < nkids; i++) {
-		struct child *k = &kids[i];
-		if (!k->restart_at || k->restart_at > now)
-			continue;
-		k->restart_at = 0;
-		k->restarts++;
-		spawn(k);
-		int st;
-		if (wait_ready(k, 20, &st) == 0) {
-			log_event(NULL, "%s restarted (pid %d)", k->name, (int)k->pid);
-		} else {
-			char *why = not_ready_reason(k, st);
-			if (k->pid == 0) {	/* died again: reaped here, so schedule it here */
-				log_event(NULL, "warning: %s; restarting in %.0fs", why, k->backoff_s);
-				k->restart_at = wall_time() + k->backoff_s;
-				k->backoff_s = k->backoff_s * 2 > 60 ? 60 : k->backoff_s * 2;
-			} else {
-				log_event(NULL, "warning: %s", why);
-			}
-			free(why);
-		}
-	}
-	write_status();
-}
-
-/* stop_wait - SIGTERM to k, wait for it (SIGKILL after timeout_s); k->pid = 0. */
-static void stop_wait(struct child *k, double timeout_s)
-{
-	if (k->pid <= 0)
-		return;
-	kill(k->pid, SIGTERM);
-	double end = wall_time() + timeout_s;
-	while (waitpid(k->pid, NULL, WNOHANG) != k->pid) {
-		if (wall_time() > end) {
-			kill(k->pid, SIGKILL);
-			waitpid(k->pid, NULL, 0);
-			break;
-		}
-		usleep(20000);
-	}
-	k->pid = 0;
-}
-
-static void stop_all(void)
-{
-	/* the MTA first, so no new mail meets a missing filter */
-	for (size_t i = nkids; i-- > 0;)
-		if (kids[i].pid > 0)
-			kill(kids[i].pid, SIGTERM);
-	for (size_t i = 0; i < nleaving; i++)
-		if (leaving[i].pid > 0)
-			kill(leaving[i].pid, SIGTERM);
-	double end = wall_time() + 40;
-	for (;;) {
-		int left = 0;
-		struct child *all[NFILTERS + 1 + NFILTERS];
-		size_t n = 0;
-		for (size_t i = 0; i < nkids; i++)
-			all[n++] = &kids[i];
-		for (size_t i = 0; i < nleaving; i++)
-			all[n++] = &leaving[i];
-		for (size_t i = 0; i < n; i++) {
-			if (all[i]->pid <= 0)
-				continue;
-			if (waitpid(all[i]->pid, NULL, WNOHANG) == all[i]->pid)
-				all[i]->pid = 0;
-			else
-				left++;
-		}
-		if (!left)
-			break;
-		if (wall_time() > end) {
-			for (size_t i = 0; i < n; i++)
-				if (all[i]->pid > 0)
-					kill(all[i]->pid, SIGKILL);
-			end = wall_time() + 60;
-		}
-		usleep(20000);
-	}
-}
-
-/* ppid_of - the parent of pid from /proc/PID/stat, or -1 when it is gone or a zombie. */
 static pid_t ppid_of(pid_t pid)
 {
 	char path[64], buf[512];
@@ -696,15 +342,6 @@ static size_t children_of(pid_t parent, pid_t *out, size_t max)
 	return n;
 }
 
-/* sluiced_pid - the running sluiced, or 0. */
-static pid_t sluiced_pid(void)
-{
-	for (size_t i = 0; i < nkids; i++)
-		if (kids[i].kind == K_MTA)
-			return kids[i].pid;
-	return 0;
-}
-
 /*
  * drained - whether sluiced's processes from before the last HUP are gone
  * but one: sluiced's master replaces every receiver at a reload (the old
@@ -714,7 +351,7 @@ static pid_t sluiced_pid(void)
  */
 static int drained(void)
 {
-	pid_t mta = sluiced_pid();
+	pid_t mta = supervise_sluiced_pid(&sv);
 	size_t left = 0;
 	if (mta <= 0)
 		return 1;	/* a sluiced started from now on reads the new config */
@@ -758,8 +395,8 @@ static void reload_progress(void)
 			  "graceful_stop_timeout; stopping the filters switched off anyway");
 		ndrain = 0;	/* do not say it again */
 	}
-	for (size_t i = 0; i < nleaving; i++) {
-		struct child *l = &leaving[i];
+	for (size_t i = 0; i < sv.nleaving; i++) {
+		struct supervise_child *l = &sv.leaving[i];
 		if (!l->stopping) {
 			l->stopping = 1;
 			l->kill_at = now + 30;
@@ -769,18 +406,18 @@ static void reload_progress(void)
 			l->kill_at = now + 60;
 		}
 	}
-	if (nleaving)
+	if (sv.nleaving)
 		return;
 	reloading = 0;
 	int on[NFILTERS] = { 0 };
-	for (size_t i = 0; i < nkids; i++)
+	for (size_t i = 0; i < sv.nkids; i++)
 		for (size_t j = 0; j < NFILTERS; j++)
-			if (!strcmp(kids[i].name, filters[j].name))
+			if (!strcmp(sv.kids[i].name, filters[j].name))
 				on[j] = 1;
 	char *list = names(on);
 	log_event(NULL, "reload done -- filters in sluiced's chain: %s", list);
 	free(list);
-	write_status();
+	supervise_write_status(&sv);
 	sdnotify("READY=1");
 }
 
@@ -789,7 +426,7 @@ static void reload_progress(void)
  * switched on (each must answer, or it stays out of the chain), write the
  * wiring for the new set, HUP the daemons that keep running (sluiced
  * replaces its receivers, which read the new chain) and put the filters
- * switched off in leaving[] for reload_progress. A config that does not
+ * switched off in sv.leaving[] for reload_progress. A config that does not
  * load, or a wiring that cannot be written, changes nothing.
  */
 static void reload(void)
@@ -806,9 +443,9 @@ static void reload(void)
 	}
 	int on[NFILTERS], was[NFILTERS] = { 0 }, fresh[NFILTERS] = { 0 };
 	wanted_filters(c, on);
-	for (size_t i = 0; i < nkids; i++)
+	for (size_t i = 0; i < sv.nkids; i++)
 		for (size_t j = 0; j < NFILTERS; j++)
-			if (!strcmp(kids[i].name, filters[j].name))
+			if (!strcmp(sv.kids[i].name, filters[j].name))
 				was[j] = 1;
 	/* the new wiring first: the filters started below read their settings from it */
 	if (write_generated(c, on, &err) < 0) {
@@ -819,59 +456,59 @@ static void reload(void)
 			sdnotify("READY=1");
 		return;
 	}
-	struct child next[NFILTERS + 1];
+	struct supervise_child next[NFILTERS + 1];
 	size_t nnext = 0;
 	int rewrite = 0;
 	for (size_t j = 0; j < NFILTERS; j++) {
-		struct child *cur = NULL;
-		for (size_t i = 0; i < nkids; i++)
-			if (!strcmp(kids[i].name, filters[j].name))
-				cur = &kids[i];
+		struct supervise_child *cur = NULL;
+		for (size_t i = 0; i < sv.nkids; i++)
+			if (!strcmp(sv.kids[i].name, filters[j].name))
+				cur = &sv.kids[i];
 		if (cur && on[j]) {
 			next[nnext++] = *cur;
 			continue;
 		}
 		if (cur) {	/* switched off: stopped by reload_progress */
-			if (cur->pid > 0 && nleaving < NFILTERS) {
-				leaving[nleaving] = *cur;
-				leaving[nleaving].stopping = 0;
-				nleaving++;
+			if (cur->pid > 0 && sv.nleaving < NFILTERS) {
+				sv.leaving[sv.nleaving] = *cur;
+				sv.leaving[sv.nleaving].stopping = 0;
+				sv.nleaving++;
 			} else {	/* down, waiting for its restart: it stays down */
 				unlink(cur->sock);
-				free_child(cur);
+				supervise_child_free(cur);
 			}
 			continue;
 		}
 		if (!on[j])
 			continue;
 		/* switched on; still running if it was switched off a moment ago */
-		size_t li = nleaving;
-		for (size_t i = 0; i < nleaving; i++)
-			if (!strcmp(leaving[i].name, filters[j].name))
+		size_t li = sv.nleaving;
+		for (size_t i = 0; i < sv.nleaving; i++)
+			if (!strcmp(sv.leaving[i].name, filters[j].name))
 				li = i;
-		if (li < nleaving && !leaving[li].stopping) {
-			next[nnext++] = leaving[li];
-			leaving[li] = leaving[--nleaving];
+		if (li < sv.nleaving && !sv.leaving[li].stopping) {
+			next[nnext++] = sv.leaving[li];
+			sv.leaving[li] = sv.leaving[--sv.nleaving];
 			log_event(NULL, "%s (pid %d) switched on again before it was stopped", filters[j].name,
 				  (int)next[nnext - 1].pid);
 			continue;
 		}
-		if (li < nleaving) {	/* on its way out: let it go first (its socket) */
-			stop_wait(&leaving[li], 30);
-			free_child(&leaving[li]);
-			leaving[li] = leaving[--nleaving];
+		if (li < sv.nleaving) {	/* on its way out: let it go first (its socket) */
+			supervise_stop_wait(&sv.leaving[li], 30);
+			supervise_child_free(&sv.leaving[li]);
+			sv.leaving[li] = sv.leaving[--sv.nleaving];
 		}
-		struct child k;
+		struct supervise_child k;
 		new_filter(&k, j);
-		spawn(&k);
+		supervise_spawn(&sv, &k);
 		int st;
-		if (wait_ready(&k, start_timeout_s, &st) < 0) {
-			char *why = not_ready_reason(&k, st);
+		if (supervise_wait_ready(&sv, &k, SUPERVISE_START_TIMEOUT_S, &st) < 0) {
+			char *why = supervise_not_ready_reason(&sv, &k, st);
 			log_event(NULL, "warning: reload: %s; %s stays out of sluiced's chain", why, k.name);
 			free(why);
-			stop_wait(&k, 30);
+			supervise_stop_wait(&k, 30);
 			unlink(k.sock);
-			free_child(&k);
+			supervise_child_free(&k);
 			on[j] = 0;
 			rewrite = 1;
 			continue;
@@ -880,18 +517,18 @@ static void reload(void)
 		fresh[j] = 1;
 		next[nnext++] = k;
 	}
-	for (size_t i = 0; i < nkids; i++)
-		if (kids[i].kind == K_MTA)
-			next[nnext++] = kids[i];
-	memcpy(kids, next, nnext * sizeof *kids);
-	nkids = nnext;
+	for (size_t i = 0; i < sv.nkids; i++)
+		if (sv.kids[i].kind == SUPERVISE_MTA)
+			next[nnext++] = sv.kids[i];
+	memcpy(sv.kids, next, nnext * sizeof *sv.kids);
+	sv.nkids = nnext;
 	if (rewrite && write_generated(c, on, &err) < 0) {
 		log_event(NULL, "warning: reload: %s", err);
 		free(err);
 	}
 	conf_free(&c);
 	/* sluiced's processes now, to know when all of its receivers run the new chain */
-	pid_t mta = sluiced_pid();
+	pid_t mta = supervise_sluiced_pid(&sv);
 	ndrain = mta > 0 ? children_of(mta, drain_pids, sizeof drain_pids / sizeof drain_pids[0]) : 0;
 	drain_until = wall_time() + 30;
 	struct conf *g = conf_load(gen_conf, params_all, NULL, &err);
@@ -901,13 +538,13 @@ static void reload(void)
 	} else {
 		free(err);
 	}
-	for (size_t i = 0; i < nkids; i++) {
+	for (size_t i = 0; i < sv.nkids; i++) {
 		int is_fresh = 0;
 		for (size_t j = 0; j < NFILTERS; j++)
-			if (fresh[j] && !strcmp(kids[i].name, filters[j].name))
+			if (fresh[j] && !strcmp(sv.kids[i].name, filters[j].name))
 				is_fresh = 1;
-		if (kids[i].pid > 0 && !is_fresh)
-			kill(kids[i].pid, SIGHUP);
+		if (sv.kids[i].pid > 0 && !is_fresh)
+			kill(sv.kids[i].pid, SIGHUP);
 	}
 	struct sbuf sw;
 	sbuf_init(&sw);
@@ -918,7 +555,7 @@ static void reload(void)
 		  sw.len ? sw.buf : "");
 	sbuf_free(&sw);
 	reloading = 1;
-	write_status();
+	supervise_write_status(&sv);
 }
 
 static void supervise(void)
@@ -938,22 +575,22 @@ static void supervise(void)
 			on_sig(sig);
 		if (got_chld) {
 			got_chld = 0;
-			reap_and_schedule();
+			supervise_reap(&sv);
 		}
-		if (got_term)
+		if (sv.term)
 			break;
 		if (got_hup) {
 			got_hup = 0;
 			reload();
 		}
 		reload_progress();
-		restart_due();
+		supervise_restart_due(&sv);
 	}
 	log_event(NULL, "stopping");
 	sdnotify("STOPPING=1");
-	stop_all();
-	for (size_t i = 0; i < nleaving; i++)
-		unlink(leaving[i].sock);
+	supervise_stop_all(&sv);
+	for (size_t i = 0; i < sv.nleaving; i++)
+		unlink(sv.leaving[i].sock);
 	sigprocmask(SIG_SETMASK, &old, NULL);
 }
 
@@ -1093,6 +730,8 @@ static int start_main(int argc, char **argv)
 		run_dir = real_run;
 	}
 	gen_conf = xasprintf("%s/sluice.conf", run_dir);
+	sv.run_dir = run_dir;
+	sv.gen_conf = gen_conf;
 	char *pidfile = xasprintf("%s/sluice.pid", run_dir);
 	FILE *pf = fopen(pidfile, "r");
 	int other = 0;
@@ -1115,15 +754,16 @@ static int start_main(int argc, char **argv)
 		fprintf(stderr, "sluice: %s\n", err);
 		return 1;
 	}
-	const char *const *ls = conf_list(c, "smtpd_listen", &n_mta_listen);
-	mta_listen = xcalloc(n_mta_listen + 1, sizeof *mta_listen);
-	for (size_t i = 0; i < n_mta_listen; i++)
-		mta_listen[i] = xstrdup(ls[i]);
+	const char *const *ls = conf_list(c, "smtpd_listen", &sv.n_mta_listen);
+	sv.mta_listen = xcalloc(sv.n_mta_listen + 1, sizeof *sv.mta_listen);
+	for (size_t i = 0; i < sv.n_mta_listen; i++)
+		sv.mta_listen[i] = xstrdup(ls[i]);
 	conf_free(&c);
-	struct child *m = &kids[nkids++];
+	struct supervise_child *m = &sv.kids[sv.nkids++];
 	memset(m, 0, sizeof *m);
 	m->name = "sluiced";
-	m->kind = K_MTA;
+	m->kind = SUPERVISE_MTA;
+	m->metrics_d = NFILTERS;
 	m->bin = xasprintf("%s/sluiced", bindir);
 	m->backoff_s = 1;
 	int report_fd = -1;
@@ -1135,7 +775,7 @@ static int start_main(int argc, char **argv)
 		return 1;
 	}
 	signal(SIGPIPE, SIG_IGN);
-	publish_targets();
+	supervise_publish_targets(&sv);
 	if (start_metrics_serve(&err) < 0) {
 		log_event(NULL, "fatal: %s", err);
 		report(report_fd, err);
@@ -1149,18 +789,18 @@ static int start_main(int argc, char **argv)
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGHUP, &sa, NULL);
-	for (size_t i = 0; i < nkids; i++) {
-		struct child *k = &kids[i];
-		spawn(k);
+	for (size_t i = 0; i < sv.nkids; i++) {
+		struct supervise_child *k = &sv.kids[i];
+		supervise_spawn(&sv, k);
 		int st;
-		if (wait_ready(k, start_timeout_s, &st) < 0) {
-			char *why = not_ready_reason(k, st);
+		if (supervise_wait_ready(&sv, k, SUPERVISE_START_TIMEOUT_S, &st) < 0) {
+			char *why = supervise_not_ready_reason(&sv, k, st);
 			log_event(NULL, "fatal: %s; stopping (its log says why)", why);
 			report(report_fd, why);
 			free(why);
-			got_term = 1;	/* no restarts while stopping */
-			stop_all();
-			write_status();
+			sv.term = 1;	/* no restarts while stopping */
+			supervise_stop_all(&sv);
+			supervise_write_status(&sv);
 			start_metrics_stop();
 			unlink(pidfile);
 			return 1;
@@ -1168,14 +808,14 @@ static int start_main(int argc, char **argv)
 		if (k->sock)
 			log_event(NULL, "%s ready on unix:%s (pid %d)", k->name, k->sock, (int)k->pid);
 		else
-			log_event(NULL, "sluiced ready on %s (pid %d)", n_mta_listen ? mta_listen[0] : "-",
+			log_event(NULL, "sluiced ready on %s (pid %d)", sv.n_mta_listen ? sv.mta_listen[0] : "-",
 				  (int)k->pid);
 	}
-	write_status();
-	log_event(NULL, "started: %zu filter(s) and sluiced, all answering; generated config %s", nkids - 1,
+	supervise_write_status(&sv);
+	log_event(NULL, "started: %zu filter(s) and sluiced, all answering; generated config %s", sv.nkids - 1,
 		  gen_conf);
 	report(report_fd, NULL);
-	char *ready = xasprintf("READY=1\nSTATUS=%zu filter(s) and sluiced answering", nkids - 1);
+	char *ready = xasprintf("READY=1\nSTATUS=%zu filter(s) and sluiced answering", sv.nkids - 1);
 	if (sdnotify(ready) < 0)
 		log_event(NULL, "warning: sd_notify: %s", strerror(errno));
 	free(ready);
