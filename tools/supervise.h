@@ -12,8 +12,8 @@
  * socket restarts) and telling tools/start_metrics which daemons run at
  * each writing of it; stopping one daemon, or all (sluiced first).
  * Leaves: which daemons run and the generated config (writing it, reload,
- * when a filter on its way out is stopped) to tools/start; signals and the
- * supervisor's loop to tools/start; metrics to tools/start_metrics.
+ * when a filter on its way out is stopped) to tools/start_reload; signals
+ * and the supervisor's loop to tools/start; metrics to tools/start_metrics.
  *
  * Everything here runs in the supervisor's main thread, on one struct
  * supervise that the caller owns and passes in.
@@ -27,7 +27,7 @@
 
 enum supervise_kind { SUPERVISE_MILTER, SUPERVISE_POLICY, SUPERVISE_MTA };
 
-#define SUPERVISE_FILTERS_MAX 7	/* room in the tables; tools/start has fewer */
+#define SUPERVISE_FILTERS_MAX 7	/* room in the tables; tools/start_reload has fewer */
 /* how long a daemon has to answer after it is started (named in the reason why not) */
 #define SUPERVISE_START_TIMEOUT_S 30.0
 
@@ -63,8 +63,8 @@ struct supervise {
 	size_t nkids;
 	/*
 	 * Filters switched off at a reload: out of the generated config
-	 * already, stopped by the caller when it is safe (tools/start's
-	 * reload_progress); reaped, logged and freed here.
+	 * already, stopped by the caller when it is safe
+	 * (start_reload_progress); reaped, logged and freed here.
 	 */
 	struct supervise_child leaving[SUPERVISE_FILTERS_MAX];
 	size_t nleaving;
