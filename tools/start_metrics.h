@@ -9,8 +9,9 @@
  * daemon="sluiced"|"sluice-<name>" on every series) with its own sluice_up,
  * sluice_filter_restarts_total and the supervisor's process_*
  * (daemon="sluice").
- * Leaves: which daemons run, their names, restarts and the generated
- * config file itself to tools/start (the supervisor); the merge to
+ * Leaves: which daemons there are and the generated config file itself to
+ * tools/start_reload, which of them run, their names and restarts to
+ * tools/supervise (the supervisor's children); the merge to
  * lib/metrics_merge.
  *
  * A daemon without its own <name>_metrics_listen gets a loopback port
@@ -23,7 +24,7 @@
  * start_metrics_listen is bound at start only (a change needs a restart).
  *
  * Daemons are known by an index d < the ndaemons given to
- * start_metrics_bind (tools/start: filters[d], then sluiced).
+ * start_metrics_bind (tools/start_reload: filters[d], then sluiced).
  *
  * Threads: every function here belongs to the supervisor's main thread.
  * The serving thread (between start_metrics_serve and start_metrics_stop)
