@@ -47,7 +47,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *d, size_t n)
 		tz = 1;
 	}
 	struct rp_parser *p = rp_parser_new(2026, 11);
-	struct report_stats *st = rs_new(NULL);
+	/* --since/--until from the second and third bytes: none, or a time in
+	   the days the corpus's lines are from */
+	static const double times[4] = { 0, 1795294800.0 /* 2026-11-21T21:00Z */,
+					 1796201042.0 /* 2026-12-02T08:44:02Z */, 1796256000.0 /* 12-03 */ };
+	struct rs_opts o = { 0 };
+	if (n > 2) {
+		o.since = times[d[1] & 3];
+		o.until = times[d[2] & 3];
+	}
+	struct report_stats *st = rs_new(&o);
 	struct rp_event ev;
 	const char *s = (const char *)d, *end = s + n;
 	size_t nl_count = 0, cap = 64;
@@ -78,7 +87,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *d, size_t n)
 
 	/* two parts, cut before line `cut` */
 	size_t cut = n ? (size_t)d[0] % (nl_count + 1) : 0;
-	struct report_stats *first = rs_new(NULL), *later = rs_new(NULL);
+	struct report_stats *first = rs_new(&o), *later = rs_new(&o);
 	rs_part(later);
 	for (size_t i = 0; i < cut; i++) {
 		rp_parse_line(p, lines[i].s, lines[i].len, &ev);
