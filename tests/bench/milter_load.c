@@ -37,6 +37,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "load_common.h"
+
 #define NR_CONN 0x1000u
 #define NR_MAIL 0x4000u
 #define NR_HDR 0x80u
@@ -76,45 +78,6 @@ static struct message *messages;
 static size_t nmessages;
 static unsigned next_message;	/* round robin over messages (atomic) */
 
-static double now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}
-
-static void die(const char *what)
-{
-	perror(what);
-	exit(1);
-}
-
-static int dial(void)
-{
-	int fd;
-	if (!strncmp(spec, "unix:", 5)) {
-		struct sockaddr_un sun = { .sun_family = AF_UNIX };
-		snprintf(sun.sun_path, sizeof(sun.sun_path), "%s", spec + 5);
-		fd = socket(AF_UNIX, SOCK_STREAM, 0);
-		if (connect(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0)
-			die("connect unix");
-	} else {
-		char host[256];
-		const char *hp = spec + 5, *colon = strrchr(hp, ':');
-		snprintf(host, sizeof(host), "%.*s", (int)(colon - hp), hp);
-		struct addrinfo hints = { .ai_socktype = SOCK_STREAM }, *ai;
-		if (getaddrinfo(host, colon + 1, &hints, &ai))
-			die("getaddrinfo");
-		fd = socket(ai->ai_family, SOCK_STREAM, 0);
-		if (connect(fd, ai->ai_addr, ai->ai_addrlen) < 0)
-			die("connect inet");
-		int one = 1;
-		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-		freeaddrinfo(ai);
-	}
-	return fd;
-}
-
 /* outgoing packets are collected and written in one write() before each wait */
 struct out { char *b; size_t n, cap; };
 
@@ -141,7 +104,7 @@ static void flush(int fd, struct out *o)
 		if (w < 0) {
 			if (errno == EINTR)
 				continue;
-			die("write");
+			lc_die("write");
 		}
 		off += (size_t)w;
 	}
@@ -213,7 +176,7 @@ static uint32_t negotiate(int fd, struct out *o, char **buf, uint32_t *len)
 /* open + negotiate */
 static int session_open(struct out *o, char **buf, uint32_t *len, uint32_t *proto_out)
 {
-	int fd = dial();
+	int fd = lc_dial(spec);
 	*proto_out = negotiate(fd, o, buf, len);
 	return fd;
 }
@@ -258,7 +221,7 @@ static void *worker(void *arg)
 	int myerr = 0;
 	for (int i = 0; i < count; i++) {
 		const struct message *msg = &messages[__atomic_fetch_add(&next_message, 1, __ATOMIC_RELAXED) % nmessages];
-		double t0 = now_ms();
+		double t0 = lc_now_ms();
 		if (i > 0 && per_message == 'r') {	/* one milter connection per message */
 			put(&o, 'Q', "", 0);
 			flush(fd, &o);
@@ -354,7 +317,7 @@ static void *worker(void *arg)
 			myerr++;	/* r, t, d, y, ...: counted as an error */
 			break;
 		}
-		mine[i] = now_ms() - t0;
+		mine[i] = lc_now_ms() - t0;
 		if (i == 0) {
 			pthread_mutex_lock(&mu);
 			if (!first_mods[0])
@@ -374,12 +337,6 @@ static void *worker(void *arg)
 	free(buf);
 	free(o.b);
 	return NULL;
-}
-
-static int cmpd(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-	return x < y ? -1 : x > y;
 }
 
 /* split msg (LF or CRLF) into headers (unfolded values keep CRLF folds) and a
@@ -436,13 +393,13 @@ static void add_message_file(const char *file)
 {
 	FILE *f = fopen(file, "rb");
 	if (!f)
-		die(file);
+		lc_die(file);
 	fseek(f, 0, SEEK_END);
 	size_t msg_len = (size_t)ftell(f);
 	rewind(f);
 	char *msg = malloc(msg_len + 1);
 	if (fread(msg, 1, msg_len, f) != msg_len)
-		die("read");
+		lc_die("read");
 	fclose(f);
 	messages = realloc(messages, sizeof(*messages) * (nmessages + 1));
 	parse_message(msg, msg_len, &messages[nmessages++]);
@@ -478,7 +435,7 @@ int main(int argc, char **argv)
 	} else {
 		FILE *lf = fopen(list, "r");
 		if (!lf)
-			die(list);
+			lc_die(list);
 		char path[4096];
 		while (fgets(path, sizeof(path), lf)) {
 			path[strcspn(path, "\r\n")] = 0;
@@ -495,15 +452,15 @@ int main(int argc, char **argv)
 	pthread_t th[256];
 	if (nconns > 256)
 		nconns = 256;
-	double t0 = now_ms();
+	double t0 = lc_now_ms();
 	for (int i = 0; i < nconns; i++) {
 		int share = nmsgs / nconns + (i < nmsgs % nconns);
 		pthread_create(&th[i], NULL, worker, (void *)(intptr_t)share);
 	}
 	for (int i = 0; i < nconns; i++)
 		pthread_join(th[i], NULL);
-	double secs = (now_ms() - t0) / 1e3;
-	qsort(lat_ms, (size_t)lat_n, sizeof(double), cmpd);
+	double secs = (lc_now_ms() - t0) / 1e3;
+	qsort(lat_ms, (size_t)lat_n, sizeof(double), lc_cmp_double);
 	double p50 = lat_ms[lat_n / 2], p99 = lat_ms[(size_t)(lat_n * 0.99) < (size_t)lat_n ? (size_t)(lat_n * 0.99) : (size_t)lat_n - 1];
 	printf("{\"msgs\": %d, \"secs\": %.4f, \"msgs_per_s\": %.1f, \"p50_ms\": %.3f, \"p99_ms\": %.3f, "
 	       "\"errors\": %d, \"first_mods\": \"", lat_n, secs, lat_n / secs, p50, p99, errors);

@@ -40,6 +40,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "load_common.h"
+
 #define MAX_CONNS 4096
 #define MAX_TEMPLATES 65536
 #define REPLY_MAX 8192
@@ -72,24 +74,11 @@ static long nlat;
 static struct { char word[32]; long n; } actions[MAX_ACTIONS];
 static int nactions;
 
-static double now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}
-
-static void die(const char *what)
-{
-	fprintf(stderr, "policy_load: %s: %s\n", what, strerror(errno));
-	exit(2);
-}
-
 static void *xmalloc(size_t n)
 {
 	void *p = malloc(n ? n : 1);
 	if (!p)
-		die("malloc");
+		lc_die("malloc");
 	return p;
 }
 
@@ -98,7 +87,7 @@ static struct tmpl *read_templates(const char *path, size_t *n_out)
 {
 	FILE *f = fopen(path, "r");
 	if (!f)
-		die(path);
+		lc_die(path);
 	char *buf = NULL;
 	size_t cap = 0, len = 0;
 	for (;;) {
@@ -106,7 +95,7 @@ static struct tmpl *read_templates(const char *path, size_t *n_out)
 			cap = (cap + 65536) * 2;
 			buf = realloc(buf, cap);
 			if (!buf)
-				die("realloc");
+				lc_die("realloc");
 		}
 		size_t r = fread(buf + len, 1, cap - len - 1, f);
 		if (r == 0)
@@ -171,39 +160,7 @@ static char *expand(const struct tmpl *t, long num, size_t *len_out)
 
 static int connect_one(void)
 {
-	int fd;
-	if (!strncmp(spec, "unix:", 5)) {
-		struct sockaddr_un sun = { .sun_family = AF_UNIX };
-		snprintf(sun.sun_path, sizeof sun.sun_path, "%s", spec + 5);
-		fd = socket(AF_UNIX, SOCK_STREAM, 0);
-		if (fd < 0 || connect(fd, (struct sockaddr *)&sun, sizeof sun) < 0)
-			die(spec);
-	} else {
-		const char *hp = !strncmp(spec, "inet:", 5) ? spec + 5 : spec;
-		const char *colon = strrchr(hp, ':');
-		if (!colon) {
-			fprintf(stderr, "policy_load: -s %s: expected inet:host:port or unix:/path\n", spec);
-			exit(2);
-		}
-		char host[256];
-		snprintf(host, sizeof host, "%.*s", (int)(colon - hp), hp);
-		if (host[0] == '[' && host[strlen(host) - 1] == ']') {
-			memmove(host, host + 1, strlen(host));
-			host[strlen(host) - 1] = 0;
-		}
-		struct addrinfo hints = { .ai_socktype = SOCK_STREAM }, *ai;
-		int rc = getaddrinfo(host, colon + 1, &hints, &ai);
-		if (rc) {
-			fprintf(stderr, "policy_load: %s: %s\n", spec, gai_strerror(rc));
-			exit(2);
-		}
-		fd = socket(ai->ai_family, SOCK_STREAM, 0);
-		if (fd < 0 || connect(fd, ai->ai_addr, ai->ai_addrlen) < 0)
-			die(spec);
-		freeaddrinfo(ai);
-		int one = 1;
-		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-	}
+	int fd = lc_dial(spec);
 	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
 	return fd;
 }
@@ -264,7 +221,7 @@ static void send_req(struct conn *c, const struct tmpl *t, long num)
 	c->out_off = 0;
 	c->busy = 1;
 	c->in_len = 0;
-	c->t0 = now_ms();
+	c->t0 = lc_now_ms();
 	if (flush(c) < 0) {
 		errors++;
 		conn_close(c);
@@ -318,18 +275,12 @@ static void on_readable(struct conn *c)
 			c->busy = 0;
 			return;
 		}
-		lat_ms[nlat++] = now_ms() - c->t0;
+		lat_ms[nlat++] = lc_now_ms() - c->t0;
 		done_reqs++;
 		count_action(c->in);
 		next(c);
 		return;
 	}
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-	return x < y ? -1 : x > y;
 }
 
 /* run - the event loop until pending() is 0 or the deadline; 0 or -1 (timed out). */
@@ -339,7 +290,7 @@ static int run(struct conn *cs, int (*pending)(struct conn *), double deadline)
 	while (pending(cs)) {
 		int n = epoll_wait(ep, evs, 256, 1000);
 		if (n < 0 && errno != EINTR)
-			die("epoll_wait");
+			lc_die("epoll_wait");
 		for (int i = 0; i < n; i++) {
 			struct conn *c = evs[i].data.ptr;
 			if (c->fd < 0)
@@ -352,7 +303,7 @@ static int run(struct conn *cs, int (*pending)(struct conn *), double deadline)
 			if (evs[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR))
 				on_readable(c);
 		}
-		if (now_ms() > deadline)
+		if (lc_now_ms() > deadline)
 			return -1;
 	}
 	return 0;
@@ -405,16 +356,16 @@ int main(int argc, char **argv)
 	lat_ms = xmalloc((size_t)nreqs * sizeof(*lat_ms));
 	ep = epoll_create1(0);
 	if (ep < 0)
-		die("epoll_create1");
+		lc_die("epoll_create1");
 	struct conn *cs = calloc((size_t)nconns, sizeof(*cs));
 	if (!cs)
-		die("calloc");
-	double deadline = now_ms() + timeout_s * 1000;
+		lc_die("calloc");
+	double deadline = lc_now_ms() + timeout_s * 1000;
 	for (int i = 0; i < nconns; i++) {
 		cs[i].fd = connect_one();
 		struct epoll_event ev = { .events = EPOLLIN, .data.ptr = &cs[i] };
 		if (epoll_ctl(ep, EPOLL_CTL_ADD, cs[i].fd, &ev) < 0)
-			die("epoll_ctl");
+			lc_die("epoll_ctl");
 		if (warm_file) {
 			cs[i].warm = 1;
 			send_req(&cs[i], &warm_tmpl, i);
@@ -425,17 +376,17 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	long warm_errors = errors;
-	double t0 = now_ms();
+	double t0 = lc_now_ms();
 	for (int i = 0; i < nconns; i++)
 		if (cs[i].fd >= 0)
 			next(&cs[i]);
 	int to = run(cs, main_pending, deadline);
-	double secs = (now_ms() - t0) / 1000;
+	double secs = (lc_now_ms() - t0) / 1000;
 	if (to < 0)
 		fprintf(stderr, "policy_load: timed out after %.0f s\n", timeout_s);
 	for (int i = 0; i < nconns; i++)
 		conn_close(&cs[i]);
-	qsort(lat_ms, (size_t)nlat, sizeof(*lat_ms), cmp_double);
+	qsort(lat_ms, (size_t)nlat, sizeof(*lat_ms), lc_cmp_double);
 	double p50 = nlat ? lat_ms[nlat / 2] : 0;
 	double p99 = nlat ? lat_ms[nlat - 1 < (long)(nlat * 0.99) ? nlat - 1 : (long)(nlat * 0.99)] : 0;
 	printf("{\"reqs\": %ld, \"secs\": %.4f, \"req_per_s\": %.1f, \"p50_ms\": %.3f, \"p99_ms\": %.3f, "

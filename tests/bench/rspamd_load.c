@@ -30,6 +30,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "load_common.h"
+
 struct msg { char *data; size_t len; };
 
 static const char *host = "127.0.0.1", *port = "11333";
@@ -48,33 +50,6 @@ static const char *action_names[NACTIONS] = {
 	"no action", "greylist", "add header", "rewrite subject", "soft reject", "reject", "discard", "other"
 };
 static int action_count[NACTIONS];
-
-static double now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}
-
-static void die(const char *what)
-{
-	perror(what);
-	exit(1);
-}
-
-static int dial(void)
-{
-	struct addrinfo hints = { .ai_socktype = SOCK_STREAM }, *ai;
-	if (getaddrinfo(host, port, &hints, &ai))
-		die("getaddrinfo");
-	int fd = socket(ai->ai_family, SOCK_STREAM, 0);
-	if (fd < 0 || connect(fd, ai->ai_addr, ai->ai_addrlen) < 0)
-		die("connect");
-	int one = 1;
-	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	freeaddrinfo(ai);
-	return fd;
-}
 
 static int write_all(int fd, const char *p, size_t n)
 {
@@ -100,7 +75,7 @@ static ssize_t fill(int fd, struct rbuf *r)
 		r->cap = r->cap * 2 + 65536;
 		r->b = realloc(r->b, r->cap + 1);
 		if (!r->b)
-			die("realloc");
+			lc_die("realloc");
 	}
 	ssize_t got;
 	do
@@ -127,7 +102,7 @@ static int request(int *fd, const struct msg *m, int *action_out)
 	struct rbuf r = { 0 };
 	for (int attempt = 0; attempt < 2; attempt++) {
 		if (*fd < 0)
-			*fd = dial();
+			*fd = lc_dial_tcp(host, port);
 		if (write_all(*fd, head, (size_t)hl) || write_all(*fd, m->data, m->len)) {
 			close(*fd);
 			*fd = -1;
@@ -196,10 +171,10 @@ static void *worker(void *arg)
 	int fd = -1;
 	for (int i = 0; i < count; i++) {
 		unsigned k = __atomic_fetch_add(&next_msg, 1, __ATOMIC_RELAXED);
-		double t0 = now_ms();
+		double t0 = lc_now_ms();
 		int action = NACTIONS - 1;
 		int status = request(&fd, &msgs[k % nmsgfiles], &action);
-		mine[i] = now_ms() - t0;
+		mine[i] = lc_now_ms() - t0;
 		if (status != 200)
 			myerr++;
 		else
@@ -218,17 +193,11 @@ static void *worker(void *arg)
 	return NULL;
 }
 
-static int cmpd(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-	return x < y ? -1 : x > y;
-}
-
 static void load_list(const char *list)
 {
 	FILE *lf = fopen(list, "r");
 	if (!lf)
-		die(list);
+		lc_die(list);
 	char path[4096];
 	size_t cap = 0;
 	while (fgets(path, sizeof(path), lf)) {
@@ -237,7 +206,7 @@ static void load_list(const char *list)
 			continue;
 		FILE *f = fopen(path, "rb");
 		if (!f)
-			die(path);
+			lc_die(path);
 		if (nmsgfiles == cap) {
 			cap = cap * 2 + 64;
 			msgs = realloc(msgs, cap * sizeof(*msgs));
@@ -248,7 +217,7 @@ static void load_list(const char *list)
 		rewind(f);
 		m->data = malloc(m->len + 1);
 		if (fread(m->data, 1, m->len, f) != m->len)
-			die("read");
+			lc_die("read");
 		fclose(f);
 	}
 	fclose(lf);
@@ -294,15 +263,15 @@ int main(int argc, char **argv)
 	load_list(list);
 	lat_ms = calloc((size_t)nreq, sizeof(double));
 	pthread_t th[256];
-	double t0 = now_ms();
+	double t0 = lc_now_ms();
 	for (int i = 0; i < nconns; i++) {
 		int share = nreq / nconns + (i < nreq % nconns);
 		pthread_create(&th[i], NULL, worker, (void *)(intptr_t)share);
 	}
 	for (int i = 0; i < nconns; i++)
 		pthread_join(th[i], NULL);
-	double secs = (now_ms() - t0) / 1e3;
-	qsort(lat_ms, (size_t)lat_n, sizeof(double), cmpd);
+	double secs = (lc_now_ms() - t0) / 1e3;
+	qsort(lat_ms, (size_t)lat_n, sizeof(double), lc_cmp_double);
 	size_t i99 = (size_t)(lat_n * 0.99);
 	if (i99 >= (size_t)lat_n)
 		i99 = (size_t)lat_n - 1;
