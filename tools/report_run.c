@@ -1,7 +1,12 @@
 /*
  * report_run: see report_run.h.
  *
- * With jobs > 1: slots hold chunks in flight, slot seq % nslot for chunk seq.
+ * A plain file (run_parts): part k's thread counts bytes [off[k], off[k+1])
+ * into its own stats; the calling thread counts part 0 into st, then joins
+ * the others in order, counts each one's passed-back events into st and
+ * adds the part (or counts it again in one pass: rs_part_fits).
+ *
+ * A pipe or gzip (run_parallel): slots hold chunks in flight, slot seq % nslot for chunk seq.
  * A worker takes the reader lock, waits (on the state lock) until fewer than
  * nslot chunks are out, takes the next seq, reads that chunk's lines from the
  * input, lets the reader lock go, parses the lines into the slot's events
@@ -288,8 +293,9 @@ static int run_parallel(struct report_stats *st, struct report_input *in, const 
 	r.slot = xcalloc(r.nslot, sizeof *r.slot);
 	for (size_t i = 0; i < r.nslot; i++)
 		slot_init(&r.slot[i]);
-	/* the time zone read once here: the workers' mktime() then find it
-	   read (glibc locks around it anyway; a sanitizer does not see that lock) */
+	/* the time zone read once, here: the threads' localtime_r() then only
+	   read it (glibc locks around it anyway, a lock a thread sanitizer does
+	   not see; report_time's mktime() is under a lock of ours) */
 	tzset();
 	pthread_t tid[RR_MAX_JOBS];
 	int nt = 0;
