@@ -31,6 +31,9 @@ struct report_input {
 	size_t carry_len, carry_cap;
 	int skipping;
 	long long left;		/* ri_open_range: bytes still to read; -1: to the end */
+	long long roff;		/* ri_open_range: the next byte's offset (read with pread:
+				   another descriptor of the same open file, as stdin's
+				   dups are, may move the shared offset) */
 };
 
 struct report_input *ri_open(const char *path, const char **err_out)
@@ -64,12 +67,13 @@ struct report_input *ri_open_range(const char *path, long long off, long long le
 	struct report_input *in = ri_open(path, err_out);
 	if (!in)
 		return NULL;
-	if (in->gz || off < 0 || len < 0 || lseek(in->fd, (off_t)off, SEEK_SET) != (off_t)off) {
-		*err_out = in->gz ? "a gzip'd file has no byte ranges" : "cannot seek";
+	if (in->gz || off < 0 || len < 0) {
+		*err_out = in->gz ? "a gzip'd file has no byte ranges" : "a bad byte range";
 		ri_close(&in);
 		return NULL;
 	}
 	in->left = len;
+	in->roff = off;
 	return in;
 }
 
@@ -96,8 +100,10 @@ static long read_some(struct report_input *in, char *buf, size_t n, const char *
 		ssize_t r = 0;
 		if (n)
 			do
-				r = read(in->fd, buf, n);
+				r = in->left >= 0 ? pread(in->fd, buf, n, (off_t)in->roff) : read(in->fd, buf, n);
 			while (r < 0 && errno == EINTR);
+		if (r > 0 && in->left >= 0)
+			in->roff += r;
 		if (r < 0) {
 			*err_out = strerror(errno);
 			return -1;

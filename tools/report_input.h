@@ -24,7 +24,9 @@ void ri_close(struct report_input **in);
 /*
  * ri_open_range - ri_open of the len bytes of a plain file from byte off
  * (report_run cuts a file into parts at line starts); NULL with *err_out
- * for a gzip'd file, a pipe, or any ri_open failure.
+ * for a gzip'd file, a pipe, or any ri_open failure. Read with pread: the
+ * ranges of one file may be read at once through descriptors that share
+ * an offset ("-" when stdin is a file: each is a dup of 0).
  */
 struct report_input *ri_open_range(const char *path, long long off, long long len, const char **err_out);
 

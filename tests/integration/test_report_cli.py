@@ -56,3 +56,25 @@ def test_progress_line_only_on_a_terminal(report, tmp_path, jobs, gz):  # noqa: 
     rc, out, err = run(argv, False)
     assert rc == 0 and err == b"", err
     assert out == out_tty and b'"connections": 200000' in out
+
+
+def test_stdin_from_a_file_in_parts(report, tmp_path):  # noqa: F811
+    """`sluice report - < maillog`: stdin is then a regular file, read in
+    parts by several threads through descriptors that share one offset; each
+    part must read its own bytes (pread), and the report be the one pass's."""
+    log = tmp_path / "maillog"
+    with open(log, "w") as f:
+        for i in range(60000):   # ~5 MB: parts of 1 MiB or more for 3 threads
+            f.write("Dec  2 08:44:%02d mx postfix/smtpd[1043]: connect from c%d.example.org[192.0.2.%d]\n"
+                    % (i % 60, i % 500, i % 250))
+            f.write("Dec  2 08:44:%02d mx postfix/smtpd[1043]: %010X: client=c%d.example.org[192.0.2.%d]\n"
+                    % (i % 60, i, i % 500, i % 250))
+    outs = []
+    for jobs in ("1", "3"):
+        with open(log, "rb") as stdin:
+            p = subprocess.run([*report, "--jobs", jobs, "--format", "json", "-"], stdin=stdin,
+                               capture_output=True, timeout=120, env=dict(os.environ, TZ="UTC"))
+        assert p.returncode == 0, p.stderr
+        outs.append(p.stdout)
+    assert outs[0] == outs[1]
+    assert b'"connections": 60000' in outs[0] and b'"received": 60000' in outs[0]
