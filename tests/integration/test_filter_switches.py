@@ -80,8 +80,9 @@ class Chain:
         self.s = Sluiced(self.dir, self.base)
         self.conf = self.s.conf_path
         self.write(set(FILTERS))
-        self.sup = subprocess.Popen([os.path.join(BIN, "sluice"), "start", "-f", "-c", self.conf],
-                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        with open(os.path.join(d, "stderr.log"), "wb") as err:
+            self.sup = subprocess.Popen([os.path.join(BIN, "sluice"), "start", "-f", "-c", self.conf],
+                                        stdout=subprocess.DEVNULL, stderr=err)
         self.s.proc = self.sup
         try:
             wait_for(lambda: "started:" in self.log() or self.sup.poll() is not None, timeout=90,
@@ -191,8 +192,30 @@ class Chain:
                 if tag in data:
                     return data
             return None
-        return code, text, wait_for(found, timeout=30, what="delivery of message %d (log: %s)"
-                                    % (n, self.log()[-3000:]))
+        try:
+            return code, text, wait_for(found, timeout=30, what="delivery of message %d" % n)
+        except AssertionError as e:   # the log as it is at the timeout, not as it was at the 250
+            raise AssertionError("%s (log: %s; queue: %s; stderr: %s)" % (
+                e, self.log()[-6000:], self.queue_state(), self.stderr_text()[-3000:]))
+
+    def stderr_text(self):
+        """what the supervisor and its children wrote to stderr (sanitizer reports)"""
+        try:
+            with open(os.path.join(self.dir, "stderr.log"), errors="replace") as f:
+                return f.read()
+        except OSError:
+            return ""
+
+    def queue_state(self):
+        """the files in each queue directory (for a failure's message)"""
+        q = self.s.queue
+        out = {}
+        for sub in ("incoming", "active", "deferred", "hold", "corrupt"):
+            try:
+                out[sub] = sorted(os.listdir(os.path.join(q, sub)))
+            except OSError:
+                pass
+        return out
 
     def stop(self):
         self.sluice("stop")
