@@ -127,12 +127,28 @@ def test_privilege_drop():
 def _privilege_drop(s):
     s.start()
     nobody = pwd.getpwnam("nobody").pw_uid
-    kids = subprocess.run(["pgrep", "-P", str(s.proc.pid)], capture_output=True, text=True).stdout.split()
-    assert len(kids) >= 2
-    for k in kids:
-        with open("/proc/%s/status" % k) as f:
-            uid_line = [l for l in f if l.startswith("Uid:")][0].split()
-        assert all(int(u) == nobody for u in uid_line[1:]), uid_line
+
+    def uids():
+        """each child's Uid: line (real, effective, saved, filesystem)"""
+        kids = subprocess.run(["pgrep", "-P", str(s.proc.pid)], capture_output=True, text=True).stdout.split()
+        out = {}
+        for k in kids:
+            try:
+                with open("/proc/%s/status" % k) as f:
+                    out[k] = [int(u) for u in [l for l in f if l.startswith("Uid:")][0].split()[1:]]
+            except OSError:
+                pass   # gone meanwhile
+        return out
+
+    def all_dropped():
+        u = uids()
+        return len(u) >= 2 and all(v == [nobody] * 4 for v in u.values())
+    # a child runs as root between its fork and its drop (the queue manager
+    # reads its config first): every child must be nobody once started
+    try:
+        wait_for(all_dropped, timeout=20, what="every child running as nobody")
+    except AssertionError as e:
+        raise AssertionError("%s: %s (uid %d)" % (e, uids(), nobody))
     # and mail still flows
     c = SmtpRaw("127.0.0.1", s.port)
     c.reply()
