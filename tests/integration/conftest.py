@@ -40,6 +40,29 @@ def wait_for(pred, timeout=20.0, what="condition"):
         delay = min(delay * 2, 0.1)
 
 
+def sigstop(pid, timeout=10.0):
+    """SIGSTOP pid and wait until every thread of it is stopped: the signal
+    takes effect only when the kernel next runs the process, so a process
+    on a busy machine can still answer right after os.kill() returns."""
+    os.kill(pid, signal.SIGSTOP)
+
+    def stopped():
+        try:
+            tasks = os.listdir("/proc/%d/task" % pid)
+        except OSError:
+            return True   # gone
+        for t in tasks:
+            try:
+                with open("/proc/%d/task/%s/stat" % (pid, t)) as f:
+                    state = f.read().rsplit(")", 1)[1].split()[0]
+            except OSError:
+                continue
+            if state not in ("T", "t"):
+                return False
+        return True
+    wait_for(stopped, timeout=timeout, what="process %d stopped" % pid)
+
+
 class Sluiced:
     """One sluiced under test. conf: extra 'name = value' lines."""
 

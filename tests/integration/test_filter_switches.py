@@ -24,7 +24,7 @@ import tempfile
 
 import pytest
 
-from conftest import BIN, SmtpRaw, Sluiced, wait_for
+from conftest import BIN, SmtpRaw, Sluiced, sigstop, wait_for
 from dnsserver import DnsServer
 from postfix_dkim_harness import headers
 
@@ -327,7 +327,7 @@ def test_killed_filter_is_restarted_and_its_default_action_applies_while_down(ch
     # while it is down, its default action: the supervisor is held, so that
     # the window in which sluiced meets the dead socket is ours, not the backoff's
     mark = len(chain.log())
-    os.kill(chain.sup.pid, signal.SIGSTOP)
+    sigstop(chain.sup.pid)
     try:
         os.kill(old, signal.SIGKILL)
         wait_for(lambda: gone(old), what="%s killed" % name)

@@ -14,6 +14,7 @@ import time
 import pytest
 
 from test_ratelimit_driver import REDIS, Client, RedisServer, RlDaemon, policy, wait_for
+from conftest import sigstop
 
 if not os.path.exists(REDIS):
     pytest.skip("needs redis-server", allow_module_level=True)
@@ -180,7 +181,7 @@ def test_stopped_server_times_out_then_recovers(rld, redis):
             redis_conf(redis, "ratelimit_redis_timeout = 1s\nratelimit_on_backend_error = defer\n"))
     ready(d)
     assert policy(d.port, {"sender": "a@b.c"}) == "DUNNO"
-    redis.proc.send_signal(signal.SIGSTOP)  # TCP stays open, nothing answers
+    sigstop(redis.proc.pid)  # TCP stays open, nothing answers
     try:
         t = time.monotonic()
         assert policy(d.port, {"sender": "a@b.c"}).startswith("DEFER_IF_PERMIT 4.3.0")
