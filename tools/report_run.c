@@ -226,8 +226,8 @@ static void slot_parse(struct rr_slot *s, struct rp_parser *p, struct rp_event *
 		struct rp_event *h = slot_ev(s, i);
 		memcpy(h, ev, RP_EVENT_HEAD);	/* its strings stay where the parser put them */
 		h->nkv = 0;
-		size_t room;
-		char *kb = rp_parser_tail(p, &room);	/* >= RS_KEYS_BYTES: see below */
+		size_t room;	/* >= RS_KEYS_BYTES: the arena is switched below when less is left */
+		char *kb = rp_parser_tail(p, &room);
 		rp_parser_keep(p, rs_keys_make(h, &s->keys[i], kb));
 		if (rp_parser_room(p) < RP_ARENA_MIN + RS_KEYS_BYTES)
 			rp_parser_arena(p, blk_next(s)->data, RR_STR_BLOCK);
@@ -361,7 +361,7 @@ struct rr_part {
 	long long off, len;
 	int year, month;
 	struct report_stats *st;	/* part 0: the caller's; the others: their own */
-	int as_part;		/* st is a later part's (rs_part, rs_add_part) */
+	int as_part;		/* st is a later part's own (rs_add_part) */
 	/* part > 0: the events rs_add_part passed back, their strings in blocks */
 	unsigned char *heads;
 	double *now;		/* the time each takes if it has none (rs_add_now) */
@@ -487,7 +487,6 @@ static int run_parts(struct report_stats *st, const char *path, int fd, long lon
 			pt[k].st = st;
 		} else {
 			pt[k].st = rs_new(rs_options(st));
-			rs_part(pt[k].st);
 			pt[k].as_part = 1;
 		}
 	}

@@ -4,7 +4,7 @@
  * Owns the threads. With jobs > 1:
  * - a plain file of RR_MIN_PART_BYTES or more a part is cut into up to
  *   jobs parts at line starts; the calling thread counts the first into
- *   st, a thread each the others into stats of their own (rs_part), at
+ *   st, a thread each the others into stats of their own (rs_add_part), at
  *   once; then each later part's passed-back lines are counted into st and
  *   the part is added (rs_merge), in file order; a part whose messages reuse
  *   a queue id st still holds is counted again in one pass (rs_part_fits);

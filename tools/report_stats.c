@@ -184,8 +184,7 @@ struct report_stats {
 	struct rmap delays;		/* transport -> rs_delays */
 	struct rmap bounces;		/* "dsn\ttext" */
 	struct rmap deferrals;	/* "dsn\ttext" */
-	/* rs_part: a later part of a log (rs_add_part) */
-	int part;
+	/* a later part of a log (rs_add_part) */
 	struct rmap pending;		/* queue ids whose lines go to the parts before */
 	struct rmap born;		/* queue ids that arrived in the part (rs_part_fits) */
 };
@@ -275,6 +274,12 @@ static char *norm_addr(const char *a, char *buf, size_t n)
 		for (char *c = at, *e = buf + l; c < e; c++)
 			*c = (char)((unsigned)(unsigned char)*c - 'A' < 26u ? *c + 32 : *c);
 	return buf;
+}
+
+/* is t (a line's time) outside --since/--until? */
+static int outside_range(const struct report_stats *st, double t)
+{
+	return (st->o.since && t < st->o.since) || (st->o.until && t >= st->o.until);
 }
 
 static struct rmap_ent *msg_get(struct report_stats *st, const char *qid, uint64_t h)
@@ -569,7 +574,7 @@ void rs_add_keys(struct report_stats *st, const struct rp_event *ev, const struc
 		return;
 	}
 	if (ev->time) {
-		if ((st->o.since && ev->time < st->o.since) || (st->o.until && ev->time >= st->o.until)) {
+		if (outside_range(st, ev->time)) {
 			st->out_of_range++;
 			return;
 		}
@@ -643,11 +648,6 @@ void rs_add_keys(struct report_stats *st, const struct rp_event *ev, const struc
 
 /* ---- parts ---- */
 
-void rs_part(struct report_stats *st)
-{
-	st->part = 1;
-}
-
 const struct rs_opts *rs_options(const struct report_stats *st)
 {
 	return &st->o;
@@ -664,7 +664,7 @@ int rs_add_part(struct report_stats *st, const struct rp_event *ev, const struct
 	if (rs_part_pending(st, ev, k)) {
 		/* the part's clock goes on as one pass's would: a line passed back
 		   may be the last with a time before a line without one */
-		if (ev->time && !((st->o.since && ev->time < st->o.since) || (st->o.until && ev->time >= st->o.until)))
+		if (ev->time && !outside_range(st, ev->time))
 			st->now = ev->time;
 		*now_out = st->now;
 		return 1;

@@ -65,8 +65,8 @@ void rs_add_keys(struct report_stats *st, const struct rp_event *ev, const struc
 /*
  * Parts: report_run counts a plain file cut into parts at line starts, at
  * once, each part into stats of its own, and then adds them up in order.
- * rs_part(st) makes st the stats of a part after the first. rs_add_part
- * counts an event of it as rs_add_keys does, unless the event needs what
+ * rs_add_part counts an event of a part after the first (into that part's
+ * own stats, from rs_new) as rs_add_keys does, unless the event needs what
  * only the parts before know: a later line of a message that arrived
  * before the part (its size, whether its sender was counted, whether it was
  * deferred), or a line without a time stamp before the part's first (in
@@ -85,7 +85,6 @@ void rs_add_keys(struct report_stats *st, const struct rp_event *ev, const struc
  * again with rs_add instead (and rs_free()s the part). With it, the result
  * is the one pass's (but for when the RS_EXPIRE_S sweep runs).
  */
-void rs_part(struct report_stats *st);
 const struct rs_opts *rs_options(const struct report_stats *st);	/* as given to rs_new */
 int rs_add_part(struct report_stats *st, const struct rp_event *ev, const struct rs_keys *k, double *now_out);
 void rs_add_now(struct report_stats *st, const struct rp_event *ev, double now);

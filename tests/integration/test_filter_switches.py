@@ -227,14 +227,19 @@ class Chain:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
-@pytest.fixture(scope="module")
-def chain():
+def running_chain(cls=Chain):
+    """a cls (Chain or a subclass) over its own DNS server, stopped after"""
     with DnsServer(ZONE) as dns:
-        c = Chain(dns)
+        c = cls(dns)
         try:
             yield c
         finally:
             c.stop()
+
+
+@pytest.fixture(scope="module")
+def chain():
+    yield from running_chain()
 
 
 def gone(pid):

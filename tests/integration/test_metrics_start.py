@@ -26,8 +26,7 @@ import urllib.request
 import pytest
 
 from conftest import BIN, free_port, sigstop, wait_for
-from dnsserver import DnsServer
-from test_filter_switches import FILTERS, MILTERS, ZONE, Chain
+from test_filter_switches import FILTERS, MILTERS, Chain, running_chain
 from test_metrics import parse, scrape, total, value
 
 PROMTOOL = shutil.which("promtool") or "/usr/bin/promtool"
@@ -59,12 +58,7 @@ class MetricsChain(Chain):
 
 @pytest.fixture(scope="module")
 def chain():
-    with DnsServer(ZONE) as dns:
-        c = MetricsChain(dns)
-        try:
-            yield c
-        finally:
-            c.stop()
+    yield from running_chain(MetricsChain)
 
 
 def promtool(text):

@@ -961,7 +961,6 @@ static char *two_parts(const char *const *lines, size_t n, size_t cut, size_t *p
 {
 	struct rp_parser *p = rp_parser_new(2026, 11);
 	struct report_stats *st = rs_new(NULL), *part = rs_new(NULL);
-	rs_part(part);
 	struct rp_event ev;
 	for (size_t i = 0; i < cut; i++) {
 		rp_parse_line(p, lines[i], strlen(lines[i]), &ev);
